@@ -1,0 +1,177 @@
+"""The event format: the only module that knows how a run is laid out on disk.
+
+A run directory holds an append-only JSON Lines file, ``events.jsonl``. Each line is one event:
+
+* a **metric event** (one ``Run.log`` call)::
+
+      {"s": 12, "t": 1764178323.51, "w": 4.02, "m": {"train_loss": 2.31, "lr": 0.0003}}
+
+  ``s`` step, ``t`` absolute time (Unix seconds, UTC), ``w`` wall-clock seconds since the run
+  started (training time: see ``resume``), ``m`` the metrics, every value a JSON number or
+  ``null``. ``g`` (the segment, see ``resume``) is present only when it is not 0. ``nf`` is present
+  only when a value is not finite: JSON has no NaN or infinity, so such a value is written as
+  ``null`` in ``m`` and its code (``"nan"``, ``"inf"``, ``"-inf"``) under the same key in ``nf``.
+
+* a **control event**, which always starts with the bytes ``{"e":`` (the event kind), so that a
+  reader can pick the few control lines out of millions of metric lines without parsing them:
+  ``start`` (first line: run id, name, config, metadata), ``resume`` (a new segment) and ``finish``.
+
+Writer and reader both import from here; docs/format.md describes the same thing for people.
+
+Example:
+    >>> encode_metric_event(3, 1.0, 0.5, {"loss": float("nan")})
+    b'{"s":3,"t":1.0,"w":0.5,"m":{"loss":null},"nf":{"loss":"nan"}}\\n'
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+#: Version of the event format, written into every ``start`` event. Readers accept versions <= it.
+FORMAT_VERSION = 1
+
+# File names inside a run directory.
+EVENTS_FILE = "events.jsonl"
+LOCK_FILE = "writer.lock"
+PARQUET_FILE = "metrics.parquet"
+SIDECAR_FILE = "run.json"
+
+# Keys of a metric event.
+STEP = "s"
+TIME = "t"
+WALLCLOCK = "w"
+METRICS = "m"
+SEGMENT = "g"
+NONFINITE = "nf"
+
+# Control events: the key that holds the kind, and the kinds.
+KIND = "e"
+CONTROL_PREFIX = b'{"e":'
+START = "start"
+RESUME = "resume"
+FINISH = "finish"
+
+# Run statuses.
+RUNNING = "running"
+FINISHED = "finished"
+FAILED = "failed"
+CRASHED = "crashed"
+STATUSES = (RUNNING, FINISHED, FAILED, CRASHED)
+
+#: Metric names that would collide with the columns steplog adds to every history table.
+RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "run_id", "name"})
+
+_NONFINITE_CODES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+_OPT_LINE = orjson.OPT_APPEND_NEWLINE
+
+
+def nonfinite_code(value: float) -> str:
+    """The code under which a non-finite float is stored in ``nf``.
+
+    Example:
+        >>> nonfinite_code(float("-inf"))
+        '-inf'
+    """
+    if value != value:
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
+def decode_nonfinite(code: str) -> float:
+    """The float a ``nf`` code stands for; raises ValueError for an unknown code.
+
+    Example:
+        >>> decode_nonfinite("inf")
+        inf
+    """
+    try:
+        return _NONFINITE_CODES[code]
+    except KeyError:
+        raise ValueError(f"unknown non-finite code {code!r}; expected one of {sorted(_NONFINITE_CODES)}") from None
+
+
+def encode_metric_event(step: int, time: float, wallclock: float, metrics: dict[str, float], segment: int = 0) -> bytes:
+    """One metric event as a complete line (with its newline). ``metrics`` values must be floats.
+
+    Example:
+        >>> encode_metric_event(0, 1.0, 0.0, {"loss": 2.5}, segment=1)
+        b'{"s":0,"t":1.0,"w":0.0,"m":{"loss":2.5},"g":1}\\n'
+    """
+    event: dict[str, Any] = {STEP: step, TIME: time, WALLCLOCK: wallclock, METRICS: metrics}
+    if segment:
+        event[SEGMENT] = segment
+    line = orjson.dumps(event, option=_OPT_LINE)
+    if b"null" in line:  # orjson writes NaN and +-inf as null: record what they were
+        nonfinite = {k: nonfinite_code(v) for k, v in metrics.items() if not math.isfinite(v)}
+        if nonfinite:
+            event[NONFINITE] = nonfinite
+            line = orjson.dumps(event, option=_OPT_LINE)
+    return line
+
+
+def encode_control_event(kind: str, **fields: Any) -> bytes:
+    """A control event (``start``, ``resume``, ``finish``) as a complete line.
+
+    Example:
+        >>> encode_control_event("finish", status="finished", time=2.0)
+        b'{"e":"finish","status":"finished","time":2.0}\\n'
+    """
+    return orjson.dumps({KIND: kind, **fields}, option=_OPT_LINE)
+
+
+def decode_control_event(line: bytes) -> dict[str, Any]:
+    """Parse one control line; raises ValueError when it is not a valid control event.
+
+    Example:
+        >>> decode_control_event(b'{"e":"finish","status":"failed"}')["status"]
+        'failed'
+    """
+    event = orjson.loads(line)
+    if not isinstance(event, dict) or not isinstance(event.get(KIND), str):
+        raise ValueError("not a control event (expected a JSON object with a string 'e')")
+    return event
+
+
+def control_line_spans(data: bytes) -> list[tuple[int, int]]:
+    """The (start, end) byte spans of the control lines in ``data`` (a run of complete lines),
+    found without parsing the metric lines around them. ``end`` includes the newline.
+
+    Example:
+        >>> control_line_spans(b'{"e":"start"}\\n{"s":0,"t":0,"w":0,"m":{}}\\n')
+        [(0, 14)]
+    """
+    spans = []
+    pos = 0 if data.startswith(CONTROL_PREFIX) else data.find(b"\n" + CONTROL_PREFIX)
+    while pos != -1:
+        start = pos if pos == 0 and data.startswith(CONTROL_PREFIX) else pos + 1
+        end = data.find(b"\n", start)
+        end = len(data) if end == -1 else end + 1
+        spans.append((start, end))
+        pos = data.find(b"\n" + CONTROL_PREFIX, end - 1)
+    return spans
+
+
+def read_start_event(events_path: Path) -> dict[str, Any] | None:
+    """The ``start`` event of an events file, reading only its first line; None if it is missing or torn.
+
+    Example:
+        >>> read_start_event(Path("no/such/events.jsonl")) is None
+        True
+    """
+    try:
+        with open(events_path, "rb") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    if not first.endswith(b"\n"):
+        return None
+    try:
+        event = decode_control_event(first)
+    except ValueError:
+        return None
+    return event if event[KIND] == START else None

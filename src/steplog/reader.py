@@ -1,0 +1,351 @@
+"""Reading an events file into Polars, forgiving what crashes leave behind.
+
+* A torn last line (no newline yet: the writer is mid-append, or died mid-write) is ignored.
+* A corrupt line elsewhere is skipped with a warning naming the file and the line number; every
+  other event is kept. Reading never raises on damaged data (unless ``strict=True``).
+* Reading while a writer appends gives a consistent prefix: whole lines only.
+
+The fast path hands all metric lines to Arrow's multi-threaded JSON reader at once; only when that
+fails (a damaged file) are lines checked one by one to find the bad ones.
+
+Example:
+    >>> import tempfile, steplog
+    >>> run = steplog.init(root=tempfile.mkdtemp())
+    >>> run.log({"loss": 1.0}); run.log({"loss": float("nan")}); run.finish()
+    >>> events = read_events(run.dir / "events.jsonl")
+    >>> events.rows.select("step", "loss").to_dicts()
+    [{'step': 0, 'loss': 1.0}, {'step': 1, 'loss': nan}]
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
+from . import format as fmt
+
+
+class CorruptEventsError(ValueError):
+    """Raised by ``read_events(..., strict=True)`` for a damaged line."""
+
+
+@dataclass
+class RunEvents:
+    """What an events file holds.
+
+    ``rows`` has one row per metric event in file order: ``step`` (Int64), ``time`` (Float64 Unix
+    seconds), ``wallclock`` (Float64), ``segment`` (Int64), then one Float64 column per metric in
+    order of first appearance (null where a step did not log it, NaN/inf as logged).
+    """
+
+    path: Path
+    start: dict[str, Any] | None
+    controls: list[dict[str, Any]]
+    rows: pl.DataFrame
+    skipped_lines: list[int] = field(default_factory=list)
+    torn_tail_bytes: int = 0
+    bytes_read: int = 0
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metric columns of ``rows``, in order of first appearance."""
+        return [c for c in self.rows.columns if c not in _BASE_COLUMNS]
+
+    @property
+    def resumes(self) -> list[dict[str, Any]]:
+        """The ``resume`` events, in order."""
+        return [c for c in self.controls if c.get(fmt.KIND) == fmt.RESUME]
+
+    @property
+    def last_finish(self) -> dict[str, Any] | None:
+        """The ``finish`` event of the current (last) segment, or None if it has not finished."""
+        segments = 1 + len(self.resumes)
+        for event in reversed(self.controls):
+            if event.get(fmt.KIND) == fmt.FINISH:
+                return event if event.get("segment", 0) == segments - 1 else None
+        return None
+
+
+_BASE_COLUMNS = ("step", "time", "wallclock", "segment")
+_BASE_SCHEMA = {"step": pl.Int64, "time": pl.Float64, "wallclock": pl.Float64, "segment": pl.Int64}
+
+
+def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
+    """Read an events file; see the module docstring for what is forgiven.
+
+    ``strict=True`` raises CorruptEventsError at the first damaged line instead of skipping it.
+
+    Example:
+        >>> read_events("/no/such/events.jsonl")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: [Errno 2] No such file or directory: '/no/such/events.jsonl'
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    return parse_events(data, path, strict=strict)
+
+
+def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
+    """Parse the bytes of an events file (see ``read_events``); ``path`` is used in messages.
+
+    Example:
+        >>> data = b'{"e":"start"}\\n{"s":0,"t":1.0,"w":0.0,"m":{"a":2.0}}\\n{"s":1,"t"'
+        >>> parse_events(data, Path("x")).rows["a"].to_list()  # the torn tail is ignored
+        [2.0]
+    """
+    complete = data.rfind(b"\n") + 1
+    torn = len(data) - complete
+    view = memoryview(data)[:complete]
+    skipped: list[int] = []
+    controls: list[dict[str, Any]] = []
+    pieces = []
+    previous_end = 0
+    spans = fmt.control_line_spans(data[:complete] if torn else data)
+    for begin, end in spans:
+        pieces.append(view[previous_end:begin])
+        previous_end = end
+        try:
+            controls.append(fmt.decode_control_event(view[begin:end]))
+        except ValueError as exc:
+            _bad_line(path, _line_number(data, begin), f"unreadable control event ({exc})", strict, skipped)
+    pieces.append(view[previous_end:])
+    metric_bytes = pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces)
+
+    table = _parse_fast(metric_bytes)
+    if table is None:
+        table = _parse_checked(data[:complete], spans, path, strict, skipped)
+    start = controls[0] if controls and controls[0].get(fmt.KIND) == fmt.START else None
+    if start is None and complete:
+        _bad_line(path, 1, "the first line is not a start event", strict, skipped)
+    if skipped and not strict:
+        shown = ", ".join(str(n) for n in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+        warnings.warn(f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); every other event was kept",
+                      stacklevel=3)
+    return RunEvents(path=path, start=start, controls=controls, rows=_to_rows(table), skipped_lines=skipped,
+                     torn_tail_bytes=torn, bytes_read=complete)
+
+
+def _bad_line(path: Path, line: int, why: str, strict: bool, skipped: list[int]) -> None:
+    if strict:
+        raise CorruptEventsError(f"{path}, line {line}: {why}")
+    skipped.append(line)
+
+
+def _line_number(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _parse_fast(metric_bytes: bytes) -> pa.Table | None:
+    """Arrow's JSON reader over all metric lines; None when the data is damaged or misshapen."""
+    if not metric_bytes:
+        return _empty_table()
+    try:
+        table = pa_json.read_json(io.BytesIO(metric_bytes))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return table if _well_formed(table) else None
+
+
+def _well_formed(table: pa.Table) -> bool:
+    schema = table.schema
+    for name, kinds in ((fmt.STEP, ("int64",)), (fmt.TIME, ("double", "int64")), (fmt.WALLCLOCK, ("double", "int64")),
+                        (fmt.METRICS, ("struct",))):
+        if name not in schema.names or not str(schema.field(name).type).startswith(kinds):
+            return False
+        if table.column(name).null_count:
+            return False
+    allowed = {fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT, fmt.NONFINITE}
+    if not set(schema.names) <= allowed:
+        return False
+    if fmt.SEGMENT in schema.names and not pa.types.is_integer(schema.field(fmt.SEGMENT).type) and not pa.types.is_null(schema.field(fmt.SEGMENT).type):
+        return False
+    if pc.min(table.column(fmt.STEP)).as_py() < 0:
+        return False
+    for child in schema.field(fmt.METRICS).type:
+        if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type) or pa.types.is_null(child.type)):
+            return False
+    if fmt.NONFINITE in schema.names:
+        nf_type = schema.field(fmt.NONFINITE).type
+        if not pa.types.is_struct(nf_type) or any(not (pa.types.is_string(c.type) or pa.types.is_null(c.type)) for c in nf_type):
+            return False
+    return True
+
+
+def _empty_table() -> pa.Table:
+    return pa.table({fmt.STEP: pa.array([], pa.int64()), fmt.TIME: pa.array([], pa.float64()),
+                     fmt.WALLCLOCK: pa.array([], pa.float64()), fmt.METRICS: pa.array([], pa.struct([]))})
+
+
+def _parse_checked(data: bytes, spans: list[tuple[int, int]], path: Path, strict: bool, skipped: list[int]) -> pa.Table:
+    """The slow path for damaged files: check every metric line, keep the good ones."""
+    control_starts = {begin for begin, _ in spans}
+    good: list[bytes] = []
+    offset = 0
+    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
+        begin = offset
+        offset += len(line) + 1
+        if begin in control_starts:
+            continue
+        problem = _metric_line_problem(line)
+        if problem is None:
+            good.append(line)
+        else:
+            _bad_line(path, number, problem, strict, skipped)
+    table = _parse_fast(b"\n".join(good) + b"\n" if good else b"")
+    if table is None:  # lines valid alone but not together (e.g. a metric both number and string)
+        table = _table_from_events([orjson.loads(line) for line in good])
+    return table
+
+
+def _metric_line_problem(line: bytes) -> str | None:
+    try:
+        event = orjson.loads(line)
+    except ValueError as exc:
+        return f"not valid JSON ({exc})"
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    step = event.get(fmt.STEP)
+    if type(step) is not int or step < 0:
+        return "no valid step"
+    for key in (fmt.TIME, fmt.WALLCLOCK):
+        if type(event.get(key)) not in (int, float):
+            return f"no valid {key!r}"
+    metrics = event.get(fmt.METRICS)
+    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float) for v in metrics.values()):
+        return "metrics are not an object of numbers"
+    if type(event.get(fmt.SEGMENT, 0)) is not int:
+        return "segment is not an int"
+    nonfinite = event.get(fmt.NONFINITE, {})
+    if not isinstance(nonfinite, dict) or any(v not in ("nan", "inf", "-inf") for v in nonfinite.values()):
+        return "bad non-finite codes"
+    if set(event) - {fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT, fmt.NONFINITE}:
+        return "unknown fields"
+    return None
+
+
+def _table_from_events(events: list[dict[str, Any]]) -> pa.Table:
+    names: dict[str, None] = {}
+    for event in events:
+        names.update(dict.fromkeys(event[fmt.METRICS]))
+    metrics = pa.StructArray.from_arrays(
+        [pa.array([_as_float(e[fmt.METRICS].get(n)) for e in events], pa.float64()) for n in names], names=list(names)
+    ) if names else pa.array([{}] * len(events), pa.struct([]))
+    nonfinite_names: dict[str, None] = {}
+    for event in events:
+        nonfinite_names.update(dict.fromkeys(event.get(fmt.NONFINITE, {})))
+    columns = {
+        fmt.STEP: pa.array([e[fmt.STEP] for e in events], pa.int64()),
+        fmt.TIME: pa.array([float(e[fmt.TIME]) for e in events], pa.float64()),
+        fmt.WALLCLOCK: pa.array([float(e[fmt.WALLCLOCK]) for e in events], pa.float64()),
+        fmt.METRICS: metrics,
+        fmt.SEGMENT: pa.array([e.get(fmt.SEGMENT, 0) for e in events], pa.int64()),
+    }
+    if nonfinite_names:
+        columns[fmt.NONFINITE] = pa.StructArray.from_arrays(
+            [pa.array([e.get(fmt.NONFINITE, {}).get(n) for e in events], pa.string()) for n in nonfinite_names],
+            names=list(nonfinite_names),
+        )
+    return pa.table(columns)
+
+
+def _as_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _to_rows(table: pa.Table) -> pl.DataFrame:
+    """Arrow table of raw events -> ``RunEvents.rows`` (flat, typed, non-finite values restored)."""
+    metrics = table.column(fmt.METRICS).combine_chunks()
+    names = [metrics.type.field(i).name for i in range(metrics.type.num_fields)]
+    n = table.num_rows
+    columns: dict[str, Any] = {
+        "step": pl.Series("step", table.column(fmt.STEP), dtype=pl.Int64),
+        "time": pl.Series("time", table.column(fmt.TIME)).cast(pl.Float64),
+        "wallclock": pl.Series("wallclock", table.column(fmt.WALLCLOCK)).cast(pl.Float64),
+        "segment": (pl.Series("segment", table.column(fmt.SEGMENT)).cast(pl.Int64).fill_null(0)
+                    if fmt.SEGMENT in table.column_names else pl.zeros(n, pl.Int64, eager=True).alias("segment")),
+    }
+    for i, name in enumerate(names):
+        columns[name] = pl.Series(name, metrics.field(i)).cast(pl.Float64)
+    frame = pl.DataFrame(columns)
+    if fmt.NONFINITE in table.column_names:
+        codes = table.column(fmt.NONFINITE).combine_chunks()
+        if pa.types.is_struct(codes.type):
+            fixes = []
+            for i in range(codes.type.num_fields):
+                name = codes.type.field(i).name
+                code = pl.Series(codes.field(i)).cast(pl.String)
+                value = (pl.when(code == "nan").then(math.nan).when(code == "inf").then(math.inf)
+                         .when(code == "-inf").then(-math.inf))
+                fixes.append(value.otherwise(pl.col(name) if name in frame.columns else None).cast(pl.Float64).alias(name))
+            frame = frame.with_columns(fixes)
+    return frame
+
+
+def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.DataFrame:
+    """One row per step: the history of a run, from its raw event rows.
+
+    For every step the values of the latest segment that logged it are kept: steps at or after a
+    resume's start step, logged by an earlier segment, are superseded. Several events of one step
+    in a segment are merged (the later value wins per key; ``wallclock``/``time`` of the first).
+    With ``all_segments=True``, superseded rows are kept too: one row per (segment, step) with a
+    ``segment`` column and a boolean ``superseded`` column.
+
+    Columns: ``step`` (Int64), ``wallclock`` (Float64), ``time`` (Datetime UTC), then the metrics.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> run = steplog.init(root=tempfile.mkdtemp())
+        >>> run.log({"loss": 1.0}, step=0); run.log({"acc": 0.5}, step=0); run.finish()
+        >>> resolve_history(read_events(run.dir / "events.jsonl")).select("step", "loss", "acc").to_dicts()
+        [{'step': 0, 'loss': 1.0, 'acc': 0.5}]
+    """
+    rows = events.rows
+    metrics = events.metric_names
+    resumes = events.resumes
+    superseded = pl.lit(False)
+    if resumes:
+        first_step = dict(rows.group_by("segment").agg(pl.col("step").first()).iter_rows())
+        starts = {}
+        for index, event in enumerate(resumes, start=1):
+            segment = event.get("segment", index)
+            start = event.get("start_step")
+            starts[segment] = start if isinstance(start, int) else first_step.get(segment)
+        cutoff = {}
+        running = None
+        for segment in range(max([*starts, *first_step]) , -1, -1):
+            cutoff[segment] = running
+            if starts.get(segment) is not None:
+                running = starts[segment] if running is None else min(running, starts[segment])
+        limits = pl.col("segment").replace_strict(cutoff, default=None, return_dtype=pl.Int64)
+        latest = pl.col("segment") == pl.col("segment").max().over("step")
+        superseded = (pl.col("step") >= limits).fill_null(False) | ~latest
+    keys = ["segment", "step"] if all_segments else ["step"]
+    if not all_segments and resumes:
+        rows = rows.filter(~superseded)
+    rows = rows.with_columns(superseded.alias("superseded")) if all_segments else rows
+    steps = rows["step"]
+    monotonic = len(steps) < 2 or (steps.diff().drop_nulls() > 0).all()
+    if all_segments or not monotonic:
+        aggregations = [pl.col("time").first(), pl.col("wallclock").first()]
+        if all_segments:
+            aggregations.append(pl.col("superseded").first())
+        aggregations += [pl.col(m).drop_nulls().last() for m in metrics]
+        rows = rows.group_by(keys, maintain_order=True).agg(aggregations).sort(keys)
+    columns = [pl.col("step"), pl.col("wallclock"),
+               pl.from_epoch((pl.col("time") * 1_000_000).round().cast(pl.Int64), time_unit="us")
+               .dt.replace_time_zone("UTC").alias("time")]
+    if all_segments:
+        columns = [pl.col("segment"), *columns, pl.col("superseded")]
+    return rows.select(*columns, *[pl.col(m).cast(pl.Float64) for m in metrics])

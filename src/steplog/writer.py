@@ -1,0 +1,477 @@
+"""Writing a run: ``init`` opens one, ``Run.log`` appends one event per call, ``Run.finish`` closes it.
+
+The hot path (``Run.log``) validates, encodes once with orjson and makes one ``os.write`` of a whole
+line to a file opened with O_APPEND: no locks, no logging module, no per-call filesystem metadata
+calls, and nothing kept per step, so memory does not grow with the number of steps.
+
+Durability modes (docs/format.md has the exact guarantees):
+
+* ``"process"`` (default): each event is handed to the OS before ``log`` returns; it survives
+  SIGKILL, an OOM kill or a segfault of the training process (not a power loss).
+* ``"fsync"``: as ``"process"``, plus ``fsync`` at most every ``fsync_interval`` seconds (checked
+  when logging) and at finish. A power loss can cost the events of the last interval.
+* ``"buffered"``: events are kept in memory and written every ``buffer_size`` events or
+  ``buffer_interval`` seconds, at ``flush()``, finish and interpreter exit. The fastest; a SIGKILL
+  loses the events not yet written.
+
+Example:
+    >>> import tempfile, steplog
+    >>> with steplog.init(name="demo", config={"lr": 3e-4}, root=tempfile.mkdtemp()) as run:
+    ...     run.log({"train_loss": 2.31, "lr": 3e-4})
+    ...     run.log({"train_loss": 2.12})
+    >>> run.step
+    1
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import warnings
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import format as fmt
+from . import store
+from .values import to_jsonable, to_metric_values
+
+DURABILITY_MODES = ("process", "fsync", "buffered")
+
+_time = time.time
+_perf = time.perf_counter
+_write = os.write
+
+_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+def init(
+    name: str | None = None,
+    config: Any = None,
+    root: str | os.PathLike = "experiment_logs",
+    *,
+    durability: str = "process",
+    fsync_interval: float = 1.0,
+    buffer_size: int = 1000,
+    buffer_interval: float = 5.0,
+    resume: str | None = None,
+    start_step: int | None = None,
+) -> Run:
+    """Start a new run (or, with ``resume=``, reopen an existing one) and return its ``Run``.
+
+    ``name`` is stored as given (any string); the run's directory is named by its id, so a name
+    never decides where files go. ``config`` is anything describing the run (dict, dataclass,
+    argparse namespace...): it is captured as JSON, and what cannot be is stored as its repr with a
+    warning. ``durability`` is ``"process"`` (default), ``"fsync"`` or ``"buffered"``.
+
+    ``resume`` names an existing run (id, unique id prefix, or name meaning its latest run) to
+    append to: a new *segment* starts, and ``start_step`` is the step training restarts from (the
+    checkpoint's step). Steps of earlier segments at or after it are superseded in history.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> run = init(name="baseline", config={"lr": 3e-4, "layers": 4}, root=root)
+        >>> run.log({"train_loss": 2.31}, step=0)
+        >>> run.finish()
+        >>> again = init(resume="baseline", root=root, start_step=0)
+        >>> again.log({"train_loss": 2.30})
+        >>> again.finish()
+    """
+    if durability not in DURABILITY_MODES:
+        raise ValueError(f"durability={durability!r} is not a mode; choose one of {', '.join(DURABILITY_MODES)}")
+    if durability == "fsync" and not fsync_interval >= 0:
+        raise ValueError(f"fsync_interval={fsync_interval!r} must be a number of seconds >= 0")
+    if durability == "buffered" and (not isinstance(buffer_size, int) or buffer_size < 1 or not buffer_interval > 0):
+        raise ValueError(f"buffer_size={buffer_size!r} must be an int >= 1 and buffer_interval={buffer_interval!r} > 0 seconds")
+    if start_step is not None and resume is None:
+        raise ValueError("start_step= is for resuming a run; pass resume=RUN as well")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a string or None, got {type(name).__name__}")
+    options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size, buffer_interval=buffer_interval)
+    if resume is not None:
+        return _resume(resume, Path(root), start_step, name, options)
+    return _start(name, config, Path(root), options)
+
+
+def _start(name: str | None, config: Any, root: Path, options: dict[str, Any]) -> Run:
+    now = _time()
+    run_id, run_dir = store.create_run_dir(root)
+    store.acquire_lock(run_dir, now)
+    started = _dt.datetime.fromtimestamp(now, _dt.timezone.utc)
+    start = fmt.encode_control_event(
+        fmt.START,
+        v=fmt.FORMAT_VERSION,
+        run_id=run_id,
+        name=name if name is not None else run_id,
+        time=now,
+        start_time=started.isoformat(),
+        durability=options["durability"],
+        config=to_jsonable(config if config is not None else {}, what="config"),
+        meta=to_jsonable(_metadata(), what="metadata"),
+    )
+    fd = os.open(run_dir / fmt.EVENTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    _write_all(fd, start)
+    return Run(run_id, name if name is not None else run_id, run_dir, fd, segment=0, last_step=None,
+               next_step=0, wallclock_offset=0.0, **options)
+
+
+def _resume(ref: str, root: Path, start_step: int | None, name: str | None, options: dict[str, Any]) -> Run:
+    if start_step is not None:
+        start_step = _check_step(start_step)
+    run_dir = store.resolve_run(ref, root)
+    events = run_dir / fmt.EVENTS_FILE
+    if not events.exists():
+        raise FileNotFoundError(f"run {run_dir.name} has no {fmt.EVENTS_FILE} to append to")
+    store.acquire_lock(run_dir, _time())
+    try:
+        state = _tail_state(events)
+        if name is not None and name != state["name"]:
+            warnings.warn(f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored", stacklevel=3)
+        segment = state["segments"]
+        now = _time()
+        fd = os.open(events, os.O_WRONLY | os.O_APPEND)
+        _write_all(fd, fmt.encode_control_event(
+            fmt.RESUME, segment=segment, start_step=start_step, time=now, w=state["wallclock"],
+            durability=options["durability"], meta=to_jsonable(_metadata(), what="metadata"),
+        ))
+    except BaseException:
+        store.release_lock(run_dir)
+        raise
+    last = state["last_step"]
+    next_step = start_step if start_step is not None else (0 if last is None else last + 1)
+    return Run(state["run_id"], state["name"], run_dir, fd, segment=segment, last_step=last,
+               next_step=next_step, wallclock_offset=state["wallclock"], **options)
+
+
+def _tail_state(events: Path) -> dict[str, Any]:
+    """What resuming needs from an events file: name, segment count, last step and wallclock.
+    A torn last line (the previous writer died mid-write) is cut off so appends start clean."""
+    with open(events, "r+b") as f:
+        data = f.read()
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):
+            f.truncate(complete)
+            data = data[:complete]
+    start = fmt.read_start_event(events)
+    if start is None:
+        raise ValueError(f"{events} has no readable start event; it cannot be resumed")
+    segments = 1 + sum(1 for a, b in fmt.control_line_spans(data) if data.startswith(b'{"e":"resume"', a))
+    last_step, wallclock = None, 0.0
+    end = len(data)
+    while end > 0:  # walk back over complete lines to the last metric event and the last wallclock
+        begin = data.rfind(b"\n", 0, end - 1) + 1
+        try:
+            event = orjson.loads(data[begin:end])
+        except ValueError:
+            end = begin
+            continue
+        if isinstance(event, dict):
+            if wallclock == 0.0 and isinstance(event.get(fmt.WALLCLOCK), (int, float)):
+                wallclock = float(event[fmt.WALLCLOCK])
+            if fmt.KIND not in event and isinstance(event.get(fmt.STEP), int):
+                last_step = event[fmt.STEP]
+                break
+        end = begin
+    return {"run_id": start.get("run_id", events.parent.name), "name": start.get("name", events.parent.name),
+            "segments": segments, "last_step": last_step, "wallclock": wallclock}
+
+
+class Run:
+    """An open run: ``log`` metrics, then ``finish``. Made by ``steplog.init``.
+
+    Attributes: ``id`` (the run id), ``name``, ``dir`` (pathlib.Path of the run directory),
+    ``step`` (the last step logged, None before the first ``log``). Not thread-safe: log from the
+    training loop's thread.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> run = steplog.init(name="x", root=tempfile.mkdtemp())
+        >>> run.log({"loss": 1.0}); run.log({"loss": 0.5}, step=10)
+        >>> run.step, run.dir.name == run.id
+        (10, True)
+        >>> run.finish()
+    """
+
+    def __init__(self, run_id: str, name: str, run_dir: Path, fd: int, *, segment: int, last_step: int | None,
+                 next_step: int, wallclock_offset: float, durability: str, fsync_interval: float,
+                 buffer_size: int, buffer_interval: float) -> None:
+        self.id = run_id
+        self.name = name
+        self.dir = run_dir
+        self.durability = durability
+        self._fd = fd
+        self._pid = os.getpid()
+        self._segment = segment
+        self._step = last_step
+        self._next_step = next_step
+        self._perf0 = _perf() - wallclock_offset  # wallclock = perf_counter() - _perf0
+        self._known_keys: set[str] = set()
+        self._closed = False
+        self._write_failed = False
+        self._fsync_interval = fsync_interval if durability == "fsync" else None
+        self._next_fsync = _time() + fsync_interval
+        self._buffer: list[bytes] | None = [] if durability == "buffered" else None
+        self._buffer_size = buffer_size
+        self._buffer_interval = buffer_interval
+        self._next_flush = _time() + buffer_interval
+        _open_runs.add(self)
+
+    @property
+    def step(self) -> int | None:
+        """The last step logged (None before the first ``log``)."""
+        return self._step
+
+    def __repr__(self) -> str:
+        state = "finished" if self._closed else "open"
+        return f"<steplog.Run {self.id} name={self.name!r} step={self._step} {state}>"
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Append one event: ``metrics`` at ``step`` (default: the previous step + 1, from 0).
+
+        Values: int, float, bool, numpy scalars and 0-d arrays, objects with ``.item()``; NaN and
+        infinities are kept. A bad value raises TypeError and a reserved or empty key ValueError,
+        naming the key; nothing of that call is written and the run goes on. Several calls for
+        the same step make one row in history (the later value wins per key).
+
+        Example:
+            >>> import tempfile, steplog
+            >>> run = steplog.init(root=tempfile.mkdtemp())
+            >>> run.log({"train_loss": 2.3, "lr": 3e-4})
+            >>> run.log({"val_loss": 2.4}, step=0)
+            >>> run.log({"train_loss": None})
+            Traceback (most recent call last):
+            ...
+            TypeError: metric 'train_loss': cannot log a value of type NoneType (None); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
+        """
+        if self._closed:
+            raise RuntimeError(f"run {self.id} ({self.name!r}) is finished; start or resume a run to log more")
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int or step < 0:
+            step = _check_step(step)
+        if type(metrics) is not dict:
+            metrics = _check_mapping(metrics)
+        if not self._known_keys.issuperset(metrics):
+            self._admit_keys(metrics)
+        for value in metrics.values():
+            if type(value) is not float:
+                metrics = to_metric_values(metrics)
+                break
+        now = _time()
+        line = fmt.encode_metric_event(step, now, _perf() - self._perf0, metrics, self._segment)
+        if self._buffer is None:
+            try:
+                written = _write(self._fd, line)
+            except OSError as exc:
+                self._on_write_error(exc)
+            else:
+                if written != len(line) or self._write_failed:
+                    self._finish_write(line, written)
+            if self._fsync_interval is not None and now >= self._next_fsync:
+                self._fsync(now)
+        else:
+            self._buffer.append(line)
+            if len(self._buffer) >= self._buffer_size or now >= self._next_flush:
+                self._flush_buffer(now)
+        self._step = step
+        self._next_step = step + 1
+
+    def flush(self) -> None:
+        """Write buffered events now (and fsync in ``"fsync"`` mode). Cheap in ``"process"`` mode.
+
+        Example:
+            >>> import tempfile, steplog
+            >>> run = steplog.init(root=tempfile.mkdtemp(), durability="buffered")
+            >>> run.log({"loss": 1.0}); run.flush()
+        """
+        if self._closed:
+            return
+        now = _time()
+        if self._buffer:
+            self._flush_buffer(now)
+        if self._fsync_interval is not None:
+            self._fsync(now)
+
+    def finish(self, *, notes: str | None = None) -> None:
+        """Mark the run finished, write what is buffered, fsync, and release the writer lock.
+        Calling it again does nothing.
+
+        Example:
+            >>> import tempfile, steplog
+            >>> run = steplog.init(root=tempfile.mkdtemp())
+            >>> run.finish(notes="baseline, lr 3e-4")
+        """
+        self._close(fmt.FINISHED, None, notes)
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark the run failed, recording the error's type and message, and close it.
+
+        Example:
+            >>> import tempfile, steplog
+            >>> run = steplog.init(root=tempfile.mkdtemp())
+            >>> run.fail(RuntimeError("loss diverged"))
+        """
+        self._close(fmt.FAILED, error, None)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.finish()
+        else:
+            self.fail(exc)
+
+    # --- off the hot path ---------------------------------------------------------------------
+
+    def _admit_keys(self, metrics: dict[str, Any]) -> None:
+        for key in metrics:
+            if key in self._known_keys:
+                continue
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"metric names must be non-empty strings, got {key!r}")
+            if key in fmt.RESERVED_NAMES:
+                raise ValueError(
+                    f"metric name {key!r} is reserved by steplog (reserved: {', '.join(sorted(fmt.RESERVED_NAMES))}); "
+                    f"pass the step with log(..., step=N) and rename the metric, e.g. 'train/{key}'"
+                )
+        self._known_keys.update(metrics)
+
+    def _flush_buffer(self, now: float) -> None:
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._next_flush = now + self._buffer_interval
+        try:
+            written = _write(self._fd, data)
+        except OSError as exc:
+            self._on_write_error(exc)
+            return
+        if written != len(data) or self._write_failed:
+            self._finish_write(data, written)
+
+    def _finish_write(self, data: bytes, written: int) -> None:
+        """Complete a short write; after an earlier failed write, end its torn line first."""
+        if self._write_failed:
+            self._write_failed = False
+            try:
+                _write_all(self._fd, b"\n")  # the failed write may have left half a line
+            except OSError as exc:
+                self._on_write_error(exc)
+                return
+        try:
+            _write_all(self._fd, data[written:])
+        except OSError as exc:
+            self._on_write_error(exc)
+
+    def _on_write_error(self, exc: OSError) -> None:
+        if not self._write_failed:
+            warnings.warn(
+                f"steplog: could not append to {self.dir / fmt.EVENTS_FILE} ({exc}); events are dropped "
+                f"until writing works again (disk full?). Training goes on.", stacklevel=4
+            )
+        self._write_failed = True
+
+    def _fsync(self, now: float) -> None:
+        self._next_fsync = now + self._fsync_interval
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._on_write_error(exc)
+
+    def _close(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
+        if self._closed or os.getpid() != self._pid:
+            return
+        self.flush()
+        fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0, "segment": self._segment}
+        if error is not None:
+            fields["error"] = ({"type": type(error).__name__, "message": str(error)}
+                              if isinstance(error, BaseException) else {"type": "Error", "message": str(error)})
+        if notes:
+            fields["notes"] = str(notes)
+        try:
+            _write_all(self._fd, (b"\n" if self._write_failed else b"") + fmt.encode_control_event(fmt.FINISH, **fields))
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._on_write_error(exc)
+        self._closed = True
+        os.close(self._fd)
+        store.release_lock(self.dir)
+        _open_runs.discard(self)
+
+
+def _check_step(step: Any) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise TypeError(f"step must be a non-negative int, got {type(step).__name__} ({step!r:.40})")
+    value = step.__index__()
+    if value < 0:
+        raise ValueError(f"step must be a non-negative int, got {value}")
+    return value
+
+
+def _check_mapping(metrics: Any) -> dict[str, Any]:
+    if isinstance(metrics, Mapping):
+        return dict(metrics)
+    raise TypeError(f"log() takes a dict of metric name -> number, got {type(metrics).__name__}; e.g. run.log({{'loss': 0.5}})")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _metadata() -> dict[str, Any]:
+    from . import __version__
+
+    meta: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "argv": list(sys.argv),
+        "cwd": os.getcwd(),
+        "steplog_version": __version__,
+    }
+    meta.update(_git_state())
+    return meta
+
+
+def _git_state(timeout: float = 2.0) -> dict[str, Any]:
+    """The git commit and dirty flag of the working directory; {} outside git or when git is slow."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, timeout=timeout, text=True)
+        if head.returncode != 0:
+            return {}
+        state: dict[str, Any] = {"git_commit": head.stdout.strip(), "git_dirty": None}
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, timeout=timeout, text=True)
+        if status.returncode == 0:
+            state["git_dirty"] = bool(status.stdout.strip())
+        return state
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+@atexit.register
+def _close_open_runs() -> None:
+    """At interpreter exit, close runs the program left open: ``failed`` if an uncaught exception
+    is ending the program, else ``finished``. A SIGKILL skips this: such runs read as crashed."""
+    error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    for run in list(_open_runs):
+        try:
+            if error is not None:
+                run.fail(error)
+            else:
+                run.finish()
+        except Exception:  # never mask the real exit
+            pass
