@@ -306,6 +306,12 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
     source = events_path
     if not events_path.exists():
         if sidecar is not None and _parquet_matches(run_dir, sidecar):
+            if (run_dir / fmt.LOCK_FILE).exists():  # left by a compaction killed after its last rename
+                try:
+                    store.acquire_lock(run_dir, time.time())  # takes over only a stale lock
+                    store.release_lock(run_dir)
+                except store.RunLockedError:
+                    pass
             return "current", "already compacted"
         if not archived.exists():
             return "skipped", f"no events file ({fmt.EVENTS_FILE}) and no sidecar to go on"
@@ -345,6 +351,9 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     facts = run_facts(run_dir, events, history_all)
     table = history_all.select(pl.lit(facts["run_id"], pl.String).alias("run_id"), pl.all())
     current = history_all.filter(~pl.col("superseded")).drop("segment", "superseded")
+    steps_sorted = bool(current["step"].is_sorted())
+    if not steps_sorted:  # a resumed segment logged steps below its start step: history sorts by step
+        current = current.sort("step", maintain_order=True)
     parquet_tmp = run_dir / (fmt.PARQUET_FILE + _TMP)
     with open(parquet_tmp, "wb") as f:
         table.write_parquet(f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE)
@@ -358,7 +367,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         "status": status,
         **facts,
         "metrics": {name: "Float64" for name in events.metric_names},
-        "steps_sorted": bool(current["step"].is_sorted()),
+        "steps_sorted": steps_sorted,
         "summary": encode_summary(summarize(current)),
         "parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet_tmp.stat().st_size,
                     "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},

@@ -239,7 +239,7 @@ class _ScanSource:
     def __init__(self, dirs: list[Path]) -> None:
         self.dirs = dirs
         self._parts: list[tuple[str, str, Path | None, dict[str, Any] | None, pl.DataFrame | None]] | None = None
-        self._schema: dict[str, pl.DataType] | None = None
+        self._schema: pl.Schema | None = None
 
     def parts(self) -> list[tuple[str, str, Path | None, dict[str, Any] | None, pl.DataFrame | None]]:
         """(run_id, name, run dir if compacted, sidecar, history if live) per run, in run order."""
@@ -256,13 +256,13 @@ class _ScanSource:
             self._parts = parts
         return self._parts
 
-    def schema(self) -> dict[str, pl.DataType]:
+    def schema(self) -> pl.Schema:
         if self._schema is None:
             metrics: dict[str, None] = {}
             for _, _, _, sidecar, frame in self.parts():
                 names = sidecar["metrics"] if sidecar is not None else [c for c in frame.columns if c not in _HISTORY_BASE]
                 metrics.update(dict.fromkeys(names))
-            self._schema = {**_SCAN_BASE, **{name: pl.Float64 for name in metrics}}
+            self._schema = pl.Schema({**_SCAN_BASE, **{name: pl.Float64 for name in metrics}})
         return self._schema
 
     def read(self, with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
@@ -532,7 +532,7 @@ def config_column(name: str, values: list[Any]) -> pl.Series:
     kinds = {type(v) for v in values if v is not None}
     if kinds <= {bool}:
         return pl.Series(name, values, dtype=pl.Boolean)
-    if kinds <= {int}:
+    if kinds <= {int} and all(v is None or -(2**63) <= v < 2**63 for v in values):
         return pl.Series(name, values, dtype=pl.Int64)
     if kinds <= {int, float}:
         return pl.Series(name, [None if v is None else float(v) for v in values], dtype=pl.Float64)
