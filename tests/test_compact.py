@@ -70,7 +70,7 @@ def _dead_pid() -> int:
 values = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.sampled_from([NAN, INF, -INF, 0.0, -0.0]),
                    st.integers(-10, 10))
 log_call = st.tuples(st.one_of(st.none(), st.integers(0, 8)),
-                     st.dictionaries(st.sampled_from(["loss", "val_loss", "acc"]), values, min_size=0, max_size=3))
+                     st.dictionaries(st.sampled_from(["loss", "val_loss", "*", "^a.*$"]), values, min_size=0, max_size=3))
 segment = st.tuples(st.lists(log_call, max_size=12), st.one_of(st.none(), st.integers(0, 8)), st.sampled_from(["finish", "fail"]))
 
 

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 from .compact import compact
 from .query import best, compare, export, history, runs, scan, summary
-from .reader import CorruptEventsError, read_events
+from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
 from .writer import Run, init
 
@@ -33,6 +33,7 @@ __all__ = [
     "best",
     "export",
     "compact",
+    "follow",
     "read_events",
     "RunNotFoundError",
     "AmbiguousRunError",

@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 
 from . import format as fmt
 from . import store
-from .reader import RunEvents, parse_events, resolve_history
+from .reader import RunEvents, metric_col, parse_events, resolve_history
 
 #: Version of the sidecar layout, written into every ``run.json``; readers accept versions <= it.
 SIDECAR_VERSION = 1
@@ -83,7 +83,7 @@ def summarize(history: pl.DataFrame) -> dict[str, dict[str, Any]]:
     step = pl.col("step")
     figures = []
     for name in metrics:
-        value = pl.col(name)
+        value = metric_col(name, history.columns)
         number = value.fill_nan(None)  # NaN never wins min/max, and stays out of mean/std
         logged = value.drop_nulls()
         figures.append(pl.struct(

@@ -31,7 +31,7 @@ import polars as pl
 from . import format as fmt
 from . import store
 from .compact import SUMMARY_FIELDS, read_sidecar, run_facts, summarize
-from .reader import RunEvents, read_events, resolve_history
+from .reader import RunEvents, metric_col, read_events, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
 _HISTORY_BASE = {"step": pl.Int64, "wallclock": pl.Float64, "time": _TIME}
@@ -296,10 +296,10 @@ class _ScanSource:
         """The rows of a batch of compacted runs sharing their metric columns (one Parquet scan),
         then of ``live`` if it is a live run."""
         if batch:
-            present = {"run_id", "step", "wallclock", "time", *batch[0][3]["metrics"]}
+            columns = ["run_id", "segment", "step", "wallclock", "time", "superseded", *batch[0][3]["metrics"]]
             frame = pl.scan_parquet([p[2] / fmt.PARQUET_FILE for p in batch], hive_partitioning=False)
-            frame = _current_rows(frame.select(*(present & needed | {"run_id"}), "segment", "superseded"),
-                                  [p[3] for p in batch])
+            read = [metric_col(c, columns) for c in columns if c in needed or c in ("run_id", "segment", "superseded")]
+            frame = _current_rows(frame.select(read), [p[3] for p in batch])
             if "name" in needed:
                 names = {p[0]: p[1] for p in batch}
                 frame = frame.with_columns(pl.col("run_id").replace_strict(names, return_dtype=pl.String).alias("name"))
@@ -312,12 +312,13 @@ class _ScanSource:
     @staticmethod
     def _finish(frame: pl.LazyFrame, schema: dict[str, pl.DataType], needed: set[str], wanted: list[str],
                 predicate: pl.Expr | None) -> pl.LazyFrame:
-        present = set(frame.collect_schema().names())
-        frame = frame.select(*[pl.col(c) if c in present else pl.lit(None, schema[c]).alias(c)
+        present = frame.collect_schema().names()
+        frame = frame.select(*[metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c)
                                for c in schema if c in needed])
         if predicate is not None:
             frame = frame.filter(predicate)
-        return frame.select(wanted)
+        names = [c for c in schema if c in needed]
+        return frame.select([metric_col(c, names) for c in wanted])
 
 
 def _runs_matching(predicate: pl.Expr | None, run_ids: list[str], names: list[str]) -> list[bool]:

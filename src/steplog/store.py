@@ -109,13 +109,20 @@ def run_name(run_dir: Path) -> str | None:
         >>> run_name(Path("/no/such/run")) is None
         True
     """
-    sidecar = run_dir / fmt.SIDECAR_FILE
-    try:
-        return orjson.loads(sidecar.read_bytes()).get("name")
-    except (OSError, ValueError, AttributeError):
-        pass
+    name = _sidecar(run_dir).get("name")
+    if isinstance(name, str):
+        return name
     start = fmt.read_start_event(run_dir / fmt.EVENTS_FILE) or fmt.read_start_event(run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE)
     return None if start is None else start.get("name")
+
+
+def _sidecar(run_dir: Path) -> dict[str, Any]:
+    """The sidecar of a compacted run as a dict ({} when missing or unreadable)."""
+    try:
+        sidecar = orjson.loads((run_dir / fmt.SIDECAR_FILE).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return sidecar if isinstance(sidecar, dict) else {}
 
 
 def is_run_dir(path: Path) -> bool:
@@ -307,6 +314,33 @@ def writer_is_alive(run_dir: Path) -> bool:
     """
     lock = read_lock(run_dir)
     return lock is not None and lock.is_alive()
+
+
+def current_status(run_dir: Path) -> str:
+    """The status of a run without reading all its events: the last event is a ``finish`` event
+    exactly when the current segment has finished.
+
+    Example:
+        >>> current_status(Path("/no/such/run"))
+        'crashed'
+    """
+    if not (run_dir / fmt.EVENTS_FILE).exists():
+        compacted = _sidecar(run_dir).get("status")  # a compacted run: never running
+        if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
+            return compacted
+    last = fmt.read_last_event(run_dir / fmt.EVENTS_FILE)
+    finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
+    return run_status(run_dir, finished)
+
+
+def runs_named(name: str, root: str | os.PathLike) -> list[Path]:
+    """The run directories under ``root`` whose run has this name, oldest first.
+
+    Example:
+        >>> runs_named("baseline", "/no/such/root")
+        []
+    """
+    return [d for d in run_dirs(root) if run_name(d) == name]
 
 
 def run_status(run_dir: Path, finish_status: str | None) -> str:
