@@ -324,11 +324,13 @@ def current_status(run_dir: Path) -> str:
         >>> current_status(Path("/no/such/run"))
         'crashed'
     """
-    if not (run_dir / fmt.EVENTS_FILE).exists():
-        compacted = _sidecar(run_dir).get("status")  # a compacted run: never running
+    events = run_dir / fmt.EVENTS_FILE
+    if not events.exists():  # compacted: the sidecar says, else the archived events do
+        compacted = _sidecar(run_dir).get("status")
         if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
             return compacted
-    last = fmt.read_last_event(run_dir / fmt.EVENTS_FILE)
+        events = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+    last = fmt.read_last_event(events)
     finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
     return run_status(run_dir, finished)
 
