@@ -230,11 +230,8 @@ def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
         >>> read_sidecar(Path("/no/such/run")) is None
         True
     """
-    try:
-        sidecar = orjson.loads((run_dir / fmt.SIDECAR_FILE).read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(sidecar, dict) or not isinstance(sidecar.get("sidecar_version"), int) \
+    sidecar = store.raw_sidecar(run_dir)
+    if not isinstance(sidecar.get("sidecar_version"), int) \
             or sidecar["sidecar_version"] > SIDECAR_VERSION or not isinstance(sidecar.get("summary"), dict):
         return None
     try:

@@ -109,15 +109,21 @@ def run_name(run_dir: Path) -> str | None:
         >>> run_name(Path("/no/such/run")) is None
         True
     """
-    name = _sidecar(run_dir).get("name")
+    name = raw_sidecar(run_dir).get("name")
     if isinstance(name, str):
         return name
     start = fmt.read_start_event(run_dir / fmt.EVENTS_FILE) or fmt.read_start_event(run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE)
     return None if start is None else start.get("name")
 
 
-def _sidecar(run_dir: Path) -> dict[str, Any]:
-    """The sidecar of a compacted run as a dict ({} when missing or unreadable)."""
+def raw_sidecar(run_dir: Path) -> dict[str, Any]:
+    """The sidecar (``run.json``) of a compacted run as parsed JSON, unchecked; {} when it is
+    missing or unreadable. ``steplog.compact.read_sidecar`` checks and decodes it.
+
+    Example:
+        >>> raw_sidecar(Path("/no/such/run"))
+        {}
+    """
     try:
         sidecar = orjson.loads((run_dir / fmt.SIDECAR_FILE).read_bytes())
     except (OSError, ValueError):
@@ -326,7 +332,7 @@ def current_status(run_dir: Path) -> str:
     """
     events = run_dir / fmt.EVENTS_FILE
     if not events.exists():  # compacted: the sidecar says, else the archived events do
-        compacted = _sidecar(run_dir).get("status")
+        compacted = raw_sidecar(run_dir).get("status")
         if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
             return compacted
         events = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
