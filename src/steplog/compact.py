@@ -342,7 +342,10 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     # We hold the writer lock, so no writer is alive: a run without a finish event crashed.
     status = finish.get("status") if finish and finish.get("status") in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
     history_all = resolve_history(events, all_segments=True)
-    expected_rows = events.rows.select("segment", "step").n_unique() if events.rows.height else 0
+    # One row per distinct (segment, step) of the events. Equal counts prove it without hashing:
+    # history rows are distinct pairs, and there are never more pairs than events.
+    expected_rows = (history_all.height if history_all.height == events.rows.height
+                     else events.rows.select("segment", "step").n_unique())
     if history_all.height != expected_rows:
         return "skipped", f"history has {history_all.height} rows but the events hold {expected_rows} (segment, step) pairs"
     facts = run_facts(run_dir, events, history_all)
