@@ -361,3 +361,23 @@ def test_store_sees_compacted_runs(tmp_path):
     fresh = steplog.init(name="kept", resume="auto", root=tmp_path)  # nothing crashed: a new run
     assert fresh.id != run.id
     fresh.finish()
+
+
+def test_progress_is_a_bar_on_a_terminal(tmp_path, monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    for i in range(2):
+        _make_run(tmp_path, name=f"r{i}", steps=2)
+    live = steplog.init(name="live", root=tmp_path)
+    steplog.compact(tmp_path)
+    out = screen.getvalue()
+    assert "\r\033[Ksteplog compact [" in out and "] 3/3 (2 compacted, 1 skipped)" in out
+    assert f"{live.id} (live): skipped: running" in out  # skipped runs keep their own line
+    assert out.endswith("steplog compact: 2 compacted, 0 already compacted, 1 skipped\n")
+    live.finish()
