@@ -80,6 +80,22 @@ _BASE_COLUMNS = ("step", "time", "wallclock", "segment")
 _BASE_SCHEMA = {"step": pl.Int64, "time": pl.Float64, "wallclock": pl.Float64, "segment": pl.Int64}
 
 
+def metric_col(name: str, columns: list[str]) -> pl.Expr:
+    """An expression for the column ``name`` of a frame with ``columns``, safe for any metric name.
+
+    ``pl.col`` reads ``"*"`` as every column and ``"^...$"`` as a regular expression; metric names
+    are free text, so such names are addressed by position instead.
+
+    Example:
+        >>> frame = pl.DataFrame({"step": [0], "*": [1.0]})
+        >>> frame.select(metric_col("*", frame.columns)).columns
+        ['*']
+    """
+    if name == "*" or (name.startswith("^") and name.endswith("$")):
+        return pl.nth(columns.index(name))
+    return pl.col(name)
+
+
 def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
     """Read an events file; see the module docstring for what is forgiven.
 
@@ -196,8 +212,8 @@ def _parse_checked(data: bytes, spans: list[tuple[int, int]], path: Path, strict
     for number, line in enumerate(data.split(b"\n")[:-1], start=1):
         begin = offset
         offset += len(line) + 1
-        if begin in control_starts:
-            continue
+        if begin in control_starts or not line.strip():
+            continue  # control lines are parsed apart; a blank line holds no event
         problem = _metric_line_problem(line)
         if problem is None:
             good.append(line)
@@ -288,7 +304,7 @@ def _to_rows(table: pa.Table) -> pl.DataFrame:
                 code = pl.Series(codes.field(i)).cast(pl.String)
                 value = (pl.when(code == "nan").then(math.nan).when(code == "inf").then(math.inf)
                          .when(code == "-inf").then(-math.inf))
-                fixes.append(value.otherwise(pl.col(name) if name in frame.columns else None).cast(pl.Float64).alias(name))
+                fixes.append(value.otherwise(metric_col(name, frame.columns) if name in frame.columns else None).cast(pl.Float64).alias(name))
             frame = frame.with_columns(fixes)
     return frame
 
@@ -341,11 +357,11 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
         aggregations = [pl.col("time").first(), pl.col("wallclock").first()]
         if all_segments:
             aggregations.append(pl.col("superseded").first())
-        aggregations += [pl.col(m).drop_nulls().last() for m in metrics]
+        aggregations += [metric_col(m, rows.columns).drop_nulls().last() for m in metrics]
         rows = rows.group_by(keys, maintain_order=True).agg(aggregations).sort(keys)
     columns = [pl.col("step"), pl.col("wallclock"),
                pl.from_epoch((pl.col("time") * 1_000_000).round().cast(pl.Int64), time_unit="us")
                .dt.replace_time_zone("UTC").alias("time")]
     if all_segments:
         columns = [pl.col("segment"), *columns, pl.col("superseded")]
-    return rows.select(*columns, *[pl.col(m).cast(pl.Float64) for m in metrics])
+    return rows.select(*columns, *[metric_col(m, rows.columns).cast(pl.Float64) for m in metrics])
