@@ -10,7 +10,9 @@ How the seed's fields map onto a run:
 * ``iteration`` is the steplog step; several calls at one iteration (``log_metrics`` then
   ``log_eval``) merge into one row.
 * ``gradient_step`` (the tracker's optimizer-step counter, see ``increment_gradient_step``) is
-  logged as a metric named ``gradient_step`` with every call.
+  logged as a metric named ``gradient_step`` with the first call at each iteration: a row holds the
+  count as it was when its iteration was first logged (``log_eval`` after
+  ``increment_gradient_step`` at the same iteration does not change it).
 * ``wallclock_time`` is the event's wall-clock seconds since ``start()`` (history's ``wallclock``).
 * ``train_loss``, ``val_loss``, ``learning_rate``, ``tokens_per_sec``, ``iter_time_ms`` and every
   extra keyword are metrics under their own names; a value of None means "not measured" and is
@@ -45,12 +47,15 @@ import polars as pl
 
 from . import format as fmt
 from . import query, store
+from .compact import compact
 from .tables import format_value, text_table
 from .writer import Run, init
 
 #: Names the tracker writes itself; extra metrics may not use them.
 GRADIENT_STEP = "gradient_step"
 SEED_COLUMNS = ("iteration", GRADIENT_STEP, "wallclock_time")
+_DEFAULT_COMPARED = ("train_loss", "val_loss")
+_MODES = {"tokens_per_sec": "max"}  # "best" is the minimum for every other metric
 _INIT_OPTIONS = ("durability", "fsync_interval", "buffer_size", "buffer_interval", "resume", "start_step")
 
 
@@ -262,7 +267,8 @@ class ExperimentTracker:
             TypeError: metric 'train_loss': cannot log a value of type str ('low'); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
             >>> tracker.finish()
         """
-        metrics = {GRADIENT_STEP: self.gradient_step}
+        run = self._open_run()
+        metrics = {} if iteration == run.step else {GRADIENT_STEP: self.gradient_step}
         if train_loss is not None:
             metrics["train_loss"] = train_loss
         if learning_rate is not None:
@@ -273,7 +279,7 @@ class ExperimentTracker:
             metrics["iter_time_ms"] = iter_time_ms
         if extra_metrics:
             metrics.update(_extra(extra_metrics))
-        self._open_run().log(metrics, step=iteration)
+        run.log(metrics, step=iteration)
 
     def log_eval(self, iteration: int, train_loss: Any = None, val_loss: Any = None, **extra_metrics: Any) -> None:
         """Record evaluation results at ``iteration``; they join the training snapshot of the
@@ -284,14 +290,15 @@ class ExperimentTracker:
             >>> tracker = ExperimentTracker(ExperimentConfig("x"), log_dir=tempfile.mkdtemp())
             >>> tracker.start(); tracker.log_eval(0, train_loss=2.4, val_loss=2.6, val_accuracy=0.31); tracker.finish()
         """
-        metrics = {GRADIENT_STEP: self.gradient_step}
+        run = self._open_run()
+        metrics = {} if iteration == run.step else {GRADIENT_STEP: self.gradient_step}
         if train_loss is not None:
             metrics["train_loss"] = train_loss
         if val_loss is not None:
             metrics["val_loss"] = val_loss
         if extra_metrics:
             metrics.update(_extra(extra_metrics))
-        self._open_run().log(metrics, step=iteration)
+        run.log(metrics, step=iteration)
 
     def increment_gradient_step(self, n: int = 1) -> None:
         """Count ``n`` optimizer steps (apart from iterations, e.g. with gradient accumulation).
@@ -344,7 +351,7 @@ class ExperimentTracker:
         if not self._finished:
             run.flush()
             return run.dir / fmt.EVENTS_FILE
-        query.compact(self.log_dir, runs=[run.id])
+        compact(self.log_dir, runs=[run.id], quiet=True)
         return run.dir / fmt.SIDECAR_FILE
 
     def print_summary(self) -> None:
@@ -431,8 +438,7 @@ class ExperimentLog:
         ``duration_seconds``, ``num_iterations``, ``gradient_steps`` and, under ``metrics``, the
         statistics of every metric from ``steplog.summary`` (count, nan_count, min, max, mean,
         std, first, last, step_of_min, step_of_max)."""
-        stats = query.summary(self.run_dir, self.root)
-        per_metric = stats.get("metrics", stats)
+        per_metric = query.summary(self.run_dir, self.root)
 
         def stat(metric: str, key: str) -> Any:
             return (per_metric.get(metric) or {}).get(key)
@@ -515,9 +521,11 @@ def format_summary(log: ExperimentLog) -> str:
           best loss   train 2.0000, val 2.5000
           config      learning_rate=0.0100 (others at their defaults)
         <BLANKLINE>
-        metric         count  nan_count  min     max     mean    std  last    step_of_min
+        metric         count  nan_count     min     max    mean  std    last  step_of_min
         -------------  -----  ---------  ------  ------  ------  ---  ------  -----------
-        ...
+        gradient_step      1          0  0.0000  0.0000  0.0000  -    0.0000            0
+        train_loss         1          0  2.0000  2.0000  2.0000  -    2.0000            0
+        val_loss           1          0  2.5000  2.5000  2.5000  -    2.5000            0
     """
     summary = log.summary
     config = log.config.to_dict()
@@ -611,21 +619,42 @@ class ExperimentAnalyzer:
         return entry[1]
 
     def comparison_frame(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None) -> pl.DataFrame:
-        """The comparison as a Polars frame: ``name``, ``run_id``, ``status``, ``iterations``,
-        ``duration_s``, the config keys that differ between the runs, then ``steplog.compare``'s
-        figures for ``metrics`` (default: best and last of every metric). ``runs`` limits it to
-        some runs (names, ids or prefixes).
+        """The comparison as a Polars frame, one row per run (every run, also several of one
+        name; ``runs`` limits it to some: names, ids or id prefixes): ``name``, ``run_id``,
+        ``status``, ``iterations``, ``duration_s``, the ``config.<key>`` columns whose values differ
+        between the runs, then ``<metric>.best`` and ``<metric>.last`` (``steplog.compare``) for
+        each of ``metrics`` (default: ``train_loss`` and ``val_loss`` where logged, else every
+        metric). Best is the minimum, except for ``tokens_per_sec`` (the maximum).
 
         Example:
-            >>> ExperimentAnalyzer("/no/such/root").comparison_frame().height
-            0
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> for lr in (1e-3, 1e-2):
+            ...     with ExperimentTracker(ExperimentConfig("sweep", learning_rate=lr), log_dir=root) as t:
+            ...         t.log_metrics(0, train_loss=2.0); t.log_metrics(1, train_loss=1.0 + lr)
+            >>> ExperimentAnalyzer(root).comparison_frame().drop("run_id", "duration_s").rows()
+            [('sweep', 'finished', 2, 0.001, 1.001, 1.001, None, None), ('sweep', 'finished', 2, 0.01, 1.01, 1.01, None, None)]
         """
-        run_ids = None if runs is None else [store.resolve_run(r, self.log_dir).name for r in runs]
-        return query.compare(runs=run_ids, metrics=None if metrics is None else list(metrics), root=self.log_dir)
+        if runs is not None:
+            runs = list(dict.fromkeys(store.resolve_run(r, self.log_dir).name for r in runs))
+        chosen = list(_DEFAULT_COMPARED if metrics is None else metrics)
+        frame = query.compare(runs=runs, metrics=chosen, root=self.log_dir, mode=_MODES)
+        figures = frame.columns[-2 * len(chosen):] if chosen else []
+        if metrics is None and frame.select(pl.all_horizontal(pl.col(figures).is_null()).all()).item():
+            frame = query.compare(runs=runs, root=self.log_dir, mode=_MODES)  # no train/val loss: every metric
+        frame = frame.drop("config.experiment_name", strict=False)  # the same as the name
+        logs = [self.get_experiment(run_id) for run_id in frame["run_id"]]
+        facts = pl.DataFrame(
+            {"run_id": [log.run_id for log in logs], "status": [log.status for log in logs],
+             "iterations": [log.num_iterations for log in logs], "duration_s": [log.duration_seconds for log in logs]},
+            schema={"run_id": pl.String, "status": pl.String, "iterations": pl.Int64, "duration_s": pl.Float64},
+        )
+        joined = frame.join(facts, on="run_id", how="left", maintain_order="left")
+        rest = [c for c in frame.columns if c not in ("run_id", "name")]
+        return joined.select("name", "run_id", "status", "iterations", "duration_s", *rest)
 
     def get_comparison_table(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None) -> str:
-        """An aligned text table, one row per run (every run, also several of one name); see
-        ``comparison_frame`` for the columns.
+        """An aligned text table of ``comparison_frame``: one row per run.
 
         Example:
             >>> print(ExperimentAnalyzer("/no/such/root").get_comparison_table())
@@ -644,7 +673,7 @@ class ExperimentAnalyzer:
             >>> ExperimentAnalyzer("/no/such/root").get_best_experiment("val_loss")  # doctest: +ELLIPSIS
             Traceback (most recent call last):
             ...
-            LookupError: ...
+            ValueError: no run under /no/such/root has a value for metric 'val_loss' ...
         """
         best = query.best(metric, mode=mode, root=self.log_dir)
         return best["name"], best["value"]
@@ -664,7 +693,9 @@ class ExperimentAnalyzer:
         print(format_summary(self.get_experiment(name)))
 
     def export_csv(self, name: str, path: str | os.PathLike) -> Path:
-        """Write the run's ``metrics`` frame (one row per iteration) to a CSV file; returns the path.
+        """Write the run's history to a CSV file with ``steplog.export`` (columns ``step`` (the
+        iteration), ``wallclock`` (seconds since start), ``time`` (UTC), then every metric,
+        ``gradient_step`` among them); returns the path.
 
         Example:
             >>> import tempfile, polars as pl
@@ -673,11 +704,9 @@ class ExperimentAnalyzer:
             ...     t.log_metrics(0, train_loss=1.0)
             >>> path = ExperimentAnalyzer(root).export_csv("x", Path(root) / "x.csv")
             >>> pl.read_csv(path).columns
-            ['iteration', 'gradient_step', 'wallclock_time', 'train_loss']
+            ['step', 'wallclock', 'time', 'gradient_step', 'train_loss']
         """
-        path = Path(path)
-        self.get_experiment(name).metrics.write_csv(path)
-        return path
+        return query.export(self.get_experiment(name).run_dir, path, self.log_dir)
 
     def _curve(self, name: str, columns: tuple[str, ...]) -> pl.DataFrame:
         frame = self.get_experiment(name).metrics
