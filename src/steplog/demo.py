@@ -432,9 +432,22 @@ def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, s
     out(f"files: one folder per run under {root.resolve()} (events compacted into metrics.parquet + run.json):")
     for tracker in trackers:
         out(f"  {tracker.run_dir}")
+    out(f"loss curves: {_plot(run_ids, root, bound)}")
     out(f'next: steplog.history("{best_name}", root="{root}"), or '
         f'ExperimentAnalyzer("{root}").print_summary("{best_name}")')
     return DemoResult(root, bound, run_ids, [t.config.experiment_name for t in trackers], best_name, finals[best_name])
+
+
+def _plot(run_ids: list[str], root: Path, bound: float) -> str:
+    """Save the sweep's loss curves as ``<root>/demo_curves.png``; what to print about it."""
+    from .plot import PlotUnavailableError, plot_curves
+
+    try:
+        path = plot_curves(run_ids, ["train_loss", "val_loss"], root=root, smooth=50, output=root / "demo_curves.png",
+                           title=f"learning-rate sweep (best possible loss {bound:.4f} nats/char)")
+    except PlotUnavailableError:
+        return "not drawn: install matplotlib (pip install 'steplog[plot]') to get them as a PNG"
+    return str(path)
 
 
 def sweep_names(learning_rates: Sequence[float]) -> list[str]:

@@ -435,7 +435,8 @@ class ExperimentLog:
     @cached_property
     def summary(self) -> dict[str, Any]:
         """``best_train_loss``, ``best_val_loss``, ``final_train_loss``, ``final_val_loss``,
-        ``duration_seconds``, ``num_iterations``, ``gradient_steps`` and, under ``metrics``, the
+        ``duration_seconds``, ``num_iterations``, ``gradient_steps`` (the largest count a snapshot
+        recorded; None if none did) and, under ``metrics``, the
         statistics of every metric from ``steplog.summary`` (count, nan_count, min, max, mean,
         std, first, last, step_of_min, step_of_max)."""
         per_metric = query.summary(self.run_dir, self.root)
