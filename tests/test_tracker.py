@@ -343,3 +343,13 @@ def test_a_killed_training_process_reads_as_crashed(root: Path) -> None:
     assert steplog.compact(root, quiet=True) == [log.run_id]
     (again,) = analyzer.load_all()
     assert again.status == "crashed" and again.metrics.equals(log.metrics)
+
+
+def test_resume_auto_starts_a_new_run_unless_one_crashed(root: Path) -> None:
+    config = ExperimentConfig("scheduled")
+    with ExperimentTracker(config, log_dir=root, resume="auto") as first:
+        first.log_metrics(0, train_loss=1.0)
+    with ExperimentTracker(config, log_dir=root, resume="auto") as second:  # the first finished: a new run
+        second.log_metrics(0, train_loss=0.9)
+    assert first.run_id != second.run_id
+    assert len(ExperimentAnalyzer(root).load_all()) == 2
