@@ -43,5 +43,5 @@ compared = steplog.compare(metrics=["val_loss", "tokens_per_sec"], figures=["bes
 print()
 print(text_table(compared.select("name", "val_loss.best", "val_loss.mean", "tokens_per_sec.mean")))
 
-path = analyzer.export_csv(name, f"{name}.csv")
+path = analyzer.export_csv(name, f"experiment_logs/{name}.csv")
 print(f"\nexported {name} to {path} ({pl.read_csv(path).height} rows)")

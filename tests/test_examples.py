@@ -32,7 +32,7 @@ def test_examples_1_to_3(tmp_path: Path) -> None:
     assert runs.height == 6 and set(runs["status"]) == {"finished"}
     out = _run("load_and_compare.py", tmp_path).stdout
     assert "6 experiments" in out and "best by val_loss:" in out
-    assert pl.read_csv(next(tmp_path.glob("*.csv"))).height == 300
+    assert pl.read_csv(next((tmp_path / "experiment_logs").glob("*.csv"))).height == 300
 
 
 def test_example_3_without_runs_says_what_to_do(tmp_path: Path) -> None:

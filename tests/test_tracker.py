@@ -294,6 +294,13 @@ def test_plain_steplog_runs_load_too(root: Path) -> None:
     frame = analyzer.comparison_frame()  # no train/val loss anywhere: every metric is compared
     assert frame["loss.best"].to_list() == [0.5]
 
+    with steplog.init(name="odd", config={"experiment_name": 7, "extra": [1, 2]}, root=root):
+        pass
+    with pytest.warns(UserWarning, match="kept under config.extra"):
+        odd = analyzer.get_experiment("odd")
+    assert odd.config.experiment_name == "odd" and odd.config.extra == {"experiment_name": 7, "extra": [1, 2]}
+    assert ExperimentConfig.from_dict({"experiment_name": "x", "extra": [1, 2]}).extra == {"extra": [1, 2]}
+
 
 def test_resume_through_the_tracker(root: Path) -> None:
     with ExperimentTracker(ExperimentConfig("long"), log_dir=root) as tracker:

@@ -38,6 +38,7 @@ import dataclasses
 import datetime as _dt
 import os
 import types
+import warnings
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -144,7 +145,8 @@ class ExperimentConfig:
         """
         names = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in data.items() if k in names and k != "extra"}
-        extra = dict(data.get("extra") or {}) if isinstance(data.get("extra"), Mapping) else {}
+        given = data.get("extra")
+        extra = dict(given) if isinstance(given, Mapping) else ({} if given is None else {"extra": given})
         extra.update({k: v for k, v in data.items() if k not in names})
         if "experiment_name" not in fields:
             raise ValueError(f"cannot make an ExperimentConfig without 'experiment_name'; got keys {sorted(data)}")
@@ -267,19 +269,8 @@ class ExperimentTracker:
             TypeError: metric 'train_loss': cannot log a value of type str ('low'); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
             >>> tracker.finish()
         """
-        run = self._open_run()
-        metrics = {} if iteration == run.step else {GRADIENT_STEP: self.gradient_step}
-        if train_loss is not None:
-            metrics["train_loss"] = train_loss
-        if learning_rate is not None:
-            metrics["learning_rate"] = learning_rate
-        if tokens_per_sec is not None:
-            metrics["tokens_per_sec"] = tokens_per_sec
-        if iter_time_ms is not None:
-            metrics["iter_time_ms"] = iter_time_ms
-        if extra_metrics:
-            metrics.update(_extra(extra_metrics))
-        run.log(metrics, step=iteration)
+        self._log(iteration, extra_metrics, train_loss=train_loss, learning_rate=learning_rate,
+                  tokens_per_sec=tokens_per_sec, iter_time_ms=iter_time_ms)
 
     def log_eval(self, iteration: int, train_loss: Any = None, val_loss: Any = None, **extra_metrics: Any) -> None:
         """Record evaluation results at ``iteration``; they join the training snapshot of the
@@ -290,12 +281,14 @@ class ExperimentTracker:
             >>> tracker = ExperimentTracker(ExperimentConfig("x"), log_dir=tempfile.mkdtemp())
             >>> tracker.start(); tracker.log_eval(0, train_loss=2.4, val_loss=2.6, val_accuracy=0.31); tracker.finish()
         """
+        self._log(iteration, extra_metrics, train_loss=train_loss, val_loss=val_loss)
+
+    def _log(self, iteration: int, extra_metrics: dict[str, Any], **named: Any) -> None:
         run = self._open_run()
         metrics = {} if iteration == run.step else {GRADIENT_STEP: self.gradient_step}
-        if train_loss is not None:
-            metrics["train_loss"] = train_loss
-        if val_loss is not None:
-            metrics["val_loss"] = val_loss
+        for key, value in named.items():
+            if value is not None:
+                metrics[key] = value
         if extra_metrics:
             metrics.update(_extra(extra_metrics))
         run.log(metrics, step=iteration)
@@ -416,7 +409,12 @@ class ExperimentLog:
         self.run_dir = run_dir
         self.root = root
         config = record.get("config") or {}
-        self.config = ExperimentConfig.from_dict({"experiment_name": self.name, **config})
+        try:
+            self.config = ExperimentConfig.from_dict({"experiment_name": self.name, **config})
+        except (TypeError, ValueError) as exc:  # a config not written by the tracker: keep it all in extra
+            warnings.warn(f"steplog: run {self.run_id}: config is not an ExperimentConfig ({exc}); "
+                          f"it is kept under config.extra", stacklevel=2)
+            self.config = ExperimentConfig(experiment_name=self.name, extra=config)
         self.start_time: _dt.datetime | None = record.get("start_time")
         self.end_time: _dt.datetime | None = record.get("end_time")
         self.duration_seconds: float | None = record.get("duration_s")
@@ -612,7 +610,9 @@ class ExperimentAnalyzer:
             ...
             steplog.store.RunNotFoundError: no run 'baseline' in /no/such/root (the folder does not exist)
         """
-        run_dir = store.resolve_run(name, self.log_dir)
+        return self._log_of(store.resolve_run(name, self.log_dir))
+
+    def _log_of(self, run_dir: Path) -> ExperimentLog:
         entry = self._load(run_dir)
         if entry is None:
             raise store.RunNotFoundError(f"run directory {run_dir} holds no readable run")
@@ -644,7 +644,7 @@ class ExperimentAnalyzer:
         if metrics is None and frame.select(pl.all_horizontal(pl.col(figures).is_null()).all()).item():
             frame = query.compare(runs=runs, root=self.log_dir, mode=_MODES)  # no train/val loss: every metric
         frame = frame.drop("config.experiment_name", strict=False)  # the same as the name
-        logs = [self.get_experiment(run_id) for run_id in frame["run_id"]]
+        logs = [self._log_of(self.log_dir / run_id) for run_id in frame["run_id"]]
         facts = pl.DataFrame(
             {"run_id": [log.run_id for log in logs], "status": [log.status for log in logs],
              "iterations": [log.num_iterations for log in logs], "duration_s": [log.duration_seconds for log in logs]},
