@@ -121,8 +121,6 @@ def markov_source(alphabet_size: int = 12, order: int = 2, concentration: float 
     for _ in range(10_000):
         joint = stationary[..., None] * probs  # P(context, next symbol)
         following = joint.sum(axis=0)  # drop the oldest symbol: the next context
-        if order == 1:
-            following = following.reshape(shape)
         if np.abs(following - stationary).max() < 1e-13:
             stationary = following
             break
