@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from . import format as fmt
+from .writer import flush_open_runs
 
 
 class CorruptEventsError(ValueError):
@@ -84,6 +85,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
     """Read an events file; see the module docstring for what is forgiven.
 
     ``strict=True`` raises CorruptEventsError at the first damaged line instead of skipping it.
+    A run this process has open is flushed first, so that what it logged is read back.
 
     Example:
         >>> read_events("/no/such/events.jsonl")
@@ -92,6 +94,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
         FileNotFoundError: [Errno 2] No such file or directory: '/no/such/events.jsonl'
     """
     path = Path(path)
+    flush_open_runs(path.parent)
     with open(path, "rb") as f:
         data = f.read()
     return parse_events(data, path, strict=strict)
