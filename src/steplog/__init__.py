@@ -16,7 +16,7 @@ Example:
 __version__ = "0.1.0"
 
 from .query import history, runs
-from .reader import CorruptEventsError, read_events
+from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
 from .writer import Run, init
 
@@ -26,6 +26,7 @@ __all__ = [
     "Run",
     "history",
     "runs",
+    "follow",
     "read_events",
     "RunNotFoundError",
     "AmbiguousRunError",

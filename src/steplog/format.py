@@ -173,6 +173,47 @@ def control_line_spans(data: bytes) -> list[tuple[int, int]]:
     return spans
 
 
+def count_resumes(data: bytes) -> int:
+    """How many ``resume`` events a run of complete lines holds (the run's segments, minus one).
+
+    Example:
+        >>> count_resumes(b'{"e":"start"}\\n{"e":"resume","segment":1}\\n')
+        1
+    """
+    prefix = CONTROL_PREFIX + b'"' + RESUME.encode() + b'"'
+    return sum(1 for begin, _ in control_line_spans(data) if data.startswith(prefix, begin))
+
+
+def read_last_event(events_path: Path, chunk: int = 65536) -> dict[str, Any] | None:
+    """The last complete event of an events file, reading only its tail; None if there is none.
+
+    Example:
+        >>> read_last_event(Path("no/such/events.jsonl")) is None
+        True
+    """
+    try:
+        with open(events_path, "rb") as f:
+            size = f.seek(0, 2)
+            while True:
+                start = max(0, size - chunk)
+                f.seek(start)
+                data = f.read(size - start)
+                end = data.rfind(b"\n")  # the newline ending the last complete line
+                begin = data.rfind(b"\n", 0, max(end, 0)) + 1
+                if start == 0 or begin > 0:
+                    break
+                chunk *= 4  # the last line is longer than what was read: read further back
+    except OSError:
+        return None
+    if end == -1:
+        return None
+    try:
+        event = orjson.loads(data[begin:end])
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 def read_start_event(events_path: Path) -> dict[str, Any] | None:
     """The ``start`` event of an events file, reading only its first line; None if it is missing or torn.
 

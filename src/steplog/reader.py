@@ -19,9 +19,13 @@ Example:
 
 from __future__ import annotations
 
+import datetime as _dt
 import io
 import math
+import os
+import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from . import format as fmt
+from . import store
 from .writer import flush_open_runs
 
 
@@ -79,6 +84,22 @@ class RunEvents:
 
 _BASE_COLUMNS = ("step", "time", "wallclock", "segment")
 _BASE_SCHEMA = {"step": pl.Int64, "time": pl.Float64, "wallclock": pl.Float64, "segment": pl.Int64}
+
+
+def metric_col(name: str, columns: list[str]) -> pl.Expr:
+    """An expression for the column ``name`` of a frame with ``columns``, safe for any metric name.
+
+    ``pl.col`` reads ``"*"`` as every column and ``"^...$"`` as a regular expression; metric names
+    are free text, so such names are addressed by position instead.
+
+    Example:
+        >>> frame = pl.DataFrame({"step": [0], "*": [1.0]})
+        >>> frame.select(metric_col("*", frame.columns)).columns
+        ['*']
+    """
+    if name == "*" or (name.startswith("^") and name.endswith("$")):
+        return pl.nth(columns.index(name))
+    return pl.col(name)
 
 
 def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
@@ -199,8 +220,8 @@ def _parse_checked(data: bytes, spans: list[tuple[int, int]], path: Path, strict
     for number, line in enumerate(data.split(b"\n")[:-1], start=1):
         begin = offset
         offset += len(line) + 1
-        if begin in control_starts:
-            continue
+        if begin in control_starts or not line.strip():
+            continue  # control lines are parsed apart; a blank line holds no event
         problem = _metric_line_problem(line)
         if problem is None:
             good.append(line)
@@ -217,6 +238,11 @@ def _metric_line_problem(line: bytes) -> str | None:
         event = orjson.loads(line)
     except ValueError as exc:
         return f"not valid JSON ({exc})"
+    return _metric_event_problem(event)
+
+
+def _metric_event_problem(event: Any) -> str | None:
+    """Why a parsed line is not a valid metric event (None when it is one)."""
     if not isinstance(event, dict):
         return "not a JSON object"
     step = event.get(fmt.STEP)
@@ -291,7 +317,7 @@ def _to_rows(table: pa.Table) -> pl.DataFrame:
                 code = pl.Series(codes.field(i)).cast(pl.String)
                 value = (pl.when(code == "nan").then(math.nan).when(code == "inf").then(math.inf)
                          .when(code == "-inf").then(-math.inf))
-                fixes.append(value.otherwise(pl.col(name) if name in frame.columns else None).cast(pl.Float64).alias(name))
+                fixes.append(value.otherwise(metric_col(name, frame.columns) if name in frame.columns else None).cast(pl.Float64).alias(name))
             frame = frame.with_columns(fixes)
     return frame
 
@@ -344,11 +370,96 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
         aggregations = [pl.col("time").first(), pl.col("wallclock").first()]
         if all_segments:
             aggregations.append(pl.col("superseded").first())
-        aggregations += [pl.col(m).drop_nulls().last() for m in metrics]
+        aggregations += [metric_col(m, rows.columns).drop_nulls().last() for m in metrics]
         rows = rows.group_by(keys, maintain_order=True).agg(aggregations).sort(keys)
     columns = [pl.col("step"), pl.col("wallclock"),
                pl.from_epoch((pl.col("time") * 1_000_000).round().cast(pl.Int64), time_unit="us")
                .dt.replace_time_zone("UTC").alias("time")]
     if all_segments:
         columns = [pl.col("segment"), *columns, pl.col("superseded")]
-    return rows.select(*columns, *[pl.col(m).cast(pl.Float64) for m in metrics])
+    return rows.select(*columns, *[metric_col(m, rows.columns).cast(pl.Float64) for m in metrics])
+
+
+def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *, poll_interval: float = 0.5,
+           from_start: bool = True, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    """Yield a run's metric events as its writer appends them; stop when the run finishes.
+
+    Each item is one ``log`` call: ``{"step", "wallclock", "time" (UTC datetime), "segment",
+    <metric>: value, ...}`` with only the metrics of that call (NaN/inf as logged). With
+    ``from_start=False`` only events appended from now on are yielded. The generator ends when the
+    current segment's ``finish`` event arrives, when the writer is gone (a crash) and nothing is
+    left to read, or after ``timeout`` seconds. A torn line in progress is waited for, never
+    yielded half; a damaged line is skipped with a warning. The run is resolved, and the starting
+    point taken, when ``follow`` is called (not at the first ``next``).
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> run = steplog.init(name="live", root=root)
+        >>> run.log({"loss": 1.0}); run.log({"loss": 0.5}); run.finish()
+        >>> [(e["step"], e["loss"]) for e in follow("live", root=root)]
+        [(0, 1.0), (1, 0.5)]
+    """
+    run_dir = store.resolve_run(run, root)
+    path = run_dir / fmt.EVENTS_FILE
+    offset, line_number, segment = 0, 0, 0
+    if not from_start:
+        with open(path, "rb") as f:
+            data = f.read()
+        offset = data.rfind(b"\n") + 1
+        line_number = data.count(b"\n")
+        segment = fmt.count_resumes(data[:offset])
+    deadline = None if timeout is None else time.monotonic() + timeout
+    return _follow(run_dir, path, offset, line_number, segment, poll_interval, deadline)
+
+
+def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float,
+            deadline: float | None) -> Iterator[dict[str, Any]]:
+    while True:
+        flush_open_runs(run_dir)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+        complete = chunk.rfind(b"\n") + 1
+        offset += complete
+        finished = False
+        for line in chunk[:complete].split(b"\n")[:-1]:
+            line_number += 1
+            if not line.strip():
+                continue
+            try:
+                event = orjson.loads(line)
+            except ValueError:
+                event = None
+            if isinstance(event, dict) and isinstance(event.get(fmt.KIND), str):
+                if event[fmt.KIND] == fmt.RESUME:
+                    segment, finished = int(event.get("segment", segment + 1)), False
+                elif event[fmt.KIND] == fmt.FINISH and event.get("segment", 0) == segment:
+                    finished = True
+                continue
+            problem = _metric_event_problem(event) if event is not None else "not valid JSON"
+            if problem is not None:
+                warnings.warn(f"steplog: skipped damaged line {line_number} of {path} ({problem})", stacklevel=3)
+                continue
+            yield _event_row(event)
+        if finished:
+            return
+        if not complete and not store.writer_is_alive(run_dir):
+            return  # the writer is gone without finishing (crashed), and everything is read
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(poll_interval)
+
+
+def _event_row(event: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "step": event[fmt.STEP],
+        "wallclock": float(event[fmt.WALLCLOCK]),
+        "time": _dt.datetime.fromtimestamp(event[fmt.TIME], _dt.timezone.utc),
+        "segment": event.get(fmt.SEGMENT, 0),
+    }
+    nonfinite = event.get(fmt.NONFINITE, {})
+    for key, value in event[fmt.METRICS].items():
+        row[key] = fmt.decode_nonfinite(nonfinite[key]) if value is None and key in nonfinite else (
+            None if value is None else float(value))
+    return row

@@ -298,6 +298,29 @@ def writer_is_alive(run_dir: Path) -> bool:
     return lock is not None and lock.is_alive()
 
 
+def current_status(run_dir: Path) -> str:
+    """The status of a run without reading all its events: the last event is a ``finish`` event
+    exactly when the current segment has finished.
+
+    Example:
+        >>> current_status(Path("/no/such/run"))
+        'crashed'
+    """
+    last = fmt.read_last_event(run_dir / fmt.EVENTS_FILE)
+    finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
+    return run_status(run_dir, finished)
+
+
+def runs_named(name: str, root: str | os.PathLike) -> list[Path]:
+    """The run directories under ``root`` whose run has this name, oldest first.
+
+    Example:
+        >>> runs_named("baseline", "/no/such/root")
+        []
+    """
+    return [d for d in run_dirs(root) if run_name(d) == name]
+
+
 def run_status(run_dir: Path, finish_status: str | None) -> str:
     """The status of a run given the status of its last ``finish`` event (None when the current
     segment has none): ``finished``/``failed`` as recorded, else ``running`` while its writer is

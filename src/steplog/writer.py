@@ -77,7 +77,7 @@ def init(
     fsync_interval: float = 1.0,
     buffer_size: int = 1000,
     buffer_interval: float = 5.0,
-    resume: str | None = None,
+    resume: str | os.PathLike | None = None,
     start_step: int | None = None,
     tensor_flush_steps: int = 100,
     tensor_flush_seconds: float = 10.0,
@@ -91,7 +91,11 @@ def init(
 
     ``resume`` names an existing run (id, unique id prefix, or name meaning its latest run) to
     append to: a new *segment* starts, and ``start_step`` is the step training restarts from (the
-    checkpoint's step). Steps of earlier segments at or after it are superseded in history.
+    checkpoint's step; None: the first step logged). Steps of earlier segments at or after it are
+    superseded in history. A ``finished`` or ``failed`` run can be resumed too; a ``running`` one
+    cannot (RunLockedError). ``resume="auto"`` with ``name=``: resume the latest ``crashed`` run of
+    that name if there is one, else start a new run (for jobs a scheduler restarts with the same
+    command line). The config of a resumed run is the one it started with.
 
     ``tensor_flush_steps`` and ``tensor_flush_seconds``: how long logged accelerator tensors (a GPU
     loss) may wait on the device before their values are copied to the host in one batched
@@ -118,13 +122,20 @@ def init(
         raise ValueError(f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
                          f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds")
     if start_step is not None and resume is None:
-        raise ValueError("start_step= is for resuming a run; pass resume=RUN as well")
+        raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string or None, got {type(name).__name__}")
     options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size, buffer_interval=buffer_interval,
                    tensor_flush_steps=tensor_flush_steps, tensor_flush_seconds=tensor_flush_seconds)
+    if resume == "auto":
+        if name is None:
+            raise ValueError("resume='auto' resumes the latest crashed run of a name: pass name= as well")
+        crashed = [d for d in store.runs_named(name, root) if store.current_status(d) == fmt.CRASHED]
+        if not crashed:
+            return _start(name, config, Path(root), options)
+        resume = crashed[-1]
     if resume is not None:
-        return _resume(resume, Path(root), start_step, name, options)
+        return _resume(resume, Path(root), start_step, name, config, options)
     return _start(name, config, Path(root), options)
 
 
@@ -150,7 +161,8 @@ def _start(name: str | None, config: Any, root: Path, options: dict[str, Any]) -
                next_step=0, wallclock_offset=0.0, **options)
 
 
-def _resume(ref: str, root: Path, start_step: int | None, name: str | None, options: dict[str, Any]) -> Run:
+def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: str | None, config: Any,
+            options: dict[str, Any]) -> Run:
     if start_step is not None:
         start_step = _check_step(start_step)
     run_dir = store.resolve_run(ref, root)
@@ -162,6 +174,9 @@ def _resume(ref: str, root: Path, start_step: int | None, name: str | None, opti
         state = _tail_state(events)
         if name is not None and name != state["name"]:
             warnings.warn(f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored", stacklevel=3)
+        if config is not None and to_jsonable(config, what="config") != state["config"]:
+            warnings.warn(f"steplog: resuming run {run_dir.name}: the config passed differs from the one it started "
+                          f"with; the run keeps its original config", stacklevel=3)
         segment = state["segments"]
         now = _time()
         fd = os.open(events, os.O_WRONLY | os.O_APPEND)
@@ -190,7 +205,7 @@ def _tail_state(events: Path) -> dict[str, Any]:
     start = fmt.read_start_event(events)
     if start is None:
         raise ValueError(f"{events} has no readable start event; it cannot be resumed")
-    segments = 1 + sum(1 for a, b in fmt.control_line_spans(data) if data.startswith(b'{"e":"resume"', a))
+    segments = 1 + fmt.count_resumes(data)
     last_step, wallclock = None, 0.0
     end = len(data)
     while end > 0:  # walk back over complete lines to the last metric event and the last wallclock
@@ -208,6 +223,7 @@ def _tail_state(events: Path) -> dict[str, Any]:
                 break
         end = begin
     return {"run_id": start.get("run_id", events.parent.name), "name": start.get("name", events.parent.name),
+            "config": start.get("config"),
             "segments": segments, "last_step": last_step, "wallclock": wallclock}
 
 

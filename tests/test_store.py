@@ -1,0 +1,112 @@
+"""Run references, the writer lock and statuses."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import orjson
+import pytest
+
+import steplog
+from conftest import python_subprocess
+
+
+def test_resolve_by_id_prefix_and_name(root):
+    first = steplog.init(name="same", root=root)
+    first.log({"v": 1.0})
+    first.finish()
+    second = steplog.init(name="same", root=root)
+    second.log({"v": 2.0})
+    second.finish()
+    assert steplog.history(first.id, root=root)["v"].to_list() == [1.0]
+    assert steplog.history(first.id[:-2], root=root)["v"].to_list() == [1.0]
+    assert steplog.history("same", root=root)["v"].to_list() == [2.0]  # a name means its latest run
+
+
+def test_unknown_and_ambiguous_references(root):
+    for _ in range(2):
+        steplog.init(name="baseline", root=root).finish()
+    with pytest.raises(steplog.RunNotFoundError, match="did you mean 'baseline'"):
+        steplog.history("baselin", root=root)
+    with pytest.raises(steplog.AmbiguousRunError, match="matches 2 runs"):
+        steplog.history("20", root=root)
+    with pytest.raises(steplog.RunNotFoundError, match="does not exist"):
+        steplog.history("x", root=root / "nope")
+
+
+def test_runs_on_a_missing_root_is_empty(root):
+    table = steplog.runs(root=root)
+    assert table.height == 0 and "status" in table.columns
+
+
+def test_runs_table(root):
+    with steplog.init(name="a", config={"lr": 1e-3, "model": {"layers": 4}}, root=root) as run:
+        for step in range(3):
+            run.log({"loss": 1.0})
+    steplog.init(name="b", config={"lr": 1, "optimizer": "sgd"}, root=root).finish(notes="note")
+    table = steplog.runs(root=root)
+    assert table["name"].to_list() == ["a", "b"]
+    assert table["num_steps"].to_list() == [3, 0]
+    assert table["last_step"].to_list() == [2, None]
+    assert table["config.lr"].to_list() == [1e-3, 1.0]
+    assert table["config.model.layers"].to_list() == [4, None]
+    assert table["config.optimizer"].to_list() == [None, "sgd"]
+    assert table["notes"].to_list() == [None, "note"]
+    assert (table["end_time"] >= table["start_time"]).all()
+    assert (table["duration_s"] >= 0).all()
+
+
+HOLDER = """
+import sys, steplog
+run = steplog.init(name="held", root=sys.argv[1])
+print(run.id, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_two_writers_on_one_run(root):
+    import subprocess
+
+    proc = python_subprocess(HOLDER, str(root), stdin=subprocess.PIPE)
+    run_id = proc.stdout.readline().strip()
+    try:
+        with pytest.raises(steplog.RunLockedError, match=f"being written by pid {proc.pid}"):
+            steplog.init(resume=run_id, root=root)
+        assert steplog.runs(root=root)["status"].to_list() == ["running"]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert steplog.runs(root=root)["status"].to_list() == ["crashed"]
+    run = steplog.init(resume=run_id, root=root)  # the dead writer's lock is stale: taken over
+    run.finish()
+    assert steplog.runs(root=root)["status"].to_list() == ["finished"]
+
+
+def test_second_writer_in_the_same_process(root):
+    run = steplog.init(name="x", root=root)
+    with pytest.raises(steplog.RunLockedError, match="already open for writing in this process"):
+        steplog.init(resume=run.id, root=root)
+    run.finish()
+
+
+def test_stale_lock_from_a_reused_pid_is_recognised(root):
+    run = steplog.init(name="x", root=root)
+    run.log({"a": 1.0})
+    # Simulate a writer that died: same host, our own (live) pid but a different process start time.
+    os.close(run._fd)
+    lock = run.dir / "writer.lock"
+    lock.write_bytes(orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "pid_start": "1", "time": 0.0}))
+    steplog.writer._open_runs.discard(run)
+    assert steplog.runs(root=root)["status"].to_list() == ["crashed"]
+    again = steplog.init(resume="x", root=root)
+    again.finish()
+    assert steplog.runs(root=root)["status"].to_list() == ["finished"]
+
+
+def test_lock_of_another_host_counts_as_live(root):
+    run = steplog.init(name="x", root=root)
+    run.finish()
+    (run.dir / "writer.lock").write_bytes(orjson.dumps({"pid": 1, "host": "some-other-node", "time": 0.0}))
+    with pytest.raises(steplog.RunLockedError, match="some-other-node"):
+        steplog.init(resume="x", root=root)
