@@ -7,6 +7,8 @@ and the versions, to benchmarks/RESULTS.md (docs/performance.md explains the fig
   do: ``os.write(fd, orjson.dumps({"s": step, "t": time.time(), "w": perf_counter() - t0, "m": d},
   option=OPT_APPEND_NEWLINE))`` (an equivalent event, one syscall), inlined in the timing loop.
   Figures are net of the timer's own cost; ratios are to the baseline.
+* Where a "process" call's time goes beyond the baseline (``log_breakdown.py``: the value type
+  check, the metric-name check and the non-finite check, each timed by removing it).
 * RSS growth of a process logging 1,000,000 steps (measured in a subprocess, /proc/self/statm).
 * For reference, other Python trackers installed in the environment (tensorboardX, wandb in
   offline mode): mean time per step of 8 scalars, in a subprocess each; never dependencies.
@@ -149,13 +151,14 @@ def rss_child(steps: int, mode: str, root: str) -> None:
     print(json.dumps({"before": before, "after": after}))
 
 
-def rss_figures(steps: int, root: Path) -> dict[str, float]:
+def rss_figures(steps: int, root: Path) -> dict[str, tuple[float, float, float]]:
+    """Per mode: (growth, RSS before, RSS after), in MB."""
     growth = {}
     for mode in ("process", "buffered"):
         out = subprocess.run([sys.executable, __file__, "--rss-child", str(steps), mode, str(root / f"rss-{mode}")],
                              capture_output=True, text=True, check=True, timeout=600)
         numbers = json.loads(out.stdout.strip().splitlines()[-1])
-        growth[mode] = (numbers["after"] - numbers["before"]) / 2**20
+        growth[mode] = ((numbers["after"] - numbers["before"]) / 2**20, numbers["before"] / 2**20, numbers["after"] / 2**20)
     return growth
 
 
@@ -222,6 +225,13 @@ def reference_figures(steps: int, root: Path) -> dict[str, float | str]:
     return figures
 
 
+def breakdown_figures(tiny: bool) -> dict[str, float]:
+    sys.path.insert(0, str(HERE))
+    import log_breakdown
+
+    return log_breakdown.main(["--tiny"] if tiny else [])
+
+
 def query_figures(tiny: bool) -> dict[str, float] | str:
     """The figures of benchmarks/bench_queries.py (issue 3), or why there are none."""
     sys.path.insert(0, str(HERE))
@@ -271,7 +281,7 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores"
 
 
-def table(size_name: str, size: dict, logs: dict, rss: dict, references: dict, queries, gpu) -> str:
+def table(size_name: str, size: dict, logs: dict, breakdown: dict, rss: dict, references: dict, queries, gpu) -> str:
     lines = [f"| figure | value | target |", "|---|---|---|"]
     for mode in MODES:
         f = logs[mode]
@@ -282,8 +292,11 @@ def table(size_name: str, size: dict, logs: dict, rss: dict, references: dict, q
                      f"(baseline {b['median']:.0f} / {b['p99']:.0f} / {b['mean']:.0f} ns) | |")
         lines.append(f"| log() `{mode}` / baseline, median (mean) | **{f['ratio_median']:.2f}x** ({f['ratio_mean']:.2f}x); "
                      f"per repeat {spread} | {'<= %.1fx' % target if target else ''} |")
-    for mode, growth in rss.items():
-        lines.append(f"| RSS growth over {size['rss_steps']:,} steps, `{mode}` | {growth:.2f} MB | < {RSS_TARGET_MB:.0f} MB |")
+    for part, cost in breakdown.items():
+        lines.append(f"| log() `process`: cost of the {part} (log_breakdown.py) | {cost:.0f} ns | |")
+    for mode, (growth, before, after) in rss.items():
+        lines.append(f"| RSS growth over {size['rss_steps']:,} steps, `{mode}` | {growth:.2f} MB ({before:.1f} -> {after:.1f} MB) "
+                     f"| < {RSS_TARGET_MB:.0f} MB |")
     for name, value in references.items():
         shown = f"{value * 1e6:.1f} us/step" if isinstance(value, float) else value
         lines.append(f"| reference: {name}, 8 scalars per step (mean) | {shown} | |")
@@ -320,11 +333,12 @@ def main(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="steplog-bench-") as work:
         root = Path(work)
         logs = log_figures(size, root)
+        breakdown = breakdown_figures(args.tiny)
         rss = rss_figures(size["rss_steps"], root)
         references = {} if args.skip_references else reference_figures(size["reference_steps"], root)
     queries = "skipped (--skip-queries)" if args.skip_queries else query_figures(args.tiny)
     gpu = gpu_figures(args.tiny)
-    text = table(size_name, size, logs, rss, references, queries, gpu)
+    text = table(size_name, size, logs, breakdown, rss, references, queries, gpu)
     print(text)
     if not args.tiny and not args.no_save:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -119,3 +119,18 @@ def test_a_read_in_the_same_process_sees_buffered_events():
     assert steplog.history("buf", root=root).height == 5
     assert steplog.runs(root=root)["num_steps"].to_list() == [5]
     run.finish()
+
+
+def test_a_read_from_another_thread_leaves_the_logging_thread_s_run_alone():
+    import threading
+
+    root = tempfile.mkdtemp()
+    run = steplog.init(name="threads", root=root, durability="buffered", buffer_size=10_000, buffer_interval=3600)
+    run.log({"loss": 1.0})
+    heights = []
+    reader = threading.Thread(target=lambda: heights.append(steplog.history("threads", root=root).height))
+    reader.start()
+    reader.join()
+    assert heights == [0]  # the buffer is the logging thread's: another thread sees what is written
+    assert steplog.history("threads", root=root).height == 1
+    run.finish()

@@ -106,7 +106,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
     """Read an events file; see the module docstring for what is forgiven.
 
     ``strict=True`` raises CorruptEventsError at the first damaged line instead of skipping it.
-    A run this process has open is flushed first, so that what it logged is read back.
+    A run that this thread has open is flushed first, so that what it logged is read back.
 
     Example:
         >>> read_events("/no/such/events.jsonl")

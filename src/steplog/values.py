@@ -68,16 +68,6 @@ def to_metric_value(key: str, value: Any) -> float:
     raise TypeError(f"metric {key!r}: cannot log a value of type {type(value).__name__} ({value!r:.40}); pass {_ACCEPTED}")
 
 
-def to_metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Convert every value of a metrics mapping with ``to_metric_value`` (all or nothing).
-
-    Example:
-        >>> to_metric_values({"a": 1, "b": 2.5})
-        {'a': 1.0, 'b': 2.5}
-    """
-    return {key: to_metric_value(key, value) for key, value in metrics.items()}
-
-
 def is_device_value(value: Any) -> bool:
     """Whether ``value`` is a tensor on an accelerator, whose ``.item()`` would wait for the device.
 
@@ -97,7 +87,7 @@ def is_device_value(value: Any) -> bool:
 
 
 def split_metric_values(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], DeviceValues | None]:
-    """Convert a metrics mapping like ``to_metric_values``, except for accelerator tensors
+    """Convert every value of a metrics mapping with ``to_metric_value``, except accelerator tensors
     (``is_device_value``): those are checked without a device sync and returned as ``DeviceValues``,
     their keys holding ``None`` in the dict (which keeps the caller's key order) until
     ``materialise`` fills them in. All or nothing: a bad value raises before anything is copied.

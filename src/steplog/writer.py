@@ -17,7 +17,7 @@ Durability modes (docs/format.md has the exact guarantees):
 Scalar tensors on an accelerator (a GPU loss) are not copied to the host when logged, which would
 wait for the device: their events wait in memory, in call order with the events logged after them,
 and the values of many steps are copied in one transfer every ``tensor_flush_steps`` steps or
-``tensor_flush_seconds`` seconds, at ``flush()``, finish, and before this process reads the run.
+``tensor_flush_seconds`` seconds, at ``flush()``, finish, and before the logging thread reads the run.
 A SIGKILL loses the events still waiting (docs/performance.md).
 
 Example:
@@ -38,6 +38,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 import weakref
@@ -100,7 +101,7 @@ def init(
     ``tensor_flush_steps`` and ``tensor_flush_seconds``: how long logged accelerator tensors (a GPU
     loss) may wait on the device before their values are copied to the host in one batched
     transfer (the copy waits for the device, so it is done rarely): every that many steps or
-    seconds, whichever comes first, and at ``flush()``, finish and same-process reads.
+    seconds, whichever comes first, and at ``flush()``, finish and reads from the logging thread.
 
     Example:
         >>> import tempfile
@@ -274,6 +275,7 @@ class Run:
         self._tensor_flush_steps = tensor_flush_steps
         self._tensor_flush_seconds = tensor_flush_seconds
         self._real_dir = os.path.realpath(run_dir)
+        self._thread = threading.get_ident()  # the thread that logs; reads flush only from it
         self._mode_sink = {"process": _WRITE, "buffered": _BUFFER}.get(durability, _HOLD)
         self._sink = self._mode_sink
         _open_runs.add(self)
@@ -553,9 +555,11 @@ class Run:
 
 
 def flush_open_runs(path: str | os.PathLike) -> None:
-    """Flush every run this process has open in directory ``path`` or below it, so that a read
-    through this process sees all it logged (device values still waiting, buffered events).
-    The reader calls it before reading an events file; with no open run it costs nothing.
+    """Flush every run this thread has open in directory ``path`` or below it, so that a read
+    through the training loop's own thread sees all it logged (device values still waiting,
+    buffered events). The reader calls it before reading an events file; with no open run it
+    costs nothing. Runs opened by another thread are left alone: ``Run`` is not thread-safe, so a
+    read from another thread sees what has been written.
 
     Example:
         >>> import tempfile, steplog
@@ -570,8 +574,9 @@ def flush_open_runs(path: str | os.PathLike) -> None:
         return
     where = os.path.realpath(path)
     inside = where.rstrip(os.sep) + os.sep
+    me = threading.get_ident()
     for run in list(_open_runs):
-        if run._real_dir == where or run._real_dir.startswith(inside):
+        if run._thread == me and (run._real_dir == where or run._real_dir.startswith(inside)):
             run.flush()
 
 
