@@ -15,7 +15,8 @@ Example:
 
 __version__ = "0.1.0"
 
-from .query import history, runs
+from .compact import compact
+from .query import best, compare, export, history, runs, scan, summary
 from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
 from .writer import Run, init
@@ -26,6 +27,12 @@ __all__ = [
     "Run",
     "history",
     "runs",
+    "scan",
+    "summary",
+    "compare",
+    "best",
+    "export",
+    "compact",
     "follow",
     "read_events",
     "RunNotFoundError",

@@ -39,6 +39,8 @@ EVENTS_FILE = "events.jsonl"
 LOCK_FILE = "writer.lock"
 PARQUET_FILE = "metrics.parquet"
 SIDECAR_FILE = "run.json"
+#: Where compaction moves the events file (``<run dir>/archive/events.jsonl``): kept so the run stays rebuildable.
+ARCHIVE_DIR = "archive"
 
 # Keys of a metric event.
 STEP = "s"
@@ -63,7 +65,7 @@ CRASHED = "crashed"
 STATUSES = (RUNNING, FINISHED, FAILED, CRASHED)
 
 #: Metric names that would collide with the columns steplog adds to every history table.
-RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "run_id", "name"})
+RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "superseded", "run_id", "name"})
 
 _NONFINITE_CODES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 

@@ -1,4 +1,8 @@
-"""Queries over runs, returning Polars objects: ``history`` of one run, the ``runs`` table.
+"""Queries over runs, returning Polars objects: ``history`` of one run, the ``runs`` table, ``scan``
+over many runs, ``summary``, ``compare``, ``best`` and ``export``.
+
+Every query reads a run from its events file while it has one (live, or finished but not yet
+compacted) and from its Parquet file and sidecar once compacted; the results are the same.
 
 Example:
     >>> import tempfile, steplog
@@ -16,14 +20,76 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 
 from . import format as fmt
 from . import store
-from .reader import read_events, resolve_history
+from .compact import SUMMARY_FIELDS, read_sidecar, run_facts, summarize
+from .reader import RunEvents, metric_col, read_events, resolve_history
+
+_TIME = pl.Datetime("us", "UTC")
+_HISTORY_BASE = {"step": pl.Int64, "wallclock": pl.Float64, "time": _TIME}
+_SCAN_BASE = {"run_id": pl.String, "name": pl.String, **_HISTORY_BASE}
+
+
+# --- one run, from wherever it lives ----------------------------------------------------------
+
+
+def _load(run_dir: Path) -> tuple[RunEvents | None, dict[str, Any] | None]:
+    """(events, None) while the run has an events file; (None, sidecar) once compacted; the
+    archived events if the sidecar is unreadable; (None, None) when there is no run here."""
+    try:
+        return read_events(run_dir / fmt.EVENTS_FILE), None
+    except FileNotFoundError:  # never had one, or compaction moved it while we looked
+        pass
+    sidecar = read_sidecar(run_dir)
+    if sidecar is not None:
+        return None, sidecar
+    try:
+        return read_events(run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE), None
+    except FileNotFoundError:
+        return None, None
+
+
+def _compacted_history(run_dir: Path, sidecar: dict[str, Any], all_segments: bool) -> pl.LazyFrame:
+    frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
+    return _current_rows(frame, [sidecar], all_segments).drop("run_id")
+
+
+def _current_rows(frame: pl.LazyFrame, sidecars: list[dict[str, Any]], all_segments: bool = False) -> pl.LazyFrame:
+    """Rows of compacted runs as ``history`` shows them: without superseded rows (unless
+    ``all_segments``), sorted by step."""
+    if all_segments:
+        return frame
+    frame = frame.filter(~pl.col("superseded")).drop("segment", "superseded")
+    if not all(s.get("steps_sorted") for s in sidecars):
+        frame = frame.sort("run_id", "step", maintain_order=True)
+    return frame
+
+
+def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
+    events, sidecar = _load(run_dir)
+    if events is not None:
+        return resolve_history(events, all_segments=all_segments)
+    if sidecar is None:
+        raise store.RunNotFoundError(f"{run_dir} holds no run ({fmt.EVENTS_FILE}, {fmt.SIDECAR_FILE} and "
+                                     f"{fmt.ARCHIVE_DIR}/{fmt.EVENTS_FILE} are all missing)")
+    try:
+        return _compacted_history(run_dir, sidecar, all_segments).collect()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+        if not archived.exists():
+            raise
+        warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "
+                      f"Run steplog.compact() again after moving it back to {run_dir / fmt.EVENTS_FILE} to rebuild it",
+                      stacklevel=3)
+        return resolve_history(read_events(archived), all_segments=all_segments)
 
 
 def history(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *, all_segments: bool = False) -> pl.DataFrame:
@@ -33,7 +99,7 @@ def history(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs",
     ``step`` (Int64), ``wallclock`` (Float64 seconds since start), ``time`` (UTC datetime), then
     one Float64 column per metric; null where a step did not log a metric, NaN kept as NaN.
     ``all_segments=True`` also returns rows superseded by a resume (see ``steplog.init``), with
-    ``segment`` and ``superseded`` columns.
+    ``segment`` and ``superseded`` columns. Compacted or not, a run gives the same frame.
 
     Example:
         >>> import tempfile, steplog
@@ -43,12 +109,41 @@ def history(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs",
         >>> steplog.history("x", root=root).select("step", "loss", "val_loss").rows()
         [(0, 2.0, None), (1, 1.5, 1.7)]
     """
-    run_dir = store.resolve_run(run, root)
-    return resolve_history(read_events(run_dir / fmt.EVENTS_FILE), all_segments=all_segments)
+    return _history(store.resolve_run(run, root), all_segments)
+
+
+def summary(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> dict[str, dict[str, Any]]:
+    """Per-metric figures of a run: ``{metric: {count, nan_count, min, max, mean, std, first, last,
+    step_of_min, step_of_max}}`` (see ``steplog.compact.summarize``): the sidecar's for a compacted
+    run, computed the same way from the events for the others. NaN never is a min or max.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> with steplog.init(name="x", root=root) as run:
+        ...     run.log({"loss": 2.0}); run.log({"loss": float("nan")}); run.log({"loss": 0.5})
+        >>> s = steplog.summary("x", root=root)["loss"]
+        >>> s["min"], s["step_of_min"], s["nan_count"], s["last"]
+        (0.5, 2, 1, 0.5)
+    """
+    return _summary(store.resolve_run(run, root))
+
+
+def _summary(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> dict[str, dict[str, Any]]:
+    events, sidecar = loaded or _load(run_dir)
+    if sidecar is not None:
+        return sidecar["summary"]
+    if events is None:
+        raise store.RunNotFoundError(f"{run_dir} holds no run")
+    return summarize(resolve_history(events))
+
+
+# --- the runs table ---------------------------------------------------------------------------
 
 
 def runs(root: str | os.PathLike = "experiment_logs") -> pl.DataFrame:
-    """One row per run under ``root``, oldest first.
+    """One row per run under ``root``, oldest first. Compacted runs are read from their sidecar
+    only (their Parquet file is never opened).
 
     Columns: ``run_id``, ``name``, ``status`` (running / finished / failed / crashed),
     ``start_time``, ``end_time`` (UTC datetimes; the last event for a run that has not finished),
@@ -66,43 +161,332 @@ def runs(root: str | os.PathLike = "experiment_logs") -> pl.DataFrame:
     return _records_frame([r for r in records if r is not None])
 
 
-def run_record(run_dir: Path) -> dict[str, Any] | None:
+def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
     """The ``runs()`` row of one run directory (None when it holds no readable run).
 
     Example:
         >>> run_record(Path("/no/such/run")) is None
         True
     """
-    events_path = run_dir / fmt.EVENTS_FILE
     try:
-        events = read_events(events_path)
+        events, sidecar = loaded or _load(run_dir)
     except OSError:
         return None
-    start = events.start or {}
-    finish = events.last_finish
-    status = store.run_status(run_dir, finish.get("status") if finish else None)
-    steps = resolve_history(events)
-    start_time = start.get("time")
-    times = [t for t in (start_time, *(c.get("time") for c in events.controls)) if isinstance(t, (int, float))]
-    if events.rows.height:
-        times.append(events.rows["time"].max())
-    end_time = finish.get("time") if finish else (max(times) if times else None)
-    error = finish.get("error") if finish else None
-    config = start.get("config") if isinstance(start.get("config"), dict) else {}
+    if sidecar is not None:
+        facts, status = sidecar, sidecar.get("status")
+    elif events is not None:
+        facts = run_facts(run_dir, events)
+        finish = facts["finish"]
+        status = store.run_status(run_dir, finish.get("status") if finish else None)
+    else:
+        return None
+    finish = facts.get("finish") or {}
+    error = finish.get("error")
     return {
-        "run_id": start.get("run_id", run_dir.name),
-        "name": start.get("name", run_dir.name),
+        "run_id": facts["run_id"],
+        "name": facts["name"],
         "status": status,
-        "start_time": _utc(start_time),
-        "end_time": _utc(end_time),
-        "duration_s": (end_time - start_time) if isinstance(start_time, (int, float)) and end_time is not None else None,
-        "num_steps": steps.height,
-        "last_step": steps["step"].max() if steps.height else None,
-        "segments": 1 + len(events.resumes),
+        "start_time": _utc(facts["start_time"]),
+        "end_time": _utc(facts["end_time"]),
+        "duration_s": facts["duration_s"],
+        "num_steps": facts["num_steps"],
+        "last_step": facts["last_step"],
+        "segments": len(facts["segments"]),
         "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
-        "notes": finish.get("notes") if finish else None,
-        "config": config,
+        "notes": finish.get("notes"),
+        "config": facts["config"] if isinstance(facts.get("config"), dict) else {},
     }
+
+
+# --- many runs at once ------------------------------------------------------------------------
+
+
+def _selected_dirs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[Path]:
+    if runs is None:
+        return store.run_dirs(root)
+    if isinstance(runs, (str, os.PathLike)):
+        runs = [runs]
+    return list(dict.fromkeys(store.resolve_run(ref, root) for ref in runs))
+
+
+def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
+    """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``,
+    ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
+    did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
+
+    Lazy for real: a filter on ``run_id`` or ``name`` decides which runs are read before any
+    Parquet file is opened, and only the columns a query uses are read from Parquet. Runs that are
+    not compacted are parsed from their events when the schema is first needed (once per scan).
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> for name, lr in (("a", 0.1), ("b", 0.2)):
+        ...     with steplog.init(name=name, config={"lr": lr}, root=root) as run:
+        ...         run.log({"loss": 1.0}); run.log({"loss": lr})
+        >>> steplog.scan(root).group_by("name").agg(pl.col("loss").min()).sort("name").collect().rows()
+        [('a', 0.1), ('b', 0.2)]
+    """
+    from polars.io.plugins import register_io_source
+
+    source = _ScanSource(_selected_dirs(root, runs))
+    return register_io_source(source.read, schema=source.schema)
+
+
+class _ScanSource:
+    """The runs of one ``scan``: sidecars and live histories are loaded once, on first use."""
+
+    def __init__(self, dirs: list[Path]) -> None:
+        self.dirs = dirs
+        self._parts: list[tuple[str, str, Path | None, dict[str, Any] | None, pl.DataFrame | None]] | None = None
+        self._schema: pl.Schema | None = None
+
+    def parts(self) -> list[tuple[str, str, Path | None, dict[str, Any] | None, pl.DataFrame | None]]:
+        """(run_id, name, run dir if compacted, sidecar, history if live) per run, in run order."""
+        if self._parts is None:
+            parts = []
+            for run_dir in self.dirs:
+                events, sidecar = _load(run_dir)
+                if sidecar is not None:
+                    parts.append((sidecar["run_id"], sidecar["name"], run_dir, sidecar, None))
+                elif events is not None:
+                    facts = events.start or {}
+                    parts.append((facts.get("run_id", run_dir.name), facts.get("name", run_dir.name), None, None,
+                                  resolve_history(events)))
+            self._parts = parts
+        return self._parts
+
+    def schema(self) -> pl.Schema:
+        if self._schema is None:
+            metrics: dict[str, None] = {}
+            for _, _, _, sidecar, frame in self.parts():
+                names = sidecar["metrics"] if sidecar is not None else [c for c in frame.columns if c not in _HISTORY_BASE]
+                metrics.update(dict.fromkeys(names))
+            self._schema = pl.Schema({**_SCAN_BASE, **{name: pl.Float64 for name in metrics}})
+        return self._schema
+
+    def read(self, with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
+             batch_size: int | None) -> Iterator[pl.DataFrame]:
+        schema = self.schema()
+        parts = self.parts()
+        keep = _runs_matching(predicate, [p[0] for p in parts], [p[1] for p in parts])
+        wanted = list(with_columns) if with_columns is not None else list(schema)
+        needed = set(wanted) | (set(predicate.meta.root_names()) if predicate is not None else set())
+        remaining = n_rows
+        batch: list[tuple] = []
+        for index, part in enumerate(parts):
+            if not keep[index]:
+                continue
+            if part[2] is not None and (not batch or batch[-1][3]["metrics"] == part[3]["metrics"]):
+                batch.append(part)
+                continue
+            for frame in self._frames(batch, part, schema, needed, wanted, predicate):
+                if remaining is not None:
+                    frame = frame.head(remaining)
+                    remaining -= frame.height
+                yield frame
+                if remaining == 0:
+                    return
+            batch = [part] if part[2] is not None else []
+        for frame in self._frames(batch, None, schema, needed, wanted, predicate):
+            yield frame if remaining is None else frame.head(remaining)
+
+    def _frames(self, batch: list[tuple], live: tuple | None, schema: dict[str, pl.DataType], needed: set[str],
+                wanted: list[str], predicate: pl.Expr | None) -> Iterator[pl.DataFrame]:
+        """The rows of a batch of compacted runs sharing their metric columns (one Parquet scan),
+        then of ``live`` if it is a live run."""
+        if batch:
+            columns = ["run_id", "segment", "step", "wallclock", "time", "superseded", *batch[0][3]["metrics"]]
+            frame = pl.scan_parquet([p[2] / fmt.PARQUET_FILE for p in batch], hive_partitioning=False)
+            read = [metric_col(c, columns) for c in columns if c in needed or c in ("run_id", "segment", "superseded")]
+            frame = _current_rows(frame.select(read), [p[3] for p in batch])
+            if "name" in needed:
+                names = {p[0]: p[1] for p in batch}
+                frame = frame.with_columns(pl.col("run_id").replace_strict(names, return_dtype=pl.String).alias("name"))
+            yield self._finish(frame, schema, needed, wanted, predicate).collect()
+        if live is not None and live[2] is None:
+            frame = live[4].lazy().with_columns(pl.lit(live[0], pl.String).alias("run_id"),
+                                                pl.lit(live[1], pl.String).alias("name"))
+            yield self._finish(frame, schema, needed, wanted, predicate).collect()
+
+    @staticmethod
+    def _finish(frame: pl.LazyFrame, schema: dict[str, pl.DataType], needed: set[str], wanted: list[str],
+                predicate: pl.Expr | None) -> pl.LazyFrame:
+        present = frame.collect_schema().names()
+        frame = frame.select(*[metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c)
+                               for c in schema if c in needed])
+        if predicate is not None:
+            frame = frame.filter(predicate)
+        names = [c for c in schema if c in needed]
+        return frame.select([metric_col(c, names) for c in wanted])
+
+
+def _runs_matching(predicate: pl.Expr | None, run_ids: list[str], names: list[str]) -> list[bool]:
+    """Which runs can have rows passing ``predicate``: its AND-ed parts that use only ``run_id``
+    and ``name`` are evaluated on the runs' ids and names; whatever else is left to the rows."""
+    keep = [True] * len(run_ids)
+    if predicate is None or not run_ids:
+        return keep
+    runs_frame = pl.DataFrame({"run_id": run_ids, "name": names}, schema={"run_id": pl.String, "name": pl.String})
+    for part in _conjuncts(predicate):
+        try:
+            if not set(part.meta.root_names()) <= {"run_id", "name"}:
+                continue
+            mask = runs_frame.with_columns(part.fill_null(False).alias("__keep"))["__keep"]
+        except Exception:  # not elementwise, or not a boolean: let the row filter decide
+            continue
+        if mask.dtype == pl.Boolean and len(mask) == len(keep):
+            keep = [k and bool(m) for k, m in zip(keep, mask.to_list())]
+    return keep
+
+
+def _conjuncts(predicate: pl.Expr) -> list[pl.Expr]:
+    """``a & b & c`` -> [a, b, c]; anything else -> [predicate]."""
+    try:
+        node = orjson.loads(predicate.meta.serialize(format="json"))
+        binary = node.get("BinaryExpr") if isinstance(node, dict) else None
+        if isinstance(binary, dict) and binary.get("op") in ("And", "LogicalAnd"):
+            return [part for sub in predicate.meta.pop() for part in _conjuncts(sub)]
+    except Exception:
+        pass
+    return [predicate]
+
+
+def _loaded_runs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[tuple[Path, tuple]]:
+    return [(d, loaded) for d in _selected_dirs(root, runs) if (loaded := _load(d)) != (None, None)]
+
+
+def _check_mode(metric: str, mode: str) -> str:
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode for metric {metric!r} is {mode!r}; use 'min' (lower is better) or 'max'")
+    return mode
+
+
+def best(metric: str, mode: str = "min", root: str | os.PathLike = "experiment_logs", *,
+         runs: Iterable[str] | None = None) -> dict[str, Any]:
+    """The run with the best value of ``metric`` over its whole history: ``{"run_id", "name",
+    "value", "step"}``. ``mode`` is ``"min"`` or ``"max"``. Runs that never logged the metric (or
+    only NaN) are ignored; NaN never wins. Ties go to the earliest run (by start), and within a
+    run to the earliest step. Compacted runs are decided from their sidecars alone.
+
+    Raises ValueError when no run has a value for ``metric``.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> for name, losses in (("a", [3.0, 2.0]), ("b", [2.5, 1.0, 1.5])):
+        ...     with steplog.init(name=name, root=root) as run:
+        ...         for loss in losses:
+        ...             run.log({"val_loss": loss})
+        >>> r = steplog.best("val_loss", root=root); (r["name"], r["value"], r["step"])
+        ('b', 1.0, 1)
+    """
+    _check_mode(metric, mode)
+    rows = []
+    available: dict[str, None] = {}
+    for run_dir, loaded in _loaded_runs(root, runs):
+        figures = _summary(run_dir, loaded)
+        available.update(dict.fromkeys(figures))
+        record = figures.get(metric) or {}
+        run_id, name = _identity(run_dir, loaded)
+        rows.append({"run_id": run_id, "name": name, "value": record.get(mode), "step": record.get(f"step_of_{mode}")})
+    table = pl.DataFrame(rows, schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
+    winner = table.drop_nulls("value").sort("value", descending=mode == "max", maintain_order=True).head(1)
+    if winner.height == 0:
+        shown = ", ".join(sorted(available)[:20]) or "none"
+        raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); metrics logged there: {shown}")
+    return winner.row(0, named=True)
+
+
+def _identity(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None]) -> tuple[str, str]:
+    events, sidecar = loaded
+    start = sidecar if sidecar is not None else (events.start or {})
+    return start.get("run_id", run_dir.name), start.get("name", run_dir.name)
+
+
+_FIGURE_TYPES = {"count": pl.Int64, "nan_count": pl.Int64, "step_of_min": pl.Int64, "step_of_max": pl.Int64,
+                 "step_of_best": pl.Int64}
+
+
+def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = None,
+            root: str | os.PathLike = "experiment_logs", *, figures: Iterable[str] = ("best", "last"),
+            mode: str | dict[str, str] = "min") -> pl.DataFrame:
+    """One row per run (all runs under ``root``, or ``runs``: ids, id prefixes or names): ``run_id``,
+    ``name``, the ``config.<key>`` columns whose values differ between these runs (a key missing
+    from some runs differs), then ``<metric>.<figure>`` for each metric (default: every metric
+    logged) and figure. Figures: ``best`` (min or max by ``mode``, a string or a dict metric ->
+    mode; default min), ``step_of_best``, and any of ``steplog.compact.SUMMARY_FIELDS``.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> for lr in (0.1, 0.2):
+        ...     with steplog.init(config={"lr": lr, "layers": 4}, root=root) as run:
+        ...         run.log({"loss": 2.0}); run.log({"loss": lr * 10})
+        >>> steplog.compare(root=root).drop("run_id", "name").rows()
+        [(0.1, 1.0, 1.0), (0.2, 2.0, 2.0)]
+        >>> steplog.compare(root=root).columns[2:]
+        ['config.lr', 'loss.best', 'loss.last']
+    """
+    figures = list(figures)
+    for figure in figures:
+        if figure not in ("best", "step_of_best", *SUMMARY_FIELDS):
+            raise ValueError(f"unknown figure {figure!r}; choose from best, step_of_best, {', '.join(SUMMARY_FIELDS)}")
+    loaded_runs = _loaded_runs(root, runs)
+    records = [r for d, loaded in loaded_runs if (r := run_record(d, loaded)) is not None]
+    summaries = [_summary(d, loaded) for d, loaded in loaded_runs]
+    table = _records_frame(records)
+    differing = [c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1]
+    if metrics is None:
+        names: dict[str, None] = {}
+        for figures_of_run in summaries:
+            names.update(dict.fromkeys(figures_of_run))
+        metrics = list(names)
+    elif isinstance(metrics, str):
+        metrics = [metrics]
+    columns = []
+    for metric in metrics:
+        direction = _check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)
+        for figure in figures:
+            field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
+            values = [(s.get(metric) or {}).get(field) for s in summaries]
+            columns.append(pl.Series(f"{metric}.{figure}", values, dtype=_FIGURE_TYPES.get(figure, pl.Float64)))
+    return table.select("run_id", "name", *differing).with_columns(columns)
+
+
+def export(run: str | os.PathLike, path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *,
+           all_segments: bool = False) -> Path:
+    """Write a run's history (``steplog.history``) to ``path``: CSV for ``.csv``, Parquet for
+    ``.parquet``/``.pq``. The file is written under a temporary name and renamed, so it is never
+    seen half-written. Returns the path.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> with steplog.init(name="x", root=root) as run:
+        ...     run.log({"loss": 1.0})
+        >>> steplog.export("x", Path(root) / "x.csv", root=root).read_text().splitlines()[0]
+        'step,wallclock,time,loss'
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ValueError(f"cannot tell the format of {path} from its extension {suffix!r}; use .csv, .parquet or .pq")
+    frame = history(run, root, all_segments=all_segments)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if suffix == ".csv":
+            frame.write_csv(tmp)
+        else:
+            frame.write_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# --- config columns ---------------------------------------------------------------------------
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "config.") -> dict[str, Any]:
@@ -149,14 +533,12 @@ def config_column(name: str, values: list[Any]) -> pl.Series:
     kinds = {type(v) for v in values if v is not None}
     if kinds <= {bool}:
         return pl.Series(name, values, dtype=pl.Boolean)
-    if kinds <= {int}:
+    if kinds <= {int} and all(v is None or -(2**63) <= v < 2**63 for v in values):
         return pl.Series(name, values, dtype=pl.Int64)
     if kinds <= {int, float}:
         return pl.Series(name, [None if v is None else float(v) for v in values], dtype=pl.Float64)
     if kinds <= {str}:
         return pl.Series(name, values, dtype=pl.String)
-    import orjson
-
     return pl.Series(name, [None if v is None else (v if isinstance(v, str) else orjson.dumps(v).decode()) for v in values],
                      dtype=pl.String)
 

@@ -364,9 +364,14 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
     if not all_segments and resumes:
         rows = rows.filter(~superseded)
     rows = rows.with_columns(superseded.alias("superseded")) if all_segments else rows
-    steps = rows["step"]
-    monotonic = len(steps) < 2 or (steps.diff().drop_nulls() > 0).all()
-    if all_segments or not monotonic:
+    if rows.height < 2:
+        monotonic = True
+    elif all_segments:  # (segment, step) strictly increasing: nothing to merge or sort
+        segment_step = rows.select(pl.col("segment").diff(), pl.col("step").diff()).slice(1)
+        monotonic = bool(((segment_step["segment"] > 0) | ((segment_step["segment"] == 0) & (segment_step["step"] > 0))).all())
+    else:
+        monotonic = bool((rows["step"].diff().slice(1) > 0).all())
+    if not monotonic:
         aggregations = [pl.col("time").first(), pl.col("wallclock").first()]
         if all_segments:
             aggregations.append(pl.col("superseded").first())

@@ -1,10 +1,10 @@
 """Where runs live: run ids, run directories, the writer lock, resolving a run reference, status.
 
-Layout: ``<root>/<run id>/events.jsonl`` (plus ``writer.lock`` while a writer holds the run, and
-``metrics.parquet`` + ``run.json`` once compacted). A run id is ``YYYYMMDD-HHMMSS-mmm-xxxxxx``
-(UTC start time to the millisecond, then 6 random hex digits): unique, safe as a directory name,
-and sorting by id sorts by start time. The run's *name* is only ever stored inside the files, so
-no name can make steplog write outside ``root``.
+Layout: ``<root>/<run id>/events.jsonl`` (plus ``writer.lock`` while a writer holds the run). Once
+compacted: ``metrics.parquet`` + ``run.json``, with the events moved to ``archive/events.jsonl``.
+A run id is ``YYYYMMDD-HHMMSS-mmm-xxxxxx`` (UTC start time to the millisecond, then 6 random hex
+digits): unique, safe as a directory name, and sorting by id sorts by start time. The run's *name*
+is only ever stored inside the files, so no name can make steplog write outside ``root``.
 
 Example:
     >>> rid = new_run_id()
@@ -109,13 +109,37 @@ def run_name(run_dir: Path) -> str | None:
         >>> run_name(Path("/no/such/run")) is None
         True
     """
-    sidecar = run_dir / fmt.SIDECAR_FILE
-    try:
-        return orjson.loads(sidecar.read_bytes()).get("name")
-    except (OSError, ValueError, AttributeError):
-        pass
-    start = fmt.read_start_event(run_dir / fmt.EVENTS_FILE)
+    name = raw_sidecar(run_dir).get("name")
+    if isinstance(name, str):
+        return name
+    start = fmt.read_start_event(run_dir / fmt.EVENTS_FILE) or fmt.read_start_event(run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE)
     return None if start is None else start.get("name")
+
+
+def raw_sidecar(run_dir: Path) -> dict[str, Any]:
+    """The sidecar (``run.json``) of a compacted run as parsed JSON, unchecked; {} when it is
+    missing or unreadable. ``steplog.compact.read_sidecar`` checks and decodes it.
+
+    Example:
+        >>> raw_sidecar(Path("/no/such/run"))
+        {}
+    """
+    try:
+        sidecar = orjson.loads((run_dir / fmt.SIDECAR_FILE).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return sidecar if isinstance(sidecar, dict) else {}
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds a run: an events file (live or not yet compacted) or a sidecar
+    (compacted: ``run.json`` + ``metrics.parquet``, the events moved to ``archive/``).
+
+    Example:
+        >>> is_run_dir(Path("/no/such/run"))
+        False
+    """
+    return (path / fmt.EVENTS_FILE).exists() or (path / fmt.SIDECAR_FILE).exists()
 
 
 def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> Path:
@@ -130,9 +154,9 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
         ...
         steplog.store.RunNotFoundError: no run 'baseline' in /no/such/root (the folder does not exist)
     """
-    if isinstance(ref, os.PathLike) or (isinstance(ref, str) and os.sep in ref and (Path(ref) / fmt.EVENTS_FILE).exists()):
+    if isinstance(ref, os.PathLike) or (isinstance(ref, str) and os.sep in ref and is_run_dir(Path(ref))):
         path = Path(ref)
-        if (path / fmt.EVENTS_FILE).exists() or (path / fmt.SIDECAR_FILE).exists():
+        if is_run_dir(path):
             return path
         raise RunNotFoundError(f"{path} is not a run directory (no {fmt.EVENTS_FILE} or {fmt.SIDECAR_FILE} in it)")
     if not isinstance(ref, str) or not ref:
@@ -306,7 +330,13 @@ def current_status(run_dir: Path) -> str:
         >>> current_status(Path("/no/such/run"))
         'crashed'
     """
-    last = fmt.read_last_event(run_dir / fmt.EVENTS_FILE)
+    events = run_dir / fmt.EVENTS_FILE
+    if not events.exists():  # compacted: the sidecar says, else the archived events do
+        compacted = raw_sidecar(run_dir).get("status")
+        if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
+            return compacted
+        events = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+    last = fmt.read_last_event(events)
     finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
     return run_status(run_dir, finished)
 

@@ -1,0 +1,203 @@
+"""The query surface over compacted and live runs: scan (and its laziness), summary, compare,
+best, export, and runs() reading sidecars only."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from polars.testing import assert_frame_equal
+
+import steplog
+from steplog import format as fmt
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _run(root: Path, name: str, rows: list[dict], config: dict | None = None, finish: bool = True) -> steplog.Run:
+    time.sleep(0.002)  # distinct start milliseconds: run ids sort in creation order
+    run = steplog.init(name=name, config=config or {}, root=root)
+    for metrics in rows:
+        run.log(metrics)
+    if finish:
+        run.finish()
+    return run
+
+
+def _with_identity(frame: pl.DataFrame, run: steplog.Run) -> pl.DataFrame:
+    return frame.select(pl.lit(run.id).alias("run_id"), pl.lit(run.name).alias("name"), pl.all())
+
+
+def _mixed_root(root: Path) -> tuple[steplog.Run, steplog.Run, steplog.Run]:
+    a = _run(root, "a", [{"loss": 1.0, "acc": 0.1}, {"loss": 0.5, "acc": NAN}, {"loss": 0.25}])
+    steplog.compact(root, quiet=True)
+    b = _run(root, "b", [{"loss": 2.0, "val": 3.0}, {"val": -INF}])
+    c = _run(root, "c", [{"x": 1.0}], finish=False)
+    return a, b, c
+
+
+def test_scan_over_compacted_finished_and_running_runs(tmp_path):
+    a, b, c = _mixed_root(tmp_path)
+    expected = pl.concat([_with_identity(steplog.history(r.id, root=tmp_path), r) for r in (a, b, c)], how="diagonal_relaxed")
+    scanned = steplog.scan(tmp_path).collect()
+    assert scanned.columns == ["run_id", "name", "step", "wallclock", "time", "loss", "acc", "val", "x"]
+    assert_frame_equal(scanned, expected)
+    assert scanned.schema["time"] == pl.Datetime("us", "UTC")
+    assert_frame_equal(steplog.scan(tmp_path, runs=["b"]).collect(), expected.filter(pl.col("name") == "b").select(
+        "run_id", "name", "step", "wallclock", "time", "loss", "val"))
+    assert steplog.scan(tmp_path).select("name", "x").drop_nulls().collect().rows() == [("c", 1.0)]
+    assert steplog.scan(tmp_path).head(4).collect().height == 4
+    c.finish()
+
+
+def _break(path: Path) -> None:
+    path.write_bytes(b"this is not a Parquet file")
+
+
+def test_a_filter_on_run_id_or_name_does_not_open_other_runs_files(tmp_path):
+    good = _run(tmp_path, "good", [{"loss": 1.0}, {"loss": 0.5}])
+    bad = _run(tmp_path, "bad", [{"loss": 9.0, "other": 1.0}])
+    steplog.compact(tmp_path, quiet=True)
+    _break(bad.dir / fmt.PARQUET_FILE)
+    with pytest.raises(pl.exceptions.ComputeError):
+        steplog.scan(tmp_path).collect()  # the broken file is read when it is not filtered out
+    expected = _with_identity(steplog.history(good.id, root=tmp_path), good).with_columns(pl.lit(None, pl.Float64).alias("other"))
+    lazy = steplog.scan(tmp_path)
+    assert_frame_equal(lazy.filter(pl.col("run_id") == good.id).collect(), expected)
+    assert_frame_equal(lazy.filter(pl.col("name") == "good").collect(), expected)
+    assert_frame_equal(lazy.filter(pl.col("run_id").is_in([good.id])).collect(), expected)
+    both = lazy.filter((pl.col("run_id") == good.id) & (pl.col("loss") < 0.75)).select("step", "loss").collect()
+    assert both.rows() == [(1, 0.5)]
+    chained = lazy.filter(pl.col("loss") < 0.75).filter(pl.col("name").str.starts_with("go")).select("loss").collect()
+    assert chained.rows() == [(0.5,)]
+
+
+def _break_column(path: Path, column: str) -> None:
+    """Overwrite the data of one column chunk, leaving the footer (and other columns) readable."""
+    meta = pq.read_metadata(path)
+    index = meta.schema.names.index(column)
+    data = bytearray(path.read_bytes())
+    for group in range(meta.num_row_groups):
+        chunk = meta.row_group(group).column(index)
+        start = chunk.dictionary_page_offset or chunk.data_page_offset
+        data[start:start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
+def test_a_select_reads_only_the_columns_it_uses(tmp_path):
+    run = _run(tmp_path, "r", [{"loss": 1.0 / (i + 1), "acc": i / 10} for i in range(10)])
+    steplog.compact(tmp_path, quiet=True)
+    _break_column(run.dir / fmt.PARQUET_FILE, "acc")
+    with pytest.raises(Exception):
+        steplog.scan(tmp_path).select("acc").collect()
+    got = steplog.scan(tmp_path).select("run_id", "step", "loss").collect()
+    assert got["loss"].to_list() == [1.0 / (i + 1) for i in range(10)]
+
+
+def test_runs_reads_sidecars_only(tmp_path):
+    a, b, c = _mixed_root(tmp_path)
+    before = steplog.runs(tmp_path)
+    _break(a.dir / fmt.PARQUET_FILE)
+    assert_frame_equal(steplog.runs(tmp_path), before)
+    assert steplog.summary("a", root=tmp_path)["loss"]["min"] == 0.25
+    assert steplog.best("loss", root=tmp_path)["name"] == "a"
+    c.finish()
+
+
+def test_history_of_a_compacted_run_with_a_broken_parquet_file_falls_back_to_the_archive(tmp_path):
+    run = _run(tmp_path, "r", [{"loss": 1.0}, {"loss": NAN}])
+    before = steplog.history("r", root=tmp_path)
+    steplog.compact(tmp_path, quiet=True)
+    _break(run.dir / fmt.PARQUET_FILE)
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert_frame_equal(steplog.history("r", root=tmp_path), before)
+
+
+def test_compacted_runs_resolve_by_id_prefix_name_and_path(tmp_path):
+    run = _run(tmp_path, "named", [{"loss": 1.0}])
+    steplog.compact(tmp_path, quiet=True)
+    for ref in (run.id, run.id[:-2], "named", str(run.dir), run.dir):
+        assert steplog.history(ref, root=tmp_path)["loss"].to_list() == [1.0]
+
+
+# --- summary, best, compare on hand-made runs -------------------------------------------------
+
+
+def _hand_made(root: Path) -> dict[str, steplog.Run]:
+    runs = {
+        "a": _run(root, "a", [{"val_loss": 3.0, "acc": 0.5}, {"val_loss": NAN, "acc": 0.7}, {"val_loss": 1.0}],
+                  {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}}),
+        "b": _run(root, "b", [{"val_loss": 2.0}, {"val_loss": 1.0}, {"val_loss": 1.0}],  # ties a's best, later run
+                  {"lr": 0.2, "layers": 4, "opt": {"name": "adam"}}),
+        "c": _run(root, "c", [{"acc": 0.9}, {"acc": 0.9}], {"lr": 0.1, "layers": 4, "opt": {"name": "sgd"}, "warmup": 10}),
+        "d": _run(root, "d", [{"val_loss": NAN}, {"val_loss": NAN, "acc": NAN}], {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}}),
+    }
+    return runs
+
+
+@pytest.mark.parametrize("compacted", ["none", "some", "all"])
+def test_best_and_compare_have_known_answers(tmp_path, compacted):
+    runs = _hand_made(tmp_path)
+    if compacted == "all":
+        steplog.compact(tmp_path, quiet=True)
+    elif compacted == "some":
+        steplog.compact(tmp_path, runs=["a", "c"], quiet=True)
+    a, b, c, d = (runs[k] for k in "abcd")
+    assert steplog.best("val_loss", root=tmp_path) == {"run_id": a.id, "name": "a", "value": 1.0, "step": 2}  # tie: earlier run
+    assert steplog.best("val_loss", "max", root=tmp_path) == {"run_id": a.id, "name": "a", "value": 3.0, "step": 0}
+    assert steplog.best("acc", "max", root=tmp_path) == {"run_id": c.id, "name": "c", "value": 0.9, "step": 0}  # tie: earlier step
+    assert steplog.best("val_loss", root=tmp_path, runs=["b", "d"]) == {"run_id": b.id, "name": "b", "value": 1.0, "step": 1}
+    with pytest.raises(ValueError, match="no run .* has a value for metric 'val_loss'"):
+        steplog.best("val_loss", root=tmp_path, runs=["c", "d"])  # d has only NaN, c none at all
+    with pytest.raises(ValueError, match="mode"):
+        steplog.best("val_loss", "lowest", root=tmp_path)
+
+    table = steplog.compare(root=tmp_path, mode={"acc": "max"})
+    assert table.columns == ["run_id", "name", "config.lr", "config.opt.name", "config.warmup",
+                             "val_loss.best", "val_loss.last", "acc.best", "acc.last"]
+    rows = {r["name"]: r for r in table.to_dicts()}
+    assert (rows["a"]["val_loss.best"], rows["a"]["val_loss.last"], rows["a"]["acc.best"]) == (1.0, 1.0, 0.7)
+    assert rows["c"]["val_loss.best"] is None and rows["c"]["config.warmup"] == 10 and rows["a"]["config.warmup"] is None
+    assert rows["d"]["val_loss.best"] is None and math.isnan(rows["d"]["val_loss.last"])
+    assert table["run_id"].to_list() == [a.id, b.id, c.id, d.id]
+
+    subset = steplog.compare(["a", "b"], metrics=["val_loss"], root=tmp_path, figures=("best", "step_of_best", "count"))
+    assert subset.columns == ["run_id", "name", "config.lr", "val_loss.best", "val_loss.step_of_best", "val_loss.count"]
+    assert subset.select("val_loss.step_of_best", "val_loss.count").rows() == [(2, 3), (1, 3)]
+    assert subset.schema["val_loss.count"] == pl.Int64
+    with pytest.raises(ValueError, match="unknown figure 'median'"):
+        steplog.compare(root=tmp_path, figures=("median",))
+
+
+def test_summary_figures(tmp_path):
+    _run(tmp_path, "s", [{"m": 4.0}, {"m": NAN}, {"other": 1.0}, {"m": 1.0}, {"m": 4.0}, {"m": 1.0}])
+    live = steplog.summary("s", root=tmp_path)
+    steplog.compact(tmp_path, quiet=True)
+    assert repr(steplog.summary("s", root=tmp_path)) == repr(live)
+    m = live["m"]
+    assert {k: m[k] for k in ("count", "nan_count", "min", "max", "first", "last", "step_of_min", "step_of_max")} == {
+        "count": 5, "nan_count": 1, "min": 1.0, "max": 4.0, "first": 4.0, "last": 1.0, "step_of_min": 3, "step_of_max": 0}
+    assert m["mean"] == pytest.approx(2.5) and m["std"] == pytest.approx(math.sqrt(3.0))
+    assert live["other"]["std"] is None  # one value: no sample std
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compact_first", [False, True])
+def test_export_round_trips(tmp_path, compact_first):
+    _run(tmp_path, "e", [{"loss": 1.5, "acc": NAN}, {"loss": INF}, {"acc": -INF}, {"loss": 0.1}])
+    if compact_first:
+        steplog.compact(tmp_path, quiet=True)
+    expected = steplog.history("e", root=tmp_path)
+    parquet = steplog.export("e", tmp_path / "e.parquet", root=tmp_path)
+    assert_frame_equal(pl.read_parquet(parquet), expected)
+    csv = steplog.export("e", tmp_path / "e.csv", root=tmp_path)
+    assert_frame_equal(pl.read_csv(csv, schema=expected.schema), expected)
+    assert not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="use .csv, .parquet or .pq"):
+        steplog.export("e", tmp_path / "e.xlsx", root=tmp_path)
