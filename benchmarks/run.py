@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> str:
     print(text)
     if not args.tiny and not args.no_save:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        header = (f"\n## {stamp}: benchmarks/run.py\n\nMachine: {machine()}. Versions: {versions()}.\n"
+        header = (f"\n### {stamp}: benchmarks/run.py\n\nMachine: {machine()}. Versions: {versions()}.\n"
                   f"{size['calls']:,} calls per mode in blocks of {size['block']:,}, x{size['repeats']} repeats; "
                   f"timer overhead {logs['timer_overhead_ns']} ns subtracted.\n\n")
         with open(RESULTS, "a") as f:

@@ -66,6 +66,10 @@ def test_twenty_crashes_and_resumes_give_one_clean_history(root):
     assert set(everything.columns) >= {"segment", "superseded"}
     assert everything.filter(~everything["superseded"]).height == len(steps)
     assert everything.height >= len(steps)
+    assert steplog.compact(root=root, quiet=True) == [final.id]  # identical after compaction
+    assert steplog.history("long", root=root).equals(hist)
+    assert steplog.history("long", root=root, all_segments=True).equals(everything)
+    assert steplog.runs(root=root).row(0, named=True)["segments"] == 23
 
 
 def test_superseded_rows_stay_readable(root):
@@ -229,3 +233,26 @@ def test_follow_from_the_end_of_a_resumed_run_ends_at_its_finish(root):
     run.log({"a": 2.0})
     run.finish()
     assert [(r["a"], r["segment"]) for r in follower] == [(2.0, 1)]
+
+
+def test_a_compacted_crashed_run_resumes_and_is_folded_again(root):
+    proc = python_subprocess(SEGMENT_WRITER, str(root), "0", "0")
+    proc.stdout.readline()
+    for _ in range(30):
+        proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    assert steplog.compact(root=root, quiet=True) != []
+    before = steplog.history("long", root=root)
+    assert steplog.runs(root=root)["status"].to_list() == ["crashed"]
+    run = steplog.init(name="long", resume="auto", root=root, start_step=10)
+    run.log({"loss": 1e6 + 10, "seg": 1.0})
+    run.finish()
+    live = steplog.history("long", root=root)
+    assert live["step"].to_list() == list(range(11))
+    assert live.head(10).equals(before.head(10))
+    assert steplog.compact(root=root, quiet=True) == [run.id]
+    assert steplog.history("long", root=root).equals(live)
+    assert steplog.history("long", root=root, all_segments=True)["superseded"].sum() == before.height - 10
+    row = steplog.runs(root=root).row(0, named=True)
+    assert (row["status"], row["segments"]) == ("finished", 2)

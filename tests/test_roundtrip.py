@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import steplog
-from steplog import format as fmt
+from steplog.format import RESERVED_NAMES
 
-metric_names = st.text(min_size=1, max_size=12).filter(lambda k: k not in fmt.RESERVED_NAMES)
+metric_names = st.text(min_size=1, max_size=12).filter(lambda k: k not in RESERVED_NAMES)
 values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**53), max_value=2**53),

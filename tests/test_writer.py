@@ -96,7 +96,7 @@ def test_bad_values_raise_type_error_naming_the_key_and_write_nothing(root, bad)
     assert steplog.history(run.id, root=root)["loss"].to_list() == [1.0, 3.0]
 
 
-@pytest.mark.parametrize("key", ["step", "time", "wallclock", "segment", "run_id", "name"])
+@pytest.mark.parametrize("key", ["step", "time", "wallclock", "segment", "run_id", "name", "superseded"])
 def test_reserved_keys_raise_and_never_overwrite_the_step(root, key):
     run = steplog.init(root=root)
     with pytest.raises(ValueError, match=f"'{key}' is reserved"):
@@ -232,6 +232,12 @@ def test_config_capture(root):
     table = steplog.runs(root=root)
     assert table["config.model.d_model"].to_list() == [512]
     assert table["config.nested.deep.x"].to_list() == ["[1,[2,3]]"]
+
+
+def test_config_with_integers_beyond_64_bits_is_kept_as_text(root):
+    run = steplog.init(config={"seed": 2**70, "ok": 2**63}, root=root)
+    run.finish()
+    assert events_of(run)[0]["config"] == {"seed": str(2**70), "ok": 2**63}
 
 
 def test_config_capture_never_crashes(root):

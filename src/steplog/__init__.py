@@ -20,6 +20,7 @@ from .query import best, compare, export, history, runs, scan, summary
 from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
 from .writer import Run, init
+from .tracker import ExperimentAnalyzer, ExperimentConfig, ExperimentLog, ExperimentTracker, MetricsSnapshot  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -39,4 +40,9 @@ __all__ = [
     "AmbiguousRunError",
     "RunLockedError",
     "CorruptEventsError",
+    "ExperimentConfig",
+    "MetricsSnapshot",
+    "ExperimentLog",
+    "ExperimentTracker",
+    "ExperimentAnalyzer",
 ]

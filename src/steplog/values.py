@@ -204,7 +204,7 @@ def _convert(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, int):
-        return int(obj)
+        return int(obj) if -(2**63) <= obj < 2**64 else str(obj)  # JSON readers stop at 64 bits
     if isinstance(obj, float):
         if math.isfinite(obj):
             return float(obj)

@@ -168,10 +168,9 @@ def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: st
         start_step = _check_step(start_step)
     run_dir = store.resolve_run(ref, root)
     events = run_dir / fmt.EVENTS_FILE
-    if not events.exists():
-        raise FileNotFoundError(f"run {run_dir.name} has no {fmt.EVENTS_FILE} to append to")
     store.acquire_lock(run_dir, _time())
     try:
+        _reopen_compacted(run_dir)
         state = _tail_state(events)
         if name is not None and name != state["name"]:
             warnings.warn(f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored", stacklevel=3)
@@ -192,6 +191,23 @@ def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: st
     next_step = start_step if start_step is not None else (0 if last is None else last + 1)
     return Run(state["run_id"], state["name"], run_dir, fd, segment=segment, last_step=last,
                next_step=next_step, wallclock_offset=state["wallclock"], **options)
+
+
+def _reopen_compacted(run_dir: Path) -> None:
+    """Make a compacted run live again (under its lock): its archived events move back, and the
+    derived Parquet file and sidecar, now out of date, are removed; the next compaction folds it anew."""
+    events = run_dir / fmt.EVENTS_FILE
+    archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+    if not events.exists() and archived.exists():
+        os.replace(archived, events)
+    if not events.exists():
+        raise FileNotFoundError(f"run {run_dir.name} has no {fmt.EVENTS_FILE} (nor {fmt.ARCHIVE_DIR}/{fmt.EVENTS_FILE}) "
+                                f"to append to; it cannot be resumed")
+    for derived in (fmt.SIDECAR_FILE, fmt.PARQUET_FILE):
+        try:
+            (run_dir / derived).unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _tail_state(events: Path) -> dict[str, Any]:

@@ -1,0 +1,458 @@
+"""The demo training job: a learning-rate sweep of a character-level MLP language model, in numpy.
+
+The text comes from a fixed random Markov source (order 2 over a small alphabet, seeded), so the
+best loss any model can reach, the source's entropy rate, is known exactly and printed beside the
+results. The model sees the last ``context`` characters (more than the source's order, so it can
+reach that bound): embedding, one tanh hidden layer, softmax cross-entropy, hand-written backprop,
+AdamW with linear warmup and cosine decay, global-norm gradient clipping.
+
+Every iteration is logged with ``ExperimentTracker`` (train loss, learning rate, tokens/s,
+iteration time, gradient steps; validation loss every ``eval_interval`` iterations); the runs are
+compacted, compared and the best one named. Run it with ``steplog demo`` (``--quick`` for a few
+seconds) or call ``run_demo``.
+
+Example:
+    >>> source = markov_source(alphabet_size=4, order=1, seed=0)
+    >>> 0 < source.entropy_rate < math.log(4)
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .tracker import ExperimentAnalyzer, ExperimentConfig, ExperimentTracker
+
+ALPHABET = " etaoinshrdlcumwfgypbvkjxqz"
+
+
+# --- the data: a Markov source with a known entropy rate -------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkovSource:
+    """A stationary Markov chain over ``alphabet`` of the given ``order``.
+
+    ``probs[context]`` (shape ``(V,) * order + (V,)``) is the distribution of the next symbol after
+    a context of ``order`` symbols; ``stationary`` (shape ``(V,) * order``) the stationary
+    distribution of contexts.
+    """
+
+    alphabet: str
+    order: int
+    probs: np.ndarray
+    stationary: np.ndarray
+
+    @property
+    def entropy_rate(self) -> float:
+        """Nats per symbol: the expected cross-entropy of the true next-symbol distribution, the
+        lowest loss any model can have on this source.
+
+        Example:
+            >>> round(markov_source(alphabet_size=2, order=1, concentration=1e6, seed=0).entropy_rate, 3)
+            0.693
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = np.where(self.probs > 0, self.probs * np.log(self.probs), 0.0)
+        return float(-(self.stationary * plogp.sum(axis=-1)).sum())
+
+    def cross_entropy(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The loss of the source itself (the true next-symbol distribution) on windows ``x`` ->
+        ``y``: the entropy rate up to the sampling noise of a finite set.
+
+        Example:
+            >>> source = markov_source(alphabet_size=4, order=1, seed=0)
+            >>> x, y = windows(source.sample(64, 200, np.random.default_rng(0)), 2)
+            >>> abs(source.cross_entropy(x, y) - source.entropy_rate) < 0.05
+            True
+        """
+        context = tuple(x[:, -self.order :].T)
+        return float(-np.log(self.probs[context + (y,)]).mean())
+
+    def sample(self, num_sequences: int, length: int, rng: np.random.Generator) -> np.ndarray:
+        """``num_sequences`` independent sequences of ``length`` symbol ids (int64), each started
+        from the stationary distribution (so every position is a stationary sample).
+
+        Example:
+            >>> source = markov_source(alphabet_size=3, order=2, seed=1)
+            >>> source.sample(4, 10, np.random.default_rng(0)).shape
+            (4, 10)
+        """
+        size = len(self.alphabet)
+        flat_start = rng.choice(size**self.order, size=num_sequences, p=self.stationary.ravel())
+        out = np.empty((num_sequences, length), dtype=np.int64)
+        out[:, : self.order] = np.stack(np.unravel_index(flat_start, (size,) * self.order), axis=1)[:, :length]
+        cumulative = np.cumsum(self.probs, axis=-1).reshape(-1, size)
+        cumulative[:, -1] = 1.0
+        weights = size ** np.arange(self.order - 1, -1, -1)
+        for t in range(self.order, length):
+            context = out[:, t - self.order : t] @ weights
+            u = rng.random(num_sequences)[:, None]
+            out[:, t] = (u > cumulative[context]).sum(axis=1)
+        return out
+
+
+def markov_source(alphabet_size: int = 12, order: int = 2, concentration: float = 0.3, seed: int = 0) -> MarkovSource:
+    """A random Markov source: each context's next-symbol distribution is drawn from a symmetric
+    Dirichlet(``concentration``) (small: peaked distributions, a low entropy rate), seeded.
+
+    Example:
+        >>> source = markov_source(alphabet_size=5, order=2, seed=3)
+        >>> source.probs.shape, round(float(source.stationary.sum()), 6)
+        ((5, 5, 5), 1.0)
+    """
+    if not 2 <= alphabet_size <= len(ALPHABET) or order < 1:
+        raise ValueError(f"alphabet_size must be in 2..{len(ALPHABET)} and order >= 1, got {alphabet_size}, {order}")
+    rng = np.random.default_rng(seed)
+    shape = (alphabet_size,) * order
+    probs = rng.dirichlet(np.full(alphabet_size, concentration), size=shape)
+    probs = np.maximum(probs, 1e-12)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    # Stationary distribution of contexts: power iteration on context -> next context.
+    stationary = np.full(shape, 1.0 / alphabet_size**order)
+    for _ in range(10_000):
+        joint = stationary[..., None] * probs  # P(context, next symbol)
+        following = joint.sum(axis=0)  # drop the oldest symbol: the next context
+        if np.abs(following - stationary).max() < 1e-13:
+            stationary = following
+            break
+        stationary = following
+    return MarkovSource(ALPHABET[:alphabet_size], order, probs, stationary / stationary.sum())
+
+
+def windows(sequences: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (last ``context`` symbols, next symbol) pairs of a batch of sequences.
+
+    Example:
+        >>> x, y = windows(np.array([[0, 1, 2, 3]]), 2)
+        >>> x.tolist(), y.tolist()
+        ([[0, 1], [1, 2]], [2, 3])
+    """
+    view = np.lib.stride_tricks.sliding_window_view(sequences, context + 1, axis=1)
+    view = view.reshape(-1, context + 1)
+    return np.ascontiguousarray(view[:, :context]), np.ascontiguousarray(view[:, context])
+
+
+# --- the model: embedding, one tanh hidden layer, softmax ----------------------------------
+
+
+class CharMLP:
+    """A character-level MLP language model with hand-written forward and backward passes.
+
+    Example:
+        >>> model = CharMLP(vocab_size=5, context=3, embed_dim=4, hidden=8, seed=0)
+        >>> x = np.array([[0, 1, 2], [3, 4, 0]]); y = np.array([3, 1])
+        >>> loss, grads = model.loss_and_grads(x, y)
+        >>> abs(loss - math.log(5)) < 0.2, sorted(grads) == sorted(model.params)
+        (True, True)
+    """
+
+    def __init__(self, vocab_size: int, context: int, embed_dim: int, hidden: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        fan_in = context * embed_dim
+        self.params = {
+            "embed": rng.normal(0.0, 1.0, (vocab_size, embed_dim)),
+            "w1": rng.normal(0.0, 1.0 / math.sqrt(fan_in), (fan_in, hidden)),
+            "b1": np.zeros(hidden),
+            "w2": rng.normal(0.0, 0.1 / math.sqrt(hidden), (hidden, vocab_size)),
+            "b2": np.zeros(vocab_size),
+        }
+        self.params = {k: v.astype(np.float32) for k, v in self.params.items()}
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = self.params
+        inputs = p["embed"][x].reshape(len(x), -1)
+        hidden = np.tanh(inputs @ p["w1"] + p["b1"])
+        logits = hidden @ p["w2"] + p["b2"]
+        return inputs, hidden, logits
+
+    @staticmethod
+    def _log_softmax(logits: np.ndarray) -> np.ndarray:
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+    def loss(self, x: np.ndarray, y: np.ndarray, chunk: int = 64) -> float:
+        """Mean cross-entropy (nats) of predicting ``y`` from contexts ``x``, ``chunk`` rows at a
+        time (small products stay single-threaded; see ``DemoSettings``)."""
+        total = 0.0
+        for begin in range(0, len(y), chunk):
+            logp = self._log_softmax(self._forward(x[begin : begin + chunk])[2])
+            total -= float(logp[np.arange(len(logp)), y[begin : begin + chunk]].sum())
+        return total / len(y)
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss and the gradient of every parameter (backprop by hand)."""
+        p = self.params
+        batch = len(y)
+        inputs, hidden, logits = self._forward(x)
+        logp = self._log_softmax(logits)
+        loss = float(-logp[np.arange(batch), y].mean())
+        dlogits = np.exp(logp)
+        dlogits[np.arange(batch), y] -= 1.0
+        dlogits /= batch
+        dhidden = dlogits @ p["w2"].T
+        dpre = dhidden * (1.0 - hidden * hidden)
+        dinputs = (dpre @ p["w1"].T).reshape(batch, x.shape[1], -1)
+        dembed = np.zeros_like(p["embed"])
+        np.add.at(dembed, x, dinputs)
+        grads = {"embed": dembed, "w1": inputs.T @ dpre, "b1": dpre.sum(axis=0),
+                 "w2": hidden.T @ dlogits, "b2": dlogits.sum(axis=0)}
+        return loss, grads
+
+
+class AdamW:
+    """AdamW (decoupled weight decay on matrices only) with global-norm gradient clipping.
+
+    Example:
+        >>> params = {"w": np.ones((2, 2), np.float32)}
+        >>> opt = AdamW(params, weight_decay=0.0)
+        >>> norm = opt.step({"w": np.ones((2, 2), np.float32)}, lr=0.1)
+        >>> round(float(params["w"][0, 0]), 4), norm
+        (0.9, 2.0)
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], beta1: float = 0.9, beta2: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.01, grad_clip: float = 1.0) -> None:
+        self.params = params
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.weight_decay, self.grad_clip = weight_decay, grad_clip
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, grads: dict[str, np.ndarray], lr: float) -> float:
+        """One update; returns the gradient norm before clipping."""
+        norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+        scale = min(1.0, self.grad_clip / (norm + 1e-12)) if self.grad_clip > 0 else 1.0
+        self.t += 1
+        correction1 = 1.0 - self.beta1**self.t
+        correction2 = 1.0 - self.beta2**self.t
+        for name, param in self.params.items():
+            g = grads[name] * scale
+            m, v = self.m[name], self.v[name]
+            m *= self.beta1
+            m += (1.0 - self.beta1) * g
+            v *= self.beta2
+            v += (1.0 - self.beta2) * g * g
+            if param.ndim > 1 and self.weight_decay:
+                param *= 1.0 - lr * self.weight_decay
+            param -= lr * (m / correction1) / (np.sqrt(v / correction2) + self.eps)
+        return norm
+
+
+def learning_rate_at(iteration: int, max_lr: float, min_lr: float, warmup: int, total: int) -> float:
+    """Linear warmup to ``max_lr`` over ``warmup`` iterations, then cosine decay to ``min_lr`` at ``total``.
+
+    Example:
+        >>> [round(learning_rate_at(i, 1.0, 0.1, 10, 110), 3) for i in (0, 5, 10, 60, 110, 200)]
+        [0.1, 0.6, 1.0, 0.55, 0.1, 0.1]
+    """
+    if iteration < warmup:
+        return max_lr * (iteration + 1) / warmup
+    if iteration >= total:
+        return min_lr
+    progress = (iteration - warmup) / max(1, total - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+# --- one training run, logged with ExperimentTracker --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the demo; ``quick()`` for a run of a few seconds.
+
+    The batch and hidden sizes keep every matrix product small enough (m*n*k below 2**18) that
+    OpenBLAS computes it on one thread: on a busy machine, BLAS threads on matrices this small
+    spend far longer waiting for each other than computing (measured: over 10x slower).
+    """
+
+    learning_rates: tuple[float, ...] = (3e-4, 3e-3, 3e-2)
+    iterations: int = 20_000
+    batch_size: int = 64
+    warmup: int = 500
+    eval_interval: int = 500
+    eval_examples: int = 16384
+    train_sequences: int = 512
+    sequence_length: int = 512
+    alphabet_size: int = 12
+    order: int = 2
+    context: int = 3
+    embed_dim: int = 16
+    hidden: int = 64
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        """The ``--quick`` sizes: fewer iterations and less data.
+
+        Example:
+            >>> DemoSettings.quick().iterations < DemoSettings().iterations
+            True
+        """
+        return cls(iterations=1500, warmup=50, eval_interval=100, eval_examples=4096, train_sequences=128)
+
+
+def train_run(learning_rate: float, settings: DemoSettings, source: MarkovSource, data: dict[str, np.ndarray],
+              root: str | os.PathLike, name: str) -> ExperimentTracker:
+    """Train one model at ``learning_rate``, logging every iteration; returns the finished tracker.
+
+    Example:
+        >>> import tempfile
+        >>> settings = DemoSettings(iterations=5, warmup=1, eval_interval=2, eval_examples=64, train_sequences=8,
+        ...                         sequence_length=32)
+        >>> source = markov_source(settings.alphabet_size, settings.order, seed=0)
+        >>> tracker = train_run(1e-2, settings, source, make_data(source, settings), tempfile.mkdtemp(), "tiny")
+        >>> tracker.gradient_step
+        5
+    """
+    s = settings
+    config = ExperimentConfig(
+        experiment_name=name, vocab_size=len(source.alphabet), context_length=s.context, d_model=s.embed_dim,
+        num_layers=1, num_heads=1, d_ff=s.hidden, batch_size=s.batch_size, max_iters=s.iterations,
+        learning_rate=learning_rate, min_learning_rate=learning_rate / 10, warmup_iters=s.warmup,
+        cosine_cycle_iters=s.iterations, weight_decay=s.weight_decay, beta1=0.9, beta2=0.99, eps=1e-8, grad_clip=1.0,
+        eval_interval=s.eval_interval, eval_iters=max(1, s.eval_examples // s.batch_size), log_interval=1,
+        seed=s.seed, device="cpu", dtype="float32",
+        train_data=f"markov(order={s.order}, alphabet={len(source.alphabet)}, seed={s.seed})",
+        val_data=f"markov(order={s.order}, alphabet={len(source.alphabet)}, seed={s.seed}), held-out sequences",
+        extra={"model": "char-mlp (embedding, tanh hidden layer, softmax)",
+               "source_entropy_rate": round(source.entropy_rate, 6)},
+    )
+    model = CharMLP(len(source.alphabet), s.context, s.embed_dim, s.hidden, seed=s.seed)
+    optimizer = AdamW(model.params, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
+                      weight_decay=config.weight_decay, grad_clip=config.grad_clip)
+    x_train, y_train, x_val, y_val = data["x_train"], data["y_train"], data["x_val"], data["y_val"]
+    batches = np.random.default_rng(s.seed + 1)
+    tracker = ExperimentTracker(config, log_dir=root)
+    tracker.start()
+    for it in range(s.iterations):
+        t0 = time.perf_counter()
+        lr = learning_rate_at(it, learning_rate, config.min_learning_rate, s.warmup, s.iterations)
+        index = batches.integers(0, len(y_train), s.batch_size)
+        loss, grads = model.loss_and_grads(x_train[index], y_train[index])
+        grad_norm = optimizer.step(grads, lr)
+        seconds = time.perf_counter() - t0
+        tracker.log_metrics(it, train_loss=loss, learning_rate=lr, tokens_per_sec=s.batch_size / seconds,
+                            iter_time_ms=seconds * 1000, grad_norm=grad_norm)
+        tracker.increment_gradient_step()
+        if it % s.eval_interval == 0:
+            tracker.log_eval(it, val_loss=model.loss(x_val, y_val))
+    tracker.finish(val_loss=model.loss(x_val, y_val),
+                   notes=f"lr sweep; source entropy rate {source.entropy_rate:.4f} nats/char")
+    return tracker
+
+
+def make_data(source: MarkovSource, settings: DemoSettings) -> dict[str, np.ndarray]:
+    """Training windows and a fixed validation set (``eval_examples`` windows from held-out sequences).
+
+    Example:
+        >>> settings = DemoSettings.quick()
+        >>> data = make_data(markov_source(seed=0), settings)
+        >>> data["x_val"].shape == (settings.eval_examples, settings.context)
+        True
+    """
+    rng = np.random.default_rng(settings.seed)
+    train = source.sample(settings.train_sequences, settings.sequence_length, rng)
+    val_sequences = -(-settings.eval_examples // (settings.sequence_length - settings.context)) + 1
+    val = source.sample(val_sequences, settings.sequence_length, rng)
+    x_train, y_train = windows(train, settings.context)
+    x_val, y_val = windows(val, settings.context)
+    return {"x_train": x_train, "y_train": y_train,
+            "x_val": x_val[: settings.eval_examples], "y_val": y_val[: settings.eval_examples]}
+
+
+@dataclasses.dataclass
+class DemoResult:
+    """What ``run_demo`` did: the source's entropy rate, the run ids and names, the best run."""
+
+    root: Path
+    entropy_rate: float
+    run_ids: list[str]
+    names: list[str]
+    best_name: str
+    best_val_loss: float
+
+
+def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, settings: DemoSettings | None = None,
+             out: Callable[[str], Any] = print) -> DemoResult:
+    """Run the learning-rate sweep into ``root``, compact the runs, print the comparison table,
+    the best run and where the files are (through ``out``).
+
+    Example:
+        >>> import tempfile
+        >>> tiny = DemoSettings(learning_rates=(1e-2, 3e-2), iterations=20, eval_interval=10, eval_examples=128,
+        ...                     train_sequences=8, sequence_length=64, warmup=2)
+        >>> result = run_demo(tempfile.mkdtemp(), settings=tiny, out=lambda line: None)
+        >>> result.names
+        ['demo_lr_0.01', 'demo_lr_0.03']
+    """
+    s = settings or (DemoSettings.quick() if quick else DemoSettings())
+    root = Path(root)
+    source = markov_source(s.alphabet_size, s.order, seed=s.seed)
+    data = make_data(source, s)
+    bound = source.entropy_rate
+    out(f"steplog demo: a character-level MLP language model trained in numpy, {len(s.learning_rates)} learning rates")
+    out(f"data: an order-{s.order} Markov source over {len(source.alphabet)} characters (seed {s.seed}); "
+        f"{len(data['y_train']):,} training windows, {len(data['y_val']):,} validation windows")
+    out(f"best possible loss: the source's entropy rate, {bound:.4f} nats/char (the source itself scores "
+        f"{source.cross_entropy(data['x_val'], data['y_val']):.4f} on this validation set; "
+        f"a uniform guess {math.log(len(source.alphabet)):.4f})")
+    out("")
+    trackers = []
+    for lr, name in zip(s.learning_rates, sweep_names(s.learning_rates)):
+        started = time.perf_counter()
+        tracker = train_run(lr, s, source, data, root, name)
+        tracker.save()  # compact the finished run: metrics.parquet + run.json
+        trackers.append(tracker)
+        final = ExperimentAnalyzer(root).get_experiment(tracker.run_id).summary["final_val_loss"]
+        out(f"  {name:<16} {s.iterations} iterations in {time.perf_counter() - started:5.1f} s   "
+            f"val loss {final:.4f} (entropy rate + {final - bound:.4f})")
+    run_ids = [t.run_id for t in trackers]
+    analyzer = ExperimentAnalyzer(root)
+    analyzer.load_all()
+    out("")
+    out(analyzer.get_comparison_table(metrics=["train_loss", "val_loss", "tokens_per_sec"], runs=run_ids))
+    finals = {t.config.experiment_name: analyzer.get_experiment(t.run_id).summary["final_val_loss"] for t in trackers}
+    best_name = min(finals, key=finals.__getitem__)
+    out("")
+    out(f"best run: {best_name}, final val loss {finals[best_name]:.4f} "
+        f"(entropy rate {bound:.4f}, gap {finals[best_name] - bound:.4f})")
+    out(f"files: one folder per run under {root.resolve()} (events compacted into metrics.parquet + run.json):")
+    for tracker in trackers:
+        out(f"  {tracker.run_dir}")
+    out(f"loss curves: {_plot(run_ids, root, bound)}")
+    out(f'next: steplog.history("{best_name}", root="{root}"), or '
+        f'ExperimentAnalyzer("{root}").print_summary("{best_name}")')
+    return DemoResult(root, bound, run_ids, [t.config.experiment_name for t in trackers], best_name, finals[best_name])
+
+
+def _plot(run_ids: list[str], root: Path, bound: float) -> str:
+    """Save the sweep's loss curves as ``<root>/demo_curves.png``; what to print about it."""
+    from .plot import PlotUnavailableError, plot_curves
+
+    try:
+        path = plot_curves(run_ids, ["train_loss", "val_loss"], root=root, smooth=50, output=root / "demo_curves.png",
+                           title=f"learning-rate sweep (best possible loss {bound:.4f} nats/char)")
+    except PlotUnavailableError:
+        return "not drawn: install matplotlib (pip install 'steplog[plot]') to get them as a PNG"
+    return str(path)
+
+
+def sweep_names(learning_rates: Sequence[float]) -> list[str]:
+    """The run names the demo gives a sweep.
+
+    Example:
+        >>> sweep_names([3e-4, 3e-3])
+        ['demo_lr_0.0003', 'demo_lr_0.003']
+    """
+    return [f"demo_lr_{lr:g}" for lr in learning_rates]
