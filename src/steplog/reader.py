@@ -38,6 +38,7 @@ import pyarrow.json as pa_json
 
 from . import format as fmt
 from . import store
+from .writer import flush_open_runs
 
 
 class CorruptEventsError(ValueError):
@@ -105,6 +106,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
     """Read an events file; see the module docstring for what is forgiven.
 
     ``strict=True`` raises CorruptEventsError at the first damaged line instead of skipping it.
+    A run that this thread has open is flushed first, so that what it logged is read back.
 
     Example:
         >>> read_events("/no/such/events.jsonl")
@@ -113,6 +115,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
         FileNotFoundError: [Errno 2] No such file or directory: '/no/such/events.jsonl'
     """
     path = Path(path)
+    flush_open_runs(path.parent)
     with open(path, "rb") as f:
         data = f.read()
     return parse_events(data, path, strict=strict)
@@ -418,6 +421,7 @@ def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", 
 def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float,
             deadline: float | None) -> Iterator[dict[str, Any]]:
     while True:
+        flush_open_runs(run_dir)
         with open(path, "rb") as f:
             f.seek(offset)
             chunk = f.read()

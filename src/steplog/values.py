@@ -3,7 +3,10 @@
 Two concerns, with opposite failure policies (DESIGN.md, "training comes first"):
 
 * metric values (``to_metric_value``): a value that cannot be a number is the caller's bug and
-  raises TypeError at once, naming the key and the type;
+  raises TypeError at once, naming the key and the type. A scalar tensor on an accelerator is
+  not copied to the host when logged (``.item()`` would wait for the device): ``split_metric_values``
+  checks it (dtype and shape only, no device sync) and keeps a copy on the device, and
+  ``materialise`` later brings the values of many steps to the host in one transfer;
 * config and metadata (``to_jsonable``): anything is accepted; what cannot be represented is stored
   as its ``repr`` with a warning, and capturing never raises.
 
@@ -65,14 +68,107 @@ def to_metric_value(key: str, value: Any) -> float:
     raise TypeError(f"metric {key!r}: cannot log a value of type {type(value).__name__} ({value!r:.40}); pass {_ACCEPTED}")
 
 
-def to_metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Convert every value of a metrics mapping with ``to_metric_value`` (all or nothing).
+def is_device_value(value: Any) -> bool:
+    """Whether ``value`` is a tensor on an accelerator, whose ``.item()`` would wait for the device.
+
+    Duck-typed, so that torch is never imported here: a torch tensor (its type's module starts
+    with ``torch``) whose ``device.type`` is not ``"cpu"``. CPU tensors and numpy values are not.
+    ``split_metric_values`` looks this predicate up at each call, so tests can replace it to run
+    the deferred path on CPU tensors.
 
     Example:
-        >>> to_metric_values({"a": 1, "b": 2.5})
-        {'a': 1.0, 'b': 2.5}
+        >>> import numpy as np
+        >>> is_device_value(2.5), is_device_value(np.float32(2.5))
+        (False, False)
     """
-    return {key: to_metric_value(key, value) for key, value in metrics.items()}
+    if not type(value).__module__.startswith("torch"):
+        return False
+    return getattr(getattr(value, "device", None), "type", "cpu") != "cpu"
+
+
+def split_metric_values(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], DeviceValues | None]:
+    """Convert every value of a metrics mapping with ``to_metric_value``, except accelerator tensors
+    (``is_device_value``): those are checked without a device sync and returned as ``DeviceValues``,
+    their keys holding ``None`` in the dict (which keeps the caller's key order) until
+    ``materialise`` fills them in. All or nothing: a bad value raises before anything is copied.
+
+    Example:
+        >>> split_metric_values({"lr": 3e-4, "epoch": 2})
+        ({'lr': 0.0003, 'epoch': 2.0}, None)
+    """
+    converted: dict[str, float | None] = {}
+    on_device: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        if is_device_value(value):
+            _check_device_value(key, value)
+            on_device.append((key, value))
+            converted[key] = None
+        else:
+            converted[key] = to_metric_value(key, value)
+    return converted, (DeviceValues(on_device) if on_device else None)
+
+
+def _check_device_value(key: str, value: Any) -> None:
+    """The checks ``.item()`` would make, from the tensor's metadata only (no device sync)."""
+    dtype = value.dtype
+    if dtype.is_complex or getattr(value, "is_quantized", False):
+        raise TypeError(f"metric {key!r}: a tensor of dtype {dtype} is not a real number; log a real value, e.g. x.abs()")
+    if value.numel() != 1:
+        raise TypeError(
+            f"metric {key!r}: a tensor of shape {tuple(value.shape)} holds {value.numel()} values; log a single number, "
+            f"e.g. a 0-d tensor such as the loss or x.mean(), not a batch of values"
+        )
+
+
+class DeviceValues:
+    """The accelerator values of one ``log`` call, copied on their device without waiting for it.
+
+    The values of one call are stacked into one tensor per (device, dtype): a copy, so that
+    changing a logged tensor in place afterwards does not change what was logged, and one small
+    kernel launch per call, however many values. Made by ``split_metric_values``.
+
+    Example:
+        >>> DeviceValues([]).keys
+        []
+    """
+
+    __slots__ = ("keys", "stacks")
+
+    def __init__(self, items: list[tuple[str, Any]]) -> None:
+        groups: dict[tuple[Any, Any], list[tuple[str, Any]]] = {}
+        for key, value in items:
+            groups.setdefault((value.device, value.dtype), []).append((key, value))
+        self.keys = [key for group in groups.values() for key, _ in group]
+        self.stacks = []
+        if groups:
+            import torch  # only reached with torch tensors in hand: torch is already imported
+
+            self.stacks = [torch.stack([value.detach().reshape(()) for _, value in group]) for group in groups.values()]
+
+
+def materialise(batches: list[DeviceValues]) -> list[dict[str, float]]:
+    """The values of many ``DeviceValues``, brought to the host in one transfer per (device,
+    dtype) (a single one in the usual case): one dict of floats per batch, in order. The floats
+    are those ``.item()`` would have given.
+
+    Example:
+        >>> materialise([])
+        []
+    """
+    if not batches:
+        return []
+    import torch  # batches hold torch tensors, so torch is already imported
+
+    chunks: dict[tuple[Any, Any], list[Any]] = {}
+    for batch in batches:
+        for stack in batch.stacks:
+            chunks.setdefault((stack.device, stack.dtype), []).append(stack)
+    floats = {group: iter(torch.cat(stacks).cpu().tolist()) for group, stacks in chunks.items()}
+    result = []
+    for batch in batches:
+        values = [float(next(floats[(stack.device, stack.dtype)])) for stack in batch.stacks for _ in range(len(stack))]
+        result.append(dict(zip(batch.keys, values)))
+    return result
 
 
 _MAX_DEPTH = 32

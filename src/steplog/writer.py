@@ -14,6 +14,12 @@ Durability modes (docs/format.md has the exact guarantees):
   ``buffer_interval`` seconds, at ``flush()``, finish and interpreter exit. The fastest; a SIGKILL
   loses the events not yet written.
 
+Scalar tensors on an accelerator (a GPU loss) are not copied to the host when logged, which would
+wait for the device: their events wait in memory, in call order with the events logged after them,
+and the values of many steps are copied in one transfer every ``tensor_flush_steps`` steps or
+``tensor_flush_seconds`` seconds, at ``flush()``, finish, and before the logging thread reads the run.
+A SIGKILL loses the events still waiting (docs/performance.md).
+
 Example:
     >>> import tempfile, steplog
     >>> with steplog.init(name="demo", config={"lr": 3e-4}, root=tempfile.mkdtemp()) as run:
@@ -32,6 +38,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 import weakref
@@ -43,13 +50,21 @@ import orjson
 
 from . import format as fmt
 from . import store
-from .values import to_jsonable, to_metric_values
+from .values import DeviceValues, materialise, split_metric_values, to_jsonable
 
 DURABILITY_MODES = ("process", "fsync", "buffered")
 
 _time = time.time
 _perf = time.perf_counter
 _write = os.write
+_encode = fmt.encode_metric_event
+_dumps = orjson.dumps
+_OPT_LINE = orjson.OPT_APPEND_NEWLINE
+_STEP, _TIME, _WALLCLOCK, _METRICS, _SEGMENT = fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT
+
+# Where Run.log sends a line: write it now ("process"), keep it in the buffer ("buffered"), or
+# Run._hold ("fsync", and any mode while events wait for device values).
+_WRITE, _BUFFER, _HOLD = 0, 1, 2
 
 _open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
@@ -65,6 +80,8 @@ def init(
     buffer_interval: float = 5.0,
     resume: str | os.PathLike | None = None,
     start_step: int | None = None,
+    tensor_flush_steps: int = 100,
+    tensor_flush_seconds: float = 10.0,
 ) -> Run:
     """Start a new run (or, with ``resume=``, reopen an existing one) and return its ``Run``.
 
@@ -80,6 +97,11 @@ def init(
     cannot (RunLockedError). ``resume="auto"`` with ``name=``: resume the latest ``crashed`` run of
     that name if there is one, else start a new run (for jobs a scheduler restarts with the same
     command line). The config of a resumed run is the one it started with.
+
+    ``tensor_flush_steps`` and ``tensor_flush_seconds``: how long logged accelerator tensors (a GPU
+    loss) may wait on the device before their values are copied to the host in one batched
+    transfer (the copy waits for the device, so it is done rarely): every that many steps or
+    seconds, whichever comes first, and at ``flush()``, finish and reads from the logging thread.
 
     Example:
         >>> import tempfile
@@ -97,11 +119,15 @@ def init(
         raise ValueError(f"fsync_interval={fsync_interval!r} must be a number of seconds >= 0")
     if durability == "buffered" and (not isinstance(buffer_size, int) or buffer_size < 1 or not buffer_interval > 0):
         raise ValueError(f"buffer_size={buffer_size!r} must be an int >= 1 and buffer_interval={buffer_interval!r} > 0 seconds")
+    if not isinstance(tensor_flush_steps, int) or tensor_flush_steps < 1 or not tensor_flush_seconds > 0:
+        raise ValueError(f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
+                         f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds")
     if start_step is not None and resume is None:
         raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string or None, got {type(name).__name__}")
-    options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size, buffer_interval=buffer_interval)
+    options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size, buffer_interval=buffer_interval,
+                   tensor_flush_steps=tensor_flush_steps, tensor_flush_seconds=tensor_flush_seconds)
     if resume == "auto":
         if name is None:
             raise ValueError("resume='auto' resumes the latest crashed run of a name: pass name= as well")
@@ -236,7 +262,8 @@ class Run:
 
     def __init__(self, run_id: str, name: str, run_dir: Path, fd: int, *, segment: int, last_step: int | None,
                  next_step: int, wallclock_offset: float, durability: str, fsync_interval: float,
-                 buffer_size: int, buffer_interval: float) -> None:
+                 buffer_size: int, buffer_interval: float, tensor_flush_steps: int = 100,
+                 tensor_flush_seconds: float = 10.0) -> None:
         self.id = run_id
         self.name = name
         self.dir = run_dir
@@ -256,6 +283,17 @@ class Run:
         self._buffer_size = buffer_size
         self._buffer_interval = buffer_interval
         self._next_flush = _time() + buffer_interval
+        # Events waiting for accelerator values (None when none wait): ready lines (bytes) and
+        # (step, time, wallclock, metrics, DeviceValues) tuples, in call order.
+        self._pending: list[bytes | tuple[int, float, float, dict[str, Any], DeviceValues]] | None = None
+        self._pending_until_step = 0
+        self._pending_until_time = 0.0
+        self._tensor_flush_steps = tensor_flush_steps
+        self._tensor_flush_seconds = tensor_flush_seconds
+        self._real_dir = os.path.realpath(run_dir)
+        self._thread = threading.get_ident()  # the thread that logs; reads flush only from it
+        self._mode_sink = {"process": _WRITE, "buffered": _BUFFER}.get(durability, _HOLD)
+        self._sink = self._mode_sink
         _open_runs.add(self)
 
     @property
@@ -273,7 +311,9 @@ class Run:
         Values: int, float, bool, numpy scalars and 0-d arrays, objects with ``.item()``; NaN and
         infinities are kept. A bad value raises TypeError and a reserved or empty key ValueError,
         naming the key; nothing of that call is written and the run goes on. Several calls for
-        the same step make one row in history (the later value wins per key).
+        the same step make one row in history (the later value wins per key). A scalar tensor
+        on an accelerator is not waited for: its event is written when its value is copied to the
+        host with those of other steps (see ``steplog.init``'s ``tensor_flush_steps``).
 
         Example:
             >>> import tempfile, steplog
@@ -285,8 +325,6 @@ class Run:
             ...
             TypeError: metric 'train_loss': cannot log a value of type NoneType (None); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
         """
-        if self._closed:
-            raise RuntimeError(f"run {self.id} ({self.name!r}) is finished; start or resume a run to log more")
         if step is None:
             step = self._next_step
         elif type(step) is not int or step < 0:
@@ -295,26 +333,39 @@ class Run:
             metrics = _check_mapping(metrics)
         if not self._known_keys.issuperset(metrics):
             self._admit_keys(metrics)
-        for value in metrics.values():
+        values = metrics.values()
+        for value in values:
             if type(value) is not float:
-                metrics = to_metric_values(metrics)
+                metrics, on_device = split_metric_values(metrics)
+                if on_device is not None:
+                    self._defer(step, metrics, on_device)
+                    return
+                values = metrics.values()
                 break
         now = _time()
-        line = fmt.encode_metric_event(step, now, _perf() - self._perf0, metrics, self._segment)
-        if self._buffer is None:
+        # format.encode_metric_event, inlined to save a call (tests check that both give the same bytes)
+        event = {_STEP: step, _TIME: now, _WALLCLOCK: _perf() - self._perf0, _METRICS: metrics}
+        if self._segment:
+            event[_SEGMENT] = self._segment
+        total = sum(values)
+        if total - total != 0.0:  # a NaN or an infinity (or a finite overflow, which adds nothing)
+            fmt.add_nonfinite(event, metrics)
+        line = _dumps(event, option=_OPT_LINE)
+        sink = self._sink
+        if sink == _WRITE:
             try:
                 written = _write(self._fd, line)
             except OSError as exc:
                 self._on_write_error(exc)
             else:
-                if written != len(line) or self._write_failed:
+                if written != len(line):
                     self._finish_write(line, written)
-            if self._fsync_interval is not None and now >= self._next_fsync:
-                self._fsync(now)
-        else:
+        elif sink == _BUFFER:
             self._buffer.append(line)
             if len(self._buffer) >= self._buffer_size or now >= self._next_flush:
                 self._flush_buffer(now)
+        else:
+            self._hold(line, step, now)
         self._step = step
         self._next_step = step + 1
 
@@ -329,6 +380,8 @@ class Run:
         if self._closed:
             return
         now = _time()
+        if self._pending is not None:
+            self._materialise_pending(now)
         if self._buffer:
             self._flush_buffer(now)
         if self._fsync_interval is not None:
@@ -379,27 +432,101 @@ class Run:
                 )
         self._known_keys.update(metrics)
 
+    def _hold(self, line: bytes, step: int, now: float) -> None:
+        """Where ``log`` sends a line outside the two fast paths (see ``_set_sink``)."""
+        if self._closed:
+            self._raise_closed()
+        if self._pending is not None:  # keep call order behind the events waiting for device values
+            self._pending.append(line)
+            self._check_pending(step, now)
+        elif self._buffer is not None:
+            self._buffer.append(line)
+            if len(self._buffer) >= self._buffer_size or now >= self._next_flush:
+                self._flush_buffer(now)
+        else:  # "fsync" mode, or "process" mode after a failed write
+            self._write_data(line)
+            if self._fsync_interval is not None and now >= self._next_fsync:
+                self._fsync(now)
+
+    def _set_sink(self) -> None:
+        """Send ``log``'s lines down a fast path unless the run is closed, events wait for device
+        values or, in "process" mode, a write failed (``_write_data`` ends the torn line once
+        writing works again)."""
+        held = self._closed or self._pending is not None or (self._write_failed and self._mode_sink == _WRITE)
+        self._sink = _HOLD if held else self._mode_sink
+
+    def _raise_closed(self) -> None:
+        raise RuntimeError(f"run {self.id} ({self.name!r}) is finished; start or resume a run to log more")
+
+    def _defer(self, step: int, metrics: dict[str, Any], on_device: DeviceValues) -> None:
+        if self._closed:
+            self._raise_closed()
+        now = _time()
+        if self._pending is None:
+            self._pending = []
+            self._set_sink()
+            self._pending_until_step = step + self._tensor_flush_steps
+            self._pending_until_time = now + self._tensor_flush_seconds
+        self._pending.append((step, now, _perf() - self._perf0, metrics, on_device))
+        self._step = step
+        self._next_step = step + 1
+        self._check_pending(step, now)
+
+    def _check_pending(self, step: int, now: float) -> None:
+        if (step >= self._pending_until_step or now >= self._pending_until_time
+                or len(self._pending) >= 16 * self._tensor_flush_steps):  # bounds memory whatever the steps do
+            self._materialise_pending(now)
+
+    def _materialise_pending(self, now: float) -> None:
+        """Copy the waiting device values to the host in one transfer, write the waiting events in order."""
+        pending, self._pending = self._pending, None
+        self._set_sink()
+        batches = [entry[4] for entry in pending if type(entry) is tuple]
+        try:
+            values = iter(materialise(batches))
+        except Exception as exc:  # e.g. the device failed: the training loop will hear of it itself
+            warnings.warn(f"steplog: could not copy {len(batches)} logged device value(s) of run {self.id} to the host "
+                          f"({type(exc).__name__}: {exc}); their events are lost", stacklevel=3)
+            values = None
+        lines = []
+        for entry in pending:
+            if type(entry) is bytes:
+                lines.append(entry)
+            elif values is not None:
+                step, time_, wallclock, metrics, _ = entry
+                metrics.update(next(values))
+                lines.append(_encode(step, time_, wallclock, metrics, self._segment))
+        if self._buffer is None:
+            self._write_data(b"".join(lines))
+            if self._fsync_interval is not None and now >= self._next_fsync:
+                self._fsync(now)
+        else:
+            self._buffer.extend(lines)
+            if len(self._buffer) >= self._buffer_size or now >= self._next_flush:
+                self._flush_buffer(now)
+
     def _flush_buffer(self, now: float) -> None:
         data = b"".join(self._buffer)
         self._buffer.clear()
         self._next_flush = now + self._buffer_interval
+        self._write_data(data)
+
+    def _write_data(self, data: bytes) -> None:
+        if self._write_failed:
+            data = b"\n" + data  # end the line a failed write may have left half-written
         try:
             written = _write(self._fd, data)
         except OSError as exc:
             self._on_write_error(exc)
             return
-        if written != len(data) or self._write_failed:
+        if self._write_failed:
+            self._write_failed = False
+            self._set_sink()
+        if written != len(data):
             self._finish_write(data, written)
 
     def _finish_write(self, data: bytes, written: int) -> None:
-        """Complete a short write; after an earlier failed write, end its torn line first."""
-        if self._write_failed:
-            self._write_failed = False
-            try:
-                _write_all(self._fd, b"\n")  # the failed write may have left half a line
-            except OSError as exc:
-                self._on_write_error(exc)
-                return
+        """Complete a short write."""
         try:
             _write_all(self._fd, data[written:])
         except OSError as exc:
@@ -412,6 +539,7 @@ class Run:
                 f"until writing works again (disk full?). Training goes on.", stacklevel=4
             )
         self._write_failed = True
+        self._set_sink()
 
     def _fsync(self, now: float) -> None:
         self._next_fsync = now + self._fsync_interval
@@ -436,9 +564,36 @@ class Run:
         except OSError as exc:
             self._on_write_error(exc)
         self._closed = True
+        self._set_sink()
         os.close(self._fd)
         store.release_lock(self.dir)
         _open_runs.discard(self)
+
+
+def flush_open_runs(path: str | os.PathLike) -> None:
+    """Flush every run this thread has open in directory ``path`` or below it, so that a read
+    through the training loop's own thread sees all it logged (device values still waiting,
+    buffered events). The reader calls it before reading an events file; with no open run it
+    costs nothing. Runs opened by another thread are left alone: ``Run`` is not thread-safe, so a
+    read from another thread sees what has been written.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> run = steplog.init(root=tempfile.mkdtemp(), durability="buffered")
+        >>> run.log({"loss": 1.0})
+        >>> flush_open_runs(run.dir)
+        >>> (run.dir / "events.jsonl").read_bytes().count(b"\\n")  # the start event and the metric event
+        2
+        >>> run.finish()
+    """
+    if not _open_runs:
+        return
+    where = os.path.realpath(path)
+    inside = where.rstrip(os.sep) + os.sep
+    me = threading.get_ident()
+    for run in list(_open_runs):
+        if run._thread == me and (run._real_dir == where or run._real_dir.startswith(inside)):
+            run.flush()
 
 
 def _check_step(step: Any) -> int:

@@ -1,0 +1,355 @@
+"""steplog's benchmark suite: prints one Markdown table and appends it, with the machine, the date
+and the versions, to benchmarks/RESULTS.md (docs/performance.md explains the figures).
+
+* ``log()`` per call, for a step of 8 float metrics, in each durability mode: median, p99 and
+  mean, measured call by call in the same process as a bare baseline, in alternating blocks so
+  that the machine's noise hits both alike. The baseline is the least a SIGKILL-safe logger can
+  do: ``os.write(fd, orjson.dumps({"s": step, "t": time.time(), "w": perf_counter() - t0, "m": d},
+  option=OPT_APPEND_NEWLINE))`` (an equivalent event, one syscall), inlined in the timing loop.
+  Figures are net of the timer's own cost; ratios are to the baseline.
+* Where a "process" call's time goes beyond the baseline (``log_breakdown.py``: the value type
+  check, the metric-name check and the non-finite check, each timed by removing it).
+* RSS growth of a process logging 1,000,000 steps (measured in a subprocess, /proc/self/statm).
+* For reference, other Python trackers installed in the environment (tensorboardX, wandb in
+  offline mode): mean time per step of 8 scalars, in a subprocess each; never dependencies.
+* The compaction / run-table / best / live-read figures of ``benchmarks/bench_queries.py`` (issue
+  3), when that module is present.
+* The GPU-sync figures of ``benchmarks/gpu_sync.py`` when an accelerator is present.
+
+    python benchmarks/run.py            # full size, appends to benchmarks/RESULTS.md
+    python benchmarks/run.py --tiny     # every benchmark at a tiny size, in seconds; saves nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+import steplog
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+KEYS = [f"metric_{i}" for i in range(8)]
+MODES = ("process", "buffered", "fsync")
+SIZES = {
+    "full": {"calls": 200_000, "block": 2_000, "repeats": 3, "rss_steps": 1_000_000, "reference_steps": 20_000},
+    "tiny": {"calls": 2_000, "block": 500, "repeats": 1, "rss_steps": 20_000, "reference_steps": 200},
+}
+TARGETS = {"process": 1.3, "buffered": 0.8}  # median per call, as a multiple of the baseline
+RSS_TARGET_MB = 10.0
+
+
+def metric_dicts(count: int, seed: int = 0) -> list[dict[str, float]]:
+    """``count`` distinct steps of 8 float metrics."""
+    rng = random.Random(seed)
+    pool = [rng.random() for _ in range(count + 8)]
+    return [dict(zip(KEYS, pool[i:i + 8])) for i in range(count)]
+
+
+def timer_overhead(samples: int = 20_000) -> int:
+    """The median cost of a perf_counter_ns() pair, subtracted from every per-call figure."""
+    clock = time.perf_counter_ns
+    costs = []
+    for _ in range(samples):
+        t0 = clock()
+        t1 = clock()
+        costs.append(t1 - t0)
+    return int(statistics.median(costs))
+
+
+def measure_log(mode: str, calls: int, block: int, root: Path) -> tuple[list[int], list[int]]:
+    """Per-call times (ns) of the baseline and of ``Run.log`` in ``mode``, in alternating blocks
+    (ABBA order, so that drift hits both alike)."""
+    clock, now, perf, dumps, write = time.perf_counter_ns, time.time, time.perf_counter, orjson.dumps, os.write
+    option = orjson.OPT_APPEND_NEWLINE
+    run = steplog.init(name=f"bench-{mode}", root=root, durability=mode)
+    fd = os.open(root / f"baseline-{mode}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    t0 = perf()
+    base: list[int] = []
+    mine: list[int] = []
+    steps = metric_dicts(block)
+    log = run.log
+    for number in range(calls // block):
+        for which in ((0, 1) if number % 2 == 0 else (1, 0)):
+            if which == 0:
+                for step, d in enumerate(steps):
+                    d = dict(d)
+                    a = clock()
+                    write(fd, dumps({"s": step, "t": now(), "w": perf() - t0, "m": d}, option=option))
+                    b = clock()
+                    base.append(b - a)
+            else:
+                for d in steps:
+                    d = dict(d)
+                    a = clock()
+                    log(d)
+                    b = clock()
+                    mine.append(b - a)
+    run.finish()
+    os.close(fd)
+    return base, mine
+
+
+def summary(times: list[int], overhead: int) -> dict[str, float]:
+    ordered = sorted(t - overhead for t in times)
+    return {"median": statistics.median(ordered), "p99": ordered[int(len(ordered) * 0.99)], "mean": statistics.fmean(ordered)}
+
+
+def log_figures(size: dict, root: Path) -> dict[str, dict]:
+    """Per mode: baseline and log() summaries (ns), ratios pooled over repeats and per repeat."""
+    overhead = timer_overhead()
+    figures = {}
+    for mode in MODES:
+        base_all: list[int] = []
+        mine_all: list[int] = []
+        per_repeat = []
+        for repeat in range(size["repeats"]):
+            gc.collect()
+            base, mine = measure_log(mode, size["calls"], size["block"], root / f"{mode}-{repeat}")
+            base_all += base
+            mine_all += mine
+            per_repeat.append(summary(mine, overhead)["median"] / summary(base, overhead)["median"])
+        b, m = summary(base_all, overhead), summary(mine_all, overhead)
+        figures[mode] = {"baseline": b, "log": m, "ratio_median": m["median"] / b["median"],
+                         "ratio_mean": m["mean"] / b["mean"], "repeat_ratios": per_repeat}
+    figures["timer_overhead_ns"] = overhead
+    return figures
+
+
+def rss_child(steps: int, mode: str, root: str) -> None:
+    """Subprocess: log ``steps`` steps, print the RSS before and after as JSON."""
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    run = steplog.init(name=f"rss-{mode}", root=root, durability=mode)
+    values = [random.random() for _ in range(1_000)]
+    for step in range(10_000):  # warm up: caches, key set, allocator arenas
+        run.log(dict(zip(KEYS, values[step % 990: step % 990 + 8])))
+    gc.collect()
+    before = rss()
+    for step in range(steps):
+        run.log(dict(zip(KEYS, values[step % 990: step % 990 + 8])))
+    gc.collect()
+    after = rss()
+    run.finish()
+    print(json.dumps({"before": before, "after": after}))
+
+
+def rss_figures(steps: int, root: Path) -> dict[str, tuple[float, float, float]]:
+    """Per mode: (growth, RSS before, RSS after), in MB."""
+    growth = {}
+    for mode in ("process", "buffered"):
+        out = subprocess.run([sys.executable, __file__, "--rss-child", str(steps), mode, str(root / f"rss-{mode}")],
+                             capture_output=True, text=True, check=True, timeout=600)
+        numbers = json.loads(out.stdout.strip().splitlines()[-1])
+        growth[mode] = ((numbers["after"] - numbers["before"]) / 2**20, numbers["before"] / 2**20, numbers["after"] / 2**20)
+    return growth
+
+
+def reference_child(name: str, steps: int, root: str) -> None:
+    """Subprocess: mean seconds per step of 8 scalars with another tracker, and of the baseline."""
+    dicts = metric_dicts(steps)
+    clock = time.perf_counter
+    if name == "tensorboardX":
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(logdir=root)
+
+        def log(step: int, d: dict[str, float]) -> None:
+            for key, value in d.items():
+                writer.add_scalar(key, value, step)
+
+        close = writer.close
+    elif name == "wandb (offline)":
+        os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=root, WANDB_DISABLE_GIT="true")
+        import wandb
+
+        wb_run = wandb.init(project="steplog-bench", dir=root, settings=wandb.Settings(x_disable_stats=True))
+
+        def log(step: int, d: dict[str, float]) -> None:
+            wb_run.log(d, step=step)
+
+        close = wb_run.finish
+    elif name == "steplog (process)":
+        run = steplog.init(root=root)
+
+        def log(step: int, d: dict[str, float]) -> None:
+            run.log(d, step=step)
+
+        close = run.finish
+    else:
+        raise SystemExit(f"unknown reference tracker {name!r}")
+    for step in range(min(100, steps)):  # warm up
+        log(step, dicts[step])
+    start = clock()
+    for step, d in enumerate(dicts):
+        log(step + 100, d)
+    per_step = (clock() - start) / steps
+    close()
+    print(json.dumps({"per_step_s": per_step}))
+
+
+REFERENCES = ("steplog (process)", "tensorboardX", "wandb (offline)")
+
+
+def reference_figures(steps: int, root: Path) -> dict[str, float | str]:
+    figures: dict[str, float | str] = {}
+    for name in REFERENCES:
+        try:
+            out = subprocess.run([sys.executable, __file__, "--reference-child", name, str(steps),
+                                  str(root / f"ref-{len(figures)}")], capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            figures[name] = "not measured: took over 10 minutes"
+            continue
+        if out.returncode != 0:
+            last = (out.stderr.strip().splitlines() or ["failed"])[-1]
+            figures[name] = f"not measured: {last[:100]}"
+            continue
+        figures[name] = json.loads(out.stdout.strip().splitlines()[-1])["per_step_s"]
+    return figures
+
+
+def breakdown_figures(tiny: bool) -> dict[str, float]:
+    sys.path.insert(0, str(HERE))
+    import log_breakdown
+
+    return log_breakdown.main(["--tiny"] if tiny else [])
+
+
+def query_figures(tiny: bool) -> dict[str, float] | str:
+    """The figures of benchmarks/bench_queries.py (issue 3), or why there are none."""
+    sys.path.insert(0, str(HERE))
+    try:
+        import bench_queries
+    except ModuleNotFoundError:
+        return "not measured: benchmarks/bench_queries.py is not in this tree"
+    return bench_queries.main(["--tiny"] if tiny else [])
+
+
+def gpu_figures(tiny: bool) -> dict | str:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return "not measured: torch is not installed"
+    if not torch.cuda.is_available():
+        return "not measured: no accelerator on this machine"
+    sys.path.insert(0, str(HERE))
+    import gpu_sync
+
+    return gpu_sync.main(["--tiny"] if tiny else [])
+
+
+def versions() -> str:
+    import numpy
+    import polars
+    import pyarrow
+
+    parts = [f"python {platform.python_version()}", f"steplog {steplog.__version__}", f"orjson {orjson.__version__}",
+             f"polars {polars.__version__}", f"pyarrow {pyarrow.__version__}", f"numpy {numpy.__version__}"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}")
+    except ModuleNotFoundError:
+        pass
+    return ", ".join(parts)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores"
+
+
+def table(size_name: str, size: dict, logs: dict, breakdown: dict, rss: dict, references: dict, queries, gpu) -> str:
+    lines = [f"| figure | value | target |", "|---|---|---|"]
+    for mode in MODES:
+        f = logs[mode]
+        b, m = f["baseline"], f["log"]
+        target = TARGETS.get(mode)
+        spread = ", ".join(f"{r:.2f}" for r in f["repeat_ratios"])
+        lines.append(f"| log() `{mode}`: median / p99 / mean per call | {m['median']:.0f} / {m['p99']:.0f} / {m['mean']:.0f} ns "
+                     f"(baseline {b['median']:.0f} / {b['p99']:.0f} / {b['mean']:.0f} ns) | |")
+        lines.append(f"| log() `{mode}` / baseline, median (mean) | **{f['ratio_median']:.2f}x** ({f['ratio_mean']:.2f}x); "
+                     f"per repeat {spread} | {'<= %.1fx' % target if target else ''} |")
+    for part, cost in breakdown.items():
+        lines.append(f"| log() `process`: cost of the {part} (log_breakdown.py) | {cost:.0f} ns | |")
+    for mode, (growth, before, after) in rss.items():
+        lines.append(f"| RSS growth over {size['rss_steps']:,} steps, `{mode}` | {growth:.2f} MB ({before:.1f} -> {after:.1f} MB) "
+                     f"| < {RSS_TARGET_MB:.0f} MB |")
+    for name, value in references.items():
+        shown = f"{value * 1e6:.1f} us/step" if isinstance(value, float) else value
+        lines.append(f"| reference: {name}, 8 scalars per step (mean) | {shown} | |")
+    if isinstance(queries, dict):
+        for key, value in queries.items():
+            lines.append(f"| queries (bench_queries.py): {key} | {value:.4g} | |")
+    else:
+        lines.append(f"| queries (bench_queries.py) | {queries} | |")
+    if isinstance(gpu, dict):
+        for key, value in gpu.items():
+            lines.append(f"| gpu_sync.py: {key} | {value} | |")
+    else:
+        lines.append(f"| gpu_sync.py (training loop on an accelerator) | {gpu} | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="every benchmark at a tiny size (a smoke test); saves nothing")
+    parser.add_argument("--no-save", action="store_true", help="print the table only")
+    parser.add_argument("--skip-references", action="store_true", help="do not measure other trackers")
+    parser.add_argument("--skip-queries", action="store_true", help="do not run bench_queries.py")
+    parser.add_argument("--rss-child", nargs=3, metavar=("STEPS", "MODE", "ROOT"), help=argparse.SUPPRESS)
+    parser.add_argument("--reference-child", nargs=3, metavar=("NAME", "STEPS", "ROOT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        rss_child(int(args.rss_child[0]), args.rss_child[1], args.rss_child[2])
+        return ""
+    if args.reference_child:
+        reference_child(args.reference_child[0], int(args.reference_child[1]), args.reference_child[2])
+        return ""
+    size_name = "tiny" if args.tiny else "full"
+    size = SIZES[size_name]
+    with tempfile.TemporaryDirectory(prefix="steplog-bench-") as work:
+        root = Path(work)
+        logs = log_figures(size, root)
+        breakdown = breakdown_figures(args.tiny)
+        rss = rss_figures(size["rss_steps"], root)
+        references = {} if args.skip_references else reference_figures(size["reference_steps"], root)
+    queries = "skipped (--skip-queries)" if args.skip_queries else query_figures(args.tiny)
+    gpu = gpu_figures(args.tiny)
+    text = table(size_name, size, logs, breakdown, rss, references, queries, gpu)
+    print(text)
+    if not args.tiny and not args.no_save:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        header = (f"\n### {stamp}: benchmarks/run.py\n\nMachine: {machine()}. Versions: {versions()}.\n"
+                  f"{size['calls']:,} calls per mode in blocks of {size['block']:,}, x{size['repeats']} repeats; "
+                  f"timer overhead {logs['timer_overhead_ns']} ns subtracted.\n\n")
+        with open(RESULTS, "a") as f:
+            f.write(header + text + "\n")
+        print(f"\nappended to {RESULTS}")
+    return text
+
+
+if __name__ == "__main__":
+    main()
