@@ -37,7 +37,7 @@ def test_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
 def test_errors_are_one_line_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = tmp_path / "log.md"
     doc.write_text(f"# log\n{BEGIN_MARKER}\nno end marker\n")
-    assert main(["report", "--root", str(tmp_path / "none"), "--fill", str(doc)]) == 1
+    assert main(["report", "--root", str(tmp_path), "--fill", str(doc)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("steplog: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert "only one of the report markers" in err

@@ -272,12 +272,7 @@ def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | N
         >>> len(compact(root, quiet=True))
         1
     """
-    if runs is None:
-        dirs = store.run_dirs(root)
-    else:
-        if isinstance(runs, str):
-            runs = [runs]
-        dirs = list(dict.fromkeys(store.resolve_run(ref, root) for ref in runs))
+    dirs = _dirs(root, runs)
     progress = _Progress(len(dirs), quiet)
     done: list[str] = []
     for run_dir in dirs:
@@ -297,22 +292,17 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         >>> compact_run(Path("/no/such/run"))
         ('skipped', 'no events file (events.jsonl) and no sidecar to go on')
     """
-    events_path = run_dir / fmt.EVENTS_FILE
-    archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
-    sidecar = read_sidecar(run_dir)
-    source = events_path
-    if not events_path.exists():
-        if sidecar is not None and _parquet_matches(run_dir, sidecar):
-            if (run_dir / fmt.LOCK_FILE).exists():  # left by a compaction killed after its last rename
-                try:
-                    store.acquire_lock(run_dir, time.time())  # takes over only a stale lock
-                    store.release_lock(run_dir)
-                except store.RunLockedError:
-                    pass
-            return "current", "already compacted"
-        if not archived.exists():
-            return "skipped", f"no events file ({fmt.EVENTS_FILE}) and no sidecar to go on"
-        source = archived  # derived files missing or damaged: rebuild them from the archived events
+    action, detail, source, sidecar = _decide(run_dir)
+    if action == "current":
+        if (run_dir / fmt.LOCK_FILE).exists():  # left by a compaction killed after its last rename
+            try:
+                store.acquire_lock(run_dir, time.time())  # takes over only a stale lock
+                store.release_lock(run_dir)
+            except store.RunLockedError:
+                pass
+        return action, detail
+    if source is None:
+        return action, detail
     try:
         store.acquire_lock(run_dir, time.time())  # keeps writers (resume) out while we work
     except store.RunLockedError as exc:
@@ -325,6 +315,68 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         for name in (fmt.PARQUET_FILE, fmt.SIDECAR_FILE):
             _remove(run_dir / (name + _TMP))
         store.release_lock(run_dir)
+
+
+def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None]:
+    """(action, why, events file to compact from, sidecar): ``"current"`` or ``"skipped"`` with no
+    events file, or ``"compact"`` with the file (whether a writer holds the run is not checked)."""
+    events_path = run_dir / fmt.EVENTS_FILE
+    archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+    sidecar = read_sidecar(run_dir)
+    if events_path.exists():
+        why = "its events changed since it was compacted (resumed)" if sidecar is not None else "not compacted yet"
+        return "compact", why, events_path, sidecar
+    if sidecar is not None and _parquet_matches(run_dir, sidecar):
+        return "current", "already compacted", None, sidecar
+    if not archived.exists():
+        return "skipped", f"no events file ({fmt.EVENTS_FILE}) and no sidecar to go on", None, sidecar
+    # derived files missing or damaged: rebuild them from the archived events
+    return "compact", f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVE_DIR}/{fmt.EVENTS_FILE}", \
+        archived, sidecar
+
+
+def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None
+                    ) -> list[tuple[Path, str, str]]:
+    """What ``compact(root, runs)`` would do, without doing it: one ``(run dir, action, why)`` per
+    run, oldest first, where action is ``"compact"`` (why: the run's status and events size, and
+    why it needs it), ``"current"`` (already compacted) or ``"skipped"`` (why: running, or nothing
+    to compact from). Reads only the last event of each events file.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> steplog.init(name="a", root=root).finish()
+        >>> [(action, why.split(",")[0]) for _, action, why in plan_compaction(root)]
+        [('compact', 'finished')]
+    """
+    plan = []
+    for run_dir in _dirs(root, runs):
+        action, why, source, _ = _decide(run_dir)
+        if source is not None:
+            lock = store.read_lock(run_dir)
+            if lock is not None and lock.is_alive():
+                action, why = "skipped", f"running (written by pid {lock.pid} on host {lock.host})"
+            else:
+                status = store.current_status(run_dir) if source.parent == run_dir else "archived events"
+                why = f"{status}, {_size(source.stat().st_size)} of events; {why}"
+        plan.append((run_dir, action, why))
+    return plan
+
+
+def _dirs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[Path]:
+    if runs is None:
+        return store.run_dirs(root)
+    if isinstance(runs, str):
+        runs = [runs]
+    return list(dict.fromkeys(store.resolve_run(ref, root) for ref in runs))
+
+
+def _size(count: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:,} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} bytes"
 
 
 def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:

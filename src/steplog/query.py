@@ -19,7 +19,9 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import os
+import re
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -141,7 +143,8 @@ def _summary(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | Non
 # --- the runs table ---------------------------------------------------------------------------
 
 
-def runs(root: str | os.PathLike = "experiment_logs") -> pl.DataFrame:
+def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] | str | None = None,
+         figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min") -> pl.DataFrame:
     """One row per run under ``root``, oldest first. Compacted runs are read from their sidecar
     only (their Parquet file is never opened).
 
@@ -150,15 +153,27 @@ def runs(root: str | os.PathLike = "experiment_logs") -> pl.DataFrame:
     ``duration_s``, ``num_steps``, ``last_step``, ``segments``, ``error``, ``notes``, then the
     config flattened into ``config.<key>`` columns (nested keys joined with '.').
 
+    ``metrics`` (a list, or ``"all"`` for every metric logged) adds ``<metric>.<figure>`` columns
+    as ``compare`` does (``figures``, ``mode``), from the sidecar's summary for a compacted run.
+
     Example:
         >>> import tempfile, steplog
         >>> root = tempfile.mkdtemp()
         >>> steplog.init(name="a", config={"model": {"d": 512}}, root=root).finish()
         >>> steplog.runs(root=root).select("name", "status", "config.model.d").rows()
         [('a', 'finished', 512)]
+        >>> with steplog.init(name="b", root=root) as run:
+        ...     run.log({"loss": 2.0}); run.log({"loss": 1.0}); run.log({"loss": 1.5})
+        >>> steplog.runs(root=root, metrics="all").select("name", "loss.best", "loss.last").rows()
+        [('a', None, None), ('b', 1.0, 1.5)]
     """
-    records = [run_record(d) for d in store.run_dirs(root)]
-    return _records_frame([r for r in records if r is not None])
+    if metrics is None:
+        records = [run_record(d) for d in store.run_dirs(root)]
+        return _records_frame([r for r in records if r is not None])
+    figures = _check_figures(figures)
+    records, summaries = _records_and_summaries(root, None)
+    return _records_frame(records).with_columns(
+        _figure_columns(summaries, None if metrics == "all" else metrics, figures, mode))
 
 
 def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
@@ -168,18 +183,10 @@ def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | N
         >>> run_record(Path("/no/such/run")) is None
         True
     """
-    try:
-        events, sidecar = loaded or _load(run_dir)
-    except OSError:
+    found = _facts(run_dir, loaded)
+    if found is None:
         return None
-    if sidecar is not None:
-        facts, status = sidecar, sidecar.get("status")
-    elif events is not None:
-        facts = run_facts(run_dir, events)
-        finish = facts["finish"]
-        status = store.run_status(run_dir, finish.get("status") if finish else None)
-    else:
-        return None
+    facts, status = found
     finish = facts.get("finish") or {}
     error = finish.get("error")
     return {
@@ -195,6 +202,77 @@ def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | N
         "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
         "notes": finish.get("notes"),
         "config": facts["config"] if isinstance(facts.get("config"), dict) else {},
+    }
+
+
+def _facts(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None
+           ) -> tuple[dict[str, Any], str | None] | None:
+    """(``compact.run_facts`` of the run, or its sidecar; its status), or None when no run is there."""
+    try:
+        events, sidecar = loaded or _load(run_dir)
+    except OSError:
+        return None
+    if sidecar is not None:
+        return sidecar, sidecar.get("status")
+    if events is None:
+        return None
+    facts = run_facts(run_dir, events)
+    finish = facts["finish"]
+    return facts, store.run_status(run_dir, finish.get("status") if finish else None)
+
+
+def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> dict[str, Any]:
+    """Everything known about one run, for ``steplog show``: ``run_id``, ``name``, ``status``,
+    ``dir``, ``compacted``, ``config``, ``meta`` (host, pid, python, platform, argv, cwd,
+    steplog_version, git_commit, git_dirty: what the writer captured), ``start_time``,
+    ``end_time`` (UTC datetimes), ``duration_s``, ``num_steps``, ``first_step``, ``last_step``,
+    ``num_rows``, ``superseded_rows``, ``error``, ``notes``, ``segments`` (one dict per segment:
+    ``segment``, ``start_step``, ``first_step``, ``last_step``, ``rows``, ``superseded_rows``,
+    ``start_time``, ``end_time``, ``durability``, ``status``) and ``summary`` (``summary()``).
+    A compacted run is described from its sidecar alone.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> with steplog.init(name="x", config={"lr": 0.1}, root=root) as run:
+        ...     run.log({"loss": 2.0}); run.log({"loss": 1.0})
+        >>> info = run_info("x", root)
+        >>> info["status"], info["config"], info["num_steps"], info["summary"]["loss"]["min"]
+        ('finished', {'lr': 0.1}, 2, 1.0)
+        >>> [s["status"] for s in info["segments"]]
+        ['finished']
+    """
+    run_dir = store.resolve_run(run, root)
+    loaded = _load(run_dir)
+    found = _facts(run_dir, loaded)
+    if found is None:
+        raise store.RunNotFoundError(f"{run_dir} holds no readable run")
+    facts, status = found
+    record = run_record(run_dir, loaded) or {}
+    segments = [{**{k: v for k, v in segment.items() if k not in ("finish", "meta")},
+                 "start_time": _utc(segment.get("start_time")), "end_time": _utc(segment.get("end_time")),
+                 "status": (segment.get("finish") or {}).get("status")}
+                for segment in facts.get("segments", [])]
+    return {
+        "run_id": facts["run_id"],
+        "name": facts["name"],
+        "status": status,
+        "dir": str(run_dir),
+        "compacted": loaded[1] is not None,
+        "config": record.get("config", {}),
+        "meta": facts.get("meta") if isinstance(facts.get("meta"), dict) else {},
+        "start_time": record.get("start_time"),
+        "end_time": record.get("end_time"),
+        "duration_s": facts.get("duration_s"),
+        "num_steps": facts.get("num_steps"),
+        "first_step": facts.get("first_step"),
+        "last_step": facts.get("last_step"),
+        "num_rows": facts.get("num_rows"),
+        "superseded_rows": facts.get("superseded_rows"),
+        "error": record.get("error"),
+        "notes": record.get("notes"),
+        "segments": segments,
+        "summary": _summary(run_dir, loaded),
     }
 
 
@@ -357,9 +435,31 @@ def _loaded_runs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> l
 
 
 def _check_mode(metric: str, mode: str) -> str:
+    """``"min"`` or ``"max"`` for ``metric``: ``mode`` itself, or for ``"auto"`` what the name suggests."""
+    if mode == "auto":
+        return "max" if higher_is_better(metric) else "min"
     if mode not in ("min", "max"):
-        raise ValueError(f"mode for metric {metric!r} is {mode!r}; use 'min' (lower is better) or 'max'")
+        raise ValueError(f"mode for metric {metric!r} is {mode!r}; use 'min' (lower is better), 'max' or 'auto'")
     return mode
+
+
+_HIGHER_IS_BETTER = frozenset({"acc", "accuracy", "score", "reward", "return", "auc", "f1", "bleu", "rouge",
+                               "precision", "recall", "throughput", "mfu"})
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a metric's name says that higher is better (``mode="auto"``): a word of it (split at
+    anything but letters and digits) is one of acc, accuracy, score, reward, return, auc, f1, bleu,
+    rouge, precision, recall, throughput, mfu, or it is a rate (``*per_sec``, ``*per_s``).
+    Everything else (losses, perplexity, error rates, norms) is taken as lower is better.
+
+    Example:
+        >>> [higher_is_better(m) for m in ("val_loss", "val/acc", "tokens_per_sec", "top1_accuracy", "ppl")]
+        [False, True, True, True, False]
+    """
+    words = set(re.split(r"[^a-z0-9]+", metric.lower()))
+    return bool(words & _HIGHER_IS_BETTER) or bool(re.search(r"per_s(ec)?$", metric.lower())) \
+        or any(w.endswith(("accuracy", "acc")) for w in words if w.startswith("top"))
 
 
 def best(metric: str, mode: str = "min", root: str | os.PathLike = "experiment_logs", *,
@@ -393,9 +493,18 @@ def best(metric: str, mode: str = "min", root: str | os.PathLike = "experiment_l
     table = pl.DataFrame(rows, schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
     winner = table.drop_nulls("value").sort("value", descending=mode == "max", maintain_order=True).head(1)
     if winner.height == 0:
-        shown = ", ".join(sorted(available)[:20]) or "none"
-        raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); metrics logged there: {shown}")
+        raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); "
+                         f"{_metric_hint(metric, available)}")
     return winner.row(0, named=True)
+
+
+def _metric_hint(metric: str, available: Iterable[str]) -> str:
+    """``did you mean ...?`` with the names close to ``metric``, else the names there are."""
+    known = sorted(available)
+    close = difflib.get_close_matches(metric, known, n=3, cutoff=0.5)
+    if close and metric not in known:
+        return f"did you mean {', '.join(map(repr, close))}?"
+    return f"metrics logged there: {', '.join(known[:20]) or 'none'}" + (" ..." if len(known) > 20 else "")
 
 
 def _identity(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None]) -> tuple[str, str]:
@@ -415,7 +524,8 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
     ``name``, the ``config.<key>`` columns whose values differ between these runs (a key missing
     from some runs differs), then ``<metric>.<figure>`` for each metric (default: every metric
     logged) and figure. Figures: ``best`` (min or max by ``mode``, a string or a dict metric ->
-    mode; default min), ``step_of_best``, and any of ``steplog.compact.SUMMARY_FIELDS``.
+    mode; default min; ``"auto"``: by the metric's name, see ``higher_is_better``), ``step_of_best``,
+    and any of ``steplog.compact.SUMMARY_FIELDS``.
 
     Example:
         >>> import tempfile, steplog
@@ -428,15 +538,37 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
         >>> steplog.compare(root=root).columns[2:]
         ['config.lr', 'loss.best', 'loss.last']
     """
+    figures = _check_figures(figures)
+    records, summaries = _records_and_summaries(root, runs)
+    table = _records_frame(records)
+    differing = [c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1]
+    return table.select("run_id", "name", *differing).with_columns(_figure_columns(summaries, metrics, figures, mode))
+
+
+def _records_and_summaries(root: str | os.PathLike, runs: Iterable[str] | str | None
+                           ) -> tuple[list[dict[str, Any]], list[dict[str, dict[str, Any]]]]:
+    """The ``run_record`` and the ``summary`` of each run, from one read of each run."""
+    records, summaries = [], []
+    for run_dir, loaded in _loaded_runs(root, runs):
+        record = run_record(run_dir, loaded)
+        if record is not None:
+            records.append(record)
+            summaries.append(_summary(run_dir, loaded))
+    return records, summaries
+
+
+def _check_figures(figures: Iterable[str]) -> list[str]:
     figures = list(figures)
     for figure in figures:
         if figure not in ("best", "step_of_best", *SUMMARY_FIELDS):
             raise ValueError(f"unknown figure {figure!r}; choose from best, step_of_best, {', '.join(SUMMARY_FIELDS)}")
-    loaded_runs = _loaded_runs(root, runs)
-    records = [r for d, loaded in loaded_runs if (r := run_record(d, loaded)) is not None]
-    summaries = [_summary(d, loaded) for d, loaded in loaded_runs]
-    table = _records_frame(records)
-    differing = [c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1]
+    return figures
+
+
+def _figure_columns(summaries: list[dict[str, dict[str, Any]]], metrics: Iterable[str] | str | None,
+                    figures: list[str], mode: str | dict[str, str]) -> list[pl.Series]:
+    """The ``<metric>.<figure>`` columns of ``compare`` and ``runs``, one value per summary;
+    ``metrics=None``: every metric in the summaries, in order of first appearance."""
     if metrics is None:
         names: dict[str, None] = {}
         for figures_of_run in summaries:
@@ -451,7 +583,7 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
             field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
             values = [(s.get(metric) or {}).get(field) for s in summaries]
             columns.append(pl.Series(f"{metric}.{figure}", values, dtype=_FIGURE_TYPES.get(figure, pl.Float64)))
-    return table.select("run_id", "name", *differing).with_columns(columns)
+    return columns
 
 
 def export(run: str | os.PathLike, path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *,
@@ -480,6 +612,8 @@ def export(run: str | os.PathLike, path: str | os.PathLike, root: str | os.PathL
         else:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -81,6 +81,31 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
     return sorted(dirs, key=lambda p: p.name)
 
 
+def unique_prefixes(run_ids: list[str], min_length: int = 1) -> dict[str, str]:
+    """``{id: its shortest prefix that no other id in run_ids starts with}``, at least
+    ``min_length`` characters (the whole id when it is a prefix of another): short references
+    that ``resolve_run`` accepts when ``run_ids`` holds every run id of the root. Ids begin with
+    their UTC start time, so ``min_length=13`` keeps the start to the minute (``YYYYMMDD-HHMM``).
+
+    Example:
+        >>> ids = ["20260102-030405-678-aaaaaa", "20260102-030405-999-bbbbbb", "20260103-000000-000-cccccc"]
+        >>> list(unique_prefixes(ids).values())
+        ['20260102-030405-6', '20260102-030405-9', '20260103']
+        >>> unique_prefixes(ids, min_length=13)["20260103-000000-000-cccccc"]
+        '20260103-0000'
+    """
+    ordered = sorted(set(run_ids))
+
+    def common(a: str, b: str) -> int:
+        return len(os.path.commonprefix([a, b]))
+
+    short = {}
+    for i, run_id in enumerate(ordered):
+        shared = max(common(run_id, ordered[i - 1]) if i else 0, common(run_id, ordered[i + 1]) if i + 1 < len(ordered) else 0)
+        short[run_id] = run_id[: min(max(shared + 1, min_length), len(run_id))]
+    return short
+
+
 def create_run_dir(root: str | os.PathLike) -> tuple[str, Path]:
     """Create a new, empty run directory under ``root`` (made if missing); returns (run id, path).
 

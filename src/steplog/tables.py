@@ -2,7 +2,9 @@
 
 Used by the seed API (``ExperimentAnalyzer.get_comparison_table``, ``print_summary``), the
 experiment report and the command line. Numbers are right-aligned and shown with few digits
-(``format_value``); null is shown as ``-``.
+(``format_value``); null is shown as ``-``. ``text_table`` can fit a table into a terminal width:
+it truncates the columns it may shorten (with an ellipsis), then leaves out the columns it may drop
+(saying which), then stacks the remaining columns in blocks that each fit.
 
 Example:
     >>> import polars as pl
@@ -17,22 +19,32 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import polars as pl
 
 MISSING = "-"
+ELLIPSIS = "\u2026"
+#: ``text_table`` cuts the columns it may shorten to this width before it leaves columns out ...
+SOFT_TRUNCATED_WIDTH = 20
+#: ... and never below this one.
+MIN_TRUNCATED_WIDTH = 10
+_GAP = "  "
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, significant: int | None = None) -> str:
     """A short human form of one table cell.
 
     Floats: 4 decimals between 1e-3 and 1e4 in size, no decimals from 1e4 up, 3 significant digits
-    below 1e-3; NaN/inf as ``nan``/``inf``. Datetimes to the second. None as ``-``.
+    below 1e-3; or, with ``significant=n``, n significant digits (``f"{value:.{n}g}"``). NaN/inf as
+    ``nan``/``inf``. Datetimes to the second. None as ``-``.
 
     Example:
         >>> [format_value(v) for v in (2.345678, 0.0003, 123456.7, float("nan"), None, 3, "x")]
         ['2.3457', '0.0003', '123457', 'nan', '-', '3', 'x']
+        >>> [format_value(v, significant=4) for v in (2.345678, 0.00012345, 123456.7, 1500.0)]
+        ['2.346', '0.0001234', '1.235e+05', '1500']
     """
     if value is None:
         return MISSING
@@ -41,6 +53,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "nan" if value != value else ("inf" if value > 0 else "-inf")
+        if significant is not None:
+            return f"{value:.{significant}g}"
         size = abs(value)
         if size >= 1e4:
             return f"{value:.0f}"
@@ -52,16 +66,89 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _cells(frame: pl.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+def format_duration(seconds: float | None) -> str:
+    """A duration for people: ``0.3s``, ``42s``, ``3m05s``, ``1h02m``, ``2d03h``; None as ``-``.
+
+    Example:
+        >>> [format_duration(s) for s in (0.26, 42.4, 185, 3725, 183600, None)]
+        ['0.3s', '42s', '3m05s', '1h02m', '2d03h', '-']
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return MISSING
+    if seconds < 9.95:
+        return f"{seconds:.1f}s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def truncate(text: str, width: int, *, middle: bool = False) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis where something was cut: at the end,
+    or in the middle (``middle=True``, keeping both ends: run names of a sweep differ at the end).
+
+    Example:
+        >>> truncate("a_very_long_run_name", 10), truncate("short", 10)
+        ('a_very_lo\u2026', 'short')
+        >>> truncate("sweep_lr_0.0003", 10, middle=True)
+        'swee\u2026.0003'
+    """
+    if len(text) <= width:
+        return text
+    if width < 2:
+        return text[:width]
+    if not middle:
+        return text[: width - 1] + ELLIPSIS
+    head = (width - 1) // 2
+    return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head):]
+
+
+def formatted(frame: pl.DataFrame, significant: int | None = None,
+              formats: dict[str, Callable[[Any], str]] | None = None) -> pl.DataFrame:
+    """``frame`` with every cell written as text (``format_value``, or ``formats[column]``).
+
+    Example:
+        >>> import polars as pl
+        >>> formatted(pl.DataFrame({"loss": [0.123456, None]}), significant=3).rows()
+        [('0.123',), ('-',)]
+    """
+    formats = formats or {}
+    columns = []
+    for name in frame.columns:
+        write = formats.get(name) or (lambda v: format_value(v, significant))
+        columns.append(pl.Series(name, [write(v) for v in frame.get_column(name).to_list()], dtype=pl.String))
+    return pl.DataFrame(columns, schema={name: pl.String for name in frame.columns}, orient="col") if columns \
+        else pl.DataFrame()
+
+
+def _cells(frame: pl.DataFrame, significant: int | None = None,
+           formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = ()
+           ) -> tuple[list[str], list[list[str]], list[bool]]:
     header = list(frame.columns)
-    columns = [[format_value(v) for v in frame.get_column(name).to_list()] for name in header]
-    numeric = [frame.schema[name].is_numeric() for name in header]
-    rows = [list(row) for row in zip(*columns)] if columns else []
+    text = formatted(frame, significant, formats)
+    numeric = [frame.schema[name].is_numeric() or name in right for name in header]
+    rows = [list(row) for row in text.iter_rows()]
     return header, rows, numeric
 
 
-def text_table(frame: pl.DataFrame) -> str:
+def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: int | None = None,
+               formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = (),
+               truncatable: Sequence[str] = (), droppable: Sequence[str] = (), keep: int = 1,
+               split_headers: bool = False) -> str:
     """``frame`` as an aligned plain-text table: a header line, a rule, one line per row.
+
+    ``significant`` and ``formats`` (column -> function of a value) choose how cells are written;
+    numbers, and the ``right`` columns, are right-aligned. ``split_headers=True`` writes a header
+    ``a.b`` on two lines (``a`` over ``b``), so a column is as wide as its values need. With
+    ``width``, lines are kept within ``width`` characters: the ``truncatable`` columns are cut in the
+    middle (to ``SOFT_TRUNCATED_WIDTH``), then the ``droppable`` columns are left out in that order
+    (a last line says which), then the truncatable columns are cut further (to
+    ``MIN_TRUNCATED_WIDTH``), then the columns after the first ``keep`` are stacked in blocks,
+    each repeating the first ``keep`` columns.
 
     Example:
         >>> import polars as pl
@@ -69,14 +156,75 @@ def text_table(frame: pl.DataFrame) -> str:
         run  steps
         ---  -----
         x      120
+        >>> frame = pl.DataFrame({"name": ["a_rather_long_run_name"], "loss.best": [0.5], "loss.last": [0.75]})
+        >>> print(text_table(frame, width=24, significant=4, truncatable=["name"], split_headers=True))
+                      loss  loss
+        name          best  last
+        ------------  ----  ----
+        a_rat\u2026n_name   0.5  0.75
+        >>> print(text_table(frame, width=21, truncatable=["name"], droppable=["loss.last"]))
+        name        loss.best
+        ----------  ---------
+        a_ra\u2026_name     0.5000
+        (left out to fit 21 columns: loss.last)
     """
-    header, rows, numeric = _cells(frame)
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    header, rows, numeric = _cells(frame, significant, formats, right)
+    widths = [max([_header_width(h, split_headers), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    shown = list(range(len(header)))
+    if width is None:
+        return _render(header, rows, numeric, widths, shown, split_headers)
 
+    def cut(limit: int) -> None:
+        for i, name in enumerate(header):
+            if name in truncatable and i in shown and _total(widths, shown) > width:
+                target = max(widths[i] - (_total(widths, shown) - width), limit, _header_width(name, split_headers))
+                if target < widths[i]:
+                    widths[i] = target
+                    for row in rows:
+                        row[i] = truncate(row[i], target, middle=True)
+
+    cut(SOFT_TRUNCATED_WIDTH)
+    dropped = []
+    for name in droppable:
+        if _total(widths, shown) <= width:
+            break
+        if name in header and header.index(name) in shown:
+            shown.remove(header.index(name))
+            dropped.append(name)
+    cut(MIN_TRUNCATED_WIDTH)
+    note = [f"(left out to fit {width} columns: {', '.join(dropped)})"] if dropped else []
+    keep = min(keep, len(shown))
+    blocks: list[list[int]] = []
+    for index in shown[keep:]:
+        if blocks and _total(widths, shown[:keep] + blocks[-1] + [index]) <= width:
+            blocks[-1].append(index)
+        else:
+            blocks.append([index])
+    parts = [_render(header, rows, numeric, widths, shown[:keep] + block, split_headers) for block in blocks or [[]]]
+    return "\n\n".join(parts) + "".join("\n" + line for line in note)
+
+
+def _header_width(name: str, split: bool) -> int:
+    return max(len(part) for part in _header_lines(name, split))
+
+
+def _header_lines(name: str, split: bool) -> list[str]:
+    return name.rsplit(".", 1) if split and "." in name.strip(".") else ["", name]
+
+
+def _total(widths: list[int], columns: Iterable[int]) -> int:
+    chosen = [widths[i] for i in columns]
+    return sum(chosen) + len(_GAP) * max(len(chosen) - 1, 0)
+
+
+def _render(header: list[str], rows: list[list[str]], numeric: list[bool], widths: list[int], columns: list[int],
+            split: bool) -> str:
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
+        return _GAP.join(cells[i].rjust(widths[i]) if numeric[i] else cells[i].ljust(widths[i]) for i in columns).rstrip()
 
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+    titles = [_header_lines(h, split) for h in header]
+    head = [line([t[0] for t in titles])] if any(titles[i][0] for i in columns) else []
+    return "\n".join([*head, line([t[1] for t in titles]), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
