@@ -273,7 +273,8 @@ def _show(args: argparse.Namespace) -> int:
         "name": info["name"], "id": info["run_id"], "status": info["status"],
         "started": _local_second(info["start_time"]), "duration": format_duration(info["duration_s"]),
         "steps": steps, "segments": len(info["segments"]), "error": info["error"], "notes": info["notes"],
-        "dir": info["dir"] + ("  (compacted)" if info["compacted"] else ""),
+        "stored": "compacted (metrics.parquet + run.json)" if info["compacted"] else "events.jsonl (not compacted)",
+        "dir": info["dir"],
     })
     meta = dict(info["meta"])
     if isinstance(meta.get("argv"), list):
@@ -592,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help,
-                                    epilog=f"example:\n  {command.example}",
+                                    epilog=f"example:\n  {command.example}\n",
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         command.configure(sub)
         sub.set_defaults(handler=command.run)

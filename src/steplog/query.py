@@ -613,7 +613,8 @@ def export(run: str | os.PathLike, path: str | os.PathLike, root: str | os.PathL
             frame.write_parquet(tmp, compression="zstd", statistics=True)
         os.replace(tmp, path)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <tmp path>"
+        raise OSError(exc.errno, f"cannot write {path}: {reason}") from None
     finally:
         if tmp.exists():
             tmp.unlink()
