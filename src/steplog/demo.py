@@ -431,13 +431,16 @@ def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, s
     for tracker in trackers:
         out(f"  {tracker.run_dir}")
     out(f"loss curves: {_plot(run_ids, root, bound)}")
-    out(f'next: steplog.history("{best_name}", root="{root}"), or '
+    out(f"next, from a terminal: steplog ls --root {root}; steplog show {best_name} --root {root}; "
+        f"steplog plot {' '.join(sweep_names(s.learning_rates))} --metric val_loss --root {root} -o curves.png")
+    out(f'or in Python: steplog.history("{best_name}", root="{root}"), or '
         f'ExperimentAnalyzer("{root}").print_summary("{best_name}")')
     return DemoResult(root, bound, run_ids, [t.config.experiment_name for t in trackers], best_name, finals[best_name])
 
 
 def _plot(run_ids: list[str], root: Path, bound: float) -> str:
-    """Save the sweep's loss curves as ``<root>/demo_curves.png``; what to print about it."""
+    """Save the sweep's loss curves as ``<root>/demo_curves.png`` (``steplog plot`` draws the same
+    with ``steplog.plot.plot_curves``); what to print about it: the path, or how to get matplotlib."""
     from .plot import PlotUnavailableError, plot_curves
 
     try:
