@@ -151,7 +151,8 @@ def test_ls_newest_first_fits_80_columns(runs_root: Path, capsys: pytest.Capture
     assert "train_loss" in lines[0] and "val_loss" in lines[0] and lines[1].split()[:4] == ["name", "id", "status", "steps"]
     body = [line.split()[0] for line in lines[3:3 + 5]]
     assert body[0] == "crashed" and body[1] == "diverged" and body[-1] == "baseline"  # newest first
-    assert "\u2026" in out and LONG_NAME not in out  # the long name is cut with an ellipsis
+    assert "\u2026" in out and LONG_NAME not in out  # the long name is cut with an ellipsis ...
+    assert "warmup_500" in out and "a_very_lo" in out  # ... in the middle: both ends stay
     crashed = next(line for line in lines if line.startswith("crashed"))
     assert crashed.split()[2] == "crashed" and crashed.split()[3] == "30"
     diverged = next(line for line in lines if line.startswith("diverged"))
@@ -243,6 +244,10 @@ def test_compare(runs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["baseline", "sweep_lr_0.003"] and "train_loss" not in out
     assert lines[2].split() == ["config.lr", "0.001", "0.003"]
+    code, narrow, _ = _run(capsys, "compare", "--root", str(runs_root), "--width", "50")
+    blocks = narrow.split("\n\n")
+    assert code == 0 and len(blocks) >= 3 and all(b.splitlines()[2].startswith("config.lr") for b in blocks)
+    _fits(narrow, 50)
     code, _, err = _run(capsys, "compare", "--metrics", "val_los", "--root", str(runs_root))
     assert code == 1 and "did you mean 'val_loss'" in _one_error_line(err)
     code, out, _ = _run(capsys, "compare", "diverged", "baseline", "--root", str(runs_root), "--json")

@@ -7,6 +7,8 @@ import socket
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import steplog
 from conftest import python_subprocess
@@ -110,3 +112,16 @@ def test_lock_of_another_host_counts_as_live(root):
     (run.dir / "writer.lock").write_bytes(orjson.dumps({"pid": 1, "host": "some-other-node", "time": 0.0}))
     with pytest.raises(steplog.RunLockedError, match="some-other-node"):
         steplog.init(resume="x", root=root)
+
+
+@given(st.lists(st.text(alphabet="0123456789-abcdef", min_size=1, max_size=12), min_size=1, max_size=30),
+       st.integers(min_value=1, max_value=14))
+def test_unique_prefixes_are_unique_prefixes(ids, min_length):
+    from steplog.store import unique_prefixes
+
+    short = unique_prefixes(ids, min_length)
+    assert set(short) == set(ids)
+    for run_id, prefix in short.items():
+        assert run_id.startswith(prefix) and len(prefix) >= min(min_length, len(run_id))
+        others = [other for other in short if other != run_id and other.startswith(prefix)]
+        assert not others or prefix == run_id  # unique, unless the whole id is a prefix of another

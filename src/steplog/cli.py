@@ -318,7 +318,7 @@ def _compare(args: argparse.Namespace) -> int:
     import polars as pl
 
     from .query import compare
-    from .tables import formatted, text_table
+    from .tables import SOFT_TRUNCATED_WIDTH, formatted, text_table
 
     root = _root(args)
     table = compare(args.runs or None, metrics=args.metrics, root=root, mode="auto")
@@ -338,7 +338,7 @@ def _compare(args: argparse.Namespace) -> int:
     cells = formatted(table.drop("name", "run_id"), significant=4)
     side_by_side = cells.transpose(include_header=True, header_name="", column_names=labels)
     differing = sum(c.startswith("config.") for c in table.columns)
-    print(text_table(side_by_side, width=_width(args), truncatable=labels, right=labels))
+    print(text_table(side_by_side, width=_width(args), truncatable=labels, right=labels, min_truncated=SOFT_TRUNCATED_WIDTH))
     if differing == 0 and table.height > 1:
         print("(the config is the same in every run compared)")
     return 0

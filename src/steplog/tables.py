@@ -138,7 +138,7 @@ def _cells(frame: pl.DataFrame, significant: int | None = None,
 def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: int | None = None,
                formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = (),
                truncatable: Sequence[str] = (), droppable: Sequence[str] = (), keep: int = 1,
-               split_headers: bool = False) -> str:
+               split_headers: bool = False, min_truncated: int = MIN_TRUNCATED_WIDTH) -> str:
     """``frame`` as an aligned plain-text table: a header line, a rule, one line per row.
 
     ``significant`` and ``formats`` (column -> function of a value) choose how cells are written;
@@ -146,9 +146,9 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
     ``a.b`` on two lines (``a`` over ``b``), so a column is as wide as its values need. With
     ``width``, lines are kept within ``width`` characters: the ``truncatable`` columns are cut in the
     middle (to ``SOFT_TRUNCATED_WIDTH``), then the ``droppable`` columns are left out in that order
-    (a last line says which), then the truncatable columns are cut further (to
-    ``MIN_TRUNCATED_WIDTH``), then the columns after the first ``keep`` are stacked in blocks,
-    each repeating the first ``keep`` columns.
+    (a last line says which), then the truncatable columns are cut further (to ``min_truncated``),
+    then the columns after the first ``keep`` are stacked in blocks, each repeating the first
+    ``keep`` columns. Truncated cells (and headers) lose their middle, marked by an ellipsis.
 
     Example:
         >>> import polars as pl
@@ -172,14 +172,17 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
     widths = [max([_header_width(h, split_headers), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     shown = list(range(len(header)))
     if width is None:
-        return _render(header, rows, numeric, widths, shown, split_headers)
+        return _render([_header_lines(h, split_headers) for h in header], rows, numeric, widths, shown)
+
+    titles = [_header_lines(h, split_headers) for h in header]
 
     def cut(limit: int) -> None:
         for i, name in enumerate(header):
             if name in truncatable and i in shown and _total(widths, shown) > width:
-                target = max(widths[i] - (_total(widths, shown) - width), limit, _header_width(name, split_headers))
+                target = max(widths[i] - (_total(widths, shown) - width), limit)
                 if target < widths[i]:
                     widths[i] = target
+                    titles[i] = [truncate(part, target, middle=True) for part in titles[i]]
                     for row in rows:
                         row[i] = truncate(row[i], target, middle=True)
 
@@ -191,7 +194,7 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
         if name in header and header.index(name) in shown:
             shown.remove(header.index(name))
             dropped.append(name)
-    cut(MIN_TRUNCATED_WIDTH)
+    cut(min_truncated)
     note = [f"(left out to fit {width} columns: {', '.join(dropped)})"] if dropped else []
     keep = min(keep, len(shown))
     blocks: list[list[int]] = []
@@ -200,7 +203,7 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
             blocks[-1].append(index)
         else:
             blocks.append([index])
-    parts = [_render(header, rows, numeric, widths, shown[:keep] + block, split_headers) for block in blocks or [[]]]
+    parts = [_render(titles, rows, numeric, widths, shown[:keep] + block) for block in blocks or [[]]]
     return "\n\n".join(parts) + "".join("\n" + line for line in note)
 
 
@@ -217,12 +220,11 @@ def _total(widths: list[int], columns: Iterable[int]) -> int:
     return sum(chosen) + len(_GAP) * max(len(chosen) - 1, 0)
 
 
-def _render(header: list[str], rows: list[list[str]], numeric: list[bool], widths: list[int], columns: list[int],
-            split: bool) -> str:
+def _render(titles: list[list[str]], rows: list[list[str]], numeric: list[bool], widths: list[int],
+            columns: list[int]) -> str:
     def line(cells: list[str]) -> str:
         return _GAP.join(cells[i].rjust(widths[i]) if numeric[i] else cells[i].ljust(widths[i]) for i in columns).rstrip()
 
-    titles = [_header_lines(h, split) for h in header]
     head = [line([t[0] for t in titles])] if any(titles[i][0] for i in columns) else []
     return "\n".join([*head, line([t[1] for t in titles]), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
