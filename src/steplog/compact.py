@@ -298,7 +298,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         ('skipped', 'no events file (events.jsonl) and no sidecar to go on')
     """
     events_path = run_dir / fmt.EVENTS_FILE
-    archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+    archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
     sidecar = read_sidecar(run_dir)
     source = events_path
     if not events_path.exists():
@@ -371,7 +371,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         "summary": encode_summary(summarize(current)),
         "parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet_tmp.stat().st_size,
                     "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
-        "events": {"file": f"{fmt.ARCHIVE_DIR}/{fmt.EVENTS_FILE}", "bytes": len(data), "sha256": checksum,
+        "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
                    "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
                    "torn_tail_bytes": events.torn_tail_bytes},
         "compacted_at": time.time(),

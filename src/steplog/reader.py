@@ -421,7 +421,7 @@ def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", 
 def _events_path(run_dir: Path) -> Path:
     """The events file of a run: ``events.jsonl``, or its archived copy once compacted."""
     live = run_dir / fmt.EVENTS_FILE
-    archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+    archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
     return archived if not live.exists() and archived.exists() else live
 
 
