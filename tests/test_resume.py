@@ -256,3 +256,14 @@ def test_a_compacted_crashed_run_resumes_and_is_folded_again(root):
     assert steplog.history("long", root=root, all_segments=True)["superseded"].sum() == before.height - 10
     row = steplog.runs(root=root).row(0, named=True)
     assert (row["status"], row["segments"]) == ("finished", 2)
+
+
+def test_follow_a_compacted_run_reads_its_archived_events(root):
+    run = steplog.init(name="done", root=root)
+    run.log({"a": 1.0})
+    run.log({"a": float("nan")})
+    run.finish()
+    steplog.compact(root=root, quiet=True)
+    rows = list(steplog.follow("done", root=root, timeout=10))
+    assert [r["step"] for r in rows] == [0, 1] and rows[0]["a"] == 1.0
+    assert list(steplog.follow("done", root=root, from_start=False, timeout=10)) == []

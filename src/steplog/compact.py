@@ -321,7 +321,7 @@ def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None
     """(action, why, events file to compact from, sidecar): ``"current"`` or ``"skipped"`` with no
     events file, or ``"compact"`` with the file (whether a writer holds the run is not checked)."""
     events_path = run_dir / fmt.EVENTS_FILE
-    archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+    archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
     sidecar = read_sidecar(run_dir)
     if events_path.exists():
         why = "its events changed since it was compacted (resumed)" if sidecar is not None else "not compacted yet"
@@ -331,7 +331,7 @@ def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None
     if not archived.exists():
         return "skipped", f"no events file ({fmt.EVENTS_FILE}) and no sidecar to go on", None, sidecar
     # derived files missing or damaged: rebuild them from the archived events
-    return "compact", f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVE_DIR}/{fmt.EVENTS_FILE}", \
+    return "compact", f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVED_EVENTS_FILE}", \
         archived, sidecar
 
 
@@ -423,7 +423,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         "summary": encode_summary(summarize(current)),
         "parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet_tmp.stat().st_size,
                     "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
-        "events": {"file": f"{fmt.ARCHIVE_DIR}/{fmt.EVENTS_FILE}", "bytes": len(data), "sha256": checksum,
+        "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
                    "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
                    "torn_tail_bytes": events.torn_tail_bytes},
         "compacted_at": time.time(),

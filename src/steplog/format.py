@@ -41,6 +41,8 @@ PARQUET_FILE = "metrics.parquet"
 SIDECAR_FILE = "run.json"
 #: Where compaction moves the events file (``<run dir>/archive/events.jsonl``): kept so the run stays rebuildable.
 ARCHIVE_DIR = "archive"
+#: Where compaction keeps a run's events file, relative to the run directory.
+ARCHIVED_EVENTS_FILE = f"{ARCHIVE_DIR}/{EVENTS_FILE}"
 
 # Keys of a metric event.
 STEP = "s"

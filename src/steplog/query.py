@@ -54,7 +54,7 @@ def _load(run_dir: Path) -> tuple[RunEvents | None, dict[str, Any] | None]:
     if sidecar is not None:
         return None, sidecar
     try:
-        return read_events(run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE), None
+        return read_events(run_dir / fmt.ARCHIVED_EVENTS_FILE), None
     except FileNotFoundError:
         return None, None
 
@@ -81,11 +81,11 @@ def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
         return resolve_history(events, all_segments=all_segments)
     if sidecar is None:
         raise store.RunNotFoundError(f"{run_dir} holds no run ({fmt.EVENTS_FILE}, {fmt.SIDECAR_FILE} and "
-                                     f"{fmt.ARCHIVE_DIR}/{fmt.EVENTS_FILE} are all missing)")
+                                     f"{fmt.ARCHIVED_EVENTS_FILE} are all missing)")
     try:
         return _compacted_history(run_dir, sidecar, all_segments).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
-        archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+        archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
         if not archived.exists():
             raise
         warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "

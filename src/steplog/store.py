@@ -137,7 +137,7 @@ def run_name(run_dir: Path) -> str | None:
     name = raw_sidecar(run_dir).get("name")
     if isinstance(name, str):
         return name
-    start = fmt.read_start_event(run_dir / fmt.EVENTS_FILE) or fmt.read_start_event(run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE)
+    start = fmt.read_start_event(run_dir / fmt.EVENTS_FILE) or fmt.read_start_event(run_dir / fmt.ARCHIVED_EVENTS_FILE)
     return None if start is None else start.get("name")
 
 
@@ -360,7 +360,7 @@ def current_status(run_dir: Path) -> str:
         compacted = raw_sidecar(run_dir).get("status")
         if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
             return compacted
-        events = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+        events = run_dir / fmt.ARCHIVED_EVENTS_FILE
     last = fmt.read_last_event(events)
     finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
     return run_status(run_dir, finished)

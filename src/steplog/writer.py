@@ -197,11 +197,11 @@ def _reopen_compacted(run_dir: Path) -> None:
     """Make a compacted run live again (under its lock): its archived events move back, and the
     derived Parquet file and sidecar, now out of date, are removed; the next compaction folds it anew."""
     events = run_dir / fmt.EVENTS_FILE
-    archived = run_dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE
+    archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
     if not events.exists() and archived.exists():
         os.replace(archived, events)
     if not events.exists():
-        raise FileNotFoundError(f"run {run_dir.name} has no {fmt.EVENTS_FILE} (nor {fmt.ARCHIVE_DIR}/{fmt.EVENTS_FILE}) "
+        raise FileNotFoundError(f"run {run_dir.name} has no {fmt.EVENTS_FILE} (nor {fmt.ARCHIVED_EVENTS_FILE}) "
                                 f"to append to; it cannot be resumed")
     for derived in (fmt.SIDECAR_FILE, fmt.PARQUET_FILE):
         try:
