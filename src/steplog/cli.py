@@ -232,11 +232,11 @@ def main_metrics(table: Any, logged: Sequence[str], count: int = MAIN_METRICS) -
 
 
 def _check_metrics(metrics: Iterable[str], logged: Sequence[str], root: Path) -> None:
-    from .query import _metric_hint
+    from .query import metric_hint
 
     for metric in metrics:
         if metric not in logged:
-            raise CommandError(f"no run in {root} logged metric {metric!r}; {_metric_hint(metric, logged)}")
+            raise CommandError(f"no run in {root} logged metric {metric!r}; {metric_hint(metric, logged)}")
 
 
 # --- show -------------------------------------------------------------------------------------

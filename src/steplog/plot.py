@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from . import store
-from .query import history
+from .query import history, metric_hint
 from .reader import metric_col
 
 X_AXES = ("step", "wallclock", "time")
@@ -137,9 +136,7 @@ def _load(runs: Sequence[str], root: str | os.PathLike) -> list[tuple[str, pl.Da
 
 
 def _check_metrics(metrics: Sequence[str], curves: list[tuple[str, pl.DataFrame]]) -> None:
-    known = sorted({c for _, frame in curves for c in frame.columns if c not in X_AXES})
+    known = {c for _, frame in curves for c in frame.columns if c not in X_AXES}
     for metric in metrics:
         if not any(metric in frame.columns for _, frame in curves):
-            close = difflib.get_close_matches(metric, known, n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"metrics logged: {', '.join(known) or 'none'}"
-            raise ValueError(f"no run here logged metric {metric!r}; {hint}")
+            raise ValueError(f"no run here logged metric {metric!r}; {metric_hint(metric, known)}")

@@ -494,12 +494,20 @@ def best(metric: str, mode: str = "min", root: str | os.PathLike = "experiment_l
     winner = table.drop_nulls("value").sort("value", descending=mode == "max", maintain_order=True).head(1)
     if winner.height == 0:
         raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); "
-                         f"{_metric_hint(metric, available)}")
+                         f"{metric_hint(metric, available)}")
     return winner.row(0, named=True)
 
 
-def _metric_hint(metric: str, available: Iterable[str]) -> str:
-    """``did you mean ...?`` with the names close to ``metric``, else the names there are."""
+def metric_hint(metric: str, available: Iterable[str]) -> str:
+    """For an error about an unknown metric: ``did you mean ...?`` with the names close to
+    ``metric``, else the names there are.
+
+    Example:
+        >>> metric_hint("val_los", ["train_loss", "val_loss", "lr"])
+        "did you mean 'val_loss', 'train_loss'?"
+        >>> metric_hint("acc", ["loss"])
+        'metrics logged there: loss'
+    """
     known = sorted(available)
     close = difflib.get_close_matches(metric, known, n=3, cutoff=0.5)
     if close and metric not in known:
