@@ -6,7 +6,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steplog.tables import ELLIPSIS, format_duration, text_table
+from steplog.tables import ELLIPSIS, format_duration, format_value, text_table
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789.", min_size=1, max_size=60)
 numbers = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=64))
@@ -24,9 +24,7 @@ def test_a_fitted_table_keeps_every_value_within_the_width(row_names, metric_cou
     cells = text.split()
     for column, values in metrics.items():
         for value in values:
-            shown = "-" if value is None else ("nan" if value != value else (f"{value:.4g}" if abs(value) != float("inf")
-                                                                                else ("inf" if value > 0 else "-inf")))
-            assert shown in cells
+            assert format_value(value, significant=4) in cells  # every value survives the fitting
     for name in row_names:
         assert name in cells or any(ELLIPSIS in c and c[0] == name[0] for c in cells)
 
@@ -40,3 +38,8 @@ def test_droppable_columns_go_first_and_are_named():
 def test_durations():
     assert [format_duration(s) for s in (0.04, 9.96, 59.4, 60, 3599.6, 86400 * 3 + 7200)] == \
         ["0.0s", "10s", "59s", "1m00s", "1h00m", "3d02h"]
+
+
+def test_numbers_read_as_four_significant_digits_and_counts_in_full():
+    assert [format_value(v, significant=4) for v in (1.23456, 465512.3, 19998.0, 0.000123456, -2.0)] == \
+        ["1.235", "4.655e+05", "19998", "0.0001235", "-2"]

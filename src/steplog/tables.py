@@ -37,14 +37,15 @@ def format_value(value: Any, significant: int | None = None) -> str:
     """A short human form of one table cell.
 
     Floats: 4 decimals between 1e-3 and 1e4 in size, no decimals from 1e4 up, 3 significant digits
-    below 1e-3; or, with ``significant=n``, n significant digits (``f"{value:.{n}g}"``). NaN/inf as
+    below 1e-3; or, with ``significant=n``, n significant digits (``f"{value:.{n}g}"``), whole
+    numbers in full. NaN/inf as
     ``nan``/``inf``. Datetimes to the second. None as ``-``.
 
     Example:
         >>> [format_value(v) for v in (2.345678, 0.0003, 123456.7, float("nan"), None, 3, "x")]
         ['2.3457', '0.0003', '123457', 'nan', '-', '3', 'x']
-        >>> [format_value(v, significant=4) for v in (2.345678, 0.00012345, 123456.7, 1500.0)]
-        ['2.346', '0.0001234', '1.235e+05', '1500']
+        >>> [format_value(v, significant=4) for v in (2.345678, 0.00012345, 123456.7, 1500.0, 19998.0)]
+        ['2.346', '0.0001234', '1.235e+05', '1500', '19998']
     """
     if value is None:
         return MISSING
@@ -54,6 +55,8 @@ def format_value(value: Any, significant: int | None = None) -> str:
         if not math.isfinite(value):
             return "nan" if value != value else ("inf" if value > 0 else "-inf")
         if significant is not None:
+            if value.is_integer() and abs(value) < 1e15:  # counts (gradient steps, tokens) read as whole numbers
+                return str(int(value))
             return f"{value:.{significant}g}"
         size = abs(value)
         if size >= 1e4:
