@@ -3,6 +3,7 @@ never assert timings; benchmarks/RESULTS.md holds the measured ones)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,14 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(filename: str):
+    """Import a benchmark script from benchmarks/ as a module."""
+    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), BENCHMARKS / filename)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_script(*args: str) -> str:
@@ -36,3 +45,22 @@ def test_the_gpu_sync_benchmark_runs_at_a_tiny_size():
     table = run_script(str(BENCHMARKS / "gpu_sync.py"), "--tiny")
     for mode in ("none", "item", "steplog"):
         assert f"| {mode} |" in table
+
+
+def test_bench_queries_runs_at_tiny_size(tmp_path, capsys):
+    results = load_benchmark("bench_queries.py").main(["--tiny", "--repeat", "1", "--root", str(tmp_path)])
+    assert results["compact_events_per_s"] > 0 and results["runs_s"] > 0 and results["best_s"] > 0
+    out = capsys.readouterr().out
+    assert "| compact one run of 10,000 events |" in out and "best('val_loss') over 10 compacted runs" in out
+
+
+def test_bench_cli_runs_at_tiny_size(tmp_path, capsys):
+    results = load_benchmark("bench_cli.py").main(["--tiny", "--repeat", "1", "--root", str(tmp_path)])
+    assert set(results) == {"ls_s", "ls_json_s", "best_s", "compare_s", "show_s"} and all(v > 0 for v in results.values())
+    assert "| steplog ls over 10 compacted runs |" in capsys.readouterr().out
+
+
+def test_bench_tracker_runs_at_tiny_size(capsys):
+    results = load_benchmark("bench_tracker.py").main(["--tiny"])
+    assert results["bare_us"] > 0 and results["tracked_us"] > 0
+    assert "log_metrics + increment_gradient_step" in capsys.readouterr().out

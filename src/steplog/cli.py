@@ -148,21 +148,6 @@ def _local_second(value: _dt.datetime | None) -> str:
     return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-# --- demo -------------------------------------------------------------------------------------
-
-
-def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_root(parser)
-    parser.add_argument("--quick", action="store_true", help="a few seconds instead of about half a minute")
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    run_demo(args.root, quick=args.quick)
-    return 0
-
-
 # --- ls ---------------------------------------------------------------------------------------
 
 
