@@ -403,3 +403,14 @@ def test_subprocess_errors_have_no_traceback(runs_root: Path) -> None:
     assert done.returncode == 1 and done.stdout == "" and _one_error_line(done.stderr)
     done = subprocess.run([sys.executable, "-m", "steplog", "ls", "--root", str(runs_root)], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and "baseline" in done.stdout
+
+
+def test_ls_and_compare_with_a_config_key_named_last_or_best(tmp_path):
+    from steplog.cli import main
+
+    root = tmp_path / "logs"
+    with steplog.init(name="cfg", config={"sched": {"last": 3, "best": 1}}, root=root) as run:
+        run.log({"acc": 0.5})
+    assert main(["ls", "--root", str(root)]) == 0
+    assert main(["compare", "--root", str(root), "--metrics", "acc"]) == 0
+    assert main(["compare", "--root", str(root), "--metrics", "ac"]) == 1

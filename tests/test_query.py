@@ -201,3 +201,15 @@ def test_export_round_trips(tmp_path, compact_first):
     assert not list(tmp_path.glob(".*.tmp"))
     with pytest.raises(ValueError, match="use .csv, .parquet or .pq"):
         steplog.export("e", tmp_path / "e.xlsx", root=tmp_path)
+
+
+def test_best_auto_maximises_accuracy_and_minimises_loss(tmp_path):
+    root = tmp_path / "logs"
+    for name, acc, loss in (("a", [0.5, 0.7], [2.0, 1.5]), ("b", [0.6, 0.9], [2.5, 1.7])):
+        with steplog.init(name=name, root=root) as run:
+            for a, l in zip(acc, loss):
+                run.log({"val_accuracy": a, "val_loss": l})
+    best_acc = steplog.best("val_accuracy", mode="auto", root=root)
+    assert (best_acc["name"], best_acc["value"], best_acc["step"]) == ("b", 0.9, 1)
+    best_loss = steplog.best("val_loss", mode="auto", root=root)
+    assert (best_loss["name"], best_loss["value"]) == ("a", 1.5)

@@ -173,7 +173,7 @@ def _ls(args: argparse.Namespace) -> int:
         table = table.filter(pl.col("status") == args.status)
     if args.name:
         table = table.filter(pl.Series([fnmatch.fnmatchcase(n or "", args.name) for n in table["name"]]))
-    logged = [c[: -len(".last")] for c in table.columns if c.endswith(".last")]
+    logged = [c[: -len(".last")] for c in table.columns if c.endswith(".last") and not c.startswith("config.")]
     if args.metrics:
         _check_metrics(args.metrics, logged, root)
     if args.json:
@@ -306,10 +306,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .tables import SOFT_TRUNCATED_WIDTH, formatted, text_table
 
     root = _root(args)
-    table = compare(args.runs or None, metrics=args.metrics, root=root, mode="auto")
-    if args.metrics:
-        known = {c.rsplit(".", 1)[0] for c in compare(args.runs or None, root=root).columns if c.endswith(".last")}
-        _check_metrics(args.metrics, sorted(known), root)
+    table = compare(args.runs or None, metrics=args.metrics, root=root, mode="auto")  # unknown metrics raise
     if args.json:
         _print_json(table.to_dicts())
         return 0

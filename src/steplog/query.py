@@ -465,7 +465,8 @@ def higher_is_better(metric: str) -> bool:
 def best(metric: str, mode: str = "min", root: str | os.PathLike = "experiment_logs", *,
          runs: Iterable[str] | None = None) -> dict[str, Any]:
     """The run with the best value of ``metric`` over its whole history: ``{"run_id", "name",
-    "value", "step"}``. ``mode`` is ``"min"`` or ``"max"``. Runs that never logged the metric (or
+    "value", "step"}``. ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for names like
+    accuracy or tokens_per_sec: ``higher_is_better``). Runs that never logged the metric (or
     only NaN) are ignored; NaN never wins. Ties go to the earliest run (by start), and within a
     run to the earliest step. Compacted runs are decided from their sidecars alone.
 
@@ -481,7 +482,7 @@ def best(metric: str, mode: str = "min", root: str | os.PathLike = "experiment_l
         >>> r = steplog.best("val_loss", root=root); (r["name"], r["value"], r["step"])
         ('b', 1.0, 1)
     """
-    _check_mode(metric, mode)
+    direction = _check_mode(metric, mode)
     rows = []
     available: dict[str, None] = {}
     for run_dir, loaded in _loaded_runs(root, runs):
@@ -489,9 +490,10 @@ def best(metric: str, mode: str = "min", root: str | os.PathLike = "experiment_l
         available.update(dict.fromkeys(figures))
         record = figures.get(metric) or {}
         run_id, name = _identity(run_dir, loaded)
-        rows.append({"run_id": run_id, "name": name, "value": record.get(mode), "step": record.get(f"step_of_{mode}")})
+        rows.append({"run_id": run_id, "name": name, "value": record.get(direction),
+                     "step": record.get(f"step_of_{direction}")})
     table = pl.DataFrame(rows, schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
-    winner = table.drop_nulls("value").sort("value", descending=mode == "max", maintain_order=True).head(1)
+    winner = table.drop_nulls("value").sort("value", descending=direction == "max", maintain_order=True).head(1)
     if winner.height == 0:
         raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); "
                          f"{metric_hint(metric, available)}")
@@ -576,14 +578,19 @@ def _check_figures(figures: Iterable[str]) -> list[str]:
 def _figure_columns(summaries: list[dict[str, dict[str, Any]]], metrics: Iterable[str] | str | None,
                     figures: list[str], mode: str | dict[str, str]) -> list[pl.Series]:
     """The ``<metric>.<figure>`` columns of ``compare`` and ``runs``, one value per summary;
-    ``metrics=None``: every metric in the summaries, in order of first appearance."""
+    ``metrics=None``: every metric in the summaries, in order of first appearance. A metric named
+    that no run logged raises ValueError with close names."""
     if metrics is None:
         names: dict[str, None] = {}
         for figures_of_run in summaries:
             names.update(dict.fromkeys(figures_of_run))
         metrics = list(names)
-    elif isinstance(metrics, str):
-        metrics = [metrics]
+    else:
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        logged = {name for figures_of_run in summaries for name in figures_of_run}
+        for metric in metrics:
+            if summaries and metric not in logged:
+                raise ValueError(f"no run here logged metric {metric!r}; {metric_hint(metric, logged)}")
     columns = []
     for metric in metrics:
         direction = _check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)

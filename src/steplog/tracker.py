@@ -56,7 +56,6 @@ from .writer import Run, init
 GRADIENT_STEP = "gradient_step"
 SEED_COLUMNS = ("iteration", GRADIENT_STEP, "wallclock_time")
 _DEFAULT_COMPARED = ("train_loss", "val_loss")
-_MODES = {"tokens_per_sec": "max"}  # "best" is the minimum for every other metric
 _INIT_OPTIONS = ("durability", "fsync_interval", "buffer_size", "buffer_interval", "resume", "start_step")
 
 
@@ -625,7 +624,8 @@ class ExperimentAnalyzer:
         ``status``, ``iterations``, ``duration_s``, the ``config.<key>`` columns whose values differ
         between the runs, then ``<metric>.best`` and ``<metric>.last`` (``steplog.compare``) for
         each of ``metrics`` (default: ``train_loss`` and ``val_loss`` where logged, else every
-        metric). Best is the minimum, except for ``tokens_per_sec`` (the maximum).
+        metric; a metric no run logged raises ValueError). Best is the minimum, or the maximum for
+        names where higher is better (accuracy, tokens_per_sec: ``steplog.query.higher_is_better``).
 
         Example:
             >>> import tempfile
@@ -634,15 +634,15 @@ class ExperimentAnalyzer:
             ...     with ExperimentTracker(ExperimentConfig("sweep", learning_rate=lr), log_dir=root) as t:
             ...         t.log_metrics(0, train_loss=2.0); t.log_metrics(1, train_loss=1.0 + lr)
             >>> ExperimentAnalyzer(root).comparison_frame().drop("run_id", "duration_s").rows()
-            [('sweep', 'finished', 2, 0.001, 1.001, 1.001, None, None), ('sweep', 'finished', 2, 0.01, 1.01, 1.01, None, None)]
+            [('sweep', 'finished', 2, 0.001, 1.001, 1.001), ('sweep', 'finished', 2, 0.01, 1.01, 1.01)]
         """
         if runs is not None:
             runs = list(dict.fromkeys(store.resolve_run(r, self.log_dir).name for r in runs))
-        chosen = list(_DEFAULT_COMPARED if metrics is None else metrics)
-        frame = query.compare(runs=runs, metrics=chosen, root=self.log_dir, mode=_MODES)
-        figures = frame.columns[-2 * len(chosen):] if chosen else []
-        if metrics is None and frame.select(pl.all_horizontal(pl.col(figures).is_null()).all()).item():
-            frame = query.compare(runs=runs, root=self.log_dir, mode=_MODES)  # no train/val loss: every metric
+        if metrics is None:
+            everything = query.compare(runs=runs, root=self.log_dir, mode="auto")
+            logged = [c[: -len(".best")] for c in everything.columns if c.endswith(".best") and not c.startswith("config.")]
+            metrics = [m for m in _DEFAULT_COMPARED if m in logged] or logged
+        frame = query.compare(runs=runs, metrics=list(metrics), root=self.log_dir, mode="auto")
         frame = frame.drop("config.experiment_name", strict=False)  # the same as the name
         logs = [self._log_of(self.log_dir / run_id) for run_id in frame["run_id"]]
         facts = pl.DataFrame(
