@@ -157,3 +157,21 @@ def test_an_interrupt_while_copying_device_values_loses_nothing(root, monkeypatc
     run.finish()  # copies again, and this time it works
     assert steplog.history("r", root=root)["loss"].to_list() == [1.0, 2.0, 3.0]
     assert steplog.runs(root=root)["status"].to_list() == ["finished"]
+
+
+def test_ints_and_bools_logged_beside_floats_read_back_as_floats(root):
+    run = steplog.init(name="mixed", root=root)
+    run.log({"loss": 1.5, "tokens": 1024, "is_best": True})
+    run.log({"loss": 1.25, "tokens": 2**60 + 1, "is_best": False})
+    run.log({"loss": 1.0, "tokens": 2**70, "flag": 0.5})   # beyond 64 bits: converted to a float
+    run.log({"loss": 0.5, "flag": True})                    # a metric both float and bool
+    run.finish()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is taken for damage
+        hist = steplog.history("mixed", root=root)
+    assert hist["tokens"].to_list() == [1024.0, float(2**60 + 1), float(2**70), None]
+    assert hist["is_best"].to_list() == [1.0, 0.0, None, None]
+    assert hist["flag"].to_list() == [None, None, 0.5, 1.0]
+    assert str(hist.schema["tokens"]) == "Float64" and str(hist.schema["is_best"]) == "Float64"
+    steplog.compact(root=root, quiet=True)
+    assert steplog.history("mixed", root=root).equals(hist)

@@ -201,7 +201,8 @@ def _well_formed(table: pa.Table) -> bool:
         return False
     for child in schema.field(fmt.METRICS).type:
         child.name.encode()  # decoding a name made of invalid UTF-8 raises: the line-by-line path skips it
-        if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type) or pa.types.is_null(child.type)):
+        if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type) or pa.types.is_null(child.type)
+                or pa.types.is_boolean(child.type)):  # ints and bools are logged as JSON ints and true/false
             return False
     if fmt.NONFINITE in schema.names:
         nf_type = schema.field(fmt.NONFINITE).type
@@ -255,7 +256,7 @@ def _metric_event_problem(event: Any) -> str | None:
         if type(event.get(key)) not in (int, float):
             return f"no valid {key!r}"
     metrics = event.get(fmt.METRICS)
-    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float) for v in metrics.values()):
+    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool) for v in metrics.values()):
         return "metrics are not an object of numbers"
     if type(event.get(fmt.SEGMENT, 0)) is not int:
         return "segment is not an int"

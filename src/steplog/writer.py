@@ -352,24 +352,30 @@ class Run:
             metrics = _check_mapping(metrics)
         if not self._known_keys.issuperset(metrics):
             self._admit_keys(metrics)
-        values = metrics.values()
-        for value in values:
-            if type(value) is not float:
-                metrics, on_device = split_metric_values(metrics)
-                if on_device is not None:
-                    self._defer(step, metrics, on_device)
-                    return
-                values = metrics.values()
-                break
+        # One C-level pass checks the values: their sum is a float only when they are floats (ints
+        # and bools may be among them: orjson writes them as JSON numbers and true/false, which
+        # readers return as floats). Anything else (numpy scalars, tensors, strings, None, only
+        # ints...) takes the careful path. The sum also finds NaN and infinities below.
+        try:
+            total = sum(metrics.values())
+        except (TypeError, OverflowError):
+            total = None
+        if type(total) is not float:
+            metrics, total = self._checked_values(step, metrics)
+            if metrics is None:
+                return  # device values: the event waits for them
         now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
         # format.encode_metric_event, inlined to save a call (tests check that both give the same bytes)
         event = {_STEP: step, _TIME: _time(), _WALLCLOCK: now, _METRICS: metrics}
         if self._segment:
             event[_SEGMENT] = self._segment
-        total = sum(values)
         if total - total != 0.0:  # a NaN or an infinity (or a finite overflow, which adds nothing)
             fmt.add_nonfinite(event, metrics)
-        line = _dumps(event, option=_OPT_LINE)
+        try:
+            line = _dumps(event, option=_OPT_LINE)
+        except TypeError:  # an int beyond 64 bits: convert (or refuse, naming the key) and encode again
+            metrics = event[_METRICS] = split_metric_values(metrics)[0]
+            line = _dumps(event, option=_OPT_LINE)
         sink = self._sink
         if sink == _WRITE:
             try:
@@ -437,6 +443,15 @@ class Run:
             self.fail(exc)
 
     # --- off the hot path ---------------------------------------------------------------------
+
+    def _checked_values(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, float] | None, float]:
+        """The careful path for values the sum gate of ``log`` did not pass: convert them (or raise
+        TypeError naming the key); device tensors defer the event (returns None)."""
+        converted, on_device = split_metric_values(metrics)
+        if on_device is not None:
+            self._defer(step, converted, on_device)
+            return None, 0.0
+        return converted, sum(converted.values(), 0.0)
 
     def _admit_keys(self, metrics: dict[str, Any]) -> None:
         for key in metrics:
