@@ -360,3 +360,20 @@ def test_resume_auto_starts_a_new_run_unless_one_crashed(root: Path) -> None:
         second.log_metrics(0, train_loss=0.9)
     assert first.run_id != second.run_id
     assert len(ExperimentAnalyzer(root).load_all()) == 2
+
+
+def test_resuming_at_the_last_step_keeps_the_gradient_step(root: Path) -> None:
+    with ExperimentTracker(ExperimentConfig("again"), log_dir=root) as tracker:
+        for it in range(4):
+            tracker.log_metrics(it, train_loss=4.0 - it)
+            tracker.increment_gradient_step()
+    resumed = ExperimentTracker(ExperimentConfig("again"), log_dir=root, resume="again", start_step=3)
+    resumed.gradient_step = 3  # from the checkpoint taken at iteration 3
+    with resumed:
+        resumed.log_metrics(3, train_loss=0.9)  # the last step of the crashed segment, logged again
+        resumed.log_eval(3, val_loss=1.1)  # the same iteration: the row keeps its count
+        resumed.increment_gradient_step()
+        resumed.log_metrics(4, train_loss=0.8)
+    frame = ExperimentAnalyzer(root).get_experiment("again").metrics
+    assert frame["gradient_step"].to_list() == [0, 1, 2, 3, 4]
+    assert frame["val_loss"].to_list()[3] == 1.1

@@ -218,6 +218,7 @@ class ExperimentTracker:
         self.gradient_step = 0
         self.run: Run | None = None
         self._finished = False
+        self._last_iteration: int | None = None  # logged by this tracker (not by a segment before a resume)
 
     def __repr__(self) -> str:
         state = "not started" if self.run is None else ("finished" if self._finished else f"run {self.run.id}")
@@ -244,6 +245,7 @@ class ExperimentTracker:
             >>> tracker.finish()
         """
         if self.run is None:
+            self._last_iteration = None
             self.run = init(name=self.config.experiment_name, config=self.config.to_dict(), root=self.log_dir, **self.options)
 
     def _open_run(self) -> Run:
@@ -284,13 +286,16 @@ class ExperimentTracker:
 
     def _log(self, iteration: int, extra_metrics: dict[str, Any], **named: Any) -> None:
         run = self._open_run()
-        metrics = {} if iteration == run.step else {GRADIENT_STEP: self.gradient_step}
+        # The first call at an iteration records the count: the tracker's own last iteration, not
+        # run.step, which after a resume is the crashed segment's last step.
+        metrics = {} if iteration == self._last_iteration else {GRADIENT_STEP: self.gradient_step}
         for key, value in named.items():
             if value is not None:
                 metrics[key] = value
         if extra_metrics:
             metrics.update(_extra(extra_metrics))
         run.log(metrics, step=iteration)
+        self._last_iteration = iteration
 
     def increment_gradient_step(self, n: int = 1) -> None:
         """Count ``n`` optimizer steps (apart from iterations, e.g. with gradient accumulation).
