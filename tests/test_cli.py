@@ -70,7 +70,7 @@ def test_report_markdown_and_fill(tmp_path: Path, capsys: pytest.CaptureFixture[
 
     assert main(["report", "--root", str(root), "--metrics", "val_loss"]) == 0
     out = capsys.readouterr().out
-    assert "val_loss.best" in out and "train_loss" not in out
+    assert "val_loss" in out.splitlines()[0] and "best" in out.splitlines()[1] and "train_loss" not in out
 
 
 def test_the_template_has_the_markers() -> None:
@@ -414,3 +414,36 @@ def test_ls_and_compare_with_a_config_key_named_last_or_best(tmp_path):
     assert main(["ls", "--root", str(root)]) == 0
     assert main(["compare", "--root", str(root), "--metrics", "acc"]) == 0
     assert main(["compare", "--root", str(root), "--metrics", "ac"]) == 1
+
+
+@pytest.mark.parametrize("command", [["ls"], ["show", "diverged"], ["show", "baseline"], ["compare"], ["report"]])
+def test_every_table_fits_80_columns(runs_root: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    code, out, _ = _run(capsys, *command, "--root", str(runs_root))
+    assert code == 0 and out
+    _fits(out)
+
+
+def test_report_text_fits_its_width(runs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "report", "--root", str(runs_root))
+    assert code == 0 and "left out to fit 80 columns" in out and "\u2026" in out  # the long name is cut
+    code, wide, _ = _run(capsys, "report", "--root", str(runs_root), "--width", "400")
+    assert code == 0 and "left out" not in wide and LONG_NAME in wide and "config" in wide.splitlines()[0]
+    _fits(wide, 400)
+    code, narrow, _ = _run(capsys, "report", "--root", str(runs_root), "--width", "40")
+    assert code == 0
+    _fits(narrow, 40)
+
+
+def test_ls_left_out_note_wraps_to_the_width(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "logs"
+    long_metrics = [f"validation_loss_on_the_held_out_split_number_{i}" for i in range(2)]
+    for name in ("sweep_learning_rate_0.0003_warmup_2000_a", "sweep_learning_rate_0.0003_warmup_2000_b"):
+        with steplog.init(name=name, root=root) as run:
+            run.log({m: 1.0 for m in long_metrics})
+    code, out, _ = _run(capsys, "ls", "--root", str(root))
+    assert code == 0 and "left out to fit 80 columns" in out
+    _fits(out)
+    note = out[out.index("(left out"):]
+    assert all(m + ".last" in " ".join(note.split()) for m in long_metrics)
+    names = {line.split()[0] for line in out.splitlines() if line.startswith("swee")}
+    assert names == {"sweep_lea\u2026mup_2000_a", "sweep_lea\u2026mup_2000_b"}  # 20 characters kept: the end tells them apart

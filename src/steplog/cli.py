@@ -165,7 +165,7 @@ def _ls(args: argparse.Namespace) -> int:
     import polars as pl
 
     from .query import runs
-    from .tables import format_duration, text_table
+    from .tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
 
     root = _root(args)
     table = runs(root, metrics="all", figures=("best", "last"), mode="auto").reverse()  # newest first
@@ -195,7 +195,8 @@ def _ls(args: argparse.Namespace) -> int:
     )
     print(text_table(shown, width=_width(args), significant=4, split_headers=True,
                      formats={"time": format_duration, "started": _local_minute}, right=["time"],
-                     truncatable=["name"], droppable=["started", *(f"{m}.last" for m in reversed(chosen)), "time"]))
+                     truncatable=["name"], droppable=["started", *(f"{m}.last" for m in reversed(chosen)), "time"],
+                     min_truncated=SOFT_TRUNCATED_WIDTH))
     return 0
 
 
@@ -514,11 +515,13 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write the Markdown table into FILE between its steplog markers (e.g. docs/EXPERIMENT_LOG.md)")
     parser.add_argument("--metrics", type=_metric_list, metavar="M1,M2",
                         help="metrics to show, comma-separated (default: train_loss,val_loss)")
+    parser.add_argument("--width", type=_positive_int, metavar="N",
+                        help=f"fit the text table into N columns (default: the terminal's width, else {DEFAULT_WIDTH}, "
+                             f"when printed; not fitted when written with -o)")
 
 
 def _report(args: argparse.Namespace) -> int:
     from .report import fill_experiment_log, runs_markdown, runs_report_frame
-    from .tables import text_table
 
     root = _root(args)
     if args.fill is not None:
@@ -529,13 +532,30 @@ def _report(args: argparse.Namespace) -> int:
         text = runs_markdown(root, args.metrics)
     else:
         frame = runs_report_frame(root, args.metrics)
-        text = text_table(frame) if frame.height else f"(no runs in {root})"
+        text = _report_text(frame, root, None if args.output is not None and not args.width else _width(args)) \
+            if frame.height else f"(no runs in {root})"
     if args.output is None:
         print(text)
     else:
         _write_text(args.output, text + "\n")
         print(f"wrote the report of {root} to {args.output}")
     return 0
+
+
+def _report_text(frame: Any, root: Path, width: int | None) -> str:
+    """The report as aligned text (ids shortened as ``ls`` shows them), fitted into ``width``: names
+    and notes are cut in the middle, then the config, start and notes columns are left out."""
+    import polars as pl
+
+    from .tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
+
+    shown = frame.with_columns(pl.col("run_id").replace_strict(_short_ids(root), default=pl.col("run_id"))).rename(
+        {"run_id": "id", "duration_s": "time"})
+    config = [c for c in shown.columns if c.startswith("config.")]
+    return text_table(shown, width=width, significant=4, split_headers=True,
+                      formats={"time": format_duration, "started": _local_minute}, right=["time"],
+                      truncatable=["name", "notes"], droppable=[*reversed(config), "notes", "started"],
+                      min_truncated=SOFT_TRUNCATED_WIDTH)
 
 
 COMMANDS: list[Command] = [
