@@ -447,3 +447,32 @@ def test_ls_left_out_note_wraps_to_the_width(tmp_path: Path, capsys: pytest.Capt
     assert all(m + ".last" in " ".join(note.split()) for m in long_metrics)
     names = {line.split()[0] for line in out.splitlines() if line.startswith("swee")}
     assert names == {"sweep_lea\u2026mup_2000_a", "sweep_lea\u2026mup_2000_b"}  # 20 characters kept: the end tells them apart
+
+
+def test_compact_exit_code_says_whether_a_run_could_not_be_compacted(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "logs"
+    with steplog.init(name="fine", root=root) as run:
+        run.log({"loss": 1.0})
+    live = steplog.init(name="live", root=root)
+    live.log({"loss": 1.0})
+    try:
+        code, _, err = _run(capsys, "compact", "--root", str(root))
+        assert code == 0 and "skipped: running" in err  # a live run is skipped, not an error
+        damaged = root / "20260101-000000-000-abcdef"
+        damaged.mkdir()
+        (damaged / "events.jsonl").write_bytes(b'{"s":0,"t":1.0,"w":0.0,"m":{"a":1.0}}\n')
+        with pytest.warns(UserWarning, match="damaged line"):
+            code, _, err = _run(capsys, "compact", "--root", str(root))
+        assert code == 1 and "no readable start event" in err
+        assert _one_error_line(err.splitlines(keepends=True)[-1]) and "could not be compacted: 20260101-000000-000-abcdef" in err
+    finally:
+        live.finish()
+    code, out, _ = _run(capsys, "compact", "--help")
+    assert "exit code 1" in " ".join(out.split())
+
+
+def test_plot_size_below_the_minimum_is_a_usage_error(runs_root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "plot", "baseline", "--size", "10x10", "-o", str(tmp_path / "x.png"), "--root", str(runs_root))
+    assert code == 2 and "at least 100x100" in err and not (tmp_path / "x.png").exists()

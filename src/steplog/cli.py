@@ -358,15 +358,20 @@ def _compact_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compact (default: every run under --root)")
     _add_root(parser)
     parser.add_argument("--dry-run", action="store_true", help="list what would be compacted and what skipped, and why")
+    parser.description = (f"{parser.description}\n\nexit code 1 when a run could not be compacted (files not "
+                          f"writable, no start event); running runs are skipped, which is not an error")
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from .compact import compact, plan_compaction
+    from .compact import compact_each, is_failure, plan_compaction
     from .store import run_name
 
     root = _root(args)
     if not args.dry_run:
-        compact(root, args.runs or None)  # progress and a summary line on stderr
+        outcomes = compact_each(root, args.runs or None)  # progress and a summary line on stderr
+        failed = [run_dir.name for run_dir, outcome, detail in outcomes if is_failure(outcome, detail)]
+        if failed:
+            raise CommandError(f"{len(failed)} run(s) could not be compacted: {', '.join(failed)} (the reasons are above)")
         return 0
     plan = plan_compaction(root, args.runs or None)
     short = _short_ids(root)
@@ -456,10 +461,14 @@ def _step_line(row: dict[str, Any]) -> str:
 
 
 def _size(text: str) -> tuple[int, int]:
+    from .plot import MIN_SIZE
+
     try:
         width, height = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write WIDTHxHEIGHT in pixels, e.g. 1200x800") from None
+    if width < MIN_SIZE or height < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small for a plot; use at least {MIN_SIZE}x{MIN_SIZE} pixels")
     return width, height
 
 

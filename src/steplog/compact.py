@@ -59,6 +59,7 @@ SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "l
 _FLOAT_FIELDS = ("min", "max", "mean", "std", "first", "last")
 _NOT_METRICS = frozenset({"run_id", "name", "segment", "superseded", "step", "wallclock", "time"})
 _TMP = ".tmp"
+_RUNNING = "running"  # how the detail of a run skipped for being written starts
 
 
 # --- what a run holds, for sidecars and live runs alike -------------------------------------------
@@ -272,16 +273,42 @@ def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | N
         >>> len(compact(root, quiet=True))
         1
     """
+    return [run_dir.name for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet) if outcome == "compacted"]
+
+
+def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
+                 quiet: bool = False) -> list[tuple[Path, str, str]]:
+    """``compact``, returning what happened to each run, oldest first: ``(run dir, outcome,
+    detail)`` as ``compact_run`` returns them. ``is_failure`` tells the skipped runs that are an
+    error (unwritable files, no start event) from those skipped because they are running.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> steplog.init(name="a", root=root).finish()
+        >>> [(outcome, detail) for _, outcome, detail in compact_each(root, quiet=True)]
+        [('compacted', '0 steps, finished')]
+    """
     dirs = _dirs(root, runs)
     progress = _Progress(len(dirs), quiet)
-    done: list[str] = []
+    outcomes = []
     for run_dir in dirs:
         outcome, detail = compact_run(run_dir)
-        if outcome == "compacted":
-            done.append(run_dir.name)
+        outcomes.append((run_dir, outcome, detail))
         progress.update(run_dir, outcome, detail)
     progress.close()
-    return done
+    return outcomes
+
+
+def is_failure(outcome: str, detail: str) -> bool:
+    """Whether a ``compact_run`` outcome means the run could not be compacted: skipped for any
+    reason but being written (a running run is skipped by design).
+
+    Example:
+        >>> is_failure("skipped", "running (pid 12 on host vm)"), is_failure("skipped", "no readable start event")
+        (False, True)
+    """
+    return outcome == "skipped" and not detail.startswith(_RUNNING)
 
 
 def compact_run(run_dir: Path) -> tuple[str, str]:
@@ -306,7 +333,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
     try:
         store.acquire_lock(run_dir, time.time())  # keeps writers (resume) out while we work
     except store.RunLockedError as exc:
-        return "skipped", f"running ({exc})"
+        return "skipped", f"{_RUNNING} ({exc})"
     try:
         return _compact_locked(run_dir, source, sidecar)
     except OSError as exc:
@@ -355,7 +382,7 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
         if source is not None:
             lock = store.read_lock(run_dir)
             if lock is not None and lock.is_alive():
-                action, why = "skipped", f"running (written by pid {lock.pid} on host {lock.host})"
+                action, why = "skipped", f"{_RUNNING} (written by pid {lock.pid} on host {lock.host})"
             else:
                 status = store.current_status(run_dir) if source.parent == run_dir else "archived events"
                 why = f"{status}, {_size(source.stat().st_size)} of events; {why}"

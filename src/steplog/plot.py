@@ -29,6 +29,8 @@ from .query import history, metric_hint
 from .reader import metric_col
 
 X_AXES = ("step", "wallclock", "time")
+#: The smallest width and height of a plot, in pixels.
+MIN_SIZE = 100
 
 
 class PlotUnavailableError(ImportError):
@@ -73,8 +75,8 @@ def plot_curves(
     if smooth is not None and (not isinstance(smooth, int) or smooth < 1):
         raise ValueError(f"smooth={smooth!r} must be a whole number of points >= 1")
     width, height = size
-    if width < 100 or height < 100:
-        raise ValueError(f"size={size!r} is too small for a plot; use at least 100x100 pixels")
+    if width < MIN_SIZE or height < MIN_SIZE:
+        raise ValueError(f"size={size!r} is too small for a plot; use at least {MIN_SIZE}x{MIN_SIZE} pixels")
     figure_cls, canvas_cls = _matplotlib()
 
     curves = _load(runs, root)
