@@ -213,3 +213,19 @@ def test_best_auto_maximises_accuracy_and_minimises_loss(tmp_path):
     assert (best_acc["name"], best_acc["value"], best_acc["step"]) == ("b", 0.9, 1)
     best_loss = steplog.best("val_loss", mode="auto", root=root)
     assert (best_loss["name"], best_loss["value"]) == ("a", 1.5)
+
+
+def test_scan_resolves_only_the_live_runs_a_name_filter_keeps(tmp_path, monkeypatch):
+    for name in ("keep", "other", "third"):
+        _run(tmp_path, name, [{"loss": 1.0}, {"loss": 0.5}])
+    resolved = []
+    real = steplog.query.resolve_history
+    monkeypatch.setattr(steplog.query, "resolve_history", lambda events, **kw: resolved.append(events.start["name"])
+                        or real(events, **kw))
+    frame = steplog.scan(tmp_path).filter(pl.col("name") == "keep")
+    assert frame.collect_schema().names()[-1] == "loss" and resolved == []  # the schema needs no history
+    assert frame.select("step", "loss").collect().rows() == [(0, 1.0), (1, 0.5)]
+    assert resolved == ["keep"]
+    everything = steplog.scan(tmp_path)
+    everything.collect(), everything.collect()
+    assert sorted(resolved[1:]) == ["keep", "other", "third"]  # once per run and scan

@@ -292,9 +292,11 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
     ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
     did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
 
-    Lazy for real: a filter on ``run_id`` or ``name`` decides which runs are read before any
-    Parquet file is opened, and only the columns a query uses are read from Parquet. Runs that are
-    not compacted are parsed from their events when the schema is first needed (once per scan).
+    Lazy: a filter on ``run_id`` or ``name`` decides which runs are read. A compacted run the
+    filter leaves out is never opened beyond its sidecar, and only the columns a query uses are
+    read from its Parquet file. A run that is not compacted has its events file parsed once per
+    scan, when the schema is first needed (to learn its metric names); its history is built only
+    if the filter keeps it.
 
     Example:
         >>> import tempfile, steplog
@@ -312,36 +314,39 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
 
 
 class _ScanSource:
-    """The runs of one ``scan``: sidecars and live histories are loaded once, on first use."""
+    """The runs of one ``scan``. Sidecars and live runs' events are loaded once, on first use (the
+    events give a live run's metric names for the schema); a live run's history is resolved only
+    when a read keeps the run, and once."""
 
     def __init__(self, dirs: list[Path]) -> None:
         self.dirs = dirs
-        self._parts: list[tuple[str, str, Path | None, dict[str, Any] | None, pl.DataFrame | None]] | None = None
+        self._parts: list[tuple[str, str, Path, dict[str, Any] | None, RunEvents | None]] | None = None
         self._schema: pl.Schema | None = None
+        self._histories: dict[Path, pl.DataFrame] = {}
 
-    def parts(self) -> list[tuple[str, str, Path | None, dict[str, Any] | None, pl.DataFrame | None]]:
-        """(run_id, name, run dir if compacted, sidecar, history if live) per run, in run order."""
+    def parts(self) -> list[tuple[str, str, Path, dict[str, Any] | None, RunEvents | None]]:
+        """(run_id, name, run dir, sidecar if compacted, events if live) per run, in run order."""
         if self._parts is None:
             parts = []
             for run_dir in self.dirs:
-                events, sidecar = _load(run_dir)
-                if sidecar is not None:
-                    parts.append((sidecar["run_id"], sidecar["name"], run_dir, sidecar, None))
-                elif events is not None:
-                    facts = events.start or {}
-                    parts.append((facts.get("run_id", run_dir.name), facts.get("name", run_dir.name), None, None,
-                                  resolve_history(events)))
+                loaded = _load(run_dir)
+                if loaded != (None, None):
+                    parts.append((*_identity(run_dir, loaded), run_dir, *loaded[::-1]))
             self._parts = parts
         return self._parts
 
     def schema(self) -> pl.Schema:
         if self._schema is None:
             metrics: dict[str, None] = {}
-            for _, _, _, sidecar, frame in self.parts():
-                names = sidecar["metrics"] if sidecar is not None else [c for c in frame.columns if c not in _HISTORY_BASE]
-                metrics.update(dict.fromkeys(names))
+            for _, _, _, sidecar, events in self.parts():
+                metrics.update(dict.fromkeys(sidecar["metrics"] if sidecar is not None else events.metric_names))
             self._schema = pl.Schema({**_SCAN_BASE, **{name: pl.Float64 for name in metrics}})
         return self._schema
+
+    def _history(self, part: tuple) -> pl.DataFrame:
+        if part[2] not in self._histories:
+            self._histories[part[2]] = resolve_history(part[4])
+        return self._histories[part[2]]
 
     def read(self, with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
              batch_size: int | None) -> Iterator[pl.DataFrame]:
@@ -355,7 +360,7 @@ class _ScanSource:
         for index, part in enumerate(parts):
             if not keep[index]:
                 continue
-            if part[2] is not None and (not batch or batch[-1][3]["metrics"] == part[3]["metrics"]):
+            if part[3] is not None and (not batch or batch[-1][3]["metrics"] == part[3]["metrics"]):
                 batch.append(part)
                 continue
             for frame in self._frames(batch, part, schema, needed, wanted, predicate):
@@ -365,7 +370,7 @@ class _ScanSource:
                 yield frame
                 if remaining == 0:
                     return
-            batch = [part] if part[2] is not None else []
+            batch = [part] if part[3] is not None else []
         for frame in self._frames(batch, None, schema, needed, wanted, predicate):
             yield frame if remaining is None else frame.head(remaining)
 
@@ -382,9 +387,9 @@ class _ScanSource:
                 names = {p[0]: p[1] for p in batch}
                 frame = frame.with_columns(pl.col("run_id").replace_strict(names, return_dtype=pl.String).alias("name"))
             yield self._finish(frame, schema, needed, wanted, predicate).collect()
-        if live is not None and live[2] is None:
-            frame = live[4].lazy().with_columns(pl.lit(live[0], pl.String).alias("run_id"),
-                                                pl.lit(live[1], pl.String).alias("name"))
+        if live is not None and live[3] is None:
+            frame = self._history(live).lazy().with_columns(pl.lit(live[0], pl.String).alias("run_id"),
+                                                            pl.lit(live[1], pl.String).alias("name"))
             yield self._finish(frame, schema, needed, wanted, predicate).collect()
 
     @staticmethod
