@@ -476,3 +476,23 @@ def test_plot_size_below_the_minimum_is_a_usage_error(runs_root: Path, tmp_path:
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "plot", "baseline", "--size", "10x10", "-o", str(tmp_path / "x.png"), "--root", str(runs_root))
     assert code == 2 and "at least 100x100" in err and not (tmp_path / "x.png").exists()
+
+
+def test_files_written_are_atomic_and_errors_name_the_target(runs_root: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = _run(capsys, "report", "--fill", "/nonexistent/log.md", "--root", str(runs_root))
+    assert code == 1 and "cannot write /nonexistent/log.md: No such file or directory" in _one_error_line(err)
+    assert ".tmp" not in err
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    for command in (["report", "--fill", str(tmp_path / "log.md")], ["report", "-o", str(tmp_path / "r.txt")],
+                    ["export", "baseline", "-o", str(tmp_path / "h.csv")]):
+        synced.clear()
+        code, _, err = _run(capsys, *command, "--root", str(runs_root))
+        assert code == 0 and synced, command  # the file (and its folder) reach the disk before the rename
+    (tmp_path / "dir.csv").mkdir()  # the rename fails: the temporary file goes
+    code, _, err = _run(capsys, "export", "baseline", "-o", str(tmp_path / "dir.csv"), "--root", str(runs_root))
+    assert code == 1 and f"cannot write {tmp_path / 'dir.csv'}" in _one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "h.csv", "log.md", "r.txt"]

@@ -134,10 +134,9 @@ def _print_json(value: Any) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+    from .compact import write_atomically
+
+    write_atomically(path, text.encode("utf-8"))  # an OSError says "cannot write <path>: <reason>"
 
 
 def _local_minute(value: _dt.datetime | None) -> str:

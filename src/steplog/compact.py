@@ -12,8 +12,9 @@
   (``summarize``), and the size and SHA-256 of the events file that was compacted.
 
 The order makes a kill harmless at any moment: Parquet to a temporary name, verified (row count
-against the events), sidecar to a temporary name, both renamed, then the events file moved. Until
-that last rename the events file is where readers look, and a rerun finishes the job. A run is
+against the events) and renamed, then the sidecar the same way (``write_atomically``), then the
+events file moved. Until that last rename the events file is where readers look, and a rerun
+finishes the job. A run is
 compacted again only when its events file differs from what its sidecar records.
 docs/format.md describes both files.
 
@@ -37,9 +38,9 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import polars as pl
@@ -433,14 +434,18 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     steps_sorted = bool(current["step"].is_sorted())
     if not steps_sorted:  # a resumed segment logged steps below its start step: history sorts by step
         current = current.sort("step", maintain_order=True)
-    parquet_tmp = run_dir / (fmt.PARQUET_FILE + _TMP)
-    with open(parquet_tmp, "wb") as f:
-        table.write_parquet(f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE)
-        f.flush()
-        os.fsync(f.fileno())
-    written = pq.read_metadata(parquet_tmp)
-    if written.num_rows != expected_rows or written.schema.names != table.columns:
-        return "skipped", f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; events untouched"
+
+    def verify(tmp: Path) -> None:
+        written = pq.read_metadata(tmp)
+        if written.num_rows != expected_rows or written.schema.names != table.columns:
+            raise _NotVerified(f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; "
+                               f"events untouched")
+
+    try:
+        parquet = write_atomically(run_dir / fmt.PARQUET_FILE, lambda f: table.write_parquet(
+            f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE), check=verify)
+    except _NotVerified as exc:
+        return "skipped", str(exc)
     sidecar = {
         "sidecar_version": SIDECAR_VERSION,
         "status": status,
@@ -448,18 +453,14 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         "metrics": {name: "Float64" for name in events.metric_names},
         "steps_sorted": steps_sorted,
         "summary": encode_summary(summarize(current)),
-        "parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet_tmp.stat().st_size,
+        "parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet.stat().st_size,
                     "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
         "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
                    "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
                    "torn_tail_bytes": events.torn_tail_bytes},
         "compacted_at": time.time(),
     }
-    sidecar_tmp = run_dir / (fmt.SIDECAR_FILE + _TMP)
-    _write_synced(sidecar_tmp, orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-    os.replace(parquet_tmp, run_dir / fmt.PARQUET_FILE)
-    os.replace(sidecar_tmp, run_dir / fmt.SIDECAR_FILE)
-    _fsync_dir(run_dir)
+    write_atomically(run_dir / fmt.SIDECAR_FILE, orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     if source.parent == run_dir:
         _archive_events(run_dir)
     return "compacted", f"{facts['num_steps']:,} steps, {status}"
@@ -480,11 +481,44 @@ def _archive_events(run_dir: Path) -> None:
     _fsync_dir(run_dir)
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *,
+                     check: Callable[[Path], None] | None = None) -> Path:
+    """Write ``path`` so that it is never seen half-written: ``content`` (bytes, or a function
+    writing to the open binary file) goes to ``<path>.tmp`` in the same folder, is fsynced, checked
+    by ``check(temporary path)`` if given (it raises to stop), renamed over ``path``, and the folder
+    fsynced. On any error the temporary file is removed; an OSError names ``path`` (``cannot write
+    <path>: <reason>``), not the temporary file. Returns ``path``.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> write_atomically(target, b"hello").read_text()
+        'hello'
+        >>> write_atomically("/no/such/dir/notes.txt", b"x")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: [Errno 2] cannot write /no/such/dir/notes.txt: No such file or directory
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + _TMP)
+    try:
+        with open(tmp, "wb") as f:
+            if isinstance(content, bytes):
+                f.write(content)
+            else:
+                content(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <path>"
+        raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
+    finally:
+        _remove(tmp)
+    _fsync_dir(path.parent)
+    return path
 
 
 def _fsync_dir(path: Path) -> None:
@@ -503,8 +537,12 @@ def _fsync_dir(path: Path) -> None:
 def _remove(path: Path) -> None:
     try:
         path.unlink()
-    except FileNotFoundError:
+    except OSError:  # gone already, or its folder is
         pass
+
+
+class _NotVerified(Exception):
+    """The Parquet file written does not hold what the events do."""
 
 
 class _Progress:

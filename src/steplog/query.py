@@ -32,7 +32,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .compact import SUMMARY_FIELDS, read_sidecar, run_facts, summarize
+from .compact import SUMMARY_FIELDS, read_sidecar, run_facts, summarize, write_atomically
 from .reader import RunEvents, metric_col, read_events, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
@@ -609,8 +609,8 @@ def _figure_columns(summaries: list[dict[str, dict[str, Any]]], metrics: Iterabl
 def export(run: str | os.PathLike, path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *,
            all_segments: bool = False) -> Path:
     """Write a run's history (``steplog.history``) to ``path``: CSV for ``.csv``, Parquet for
-    ``.parquet``/``.pq``. The file is written under a temporary name and renamed, so it is never
-    seen half-written. Returns the path.
+    ``.parquet``/``.pq``. The file is written with ``steplog.compact.write_atomically`` (a
+    temporary name, fsync, rename), so it is never seen half-written. Returns the path.
 
     Example:
         >>> import tempfile, steplog
@@ -625,20 +625,9 @@ def export(run: str | os.PathLike, path: str | os.PathLike, root: str | os.PathL
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ValueError(f"cannot tell the format of {path} from its extension {suffix!r}; use .csv, .parquet or .pq")
     frame = history(run, root, all_segments=all_segments)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if suffix == ".csv":
-            frame.write_csv(tmp)
-        else:
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
-        os.replace(tmp, path)
-    except OSError as exc:
-        reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <tmp path>"
-        raise OSError(exc.errno, f"cannot write {path}: {reason}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    if suffix == ".csv":
+        return write_atomically(path, frame.write_csv)
+    return write_atomically(path, lambda f: frame.write_parquet(f, compression="zstd", statistics=True))
 
 
 # --- config columns ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The table sits between two marker lines in the document; ``fill_experiment_log`` replaces what is
 between them (or appends the markers and the table when the document has none), writing the file
-under a temporary name and renaming it, so an editor never sees it half-written.
+with ``steplog.compact.write_atomically``, so an editor never sees it half-written.
 
 Example:
     >>> import tempfile
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .compact import write_atomically
 from .tables import markdown_table
 from .tracker import ExperimentAnalyzer
 
@@ -90,7 +91,5 @@ def fill_experiment_log(path: str | os.PathLike, root: str | os.PathLike = "expe
             raise ValueError(f"{path} has only one of the report markers; restore both lines or remove the one left:\n"
                              f"{BEGIN_MARKER}\n{END_MARKER}")
         text = text + ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + block + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, text.encode("utf-8"))
     return frame.height
