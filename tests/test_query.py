@@ -4,6 +4,7 @@ best, export, and runs() reading sidecars only."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -229,3 +230,40 @@ def test_scan_resolves_only_the_live_runs_a_name_filter_keeps(tmp_path, monkeypa
     everything = steplog.scan(tmp_path)
     everything.collect(), everything.collect()
     assert sorted(resolved[1:]) == ["keep", "other", "third"]  # once per run and scan
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Counts, per run name, the events files parsed and the histories resolved by queries."""
+    counts = {"read": [], "resolved": []}
+    real_read, real_resolve = steplog.query.read_events, steplog.query.resolve_history
+
+    def read(path, *args, **kwargs):
+        events = real_read(path, *args, **kwargs)
+        counts["read"].append(events.start["name"])
+        return events
+
+    def resolve(events, **kwargs):
+        counts["resolved"].append(events.start["name"])
+        return real_resolve(events, **kwargs)
+
+    monkeypatch.setattr(steplog.query, "read_events", read)
+    monkeypatch.setattr(steplog.query, "resolve_history", resolve)
+    monkeypatch.setattr(sys.modules["steplog.compact"], "resolve_history", resolve)
+    return counts
+
+
+def test_each_live_run_is_read_and_resolved_once_per_query(tmp_path, reads):
+    resumed = _run(tmp_path, "a", [{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.0}])
+    again = steplog.init(resume=resumed.id, root=tmp_path, start_step=1)
+    again.log({"loss": 0.5})
+    again.finish()
+    _run(tmp_path, "b", [{"loss": 2.5}, {"acc": 0.5}])
+    info = steplog.query.run_info("a", tmp_path)
+    assert (info["num_steps"], info["superseded_rows"], info["summary"]["loss"]["min"]) == (2, 2, 0.5)
+    assert reads == {"read": ["a"], "resolved": ["a"]}
+    for query in (lambda: steplog.compare(root=tmp_path), lambda: steplog.runs(tmp_path, metrics="all")):
+        reads["read"].clear(), reads["resolved"].clear()
+        table = query()
+        assert table["loss.best"].to_list() == [0.5, 2.5] and table["loss.last"].to_list() == [0.5, 2.5]
+        assert reads == {"read": ["a", "b"], "resolved": ["a", "b"]}

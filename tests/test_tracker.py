@@ -377,3 +377,24 @@ def test_resuming_at_the_last_step_keeps_the_gradient_step(root: Path) -> None:
     frame = ExperimentAnalyzer(root).get_experiment("again").metrics
     assert frame["gradient_step"].to_list() == [0, 1, 2, 3, 4]
     assert frame["val_loss"].to_list()[3] == 1.1
+
+
+def test_the_comparison_and_the_report_read_each_run_once(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from steplog.report import runs_report_frame
+
+    for lr in (1e-3, 1e-2):
+        with ExperimentTracker(ExperimentConfig(f"lr_{lr:g}", learning_rate=lr), log_dir=root) as tracker:
+            tracker.log_metrics(0, train_loss=2.0)
+            tracker.log_eval(0, val_loss=2.0 - lr)
+            tracker.finish(notes=f"lr {lr:g}")
+    read = []
+    real = steplog.query.read_events
+    monkeypatch.setattr(steplog.query, "read_events", lambda path, *a, **k: read.append(path.parent.name) or real(path, *a, **k))
+    frame = ExperimentAnalyzer(root).comparison_frame()
+    assert frame.columns == ["name", "run_id", "status", "iterations", "duration_s", "config.learning_rate",
+                             "train_loss.best", "train_loss.last", "val_loss.best", "val_loss.last"]
+    assert sorted(read) == sorted(frame["run_id"].to_list())
+    read.clear()
+    report = runs_report_frame(root)
+    assert report["notes"].to_list() == ["lr 0.001", "lr 0.01"] and report.columns[5:7] == ["started", "notes"]
+    assert sorted(read) == sorted(frame["run_id"].to_list())

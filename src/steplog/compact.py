@@ -40,7 +40,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import orjson
 import polars as pl
@@ -60,6 +60,7 @@ SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "l
 _FLOAT_FIELDS = ("min", "max", "mean", "std", "first", "last")
 _NOT_METRICS = frozenset({"run_id", "name", "segment", "superseded", "step", "wallclock", "time"})
 _TMP = ".tmp"
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 _RUNNING = "running"  # how the detail of a run skipped for being written starts
 
 
@@ -150,6 +151,28 @@ def run_facts(run_dir: Path, events: RunEvents, history_all: pl.DataFrame | None
         "finish": _finish_fields(finish),
         "segments": _segments(events, history_all, start),
     }
+
+
+def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Frame:
+    """The rows of an all-segments history (``resolve_history(events, all_segments=True)``, or
+    ``metrics.parquet``, of one run or several) as ``steplog.history`` shows them: without the rows
+    a resume superseded, sorted by step (within ``run_id`` when there is one). ``steps_sorted``
+    says they are in step order already (a sidecar's ``steps_sorted``: no sort needed); None finds
+    out (a DataFrame only). A resumed segment that logs steps below its start step needs the sort.
+
+    Example:
+        >>> h = pl.DataFrame({"segment": [0, 0, 1], "step": [0, 1, 1], "superseded": [False, True, False],
+        ...                   "loss": [3.0, 2.0, 1.0]})
+        >>> current_rows(h).rows()
+        [(0, 3.0), (1, 1.0)]
+    """
+    current = history_all.filter(~pl.col("superseded")).drop("segment", "superseded")
+    if steps_sorted is None:
+        steps_sorted = bool(current["step"].is_sorted())
+    if steps_sorted:
+        return current
+    keys = ["run_id", "step"] if "run_id" in current.collect_schema().names() else ["step"]
+    return current.sort(keys, maintain_order=True)
 
 
 def _segments(events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any]) -> list[dict[str, Any]]:
@@ -430,10 +453,8 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         return "skipped", f"history has {history_all.height} rows but the events hold {expected_rows} (segment, step) pairs"
     facts = run_facts(run_dir, events, history_all)
     table = history_all.select(pl.lit(facts["run_id"], pl.String).alias("run_id"), pl.all())
-    current = history_all.filter(~pl.col("superseded")).drop("segment", "superseded")
-    steps_sorted = bool(current["step"].is_sorted())
-    if not steps_sorted:  # a resumed segment logged steps below its start step: history sorts by step
-        current = current.sort("step", maintain_order=True)
+    steps_sorted = bool(history_all.filter(~pl.col("superseded"))["step"].is_sorted())
+    current = current_rows(history_all, steps_sorted)
 
     def verify(tmp: Path) -> None:
         written = pq.read_metadata(tmp)

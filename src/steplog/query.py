@@ -32,7 +32,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .compact import SUMMARY_FIELDS, read_sidecar, run_facts, summarize, write_atomically
+from .compact import SUMMARY_FIELDS, current_rows, read_sidecar, run_facts, summarize, write_atomically
 from .reader import RunEvents, metric_col, read_events, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
@@ -61,18 +61,7 @@ def _load(run_dir: Path) -> tuple[RunEvents | None, dict[str, Any] | None]:
 
 def _compacted_history(run_dir: Path, sidecar: dict[str, Any], all_segments: bool) -> pl.LazyFrame:
     frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
-    return _current_rows(frame, [sidecar], all_segments).drop("run_id")
-
-
-def _current_rows(frame: pl.LazyFrame, sidecars: list[dict[str, Any]], all_segments: bool = False) -> pl.LazyFrame:
-    """Rows of compacted runs as ``history`` shows them: without superseded rows (unless
-    ``all_segments``), sorted by step."""
-    if all_segments:
-        return frame
-    frame = frame.filter(~pl.col("superseded")).drop("segment", "superseded")
-    if not all(s.get("steps_sorted") for s in sidecars):
-        frame = frame.sort("run_id", "step", maintain_order=True)
-    return frame
+    return (frame if all_segments else current_rows(frame, bool(sidecar.get("steps_sorted")))).drop("run_id")
 
 
 def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
@@ -144,9 +133,10 @@ def _summary(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | Non
 
 
 def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] | str | None = None,
-         figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min") -> pl.DataFrame:
-    """One row per run under ``root``, oldest first. Compacted runs are read from their sidecar
-    only (their Parquet file is never opened).
+         figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
+         runs: Iterable[str] | None = None) -> pl.DataFrame:
+    """One row per run under ``root`` (or per run of ``runs``: ids, id prefixes or names), oldest
+    first. Compacted runs are read from their sidecar only (their Parquet file is never opened).
 
     Columns: ``run_id``, ``name``, ``status`` (running / finished / failed / crashed),
     ``start_time``, ``end_time`` (UTC datetimes; the last event for a run that has not finished),
@@ -166,12 +156,14 @@ def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] 
         ...     run.log({"loss": 2.0}); run.log({"loss": 1.0}); run.log({"loss": 1.5})
         >>> steplog.runs(root=root, metrics="all").select("name", "loss.best", "loss.last").rows()
         [('a', None, None), ('b', 1.0, 1.5)]
+        >>> steplog.runs(root=root, runs=["b"])["name"].to_list()
+        ['b']
     """
     if metrics is None:
-        records = [run_record(d) for d in store.run_dirs(root)]
+        records = [run_record(d) for d in _selected_dirs(root, runs)]
         return _records_frame([r for r in records if r is not None])
     figures = _check_figures(figures)
-    records, summaries = _records_and_summaries(root, None)
+    records, summaries = _records_and_summaries(root, runs)
     return _records_frame(records).with_columns(
         _figure_columns(summaries, None if metrics == "all" else metrics, figures, mode))
 
@@ -184,15 +176,29 @@ def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | N
         True
     """
     found = _facts(run_dir, loaded)
-    if found is None:
-        return None
-    facts, status = found
+    return None if found is None else _record(found)
+
+
+class _Facts:
+    """What one read of a run gives: ``facts`` (``compact.run_facts``, or the sidecar), ``status``,
+    and for a run read from its events the all-segments history they were computed from, which
+    ``summary`` uses instead of resolving the events again."""
+
+    def __init__(self, facts: dict[str, Any], status: str | None, history_all: pl.DataFrame | None) -> None:
+        self.facts, self.status, self.history_all = facts, status, history_all
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return self.facts["summary"] if self.history_all is None else summarize(current_rows(self.history_all))
+
+
+def _record(found: _Facts) -> dict[str, Any]:
+    facts = found.facts
     finish = facts.get("finish") or {}
     error = finish.get("error")
     return {
         "run_id": facts["run_id"],
         "name": facts["name"],
-        "status": status,
+        "status": found.status,
         "start_time": _utc(facts["start_time"]),
         "end_time": _utc(facts["end_time"]),
         "duration_s": facts["duration_s"],
@@ -205,20 +211,20 @@ def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | N
     }
 
 
-def _facts(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None
-           ) -> tuple[dict[str, Any], str | None] | None:
-    """(``compact.run_facts`` of the run, or its sidecar; its status), or None when no run is there."""
+def _facts(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> _Facts | None:
+    """The facts of the run in ``run_dir`` from one read (``loaded``, else ``_load``); None when no run is there."""
     try:
         events, sidecar = loaded or _load(run_dir)
     except OSError:
         return None
     if sidecar is not None:
-        return sidecar, sidecar.get("status")
+        return _Facts(sidecar, sidecar.get("status"), None)
     if events is None:
         return None
-    facts = run_facts(run_dir, events)
+    history_all = resolve_history(events, all_segments=True)
+    facts = run_facts(run_dir, events, history_all)
     finish = facts["finish"]
-    return facts, store.run_status(run_dir, finish.get("status") if finish else None)
+    return _Facts(facts, store.run_status(run_dir, finish.get("status") if finish else None), history_all)
 
 
 def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> dict[str, Any]:
@@ -243,12 +249,10 @@ def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
         ['finished']
     """
     run_dir = store.resolve_run(run, root)
-    loaded = _load(run_dir)
-    found = _facts(run_dir, loaded)
+    found = _facts(run_dir)
     if found is None:
         raise store.RunNotFoundError(f"{run_dir} holds no readable run")
-    facts, status = found
-    record = run_record(run_dir, loaded) or {}
+    facts, record = found.facts, _record(found)
     segments = [{**{k: v for k, v in segment.items() if k not in ("finish", "meta")},
                  "start_time": _utc(segment.get("start_time")), "end_time": _utc(segment.get("end_time")),
                  "status": (segment.get("finish") or {}).get("status")}
@@ -256,9 +260,9 @@ def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
     return {
         "run_id": facts["run_id"],
         "name": facts["name"],
-        "status": status,
+        "status": found.status,
         "dir": str(run_dir),
-        "compacted": loaded[1] is not None,
+        "compacted": found.history_all is None,
         "config": record.get("config", {}),
         "meta": facts.get("meta") if isinstance(facts.get("meta"), dict) else {},
         "start_time": record.get("start_time"),
@@ -272,7 +276,7 @@ def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
         "error": record.get("error"),
         "notes": record.get("notes"),
         "segments": segments,
-        "summary": _summary(run_dir, loaded),
+        "summary": found.summary(),
     }
 
 
@@ -382,7 +386,7 @@ class _ScanSource:
             columns = ["run_id", "segment", "step", "wallclock", "time", "superseded", *batch[0][3]["metrics"]]
             frame = pl.scan_parquet([p[2] / fmt.PARQUET_FILE for p in batch], hive_partitioning=False)
             read = [metric_col(c, columns) for c in columns if c in needed or c in ("run_id", "segment", "superseded")]
-            frame = _current_rows(frame.select(read), [p[3] for p in batch])
+            frame = current_rows(frame.select(read), all(p[3].get("steps_sorted") for p in batch))
             if "name" in needed:
                 names = {p[0]: p[1] for p in batch}
                 frame = frame.with_columns(pl.col("run_id").replace_strict(names, return_dtype=pl.String).alias("name"))
@@ -556,8 +560,19 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
     figures = _check_figures(figures)
     records, summaries = _records_and_summaries(root, runs)
     table = _records_frame(records)
-    differing = [c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1]
-    return table.select("run_id", "name", *differing).with_columns(_figure_columns(summaries, metrics, figures, mode))
+    return table.select("run_id", "name", *differing_config(table)).with_columns(
+        _figure_columns(summaries, metrics, figures, mode))
+
+
+def differing_config(table: pl.DataFrame) -> list[str]:
+    """The ``config.<key>`` columns of a runs table whose values differ between its rows (a key
+    missing from some runs differs): what ``compare`` shows.
+
+    Example:
+        >>> differing_config(pl.DataFrame({"name": ["a", "b"], "config.lr": [0.1, 0.2], "config.layers": [4, 4]}))
+        ['config.lr']
+    """
+    return [c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1]
 
 
 def _records_and_summaries(root: str | os.PathLike, runs: Iterable[str] | str | None
@@ -565,10 +580,10 @@ def _records_and_summaries(root: str | os.PathLike, runs: Iterable[str] | str | 
     """The ``run_record`` and the ``summary`` of each run, from one read of each run."""
     records, summaries = [], []
     for run_dir, loaded in _loaded_runs(root, runs):
-        record = run_record(run_dir, loaded)
-        if record is not None:
-            records.append(record)
-            summaries.append(_summary(run_dir, loaded))
+        found = _facts(run_dir, loaded)
+        if found is not None:
+            records.append(_record(found))
+            summaries.append(found.summary())
     return records, summaries
 
 

@@ -32,21 +32,13 @@ END_MARKER = "<!-- steplog:runs:end -->"
 
 def runs_report_frame(root: str | os.PathLike = "experiment_logs", metrics: Iterable[str] | None = None) -> pl.DataFrame:
     """The runs under ``root`` as the report shows them: the comparison frame of
-    ``ExperimentAnalyzer`` with the start time and the notes added after ``duration_s``.
+    ``ExperimentAnalyzer`` with the start time and the notes (``with_notes=True``).
 
     Example:
         >>> runs_report_frame("/no/such/root").height
         0
     """
-    analyzer = ExperimentAnalyzer(root)
-    logs = {log.run_id: log for log in analyzer.load_all()}
-    frame = analyzer.comparison_frame(metrics)
-    extra = pl.DataFrame({"run_id": list(logs), "started": [log.start_time for log in logs.values()],
-                          "notes": [log.notes for log in logs.values()]},
-                         schema={"run_id": pl.String, "started": pl.Datetime("us", "UTC"), "notes": pl.String})
-    lead = ["name", "run_id", "status", "iterations", "duration_s"]
-    rest = [c for c in frame.columns if c not in lead]
-    return frame.join(extra, on="run_id", how="left", maintain_order="left").select(*lead, "started", "notes", *rest)
+    return ExperimentAnalyzer(root).comparison_frame(metrics, with_notes=True)
 
 
 def runs_markdown(root: str | os.PathLike = "experiment_logs", metrics: Iterable[str] | None = None) -> str:

@@ -623,14 +623,17 @@ class ExperimentAnalyzer:
         self._cache[run_dir.name] = entry
         return entry[1]
 
-    def comparison_frame(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None) -> pl.DataFrame:
+    def comparison_frame(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None, *,
+                         with_notes: bool = False) -> pl.DataFrame:
         """The comparison as a Polars frame, one row per run (every run, also several of one
         name; ``runs`` limits it to some: names, ids or id prefixes): ``name``, ``run_id``,
-        ``status``, ``iterations``, ``duration_s``, the ``config.<key>`` columns whose values differ
-        between the runs, then ``<metric>.best`` and ``<metric>.last`` (``steplog.compare``) for
-        each of ``metrics`` (default: ``train_loss`` and ``val_loss`` where logged, else every
-        metric; a metric no run logged raises ValueError). Best is the minimum, or the maximum for
-        names where higher is better (accuracy, tokens_per_sec: ``steplog.query.higher_is_better``).
+        ``status``, ``iterations``, ``duration_s`` (``with_notes=True``: then ``started`` and
+        ``notes``), the ``config.<key>`` columns whose values differ between the runs, then
+        ``<metric>.best`` and ``<metric>.last`` for each of ``metrics`` (default: ``train_loss``
+        and ``val_loss`` where logged, else every metric; a metric no run logged raises ValueError).
+        Best is the minimum, or the maximum for names where higher is better (accuracy,
+        tokens_per_sec: ``steplog.query.higher_is_better``). Each run is read once
+        (``steplog.runs``).
 
         Example:
             >>> import tempfile
@@ -641,23 +644,15 @@ class ExperimentAnalyzer:
             >>> ExperimentAnalyzer(root).comparison_frame().drop("run_id", "duration_s").rows()
             [('sweep', 'finished', 2, 0.001, 1.001, 1.001), ('sweep', 'finished', 2, 0.01, 1.01, 1.01)]
         """
-        if runs is not None:
-            runs = list(dict.fromkeys(store.resolve_run(r, self.log_dir).name for r in runs))
+        table = query.runs(self.log_dir, runs=runs, metrics="all" if metrics is None else list(metrics),
+                           figures=("best", "last"), mode="auto")
         if metrics is None:
-            everything = query.compare(runs=runs, root=self.log_dir, mode="auto")
-            logged = [c[: -len(".best")] for c in everything.columns if c.endswith(".best") and not c.startswith("config.")]
+            logged = [c[: -len(".best")] for c in table.columns if c.endswith(".best") and not c.startswith("config.")]
             metrics = [m for m in _DEFAULT_COMPARED if m in logged] or logged
-        frame = query.compare(runs=runs, metrics=list(metrics), root=self.log_dir, mode="auto")
-        frame = frame.drop("config.experiment_name", strict=False)  # the same as the name
-        logs = [self._log_of(self.log_dir / run_id) for run_id in frame["run_id"]]
-        facts = pl.DataFrame(
-            {"run_id": [log.run_id for log in logs], "status": [log.status for log in logs],
-             "iterations": [log.num_iterations for log in logs], "duration_s": [log.duration_seconds for log in logs]},
-            schema={"run_id": pl.String, "status": pl.String, "iterations": pl.Int64, "duration_s": pl.Float64},
-        )
-        joined = frame.join(facts, on="run_id", how="left", maintain_order="left")
-        rest = [c for c in frame.columns if c not in ("run_id", "name")]
-        return joined.select("name", "run_id", "status", "iterations", "duration_s", *rest)
+        details = [pl.col("start_time").alias("started"), "notes"] if with_notes else []
+        config = [c for c in query.differing_config(table) if c != "config.experiment_name"]  # that is the name
+        return table.select("name", "run_id", "status", pl.col("num_steps").alias("iterations"), "duration_s",
+                            *details, *config, *[f"{m}.{figure}" for m in metrics for figure in ("best", "last")])
 
     def get_comparison_table(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None) -> str:
         """An aligned text table of ``comparison_frame``: one row per run.
