@@ -496,3 +496,13 @@ def test_files_written_are_atomic_and_errors_name_the_target(runs_root: Path, tm
     code, _, err = _run(capsys, "export", "baseline", "-o", str(tmp_path / "dir.csv"), "--root", str(runs_root))
     assert code == 1 and f"cannot write {tmp_path / 'dir.csv'}" in _one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "h.csv", "log.md", "r.txt"]
+
+
+def test_an_unknown_metric_is_named_with_the_root_everywhere(runs_root: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    for command in (["ls", "--metrics", "val_los"], ["compare", "--metrics", "val_los"],
+                    ["plot", "baseline", "--metric", "val_los", "-o", str(tmp_path / "x.png")]):
+        code, _, err = _run(capsys, *command, "--root", str(runs_root))
+        assert code == 1 and f"no run in {runs_root} logged metric 'val_los'; did you mean 'val_loss'" in \
+            _one_error_line(err), command

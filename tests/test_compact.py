@@ -381,3 +381,9 @@ def test_progress_is_a_bar_on_a_terminal(tmp_path, monkeypatch):
     assert f"{live.id} (live): skipped: running" in out  # skipped runs keep their own line
     assert out.endswith("steplog compact: 2 compacted, 0 already compacted, 1 skipped\n")
     live.finish()
+
+
+def test_runs_to_compact_may_be_a_run_directory(tmp_path):
+    a, b = _make_run(tmp_path, name="a"), _make_run(tmp_path, name="b")
+    assert steplog.compact(tmp_path, runs=b.dir, quiet=True) == [b.id]  # one path, as resolve_run takes it
+    assert [(d, action) for d, action, _ in compact_module.plan_compaction(tmp_path, a.dir)] == [(a.dir, "compact")]

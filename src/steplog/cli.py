@@ -25,7 +25,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,7 @@ def _ls_arguments(parser: argparse.ArgumentParser) -> None:
 def _ls(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from .query import runs
+    from .query import check_metrics, runs
     from .tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
 
     root = _root(args)
@@ -174,7 +174,7 @@ def _ls(args: argparse.Namespace) -> int:
         table = table.filter(pl.Series([fnmatch.fnmatchcase(n or "", args.name) for n in table["name"]]))
     logged = [c[: -len(".last")] for c in table.columns if c.endswith(".last") and not c.startswith("config.")]
     if args.metrics:
-        _check_metrics(args.metrics, logged, root)
+        check_metrics(args.metrics, logged, root)
     if args.json:
         _print_json(table.to_dicts())
         return 0
@@ -216,14 +216,6 @@ def main_metrics(table: Any, logged: Sequence[str], count: int = MAIN_METRICS) -
     return [logged[i] for i in order[:count]]
 
 
-def _check_metrics(metrics: Iterable[str], logged: Sequence[str], root: Path) -> None:
-    from .query import metric_hint
-
-    for metric in metrics:
-        if metric not in logged:
-            raise CommandError(f"no run in {root} logged metric {metric!r}; {metric_hint(metric, logged)}")
-
-
 # --- show -------------------------------------------------------------------------------------
 
 
@@ -237,7 +229,7 @@ def _show_arguments(parser: argparse.ArgumentParser) -> None:
 def _show(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from .compact import SUMMARY_FIELDS
+    from .compact import SUMMARY_FIELDS, SUMMARY_TYPES
     from .query import flatten_config, run_info
     from .tables import format_duration, format_value, text_table, truncate
 
@@ -277,8 +269,7 @@ def _show(args: argparse.Namespace) -> int:
     summary = info["summary"]
     if summary:
         figures = pl.DataFrame([{"metric": m, **{f: s.get(f) for f in SUMMARY_FIELDS}} for m, s in summary.items()],
-                               schema={"metric": pl.String, **{f: pl.Int64 if f in ("count", "nan_count", "step_of_min",
-                                       "step_of_max") else pl.Float64 for f in SUMMARY_FIELDS}})
+                               schema={"metric": pl.String, **SUMMARY_TYPES})
         figures = figures.rename({"nan_count": "nans", "step_of_min": "min_at", "step_of_max": "max_at"})
         figures = figures.select("metric", "count", "nans", "last", "min", "min_at", "max", "max_at", "first", "mean", "std")
         lines += ["", "metrics:", text_table(figures, width=width, significant=4)]

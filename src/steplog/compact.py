@@ -57,7 +57,9 @@ ROW_GROUP_SIZE = 131_072
 #: The per-metric figures of ``summarize``, in order.
 SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "last", "step_of_min", "step_of_max")
 
-_FLOAT_FIELDS = ("min", "max", "mean", "std", "first", "last")
+#: The Polars type of each figure of ``SUMMARY_FIELDS``: counts and steps are Int64, values Float64.
+SUMMARY_TYPES = {field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
+                 for field in SUMMARY_FIELDS}
 _NOT_METRICS = frozenset({"run_id", "name", "segment", "superseded", "step", "wallclock", "time"})
 _TMP = ".tmp"
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
@@ -243,7 +245,7 @@ def decode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
         >>> decode_summary({"loss": {"max": "inf", "count": 2}})
         {'loss': {'max': inf, 'count': 2}}
     """
-    return {name: {k: (fmt.decode_nonfinite(v) if isinstance(v, str) and k in _FLOAT_FIELDS else v)
+    return {name: {k: (fmt.decode_nonfinite(v) if isinstance(v, str) and SUMMARY_TYPES.get(k) == pl.Float64 else v)
                    for k, v in figures.items()} for name, figures in summary.items()}
 
 
@@ -313,7 +315,7 @@ def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str
         >>> [(outcome, detail) for _, outcome, detail in compact_each(root, quiet=True)]
         [('compacted', '0 steps, finished')]
     """
-    dirs = _dirs(root, runs)
+    dirs = store.resolve_runs(runs, root)
     progress = _Progress(len(dirs), quiet)
     outcomes = []
     for run_dir in dirs:
@@ -401,7 +403,7 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
         [('compact', 'finished')]
     """
     plan = []
-    for run_dir in _dirs(root, runs):
+    for run_dir in store.resolve_runs(runs, root):
         action, why, source, _ = _decide(run_dir)
         if source is not None:
             lock = store.read_lock(run_dir)
@@ -412,14 +414,6 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
                 why = f"{status}, {_size(source.stat().st_size)} of events; {why}"
         plan.append((run_dir, action, why))
     return plan
-
-
-def _dirs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[Path]:
-    if runs is None:
-        return store.run_dirs(root)
-    if isinstance(runs, str):
-        runs = [runs]
-    return list(dict.fromkeys(store.resolve_run(ref, root) for ref in runs))
 
 
 def _size(count: int) -> str:

@@ -32,7 +32,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .compact import SUMMARY_FIELDS, current_rows, read_sidecar, run_facts, summarize, write_atomically
+from .compact import SUMMARY_FIELDS, SUMMARY_TYPES, current_rows, read_sidecar, run_facts, summarize, write_atomically
 from .reader import RunEvents, metric_col, read_events, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
@@ -160,12 +160,12 @@ def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] 
         ['b']
     """
     if metrics is None:
-        records = [run_record(d) for d in _selected_dirs(root, runs)]
+        records = [run_record(d) for d in store.resolve_runs(runs, root)]
         return _records_frame([r for r in records if r is not None])
     figures = _check_figures(figures)
     records, summaries = _records_and_summaries(root, runs)
     return _records_frame(records).with_columns(
-        _figure_columns(summaries, None if metrics == "all" else metrics, figures, mode))
+        _figure_columns(summaries, None if metrics == "all" else metrics, figures, mode, root))
 
 
 def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
@@ -283,14 +283,6 @@ def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
 # --- many runs at once ------------------------------------------------------------------------
 
 
-def _selected_dirs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[Path]:
-    if runs is None:
-        return store.run_dirs(root)
-    if isinstance(runs, (str, os.PathLike)):
-        runs = [runs]
-    return list(dict.fromkeys(store.resolve_run(ref, root) for ref in runs))
-
-
 def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
     """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``,
     ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
@@ -313,7 +305,7 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
     """
     from polars.io.plugins import register_io_source
 
-    source = _ScanSource(_selected_dirs(root, runs))
+    source = _ScanSource(store.resolve_runs(runs, root))
     return register_io_source(source.read, schema=source.schema)
 
 
@@ -440,7 +432,7 @@ def _conjuncts(predicate: pl.Expr) -> list[pl.Expr]:
 
 
 def _loaded_runs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[tuple[Path, tuple]]:
-    return [(d, loaded) for d in _selected_dirs(root, runs) if (loaded := _load(d)) != (None, None)]
+    return [(d, loaded) for d in store.resolve_runs(runs, root) if (loaded := _load(d)) != (None, None)]
 
 
 def _check_mode(metric: str, mode: str) -> str:
@@ -526,14 +518,27 @@ def metric_hint(metric: str, available: Iterable[str]) -> str:
     return f"metrics logged there: {', '.join(known[:20]) or 'none'}" + (" ..." if len(known) > 20 else "")
 
 
+def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: str | os.PathLike) -> None:
+    """Raise ValueError naming the first of ``metrics`` that is not among the metrics ``logged``
+    by the runs under ``root``, with the close names (``metric_hint``).
+
+    Example:
+        >>> check_metrics(["val_loss"], ["train_loss", "val_loss"], "logs")
+        >>> check_metrics(["val_los"], ["train_loss", "val_loss"], "logs")
+        Traceback (most recent call last):
+        ...
+        ValueError: no run in logs logged metric 'val_los'; did you mean 'val_loss', 'train_loss'?
+    """
+    logged = set(logged)
+    for metric in metrics:
+        if metric not in logged:
+            raise ValueError(f"no run in {root} logged metric {metric!r}; {metric_hint(metric, logged)}")
+
+
 def _identity(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None]) -> tuple[str, str]:
     events, sidecar = loaded
     start = sidecar if sidecar is not None else (events.start or {})
     return start.get("run_id", run_dir.name), start.get("name", run_dir.name)
-
-
-_FIGURE_TYPES = {"count": pl.Int64, "nan_count": pl.Int64, "step_of_min": pl.Int64, "step_of_max": pl.Int64,
-                 "step_of_best": pl.Int64}
 
 
 def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = None,
@@ -561,7 +566,7 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
     records, summaries = _records_and_summaries(root, runs)
     table = _records_frame(records)
     return table.select("run_id", "name", *differing_config(table)).with_columns(
-        _figure_columns(summaries, metrics, figures, mode))
+        _figure_columns(summaries, metrics, figures, mode, root))
 
 
 def differing_config(table: pl.DataFrame) -> list[str]:
@@ -596,7 +601,7 @@ def _check_figures(figures: Iterable[str]) -> list[str]:
 
 
 def _figure_columns(summaries: list[dict[str, dict[str, Any]]], metrics: Iterable[str] | str | None,
-                    figures: list[str], mode: str | dict[str, str]) -> list[pl.Series]:
+                    figures: list[str], mode: str | dict[str, str], root: str | os.PathLike) -> list[pl.Series]:
     """The ``<metric>.<figure>`` columns of ``compare`` and ``runs``, one value per summary;
     ``metrics=None``: every metric in the summaries, in order of first appearance. A metric named
     that no run logged raises ValueError with close names."""
@@ -607,17 +612,15 @@ def _figure_columns(summaries: list[dict[str, dict[str, Any]]], metrics: Iterabl
         metrics = list(names)
     else:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        logged = {name for figures_of_run in summaries for name in figures_of_run}
-        for metric in metrics:
-            if summaries and metric not in logged:
-                raise ValueError(f"no run here logged metric {metric!r}; {metric_hint(metric, logged)}")
+        if summaries:
+            check_metrics(metrics, {name for figures_of_run in summaries for name in figures_of_run}, root)
     columns = []
     for metric in metrics:
         direction = _check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)
         for figure in figures:
             field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
             values = [(s.get(metric) or {}).get(field) for s in summaries]
-            columns.append(pl.Series(f"{metric}.{figure}", values, dtype=_FIGURE_TYPES.get(figure, pl.Float64)))
+            columns.append(pl.Series(f"{metric}.{figure}", values, dtype=SUMMARY_TYPES[field]))
     return columns
 
 
