@@ -268,17 +268,6 @@ def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
     return sidecar
 
 
-def is_compacted(run_dir: Path) -> bool:
-    """Whether queries read this run from its Parquet file and sidecar: it has a readable sidecar
-    and no events file (which, when present, is always what queries read).
-
-    Example:
-        >>> is_compacted(Path("/no/such/run"))
-        False
-    """
-    return not (run_dir / fmt.EVENTS_FILE).exists() and read_sidecar(run_dir) is not None
-
-
 # --- compaction -------------------------------------------------------------------------------
 
 
@@ -417,11 +406,11 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
 
 
 def _size(count: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
+    for unit in ("bytes", "KiB", "MiB"):
+        if count < 1024:
             return f"{count:,} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
         count /= 1024
-    return f"{count} bytes"
+    return f"{count:.1f} GiB"
 
 
 def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:

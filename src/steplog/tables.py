@@ -141,7 +141,7 @@ def _cells(frame: pl.DataFrame, significant: int | None = None,
 
 def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: int | None = None,
                formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = (),
-               truncatable: Sequence[str] = (), droppable: Sequence[str] = (), keep: int = 1,
+               truncatable: Sequence[str] = (), droppable: Sequence[str] = (),
                split_headers: bool = False, min_truncated: int = MIN_TRUNCATED_WIDTH) -> str:
     """``frame`` as an aligned plain-text table: a header line, a rule, one line per row.
 
@@ -151,10 +151,9 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
     ``width``, lines are kept within ``width`` characters: the ``truncatable`` columns are cut in the
     middle (to ``SOFT_TRUNCATED_WIDTH``), then the ``droppable`` columns are left out in that order
     (a note at the end, wrapped to ``width``, says which), then the truncatable columns are cut
-    further (to ``min_truncated``; to ``MIN_TRUNCATED_WIDTH`` when the first ``keep`` columns and
-    one other still do not fit), then the columns after the first ``keep`` are stacked in blocks,
-    each repeating the first ``keep`` columns. Truncated cells (and headers) lose their middle,
-    marked by an ellipsis.
+    further (to ``min_truncated``; to ``MIN_TRUNCATED_WIDTH`` when the first column and one other
+    still do not fit), then the columns after the first are stacked in blocks, each repeating the
+    first column. Truncated cells (and headers) lose their middle, marked by an ellipsis.
 
     Example:
         >>> import polars as pl
@@ -204,7 +203,7 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
     cut(min_truncated, shown)
     note = textwrap.wrap(f"(left out to fit {width} columns: {', '.join(dropped)})", width,
                          break_on_hyphens=False) if dropped else []
-    keep = min(keep, len(shown))
+    keep = min(1, len(shown))  # the first column, repeated in every block
     if shown[keep:]:  # the widest block, one column beside the kept ones, must fit too
         cut(MIN_TRUNCATED_WIDTH, max((shown[:keep] + [i] for i in shown[keep:]), key=lambda c: _total(widths, c)))
     blocks: list[list[int]] = []
