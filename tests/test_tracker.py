@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -398,3 +399,18 @@ def test_the_comparison_and_the_report_read_each_run_once(root: Path, monkeypatc
     report = runs_report_frame(root)
     assert report["notes"].to_list() == ["lr 0.001", "lr 0.01"] and report.columns[5:7] == ["started", "notes"]
     assert sorted(read) == sorted(frame["run_id"].to_list())
+
+
+def test_save_says_when_the_run_could_not_be_compacted(root: Path) -> None:
+    tracker = ExperimentTracker(ExperimentConfig("held"), log_dir=root)
+    tracker.start()
+    tracker.log_metrics(0, train_loss=1.0)
+    tracker.finish()
+    steplog.store.acquire_lock(tracker.run_dir, time.time())  # as another compaction would hold it
+    try:
+        with pytest.warns(UserWarning, match=f"run {tracker.run_id} .*was not compacted: running"):
+            path = tracker.save()
+        assert path == tracker.run_dir / "events.jsonl" and path.exists()
+    finally:
+        steplog.store.release_lock(tracker.run_dir)
+    assert tracker.save() == tracker.run_dir / "run.json" and (tracker.run_dir / "run.json").exists()

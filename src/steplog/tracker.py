@@ -48,7 +48,7 @@ import polars as pl
 
 from . import format as fmt
 from . import query, store
-from .compact import compact
+from .compact import compact_each
 from .tables import format_value, text_table
 from .writer import Run, init
 
@@ -333,7 +333,10 @@ class ExperimentTracker:
     def save(self) -> Path:
         """Compact the finished run (``metrics.parquet`` + the sidecar) and return the sidecar's
         path. Before ``finish()`` it only writes what is buffered and returns the events file's path
-        (a running run is never compacted).
+        (a running run is never compacted). When the run cannot be compacted now (another process
+        holds it, its files are not writable) it warns, saying why, and returns the events file's
+        path: the run is complete there, every query reads it, and a later ``save()`` or
+        ``steplog compact`` compacts it. Training code is never stopped by it.
 
         Example:
             >>> import tempfile
@@ -348,7 +351,12 @@ class ExperimentTracker:
         if not self._finished:
             run.flush()
             return run.dir / fmt.EVENTS_FILE
-        compact(self.log_dir, runs=[run.id], quiet=True)
+        ((_, outcome, detail),) = compact_each(self.log_dir, runs=[run.dir], quiet=True)
+        if outcome == "skipped":
+            warnings.warn(f"steplog: run {run.id} ({run.name!r}) was not compacted: {detail}. Its events are complete "
+                          f"in {run.dir / fmt.EVENTS_FILE}; call save() again or run `steplog compact` later",
+                          stacklevel=2)
+            return run.dir / fmt.EVENTS_FILE
         return run.dir / fmt.SIDECAR_FILE
 
     def print_summary(self) -> None:
