@@ -303,13 +303,20 @@ def test_plain_steplog_runs_load_too(root: Path) -> None:
     assert ExperimentConfig.from_dict({"experiment_name": "x", "extra": [1, 2]}).extra == {"extra": [1, 2]}
 
 
-def test_resume_through_the_tracker(root: Path) -> None:
-    with ExperimentTracker(ExperimentConfig("long"), log_dir=root) as tracker:
-        for it in range(10):
-            tracker.log_metrics(it, train_loss=10.0 - it)
+def _trained_then_resumed(root: Path, name: str, iterations: int, start_step: int) -> tuple[ExperimentTracker, ...]:
+    """A tracked run of ``iterations`` (train_loss = iterations - it, one gradient step each) and a
+    tracker resuming it at ``start_step`` with the gradient step a checkpoint would restore."""
+    with ExperimentTracker(ExperimentConfig(name), log_dir=root) as tracker:
+        for it in range(iterations):
+            tracker.log_metrics(it, train_loss=float(iterations - it))
             tracker.increment_gradient_step()
-    again = ExperimentTracker(ExperimentConfig("long"), log_dir=root, resume="long", start_step=6)
-    again.gradient_step = 6  # from the checkpoint
+    again = ExperimentTracker(ExperimentConfig(name), log_dir=root, resume=name, start_step=start_step)
+    again.gradient_step = start_step  # from the checkpoint
+    return tracker, again
+
+
+def test_resume_through_the_tracker(root: Path) -> None:
+    tracker, again = _trained_then_resumed(root, "long", 10, start_step=6)
     with again:
         for it in range(6, 12):
             again.log_metrics(it, train_loss=0.1 * it)
@@ -364,12 +371,7 @@ def test_resume_auto_starts_a_new_run_unless_one_crashed(root: Path) -> None:
 
 
 def test_resuming_at_the_last_step_keeps_the_gradient_step(root: Path) -> None:
-    with ExperimentTracker(ExperimentConfig("again"), log_dir=root) as tracker:
-        for it in range(4):
-            tracker.log_metrics(it, train_loss=4.0 - it)
-            tracker.increment_gradient_step()
-    resumed = ExperimentTracker(ExperimentConfig("again"), log_dir=root, resume="again", start_step=3)
-    resumed.gradient_step = 3  # from the checkpoint taken at iteration 3
+    _, resumed = _trained_then_resumed(root, "again", 4, start_step=3)
     with resumed:
         resumed.log_metrics(3, train_loss=0.9)  # the last step of the crashed segment, logged again
         resumed.log_eval(3, val_loss=1.1)  # the same iteration: the row keeps its count
