@@ -21,11 +21,11 @@ import steplog
 from steplog import writer
 
 PARTS = {  # the lines (by how they start) that make up each part
-    "value type check": ["for value in values:", "if type(value) is not float:",
-                         "metrics, on_device = split_metric_values(metrics)", "if on_device is not None:",
-                         "self._defer(step, metrics, on_device)", "return", "values = metrics.values()", "break"],
+    # without the value check, the sum stays (the non-finite check needs it): what goes is the gate
+    "value check": ["try:", "except (TypeError, OverflowError):", "total = None", "if type(total) is not float:",
+                    "metrics, total = self._checked_values(step, metrics)", "if metrics is None:", "return"],
     "metric-name check": ["if not self._known_keys.issuperset(metrics):", "self._admit_keys(metrics)"],
-    "non-finite check": ["total = sum(values)", "if total - total", "fmt.add_nonfinite(event, metrics)"],
+    "non-finite check": ["if total - total", "fmt.add_nonfinite(event, metrics)"],
 }
 KEYS = [f"metric_{i}" for i in range(8)]
 
@@ -36,17 +36,32 @@ def without(prefixes: list[str]):
     source = textwrap.dedent(inspect.getsource(writer.Run.log)).splitlines()
     kept, found = [], set()
     for line in source:
-        prefix = next((p for p in prefixes if line.strip().startswith(p)), None)
-        if prefix is None or (prefix == "values = metrics.values()" and prefix not in found and not line.startswith(" " * 12)):
+        prefix = next((p for p in prefixes if line.strip().startswith(p) and p not in found), None)
+        if prefix is None:
             kept.append(line)
         else:
-            found.add(prefix)
+            found.add(prefix)  # only the first line with each prefix goes
+    kept = _dedent_orphans(kept)
     missing = set(prefixes) - found
     if missing:
         raise SystemExit(f"Run.log no longer has lines starting with {sorted(missing)}; update PARTS in {__file__}")
     namespace: dict = {}
     exec("\n".join(kept), writer.__dict__, namespace)
     return namespace["log"]
+
+
+def _dedent_orphans(lines: list[str]) -> list[str]:
+    """Dedent lines left indented under a removed block opener (the gate's ``try:``)."""
+    fixed, previous_indent, opener = [], 0, False
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        if line.strip() and indent > previous_indent and not opener:
+            line = line[indent - previous_indent:]
+            indent = previous_indent
+        if line.strip():
+            previous_indent, opener = indent, line.split("#")[0].rstrip().endswith(":")
+        fixed.append(line)
+    return fixed
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

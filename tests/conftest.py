@@ -24,3 +24,13 @@ def python_subprocess(code: str, *args: str, **kwargs) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def simulate_writer_death(run) -> None:
+    """Make an open Run look like its process died (as after SIGKILL), without killing the tests:
+    its files are closed, its kernel lock is dropped (the lock file stays), exit will not finish it."""
+    import steplog
+
+    os.close(run._fd)
+    os.close(steplog.store._held.pop(os.path.realpath(run.dir)))
+    steplog.writer._open_runs.discard(run)

@@ -34,7 +34,7 @@ def test_the_suite_runs_at_a_tiny_size_and_saves_nothing():
     for mode in ("process", "buffered", "fsync"):
         assert f"log() `{mode}` / baseline" in table
     assert "RSS growth over 20,000 steps, `process`" in table
-    assert "cost of the value type check" in table
+    assert "cost of the value check" in table
     assert "reference: steplog (process)" in table
     assert "queries (bench_queries.py)" in table
     assert (results.read_bytes() if results.exists() else None) == before

@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import tempfile
+import time
 
 import orjson
 import pytest
@@ -96,9 +97,12 @@ def test_values_are_copied_every_tensor_flush_steps(defer_cpu_tensors):
 
 @needs_torch
 def test_values_are_copied_after_tensor_flush_seconds(defer_cpu_tensors):
-    run = steplog.init(root=tempfile.mkdtemp(), tensor_flush_seconds=1e-9)
+    run = steplog.init(root=tempfile.mkdtemp(), tensor_flush_seconds=0.005)
     run.log({"loss": torch.tensor(1.0)})
-    assert len(metric_events(run.dir)) == 1
+    assert len(metric_events(run.dir)) == 0  # waiting for the device
+    time.sleep(0.02)
+    run.log({"loss": torch.tensor(2.0)})  # the interval has passed: both are copied and written
+    assert len(metric_events(run.dir)) == 2
     run.finish()
 
 
@@ -179,14 +183,16 @@ def test_cpu_tensors_and_numpy_values_take_the_immediate_path():
     run.finish()
 
 
-def test_an_accelerator_tensor_is_recognised_by_its_device_without_importing_anything():
+def test_only_torch_tensors_off_the_cpu_are_device_values():
+    torch = pytest.importorskip("torch")
+    assert values.is_device_value(torch.empty((), device="meta"))  # a device other than the CPU
+    assert not values.is_device_value(torch.tensor(1.0))
+
     class Device:
         type = "cuda"
 
-    fake = type("Tensor", (), {"__module__": "torch", "device": Device()})()
-    assert values.is_device_value(fake)
-    Device.type = "cpu"
-    assert not values.is_device_value(fake)
+    lookalike = type("Metric", (), {"__module__": "torchmetrics", "device": Device()})()
+    assert not values.is_device_value(lookalike)  # not a tensor: logged the ordinary way (and refused)
 
 
 def test_logging_floats_never_imports_torch():

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import steplog
-from conftest import python_subprocess
+from conftest import python_subprocess, simulate_writer_death
 
 SEGMENT_WRITER = """
 import sys, steplog
@@ -114,10 +114,7 @@ def test_resume_cuts_a_torn_tail_before_appending(root):
     path = run.dir / "events.jsonl"
     with open(path, "ab") as f:
         f.write(b'{"s":2,"t":1.0,"w":0.1,"m":{"lo')  # the dead writer's half line
-    steplog.writer._open_runs.discard(run)
-    import os
-    os.close(run._fd)
-    (run.dir / "writer.lock").unlink()
+    simulate_writer_death(run)
     again = steplog.init(resume="r", root=root, start_step=2)
     again.log({"loss": 3.0})
     again.finish()

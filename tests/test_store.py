@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import steplog
-from conftest import python_subprocess
+from conftest import python_subprocess, simulate_writer_death
 
 
 def test_resolve_by_id_prefix_and_name(root):
@@ -92,17 +92,46 @@ def test_second_writer_in_the_same_process(root):
     run.finish()
 
 
-def test_stale_lock_from_a_reused_pid_is_recognised(root):
+def test_a_dead_writers_lock_is_stale_even_if_its_pid_lives_on(root):
     run = steplog.init(name="x", root=root)
     run.log({"a": 1.0})
-    # Simulate a writer that died: same host, our own (live) pid but a different process start time.
-    os.close(run._fd)
+    # Simulate a writer that died and whose pid was reused by a live process (ours): the lock file
+    # names a live pid, but nobody holds the kernel lock any more.
+    simulate_writer_death(run)
     lock = run.dir / "writer.lock"
-    lock.write_bytes(orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "pid_start": "1", "time": 0.0}))
-    steplog.writer._open_runs.discard(run)
+    assert orjson.loads(lock.read_bytes())["pid"] == os.getpid()
     assert steplog.runs(root=root)["status"].to_list() == ["crashed"]
     again = steplog.init(resume="x", root=root)
     again.finish()
+    assert steplog.runs(root=root)["status"].to_list() == ["finished"]
+    assert not lock.exists()
+
+
+def test_two_processes_racing_for_a_stale_lock_never_both_get_it(root):
+    import subprocess
+
+    crashed = python_subprocess("""
+import os, sys, steplog
+run = steplog.init(name="contested", root=sys.argv[1])
+run.log({"a": 1.0})
+os.kill(os.getpid(), 9)
+""", str(root))
+    crashed.wait()
+    racer = """
+import sys, time, steplog
+time.sleep(float(sys.argv[2]))
+try:
+    run = steplog.init(resume="contested", root=sys.argv[1])
+except steplog.RunLockedError:
+    print("locked", flush=True)
+else:
+    print("acquired", flush=True)
+    time.sleep(1.0)
+    run.finish()
+"""
+    racers = [python_subprocess(racer, str(root), str(0.05 * (i % 2))) for i in range(4)]
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
+    assert outcomes.count("acquired") == 1, outcomes
     assert steplog.runs(root=root)["status"].to_list() == ["finished"]
 
 

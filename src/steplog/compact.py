@@ -395,9 +395,10 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
     for run_dir in store.resolve_runs(runs, root):
         action, why, source, _ = _decide(run_dir)
         if source is not None:
-            lock = store.read_lock(run_dir)
-            if lock is not None and lock.is_alive():
-                action, why = "skipped", f"{_RUNNING} (written by pid {lock.pid} on host {lock.host})"
+            if store.writer_is_alive(run_dir):
+                lock = store.read_lock(run_dir)
+                who = f"pid {lock.pid} on host {lock.host}" if lock else "another process"
+                action, why = "skipped", f"{_RUNNING} (written by {who})"
             else:
                 status = store.current_status(run_dir) if source.parent == run_dir else "archived events"
                 why = f"{status}, {_size(source.stat().st_size)} of events; {why}"

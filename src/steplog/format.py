@@ -69,7 +69,10 @@ STATUSES = (RUNNING, FINISHED, FAILED, CRASHED)
 #: Metric names that would collide with the columns steplog adds to every history table.
 RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "superseded", "run_id", "name"})
 
-_NONFINITE_CODES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: The codes under ``nf`` and the floats they stand for.
+NONFINITE_CODES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: Every key a metric event may have.
+METRIC_EVENT_KEYS = frozenset({STEP, TIME, WALLCLOCK, METRICS, SEGMENT, NONFINITE})
 
 _OPT_LINE = orjson.OPT_APPEND_NEWLINE
 
@@ -94,9 +97,9 @@ def decode_nonfinite(code: str) -> float:
         inf
     """
     try:
-        return _NONFINITE_CODES[code]
+        return NONFINITE_CODES[code]
     except KeyError:
-        raise ValueError(f"unknown non-finite code {code!r}; expected one of {sorted(_NONFINITE_CODES)}") from None
+        raise ValueError(f"unknown non-finite code {code!r}; expected one of {sorted(NONFINITE_CODES)}") from None
 
 
 def encode_metric_event(step: int, time: float, wallclock: float, metrics: dict[str, float], segment: int = 0) -> bytes:

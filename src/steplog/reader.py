@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import math
 import os
 import time
 import warnings
@@ -151,8 +150,12 @@ def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
     if table is None:
         table = _parse_checked(data[:complete], spans, path, strict, skipped)
     start = controls[0] if controls and controls[0].get(fmt.KIND) == fmt.START else None
-    if start is None and complete:
+    if start is None and complete and 1 not in skipped:
         _bad_line(path, 1, "the first line is not a start event", strict, skipped)
+    version = (start or {}).get("v")
+    if isinstance(version, int) and version > fmt.FORMAT_VERSION:
+        warnings.warn(f"steplog: {path} is in event format v{version}, newer than this steplog's v{fmt.FORMAT_VERSION}; "
+                      f"reading what it understands (upgrade steplog to read it all)", stacklevel=3)
     if skipped and not strict:
         shown = ", ".join(str(n) for n in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
         warnings.warn(f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); every other event was kept",
@@ -177,9 +180,9 @@ def _parse_fast(metric_bytes: bytes) -> pa.Table | None:
         return _empty_table()
     try:
         table = pa_json.read_json(io.BytesIO(metric_bytes))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return table if _well_formed(table) else None
+        return table if _well_formed(table) else None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None  # UnicodeDecodeError: Arrow lets invalid UTF-8 through in key names
 
 
 def _well_formed(table: pa.Table) -> bool:
@@ -190,15 +193,16 @@ def _well_formed(table: pa.Table) -> bool:
             return False
         if table.column(name).null_count:
             return False
-    allowed = {fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT, fmt.NONFINITE}
-    if not set(schema.names) <= allowed:
+    if not set(schema.names) <= fmt.METRIC_EVENT_KEYS:
         return False
     if fmt.SEGMENT in schema.names and not pa.types.is_integer(schema.field(fmt.SEGMENT).type) and not pa.types.is_null(schema.field(fmt.SEGMENT).type):
         return False
     if pc.min(table.column(fmt.STEP)).as_py() < 0:
         return False
     for child in schema.field(fmt.METRICS).type:
-        if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type) or pa.types.is_null(child.type)):
+        child.name.encode()  # decoding a name made of invalid UTF-8 raises: the line-by-line path skips it
+        if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type) or pa.types.is_null(child.type)
+                or pa.types.is_boolean(child.type)):  # ints and bools are logged as JSON ints and true/false
             return False
     if fmt.NONFINITE in schema.names:
         nf_type = schema.field(fmt.NONFINITE).type
@@ -252,14 +256,14 @@ def _metric_event_problem(event: Any) -> str | None:
         if type(event.get(key)) not in (int, float):
             return f"no valid {key!r}"
     metrics = event.get(fmt.METRICS)
-    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float) for v in metrics.values()):
+    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool) for v in metrics.values()):
         return "metrics are not an object of numbers"
     if type(event.get(fmt.SEGMENT, 0)) is not int:
         return "segment is not an int"
     nonfinite = event.get(fmt.NONFINITE, {})
-    if not isinstance(nonfinite, dict) or any(v not in ("nan", "inf", "-inf") for v in nonfinite.values()):
+    if not isinstance(nonfinite, dict) or any(v not in fmt.NONFINITE_CODES for v in nonfinite.values()):
         return "bad non-finite codes"
-    if set(event) - {fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT, fmt.NONFINITE}:
+    if set(event) - fmt.METRIC_EVENT_KEYS:
         return "unknown fields"
     return None
 
@@ -314,10 +318,13 @@ def _to_rows(table: pa.Table) -> pl.DataFrame:
             fixes = []
             for i in range(codes.type.num_fields):
                 name = codes.type.field(i).name
+                if name not in frame.columns:
+                    continue  # a code for a metric the event does not have: nothing to restore
                 code = pl.Series(codes.field(i)).cast(pl.String)
-                value = (pl.when(code == "nan").then(math.nan).when(code == "inf").then(math.inf)
-                         .when(code == "-inf").then(-math.inf))
-                fixes.append(value.otherwise(metric_col(name, frame.columns) if name in frame.columns else None).cast(pl.Float64).alias(name))
+                value = pl.when(pl.lit(False)).then(None)
+                for text, number in fmt.NONFINITE_CODES.items():
+                    value = value.when(code == text).then(number)
+                fixes.append(value.otherwise(metric_col(name, frame.columns)).cast(pl.Float64).alias(name))
             frame = frame.with_columns(fixes)
     return frame
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import fcntl
 import os
 import re
 import secrets
@@ -211,64 +212,35 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
 
 
 # --- the writer lock -------------------------------------------------------------------------
+#
+# One writer per run: ``writer.lock`` in the run directory, held with flock(2) for as long as the
+# writer runs. The kernel drops the lock when the process dies (SIGKILL, OOM, segfault), so a
+# dead writer's lock is free at once and a reused pid can never pass for a live writer; taking a
+# free lock over needs no check-then-delete, so two processes can never both hold it. The file's
+# JSON (pid, host, time) only says who holds it, for messages. A lock file written on another
+# host is respected even when no local process holds it (its filesystem may not share locks).
 
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Who holds (or held) a run's writer lock."""
+    """Who holds (or held) a run's writer lock, as its file says."""
 
     pid: int
     host: str
-    pid_start: str | None  # the process start time from /proc, to tell a reused pid apart
     time: float
 
-    def is_alive(self) -> bool:
-        """Whether the holder may still be running. A lock from another host is assumed alive.
 
-        Example:
-            >>> LockInfo(pid=os.getpid(), host=socket.gethostname(), pid_start=None, time=0.0).is_alive()
-            True
-        """
-        if self.host != socket.gethostname():
-            return True
-        return process_is_alive(self.pid, self.pid_start)
+#: Lock files held by this process: real path of the run directory -> the open descriptor.
+_held: dict[str, int] = {}
 
 
-def _process_start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # Field 22 (starttime); the command name (field 2) may contain spaces, so split after ')'.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return fields[19].decode() if len(fields) > 19 else None
-
-
-def process_is_alive(pid: int, pid_start: str | None = None) -> bool:
-    """Whether process ``pid`` exists on this host (and, if given, started at ``pid_start``).
-
-    Example:
-        >>> process_is_alive(os.getpid())
-        True
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return False
-    if pid_start is not None:
-        current = _process_start_time(pid)
-        if current is not None and current != pid_start:
-            return False  # the pid was reused by another process
-    return True
+def _lock_key(run_dir: Path) -> str:
+    return os.path.realpath(run_dir)
 
 
 def read_lock(run_dir: Path) -> LockInfo | None:
-    """The lock of a run, or None when nobody holds it (or the file is unreadable).
+    """What a run's lock file says of its holder; None when there is no readable lock file.
+    Whether that holder is alive is ``writer_is_alive``'s to say.
 
     Example:
         >>> read_lock(Path("/no/such/run")) is None
@@ -276,76 +248,108 @@ def read_lock(run_dir: Path) -> LockInfo | None:
     """
     try:
         data = orjson.loads((run_dir / fmt.LOCK_FILE).read_bytes())
-        return LockInfo(pid=int(data["pid"]), host=str(data["host"]), pid_start=data.get("pid_start"), time=float(data["time"]))
-    except FileNotFoundError:
-        return None
+        return LockInfo(pid=int(data["pid"]), host=str(data["host"]), time=float(data["time"]))
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # torn while being written, or damaged
-
-
-def _is_fresh(path: Path, seconds: float = 1.0) -> bool:
-    try:
-        return time.time() - path.stat().st_mtime < seconds
-    except OSError:
-        return False
+        return None  # missing, being written, or damaged
 
 
 def acquire_lock(run_dir: Path, now: float) -> None:
-    """Take the writer lock of a run, replacing a stale one; raises RunLockedError if it is held.
+    """Take the writer lock of a run (a lock whose writer died is free); raises RunLockedError,
+    naming the holder, while a live process holds it.
 
     Example:
         >>> import tempfile, time
         >>> d = Path(tempfile.mkdtemp()); acquire_lock(d, time.time()); release_lock(d)
     """
     path = run_dir / fmt.LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": _process_start_time(os.getpid()), "time": now}
-    for _ in range(100):
+    key = _lock_key(run_dir)
+    if key in _held:
+        raise RunLockedError(f"run {run_dir.name} is already open for writing in this process; finish() it first")
+    for attempt in range(50):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            holder = read_lock(run_dir)
-            if holder is None and _is_fresh(path):
-                time.sleep(0.02)  # another writer is between creating the lock and filling it in
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if attempt < 10:  # a reader checking liveness holds it for microseconds: try again
+                time.sleep(0.01)
                 continue
-            if holder is not None and holder.is_alive():
-                if holder.pid == os.getpid() and holder.host == me["host"]:
-                    raise RunLockedError(f"run {run_dir.name} is already open for writing in this process; finish() it first")
-                raise RunLockedError(
-                    f"run {run_dir.name} is being written by pid {holder.pid} on host {holder.host}; "
-                    f"one writer per run. If that process is gone, delete {path}"
-                )
-            try:  # stale (the writer died) or unreadable: take it over
-                path.unlink()
-            except FileNotFoundError:
-                pass
+            holder = read_lock(run_dir)
+            who = f"pid {holder.pid} on host {holder.host}" if holder else "another process"
+            raise RunLockedError(f"run {run_dir.name} is being written by {who}; one writer per run") from None
+        try:
+            same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if not same_file:  # released and removed while we waited for it: take the new file
+            os.close(fd)
             continue
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(me))
+        holder = read_lock(run_dir)
+        if holder is not None and holder.host != socket.gethostname():
+            os.close(fd)
+            raise RunLockedError(
+                f"run {run_dir.name} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
+                f"If that process is gone, delete {path}")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
+        _held[key] = fd
         return
-    raise RunLockedError(f"could not take the writer lock {path}: another process keeps taking it")
+    raise RunLockedError(f"could not take the writer lock {path}: other processes keep taking it")
 
 
 def release_lock(run_dir: Path) -> None:
-    """Drop the writer lock of a run (no error if it is already gone).
+    """Drop the writer lock this process holds on a run (nothing happens if it holds none).
 
     Example:
         >>> release_lock(Path("/no/such/run"))
     """
+    fd = _held.pop(_lock_key(run_dir), None)
+    if fd is None:
+        return
     try:
-        (run_dir / fmt.LOCK_FILE).unlink()
+        (run_dir / fmt.LOCK_FILE).unlink()  # removed while still held: a waiter sees the file changed
     except FileNotFoundError:
         pass
+    finally:
+        os.close(fd)
 
 
 def writer_is_alive(run_dir: Path) -> bool:
-    """Whether a live process holds the run's writer lock.
+    """Whether a live writer holds the run's lock (this process included).
 
     Example:
         >>> writer_is_alive(Path("/no/such/run"))
         False
     """
-    lock = read_lock(run_dir)
-    return lock is not None and lock.is_alive()
+    if _lock_key(run_dir) in _held:
+        return True
+    path = run_dir / fmt.LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock taken just to look
+    holder = read_lock(run_dir)
+    return holder is not None and holder.host != socket.gethostname()
+
+
+def _forget_locks_in_child() -> None:
+    """A forked child (a DataLoader worker) must not keep its parent's runs locked: it closes its
+    copies of the lock descriptors; the parent's lock stays, and dies with the parent."""
+    for fd in _held.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 def current_status(run_dir: Path) -> str:

@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import math
 import numbers
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import PurePath
@@ -46,10 +47,11 @@ def to_metric_value(key: str, value: Any) -> float:
         ...
         TypeError: metric 'loss': cannot log a value of type str ('2.3'); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
     """
-    if isinstance(value, (float, int)):  # bool is an int; numpy.float64 is a float
-        return float(value)
-    if isinstance(value, numbers.Real):  # numpy integer and float scalars of every width
-        return float(value)
+    if isinstance(value, (float, int, numbers.Real)):  # bool is an int; numpy scalars of every width are Real
+        try:
+            return float(value)
+        except OverflowError:
+            raise TypeError(f"metric {key!r}: {value!r:.40} is too large for a 64-bit float") from None
     item = getattr(value, "item", None)
     if item is not None and callable(item) and not isinstance(value, (str, bytes)):
         try:
@@ -60,7 +62,7 @@ def to_metric_value(key: str, value: Any) -> float:
                 f"e.g. a 0-d array or tensor, not a batch of values"
             ) from None
         if isinstance(inner, numbers.Real) and not isinstance(inner, complex):
-            return float(inner)
+            return to_metric_value(key, inner)
         raise TypeError(
             f"metric {key!r}: {type(value).__name__}.item() returned {type(inner).__name__} ({inner!r:.40}); "
             f"pass {_ACCEPTED}"
@@ -71,8 +73,9 @@ def to_metric_value(key: str, value: Any) -> float:
 def is_device_value(value: Any) -> bool:
     """Whether ``value`` is a tensor on an accelerator, whose ``.item()`` would wait for the device.
 
-    Duck-typed, so that torch is never imported here: a torch tensor (its type's module starts
-    with ``torch``) whose ``device.type`` is not ``"cpu"``. CPU tensors and numpy values are not.
+    torch is never imported here: a value can only be a torch tensor once the program has
+    imported torch, so ``sys.modules`` is asked (objects of torchvision, torchmetrics... that are
+    not tensors do not count). A tensor whose ``device.type`` is not ``"cpu"`` is on a device.
     ``split_metric_values`` looks this predicate up at each call, so tests can replace it to run
     the deferred path on CPU tensors.
 
@@ -81,9 +84,10 @@ def is_device_value(value: Any) -> bool:
         >>> is_device_value(2.5), is_device_value(np.float32(2.5))
         (False, False)
     """
-    if not type(value).__module__.startswith("torch"):
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
         return False
-    return getattr(getattr(value, "device", None), "type", "cpu") != "cpu"
+    return value.device.type != "cpu"
 
 
 def split_metric_values(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], DeviceValues | None]:
@@ -178,8 +182,8 @@ def to_jsonable(obj: Any, *, what: str = "config") -> Any:
     """A JSON-ready copy of a config or metadata object; never raises.
 
     dicts (keys become strings), dataclasses, pathlib paths, enums (their value), tuples, lists and
-    sets, numpy scalars and arrays, argparse namespaces and other objects with ``__dict__`` of
-    plain data are converted recursively. Non-finite floats become the strings "NaN", "Infinity",
+    sets, numpy scalars and arrays, argparse and ``types.SimpleNamespace`` namespaces (their
+    attributes) are converted recursively. Non-finite floats become the strings "NaN", "Infinity",
     "-Infinity" (JSON has no such numbers). Anything else is stored as its repr, with a warning
     naming where in ``what`` it was found.
 
@@ -235,7 +239,7 @@ def _convert(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
     if isinstance(obj, bytes):
         return obj.decode("utf-8", errors="backslashreplace")
     attributes = getattr(obj, "__dict__", None)
-    if isinstance(attributes, dict) and type(obj).__name__ == "Namespace":  # argparse.Namespace
+    if isinstance(attributes, dict) and type(obj).__name__ in ("Namespace", "SimpleNamespace"):
         return _convert(attributes, where, depth + 1, seen)
     return _as_repr(obj, where, f"a {type(obj).__name__} is not plain data")
 

@@ -41,7 +41,6 @@ import sys
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,13 @@ _STEP, _TIME, _WALLCLOCK, _METRICS, _SEGMENT = fmt.STEP, fmt.TIME, fmt.WALLCLOCK
 # Run._hold ("fsync", and any mode while events wait for device values).
 _WRITE, _BUFFER, _HOLD = 0, 1, 2
 
-_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+#: Runs opened by this process and not finished yet. Strong references on purpose: a run the
+#: program dropped without finish() is still flushed and closed at interpreter exit.
+_open_runs: set[Run] = set()
+#: Exceptions that reached sys.excepthook (uncaught: the program is ending because of them).
+_uncaught: list[BaseException] = []
+#: Largest step: steps are stored as signed 64-bit integers.
+MAX_STEP = 2**63 - 1
 
 
 def init(
@@ -94,9 +99,10 @@ def init(
     append to: a new *segment* starts, and ``start_step`` is the step training restarts from (the
     checkpoint's step; None: the first step logged). Steps of earlier segments at or after it are
     superseded in history. A ``finished`` or ``failed`` run can be resumed too; a ``running`` one
-    cannot (RunLockedError). ``resume="auto"`` with ``name=``: resume the latest ``crashed`` run of
-    that name if there is one, else start a new run (for jobs a scheduler restarts with the same
-    command line). The config of a resumed run is the one it started with.
+    cannot (RunLockedError). ``resume="auto"`` with ``name=``: if the latest run of that name
+    crashed, resume it, else start a new run (for jobs a scheduler restarts with the same command
+    line; an older crashed run behind a newer one is left alone). The config of a resumed run is
+    the one it started with.
 
     ``tensor_flush_steps`` and ``tensor_flush_seconds``: how long logged accelerator tensors (a GPU
     loss) may wait on the device before their values are copied to the host in one batched
@@ -128,13 +134,14 @@ def init(
         raise TypeError(f"name must be a string or None, got {type(name).__name__}")
     options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size, buffer_interval=buffer_interval,
                    tensor_flush_steps=tensor_flush_steps, tensor_flush_seconds=tensor_flush_seconds)
+    _install_excepthook()
     if resume == "auto":
         if name is None:
-            raise ValueError("resume='auto' resumes the latest crashed run of a name: pass name= as well")
-        crashed = [d for d in store.runs_named(name, root) if store.current_status(d) == fmt.CRASHED]
-        if not crashed:
+            raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
+        named = store.runs_named(name, root)
+        if not named or store.current_status(named[-1]) != fmt.CRASHED:
             return _start(name, config, Path(root), options)
-        resume = crashed[-1]
+        resume = named[-1]
     if resume is not None:
         return _resume(resume, Path(root), start_step, name, config, options)
     return _start(name, config, Path(root), options)
@@ -158,6 +165,8 @@ def _start(name: str | None, config: Any, root: Path, options: dict[str, Any]) -
     )
     fd = os.open(run_dir / fmt.EVENTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     _write_all(fd, start)
+    for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
+        _fsync_directory(directory)
     return Run(run_id, name if name is not None else run_id, run_dir, fd, segment=0, last_step=None,
                next_step=0, wallclock_offset=0.0, **options)
 
@@ -188,7 +197,7 @@ def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: st
         store.release_lock(run_dir)
         raise
     last = state["last_step"]
-    next_step = start_step if start_step is not None else (0 if last is None else last + 1)
+    next_step = start_step if start_step is not None else state["next_step"]
     return Run(state["run_id"], state["name"], run_dir, fd, segment=segment, last_step=last,
                next_step=next_step, wallclock_offset=state["wallclock"], **options)
 
@@ -211,8 +220,9 @@ def _reopen_compacted(run_dir: Path) -> None:
 
 
 def _tail_state(events: Path) -> dict[str, Any]:
-    """What resuming needs from an events file: name, segment count, last step and wallclock.
-    A torn last line (the previous writer died mid-write) is cut off so appends start clean."""
+    """What resuming needs from an events file: name, segment count, last step, the step logging
+    continues from, and the wallclock. A torn last line (the previous writer died mid-write) is
+    cut off so appends start clean."""
     with open(events, "r+b") as f:
         data = f.read()
         complete = data.rfind(b"\n") + 1
@@ -222,8 +232,12 @@ def _tail_state(events: Path) -> dict[str, Any]:
     start = fmt.read_start_event(events)
     if start is None:
         raise ValueError(f"{events} has no readable start event; it cannot be resumed")
+    version = start.get("v")
+    if isinstance(version, int) and version > fmt.FORMAT_VERSION:
+        raise ValueError(f"{events} was written in event format v{version}, newer than this steplog's "
+                         f"v{fmt.FORMAT_VERSION}; upgrade steplog to resume it")
     segments = 1 + fmt.count_resumes(data)
-    last_step, wallclock = None, 0.0
+    last_step, next_step, wallclock = None, None, None
     end = len(data)
     while end > 0:  # walk back over complete lines to the last metric event and the last wallclock
         begin = data.rfind(b"\n", 0, end - 1) + 1
@@ -233,15 +247,19 @@ def _tail_state(events: Path) -> dict[str, Any]:
             end = begin
             continue
         if isinstance(event, dict):
-            if wallclock == 0.0 and isinstance(event.get(fmt.WALLCLOCK), (int, float)):
+            if wallclock is None and isinstance(event.get(fmt.WALLCLOCK), (int, float)):
                 wallclock = float(event[fmt.WALLCLOCK])
             if fmt.KIND not in event and isinstance(event.get(fmt.STEP), int):
                 last_step = event[fmt.STEP]
                 break
+            if event.get(fmt.KIND) == fmt.RESUME and next_step is None and isinstance(event.get("start_step"), int):
+                next_step = event["start_step"]  # a later segment restarted here and logged nothing after
         end = begin
+    if next_step is None:
+        next_step = 0 if last_step is None else last_step + 1
     return {"run_id": start.get("run_id", events.parent.name), "name": start.get("name", events.parent.name),
-            "config": start.get("config"),
-            "segments": segments, "last_step": last_step, "wallclock": wallclock}
+            "config": start.get("config"), "segments": segments, "last_step": last_step, "next_step": next_step,
+            "wallclock": wallclock or 0.0}
 
 
 class Run:
@@ -278,11 +296,12 @@ class Run:
         self._closed = False
         self._write_failed = False
         self._fsync_interval = fsync_interval if durability == "fsync" else None
-        self._next_fsync = _time() + fsync_interval
+        # Deadlines below are on the run's wallclock (monotonic), so a clock step cannot stall them.
+        self._next_fsync = wallclock_offset + fsync_interval
         self._buffer: list[bytes] | None = [] if durability == "buffered" else None
         self._buffer_size = buffer_size
         self._buffer_interval = buffer_interval
-        self._next_flush = _time() + buffer_interval
+        self._next_flush = wallclock_offset + buffer_interval
         # Events waiting for accelerator values (None when none wait): ready lines (bytes) and
         # (step, time, wallclock, metrics, DeviceValues) tuples, in call order.
         self._pending: list[bytes | tuple[int, float, float, dict[str, Any], DeviceValues]] | None = None
@@ -327,30 +346,36 @@ class Run:
         """
         if step is None:
             step = self._next_step
-        elif type(step) is not int or step < 0:
+        elif type(step) is not int or not 0 <= step <= MAX_STEP:
             step = _check_step(step)
         if type(metrics) is not dict:
             metrics = _check_mapping(metrics)
         if not self._known_keys.issuperset(metrics):
             self._admit_keys(metrics)
-        values = metrics.values()
-        for value in values:
-            if type(value) is not float:
-                metrics, on_device = split_metric_values(metrics)
-                if on_device is not None:
-                    self._defer(step, metrics, on_device)
-                    return
-                values = metrics.values()
-                break
-        now = _time()
+        # One C-level pass checks the values: their sum is a float only when they are floats (ints
+        # and bools may be among them: orjson writes them as JSON numbers and true/false, which
+        # readers return as floats). Anything else (numpy scalars, tensors, strings, None, only
+        # ints...) takes the careful path. The sum also finds NaN and infinities below.
+        try:
+            total = sum(metrics.values())
+        except (TypeError, OverflowError):
+            total = None
+        if type(total) is not float:
+            metrics, total = self._checked_values(step, metrics)
+            if metrics is None:
+                return  # device values: the event waits for them
+        now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
         # format.encode_metric_event, inlined to save a call (tests check that both give the same bytes)
-        event = {_STEP: step, _TIME: now, _WALLCLOCK: _perf() - self._perf0, _METRICS: metrics}
+        event = {_STEP: step, _TIME: _time(), _WALLCLOCK: now, _METRICS: metrics}
         if self._segment:
             event[_SEGMENT] = self._segment
-        total = sum(values)
         if total - total != 0.0:  # a NaN or an infinity (or a finite overflow, which adds nothing)
             fmt.add_nonfinite(event, metrics)
-        line = _dumps(event, option=_OPT_LINE)
+        try:
+            line = _dumps(event, option=_OPT_LINE)
+        except TypeError:  # an int beyond 64 bits: convert (or refuse, naming the key) and encode again
+            metrics = event[_METRICS] = split_metric_values(metrics)[0]
+            line = _dumps(event, option=_OPT_LINE)
         sink = self._sink
         if sink == _WRITE:
             try:
@@ -379,7 +404,7 @@ class Run:
         """
         if self._closed:
             return
-        now = _time()
+        now = _perf() - self._perf0
         if self._pending is not None:
             self._materialise_pending(now)
         if self._buffer:
@@ -419,12 +444,26 @@ class Run:
 
     # --- off the hot path ---------------------------------------------------------------------
 
+    def _checked_values(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, float] | None, float]:
+        """The careful path for values the sum gate of ``log`` did not pass: convert them (or raise
+        TypeError naming the key); device tensors defer the event (returns None)."""
+        converted, on_device = split_metric_values(metrics)
+        if on_device is not None:
+            self._defer(step, converted, on_device)
+            return None, 0.0
+        return converted, sum(converted.values(), 0.0)
+
     def _admit_keys(self, metrics: dict[str, Any]) -> None:
         for key in metrics:
             if key in self._known_keys:
                 continue
             if not isinstance(key, str) or not key:
                 raise ValueError(f"metric names must be non-empty strings, got {key!r}")
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"metric name {key!r} is not valid unicode (a lone surrogate); "
+                                 f"decode it properly or rename the metric") from None
             if key in fmt.RESERVED_NAMES:
                 raise ValueError(
                     f"metric name {key!r} is reserved by steplog (reserved: {', '.join(sorted(fmt.RESERVED_NAMES))}); "
@@ -439,14 +478,8 @@ class Run:
         if self._pending is not None:  # keep call order behind the events waiting for device values
             self._pending.append(line)
             self._check_pending(step, now)
-        elif self._buffer is not None:
-            self._buffer.append(line)
-            if len(self._buffer) >= self._buffer_size or now >= self._next_flush:
-                self._flush_buffer(now)
         else:  # "fsync" mode, or "process" mode after a failed write
-            self._write_data(line)
-            if self._fsync_interval is not None and now >= self._next_fsync:
-                self._fsync(now)
+            self._emit([line], now)
 
     def _set_sink(self) -> None:
         """Send ``log``'s lines down a fast path unless the run is closed, events wait for device
@@ -461,13 +494,13 @@ class Run:
     def _defer(self, step: int, metrics: dict[str, Any], on_device: DeviceValues) -> None:
         if self._closed:
             self._raise_closed()
-        now = _time()
+        now = _perf() - self._perf0
         if self._pending is None:
             self._pending = []
             self._set_sink()
             self._pending_until_step = step + self._tensor_flush_steps
             self._pending_until_time = now + self._tensor_flush_seconds
-        self._pending.append((step, now, _perf() - self._perf0, metrics, on_device))
+        self._pending.append((step, _time(), now, metrics, on_device))
         self._step = step
         self._next_step = step + 1
         self._check_pending(step, now)
@@ -479,8 +512,7 @@ class Run:
 
     def _materialise_pending(self, now: float) -> None:
         """Copy the waiting device values to the host in one transfer, write the waiting events in order."""
-        pending, self._pending = self._pending, None
-        self._set_sink()
+        pending = self._pending  # stays in place until its lines are built: an interrupt loses nothing
         batches = [entry[4] for entry in pending if type(entry) is tuple]
         try:
             values = iter(materialise(batches))
@@ -496,6 +528,12 @@ class Run:
                 step, time_, wallclock, metrics, _ = entry
                 metrics.update(next(values))
                 lines.append(_encode(step, time_, wallclock, metrics, self._segment))
+        self._pending = None
+        self._set_sink()
+        self._emit(lines, now)
+
+    def _emit(self, lines: list[bytes], now: float) -> None:
+        """Send complete lines on by the run's durability mode (off the hot path, which inlines this)."""
         if self._buffer is None:
             self._write_data(b"".join(lines))
             if self._fsync_interval is not None and now >= self._next_fsync:
@@ -551,7 +589,12 @@ class Run:
     def _close(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
         if self._closed or os.getpid() != self._pid:
             return
-        self.flush()
+        try:
+            self.flush()
+        finally:  # even if flushing was interrupted (Ctrl-C during a device copy): end the run cleanly
+            self._write_finish(status, error, notes)
+
+    def _write_finish(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
         fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0, "segment": self._segment}
         if error is not None:
             fields["error"] = ({"type": type(error).__name__, "message": str(error)}
@@ -600,8 +643,8 @@ def _check_step(step: Any) -> int:
     if isinstance(step, bool) or not hasattr(step, "__index__"):
         raise TypeError(f"step must be a non-negative int, got {type(step).__name__} ({step!r:.40})")
     value = step.__index__()
-    if value < 0:
-        raise ValueError(f"step must be a non-negative int, got {value}")
+    if not 0 <= value <= MAX_STEP:
+        raise ValueError(f"step must be an int from 0 to 2**63-1, got {value}")
     return value
 
 
@@ -649,11 +692,39 @@ def _git_state(timeout: float = 2.0) -> dict[str, Any]:
         return {}
 
 
+def _install_excepthook() -> None:
+    """Chain sys.excepthook once, to learn whether an uncaught exception is ending the program
+    (``sys.last_value`` cannot tell: in a REPL it keeps any earlier error shown at the prompt)."""
+    previous = sys.excepthook
+    if getattr(previous, "_steplog", False):
+        return
+
+    def record_uncaught(exc_type, exc, tb):
+        _uncaught.append(exc)
+        previous(exc_type, exc, tb)
+
+    record_uncaught._steplog = True  # type: ignore[attr-defined]
+    sys.excepthook = record_uncaught
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory: nothing more to do
+    finally:
+        os.close(fd)
+
+
 @atexit.register
 def _close_open_runs() -> None:
     """At interpreter exit, close runs the program left open: ``failed`` if an uncaught exception
     is ending the program, else ``finished``. A SIGKILL skips this: such runs read as crashed."""
-    error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    error = _uncaught[-1] if _uncaught else None
     for run in list(_open_runs):
         try:
             if error is not None:
