@@ -70,7 +70,7 @@ def test_report_markdown_and_fill(tmp_path: Path, capsys: pytest.CaptureFixture[
 
     assert main(["report", "--root", str(root), "--metrics", "val_loss"]) == 0
     out = capsys.readouterr().out
-    assert "val_loss.best" in out and "train_loss" not in out
+    assert "val_loss" in out.splitlines()[0] and "best" in out.splitlines()[1] and "train_loss" not in out
 
 
 def test_the_template_has_the_markers() -> None:
@@ -414,3 +414,95 @@ def test_ls_and_compare_with_a_config_key_named_last_or_best(tmp_path):
     assert main(["ls", "--root", str(root)]) == 0
     assert main(["compare", "--root", str(root), "--metrics", "acc"]) == 0
     assert main(["compare", "--root", str(root), "--metrics", "ac"]) == 1
+
+
+@pytest.mark.parametrize("command", [["ls"], ["show", "diverged"], ["show", "baseline"], ["compare"], ["report"]])
+def test_every_table_fits_80_columns(runs_root: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    code, out, _ = _run(capsys, *command, "--root", str(runs_root))
+    assert code == 0 and out
+    _fits(out)
+
+
+def test_report_text_fits_its_width(runs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "report", "--root", str(runs_root))
+    assert code == 0 and "left out to fit 80 columns" in out and "\u2026" in out  # the long name is cut
+    code, wide, _ = _run(capsys, "report", "--root", str(runs_root), "--width", "400")
+    assert code == 0 and "left out" not in wide and LONG_NAME in wide and "config" in wide.splitlines()[0]
+    _fits(wide, 400)
+    code, narrow, _ = _run(capsys, "report", "--root", str(runs_root), "--width", "40")
+    assert code == 0
+    _fits(narrow, 40)
+
+
+def test_ls_left_out_note_wraps_to_the_width(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "logs"
+    long_metrics = [f"validation_loss_on_the_held_out_split_number_{i}" for i in range(2)]
+    for name in ("sweep_learning_rate_0.0003_warmup_2000_a", "sweep_learning_rate_0.0003_warmup_2000_b"):
+        with steplog.init(name=name, root=root) as run:
+            run.log({m: 1.0 for m in long_metrics})
+    code, out, _ = _run(capsys, "ls", "--root", str(root))
+    assert code == 0 and "left out to fit 80 columns" in out
+    _fits(out)
+    note = out[out.index("(left out"):]
+    assert all(m + ".last" in " ".join(note.split()) for m in long_metrics)
+    names = {line.split()[0] for line in out.splitlines() if line.startswith("swee")}
+    assert names == {"sweep_lea\u2026mup_2000_a", "sweep_lea\u2026mup_2000_b"}  # 20 characters kept: the end tells them apart
+
+
+def test_compact_exit_code_says_whether_a_run_could_not_be_compacted(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "logs"
+    with steplog.init(name="fine", root=root) as run:
+        run.log({"loss": 1.0})
+    live = steplog.init(name="live", root=root)
+    live.log({"loss": 1.0})
+    try:
+        code, _, err = _run(capsys, "compact", "--root", str(root))
+        assert code == 0 and "skipped: running" in err  # a live run is skipped, not an error
+        damaged = root / "20260101-000000-000-abcdef"
+        damaged.mkdir()
+        (damaged / "events.jsonl").write_bytes(b'{"s":0,"t":1.0,"w":0.0,"m":{"a":1.0}}\n')
+        with pytest.warns(UserWarning, match="damaged line"):
+            code, _, err = _run(capsys, "compact", "--root", str(root))
+        assert code == 1 and "no readable start event" in err
+        assert _one_error_line(err.splitlines(keepends=True)[-1]) and "could not be compacted: 20260101-000000-000-abcdef" in err
+    finally:
+        live.finish()
+    code, out, _ = _run(capsys, "compact", "--help")
+    assert "exit code 1" in " ".join(out.split())
+
+
+def test_plot_size_below_the_minimum_is_a_usage_error(runs_root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "plot", "baseline", "--size", "10x10", "-o", str(tmp_path / "x.png"), "--root", str(runs_root))
+    assert code == 2 and "at least 100x100" in err and not (tmp_path / "x.png").exists()
+
+
+def test_files_written_are_atomic_and_errors_name_the_target(runs_root: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = _run(capsys, "report", "--fill", "/nonexistent/log.md", "--root", str(runs_root))
+    assert code == 1 and "cannot write /nonexistent/log.md: No such file or directory" in _one_error_line(err)
+    assert ".tmp" not in err
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    for command in (["report", "--fill", str(tmp_path / "log.md")], ["report", "-o", str(tmp_path / "r.txt")],
+                    ["export", "baseline", "-o", str(tmp_path / "h.csv")]):
+        synced.clear()
+        code, _, err = _run(capsys, *command, "--root", str(runs_root))
+        assert code == 0 and synced, command  # the file (and its folder) reach the disk before the rename
+    (tmp_path / "dir.csv").mkdir()  # the rename fails: the temporary file goes
+    code, _, err = _run(capsys, "export", "baseline", "-o", str(tmp_path / "dir.csv"), "--root", str(runs_root))
+    assert code == 1 and f"cannot write {tmp_path / 'dir.csv'}" in _one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "h.csv", "log.md", "r.txt"]
+
+
+def test_an_unknown_metric_is_named_with_the_root_everywhere(runs_root: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    for command in (["ls", "--metrics", "val_los"], ["compare", "--metrics", "val_los"],
+                    ["plot", "baseline", "--metric", "val_los", "-o", str(tmp_path / "x.png")]):
+        code, _, err = _run(capsys, *command, "--root", str(runs_root))
+        assert code == 1 and f"no run in {runs_root} logged metric 'val_los'; did you mean 'val_loss'" in \
+            _one_error_line(err), command

@@ -91,7 +91,7 @@ def test_compaction_changes_no_query_result(segments, config):
         other.log({"x": 1.0})
         before = _snapshot(root, run.id)
         assert steplog.compact(root, quiet=True) == [run.id]
-        assert compact_module.is_compacted(run.dir)
+        assert steplog.query.run_info(run.id, root)["compacted"] and not (run.dir / fmt.EVENTS_FILE).exists()
         _assert_same(before, _snapshot(root, run.id))
         other.finish()
     finally:
@@ -381,3 +381,9 @@ def test_progress_is_a_bar_on_a_terminal(tmp_path, monkeypatch):
     assert f"{live.id} (live): skipped: running" in out  # skipped runs keep their own line
     assert out.endswith("steplog compact: 2 compacted, 0 already compacted, 1 skipped\n")
     live.finish()
+
+
+def test_runs_to_compact_may_be_a_run_directory(tmp_path):
+    a, b = _make_run(tmp_path, name="a"), _make_run(tmp_path, name="b")
+    assert steplog.compact(tmp_path, runs=b.dir, quiet=True) == [b.id]  # one path, as resolve_run takes it
+    assert [(d, action) for d, action, _ in compact_module.plan_compaction(tmp_path, a.dir)] == [(a.dir, "compact")]

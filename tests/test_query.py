@@ -4,6 +4,7 @@ best, export, and runs() reading sidecars only."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -213,3 +214,56 @@ def test_best_auto_maximises_accuracy_and_minimises_loss(tmp_path):
     assert (best_acc["name"], best_acc["value"], best_acc["step"]) == ("b", 0.9, 1)
     best_loss = steplog.best("val_loss", mode="auto", root=root)
     assert (best_loss["name"], best_loss["value"]) == ("a", 1.5)
+
+
+def test_scan_resolves_only_the_live_runs_a_name_filter_keeps(tmp_path, monkeypatch):
+    for name in ("keep", "other", "third"):
+        _run(tmp_path, name, [{"loss": 1.0}, {"loss": 0.5}])
+    resolved = []
+    real = steplog.query.resolve_history
+    monkeypatch.setattr(steplog.query, "resolve_history", lambda events, **kw: resolved.append(events.start["name"])
+                        or real(events, **kw))
+    frame = steplog.scan(tmp_path).filter(pl.col("name") == "keep")
+    assert frame.collect_schema().names()[-1] == "loss" and resolved == []  # the schema needs no history
+    assert frame.select("step", "loss").collect().rows() == [(0, 1.0), (1, 0.5)]
+    assert resolved == ["keep"]
+    everything = steplog.scan(tmp_path)
+    everything.collect(), everything.collect()
+    assert sorted(resolved[1:]) == ["keep", "other", "third"]  # once per run and scan
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Counts, per run name, the events files parsed and the histories resolved by queries."""
+    counts = {"read": [], "resolved": []}
+    real_read, real_resolve = steplog.query.read_events, steplog.query.resolve_history
+
+    def read(path, *args, **kwargs):
+        events = real_read(path, *args, **kwargs)
+        counts["read"].append(events.start["name"])
+        return events
+
+    def resolve(events, **kwargs):
+        counts["resolved"].append(events.start["name"])
+        return real_resolve(events, **kwargs)
+
+    monkeypatch.setattr(steplog.query, "read_events", read)
+    monkeypatch.setattr(steplog.query, "resolve_history", resolve)
+    monkeypatch.setattr(sys.modules["steplog.compact"], "resolve_history", resolve)
+    return counts
+
+
+def test_each_live_run_is_read_and_resolved_once_per_query(tmp_path, reads):
+    resumed = _run(tmp_path, "a", [{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.0}])
+    again = steplog.init(resume=resumed.id, root=tmp_path, start_step=1)
+    again.log({"loss": 0.5})
+    again.finish()
+    _run(tmp_path, "b", [{"loss": 2.5}, {"acc": 0.5}])
+    info = steplog.query.run_info("a", tmp_path)
+    assert (info["num_steps"], info["superseded_rows"], info["summary"]["loss"]["min"]) == (2, 2, 0.5)
+    assert reads == {"read": ["a"], "resolved": ["a"]}
+    for query in (lambda: steplog.compare(root=tmp_path), lambda: steplog.runs(tmp_path, metrics="all")):
+        reads["read"].clear(), reads["resolved"].clear()
+        table = query()
+        assert table["loss.best"].to_list() == [0.5, 2.5] and table["loss.last"].to_list() == [0.5, 2.5]
+        assert reads == {"read": ["a", "b"], "resolved": ["a", "b"]}

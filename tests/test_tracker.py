@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -302,13 +303,20 @@ def test_plain_steplog_runs_load_too(root: Path) -> None:
     assert ExperimentConfig.from_dict({"experiment_name": "x", "extra": [1, 2]}).extra == {"extra": [1, 2]}
 
 
-def test_resume_through_the_tracker(root: Path) -> None:
-    with ExperimentTracker(ExperimentConfig("long"), log_dir=root) as tracker:
-        for it in range(10):
-            tracker.log_metrics(it, train_loss=10.0 - it)
+def _trained_then_resumed(root: Path, name: str, iterations: int, start_step: int) -> tuple[ExperimentTracker, ...]:
+    """A tracked run of ``iterations`` (train_loss = iterations - it, one gradient step each) and a
+    tracker resuming it at ``start_step`` with the gradient step a checkpoint would restore."""
+    with ExperimentTracker(ExperimentConfig(name), log_dir=root) as tracker:
+        for it in range(iterations):
+            tracker.log_metrics(it, train_loss=float(iterations - it))
             tracker.increment_gradient_step()
-    again = ExperimentTracker(ExperimentConfig("long"), log_dir=root, resume="long", start_step=6)
-    again.gradient_step = 6  # from the checkpoint
+    again = ExperimentTracker(ExperimentConfig(name), log_dir=root, resume=name, start_step=start_step)
+    again.gradient_step = start_step  # from the checkpoint
+    return tracker, again
+
+
+def test_resume_through_the_tracker(root: Path) -> None:
+    tracker, again = _trained_then_resumed(root, "long", 10, start_step=6)
     with again:
         for it in range(6, 12):
             again.log_metrics(it, train_loss=0.1 * it)
@@ -360,3 +368,51 @@ def test_resume_auto_starts_a_new_run_unless_one_crashed(root: Path) -> None:
         second.log_metrics(0, train_loss=0.9)
     assert first.run_id != second.run_id
     assert len(ExperimentAnalyzer(root).load_all()) == 2
+
+
+def test_resuming_at_the_last_step_keeps_the_gradient_step(root: Path) -> None:
+    _, resumed = _trained_then_resumed(root, "again", 4, start_step=3)
+    with resumed:
+        resumed.log_metrics(3, train_loss=0.9)  # the last step of the crashed segment, logged again
+        resumed.log_eval(3, val_loss=1.1)  # the same iteration: the row keeps its count
+        resumed.increment_gradient_step()
+        resumed.log_metrics(4, train_loss=0.8)
+    frame = ExperimentAnalyzer(root).get_experiment("again").metrics
+    assert frame["gradient_step"].to_list() == [0, 1, 2, 3, 4]
+    assert frame["val_loss"].to_list()[3] == 1.1
+
+
+def test_the_comparison_and_the_report_read_each_run_once(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from steplog.report import runs_report_frame
+
+    for lr in (1e-3, 1e-2):
+        with ExperimentTracker(ExperimentConfig(f"lr_{lr:g}", learning_rate=lr), log_dir=root) as tracker:
+            tracker.log_metrics(0, train_loss=2.0)
+            tracker.log_eval(0, val_loss=2.0 - lr)
+            tracker.finish(notes=f"lr {lr:g}")
+    read = []
+    real = steplog.query.read_events
+    monkeypatch.setattr(steplog.query, "read_events", lambda path, *a, **k: read.append(path.parent.name) or real(path, *a, **k))
+    frame = ExperimentAnalyzer(root).comparison_frame()
+    assert frame.columns == ["name", "run_id", "status", "iterations", "duration_s", "config.learning_rate",
+                             "train_loss.best", "train_loss.last", "val_loss.best", "val_loss.last"]
+    assert sorted(read) == sorted(frame["run_id"].to_list())
+    read.clear()
+    report = runs_report_frame(root)
+    assert report["notes"].to_list() == ["lr 0.001", "lr 0.01"] and report.columns[5:7] == ["started", "notes"]
+    assert sorted(read) == sorted(frame["run_id"].to_list())
+
+
+def test_save_says_when_the_run_could_not_be_compacted(root: Path) -> None:
+    tracker = ExperimentTracker(ExperimentConfig("held"), log_dir=root)
+    tracker.start()
+    tracker.log_metrics(0, train_loss=1.0)
+    tracker.finish()
+    steplog.store.acquire_lock(tracker.run_dir, time.time())  # as another compaction would hold it
+    try:
+        with pytest.warns(UserWarning, match=f"run {tracker.run_id} .*was not compacted: running"):
+            path = tracker.save()
+        assert path == tracker.run_dir / "events.jsonl" and path.exists()
+    finally:
+        steplog.store.release_lock(tracker.run_dir)
+    assert tracker.save() == tracker.run_dir / "run.json" and (tracker.run_dir / "run.json").exists()

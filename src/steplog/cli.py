@@ -25,7 +25,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,10 +134,9 @@ def _print_json(value: Any) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+    from .compact import write_atomically
+
+    write_atomically(path, text.encode("utf-8"))  # an OSError says "cannot write <path>: <reason>"
 
 
 def _local_minute(value: _dt.datetime | None) -> str:
@@ -164,8 +163,8 @@ def _ls_arguments(parser: argparse.ArgumentParser) -> None:
 def _ls(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from .query import runs
-    from .tables import format_duration, text_table
+    from .query import check_metrics, runs
+    from .tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
 
     root = _root(args)
     table = runs(root, metrics="all", figures=("best", "last"), mode="auto").reverse()  # newest first
@@ -175,7 +174,7 @@ def _ls(args: argparse.Namespace) -> int:
         table = table.filter(pl.Series([fnmatch.fnmatchcase(n or "", args.name) for n in table["name"]]))
     logged = [c[: -len(".last")] for c in table.columns if c.endswith(".last") and not c.startswith("config.")]
     if args.metrics:
-        _check_metrics(args.metrics, logged, root)
+        check_metrics(args.metrics, logged, root)
     if args.json:
         _print_json(table.to_dicts())
         return 0
@@ -195,7 +194,8 @@ def _ls(args: argparse.Namespace) -> int:
     )
     print(text_table(shown, width=_width(args), significant=4, split_headers=True,
                      formats={"time": format_duration, "started": _local_minute}, right=["time"],
-                     truncatable=["name"], droppable=["started", *(f"{m}.last" for m in reversed(chosen)), "time"]))
+                     truncatable=["name"], droppable=["started", *(f"{m}.last" for m in reversed(chosen)), "time"],
+                     min_truncated=SOFT_TRUNCATED_WIDTH))
     return 0
 
 
@@ -216,14 +216,6 @@ def main_metrics(table: Any, logged: Sequence[str], count: int = MAIN_METRICS) -
     return [logged[i] for i in order[:count]]
 
 
-def _check_metrics(metrics: Iterable[str], logged: Sequence[str], root: Path) -> None:
-    from .query import metric_hint
-
-    for metric in metrics:
-        if metric not in logged:
-            raise CommandError(f"no run in {root} logged metric {metric!r}; {metric_hint(metric, logged)}")
-
-
 # --- show -------------------------------------------------------------------------------------
 
 
@@ -237,7 +229,7 @@ def _show_arguments(parser: argparse.ArgumentParser) -> None:
 def _show(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from .compact import SUMMARY_FIELDS
+    from .compact import SUMMARY_FIELDS, SUMMARY_TYPES
     from .query import flatten_config, run_info
     from .tables import format_duration, format_value, text_table, truncate
 
@@ -277,8 +269,7 @@ def _show(args: argparse.Namespace) -> int:
     summary = info["summary"]
     if summary:
         figures = pl.DataFrame([{"metric": m, **{f: s.get(f) for f in SUMMARY_FIELDS}} for m, s in summary.items()],
-                               schema={"metric": pl.String, **{f: pl.Int64 if f in ("count", "nan_count", "step_of_min",
-                                       "step_of_max") else pl.Float64 for f in SUMMARY_FIELDS}})
+                               schema={"metric": pl.String, **SUMMARY_TYPES})
         figures = figures.rename({"nan_count": "nans", "step_of_min": "min_at", "step_of_max": "max_at"})
         figures = figures.select("metric", "count", "nans", "last", "min", "min_at", "max", "max_at", "first", "mean", "std")
         lines += ["", "metrics:", text_table(figures, width=width, significant=4)]
@@ -357,15 +348,20 @@ def _compact_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compact (default: every run under --root)")
     _add_root(parser)
     parser.add_argument("--dry-run", action="store_true", help="list what would be compacted and what skipped, and why")
+    parser.description = (f"{parser.description}\n\nexit code 1 when a run could not be compacted (files not "
+                          f"writable, no start event); running runs are skipped, which is not an error")
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from .compact import compact, plan_compaction
+    from .compact import compact_each, is_failure, plan_compaction
     from .store import run_name
 
     root = _root(args)
     if not args.dry_run:
-        compact(root, args.runs or None)  # progress and a summary line on stderr
+        outcomes = compact_each(root, args.runs or None)  # progress and a summary line on stderr
+        failed = [run_dir.name for run_dir, outcome, detail in outcomes if is_failure(outcome, detail)]
+        if failed:
+            raise CommandError(f"{len(failed)} run(s) could not be compacted: {', '.join(failed)} (the reasons are above)")
         return 0
     plan = plan_compaction(root, args.runs or None)
     short = _short_ids(root)
@@ -455,10 +451,14 @@ def _step_line(row: dict[str, Any]) -> str:
 
 
 def _size(text: str) -> tuple[int, int]:
+    from .plot import MIN_SIZE
+
     try:
         width, height = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write WIDTHxHEIGHT in pixels, e.g. 1200x800") from None
+    if width < MIN_SIZE or height < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small for a plot; use at least {MIN_SIZE}x{MIN_SIZE} pixels")
     return width, height
 
 
@@ -514,11 +514,13 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write the Markdown table into FILE between its steplog markers (e.g. docs/EXPERIMENT_LOG.md)")
     parser.add_argument("--metrics", type=_metric_list, metavar="M1,M2",
                         help="metrics to show, comma-separated (default: train_loss,val_loss)")
+    parser.add_argument("--width", type=_positive_int, metavar="N",
+                        help=f"fit the text table into N columns (default: the terminal's width, else {DEFAULT_WIDTH}, "
+                             f"when printed; not fitted when written with -o)")
 
 
 def _report(args: argparse.Namespace) -> int:
     from .report import fill_experiment_log, runs_markdown, runs_report_frame
-    from .tables import text_table
 
     root = _root(args)
     if args.fill is not None:
@@ -529,13 +531,30 @@ def _report(args: argparse.Namespace) -> int:
         text = runs_markdown(root, args.metrics)
     else:
         frame = runs_report_frame(root, args.metrics)
-        text = text_table(frame) if frame.height else f"(no runs in {root})"
+        text = _report_text(frame, root, None if args.output is not None and not args.width else _width(args)) \
+            if frame.height else f"(no runs in {root})"
     if args.output is None:
         print(text)
     else:
         _write_text(args.output, text + "\n")
         print(f"wrote the report of {root} to {args.output}")
     return 0
+
+
+def _report_text(frame: Any, root: Path, width: int | None) -> str:
+    """The report as aligned text (ids shortened as ``ls`` shows them), fitted into ``width``: names
+    and notes are cut in the middle, then the config, start and notes columns are left out."""
+    import polars as pl
+
+    from .tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
+
+    shown = frame.with_columns(pl.col("run_id").replace_strict(_short_ids(root), default=pl.col("run_id"))).rename(
+        {"run_id": "id", "duration_s": "time"})
+    config = [c for c in shown.columns if c.startswith("config.")]
+    return text_table(shown, width=width, significant=4, split_headers=True,
+                      formats={"time": format_duration, "started": _local_minute}, right=["time"],
+                      truncatable=["name", "notes"], droppable=[*reversed(config), "notes", "started"],
+                      min_truncated=SOFT_TRUNCATED_WIDTH)
 
 
 COMMANDS: list[Command] = [

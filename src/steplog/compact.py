@@ -12,8 +12,9 @@
   (``summarize``), and the size and SHA-256 of the events file that was compacted.
 
 The order makes a kill harmless at any moment: Parquet to a temporary name, verified (row count
-against the events), sidecar to a temporary name, both renamed, then the events file moved. Until
-that last rename the events file is where readers look, and a rerun finishes the job. A run is
+against the events) and renamed, then the sidecar the same way (``write_atomically``), then the
+events file moved. Until that last rename the events file is where readers look, and a rerun
+finishes the job. A run is
 compacted again only when its events file differs from what its sidecar records.
 docs/format.md describes both files.
 
@@ -37,9 +38,9 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import orjson
 import polars as pl
@@ -56,9 +57,13 @@ ROW_GROUP_SIZE = 131_072
 #: The per-metric figures of ``summarize``, in order.
 SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "last", "step_of_min", "step_of_max")
 
-_FLOAT_FIELDS = ("min", "max", "mean", "std", "first", "last")
+#: The Polars type of each figure of ``SUMMARY_FIELDS``: counts and steps are Int64, values Float64.
+SUMMARY_TYPES = {field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
+                 for field in SUMMARY_FIELDS}
 _NOT_METRICS = frozenset({"run_id", "name", "segment", "superseded", "step", "wallclock", "time"})
 _TMP = ".tmp"
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
+_RUNNING = "running"  # how the detail of a run skipped for being written starts
 
 
 # --- what a run holds, for sidecars and live runs alike -------------------------------------------
@@ -150,6 +155,28 @@ def run_facts(run_dir: Path, events: RunEvents, history_all: pl.DataFrame | None
     }
 
 
+def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Frame:
+    """The rows of an all-segments history (``resolve_history(events, all_segments=True)``, or
+    ``metrics.parquet``, of one run or several) as ``steplog.history`` shows them: without the rows
+    a resume superseded, sorted by step (within ``run_id`` when there is one). ``steps_sorted``
+    says they are in step order already (a sidecar's ``steps_sorted``: no sort needed); None finds
+    out (a DataFrame only). A resumed segment that logs steps below its start step needs the sort.
+
+    Example:
+        >>> h = pl.DataFrame({"segment": [0, 0, 1], "step": [0, 1, 1], "superseded": [False, True, False],
+        ...                   "loss": [3.0, 2.0, 1.0]})
+        >>> current_rows(h).rows()
+        [(0, 3.0), (1, 1.0)]
+    """
+    current = history_all.filter(~pl.col("superseded")).drop("segment", "superseded")
+    if steps_sorted is None:
+        steps_sorted = bool(current["step"].is_sorted())
+    if steps_sorted:
+        return current
+    keys = ["run_id", "step"] if "run_id" in current.collect_schema().names() else ["step"]
+    return current.sort(keys, maintain_order=True)
+
+
 def _segments(events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any]) -> list[dict[str, Any]]:
     count = 1 + len(events.resumes)
     by_rows = {row["segment"]: row for row in history_all.group_by("segment").agg(
@@ -218,7 +245,7 @@ def decode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
         >>> decode_summary({"loss": {"max": "inf", "count": 2}})
         {'loss': {'max': inf, 'count': 2}}
     """
-    return {name: {k: (fmt.decode_nonfinite(v) if isinstance(v, str) and k in _FLOAT_FIELDS else v)
+    return {name: {k: (fmt.decode_nonfinite(v) if isinstance(v, str) and SUMMARY_TYPES.get(k) == pl.Float64 else v)
                    for k, v in figures.items()} for name, figures in summary.items()}
 
 
@@ -241,17 +268,6 @@ def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
     return sidecar
 
 
-def is_compacted(run_dir: Path) -> bool:
-    """Whether queries read this run from its Parquet file and sidecar: it has a readable sidecar
-    and no events file (which, when present, is always what queries read).
-
-    Example:
-        >>> is_compacted(Path("/no/such/run"))
-        False
-    """
-    return not (run_dir / fmt.EVENTS_FILE).exists() and read_sidecar(run_dir) is not None
-
-
 # --- compaction -------------------------------------------------------------------------------
 
 
@@ -272,16 +288,42 @@ def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | N
         >>> len(compact(root, quiet=True))
         1
     """
-    dirs = _dirs(root, runs)
+    return [run_dir.name for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet) if outcome == "compacted"]
+
+
+def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
+                 quiet: bool = False) -> list[tuple[Path, str, str]]:
+    """``compact``, returning what happened to each run, oldest first: ``(run dir, outcome,
+    detail)`` as ``compact_run`` returns them. ``is_failure`` tells the skipped runs that are an
+    error (unwritable files, no start event) from those skipped because they are running.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> steplog.init(name="a", root=root).finish()
+        >>> [(outcome, detail) for _, outcome, detail in compact_each(root, quiet=True)]
+        [('compacted', '0 steps, finished')]
+    """
+    dirs = store.resolve_runs(runs, root)
     progress = _Progress(len(dirs), quiet)
-    done: list[str] = []
+    outcomes = []
     for run_dir in dirs:
         outcome, detail = compact_run(run_dir)
-        if outcome == "compacted":
-            done.append(run_dir.name)
+        outcomes.append((run_dir, outcome, detail))
         progress.update(run_dir, outcome, detail)
     progress.close()
-    return done
+    return outcomes
+
+
+def is_failure(outcome: str, detail: str) -> bool:
+    """Whether a ``compact_run`` outcome means the run could not be compacted: skipped for any
+    reason but being written (a running run is skipped by design).
+
+    Example:
+        >>> is_failure("skipped", "running (pid 12 on host vm)"), is_failure("skipped", "no readable start event")
+        (False, True)
+    """
+    return outcome == "skipped" and not detail.startswith(_RUNNING)
 
 
 def compact_run(run_dir: Path) -> tuple[str, str]:
@@ -306,7 +348,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
     try:
         store.acquire_lock(run_dir, time.time())  # keeps writers (resume) out while we work
     except store.RunLockedError as exc:
-        return "skipped", f"running ({exc})"
+        return "skipped", f"{_RUNNING} ({exc})"
     try:
         return _compact_locked(run_dir, source, sidecar)
     except OSError as exc:
@@ -350,13 +392,13 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
         [('compact', 'finished')]
     """
     plan = []
-    for run_dir in _dirs(root, runs):
+    for run_dir in store.resolve_runs(runs, root):
         action, why, source, _ = _decide(run_dir)
         if source is not None:
             if store.writer_is_alive(run_dir):
                 lock = store.read_lock(run_dir)
                 who = f"pid {lock.pid} on host {lock.host}" if lock else "another process"
-                action, why = "skipped", f"running (written by {who})"
+                action, why = "skipped", f"{_RUNNING} (written by {who})"
             else:
                 status = store.current_status(run_dir) if source.parent == run_dir else "archived events"
                 why = f"{status}, {_size(source.stat().st_size)} of events; {why}"
@@ -364,20 +406,12 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
     return plan
 
 
-def _dirs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[Path]:
-    if runs is None:
-        return store.run_dirs(root)
-    if isinstance(runs, str):
-        runs = [runs]
-    return list(dict.fromkeys(store.resolve_run(ref, root) for ref in runs))
-
-
 def _size(count: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
+    for unit in ("bytes", "KiB", "MiB"):
+        if count < 1024:
             return f"{count:,} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
         count /= 1024
-    return f"{count} bytes"
+    return f"{count:.1f} GiB"
 
 
 def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:
@@ -403,18 +437,20 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         return "skipped", f"history has {history_all.height} rows but the events hold {expected_rows} (segment, step) pairs"
     facts = run_facts(run_dir, events, history_all)
     table = history_all.select(pl.lit(facts["run_id"], pl.String).alias("run_id"), pl.all())
-    current = history_all.filter(~pl.col("superseded")).drop("segment", "superseded")
-    steps_sorted = bool(current["step"].is_sorted())
-    if not steps_sorted:  # a resumed segment logged steps below its start step: history sorts by step
-        current = current.sort("step", maintain_order=True)
-    parquet_tmp = run_dir / (fmt.PARQUET_FILE + _TMP)
-    with open(parquet_tmp, "wb") as f:
-        table.write_parquet(f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE)
-        f.flush()
-        os.fsync(f.fileno())
-    written = pq.read_metadata(parquet_tmp)
-    if written.num_rows != expected_rows or written.schema.names != table.columns:
-        return "skipped", f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; events untouched"
+    steps_sorted = bool(history_all.filter(~pl.col("superseded"))["step"].is_sorted())
+    current = current_rows(history_all, steps_sorted)
+
+    def verify(tmp: Path) -> None:
+        written = pq.read_metadata(tmp)
+        if written.num_rows != expected_rows or written.schema.names != table.columns:
+            raise _NotVerified(f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; "
+                               f"events untouched")
+
+    try:
+        parquet = write_atomically(run_dir / fmt.PARQUET_FILE, lambda f: table.write_parquet(
+            f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE), check=verify)
+    except _NotVerified as exc:
+        return "skipped", str(exc)
     sidecar = {
         "sidecar_version": SIDECAR_VERSION,
         "status": status,
@@ -422,18 +458,14 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         "metrics": {name: "Float64" for name in events.metric_names},
         "steps_sorted": steps_sorted,
         "summary": encode_summary(summarize(current)),
-        "parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet_tmp.stat().st_size,
+        "parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet.stat().st_size,
                     "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
         "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
                    "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
                    "torn_tail_bytes": events.torn_tail_bytes},
         "compacted_at": time.time(),
     }
-    sidecar_tmp = run_dir / (fmt.SIDECAR_FILE + _TMP)
-    _write_synced(sidecar_tmp, orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-    os.replace(parquet_tmp, run_dir / fmt.PARQUET_FILE)
-    os.replace(sidecar_tmp, run_dir / fmt.SIDECAR_FILE)
-    _fsync_dir(run_dir)
+    write_atomically(run_dir / fmt.SIDECAR_FILE, orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     if source.parent == run_dir:
         _archive_events(run_dir)
     return "compacted", f"{facts['num_steps']:,} steps, {status}"
@@ -454,11 +486,44 @@ def _archive_events(run_dir: Path) -> None:
     _fsync_dir(run_dir)
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *,
+                     check: Callable[[Path], None] | None = None) -> Path:
+    """Write ``path`` so that it is never seen half-written: ``content`` (bytes, or a function
+    writing to the open binary file) goes to ``<path>.tmp`` in the same folder, is fsynced, checked
+    by ``check(temporary path)`` if given (it raises to stop), renamed over ``path``, and the folder
+    fsynced. On any error the temporary file is removed; an OSError names ``path`` (``cannot write
+    <path>: <reason>``), not the temporary file. Returns ``path``.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> write_atomically(target, b"hello").read_text()
+        'hello'
+        >>> write_atomically("/no/such/dir/notes.txt", b"x")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: [Errno 2] cannot write /no/such/dir/notes.txt: No such file or directory
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + _TMP)
+    try:
+        with open(tmp, "wb") as f:
+            if isinstance(content, bytes):
+                f.write(content)
+            else:
+                content(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <path>"
+        raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
+    finally:
+        _remove(tmp)
+    _fsync_dir(path.parent)
+    return path
 
 
 def _fsync_dir(path: Path) -> None:
@@ -477,8 +542,12 @@ def _fsync_dir(path: Path) -> None:
 def _remove(path: Path) -> None:
     try:
         path.unlink()
-    except FileNotFoundError:
+    except OSError:  # gone already, or its folder is
         pass
+
+
+class _NotVerified(Exception):
+    """The Parquet file written does not hold what the events do."""
 
 
 class _Progress:

@@ -25,10 +25,12 @@ from typing import Any
 import polars as pl
 
 from . import store
-from .query import history, metric_hint
+from .query import check_metrics, history
 from .reader import metric_col
 
 X_AXES = ("step", "wallclock", "time")
+#: The smallest width and height of a plot, in pixels.
+MIN_SIZE = 100
 
 
 class PlotUnavailableError(ImportError):
@@ -73,12 +75,12 @@ def plot_curves(
     if smooth is not None and (not isinstance(smooth, int) or smooth < 1):
         raise ValueError(f"smooth={smooth!r} must be a whole number of points >= 1")
     width, height = size
-    if width < 100 or height < 100:
-        raise ValueError(f"size={size!r} is too small for a plot; use at least 100x100 pixels")
+    if width < MIN_SIZE or height < MIN_SIZE:
+        raise ValueError(f"size={size!r} is too small for a plot; use at least {MIN_SIZE}x{MIN_SIZE} pixels")
     figure_cls, canvas_cls = _matplotlib()
 
     curves = _load(runs, root)
-    _check_metrics(metrics, curves)
+    check_metrics(metrics, {c for _, frame in curves for c in frame.columns if c not in X_AXES}, root)
     figure = figure_cls(figsize=(width / dpi, height / dpi), dpi=dpi)
     canvas_cls(figure)
     axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
@@ -133,10 +135,3 @@ def _load(runs: Sequence[str], root: str | os.PathLike) -> list[tuple[str, pl.Da
         label = name if names.count(name) == 1 else f"{name} ({d.name[-6:]})"
         curves.append((label, history(d, root)))
     return curves
-
-
-def _check_metrics(metrics: Sequence[str], curves: list[tuple[str, pl.DataFrame]]) -> None:
-    known = {c for _, frame in curves for c in frame.columns if c not in X_AXES}
-    for metric in metrics:
-        if not any(metric in frame.columns for _, frame in curves):
-            raise ValueError(f"no run here logged metric {metric!r}; {metric_hint(metric, known)}")

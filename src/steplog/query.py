@@ -32,7 +32,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .compact import SUMMARY_FIELDS, read_sidecar, run_facts, summarize
+from .compact import SUMMARY_FIELDS, SUMMARY_TYPES, current_rows, read_sidecar, run_facts, summarize, write_atomically
 from .reader import RunEvents, metric_col, read_events, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
@@ -61,18 +61,7 @@ def _load(run_dir: Path) -> tuple[RunEvents | None, dict[str, Any] | None]:
 
 def _compacted_history(run_dir: Path, sidecar: dict[str, Any], all_segments: bool) -> pl.LazyFrame:
     frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
-    return _current_rows(frame, [sidecar], all_segments).drop("run_id")
-
-
-def _current_rows(frame: pl.LazyFrame, sidecars: list[dict[str, Any]], all_segments: bool = False) -> pl.LazyFrame:
-    """Rows of compacted runs as ``history`` shows them: without superseded rows (unless
-    ``all_segments``), sorted by step."""
-    if all_segments:
-        return frame
-    frame = frame.filter(~pl.col("superseded")).drop("segment", "superseded")
-    if not all(s.get("steps_sorted") for s in sidecars):
-        frame = frame.sort("run_id", "step", maintain_order=True)
-    return frame
+    return (frame if all_segments else current_rows(frame, bool(sidecar.get("steps_sorted")))).drop("run_id")
 
 
 def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
@@ -144,9 +133,10 @@ def _summary(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | Non
 
 
 def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] | str | None = None,
-         figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min") -> pl.DataFrame:
-    """One row per run under ``root``, oldest first. Compacted runs are read from their sidecar
-    only (their Parquet file is never opened).
+         figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
+         runs: Iterable[str] | None = None) -> pl.DataFrame:
+    """One row per run under ``root`` (or per run of ``runs``: ids, id prefixes or names), oldest
+    first. Compacted runs are read from their sidecar only (their Parquet file is never opened).
 
     Columns: ``run_id``, ``name``, ``status`` (running / finished / failed / crashed),
     ``start_time``, ``end_time`` (UTC datetimes; the last event for a run that has not finished),
@@ -166,14 +156,16 @@ def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] 
         ...     run.log({"loss": 2.0}); run.log({"loss": 1.0}); run.log({"loss": 1.5})
         >>> steplog.runs(root=root, metrics="all").select("name", "loss.best", "loss.last").rows()
         [('a', None, None), ('b', 1.0, 1.5)]
+        >>> steplog.runs(root=root, runs=["b"])["name"].to_list()
+        ['b']
     """
     if metrics is None:
-        records = [run_record(d) for d in store.run_dirs(root)]
+        records = [run_record(d) for d in store.resolve_runs(runs, root)]
         return _records_frame([r for r in records if r is not None])
     figures = _check_figures(figures)
-    records, summaries = _records_and_summaries(root, None)
+    records, summaries = _records_and_summaries(root, runs)
     return _records_frame(records).with_columns(
-        _figure_columns(summaries, None if metrics == "all" else metrics, figures, mode))
+        _figure_columns(summaries, None if metrics == "all" else metrics, figures, mode, root))
 
 
 def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
@@ -184,15 +176,29 @@ def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | N
         True
     """
     found = _facts(run_dir, loaded)
-    if found is None:
-        return None
-    facts, status = found
+    return None if found is None else _record(found)
+
+
+class _Facts:
+    """What one read of a run gives: ``facts`` (``compact.run_facts``, or the sidecar), ``status``,
+    and for a run read from its events the all-segments history they were computed from, which
+    ``summary`` uses instead of resolving the events again."""
+
+    def __init__(self, facts: dict[str, Any], status: str | None, history_all: pl.DataFrame | None) -> None:
+        self.facts, self.status, self.history_all = facts, status, history_all
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return self.facts["summary"] if self.history_all is None else summarize(current_rows(self.history_all))
+
+
+def _record(found: _Facts) -> dict[str, Any]:
+    facts = found.facts
     finish = facts.get("finish") or {}
     error = finish.get("error")
     return {
         "run_id": facts["run_id"],
         "name": facts["name"],
-        "status": status,
+        "status": found.status,
         "start_time": _utc(facts["start_time"]),
         "end_time": _utc(facts["end_time"]),
         "duration_s": facts["duration_s"],
@@ -205,20 +211,20 @@ def run_record(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | N
     }
 
 
-def _facts(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None
-           ) -> tuple[dict[str, Any], str | None] | None:
-    """(``compact.run_facts`` of the run, or its sidecar; its status), or None when no run is there."""
+def _facts(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> _Facts | None:
+    """The facts of the run in ``run_dir`` from one read (``loaded``, else ``_load``); None when no run is there."""
     try:
         events, sidecar = loaded or _load(run_dir)
     except OSError:
         return None
     if sidecar is not None:
-        return sidecar, sidecar.get("status")
+        return _Facts(sidecar, sidecar.get("status"), None)
     if events is None:
         return None
-    facts = run_facts(run_dir, events)
+    history_all = resolve_history(events, all_segments=True)
+    facts = run_facts(run_dir, events, history_all)
     finish = facts["finish"]
-    return facts, store.run_status(run_dir, finish.get("status") if finish else None)
+    return _Facts(facts, store.run_status(run_dir, finish.get("status") if finish else None), history_all)
 
 
 def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> dict[str, Any]:
@@ -243,12 +249,10 @@ def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
         ['finished']
     """
     run_dir = store.resolve_run(run, root)
-    loaded = _load(run_dir)
-    found = _facts(run_dir, loaded)
+    found = _facts(run_dir)
     if found is None:
         raise store.RunNotFoundError(f"{run_dir} holds no readable run")
-    facts, status = found
-    record = run_record(run_dir, loaded) or {}
+    facts, record = found.facts, _record(found)
     segments = [{**{k: v for k, v in segment.items() if k not in ("finish", "meta")},
                  "start_time": _utc(segment.get("start_time")), "end_time": _utc(segment.get("end_time")),
                  "status": (segment.get("finish") or {}).get("status")}
@@ -256,9 +260,9 @@ def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
     return {
         "run_id": facts["run_id"],
         "name": facts["name"],
-        "status": status,
+        "status": found.status,
         "dir": str(run_dir),
-        "compacted": loaded[1] is not None,
+        "compacted": found.history_all is None,
         "config": record.get("config", {}),
         "meta": facts.get("meta") if isinstance(facts.get("meta"), dict) else {},
         "start_time": record.get("start_time"),
@@ -272,19 +276,11 @@ def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
         "error": record.get("error"),
         "notes": record.get("notes"),
         "segments": segments,
-        "summary": _summary(run_dir, loaded),
+        "summary": found.summary(),
     }
 
 
 # --- many runs at once ------------------------------------------------------------------------
-
-
-def _selected_dirs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[Path]:
-    if runs is None:
-        return store.run_dirs(root)
-    if isinstance(runs, (str, os.PathLike)):
-        runs = [runs]
-    return list(dict.fromkeys(store.resolve_run(ref, root) for ref in runs))
 
 
 def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
@@ -292,9 +288,11 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
     ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
     did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
 
-    Lazy for real: a filter on ``run_id`` or ``name`` decides which runs are read before any
-    Parquet file is opened, and only the columns a query uses are read from Parquet. Runs that are
-    not compacted are parsed from their events when the schema is first needed (once per scan).
+    Lazy: a filter on ``run_id`` or ``name`` decides which runs are read. A compacted run the
+    filter leaves out is never opened beyond its sidecar, and only the columns a query uses are
+    read from its Parquet file. A run that is not compacted has its events file parsed once per
+    scan, when the schema is first needed (to learn its metric names); its history is built only
+    if the filter keeps it.
 
     Example:
         >>> import tempfile, steplog
@@ -307,41 +305,44 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
     """
     from polars.io.plugins import register_io_source
 
-    source = _ScanSource(_selected_dirs(root, runs))
+    source = _ScanSource(store.resolve_runs(runs, root))
     return register_io_source(source.read, schema=source.schema)
 
 
 class _ScanSource:
-    """The runs of one ``scan``: sidecars and live histories are loaded once, on first use."""
+    """The runs of one ``scan``. Sidecars and live runs' events are loaded once, on first use (the
+    events give a live run's metric names for the schema); a live run's history is resolved only
+    when a read keeps the run, and once."""
 
     def __init__(self, dirs: list[Path]) -> None:
         self.dirs = dirs
-        self._parts: list[tuple[str, str, Path | None, dict[str, Any] | None, pl.DataFrame | None]] | None = None
+        self._parts: list[tuple[str, str, Path, dict[str, Any] | None, RunEvents | None]] | None = None
         self._schema: pl.Schema | None = None
+        self._histories: dict[Path, pl.DataFrame] = {}
 
-    def parts(self) -> list[tuple[str, str, Path | None, dict[str, Any] | None, pl.DataFrame | None]]:
-        """(run_id, name, run dir if compacted, sidecar, history if live) per run, in run order."""
+    def parts(self) -> list[tuple[str, str, Path, dict[str, Any] | None, RunEvents | None]]:
+        """(run_id, name, run dir, sidecar if compacted, events if live) per run, in run order."""
         if self._parts is None:
             parts = []
             for run_dir in self.dirs:
-                events, sidecar = _load(run_dir)
-                if sidecar is not None:
-                    parts.append((sidecar["run_id"], sidecar["name"], run_dir, sidecar, None))
-                elif events is not None:
-                    facts = events.start or {}
-                    parts.append((facts.get("run_id", run_dir.name), facts.get("name", run_dir.name), None, None,
-                                  resolve_history(events)))
+                loaded = _load(run_dir)
+                if loaded != (None, None):
+                    parts.append((*_identity(run_dir, loaded), run_dir, *loaded[::-1]))
             self._parts = parts
         return self._parts
 
     def schema(self) -> pl.Schema:
         if self._schema is None:
             metrics: dict[str, None] = {}
-            for _, _, _, sidecar, frame in self.parts():
-                names = sidecar["metrics"] if sidecar is not None else [c for c in frame.columns if c not in _HISTORY_BASE]
-                metrics.update(dict.fromkeys(names))
+            for _, _, _, sidecar, events in self.parts():
+                metrics.update(dict.fromkeys(sidecar["metrics"] if sidecar is not None else events.metric_names))
             self._schema = pl.Schema({**_SCAN_BASE, **{name: pl.Float64 for name in metrics}})
         return self._schema
+
+    def _history(self, part: tuple) -> pl.DataFrame:
+        if part[2] not in self._histories:
+            self._histories[part[2]] = resolve_history(part[4])
+        return self._histories[part[2]]
 
     def read(self, with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
              batch_size: int | None) -> Iterator[pl.DataFrame]:
@@ -355,7 +356,7 @@ class _ScanSource:
         for index, part in enumerate(parts):
             if not keep[index]:
                 continue
-            if part[2] is not None and (not batch or batch[-1][3]["metrics"] == part[3]["metrics"]):
+            if part[3] is not None and (not batch or batch[-1][3]["metrics"] == part[3]["metrics"]):
                 batch.append(part)
                 continue
             for frame in self._frames(batch, part, schema, needed, wanted, predicate):
@@ -365,7 +366,7 @@ class _ScanSource:
                 yield frame
                 if remaining == 0:
                     return
-            batch = [part] if part[2] is not None else []
+            batch = [part] if part[3] is not None else []
         for frame in self._frames(batch, None, schema, needed, wanted, predicate):
             yield frame if remaining is None else frame.head(remaining)
 
@@ -377,14 +378,14 @@ class _ScanSource:
             columns = ["run_id", "segment", "step", "wallclock", "time", "superseded", *batch[0][3]["metrics"]]
             frame = pl.scan_parquet([p[2] / fmt.PARQUET_FILE for p in batch], hive_partitioning=False)
             read = [metric_col(c, columns) for c in columns if c in needed or c in ("run_id", "segment", "superseded")]
-            frame = _current_rows(frame.select(read), [p[3] for p in batch])
+            frame = current_rows(frame.select(read), all(p[3].get("steps_sorted") for p in batch))
             if "name" in needed:
                 names = {p[0]: p[1] for p in batch}
                 frame = frame.with_columns(pl.col("run_id").replace_strict(names, return_dtype=pl.String).alias("name"))
             yield self._finish(frame, schema, needed, wanted, predicate).collect()
-        if live is not None and live[2] is None:
-            frame = live[4].lazy().with_columns(pl.lit(live[0], pl.String).alias("run_id"),
-                                                pl.lit(live[1], pl.String).alias("name"))
+        if live is not None and live[3] is None:
+            frame = self._history(live).lazy().with_columns(pl.lit(live[0], pl.String).alias("run_id"),
+                                                            pl.lit(live[1], pl.String).alias("name"))
             yield self._finish(frame, schema, needed, wanted, predicate).collect()
 
     @staticmethod
@@ -431,7 +432,7 @@ def _conjuncts(predicate: pl.Expr) -> list[pl.Expr]:
 
 
 def _loaded_runs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[tuple[Path, tuple]]:
-    return [(d, loaded) for d in _selected_dirs(root, runs) if (loaded := _load(d)) != (None, None)]
+    return [(d, loaded) for d in store.resolve_runs(runs, root) if (loaded := _load(d)) != (None, None)]
 
 
 def _check_mode(metric: str, mode: str) -> str:
@@ -517,14 +518,27 @@ def metric_hint(metric: str, available: Iterable[str]) -> str:
     return f"metrics logged there: {', '.join(known[:20]) or 'none'}" + (" ..." if len(known) > 20 else "")
 
 
+def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: str | os.PathLike) -> None:
+    """Raise ValueError naming the first of ``metrics`` that is not among the metrics ``logged``
+    by the runs under ``root``, with the close names (``metric_hint``).
+
+    Example:
+        >>> check_metrics(["val_loss"], ["train_loss", "val_loss"], "logs")
+        >>> check_metrics(["val_los"], ["train_loss", "val_loss"], "logs")
+        Traceback (most recent call last):
+        ...
+        ValueError: no run in logs logged metric 'val_los'; did you mean 'val_loss', 'train_loss'?
+    """
+    logged = set(logged)
+    for metric in metrics:
+        if metric not in logged:
+            raise ValueError(f"no run in {root} logged metric {metric!r}; {metric_hint(metric, logged)}")
+
+
 def _identity(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None]) -> tuple[str, str]:
     events, sidecar = loaded
     start = sidecar if sidecar is not None else (events.start or {})
     return start.get("run_id", run_dir.name), start.get("name", run_dir.name)
-
-
-_FIGURE_TYPES = {"count": pl.Int64, "nan_count": pl.Int64, "step_of_min": pl.Int64, "step_of_max": pl.Int64,
-                 "step_of_best": pl.Int64}
 
 
 def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = None,
@@ -551,8 +565,19 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
     figures = _check_figures(figures)
     records, summaries = _records_and_summaries(root, runs)
     table = _records_frame(records)
-    differing = [c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1]
-    return table.select("run_id", "name", *differing).with_columns(_figure_columns(summaries, metrics, figures, mode))
+    return table.select("run_id", "name", *differing_config(table)).with_columns(
+        _figure_columns(summaries, metrics, figures, mode, root))
+
+
+def differing_config(table: pl.DataFrame) -> list[str]:
+    """The ``config.<key>`` columns of a runs table whose values differ between its rows (a key
+    missing from some runs differs): what ``compare`` shows.
+
+    Example:
+        >>> differing_config(pl.DataFrame({"name": ["a", "b"], "config.lr": [0.1, 0.2], "config.layers": [4, 4]}))
+        ['config.lr']
+    """
+    return [c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1]
 
 
 def _records_and_summaries(root: str | os.PathLike, runs: Iterable[str] | str | None
@@ -560,10 +585,10 @@ def _records_and_summaries(root: str | os.PathLike, runs: Iterable[str] | str | 
     """The ``run_record`` and the ``summary`` of each run, from one read of each run."""
     records, summaries = [], []
     for run_dir, loaded in _loaded_runs(root, runs):
-        record = run_record(run_dir, loaded)
-        if record is not None:
-            records.append(record)
-            summaries.append(_summary(run_dir, loaded))
+        found = _facts(run_dir, loaded)
+        if found is not None:
+            records.append(_record(found))
+            summaries.append(found.summary())
     return records, summaries
 
 
@@ -576,7 +601,7 @@ def _check_figures(figures: Iterable[str]) -> list[str]:
 
 
 def _figure_columns(summaries: list[dict[str, dict[str, Any]]], metrics: Iterable[str] | str | None,
-                    figures: list[str], mode: str | dict[str, str]) -> list[pl.Series]:
+                    figures: list[str], mode: str | dict[str, str], root: str | os.PathLike) -> list[pl.Series]:
     """The ``<metric>.<figure>`` columns of ``compare`` and ``runs``, one value per summary;
     ``metrics=None``: every metric in the summaries, in order of first appearance. A metric named
     that no run logged raises ValueError with close names."""
@@ -587,25 +612,23 @@ def _figure_columns(summaries: list[dict[str, dict[str, Any]]], metrics: Iterabl
         metrics = list(names)
     else:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        logged = {name for figures_of_run in summaries for name in figures_of_run}
-        for metric in metrics:
-            if summaries and metric not in logged:
-                raise ValueError(f"no run here logged metric {metric!r}; {metric_hint(metric, logged)}")
+        if summaries:
+            check_metrics(metrics, {name for figures_of_run in summaries for name in figures_of_run}, root)
     columns = []
     for metric in metrics:
         direction = _check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)
         for figure in figures:
             field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
             values = [(s.get(metric) or {}).get(field) for s in summaries]
-            columns.append(pl.Series(f"{metric}.{figure}", values, dtype=_FIGURE_TYPES.get(figure, pl.Float64)))
+            columns.append(pl.Series(f"{metric}.{figure}", values, dtype=SUMMARY_TYPES[field]))
     return columns
 
 
 def export(run: str | os.PathLike, path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *,
            all_segments: bool = False) -> Path:
     """Write a run's history (``steplog.history``) to ``path``: CSV for ``.csv``, Parquet for
-    ``.parquet``/``.pq``. The file is written under a temporary name and renamed, so it is never
-    seen half-written. Returns the path.
+    ``.parquet``/``.pq``. The file is written with ``steplog.compact.write_atomically`` (a
+    temporary name, fsync, rename), so it is never seen half-written. Returns the path.
 
     Example:
         >>> import tempfile, steplog
@@ -620,20 +643,9 @@ def export(run: str | os.PathLike, path: str | os.PathLike, root: str | os.PathL
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ValueError(f"cannot tell the format of {path} from its extension {suffix!r}; use .csv, .parquet or .pq")
     frame = history(run, root, all_segments=all_segments)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if suffix == ".csv":
-            frame.write_csv(tmp)
-        else:
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
-        os.replace(tmp, path)
-    except OSError as exc:
-        reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <tmp path>"
-        raise OSError(exc.errno, f"cannot write {path}: {reason}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    if suffix == ".csv":
+        return write_atomically(path, frame.write_csv)
+    return write_atomically(path, lambda f: frame.write_parquet(f, compression="zstd", statistics=True))
 
 
 # --- config columns ---------------------------------------------------------------------------

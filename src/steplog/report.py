@@ -2,7 +2,7 @@
 
 The table sits between two marker lines in the document; ``fill_experiment_log`` replaces what is
 between them (or appends the markers and the table when the document has none), writing the file
-under a temporary name and renaming it, so an editor never sees it half-written.
+with ``steplog.compact.write_atomically``, so an editor never sees it half-written.
 
 Example:
     >>> import tempfile
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .compact import write_atomically
 from .tables import markdown_table
 from .tracker import ExperimentAnalyzer
 
@@ -31,21 +32,13 @@ END_MARKER = "<!-- steplog:runs:end -->"
 
 def runs_report_frame(root: str | os.PathLike = "experiment_logs", metrics: Iterable[str] | None = None) -> pl.DataFrame:
     """The runs under ``root`` as the report shows them: the comparison frame of
-    ``ExperimentAnalyzer`` with the start time and the notes added after ``duration_s``.
+    ``ExperimentAnalyzer`` with the start time and the notes (``with_notes=True``).
 
     Example:
         >>> runs_report_frame("/no/such/root").height
         0
     """
-    analyzer = ExperimentAnalyzer(root)
-    logs = {log.run_id: log for log in analyzer.load_all()}
-    frame = analyzer.comparison_frame(metrics)
-    extra = pl.DataFrame({"run_id": list(logs), "started": [log.start_time for log in logs.values()],
-                          "notes": [log.notes for log in logs.values()]},
-                         schema={"run_id": pl.String, "started": pl.Datetime("us", "UTC"), "notes": pl.String})
-    lead = ["name", "run_id", "status", "iterations", "duration_s"]
-    rest = [c for c in frame.columns if c not in lead]
-    return frame.join(extra, on="run_id", how="left", maintain_order="left").select(*lead, "started", "notes", *rest)
+    return ExperimentAnalyzer(root).comparison_frame(metrics, with_notes=True)
 
 
 def runs_markdown(root: str | os.PathLike = "experiment_logs", metrics: Iterable[str] | None = None) -> str:
@@ -90,7 +83,5 @@ def fill_experiment_log(path: str | os.PathLike, root: str | os.PathLike = "expe
             raise ValueError(f"{path} has only one of the report markers; restore both lines or remove the one left:\n"
                              f"{BEGIN_MARKER}\n{END_MARKER}")
         text = text + ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + block + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, text.encode("utf-8"))
     return frame.height

@@ -22,6 +22,7 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -393,3 +394,19 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
         return finish_status
     return fmt.RUNNING if writer_is_alive(run_dir) else fmt.CRASHED
 
+
+
+def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
+                 root: str | os.PathLike = "experiment_logs") -> list[Path]:
+    """The run directories ``refs`` name (``resolve_run`` each; one ref may be given alone), each
+    once, in the order named; every run under ``root`` (``run_dirs``) when ``refs`` is None.
+
+    Example:
+        >>> resolve_runs(None, "/no/such/root")
+        []
+    """
+    if refs is None:
+        return run_dirs(root)
+    if isinstance(refs, (str, os.PathLike)):
+        refs = [refs]
+    return list(dict.fromkeys(resolve_run(ref, root) for ref in refs))

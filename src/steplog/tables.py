@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -140,7 +141,7 @@ def _cells(frame: pl.DataFrame, significant: int | None = None,
 
 def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: int | None = None,
                formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = (),
-               truncatable: Sequence[str] = (), droppable: Sequence[str] = (), keep: int = 1,
+               truncatable: Sequence[str] = (), droppable: Sequence[str] = (),
                split_headers: bool = False, min_truncated: int = MIN_TRUNCATED_WIDTH) -> str:
     """``frame`` as an aligned plain-text table: a header line, a rule, one line per row.
 
@@ -149,9 +150,10 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
     ``a.b`` on two lines (``a`` over ``b``), so a column is as wide as its values need. With
     ``width``, lines are kept within ``width`` characters: the ``truncatable`` columns are cut in the
     middle (to ``SOFT_TRUNCATED_WIDTH``), then the ``droppable`` columns are left out in that order
-    (a last line says which), then the truncatable columns are cut further (to ``min_truncated``),
-    then the columns after the first ``keep`` are stacked in blocks, each repeating the first
-    ``keep`` columns. Truncated cells (and headers) lose their middle, marked by an ellipsis.
+    (a note at the end, wrapped to ``width``, says which), then the truncatable columns are cut
+    further (to ``min_truncated``; to ``MIN_TRUNCATED_WIDTH`` when the first column and one other
+    still do not fit), then the columns after the first are stacked in blocks, each repeating the
+    first column. Truncated cells (and headers) lose their middle, marked by an ellipsis.
 
     Example:
         >>> import polars as pl
@@ -169,7 +171,8 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
         name        loss.best
         ----------  ---------
         a_ra\u2026_name     0.5000
-        (left out to fit 21 columns: loss.last)
+        (left out to fit 21
+        columns: loss.last)
     """
     header, rows, numeric = _cells(frame, significant, formats, right)
     widths = [max([_header_width(h, split_headers), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
@@ -179,17 +182,17 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
 
     titles = [_header_lines(h, split_headers) for h in header]
 
-    def cut(limit: int) -> None:
+    def cut(limit: int, columns: list[int]) -> None:
         for i, name in enumerate(header):
-            if name in truncatable and i in shown and _total(widths, shown) > width:
-                target = max(widths[i] - (_total(widths, shown) - width), limit)
+            if name in truncatable and i in columns and _total(widths, columns) > width:
+                target = max(widths[i] - (_total(widths, columns) - width), limit)
                 if target < widths[i]:
                     widths[i] = target
                     titles[i] = [truncate(part, target, middle=True) for part in titles[i]]
                     for row in rows:
                         row[i] = truncate(row[i], target, middle=True)
 
-    cut(SOFT_TRUNCATED_WIDTH)
+    cut(SOFT_TRUNCATED_WIDTH, shown)
     dropped = []
     for name in droppable:
         if _total(widths, shown) <= width:
@@ -197,9 +200,12 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
         if name in header and header.index(name) in shown:
             shown.remove(header.index(name))
             dropped.append(name)
-    cut(min_truncated)
-    note = [f"(left out to fit {width} columns: {', '.join(dropped)})"] if dropped else []
-    keep = min(keep, len(shown))
+    cut(min_truncated, shown)
+    note = textwrap.wrap(f"(left out to fit {width} columns: {', '.join(dropped)})", width,
+                         break_on_hyphens=False) if dropped else []
+    keep = min(1, len(shown))  # the first column, repeated in every block
+    if shown[keep:]:  # the widest block, one column beside the kept ones, must fit too
+        cut(MIN_TRUNCATED_WIDTH, max((shown[:keep] + [i] for i in shown[keep:]), key=lambda c: _total(widths, c)))
     blocks: list[list[int]] = []
     for index in shown[keep:]:
         if blocks and _total(widths, shown[:keep] + blocks[-1] + [index]) <= width:

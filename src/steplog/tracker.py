@@ -48,7 +48,7 @@ import polars as pl
 
 from . import format as fmt
 from . import query, store
-from .compact import compact
+from .compact import compact_each
 from .tables import format_value, text_table
 from .writer import Run, init
 
@@ -218,6 +218,7 @@ class ExperimentTracker:
         self.gradient_step = 0
         self.run: Run | None = None
         self._finished = False
+        self._last_iteration: int | None = None  # logged by this tracker (not by a segment before a resume)
 
     def __repr__(self) -> str:
         state = "not started" if self.run is None else ("finished" if self._finished else f"run {self.run.id}")
@@ -244,6 +245,7 @@ class ExperimentTracker:
             >>> tracker.finish()
         """
         if self.run is None:
+            self._last_iteration = None
             self.run = init(name=self.config.experiment_name, config=self.config.to_dict(), root=self.log_dir, **self.options)
 
     def _open_run(self) -> Run:
@@ -284,13 +286,16 @@ class ExperimentTracker:
 
     def _log(self, iteration: int, extra_metrics: dict[str, Any], **named: Any) -> None:
         run = self._open_run()
-        metrics = {} if iteration == run.step else {GRADIENT_STEP: self.gradient_step}
+        # The first call at an iteration records the count: the tracker's own last iteration, not
+        # run.step, which after a resume is the crashed segment's last step.
+        metrics = {} if iteration == self._last_iteration else {GRADIENT_STEP: self.gradient_step}
         for key, value in named.items():
             if value is not None:
                 metrics[key] = value
         if extra_metrics:
             metrics.update(_extra(extra_metrics))
         run.log(metrics, step=iteration)
+        self._last_iteration = iteration
 
     def increment_gradient_step(self, n: int = 1) -> None:
         """Count ``n`` optimizer steps (apart from iterations, e.g. with gradient accumulation).
@@ -328,7 +333,10 @@ class ExperimentTracker:
     def save(self) -> Path:
         """Compact the finished run (``metrics.parquet`` + the sidecar) and return the sidecar's
         path. Before ``finish()`` it only writes what is buffered and returns the events file's path
-        (a running run is never compacted).
+        (a running run is never compacted). When the run cannot be compacted now (another process
+        holds it, its files are not writable) it warns, saying why, and returns the events file's
+        path: the run is complete there, every query reads it, and a later ``save()`` or
+        ``steplog compact`` compacts it. Training code is never stopped by it.
 
         Example:
             >>> import tempfile
@@ -343,7 +351,12 @@ class ExperimentTracker:
         if not self._finished:
             run.flush()
             return run.dir / fmt.EVENTS_FILE
-        compact(self.log_dir, runs=[run.id], quiet=True)
+        ((_, outcome, detail),) = compact_each(self.log_dir, runs=[run.dir], quiet=True)
+        if outcome == "skipped":
+            warnings.warn(f"steplog: run {run.id} ({run.name!r}) was not compacted: {detail}. Its events are complete "
+                          f"in {run.dir / fmt.EVENTS_FILE}; call save() again or run `steplog compact` later",
+                          stacklevel=2)
+            return run.dir / fmt.EVENTS_FILE
         return run.dir / fmt.SIDECAR_FILE
 
     def print_summary(self) -> None:
@@ -618,14 +631,17 @@ class ExperimentAnalyzer:
         self._cache[run_dir.name] = entry
         return entry[1]
 
-    def comparison_frame(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None) -> pl.DataFrame:
+    def comparison_frame(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None, *,
+                         with_notes: bool = False) -> pl.DataFrame:
         """The comparison as a Polars frame, one row per run (every run, also several of one
         name; ``runs`` limits it to some: names, ids or id prefixes): ``name``, ``run_id``,
-        ``status``, ``iterations``, ``duration_s``, the ``config.<key>`` columns whose values differ
-        between the runs, then ``<metric>.best`` and ``<metric>.last`` (``steplog.compare``) for
-        each of ``metrics`` (default: ``train_loss`` and ``val_loss`` where logged, else every
-        metric; a metric no run logged raises ValueError). Best is the minimum, or the maximum for
-        names where higher is better (accuracy, tokens_per_sec: ``steplog.query.higher_is_better``).
+        ``status``, ``iterations``, ``duration_s`` (``with_notes=True``: then ``started`` and
+        ``notes``), the ``config.<key>`` columns whose values differ between the runs, then
+        ``<metric>.best`` and ``<metric>.last`` for each of ``metrics`` (default: ``train_loss``
+        and ``val_loss`` where logged, else every metric; a metric no run logged raises ValueError).
+        Best is the minimum, or the maximum for names where higher is better (accuracy,
+        tokens_per_sec: ``steplog.query.higher_is_better``). Each run is read once
+        (``steplog.runs``).
 
         Example:
             >>> import tempfile
@@ -636,23 +652,15 @@ class ExperimentAnalyzer:
             >>> ExperimentAnalyzer(root).comparison_frame().drop("run_id", "duration_s").rows()
             [('sweep', 'finished', 2, 0.001, 1.001, 1.001), ('sweep', 'finished', 2, 0.01, 1.01, 1.01)]
         """
-        if runs is not None:
-            runs = list(dict.fromkeys(store.resolve_run(r, self.log_dir).name for r in runs))
+        table = query.runs(self.log_dir, runs=runs, metrics="all" if metrics is None else list(metrics),
+                           figures=("best", "last"), mode="auto")
         if metrics is None:
-            everything = query.compare(runs=runs, root=self.log_dir, mode="auto")
-            logged = [c[: -len(".best")] for c in everything.columns if c.endswith(".best") and not c.startswith("config.")]
+            logged = [c[: -len(".best")] for c in table.columns if c.endswith(".best") and not c.startswith("config.")]
             metrics = [m for m in _DEFAULT_COMPARED if m in logged] or logged
-        frame = query.compare(runs=runs, metrics=list(metrics), root=self.log_dir, mode="auto")
-        frame = frame.drop("config.experiment_name", strict=False)  # the same as the name
-        logs = [self._log_of(self.log_dir / run_id) for run_id in frame["run_id"]]
-        facts = pl.DataFrame(
-            {"run_id": [log.run_id for log in logs], "status": [log.status for log in logs],
-             "iterations": [log.num_iterations for log in logs], "duration_s": [log.duration_seconds for log in logs]},
-            schema={"run_id": pl.String, "status": pl.String, "iterations": pl.Int64, "duration_s": pl.Float64},
-        )
-        joined = frame.join(facts, on="run_id", how="left", maintain_order="left")
-        rest = [c for c in frame.columns if c not in ("run_id", "name")]
-        return joined.select("name", "run_id", "status", "iterations", "duration_s", *rest)
+        details = [pl.col("start_time").alias("started"), "notes"] if with_notes else []
+        config = [c for c in query.differing_config(table) if c != "config.experiment_name"]  # that is the name
+        return table.select("name", "run_id", "status", pl.col("num_steps").alias("iterations"), "duration_s",
+                            *details, *config, *[f"{m}.{figure}" for m in metrics for figure in ("best", "last")])
 
     def get_comparison_table(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None) -> str:
         """An aligned text table of ``comparison_frame``: one row per run.
