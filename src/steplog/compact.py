@@ -482,8 +482,8 @@ def _archive_events(run_dir: Path) -> None:
     archive = run_dir / fmt.ARCHIVE_DIR
     archive.mkdir(exist_ok=True)
     os.replace(run_dir / fmt.EVENTS_FILE, archive / fmt.EVENTS_FILE)
-    _fsync_dir(archive)
-    _fsync_dir(run_dir)
+    store.fsync_directory(archive)
+    store.fsync_directory(run_dir)
 
 
 def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *,
@@ -522,21 +522,8 @@ def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryI
         raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
     finally:
         _remove(tmp)
-    _fsync_dir(path.parent)
+    store.fsync_directory(path.parent)
     return path
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:

@@ -410,3 +410,23 @@ def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
     if isinstance(refs, (str, os.PathLike)):
         refs = [refs]
     return list(dict.fromkeys(resolve_run(ref, root) for ref in refs))
+
+
+def fsync_directory(path: Path) -> None:
+    """fsync a directory, so that the entries created or renamed in it survive a power loss
+    (no error where the filesystem cannot do it: nothing more can be done there).
+
+    Example:
+        >>> import tempfile
+        >>> fsync_directory(Path(tempfile.mkdtemp()))
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

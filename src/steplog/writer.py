@@ -166,7 +166,7 @@ def _start(name: str | None, config: Any, root: Path, options: dict[str, Any]) -
     fd = os.open(run_dir / fmt.EVENTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     _write_all(fd, start)
     for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
-        _fsync_directory(directory)
+        store.fsync_directory(directory)
     return Run(run_id, name if name is not None else run_id, run_dir, fd, segment=0, last_step=None,
                next_step=0, wallclock_offset=0.0, **options)
 
@@ -705,19 +705,6 @@ def _install_excepthook() -> None:
 
     record_uncaught._steplog = True  # type: ignore[attr-defined]
     sys.excepthook = record_uncaught
-
-
-def _fsync_directory(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory: nothing more to do
-    finally:
-        os.close(fd)
 
 
 @atexit.register
