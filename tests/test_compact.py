@@ -230,7 +230,7 @@ def test_an_interrupted_compaction_is_finished_by_a_rerun(tmp_path, monkeypatch,
     """Interrupt at the n-th rename (parquet, sidecar, events move) and at the directory fsync."""
     root = tmp_path / "root"
     run_dir, expected = _compacted_copy(root)
-    real_replace, real_fsync_dir = os.replace, compact_module._fsync_dir
+    real_replace, real_fsync_dir = os.replace, steplog.store.fsync_directory
     count = {"n": 0}
 
     def interrupting(step, real):
@@ -245,7 +245,7 @@ def test_an_interrupted_compaction_is_finished_by_a_rerun(tmp_path, monkeypatch,
     if call == 4:
         monkeypatch.setattr(compact_module.os, "replace", real_replace)
         count["n"] = 3
-        monkeypatch.setattr(compact_module, "_fsync_dir", interrupting("fsync", real_fsync_dir))
+        monkeypatch.setattr(steplog.store, "fsync_directory", interrupting("fsync", real_fsync_dir))
     with pytest.raises(KeyboardInterrupt):
         steplog.compact(root, quiet=True)
     monkeypatch.undo()
