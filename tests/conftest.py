@@ -34,3 +34,21 @@ def simulate_writer_death(run) -> None:
     os.close(run._fd)
     os.close(steplog.store._held.pop(os.path.realpath(run.dir)))
     steplog.writer._open_runs.discard(run)
+
+
+_CRASHING_WRITER = """
+import os, sys, steplog
+run = steplog.init(name=sys.argv[2], root=sys.argv[1])
+run.log({"loss": 1.0})
+print(run.id, flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def make_crashed_run(root, name: str) -> str:
+    """A run named ``name`` whose writer logged one step (loss 1.0) and was SIGKILLed; its id."""
+    proc = python_subprocess(_CRASHING_WRITER, str(root), name)
+    run_id = proc.stdout.readline().strip()
+    proc.wait()
+    assert run_id, proc.stderr.read()
+    return run_id

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import steplog
-from conftest import python_subprocess, simulate_writer_death
+from conftest import make_crashed_run, python_subprocess, simulate_writer_death
 
 SEGMENT_WRITER = """
 import sys, steplog
@@ -127,15 +127,7 @@ def test_resume_cuts_a_torn_tail_before_appending(root):
 def test_resume_auto_picks_the_latest_crashed_run_of_the_name(root):
     finished = steplog.init(name="job", root=root)
     finished.finish()
-    proc = python_subprocess("""
-import sys, steplog
-run = steplog.init(name="job", root=sys.argv[1])
-run.log({"loss": 1.0})
-print(run.id, flush=True)
-import os; os.kill(os.getpid(), 9)
-""", str(root))
-    crashed_id = proc.stdout.readline().strip()
-    proc.wait()
+    crashed_id = make_crashed_run(root, "job")
     other = steplog.init(name="other", root=root)  # another name's run is never picked
     other.finish()
     run = steplog.init(name="job", resume="auto", root=root)

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 import steplog
-from conftest import python_subprocess
+from conftest import make_crashed_run, python_subprocess
 
 
 def test_a_run_dropped_without_finish_is_flushed_and_closed_at_exit(root):
@@ -120,13 +120,7 @@ def test_resume_after_a_segment_that_logged_nothing_continues_from_its_start(roo
 
 
 def test_resume_auto_leaves_an_old_crash_behind_a_newer_finished_run(root):
-    proc = python_subprocess("""
-import os, sys, steplog
-run = steplog.init(name="job", root=sys.argv[1])
-run.log({"loss": 1.0})
-os.kill(os.getpid(), 9)
-""", str(root))
-    proc.wait()
+    make_crashed_run(root, "job")
     steplog.init(name="job", root=root).finish()  # the user started over and finished
     steplog.init(name="job", resume="auto", root=root).finish()  # a new run, not last week's crash
     table = steplog.runs(root=root)

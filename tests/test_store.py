@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import steplog
-from conftest import python_subprocess, simulate_writer_death
+from conftest import make_crashed_run, python_subprocess, simulate_writer_death
 
 
 def test_resolve_by_id_prefix_and_name(root):
@@ -108,15 +108,7 @@ def test_a_dead_writers_lock_is_stale_even_if_its_pid_lives_on(root):
 
 
 def test_two_processes_racing_for_a_stale_lock_never_both_get_it(root):
-    import subprocess
-
-    crashed = python_subprocess("""
-import os, sys, steplog
-run = steplog.init(name="contested", root=sys.argv[1])
-run.log({"a": 1.0})
-os.kill(os.getpid(), 9)
-""", str(root))
-    crashed.wait()
+    make_crashed_run(root, "contested")
     racer = """
 import sys, time, steplog
 time.sleep(float(sys.argv[2]))
