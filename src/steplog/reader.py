@@ -413,7 +413,7 @@ def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", 
         [(0, 1.0), (1, 0.5)]
     """
     run_dir = store.resolve_run(run, root)
-    path = _events_path(run_dir)
+    path = store.events_path(run_dir)
     offset, line_number, segment = 0, 0, 0
     if not from_start:
         with open(path, "rb") as f:
@@ -425,13 +425,6 @@ def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", 
     return _follow(run_dir, path, offset, line_number, segment, poll_interval, deadline)
 
 
-def _events_path(run_dir: Path) -> Path:
-    """The events file of a run: ``events.jsonl``, or its archived copy once compacted."""
-    live = run_dir / fmt.EVENTS_FILE
-    archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
-    return archived if not live.exists() and archived.exists() else live
-
-
 def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float,
             deadline: float | None) -> Iterator[dict[str, Any]]:
     while True:
@@ -439,7 +432,7 @@ def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: i
         try:
             f = open(path, "rb")
         except FileNotFoundError:  # compacted meanwhile: the same bytes are in the archive
-            path = _events_path(run_dir)
+            path = store.events_path(run_dir)
             f = open(path, "rb")
         with f:
             f.seek(offset)

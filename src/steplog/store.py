@@ -129,6 +129,19 @@ def create_run_dir(root: str | os.PathLike) -> tuple[str, Path]:
         return run_id, path
 
 
+def events_path(run_dir: Path) -> Path:
+    """The events file of a run: ``events.jsonl`` while it is live, its archived copy once
+    compacted (``events.jsonl`` if neither exists).
+
+    Example:
+        >>> events_path(Path("/no/such/run")).name
+        'events.jsonl'
+    """
+    live = run_dir / fmt.EVENTS_FILE
+    archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
+    return archived if not live.exists() and archived.exists() else live
+
+
 def run_name(run_dir: Path) -> str | None:
     """The name a run was started with, from its sidecar or the first line of its events.
 
@@ -139,7 +152,7 @@ def run_name(run_dir: Path) -> str | None:
     name = raw_sidecar(run_dir).get("name")
     if isinstance(name, str):
         return name
-    start = fmt.read_start_event(run_dir / fmt.EVENTS_FILE) or fmt.read_start_event(run_dir / fmt.ARCHIVED_EVENTS_FILE)
+    start = fmt.read_start_event(events_path(run_dir))
     return None if start is None else start.get("name")
 
 
@@ -360,13 +373,11 @@ def current_status(run_dir: Path) -> str:
         >>> current_status(Path("/no/such/run"))
         'crashed'
     """
-    events = run_dir / fmt.EVENTS_FILE
-    if not events.exists():  # compacted: the sidecar says, else the archived events do
+    if not (run_dir / fmt.EVENTS_FILE).exists():  # compacted: the sidecar says, else the archived events do
         compacted = raw_sidecar(run_dir).get("status")
         if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
             return compacted
-        events = run_dir / fmt.ARCHIVED_EVENTS_FILE
-    last = fmt.read_last_event(events)
+    last = fmt.read_last_event(events_path(run_dir))
     finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
     return run_status(run_dir, finished)
 
