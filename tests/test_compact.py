@@ -4,6 +4,7 @@ running runs left alone, the Parquet file and the sidecar."""
 from __future__ import annotations
 
 import importlib
+import io
 import math
 import os
 import shutil
@@ -202,13 +203,15 @@ def test_a_kill_at_any_stage_reads_correctly_and_a_rerun_finishes(tmp_path, stag
     run_dir, expected = _compacted_copy(root)
     done = expected["files"]
     parquet, sidecar = done[fmt.PARQUET_FILE], done[fmt.SIDECAR_FILE]
+    live_pid = os.getpid()  # a pid that is alive: compaction holds the lock, so it removes the file anyway
     if stage == "parquet_tmp_torn":
-        (run_dir / (fmt.PARQUET_FILE + ".tmp")).write_bytes(parquet[: len(parquet) // 2])
+        _killed_temp(run_dir, fmt.PARQUET_FILE, live_pid).write_bytes(parquet[: len(parquet) // 2])
     elif stage == "parquet_tmp_done":
-        (run_dir / (fmt.PARQUET_FILE + ".tmp")).write_bytes(parquet)
+        _killed_temp(run_dir, fmt.PARQUET_FILE, _dead_pid()).write_bytes(parquet)
     elif stage == "both_tmp":
-        (run_dir / (fmt.PARQUET_FILE + ".tmp")).write_bytes(parquet)
-        (run_dir / (fmt.SIDECAR_FILE + ".tmp")).write_bytes(sidecar[:40])
+        _killed_temp(run_dir, fmt.PARQUET_FILE, _dead_pid()).write_bytes(parquet)
+        _killed_temp(run_dir, fmt.SIDECAR_FILE, live_pid).write_bytes(sidecar[:40])
+        (run_dir / (fmt.SIDECAR_FILE + ".tmp")).write_bytes(sidecar[:40])  # layout 1's fixed name
     elif stage == "parquet_renamed":
         (run_dir / fmt.PARQUET_FILE).write_bytes(parquet)
     elif stage == "both_renamed":  # everything but the move of the events file
@@ -223,6 +226,18 @@ def test_a_kill_at_any_stage_reads_correctly_and_a_rerun_finishes(tmp_path, stag
     _stale_lock(run_dir)
     _finish_and_check(root, run_dir, expected)
     assert not list(run_dir.glob("*.tmp")) and not (run_dir / fmt.LOCK_FILE).exists()
+    assert not list(run_dir.glob(".*.steplog-tmp"))
+
+
+def _killed_temp(run_dir, name, pid):
+    """Where a writer with this pid, killed before its rename, left its temporary file."""
+    return run_dir / f".{name}.{pid}-0123abcd.steplog-tmp"
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 @pytest.mark.parametrize("call", [1, 2, 3, 4])
@@ -363,24 +378,36 @@ def test_store_sees_compacted_runs(tmp_path):
     fresh.finish()
 
 
-def test_progress_is_a_bar_on_a_terminal(tmp_path, monkeypatch):
-    import io
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
 
-    screen = Terminal()
+def test_progress_is_a_tqdm_bar_on_a_terminal(tmp_path, monkeypatch):
+    screen = _Terminal()
     monkeypatch.setattr(sys, "stderr", screen)
     for i in range(2):
         _make_run(tmp_path, name=f"r{i}", steps=2)
     live = steplog.init(name="live", root=tmp_path)
     steplog.compact(tmp_path)
     out = screen.getvalue()
-    assert "\r\033[Ksteplog compact [" in out and "] 3/3 (2 compacted, 1 skipped)" in out
+    assert "steplog compact: 100%" in out and "3/3" in out and "2 compacted, 1 skipped" in out  # tqdm's bar
     assert f"{live.id} (live): skipped: running" in out  # skipped runs keep their own line
+    assert "compacted: 2 steps" not in out  # on a terminal, only the bar says what went well
     assert out.endswith("steplog compact: 2 compacted, 0 already compacted, 1 skipped\n")
     live.finish()
+
+
+def test_progress_without_tqdm_is_one_line_per_run_even_on_a_terminal(tmp_path, monkeypatch):
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if it were not installed: import raises
+    for i in range(2):
+        _make_run(tmp_path, name=f"r{i}", steps=2)
+    steplog.compact(tmp_path)
+    lines = screen.getvalue().splitlines()
+    assert [line.split(": ")[1] for line in lines[:-1]] == ["compacted", "compacted"]
+    assert "\r" not in screen.getvalue() and lines[-1].startswith("steplog compact: 2 compacted")
 
 
 def test_runs_to_compact_may_be_a_run_directory(tmp_path):

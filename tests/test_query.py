@@ -4,6 +4,8 @@ best, export, and runs() reading sidecars only."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -199,9 +201,51 @@ def test_export_round_trips(tmp_path, compact_first):
     assert_frame_equal(pl.read_parquet(parquet), expected)
     csv = steplog.export("e", tmp_path / "e.csv", root=tmp_path)
     assert_frame_equal(pl.read_csv(csv, schema=expected.schema), expected)
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.steplog-tmp"))
     with pytest.raises(ValueError, match="use .csv, .parquet or .pq"):
         steplog.export("e", tmp_path / "e.xlsx", root=tmp_path)
+
+
+_EXPORTER = """
+import sys, steplog
+sys.stdin.readline()  # all four start together
+for _ in range(5):
+    steplog.export("e", sys.argv[2], root=sys.argv[1])
+print("ok", flush=True)
+"""
+
+
+def test_four_processes_exporting_to_one_path_never_clobber_each_other(tmp_path):
+    from conftest import python_subprocess
+
+    _run(tmp_path, "e", [{"loss": float(i)} for i in range(2000)])
+    target = tmp_path / "out" / "e.csv"
+    target.parent.mkdir()
+    procs = [python_subprocess(_EXPORTER, str(tmp_path), str(target), stdin=subprocess.PIPE) for _ in range(4)]
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out) == (0, "ok\n"), err
+    expected = steplog.history("e", root=tmp_path)
+    assert_frame_equal(pl.read_csv(target, schema=expected.schema), expected)
+    assert [p.name for p in target.parent.iterdir()] == ["e.csv"]  # no temporary file left
+
+
+def test_export_removes_the_temporary_files_of_killed_writers_only(tmp_path):
+    from steplog.atomic import TEMP_SUFFIX
+
+    _run(tmp_path, "e", [{"loss": 1.0}])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".e.csv.{dead.pid}-0badcafe{TEMP_SUFFIX}"
+    live = tmp_path / f".e.csv.{os.getppid()}-0badcafe{TEMP_SUFFIX}"  # a live process (pytest's parent)
+    other = tmp_path / ".e.csv.tmp.notes"  # not ours: the pattern does not match
+    for path in (killed, live, other):
+        path.write_bytes(b"half")
+    steplog.export("e", tmp_path / "e.csv", root=tmp_path)
+    assert not killed.exists() and live.exists() and other.exists()
 
 
 def test_best_auto_maximises_accuracy_and_minimises_loss(tmp_path):

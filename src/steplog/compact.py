@@ -36,11 +36,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import polars as pl
@@ -48,6 +47,8 @@ import pyarrow.parquet as pq
 
 from . import format as fmt
 from . import store
+from .atomic import remove_file, remove_stale_temps, write_atomically
+from .progress import Progress
 from .reader import RunEvents, metric_col, parse_events, resolve_history
 
 #: Version of the sidecar layout, written into every ``run.json``; readers accept versions <= it.
@@ -61,7 +62,7 @@ SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "l
 SUMMARY_TYPES = {field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
                  for field in SUMMARY_FIELDS}
 _NOT_METRICS = frozenset({"run_id", "name", "segment", "superseded", "step", "wallclock", "time"})
-_TMP = ".tmp"
+_OLD_TMP = ".tmp"  # the fixed temporary suffix of layout 1, removed when found
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 _RUNNING = "running"  # how the detail of a run skipped for being written starts
 
@@ -279,7 +280,8 @@ def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | N
     Running runs are never touched; they and the runs that cannot be compacted (no readable start
     event, a write error) are reported on stderr with the reason, one line each. Runs already
     compacted are skipped; a run whose events changed since (resumed) is compacted again.
-    Progress goes to stderr: a bar on a terminal, else one line per run; ``quiet=True`` silences it.
+    Progress goes to stderr (``steplog.progress``): a tqdm bar on a terminal when tqdm is installed,
+    else one line per run; ``quiet=True`` silences it.
 
     Example:
         >>> import tempfile, steplog
@@ -305,13 +307,14 @@ def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str
         [('compacted', '0 steps, finished')]
     """
     dirs = store.resolve_runs(runs, root)
-    progress = _Progress(len(dirs), quiet)
+    progress = Progress("steplog compact", len(dirs), quiet=quiet, quiet_outcomes=("current",),
+                        loud_outcomes=("skipped",))
     outcomes = []
     for run_dir in dirs:
         outcome, detail = compact_run(run_dir)
         outcomes.append((run_dir, outcome, detail))
-        progress.update(run_dir, outcome, detail)
-    progress.close()
+        progress.update(f"{run_dir.name} ({store.run_name(run_dir)})", outcome, detail)
+    progress.close(order=("compacted", "current", "skipped"), names={"current": "already compacted"})
     return outcomes
 
 
@@ -355,7 +358,8 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         return "skipped", f"could not write its compacted files ({exc}); its events are untouched"
     finally:
         for name in (fmt.PARQUET_FILE, fmt.SIDECAR_FILE):
-            _remove(run_dir / (name + _TMP))
+            remove_file(run_dir / (name + _OLD_TMP))
+        remove_stale_temps(run_dir, every=True)  # we hold the lock: any temporary file left is a killed writer's
         store.release_lock(run_dir)
 
 
@@ -486,88 +490,5 @@ def _archive_events(run_dir: Path) -> None:
     store.fsync_directory(run_dir)
 
 
-def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *,
-                     check: Callable[[Path], None] | None = None) -> Path:
-    """Write ``path`` so that it is never seen half-written: ``content`` (bytes, or a function
-    writing to the open binary file) goes to ``<path>.tmp`` in the same folder, is fsynced, checked
-    by ``check(temporary path)`` if given (it raises to stop), renamed over ``path``, and the folder
-    fsynced. On any error the temporary file is removed; an OSError names ``path`` (``cannot write
-    <path>: <reason>``), not the temporary file. Returns ``path``.
-
-    Example:
-        >>> import tempfile
-        >>> target = Path(tempfile.mkdtemp()) / "notes.txt"
-        >>> write_atomically(target, b"hello").read_text()
-        'hello'
-        >>> write_atomically("/no/such/dir/notes.txt", b"x")
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: [Errno 2] cannot write /no/such/dir/notes.txt: No such file or directory
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + _TMP)
-    try:
-        with open(tmp, "wb") as f:
-            if isinstance(content, bytes):
-                f.write(content)
-            else:
-                content(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <path>"
-        raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
-    finally:
-        _remove(tmp)
-    store.fsync_directory(path.parent)
-    return path
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:  # gone already, or its folder is
-        pass
-
-
 class _NotVerified(Exception):
     """The Parquet file written does not hold what the events do."""
-
-
-class _Progress:
-    """Compaction progress on stderr: a bar on a terminal, else one line per run; silent if quiet."""
-
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.quiet, self.done = total, quiet, 0
-        self.counts = {"compacted": 0, "current": 0, "skipped": 0}
-        self.tty = not quiet and sys.stderr.isatty()
-        self.stream = sys.stderr
-
-    def update(self, run_dir: Path, outcome: str, detail: str) -> None:
-        self.done += 1
-        self.counts[outcome] += 1
-        if self.quiet:
-            return
-        line = f"steplog compact [{self.done}/{self.total}] {run_dir.name} ({store.run_name(run_dir)}): {outcome}: {detail}"
-        if not self.tty:
-            if outcome != "current":
-                print(line, file=self.stream, flush=True)
-            return
-        if outcome == "skipped":
-            print("\r\033[K" + line, file=self.stream)
-        width = 30
-        filled = width * self.done // max(self.total, 1)
-        self.stream.write(f"\r\033[Ksteplog compact [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                          f"({self.counts['compacted']} compacted, {self.counts['skipped']} skipped)")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.quiet:
-            return
-        if self.tty:
-            self.stream.write("\n")
-        print(f"steplog compact: {self.counts['compacted']} compacted, {self.counts['current']} already compacted, "
-              f"{self.counts['skipped']} skipped", file=self.stream, flush=True)
