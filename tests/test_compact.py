@@ -107,9 +107,12 @@ def test_parquet_file_layout(tmp_path):
     steplog.compact(tmp_path, quiet=True)
     path = run.dir / fmt.PARQUET_FILE
     frame = pl.read_parquet(path)
-    assert frame.columns == ["run_id", "segment", "step", "wallclock", "time", "superseded", "loss", "acc"]
+    assert frame.columns == ["run_id", "name", "segment", "step", "wallclock", "time", "superseded", "loss", "acc"]
     assert frame.schema["time"] == pl.Datetime("us", "UTC")
-    assert frame["run_id"].unique().to_list() == [run.id]
+    assert frame["run_id"].unique().to_list() == [run.id] and frame["name"].unique().to_list() == ["r"]
+    for key in ("run_id", "name"):  # statistics let a filter on either skip other runs' row groups
+        stats = pq.read_metadata(path).row_group(0).column(frame.columns.index(key)).statistics
+        assert stats.has_min_max and stats.min == stats.max == frame[key][0]
     assert frame.height == 11 and frame["superseded"].sum() == 5  # steps 5..9 of segment 0
     assert math.isnan(frame.filter(pl.col("step") == 3)["acc"][0])
     meta = pq.read_metadata(path)

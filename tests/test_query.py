@@ -17,6 +17,7 @@ from polars.testing import assert_frame_equal
 
 import steplog
 from steplog import format as fmt
+from steplog import scanning
 
 NAN, INF = float("nan"), float("inf")
 
@@ -61,13 +62,19 @@ def _break(path: Path) -> None:
     path.write_bytes(b"this is not a Parquet file")
 
 
+def _break_data(path: Path) -> None:
+    """Overwrite the data pages of every column, leaving the footer readable."""
+    for column in pq.read_metadata(path).schema.names:
+        _break_column(path, column)
+
+
 def test_a_filter_on_run_id_or_name_does_not_open_other_runs_files(tmp_path):
     good = _run(tmp_path, "good", [{"loss": 1.0}, {"loss": 0.5}])
     bad = _run(tmp_path, "bad", [{"loss": 9.0, "other": 1.0}])
     steplog.compact(tmp_path, quiet=True)
-    _break(bad.dir / fmt.PARQUET_FILE)
-    with pytest.raises(pl.exceptions.ComputeError):
-        steplog.scan(tmp_path).collect()  # the broken file is read when it is not filtered out
+    _break_data(bad.dir / fmt.PARQUET_FILE)  # its footer (statistics included) stays readable
+    with pytest.raises(pl.exceptions.PolarsError):
+        steplog.scan(tmp_path).collect()  # the broken pages are read when the run is not filtered out
     expected = _with_identity(steplog.history(good.id, root=tmp_path), good).with_columns(pl.lit(None, pl.Float64).alias("other"))
     lazy = steplog.scan(tmp_path)
     assert_frame_equal(lazy.filter(pl.col("run_id") == good.id).collect(), expected)
@@ -77,6 +84,25 @@ def test_a_filter_on_run_id_or_name_does_not_open_other_runs_files(tmp_path):
     assert both.rows() == [(1, 0.5)]
     chained = lazy.filter(pl.col("loss") < 0.75).filter(pl.col("name").str.starts_with("go")).select("loss").collect()
     assert chained.rows() == [(0.5,)]
+
+
+def test_runs_compacted_by_layout_1_without_a_name_column_still_read(tmp_path):
+    import orjson
+
+    a, b, c = _mixed_root(tmp_path)
+    expected = {"scan": steplog.scan(tmp_path).collect(), "history": steplog.history("a", root=tmp_path)}
+    table = pl.read_parquet(a.dir / fmt.PARQUET_FILE).drop("name")  # as layout 1 wrote it
+    table.write_parquet(a.dir / fmt.PARQUET_FILE)
+    sidecar = orjson.loads((a.dir / fmt.SIDECAR_FILE).read_bytes())
+    assert sidecar["sidecar_version"] == 2 and sidecar["parquet"]["columns"][:2] == ["run_id", "name"]
+    sidecar.update(sidecar_version=1, parquet={**sidecar["parquet"], "columns": table.columns,
+                                               "bytes": (a.dir / fmt.PARQUET_FILE).stat().st_size})
+    (a.dir / fmt.SIDECAR_FILE).write_bytes(orjson.dumps(sidecar))
+    assert_frame_equal(steplog.scan(tmp_path).collect(), expected["scan"])
+    assert_frame_equal(steplog.scan(tmp_path).filter(pl.col("name") == "a").collect(),
+                       expected["scan"].filter(pl.col("name") == "a"))
+    assert_frame_equal(steplog.history("a", root=tmp_path), expected["history"])
+    c.finish()
 
 
 def _break_column(path: Path, column: str) -> None:
@@ -260,20 +286,19 @@ def test_best_auto_maximises_accuracy_and_minimises_loss(tmp_path):
     assert (best_loss["name"], best_loss["value"]) == ("a", 1.5)
 
 
-def test_scan_resolves_only_the_live_runs_a_name_filter_keeps(tmp_path, monkeypatch):
+def test_scan_resolves_each_live_run_once_per_scan_however_often_collected(tmp_path, monkeypatch):
     for name in ("keep", "other", "third"):
         _run(tmp_path, name, [{"loss": 1.0}, {"loss": 0.5}])
     resolved = []
-    real = steplog.query.resolve_history
-    monkeypatch.setattr(steplog.query, "resolve_history", lambda events, **kw: resolved.append(events.start["name"])
+    real = scanning.resolve_history
+    monkeypatch.setattr(scanning, "resolve_history", lambda events, **kw: resolved.append(events.start["name"])
                         or real(events, **kw))
     frame = steplog.scan(tmp_path).filter(pl.col("name") == "keep")
-    assert frame.collect_schema().names()[-1] == "loss" and resolved == []  # the schema needs no history
+    assert sorted(resolved) == ["keep", "other", "third"]  # when scan() is called, once per run
+    assert frame.collect_schema().names()[-1] == "loss"
     assert frame.select("step", "loss").collect().rows() == [(0, 1.0), (1, 0.5)]
-    assert resolved == ["keep"]
-    everything = steplog.scan(tmp_path)
-    everything.collect(), everything.collect()
-    assert sorted(resolved[1:]) == ["keep", "other", "third"]  # once per run and scan
+    frame.collect(), frame.collect()
+    assert len(resolved) == 3
 
 
 @pytest.fixture
@@ -293,6 +318,7 @@ def reads(monkeypatch):
 
     monkeypatch.setattr(steplog.query, "read_events", read)
     monkeypatch.setattr(steplog.query, "resolve_history", resolve)
+    monkeypatch.setattr(scanning, "resolve_history", resolve)
     monkeypatch.setattr(sys.modules["steplog.compact"], "resolve_history", resolve)
     return counts
 

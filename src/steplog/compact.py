@@ -4,8 +4,8 @@
 ``running`` one) into two derived files in its run directory, then moves the events file to
 ``archive/events.jsonl`` so the run stays rebuildable from its events:
 
-* ``metrics.parquet``: ``resolve_history(events, all_segments=True)`` with a ``run_id`` column in
-  front: one row per (segment, step), rows superseded by a resume kept and marked ``superseded``.
+* ``metrics.parquet``: ``resolve_history(events, all_segments=True)`` with ``run_id`` and ``name``
+  columns in front (so a filter on either skips other runs' row groups by their statistics): one row per (segment, step), rows superseded by a resume kept and marked ``superseded``.
   zstd, column statistics, row groups of ``ROW_GROUP_SIZE`` rows.
 * ``run.json`` (the *sidecar*): what a run table needs without opening the Parquet file: id, name,
   status, config, metadata, times, steps, segments, the metric names and a summary per metric
@@ -51,8 +51,9 @@ from .atomic import remove_file, remove_stale_temps, write_atomically
 from .progress import Progress
 from .reader import RunEvents, metric_col, parse_events, resolve_history
 
-#: Version of the sidecar layout, written into every ``run.json``; readers accept versions <= it.
-SIDECAR_VERSION = 1
+#: Version of the sidecar and Parquet layout, written into every ``run.json``; readers accept
+#: versions <= it. 2: ``metrics.parquet`` holds a ``name`` column after ``run_id``.
+SIDECAR_VERSION = 2
 #: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
 ROW_GROUP_SIZE = 131_072
 #: The per-metric figures of ``summarize``, in order.
@@ -440,7 +441,8 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     if history_all.height != expected_rows:
         return "skipped", f"history has {history_all.height} rows but the events hold {expected_rows} (segment, step) pairs"
     facts = run_facts(run_dir, events, history_all)
-    table = history_all.select(pl.lit(facts["run_id"], pl.String).alias("run_id"), pl.all())
+    table = history_all.select(pl.lit(facts["run_id"], pl.String).alias("run_id"),
+                               pl.lit(facts["name"], pl.String).alias("name"), pl.all())
     steps_sorted = bool(history_all.filter(~pl.col("superseded"))["step"].is_sorted())
     current = current_rows(history_all, steps_sorted)
 

@@ -1,5 +1,5 @@
-"""Queries over runs, returning Polars objects: ``history`` of one run, the ``runs`` table, ``scan``
-over many runs, ``summary``, ``compare``, ``best`` and ``export``.
+"""Queries over runs, returning Polars objects: ``history`` of one run, the ``runs`` table,
+``summary``, ``compare``, ``best`` and ``export`` (``scan`` over many runs is in ``steplog.scan``).
 
 Every query reads a run from its events file while it has one (live, or finished but not yet
 compacted) and from its Parquet file and sidecar once compacted; the results are the same.
@@ -23,7 +23,7 @@ import difflib
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +35,19 @@ from . import store
 from .compact import SUMMARY_FIELDS, SUMMARY_TYPES, current_rows, read_sidecar, run_facts, summarize, write_atomically
 from .reader import RunEvents, metric_col, read_events, resolve_history
 
-_TIME = pl.Datetime("us", "UTC")
-_HISTORY_BASE = {"step": pl.Int64, "wallclock": pl.Float64, "time": _TIME}
-_SCAN_BASE = {"run_id": pl.String, "name": pl.String, **_HISTORY_BASE}
 
 
 # --- one run, from wherever it lives ----------------------------------------------------------
 
 
-def _load(run_dir: Path) -> tuple[RunEvents | None, dict[str, Any] | None]:
+def load_run(run_dir: Path) -> tuple[RunEvents | None, dict[str, Any] | None]:
     """(events, None) while the run has an events file; (None, sidecar) once compacted; the
-    archived events if the sidecar is unreadable; (None, None) when there is no run here."""
+    archived events if the sidecar is unreadable; (None, None) when there is no run here.
+
+    Example:
+        >>> load_run(Path("/no/such/run"))
+        (None, None)
+    """
     try:
         return read_events(run_dir / fmt.EVENTS_FILE), None
     except FileNotFoundError:  # never had one, or compaction moved it while we looked
@@ -61,11 +63,12 @@ def _load(run_dir: Path) -> tuple[RunEvents | None, dict[str, Any] | None]:
 
 def _compacted_history(run_dir: Path, sidecar: dict[str, Any], all_segments: bool) -> pl.LazyFrame:
     frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
-    return (frame if all_segments else current_rows(frame, bool(sidecar.get("steps_sorted")))).drop("run_id")
+    frame = frame if all_segments else current_rows(frame, bool(sidecar.get("steps_sorted")))
+    return frame.drop("run_id", "name", strict=False)
 
 
 def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
-    events, sidecar = _load(run_dir)
+    events, sidecar = load_run(run_dir)
     if events is not None:
         return resolve_history(events, all_segments=all_segments)
     if sidecar is None:
@@ -121,7 +124,7 @@ def summary(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs")
 
 
 def _summary(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> dict[str, dict[str, Any]]:
-    events, sidecar = loaded or _load(run_dir)
+    events, sidecar = loaded or load_run(run_dir)
     if sidecar is not None:
         return sidecar["summary"]
     if events is None:
@@ -212,9 +215,9 @@ def _record(found: _Facts) -> dict[str, Any]:
 
 
 def _facts(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None] | None = None) -> _Facts | None:
-    """The facts of the run in ``run_dir`` from one read (``loaded``, else ``_load``); None when no run is there."""
+    """The facts of the run in ``run_dir`` from one read (``loaded``, else ``load_run``); None when no run is there."""
     try:
-        events, sidecar = loaded or _load(run_dir)
+        events, sidecar = loaded or load_run(run_dir)
     except OSError:
         return None
     if sidecar is not None:
@@ -283,156 +286,8 @@ def run_info(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
 # --- many runs at once ------------------------------------------------------------------------
 
 
-def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
-    """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``,
-    ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
-    did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
-
-    Lazy: a filter on ``run_id`` or ``name`` decides which runs are read. A compacted run the
-    filter leaves out is never opened beyond its sidecar, and only the columns a query uses are
-    read from its Parquet file. A run that is not compacted has its events file parsed once per
-    scan, when the schema is first needed (to learn its metric names); its history is built only
-    if the filter keeps it.
-
-    Example:
-        >>> import tempfile, steplog
-        >>> root = tempfile.mkdtemp()
-        >>> for name, lr in (("a", 0.1), ("b", 0.2)):
-        ...     with steplog.init(name=name, config={"lr": lr}, root=root) as run:
-        ...         run.log({"loss": 1.0}); run.log({"loss": lr})
-        >>> steplog.scan(root).group_by("name").agg(pl.col("loss").min()).sort("name").collect().rows()
-        [('a', 0.1), ('b', 0.2)]
-    """
-    from polars.io.plugins import register_io_source
-
-    source = _ScanSource(store.resolve_runs(runs, root))
-    return register_io_source(source.read, schema=source.schema)
-
-
-class _ScanSource:
-    """The runs of one ``scan``. Sidecars and live runs' events are loaded once, on first use (the
-    events give a live run's metric names for the schema); a live run's history is resolved only
-    when a read keeps the run, and once."""
-
-    def __init__(self, dirs: list[Path]) -> None:
-        self.dirs = dirs
-        self._parts: list[tuple[str, str, Path, dict[str, Any] | None, RunEvents | None]] | None = None
-        self._schema: pl.Schema | None = None
-        self._histories: dict[Path, pl.DataFrame] = {}
-
-    def parts(self) -> list[tuple[str, str, Path, dict[str, Any] | None, RunEvents | None]]:
-        """(run_id, name, run dir, sidecar if compacted, events if live) per run, in run order."""
-        if self._parts is None:
-            parts = []
-            for run_dir in self.dirs:
-                loaded = _load(run_dir)
-                if loaded != (None, None):
-                    parts.append((*_identity(run_dir, loaded), run_dir, *loaded[::-1]))
-            self._parts = parts
-        return self._parts
-
-    def schema(self) -> pl.Schema:
-        if self._schema is None:
-            metrics: dict[str, None] = {}
-            for _, _, _, sidecar, events in self.parts():
-                metrics.update(dict.fromkeys(sidecar["metrics"] if sidecar is not None else events.metric_names))
-            self._schema = pl.Schema({**_SCAN_BASE, **{name: pl.Float64 for name in metrics}})
-        return self._schema
-
-    def _history(self, part: tuple) -> pl.DataFrame:
-        if part[2] not in self._histories:
-            self._histories[part[2]] = resolve_history(part[4])
-        return self._histories[part[2]]
-
-    def read(self, with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
-             batch_size: int | None) -> Iterator[pl.DataFrame]:
-        schema = self.schema()
-        parts = self.parts()
-        keep = _runs_matching(predicate, [p[0] for p in parts], [p[1] for p in parts])
-        wanted = list(with_columns) if with_columns is not None else list(schema)
-        needed = set(wanted) | (set(predicate.meta.root_names()) if predicate is not None else set())
-        remaining = n_rows
-        batch: list[tuple] = []
-        for index, part in enumerate(parts):
-            if not keep[index]:
-                continue
-            if part[3] is not None and (not batch or batch[-1][3]["metrics"] == part[3]["metrics"]):
-                batch.append(part)
-                continue
-            for frame in self._frames(batch, part, schema, needed, wanted, predicate):
-                if remaining is not None:
-                    frame = frame.head(remaining)
-                    remaining -= frame.height
-                yield frame
-                if remaining == 0:
-                    return
-            batch = [part] if part[3] is not None else []
-        for frame in self._frames(batch, None, schema, needed, wanted, predicate):
-            yield frame if remaining is None else frame.head(remaining)
-
-    def _frames(self, batch: list[tuple], live: tuple | None, schema: dict[str, pl.DataType], needed: set[str],
-                wanted: list[str], predicate: pl.Expr | None) -> Iterator[pl.DataFrame]:
-        """The rows of a batch of compacted runs sharing their metric columns (one Parquet scan),
-        then of ``live`` if it is a live run."""
-        if batch:
-            columns = ["run_id", "segment", "step", "wallclock", "time", "superseded", *batch[0][3]["metrics"]]
-            frame = pl.scan_parquet([p[2] / fmt.PARQUET_FILE for p in batch], hive_partitioning=False)
-            read = [metric_col(c, columns) for c in columns if c in needed or c in ("run_id", "segment", "superseded")]
-            frame = current_rows(frame.select(read), all(p[3].get("steps_sorted") for p in batch))
-            if "name" in needed:
-                names = {p[0]: p[1] for p in batch}
-                frame = frame.with_columns(pl.col("run_id").replace_strict(names, return_dtype=pl.String).alias("name"))
-            yield self._finish(frame, schema, needed, wanted, predicate).collect()
-        if live is not None and live[3] is None:
-            frame = self._history(live).lazy().with_columns(pl.lit(live[0], pl.String).alias("run_id"),
-                                                            pl.lit(live[1], pl.String).alias("name"))
-            yield self._finish(frame, schema, needed, wanted, predicate).collect()
-
-    @staticmethod
-    def _finish(frame: pl.LazyFrame, schema: dict[str, pl.DataType], needed: set[str], wanted: list[str],
-                predicate: pl.Expr | None) -> pl.LazyFrame:
-        present = frame.collect_schema().names()
-        frame = frame.select(*[metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c)
-                               for c in schema if c in needed])
-        if predicate is not None:
-            frame = frame.filter(predicate)
-        names = [c for c in schema if c in needed]
-        return frame.select([metric_col(c, names) for c in wanted])
-
-
-def _runs_matching(predicate: pl.Expr | None, run_ids: list[str], names: list[str]) -> list[bool]:
-    """Which runs can have rows passing ``predicate``: its AND-ed parts that use only ``run_id``
-    and ``name`` are evaluated on the runs' ids and names; whatever else is left to the rows."""
-    keep = [True] * len(run_ids)
-    if predicate is None or not run_ids:
-        return keep
-    runs_frame = pl.DataFrame({"run_id": run_ids, "name": names}, schema={"run_id": pl.String, "name": pl.String})
-    for part in _conjuncts(predicate):
-        try:
-            if not set(part.meta.root_names()) <= {"run_id", "name"}:
-                continue
-            mask = runs_frame.with_columns(part.fill_null(False).alias("__keep"))["__keep"]
-        except Exception:  # not elementwise, or not a boolean: let the row filter decide
-            continue
-        if mask.dtype == pl.Boolean and len(mask) == len(keep):
-            keep = [k and bool(m) for k, m in zip(keep, mask.to_list())]
-    return keep
-
-
-def _conjuncts(predicate: pl.Expr) -> list[pl.Expr]:
-    """``a & b & c`` -> [a, b, c]; anything else -> [predicate]."""
-    try:
-        node = orjson.loads(predicate.meta.serialize(format="json"))
-        binary = node.get("BinaryExpr") if isinstance(node, dict) else None
-        if isinstance(binary, dict) and binary.get("op") in ("And", "LogicalAnd"):
-            return [part for sub in predicate.meta.pop() for part in _conjuncts(sub)]
-    except Exception:
-        pass
-    return [predicate]
-
-
 def _loaded_runs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[tuple[Path, tuple]]:
-    return [(d, loaded) for d in store.resolve_runs(runs, root) if (loaded := _load(d)) != (None, None)]
+    return [(d, loaded) for d in store.resolve_runs(runs, root) if (loaded := load_run(d)) != (None, None)]
 
 
 def _check_mode(metric: str, mode: str) -> str:
@@ -490,7 +345,7 @@ def best(metric: str, mode: str = "min", root: str | os.PathLike = "experiment_l
         figures = _summary(run_dir, loaded)
         available.update(dict.fromkeys(figures))
         record = figures.get(metric) or {}
-        run_id, name = _identity(run_dir, loaded)
+        run_id, name = run_identity(run_dir, loaded)
         rows.append({"run_id": run_id, "name": name, "value": record.get(direction),
                      "step": record.get(f"step_of_{direction}")})
     table = pl.DataFrame(rows, schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
@@ -535,7 +390,13 @@ def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: str | os.
             raise ValueError(f"no run in {root} logged metric {metric!r}; {metric_hint(metric, logged)}")
 
 
-def _identity(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None]) -> tuple[str, str]:
+def run_identity(run_dir: Path, loaded: tuple[RunEvents | None, dict[str, Any] | None]) -> tuple[str, str]:
+    """(run id, name) of a run as ``load_run`` loaded it (the directory's name where unknown).
+
+    Example:
+        >>> run_identity(Path("/logs/20260102-030405-678-aaaaaa"), (None, {"name": "a"}))
+        ('20260102-030405-678-aaaaaa', 'a')
+    """
     events, sidecar = loaded
     start = sidecar if sidecar is not None else (events.start or {})
     return start.get("run_id", run_dir.name), start.get("name", run_dir.name)

@@ -1,0 +1,117 @@
+"""``scan``: every run's history as one Polars LazyFrame, built from stable Polars APIs only.
+
+Each run is one *part* (``ScanPart``): a compacted run is a ``pl.scan_parquet`` of its
+``metrics.parquet`` (which holds ``run_id`` and ``name`` columns, so a filter on either is decided
+by the row groups' statistics and the other runs' data pages are never read), a live run is its
+history resolved from its events. The parts are aligned to one schema (the union of the metric
+columns, null where a run did not log one) and concatenated in run order.
+
+Example:
+    >>> import tempfile, steplog
+    >>> root = tempfile.mkdtemp()
+    >>> for name in ("a", "b"):
+    ...     with steplog.init(name=name, root=root) as run:
+    ...         run.log({"loss": 1.0})
+    >>> [part.name for part in scan_parts(store.run_dirs(root))]
+    ['a', 'b']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from . import format as fmt
+from . import store
+from .compact import current_rows
+from .query import load_run, run_identity
+from .reader import metric_col, resolve_history
+
+_TIME = pl.Datetime("us", "UTC")
+_BASE = {"run_id": pl.String, "name": pl.String, "step": pl.Int64, "wallclock": pl.Float64, "time": _TIME}
+
+
+@dataclass(frozen=True)
+class ScanPart:
+    """One run's share of a scan: its identity, its metric names in logged order, whether it is
+    compacted, and ``frame``, its rows (``_BASE`` columns, then its own metrics) as a LazyFrame."""
+
+    run_id: str
+    name: str
+    run_dir: Path
+    metrics: tuple[str, ...]
+    compacted: bool
+    frame: pl.LazyFrame
+
+    def aligned(self, schema: pl.Schema) -> pl.LazyFrame:
+        """``frame`` with exactly ``schema``'s columns, in its order (metrics it lacks are null)."""
+        present = [*_BASE, *self.metrics]
+        return self.frame.select([metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c)
+                                  for c in schema])
+
+
+def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
+    """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``,
+    ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
+    did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
+
+    Lazy where the data is large: a compacted run is a Parquet scan, so only the columns a query
+    uses are read, and a filter on ``run_id`` or ``name`` skips the other runs' data pages (their
+    footers are read). A run that is not compacted has its events parsed and its history resolved
+    once, when ``scan`` is called.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> for name, lr in (("a", 0.1), ("b", 0.2)):
+        ...     with steplog.init(name=name, config={"lr": lr}, root=root) as run:
+        ...         run.log({"loss": 1.0}); run.log({"loss": lr})
+        >>> steplog.scan(root).group_by("name").agg(pl.col("loss").min()).sort("name").collect().rows()
+        [('a', 0.1), ('b', 0.2)]
+    """
+    parts = scan_parts(store.resolve_runs(runs, root))
+    metrics: dict[str, None] = {}
+    for part in parts:
+        metrics.update(dict.fromkeys(part.metrics))
+    schema = pl.Schema({**_BASE, **dict.fromkeys(metrics, pl.Float64)})
+    if not parts:
+        return pl.LazyFrame(schema=schema)
+    return pl.concat([part.aligned(schema) for part in parts], how="vertical")
+
+
+def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
+    """The ``ScanPart`` of each run directory holding a readable run, in the order given.
+
+    Example:
+        >>> scan_parts([Path("/no/such/run")])
+        []
+    """
+    parts = []
+    for run_dir in run_dirs:
+        events, sidecar = load_run(run_dir)
+        if events is None and sidecar is None:
+            continue
+        run_id, name = run_identity(run_dir, (events, sidecar))
+        if sidecar is not None:
+            parts.append(_compacted_part(run_id, name, run_dir, sidecar))
+        else:
+            frame = resolve_history(events).lazy().select(
+                pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
+            parts.append(ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame))
+    return parts
+
+
+def _compacted_part(run_id: str, name: str, run_dir: Path, sidecar: dict) -> ScanPart:
+    """A compacted run's part: its Parquet file, scanned. Files of sidecar layout 1 have no
+    ``name`` column: it is added as a constant (such a run is skipped by a name filter only
+    after its rows are read)."""
+    frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
+    frame = current_rows(frame, bool(sidecar.get("steps_sorted")))
+    columns = (sidecar.get("parquet") or {}).get("columns") or []
+    if "name" not in columns:
+        frame = frame.with_columns(pl.lit(name, pl.String).alias("name"))
+    return ScanPart(run_id, name, run_dir, tuple(sidecar.get("metrics") or ()), True, frame)
