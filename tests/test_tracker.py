@@ -17,14 +17,8 @@ from hypothesis import strategies as st
 
 import steplog
 from steplog import format as fmt
-from steplog.tracker import (
-    ExperimentAnalyzer,
-    ExperimentConfig,
-    ExperimentLog,
-    ExperimentTracker,
-    MetricsSnapshot,
-    load_experiment,
-)
+from steplog.analyzer import ExperimentAnalyzer, ExperimentLog, load_experiment
+from steplog.tracker import ExperimentConfig, ExperimentTracker, MetricsSnapshot
 
 from conftest import python_subprocess
 
@@ -416,3 +410,38 @@ def test_save_says_when_the_run_could_not_be_compacted(root: Path) -> None:
     finally:
         steplog.store.release_lock(tracker.run_dir)
     assert tracker.save() == tracker.run_dir / "run.json" and (tracker.run_dir / "run.json").exists()
+
+
+_TRAINING_ONLY = """
+import sys, tempfile, types
+# Load steplog's modules without steplog/__init__.py, to see what the tracker itself imports.
+package = types.ModuleType("steplog")
+package.__path__, package.__version__ = [sys.argv[1]], "0"
+sys.modules["steplog"] = package
+from steplog.tracker import ExperimentConfig, ExperimentTracker
+tracker = ExperimentTracker(ExperimentConfig("x"), log_dir=tempfile.mkdtemp())
+tracker.start()
+tracker.log_metrics(0, train_loss=1.0, learning_rate=0.1)
+tracker.increment_gradient_step()
+tracker.log_eval(0, val_loss=1.0)
+tracker.finish()
+print(sorted({m.split(".")[0] for m in sys.modules} & {"polars", "pyarrow", "numpy"}))
+"""
+
+
+def test_the_tracker_training_path_never_imports_polars_pyarrow_or_numpy():
+    import steplog.tracker
+
+    proc = python_subprocess(_TRAINING_ONLY, str(Path(steplog.tracker.__file__).parent))
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, "[]\n"), err
+
+
+def test_the_reading_side_is_still_importable_from_steplog_tracker():
+    import steplog.analyzer
+    import steplog.tracker
+
+    assert steplog.tracker.ExperimentAnalyzer is steplog.analyzer.ExperimentAnalyzer
+    assert steplog.tracker.load_experiment is steplog.analyzer.load_experiment
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        steplog.tracker.nothing_here

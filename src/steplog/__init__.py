@@ -21,7 +21,8 @@ from .scanning import scan
 from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
 from .writer import Run, init
-from .tracker import ExperimentAnalyzer, ExperimentConfig, ExperimentLog, ExperimentTracker, MetricsSnapshot  # noqa: E402
+from .tracker import ExperimentConfig, ExperimentTracker, MetricsSnapshot
+from .analyzer import ExperimentAnalyzer, ExperimentLog
 
 __all__ = [
     "__version__",

@@ -33,7 +33,7 @@ import polars as pl
 from . import format as fmt
 from . import store
 from .compact import SUMMARY_FIELDS, SUMMARY_TYPES, current_rows, read_sidecar, run_facts, summarize, write_atomically
-from .reader import RunEvents, metric_col, read_events, resolve_history
+from .reader import RunEvents, read_events, resolve_history
 
 
 
