@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -23,7 +22,6 @@ NAN, INF = float("nan"), float("inf")
 
 
 def _run(root: Path, name: str, rows: list[dict], config: dict | None = None, finish: bool = True) -> steplog.Run:
-    time.sleep(0.002)  # distinct start milliseconds: run ids sort in creation order
     run = steplog.init(name=name, config=config or {}, root=root)
     for metrics in rows:
         run.log(metrics)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import threading
 
 import orjson
+import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -110,20 +113,30 @@ def test_a_dead_writers_lock_is_stale_even_if_its_pid_lives_on(root):
 def test_two_processes_racing_for_a_stale_lock_never_both_get_it(root):
     make_crashed_run(root, "contested")
     racer = """
-import sys, time, steplog
-time.sleep(float(sys.argv[2]))
+import sys, steplog
+sys.stdin.readline()  # all start together
 try:
     run = steplog.init(resume="contested", root=sys.argv[1])
 except steplog.RunLockedError:
     print("locked", flush=True)
 else:
     print("acquired", flush=True)
-    time.sleep(1.0)
+    sys.stdin.readline()  # hold the lock until every racer has tried, however slow it was to start
     run.finish()
 """
-    racers = [python_subprocess(racer, str(root), str(0.05 * (i % 2))) for i in range(4)]
-    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
-    assert outcomes.count("acquired") == 1, outcomes
+    racers = [python_subprocess(racer, str(root), stdin=subprocess.PIPE) for _ in range(4)]
+    for proc in racers:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outcomes = sorted(proc.stdout.readline().strip() for proc in racers)
+    for proc in racers:
+        try:
+            proc.stdin.write("done\n")
+            proc.stdin.close()
+        except BrokenPipeError:  # a loser has exited already
+            pass
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    assert outcomes == ["acquired", "locked", "locked", "locked"]
     assert steplog.runs(root=root)["status"].to_list() == ["finished"]
 
 
@@ -146,3 +159,92 @@ def test_unique_prefixes_are_unique_prefixes(ids, min_length):
         assert run_id.startswith(prefix) and len(prefix) >= min(min_length, len(run_id))
         others = [other for other in short if other != run_id and other.startswith(prefix)]
         assert not others or prefix == run_id  # unique, unless the whole id is a prefix of another
+
+
+# --- run order ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("one_millisecond", [False, True])
+def test_runs_created_in_a_tight_loop_keep_their_order(root, monkeypatch, one_millisecond):
+    if one_millisecond:  # as on a machine fast enough to start them all within one millisecond
+        import secrets
+
+        monkeypatch.setattr(steplog.store, "new_run_id", lambda: "20260101-000000-000-" + secrets.token_hex(3))
+    created = [steplog.init(name="sweep", root=root) for _ in range(100)]
+    for run in created:
+        run.finish()
+    ids = [run.id for run in created]
+    assert steplog.runs(root)["run_id"].to_list() == ids
+    assert [d.name for d in steplog.store.run_dirs(root)] == ids
+    assert steplog.store.resolve_run("sweep", root).name == ids[-1]  # "the latest run named sweep"
+    steplog.compact(root, quiet=True)  # compacted runs are ordered the same way, from their sidecars
+    assert steplog.runs(root)["run_id"].to_list() == ids
+    assert steplog.store.resolve_run("sweep", root).name == ids[-1]
+
+
+def _start_times(root) -> list[float]:
+    return [orjson.loads((d / "events.jsonl").read_bytes().split(b"\n")[0])["time"]
+            for d in steplog.store.run_dirs(root)]
+
+
+def test_runs_created_by_threads_at_once_are_in_start_order_everywhere(root):
+    barrier = threading.Barrier(4)
+
+    def sweep(worker: int) -> None:
+        barrier.wait()
+        for _ in range(25):
+            steplog.init(name="sweep", config={"worker": worker}, root=root).finish()
+
+    threads = [threading.Thread(target=sweep, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    starts = _start_times(root)
+    assert len(starts) == 100 and starts == sorted(starts)
+    table = steplog.runs(root)
+    assert table["run_id"].to_list() == [d.name for d in steplog.store.run_dirs(root)]
+    for worker in range(4):  # each thread's runs in the order it created them
+        mine = table.filter(pl.col("config.worker") == worker)["start_time"]
+        assert mine.is_sorted() and mine.n_unique() == 25
+    assert steplog.store.resolve_run("sweep", root).name == table["run_id"][-1]
+
+
+_SWEEPER = """
+import sys, steplog
+sys.stdin.readline()  # all start together
+ids = []
+for _ in range(25):
+    run = steplog.init(name="sweep", root=sys.argv[1])
+    run.finish()
+    ids.append(run.id)
+print(",".join(ids), flush=True)
+"""
+
+
+def test_runs_created_by_processes_at_once_are_in_start_order_everywhere(root):
+    procs = [python_subprocess(_SWEEPER, str(root), stdin=subprocess.PIPE) for _ in range(4)]
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    per_process = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        per_process.append(out.strip().split(","))
+    order = [d.name for d in steplog.store.run_dirs(root)]
+    assert len(order) == 100 and _start_times(root) == sorted(_start_times(root))
+    for ids in per_process:  # each process's runs in the order it created them
+        assert [i for i in order if i in set(ids)] == ids
+    assert steplog.runs(root)["run_id"].to_list() == order
+    assert steplog.store.resolve_run("sweep", root).name == order[-1]
+
+
+def test_the_order_does_not_depend_on_the_shape_of_the_ids(root):
+    """Ids that sort against their start order (as ids derived from a job id may) change nothing."""
+    first, second = steplog.init(name="a", root=root), steplog.init(name="b", root=root)
+    first.finish(), second.finish()
+    renamed = root / ("00000000-000000-000-" + second.id[-6:])  # sorts first by name, started last
+    second.dir.rename(renamed)
+    assert [d.name for d in steplog.store.run_dirs(root)] == [first.id, renamed.name]
+    assert steplog.store.start_order(renamed)[0] > steplog.store.start_order(first.dir)[0]

@@ -145,6 +145,7 @@ def run_facts(run_dir: Path, events: RunEvents, history_all: pl.DataFrame | None
         "config": config if isinstance(config, dict) else {},
         "meta": start.get("meta") if isinstance(start.get("meta"), dict) else {},
         "start_time": start_time,
+        "start_time_ns": start.get("time_ns") if type(start.get("time_ns")) is int else None,  # noqa: E721
         "end_time": end_time,
         "duration_s": (end_time - start_time) if start_time is not None and _number(end_time) is not None else None,
         "num_steps": steps[0],

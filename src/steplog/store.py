@@ -3,7 +3,8 @@
 Layout: ``<root>/<run id>/events.jsonl`` (plus ``writer.lock`` while a writer holds the run). Once
 compacted: ``metrics.parquet`` + ``run.json``, with the events moved to ``archive/events.jsonl``.
 A run id is ``YYYYMMDD-HHMMSS-mmm-xxxxxx`` (UTC start time to the millisecond, then 6 random hex
-digits): unique, safe as a directory name, and sorting by id sorts by start time. The run's *name*
+digits): unique and safe as a directory name. Runs are ordered by their start event's time at full
+resolution (``start_order``), not by id, so runs started within one millisecond keep their order. The run's *name*
 is only ever stored inside the files, so no name can make steplog write outside ``root``.
 
 Example:
@@ -17,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import fcntl
+import math
 import os
 import re
 import secrets
@@ -31,6 +33,7 @@ import orjson
 
 from . import format as fmt
 
+_LAST = 2**63 - 1  # the start_order of a run with no readable start
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-\d{3}-[0-9a-f]{6}$")
 
 
@@ -68,7 +71,8 @@ def is_run_id(text: str) -> bool:
 
 
 def run_dirs(root: str | os.PathLike) -> list[Path]:
-    """The run directories under ``root``, oldest first (by id); [] when root does not exist.
+    """The run directories under ``root``, oldest first: by ``start_order`` (the start event's time
+    at full resolution, then the id), whatever the shape of the ids; [] when root does not exist.
 
     Example:
         >>> run_dirs("/no/such/root")
@@ -80,7 +84,28 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
         return []
     with entries:
         dirs = [Path(e.path) for e in entries if is_run_id(e.name) and e.is_dir()]
-    return sorted(dirs, key=lambda p: p.name)
+    return sorted(dirs, key=start_order)
+
+
+def start_order(run_dir: Path) -> tuple[int, str]:
+    """The key runs are ordered by: (start time in integer nanoseconds, run id). The start time is
+    the start event's ``time_ns`` where the writer wrote one, else its ``time`` (Unix seconds, a
+    float, microsecond resolution), from the sidecar of a compacted run or the first line of the
+    events; the run id breaks ties. A run with no readable start sorts last.
+
+    Example:
+        >>> start_order(Path("/logs/20260102-030405-678-aaaaaa"))
+        (9223372036854775807, '20260102-030405-678-aaaaaa')
+    """
+    sidecar = raw_sidecar(run_dir)
+    head = sidecar if "start_time" in sidecar else fmt.read_start_event(events_path(run_dir)) or {}
+    exact = head.get("start_time_ns" if head is sidecar else "time_ns")
+    seconds = head.get("start_time" if head is sidecar else "time")
+    if isinstance(exact, int) and not isinstance(exact, bool):
+        return exact, run_dir.name
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds):
+        return round(seconds * 1e9), run_dir.name
+    return _LAST, run_dir.name
 
 
 def unique_prefixes(run_ids: list[str], min_length: int = 1) -> dict[str, str]:
@@ -214,7 +239,7 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
     names = {d: run_name(d) for d in dirs}
     by_name = [d for d in dirs if names[d] == ref]
     if by_name:
-        return by_name[-1]  # ids sort by start time: the latest run of that name
+        return by_name[-1]  # run_dirs are in start order: the latest run of that name
     if len(by_prefix) > 1:
         shown = ", ".join(d.name for d in by_prefix[:5]) + (" ..." if len(by_prefix) > 5 else "")
         raise AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; give more of the id")
