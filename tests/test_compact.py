@@ -92,7 +92,7 @@ def test_compaction_changes_no_query_result(segments, config):
         other.log({"x": 1.0})
         before = _snapshot(root, run.id)
         assert steplog.compact(root, quiet=True) == [run.id]
-        assert steplog.query.run_info(run.id, root)["compacted"] and not (run.dir / fmt.EVENTS_FILE).exists()
+        assert steplog.query.run_info(run.id, root=root)["compacted"] and not (run.dir / fmt.EVENTS_FILE).exists()
         _assert_same(before, _snapshot(root, run.id))
         other.finish()
     finally:

@@ -74,7 +74,7 @@ def test_steplog_demo_quick_trains_and_reports(tmp_path: Path) -> None:
     assert all((root / run_id / "run.json").exists() for run_id in runs["run_id"])  # compacted
     entropy_rate = markov_source().entropy_rate
     for name in runs["name"]:
-        history = steplog.history(name, root)
+        history = steplog.history(name, root=root)
         assert history.height == 1500
         val = history["val_loss"].drop_nulls()
         assert val[-1] < val[0] - 0.15, f"{name}: validation loss did not decrease: {val.to_list()}"

@@ -46,6 +46,6 @@ def test_cs336_training_loop(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     out = _run("cs336_training_loop.py", tmp_path, "--max-iters", "30", "--eval-interval", "10", "--eval-iters", "2").stdout
     assert "Experiment cs336_tiny" in out
-    history = steplog.history("cs336_tiny", tmp_path / "experiment_logs")
+    history = steplog.history("cs336_tiny", root=tmp_path / "experiment_logs")
     assert history.height == 30 and history["val_loss"].drop_nulls().len() == 4
     assert history["gradient_step"].max() == 14

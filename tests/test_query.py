@@ -303,7 +303,8 @@ def test_scan_resolves_each_live_run_once_per_scan_however_often_collected(tmp_p
 def reads(monkeypatch):
     """Counts, per run name, the events files parsed and the histories resolved by queries."""
     counts = {"read": [], "resolved": []}
-    real_read, real_resolve = steplog.query.read_events, steplog.query.resolve_history
+    model = sys.modules["steplog.model"]
+    real_read, real_resolve = model.read_events, model.resolve_history
 
     def read(path, *args, **kwargs):
         events = real_read(path, *args, **kwargs)
@@ -314,8 +315,8 @@ def reads(monkeypatch):
         counts["resolved"].append(events.start["name"])
         return real_resolve(events, **kwargs)
 
-    monkeypatch.setattr(steplog.query, "read_events", read)
-    monkeypatch.setattr(steplog.query, "resolve_history", resolve)
+    monkeypatch.setattr(model, "read_events", read)
+    monkeypatch.setattr(model, "resolve_history", resolve)
     monkeypatch.setattr(scanning, "resolve_history", resolve)
     monkeypatch.setattr(sys.modules["steplog.compact"], "resolve_history", resolve)
     return counts
@@ -327,7 +328,7 @@ def test_each_live_run_is_read_and_resolved_once_per_query(tmp_path, reads):
     again.log({"loss": 0.5})
     again.finish()
     _run(tmp_path, "b", [{"loss": 2.5}, {"acc": 0.5}])
-    info = steplog.query.run_info("a", tmp_path)
+    info = steplog.query.run_info("a", root=tmp_path)
     assert (info["num_steps"], info["superseded_rows"], info["summary"]["loss"]["min"]) == (2, 2, 0.5)
     assert reads == {"read": ["a"], "resolved": ["a"]}
     for query in (lambda: steplog.compare(root=tmp_path), lambda: steplog.runs(tmp_path, metrics="all")):
@@ -335,3 +336,25 @@ def test_each_live_run_is_read_and_resolved_once_per_query(tmp_path, reads):
         table = query()
         assert table["loss.best"].to_list() == [0.5, 2.5] and table["loss.last"].to_list() == [0.5, 2.5]
         assert reads == {"read": ["a", "b"], "resolved": ["a", "b"]}
+
+
+def test_root_is_keyword_only_where_a_run_or_metric_comes_first_and_positional_still_works_for_now(tmp_path):
+    _run(tmp_path, "a", [{"loss": 2.0}, {"loss": 1.0}])
+    calls = {
+        "history": (lambda: steplog.history("a", tmp_path), lambda: steplog.history("a", root=tmp_path)),
+        "summary": (lambda: steplog.summary("a", tmp_path), lambda: steplog.summary("a", root=tmp_path)),
+        "run_info": (lambda: steplog.query.run_info("a", tmp_path)["num_steps"],
+                     lambda: steplog.query.run_info("a", root=tmp_path)["num_steps"]),
+        "best": (lambda: steplog.best("loss", "min", tmp_path), lambda: steplog.best("loss", "min", root=tmp_path)),
+        "compare": (lambda: steplog.compare(None, None, tmp_path), lambda: steplog.compare(root=tmp_path)),
+        "export": (lambda: steplog.export("a", tmp_path / "a.csv", tmp_path).name,
+                   lambda: steplog.export("a", tmp_path / "a.csv", root=tmp_path).name),
+    }
+    for name, (positional, keyword) in calls.items():
+        with pytest.warns(DeprecationWarning, match=rf"steplog.{name}\(\): passing root by position is deprecated"):
+            old = positional()
+        new = keyword()
+        assert old.equals(new) if isinstance(new, pl.DataFrame) else old == new, name
+    with pytest.raises(TypeError, match="takes 1 positional arguments but 3 were given"):
+        steplog.history("a", tmp_path, True)
+    assert steplog.runs(tmp_path).height == steplog.scan(tmp_path).collect().select("run_id").n_unique() == 1

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -248,9 +249,9 @@ def test_save_before_finish_only_flushes(root: Path) -> None:
     live = ExperimentAnalyzer(root).get_experiment("live")
     assert live.status == "running" and live.metrics["train_loss"].to_list() == [1.0]
     tracker.finish()
-    before = steplog.history("live", root)
+    before = steplog.history("live", root=root)
     tracker.save()
-    assert steplog.history("live", root).equals(before)
+    assert steplog.history("live", root=root).equals(before)
     assert ExperimentAnalyzer(root).get_experiment("live").metrics.equals(live.metrics)
 
 
@@ -385,8 +386,9 @@ def test_the_comparison_and_the_report_read_each_run_once(root: Path, monkeypatc
             tracker.log_eval(0, val_loss=2.0 - lr)
             tracker.finish(notes=f"lr {lr:g}")
     read = []
-    real = steplog.query.read_events
-    monkeypatch.setattr(steplog.query, "read_events", lambda path, *a, **k: read.append(path.parent.name) or real(path, *a, **k))
+    model = sys.modules["steplog.model"]
+    real = model.read_events
+    monkeypatch.setattr(model, "read_events", lambda path, *a, **k: read.append(path.parent.name) or real(path, *a, **k))
     frame = ExperimentAnalyzer(root).comparison_frame()
     assert frame.columns == ["name", "run_id", "status", "iterations", "duration_s", "config.learning_rate",
                              "train_loss.best", "train_loss.last", "val_loss.best", "val_loss.last"]

@@ -16,7 +16,8 @@ Example:
 __version__ = "0.1.0"
 
 from .compact import compact
-from .query import best, compare, export, history, runs, summary
+from .query import best, export, history, summary
+from .runtable import compare, runs
 from .scanning import scan
 from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from typing import Any
 import polars as pl
 
 from . import format as fmt
-from . import query, store
+from . import query, runtable, store
+from .model import RunRecord, load_record
 from .tables import format_value, text_table
 from .tracker import _DEFAULT_COMPARED, _SNAPSHOT_METRICS, GRADIENT_STEP, SEED_COLUMNS
 from .tracker import ExperimentConfig, MetricsSnapshot
@@ -51,24 +52,24 @@ class ExperimentLog:
         ('finished', 2, 1.0)
     """
 
-    def __init__(self, record: Mapping[str, Any], run_dir: Path, root: Path) -> None:
-        self.run_id: str = record["run_id"]
-        self.name: str = record["name"]
-        self.run_dir = run_dir
+    def __init__(self, record: RunRecord, root: Path) -> None:
+        self.run_id: str = record.run_id
+        self.name: str = record.name
+        self.run_dir = record.run_dir
         self.root = root
-        config = record.get("config") or {}
+        config = record.config
         try:
             self.config = ExperimentConfig.from_dict({"experiment_name": self.name, **config})
         except (TypeError, ValueError) as exc:  # a config not written by the tracker: keep it all in extra
             warnings.warn(f"steplog: run {self.run_id}: config is not an ExperimentConfig ({exc}); "
                           f"it is kept under config.extra", stacklevel=2)
             self.config = ExperimentConfig(experiment_name=self.name, extra=config)
-        self.start_time: _dt.datetime | None = record.get("start_time")
-        self.end_time: _dt.datetime | None = record.get("end_time")
-        self.duration_seconds: float | None = record.get("duration_s")
-        self.status: str = record["status"]
-        self.notes: str = record.get("notes") or ""
-        self.num_iterations: int = record.get("num_steps") or 0
+        self.start_time: _dt.datetime | None = query.utc(record.start_time)
+        self.end_time: _dt.datetime | None = query.utc(record.end_time)
+        self.duration_seconds: float | None = record.duration_s
+        self.status: str = record.status
+        self.notes: str = (record.finish.notes if record.finish else None) or ""
+        self.num_iterations: int = record.num_steps
 
     def __repr__(self) -> str:
         return f"<ExperimentLog {self.name!r} run {self.run_id} {self.status}, {self.num_iterations} iterations>"
@@ -76,7 +77,7 @@ class ExperimentLog:
     @cached_property
     def metrics(self) -> pl.DataFrame:
         """The run's history with the seed's column names: one row per iteration."""
-        return seed_frame(query.history(self.run_dir, self.root))
+        return seed_frame(query.history(self.run_dir, root=self.root))
 
     @cached_property
     def summary(self) -> dict[str, Any]:
@@ -85,7 +86,7 @@ class ExperimentLog:
         recorded; None if none did) and, under ``metrics``, the
         statistics of every metric from ``steplog.summary`` (count, nan_count, min, max, mean,
         std, first, last, step_of_min, step_of_max)."""
-        per_metric = query.summary(self.run_dir, self.root)
+        per_metric = query.summary(self.run_dir, root=self.root)
 
         def stat(metric: str, key: str) -> Any:
             return (per_metric.get(metric) or {}).get(key)
@@ -124,7 +125,7 @@ def seed_frame(history: pl.DataFrame) -> pl.DataFrame:
         >>> root = tempfile.mkdtemp()
         >>> with steplog.init(name="plain", root=root) as run:
         ...     run.log({"loss": 1.0})
-        >>> seed_frame(steplog.history("plain", root)).columns
+        >>> seed_frame(steplog.history("plain", root=root)).columns
         ['iteration', 'gradient_step', 'wallclock_time', 'loss']
     """
     frame = history.drop("time", strict=False).rename({"step": "iteration", "wallclock": "wallclock_time"})
@@ -145,10 +146,10 @@ def load_experiment(run: str | os.PathLike, root: str | os.PathLike = "experimen
         steplog.store.RunNotFoundError: no run 'missing' in /no/such/root (the folder does not exist)
     """
     run_dir = store.resolve_run(run, root)
-    record = query.run_record(run_dir)
+    record = load_record(run_dir)
     if record is None:
         raise store.RunNotFoundError(f"run directory {run_dir} holds no readable run")
-    return ExperimentLog(record, run_dir, Path(root))
+    return ExperimentLog(record, Path(root))
 
 
 def format_summary(log: ExperimentLog) -> str:
@@ -247,8 +248,8 @@ class ExperimentAnalyzer:
         if cached is not None and cached[0] == key and (cached[1].status != fmt.RUNNING
                                                         or store.writer_is_alive(run_dir)):
             return cached
-        record = query.run_record(run_dir)
-        return None if record is None else (key, ExperimentLog(record, run_dir, self.log_dir))
+        record = load_record(run_dir)
+        return None if record is None else (key, ExperimentLog(record, self.log_dir))
 
     def get_experiment(self, name: str) -> ExperimentLog:
         """The run ``name`` refers to: a name (its latest run), a run id or a unique id prefix.
@@ -289,13 +290,13 @@ class ExperimentAnalyzer:
             >>> ExperimentAnalyzer(root).comparison_frame().drop("run_id", "duration_s").rows()
             [('sweep', 'finished', 2, 0.001, 1.001, 1.001), ('sweep', 'finished', 2, 0.01, 1.01, 1.01)]
         """
-        table = query.runs(self.log_dir, runs=runs, metrics="all" if metrics is None else list(metrics),
+        table = runtable.runs(self.log_dir, runs=runs, metrics="all" if metrics is None else list(metrics),
                            figures=("best", "last"), mode="auto")
         if metrics is None:
             logged = [c[: -len(".best")] for c in table.columns if c.endswith(".best") and not c.startswith("config.")]
             metrics = [m for m in _DEFAULT_COMPARED if m in logged] or logged
         details = [pl.col("start_time").alias("started"), "notes"] if with_notes else []
-        config = [c for c in query.differing_config(table) if c != "config.experiment_name"]  # that is the name
+        config = [c for c in runtable.differing_config(table) if c != "config.experiment_name"]  # that is the name
         return table.select("name", "run_id", "status", pl.col("num_steps").alias("iterations"), "duration_s",
                             *details, *config, *[f"{m}.{figure}" for m in metrics for figure in ("best", "last")])
 
@@ -352,7 +353,7 @@ class ExperimentAnalyzer:
             >>> pl.read_csv(path).columns
             ['step', 'wallclock', 'time', 'gradient_step', 'train_loss']
         """
-        return query.export(self.get_experiment(name).run_dir, path, self.log_dir)
+        return query.export(self.get_experiment(name).run_dir, path, root=self.log_dir)
 
     def _curve(self, name: str, columns: tuple[str, ...]) -> pl.DataFrame:
         frame = self.get_experiment(name).metrics

@@ -134,7 +134,7 @@ def _print_json(value: Any) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from .compact import write_atomically
+    from .atomic import write_atomically
 
     write_atomically(path, text.encode("utf-8"))  # an OSError says "cannot write <path>: <reason>"
 
@@ -163,7 +163,8 @@ def _ls_arguments(parser: argparse.ArgumentParser) -> None:
 def _ls(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from .query import check_metrics, runs
+    from .query import check_metrics
+    from .runtable import runs
     from .tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
 
     root = _root(args)
@@ -229,11 +230,12 @@ def _show_arguments(parser: argparse.ArgumentParser) -> None:
 def _show(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from .compact import SUMMARY_FIELDS, SUMMARY_TYPES
-    from .query import flatten_config, run_info
+    from .model import SUMMARY_FIELDS, SUMMARY_TYPES
+    from .query import run_info
+    from .runtable import flatten_config
     from .tables import format_duration, format_value, text_table, truncate
 
-    info = run_info(args.run, _root(args))
+    info = run_info(args.run, root=_root(args))
     if args.json:
         _print_json(info)
         return 0
@@ -291,9 +293,8 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import polars as pl
 
-    from .query import compare
+    from .runtable import compare
     from .tables import SOFT_TRUNCATED_WIDTH, formatted, text_table
 
     root = _root(args)
@@ -332,7 +333,7 @@ def _best(args: argparse.Namespace) -> int:
     from .tables import format_value
 
     mode = "max" if args.max else "min"
-    winner = best(args.metric, mode, _root(args))
+    winner = best(args.metric, mode, root=_root(args))
     if args.json:
         _print_json({"metric": args.metric, "mode": mode, **winner})
         return 0
@@ -392,7 +393,7 @@ def _export(args: argparse.Namespace) -> int:
 
     root = _root(args)
     run_dir = resolve_run(args.run, root)
-    path = export(run_dir, args.output, root, all_segments=args.all_segments)
+    path = export(run_dir, args.output, root=root, all_segments=args.all_segments)
     print(f"wrote the history of {run_name(run_dir)} ({run_dir.name}) to {path}")
     return 0
 

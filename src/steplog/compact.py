@@ -34,12 +34,11 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import polars as pl
@@ -49,226 +48,13 @@ from . import format as fmt
 from . import store
 from .atomic import remove_file, remove_stale_temps, write_atomically
 from .progress import Progress
-from .reader import RunEvents, metric_col, parse_events, resolve_history
+from .model import SIDECAR_VERSION, current_rows, encode_summary, read_sidecar, record_from_events, summarize
+from .reader import parse_events, resolve_history
 
-#: Version of the sidecar and Parquet layout, written into every ``run.json``; readers accept
-#: versions <= it. 2: ``metrics.parquet`` holds a ``name`` column after ``run_id``.
-SIDECAR_VERSION = 2
 #: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
 ROW_GROUP_SIZE = 131_072
-#: The per-metric figures of ``summarize``, in order.
-SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "last", "step_of_min", "step_of_max")
-
-#: The Polars type of each figure of ``SUMMARY_FIELDS``: counts and steps are Int64, values Float64.
-SUMMARY_TYPES = {field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
-                 for field in SUMMARY_FIELDS}
-_NOT_METRICS = frozenset({"run_id", "name", "segment", "superseded", "step", "wallclock", "time"})
 _OLD_TMP = ".tmp"  # the fixed temporary suffix of layout 1, removed when found
-_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 _RUNNING = "running"  # how the detail of a run skipped for being written starts
-
-
-# --- what a run holds, for sidecars and live runs alike -------------------------------------------
-
-
-def summarize(history: pl.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per-metric figures of a history frame (``steplog.history``): for each metric ``count``
-    (steps that logged it, NaN included), ``nan_count``, ``min``/``max``/``mean``/``std`` (over the
-    values that are not NaN; +-inf count; ``std`` with ddof=1), ``first``/``last`` (logged values,
-    NaN included), ``step_of_min``/``step_of_max`` (the earliest step reaching the min/max).
-    A figure with no value to take it from is None. NaN never is the min or max.
-
-    Example:
-        >>> h = pl.DataFrame({"step": [0, 1, 2], "loss": [3.0, float("nan"), 1.0]})
-        >>> s = summarize(h)["loss"]
-        >>> s["count"], s["nan_count"], s["min"], s["step_of_min"], s["last"]
-        (3, 1, 1.0, 2, 1.0)
-    """
-    metrics = [c for c in history.columns if c not in _NOT_METRICS]
-    if not metrics:
-        return {}
-    step = pl.col("step")
-    figures = []
-    for name in metrics:
-        value = metric_col(name, history.columns)
-        number = value.fill_nan(None)  # NaN never wins min/max, and stays out of mean/std
-        logged = value.drop_nulls()
-        figures.append(pl.struct(
-            value.count().cast(pl.Int64).alias("count"),
-            value.is_nan().sum().cast(pl.Int64).alias("nan_count"),
-            number.min().alias("min"),
-            number.max().alias("max"),
-            number.mean().alias("mean"),
-            number.std().alias("std"),
-            logged.first().alias("first"),
-            logged.last().alias("last"),
-            step.filter(number == number.min()).first().alias("step_of_min"),
-            step.filter(number == number.max()).first().alias("step_of_max"),
-        ).alias(name))
-    return history.select(figures).row(0, named=True)
-
-
-def run_facts(run_dir: Path, events: RunEvents, history_all: pl.DataFrame | None = None) -> dict[str, Any]:
-    """What a run's events say about it (everything of its sidecar but status, summary and file
-    details), as JSON-ready values: ``run_id``, ``name``, ``config``, ``meta``, ``start_time``,
-    ``end_time`` (Unix seconds; the last event while the run has no finish), ``duration_s``,
-    ``num_steps``, ``first_step``, ``last_step``, ``num_rows`` (incl. superseded),
-    ``superseded_rows``, ``finish`` (the current segment's finish event or None) and ``segments``
-    (one dict per segment: start step, step range, rows, rows superseded, time span, finish).
-    ``history_all`` is ``resolve_history(events, all_segments=True)`` when the caller has it.
-
-    Example:
-        >>> import tempfile, steplog
-        >>> from steplog.reader import read_events
-        >>> run = steplog.init(name="x", root=tempfile.mkdtemp())
-        >>> run.log({"loss": 1.0}); run.log({"loss": 0.5}); run.finish()
-        >>> facts = run_facts(run.dir, read_events(run.dir / "events.jsonl"))
-        >>> facts["name"], facts["num_steps"], facts["last_step"], facts["finish"]["status"]
-        ('x', 2, 1, 'finished')
-    """
-    if history_all is None:
-        history_all = resolve_history(events, all_segments=True)
-    start = events.start or {}
-    finish = events.last_finish
-    start_time = _number(start.get("time"))
-    times = [t for t in (start_time, *(_number(c.get("time")) for c in events.controls)) if t is not None]
-    if events.rows.height:
-        times.append(events.rows["time"].max())
-    end_time = finish.get("time") if finish else (max(times) if times else None)
-    current = history_all.filter(~pl.col("superseded"))
-    steps = current.select(pl.len().alias("n"), pl.col("step").min().alias("first"), pl.col("step").max().alias("last")).row(0)
-    config = start.get("config")
-    return {
-        "run_id": start.get("run_id", run_dir.name),
-        "name": start.get("name", run_dir.name),
-        "format_version": start.get("v"),
-        "config": config if isinstance(config, dict) else {},
-        "meta": start.get("meta") if isinstance(start.get("meta"), dict) else {},
-        "start_time": start_time,
-        "start_time_ns": start.get("time_ns") if type(start.get("time_ns")) is int else None,  # noqa: E721
-        "end_time": end_time,
-        "duration_s": (end_time - start_time) if start_time is not None and _number(end_time) is not None else None,
-        "num_steps": steps[0],
-        "first_step": steps[1],
-        "last_step": steps[2],
-        "num_rows": history_all.height,
-        "superseded_rows": history_all.height - steps[0],
-        "finish": _finish_fields(finish),
-        "segments": _segments(events, history_all, start),
-    }
-
-
-def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Frame:
-    """The rows of an all-segments history (``resolve_history(events, all_segments=True)``, or
-    ``metrics.parquet``, of one run or several) as ``steplog.history`` shows them: without the rows
-    a resume superseded, sorted by step (within ``run_id`` when there is one). ``steps_sorted``
-    says they are in step order already (a sidecar's ``steps_sorted``: no sort needed); None finds
-    out (a DataFrame only). A resumed segment that logs steps below its start step needs the sort.
-
-    Example:
-        >>> h = pl.DataFrame({"segment": [0, 0, 1], "step": [0, 1, 1], "superseded": [False, True, False],
-        ...                   "loss": [3.0, 2.0, 1.0]})
-        >>> current_rows(h).rows()
-        [(0, 3.0), (1, 1.0)]
-    """
-    current = history_all.filter(~pl.col("superseded")).drop("segment", "superseded")
-    if steps_sorted is None:
-        steps_sorted = bool(current["step"].is_sorted())
-    if steps_sorted:
-        return current
-    keys = ["run_id", "step"] if "run_id" in current.collect_schema().names() else ["step"]
-    return current.sort(keys, maintain_order=True)
-
-
-def _segments(events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any]) -> list[dict[str, Any]]:
-    count = 1 + len(events.resumes)
-    by_rows = {row["segment"]: row for row in history_all.group_by("segment").agg(
-        pl.len().alias("rows"), pl.col("superseded").sum().cast(pl.Int64).alias("superseded_rows"),
-        pl.col("step").min().alias("first_step"), pl.col("step").max().alias("last_step")).iter_rows(named=True)}
-    by_time = {row["segment"]: row for row in events.rows.group_by("segment").agg(
-        pl.col("time").min().alias("first_time"), pl.col("time").max().alias("last_time")).iter_rows(named=True)}
-    finishes = {}
-    for event in events.controls:
-        if event.get(fmt.KIND) == fmt.FINISH:
-            finishes[event.get("segment", 0)] = event
-    opened = [start, *events.resumes]
-    segments = []
-    for index in range(max(count, 1 + max(by_rows, default=0))):
-        control = opened[index] if index < len(opened) else {}
-        rows = by_rows.get(index, {})
-        finish = finishes.get(index)
-        begin = _number(control.get("time"))
-        end = _number(finish.get("time")) if finish else by_time.get(index, {}).get("last_time", begin)
-        segments.append({
-            "segment": index,
-            "start_step": control.get("start_step") if index else None,
-            "first_step": rows.get("first_step"),
-            "last_step": rows.get("last_step"),
-            "rows": rows.get("rows", 0),
-            "superseded_rows": rows.get("superseded_rows", 0),
-            "start_time": begin,
-            "end_time": end,
-            "durability": control.get("durability"),
-            "meta": control.get("meta") if index and isinstance(control.get("meta"), dict) else None,
-            "finish": _finish_fields(finish),
-        })
-    return segments
-
-
-def _finish_fields(finish: dict[str, Any] | None) -> dict[str, Any] | None:
-    if finish is None:
-        return None
-    return {"status": finish.get("status"), "time": _number(finish.get("time")), "error": finish.get("error"),
-            "notes": finish.get("notes")}
-
-
-def _number(value: Any) -> float | None:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-# --- the sidecar ------------------------------------------------------------------------------
-
-
-def encode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A ``summarize`` result made JSON-safe: NaN and +-inf become the format's codes ``"nan"``,
-    ``"inf"``, ``"-inf"`` (JSON has no such numbers). ``decode_summary`` undoes it.
-
-    Example:
-        >>> encode_summary({"loss": {"min": float("-inf"), "count": 2}})
-        {'loss': {'min': '-inf', 'count': 2}}
-    """
-    return {name: {k: (fmt.nonfinite_code(v) if isinstance(v, float) and not math.isfinite(v) else v)
-                   for k, v in figures.items()} for name, figures in summary.items()}
-
-
-def decode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The inverse of ``encode_summary``.
-
-    Example:
-        >>> decode_summary({"loss": {"max": "inf", "count": 2}})
-        {'loss': {'max': inf, 'count': 2}}
-    """
-    return {name: {k: (fmt.decode_nonfinite(v) if isinstance(v, str) and SUMMARY_TYPES.get(k) == pl.Float64 else v)
-                   for k, v in figures.items()} for name, figures in summary.items()}
-
-
-def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
-    """The sidecar (``run.json``) of a run directory, or None when it is missing, damaged or of a
-    newer layout than this steplog reads. The summary comes back decoded (NaN/inf as floats).
-
-    Example:
-        >>> read_sidecar(Path("/no/such/run")) is None
-        True
-    """
-    sidecar = store.raw_sidecar(run_dir)
-    if not isinstance(sidecar.get("sidecar_version"), int) \
-            or sidecar["sidecar_version"] > SIDECAR_VERSION or not isinstance(sidecar.get("summary"), dict):
-        return None
-    try:
-        sidecar["summary"] = decode_summary(sidecar["summary"])
-    except (ValueError, AttributeError):
-        return None
-    return sidecar
 
 
 # --- compaction -------------------------------------------------------------------------------
@@ -441,9 +227,9 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
                      else events.rows.select("segment", "step").n_unique())
     if history_all.height != expected_rows:
         return "skipped", f"history has {history_all.height} rows but the events hold {expected_rows} (segment, step) pairs"
-    facts = run_facts(run_dir, events, history_all)
-    table = history_all.select(pl.lit(facts["run_id"], pl.String).alias("run_id"),
-                               pl.lit(facts["name"], pl.String).alias("name"), pl.all())
+    record = record_from_events(run_dir, events, status, history_all)
+    table = history_all.select(pl.lit(record.run_id, pl.String).alias("run_id"),
+                               pl.lit(record.name, pl.String).alias("name"), pl.all())
     steps_sorted = bool(history_all.filter(~pl.col("superseded"))["step"].is_sorted())
     current = current_rows(history_all, steps_sorted)
 
@@ -460,8 +246,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         return "skipped", str(exc)
     sidecar = {
         "sidecar_version": SIDECAR_VERSION,
-        "status": status,
-        **facts,
+        **record.sidecar_facts(),
         "metrics": {name: "Float64" for name in events.metric_names},
         "steps_sorted": steps_sorted,
         "summary": encode_summary(summarize(current)),
@@ -475,7 +260,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     write_atomically(run_dir / fmt.SIDECAR_FILE, orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     if source.parent == run_dir:
         _archive_events(run_dir)
-    return "compacted", f"{facts['num_steps']:,} steps, {status}"
+    return "compacted", f"{record.num_steps:,} steps, {status}"
 
 
 def _parquet_matches(run_dir: Path, sidecar: dict[str, Any] | None) -> bool:

@@ -133,5 +133,5 @@ def _load(runs: Sequence[str], root: str | os.PathLike) -> list[tuple[str, pl.Da
     curves = []
     for d, name in zip(dirs, names):
         label = name if names.count(name) == 1 else f"{name} ({d.name[-6:]})"
-        curves.append((label, history(d, root)))
+        curves.append((label, history(d, root=root)))
     return curves

@@ -2,7 +2,7 @@
 
 The table sits between two marker lines in the document; ``fill_experiment_log`` replaces what is
 between them (or appends the markers and the table when the document has none), writing the file
-with ``steplog.compact.write_atomically``, so an editor never sees it half-written.
+with ``steplog.atomic.write_atomically``, so an editor never sees it half-written.
 
 Example:
     >>> import tempfile
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .compact import write_atomically
+from .atomic import write_atomically
 from .tables import markdown_table
 from .tracker import ExperimentAnalyzer
 

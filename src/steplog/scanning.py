@@ -27,8 +27,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .compact import current_rows
-from .query import load_run, run_identity
+from .model import current_rows, load_run
 from .reader import metric_col, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
@@ -95,7 +94,8 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
         events, sidecar = load_run(run_dir)
         if events is None and sidecar is None:
             continue
-        run_id, name = run_identity(run_dir, (events, sidecar))
+        head = sidecar if sidecar is not None else (events.start or {})
+        run_id, name = head.get("run_id", run_dir.name), head.get("name", run_dir.name)
         if sidecar is not None:
             parts.append(_compacted_part(run_id, name, run_dir, sidecar))
         else:
