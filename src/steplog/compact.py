@@ -135,12 +135,11 @@ def run_facts(run_dir: Path, events: RunEvents, history_all: pl.DataFrame | None
     end_time = finish.get("time") if finish else (max(times) if times else None)
     current = history_all.filter(~pl.col("superseded"))
     steps = current.select(pl.len().alias("n"), pl.col("step").min().alias("first"), pl.col("step").max().alias("last")).row(0)
-    config = start.get("config")
     return {
         "run_id": start.get("run_id", run_dir.name),
         "name": start.get("name", run_dir.name),
         "format_version": start.get("v"),
-        "config": config if isinstance(config, dict) else {},
+        "config": events.config,
         "meta": start.get("meta") if isinstance(start.get("meta"), dict) else {},
         "start_time": start_time,
         "end_time": end_time,
