@@ -14,7 +14,9 @@ A run directory holds an append-only JSON Lines file, ``events.jsonl``. Each lin
 
 * a **control event**, which always starts with the bytes ``{"e":`` (the event kind), so that a
   reader can pick the few control lines out of millions of metric lines without parsing them:
-  ``start`` (first line: run id, name, config, metadata), ``resume`` (a new segment) and ``finish``.
+  ``start`` (first line: run id, name, config, metadata), ``resume`` (a new segment), ``config``
+  (keys added to the run's config while it runs, merged over the start event's config in file
+  order) and ``finish``.
 
 Writer and reader both import from here; docs/format.md describes the same thing for people.
 
@@ -58,6 +60,7 @@ CONTROL_PREFIX = b'{"e":'
 START = "start"
 RESUME = "resume"
 FINISH = "finish"
+CONFIG = "config"
 
 # Run statuses.
 RUNNING = "running"
@@ -159,6 +162,21 @@ def decode_control_event(line: bytes) -> dict[str, Any]:
     if not isinstance(event, dict) or not isinstance(event.get(KIND), str):
         raise ValueError("not a control event (expected a JSON object with a string 'e')")
     return event
+
+
+def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in, as readers apply ``config`` events: nested dicts are merged
+    key by key, every other value replaces the one before. Neither argument is changed.
+
+    Example:
+        >>> merge_config({"lr": 0.1, "model": {"d": 512, "layers": 4}}, {"model": {"layers": 8}, "bs": 32})
+        {'lr': 0.1, 'model': {'d': 512, 'layers': 8}, 'bs': 32}
+    """
+    merged = dict(base)
+    for key, value in update.items():
+        old = merged.get(key)
+        merged[key] = merge_config(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return merged
 
 
 def control_line_spans(data: bytes) -> list[tuple[int, int]]:

@@ -322,9 +322,9 @@ def record_from_events(run_dir: Path, events: RunEvents, status: str | None = No
 
 
 def _config(events: RunEvents) -> dict[str, Any]:
-    """The run's config: the one place a run's config is read from its events."""
-    config = (events.start or {}).get("config")
-    return config if isinstance(config, dict) else {}
+    """The run's config: the one place a run's config is read from its events (the start event's,
+    with later ``Run.update_config`` events merged over it: ``RunEvents.config``)."""
+    return events.config
 
 
 def record_from_sidecar(run_dir: Path, sidecar: dict[str, Any]) -> RunRecord:

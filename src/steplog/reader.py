@@ -67,6 +67,17 @@ class RunEvents:
         return [c for c in self.rows.columns if c not in _BASE_COLUMNS]
 
     @property
+    def config(self) -> dict[str, Any]:
+        """The run's config: the start event's, with every later ``config`` event
+        (``Run.update_config``) merged over it in file order."""
+        start_config = (self.start or {}).get("config")
+        config = start_config if isinstance(start_config, dict) else {}
+        for event in self.controls:
+            if event.get(fmt.KIND) == fmt.CONFIG and isinstance(event.get("config"), dict):
+                config = fmt.merge_config(config, event["config"])
+        return config
+
+    @property
     def resumes(self) -> list[dict[str, Any]]:
         """The ``resume`` events, in order."""
         return [c for c in self.controls if c.get(fmt.KIND) == fmt.RESUME]

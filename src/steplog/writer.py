@@ -412,6 +412,30 @@ class Run:
         if self._fsync_interval is not None:
             self._fsync(now)
 
+    def update_config(self, config: Mapping[str, Any]) -> None:
+        """Add to the config of this running run: for settings known only after ``init`` (a framework
+        that reports its hyperparameters late). Written at once as a ``config`` event; every reader
+        (``runs()``, ``compare()``, ``run_info()``, the sidecar) merges it over the config so far:
+        nested dicts key by key, other values replaced. Values are converted like ``init``'s config.
+
+        Example:
+            >>> import tempfile, steplog
+            >>> root = tempfile.mkdtemp()
+            >>> run = steplog.init(name="x", config={"lr": 0.1, "model": {"d": 64}}, root=root)
+            >>> run.update_config({"batch_size": 32, "model": {"layers": 2}})
+            >>> run.finish()
+            >>> steplog.runs(root).select("config.lr", "config.model.d", "config.model.layers", "config.batch_size").row(0)
+            (0.1, 64, 2, 32)
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(f"update_config takes a mapping of config keys to values, got {type(config).__name__}; "
+                            f"pass e.g. {{'batch_size': 32}}")
+        if self._closed:
+            self._raise_closed()
+        converted = to_jsonable(dict(config), what="config")
+        self.flush()  # the event lands after every metric event logged before it
+        self._write_data(fmt.encode_control_event(fmt.CONFIG, config=converted, time=_time(), segment=self._segment))
+
     def finish(self, *, notes: str | None = None) -> None:
         """Mark the run finished, write what is buffered, fsync, and release the writer lock.
         Calling it again does nothing.
