@@ -86,3 +86,19 @@ def test_steplog_demo_quick_trains_and_reports(tmp_path: Path) -> None:
     best = steplog.best("val_loss", root=root)
     assert f"best run: {best['name']}" in out
     assert best["value"] < math.log(12) - 0.5  # far better than a uniform guess
+
+
+@pytest.mark.parametrize("width", [60, 100])
+def test_the_demo_table_fits_the_width_and_the_demo_ends_with_what_next(tmp_path: Path, width: int) -> None:
+    from steplog.demo import DemoSettings, run_demo
+
+    tiny = DemoSettings(learning_rates=(1e-2, 3e-2, 1e-1), iterations=20, eval_interval=10, eval_examples=128,
+                        train_sequences=8, sequence_length=64, warmup=2)
+    printed: list[str] = []
+    result = run_demo(tmp_path / "a_rather_long_folder_name_for_the_demo_runs", settings=tiny, out=printed.append,
+                      width=width)
+    table = next(block for block in printed if "val_loss" in block and "\n" in block)
+    assert all(len(line) <= width for line in table.splitlines()), table
+    assert all(name in table or "\u2026" in table for name in result.names)  # every run is there, cut or not
+    closing = printed[-1]
+    assert closing.startswith("what next:") and "steplog ls --root" in closing and "steplog.history(" in closing

@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from .tracker import ExperimentAnalyzer, ExperimentConfig, ExperimentTracker
+from .analyzer import ExperimentAnalyzer
+from .tables import text_table
+from .tracker import ExperimentConfig, ExperimentTracker
 
 ALPHABET = " etaoinshrdlcumwfgypbvkjxqz"
 
@@ -384,9 +388,10 @@ class DemoResult:
 
 
 def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, settings: DemoSettings | None = None,
-             out: Callable[[str], Any] = print) -> DemoResult:
-    """Run the learning-rate sweep into ``root``, compact the runs, print the comparison table,
-    the best run and where the files are (through ``out``).
+             out: Callable[[str], Any] = print, width: int | None = None) -> DemoResult:
+    """Run the learning-rate sweep into ``root``, compact the runs, print the comparison table
+    (fitted to ``width`` columns; default: the terminal's, else 80), the best run, where the files
+    are and what to try next (through ``out``).
 
     Example:
         >>> import tempfile
@@ -421,7 +426,7 @@ def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, s
     analyzer = ExperimentAnalyzer(root)
     analyzer.load_all()
     out("")
-    out(analyzer.get_comparison_table(metrics=["train_loss", "val_loss", "tokens_per_sec"], runs=run_ids))
+    out(comparison_text(analyzer, run_ids, width or terminal_width()))
     finals = {t.config.experiment_name: analyzer.get_experiment(t.run_id).summary["final_val_loss"] for t in trackers}
     best_name = min(finals, key=finals.__getitem__)
     out("")
@@ -431,11 +436,63 @@ def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, s
     for tracker in trackers:
         out(f"  {tracker.run_dir}")
     out(f"loss curves: {_plot(run_ids, root, bound)}")
-    out(f"next, from a terminal: steplog ls --root {root}; steplog show {best_name} --root {root}; "
-        f"steplog plot {' '.join(sweep_names(s.learning_rates))} --metric val_loss --root {root} -o curves.png")
-    out(f'or in Python: steplog.history("{best_name}", root="{root}"), or '
-        f'ExperimentAnalyzer("{root}").print_summary("{best_name}")')
+    out("")
+    out(what_next(root, best_name))
     return DemoResult(root, bound, run_ids, [t.config.experiment_name for t in trackers], best_name, finals[best_name])
+
+
+def comparison_text(analyzer: ExperimentAnalyzer, run_ids: list[str], width: int) -> str:
+    """The sweep's comparison table, fitted to ``width`` columns (as ``steplog ls`` fits its own):
+    run names are cut in the middle, then the run id, duration and throughput columns are left out.
+
+    Example:
+        >>> import tempfile
+        >>> print(comparison_text(ExperimentAnalyzer(tempfile.mkdtemp()), [], 40))
+        (no runs)
+    """
+    if not run_ids:
+        return "(no runs)"
+    frame = analyzer.comparison_frame(["train_loss", "val_loss", "tokens_per_sec"], runs=run_ids)
+    return text_table(frame, width=width, significant=4, split_headers=True, truncatable=["name"],
+                      droppable=["run_id", "tokens_per_sec.last", "duration_s", "tokens_per_sec.best", "status"])
+
+
+def terminal_width() -> int:
+    """The terminal's width when stdout is one, else 80 (a log file, a pipe).
+
+    Example:
+        >>> terminal_width() > 0
+        True
+    """
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((80, 24)).columns
+    return 80
+
+
+def what_next(root: Path, best_name: str) -> str:
+    """The demo's closing lines: the commands to look further, each with what it shows.
+
+    Example:
+        >>> print(what_next(Path("logs"), "demo_lr_0.003"))
+        what next:
+          steplog ls --root logs                   the runs, newest first
+          steplog show demo_lr_0.003 --root logs   one run: config, segments, every metric
+          steplog compare --root logs              the runs side by side
+          steplog plot demo_lr_0.003 --metric val_loss --root logs -o curves.png
+                                                   its curve as a PNG
+          steplog.history("demo_lr_0.003", root="logs")
+                                                   in Python: its history, a Polars frame
+    """
+    steps = [
+        (f"steplog ls --root {root}", "the runs, newest first"),
+        (f"steplog show {best_name} --root {root}", "one run: config, segments, every metric"),
+        (f"steplog compare --root {root}", "the runs side by side"),
+        (f"steplog plot {best_name} --metric val_loss --root {root} -o curves.png", "its curve as a PNG"),
+        (f'steplog.history("{best_name}", root="{root}")', "in Python: its history, a Polars frame"),
+    ]
+    pad = max(len(command) for command, _ in steps[:3]) + 2
+    return "\n".join(["what next:", *(f"  {command:<{pad}} {why}" if len(command) < pad else f"  {command}\n"
+                                       f"  {'':<{pad}} {why}" for command, why in steps)])
 
 
 def _plot(run_ids: list[str], root: Path, bound: float) -> str:
