@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .analyzer import ExperimentAnalyzer
-from .tables import text_table
+from .tables import SOFT_TRUNCATED_WIDTH, text_table
 from .tracker import ExperimentConfig, ExperimentTracker
 
 ALPHABET = " etaoinshrdlcumwfgypbvkjxqz"
@@ -443,7 +443,8 @@ def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, s
 
 def comparison_text(analyzer: ExperimentAnalyzer, run_ids: list[str], width: int) -> str:
     """The sweep's comparison table, fitted to ``width`` columns (as ``steplog ls`` fits its own):
-    run names are cut in the middle, then the run id, duration and throughput columns are left out.
+    the learning rate is the only config shown (the rest follows from it), run names are cut in the
+    middle, then the run id, duration, status and throughput columns are left out.
 
     Example:
         >>> import tempfile
@@ -453,8 +454,11 @@ def comparison_text(analyzer: ExperimentAnalyzer, run_ids: list[str], width: int
     if not run_ids:
         return "(no runs)"
     frame = analyzer.comparison_frame(["train_loss", "val_loss", "tokens_per_sec"], runs=run_ids)
-    return text_table(frame, width=width, significant=4, split_headers=True, truncatable=["name"],
-                      droppable=["run_id", "tokens_per_sec.last", "duration_s", "tokens_per_sec.best", "status"])
+    frame = frame.drop([c for c in frame.columns if c.startswith("config.") and c != "config.learning_rate"])
+    return text_table(frame.rename({"config.learning_rate": "lr"}, strict=False), width=width, significant=4,
+                      split_headers=True, truncatable=["name"], min_truncated=SOFT_TRUNCATED_WIDTH,
+                      droppable=["run_id", "duration_s", "tokens_per_sec.last", "status", "iterations",
+                                 "train_loss.last", "tokens_per_sec.best"])
 
 
 def terminal_width() -> int:
