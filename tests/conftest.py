@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh root per test and a helper to run writer scripts in a subprocess."""
+"""Shared fixtures: a fresh root per test, a helper to run writer scripts in a subprocess, and a run
+whose writer really died (SIGKILL): tests use steplog's public API only."""
 
 from __future__ import annotations
 
@@ -26,28 +27,19 @@ def python_subprocess(code: str, *args: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env, **kwargs)
 
 
-def simulate_writer_death(run) -> None:
-    """Make an open Run look like its process died (as after SIGKILL), without killing the tests:
-    its files are closed, its kernel lock is dropped (the lock file stays), exit will not finish it."""
-    import steplog
-
-    os.close(run._fd)
-    os.close(steplog.store._held.pop(os.path.realpath(run.dir)))
-    steplog.writer._open_runs.discard(run)
-
-
 _CRASHING_WRITER = """
 import os, sys, steplog
 run = steplog.init(name=sys.argv[2], root=sys.argv[1])
-run.log({"loss": 1.0})
+for loss in sys.argv[3:]:
+    run.log({"loss": float(loss)})
 print(run.id, flush=True)
 os.kill(os.getpid(), 9)
 """
 
 
-def make_crashed_run(root, name: str) -> str:
-    """A run named ``name`` whose writer logged one step (loss 1.0) and was SIGKILLed; its id."""
-    proc = python_subprocess(_CRASHING_WRITER, str(root), name)
+def make_crashed_run(root, name: str, losses: tuple[float, ...] = (1.0,)) -> str:
+    """A run named ``name`` whose writer logged ``losses`` (one step each) and was SIGKILLed; its id."""
+    proc = python_subprocess(_CRASHING_WRITER, str(root), name, *map(str, losses))
     run_id = proc.stdout.readline().strip()
     proc.wait()
     assert run_id, proc.stderr.read()

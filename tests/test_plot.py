@@ -1,13 +1,22 @@
-"""Plots: a PNG of the requested size that is not blank; clear errors."""
+"""Plots: a PNG of the requested size holding one curve per run, in its colour; clear errors."""
 
 from __future__ import annotations
 
+import matplotlib.image as image  # the plot extra is in the test extra: never skipped
+import numpy as np
 import pytest
 
 import steplog
 from steplog.plot import plot_curves
 
-image = pytest.importorskip("matplotlib.image")
+#: matplotlib's default colours C0, C1, C2, C3, which plot_curves gives the runs in order.
+SERIES = [(0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E), (0x2C, 0xA0, 0x2C), (0xD6, 0x27, 0x28)]
+
+
+def pixels_of(pixels: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    """How many pixels of the image have (nearly) exactly this colour."""
+    target = np.array(rgb) / 255
+    return int((np.abs(pixels[..., :3] - target) < 0.04).all(axis=-1).sum())
 
 
 @pytest.fixture
@@ -30,8 +39,9 @@ def test_plot_is_a_png_of_the_requested_size_and_not_blank(sweep, tmp_path, x, s
     pixels = image.imread(out)
     assert pixels.shape[:2] == (600, 900)
     assert pixels[..., :3].var() > 0.01  # lines and text, not an empty canvas
-    colored = (abs(pixels[..., 0] - pixels[..., 2]) > 0.2).mean()
-    assert colored > 0.001  # the coloured curves are there
+    for run, rgb in zip(("lr=0.001", "lr=0.003", "lr=0.01"), SERIES):
+        assert pixels_of(pixels, rgb) > 300, f"the curve of {run} is missing"
+    assert pixels_of(pixels, SERIES[3]) == 0  # three runs, three colours
 
 
 def test_unknown_metric_suggests_close_names(sweep, tmp_path):
@@ -58,4 +68,11 @@ def test_same_name_runs_get_their_id_in_the_legend(root, tmp_path):
             run.log({"loss": 1.0})
             run.log({"loss": 0.5})
         ids.append(run.id)
-    assert plot_curves(ids, ["loss"], root=root, output=tmp_path / "p.png").exists()
+    pixels = image.imread(plot_curves(ids, ["loss"], root=root, output=tmp_path / "p.png"))
+    assert pixels_of(pixels, SERIES[0]) > 20 and pixels_of(pixels, SERIES[1]) > 20  # both runs drawn
+    assert pixels_of(pixels, SERIES[2]) == 0
+
+
+def test_the_image_holds_only_the_runs_asked_for(sweep, tmp_path):
+    pixels = image.imread(plot_curves(["lr=0.003"], ["train_loss"], root=sweep, output=tmp_path / "one.png"))
+    assert pixels_of(pixels, SERIES[0]) > 300 and pixels_of(pixels, SERIES[1]) == 0

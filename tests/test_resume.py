@@ -10,7 +10,7 @@ import time
 import pytest
 
 import steplog
-from conftest import make_crashed_run, python_subprocess, simulate_writer_death
+from conftest import make_crashed_run, python_subprocess
 
 SEGMENT_WRITER = """
 import sys, steplog
@@ -108,13 +108,9 @@ def test_resume_without_start_step_takes_the_first_step_logged(root):
 
 
 def test_resume_cuts_a_torn_tail_before_appending(root):
-    run = steplog.init(name="r", root=root)
-    run.log({"loss": 1.0})
-    run.log({"loss": 2.0})
-    path = run.dir / "events.jsonl"
-    with open(path, "ab") as f:
+    run_id = make_crashed_run(root, "r", losses=(1.0, 2.0))
+    with open(root / run_id / "events.jsonl", "ab") as f:
         f.write(b'{"s":2,"t":1.0,"w":0.1,"m":{"lo')  # the dead writer's half line
-    simulate_writer_death(run)
     again = steplog.init(resume="r", root=root, start_step=2)
     again.log({"loss": 3.0})
     again.finish()

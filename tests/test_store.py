@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import steplog
-from conftest import make_crashed_run, python_subprocess, simulate_writer_death
+from conftest import make_crashed_run, python_subprocess
 
 
 def test_resolve_by_id_prefix_and_name(root):
@@ -96,12 +96,11 @@ def test_second_writer_in_the_same_process(root):
 
 
 def test_a_dead_writers_lock_is_stale_even_if_its_pid_lives_on(root):
-    run = steplog.init(name="x", root=root)
-    run.log({"a": 1.0})
-    # Simulate a writer that died and whose pid was reused by a live process (ours): the lock file
-    # names a live pid, but nobody holds the kernel lock any more.
-    simulate_writer_death(run)
-    lock = run.dir / "writer.lock"
+    run_id = make_crashed_run(root, "x")
+    # Its pid is reused by a live process (ours): the lock file names a live pid on this host, but
+    # nobody holds the kernel lock any more.
+    lock = root / run_id / "writer.lock"
+    lock.write_bytes(orjson.dumps({**orjson.loads(lock.read_bytes()), "pid": os.getpid()}))
     assert orjson.loads(lock.read_bytes())["pid"] == os.getpid()
     assert steplog.runs(root=root)["status"].to_list() == ["crashed"]
     again = steplog.init(resume="x", root=root)
