@@ -447,3 +447,14 @@ def test_the_reading_side_is_still_importable_from_steplog_tracker():
     assert steplog.tracker.load_experiment is steplog.analyzer.load_experiment
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         steplog.tracker.nothing_here
+
+
+def test_every_option_of_init_passes_through_the_tracker(root):
+    tracker = ExperimentTracker(ExperimentConfig("opts"), log_dir=root, tensor_flush_steps=5, tensor_flush_seconds=1.0,
+                                durability="buffered")
+    tracker.start()
+    tracker.log_metrics(0, train_loss=1.0)
+    tracker.finish()
+    assert steplog.history("opts", root=root)["train_loss"].to_list() == [1.0]
+    with pytest.raises(TypeError, match="unknown option.*tensor_flush_steps"):
+        ExperimentTracker(ExperimentConfig("opts"), log_dir=root, flush_every=3)

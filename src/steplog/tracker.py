@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import types
 import warnings
@@ -51,7 +52,10 @@ from .writer import Run, init
 GRADIENT_STEP = "gradient_step"
 SEED_COLUMNS = ("iteration", GRADIENT_STEP, "wallclock_time")
 _DEFAULT_COMPARED = ("train_loss", "val_loss")
-_INIT_OPTIONS = ("durability", "fsync_interval", "buffer_size", "buffer_interval", "resume", "start_step")
+#: The options ExperimentTracker passes to ``steplog.init``: its keyword-only parameters, read from its
+#: signature so that the two never drift apart.
+_INIT_OPTIONS = tuple(name for name, parameter in inspect.signature(init).parameters.items()
+                      if parameter.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 # --- configuration ----------------------------------------------------------------------------
