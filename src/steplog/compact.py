@@ -5,7 +5,8 @@
 ``archive/events.jsonl`` so the run stays rebuildable from its events:
 
 * ``metrics.parquet``: ``resolve_history(events, all_segments=True)`` with ``run_id`` and ``name``
-  columns in front (so a filter on either skips other runs' row groups by their statistics): one row per (segment, step), rows superseded by a resume kept and marked ``superseded``.
+  columns in front (so a filter on either skips other runs' row groups by their statistics): one
+  row per (segment, step), rows superseded by a resume kept and marked ``superseded``.
   zstd, column statistics, row groups of ``ROW_GROUP_SIZE`` rows.
 * ``run.json`` (the *sidecar*): what a run table needs without opening the Parquet file: id, name,
   status, config, metadata, times, steps, segments, the metric names and a summary per metric
@@ -226,7 +227,8 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     expected_rows = (history_all.height if history_all.height == events.rows.height
                      else events.rows.select("segment", "step").n_unique())
     if history_all.height != expected_rows:
-        return "skipped", f"history has {history_all.height} rows but the events hold {expected_rows} (segment, step) pairs"
+        return "skipped", (f"history has {history_all.height} rows but the events hold {expected_rows} "
+                           f"(segment, step) pairs")
     record = record_from_events(run_dir, events, status, history_all)
     table = history_all.select(pl.lit(record.run_id, pl.String).alias("run_id"),
                                pl.lit(record.name, pl.String).alias("name"), pl.all())
@@ -257,7 +259,8 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
                    "torn_tail_bytes": events.torn_tail_bytes},
         "compacted_at": time.time(),
     }
-    write_atomically(run_dir / fmt.SIDECAR_FILE, orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    text = orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    write_atomically(run_dir / fmt.SIDECAR_FILE, text)
     if source.parent == run_dir:
         _archive_events(run_dir)
     return "compacted", f"{record.num_steps:,} steps, {status}"

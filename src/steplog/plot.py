@@ -89,7 +89,8 @@ def plot_curves(
         for (label, frame), color in zip(curves, colors):
             if metric not in frame.columns:
                 continue
-            points = frame.select(pl.col(x), metric_col(metric, frame.columns).alias("y")).filter(pl.col("y").is_not_null())
+            points = frame.select(pl.col(x), metric_col(metric, frame.columns).alias("y"))
+            points = points.filter(pl.col("y").is_not_null())
             if points.height == 0:
                 continue
             xs, ys = points[x].to_numpy(), points["y"].to_numpy()
@@ -122,7 +123,8 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise PlotUnavailableError("plotting needs matplotlib: pip install 'steplog[plot]' (or pip install matplotlib)") from None
+        raise PlotUnavailableError(
+            "plotting needs matplotlib: pip install 'steplog[plot]' (or pip install matplotlib)") from None
     return Figure, FigureCanvasAgg
 
 

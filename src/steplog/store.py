@@ -128,7 +128,9 @@ def unique_prefixes(run_ids: list[str], min_length: int = 1) -> dict[str, str]:
 
     short = {}
     for i, run_id in enumerate(ordered):
-        shared = max(common(run_id, ordered[i - 1]) if i else 0, common(run_id, ordered[i + 1]) if i + 1 < len(ordered) else 0)
+        before = common(run_id, ordered[i - 1]) if i else 0
+        after = common(run_id, ordered[i + 1]) if i + 1 < len(ordered) else 0
+        shared = max(before, after)
         short[run_id] = run_id[: min(max(shared + 1, min_length), len(run_id))]
     return short
 
@@ -242,7 +244,8 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
         return by_name[-1]  # run_dirs are in start order: the latest run of that name
     if len(by_prefix) > 1:
         shown = ", ".join(d.name for d in by_prefix[:5]) + (" ..." if len(by_prefix) > 5 else "")
-        raise AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; give more of the id")
+        raise AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; "
+                                f"give more of the id")
     candidates = sorted({n for n in names.values() if n} | {d.name for d in dirs})
     close = difflib.get_close_matches(ref, candidates, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" ({len(dirs)} runs there)"

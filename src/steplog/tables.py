@@ -232,7 +232,8 @@ def _total(widths: list[int], columns: Iterable[int]) -> int:
 def _render(titles: list[list[str]], rows: list[list[str]], numeric: list[bool], widths: list[int],
             columns: list[int]) -> str:
     def line(cells: list[str]) -> str:
-        return _GAP.join(cells[i].rjust(widths[i]) if numeric[i] else cells[i].ljust(widths[i]) for i in columns).rstrip()
+        aligned = (cells[i].rjust(widths[i]) if numeric[i] else cells[i].ljust(widths[i]) for i in columns)
+        return _GAP.join(aligned).rstrip()
 
     head = [line([t[0] for t in titles])] if any(titles[i][0] for i in columns) else []
     return "\n".join([*head, line([t[1] for t in titles]), line(["-" * w for w in widths]), *(line(r) for r in rows)])
