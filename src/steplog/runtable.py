@@ -74,7 +74,7 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
     from some runs differs), then ``<metric>.<figure>`` for each metric (default: every metric
     logged) and figure. Figures: ``best`` (min or max by ``mode``, a string or a dict metric ->
     mode; default min; ``"auto"``: by the metric's name, see ``higher_is_better``), ``step_of_best``,
-    and any of ``steplog.compact.SUMMARY_FIELDS``.
+    and any of ``steplog.model.SUMMARY_FIELDS``.
 
     Example:
         >>> import tempfile, steplog

@@ -4,8 +4,9 @@ Layout: ``<root>/<run id>/events.jsonl`` (plus ``writer.lock`` while a writer ho
 compacted: ``metrics.parquet`` + ``run.json``, with the events moved to ``archive/events.jsonl``.
 A run id is ``YYYYMMDD-HHMMSS-mmm-xxxxxx`` (UTC start time to the millisecond, then 6 random hex
 digits): unique and safe as a directory name. Runs are ordered by their start event's time at full
-resolution (``start_order``), not by id, so runs started within one millisecond keep their order. The run's *name*
-is only ever stored inside the files, so no name can make steplog write outside ``root``.
+resolution (``start_order``), not by id, so runs started within one millisecond keep their order.
+The run's *name* is only ever stored inside the files, so no name can make steplog write outside
+``root``.
 
 Example:
     >>> rid = new_run_id()
