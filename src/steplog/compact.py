@@ -49,8 +49,8 @@ from . import format as fmt
 from . import store
 from .atomic import remove_file, remove_stale_temps, write_atomically
 from .progress import Progress
-from .model import SIDECAR_VERSION, current_rows, encode_summary, read_sidecar, record_from_events, summarize
-from .reader import parse_events, resolve_history
+from .model import SIDECAR_VERSION, RunRecord, encode_summary, read_sidecar, record_from_events
+from .reader import RunEvents, parse_events, resolve_history
 
 #: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
 ROW_GROUP_SIZE = 131_072
@@ -218,52 +218,68 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     events = parse_events(data, source)
     if events.start is None:
         return "skipped", f"{source} has no readable start event; left as it is"
-    finish = events.last_finish
-    # We hold the writer lock, so no writer is alive: a run without a finish event crashed.
-    status = finish.get("status") if finish and finish.get("status") in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
     history_all = resolve_history(events, all_segments=True)
-    # One row per distinct (segment, step) of the events. Equal counts prove it without hashing:
-    # history rows are distinct pairs, and there are never more pairs than events.
-    expected_rows = (history_all.height if history_all.height == events.rows.height
-                     else events.rows.select("segment", "step").n_unique())
+    expected_rows = _expected_rows(events, history_all)
     if history_all.height != expected_rows:
         return "skipped", (f"history has {history_all.height} rows but the events hold {expected_rows} "
                            f"(segment, step) pairs")
-    record = record_from_events(run_dir, events, status, history_all)
+    record = record_from_events(run_dir, events, _final_status(events), history_all)
     table = history_all.select(pl.lit(record.run_id, pl.String).alias("run_id"),
                                pl.lit(record.name, pl.String).alias("name"), pl.all())
-    steps_sorted = bool(history_all.filter(~pl.col("superseded"))["step"].is_sorted())
-    current = current_rows(history_all, steps_sorted)
+    try:
+        parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)
+    except _NotVerified as exc:
+        return "skipped", str(exc)
+    files = {"parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet.stat().st_size,
+                         "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
+             "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
+                        "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
+                        "torn_tail_bytes": events.torn_tail_bytes}}
+    write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files))
+    if source.parent == run_dir:
+        _archive_events(run_dir)
+    return "compacted", f"{record.num_steps:,} steps, {record.status}"
 
+
+def _final_status(events: RunEvents) -> str:
+    """We hold the writer lock, so no writer is alive: a run without a finish event crashed."""
+    finish = events.last_finish
+    return finish.get("status") if finish and finish.get("status") in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
+
+
+def _expected_rows(events: RunEvents, history_all: pl.DataFrame) -> int:
+    """One row per distinct (segment, step) of the events. Equal counts prove it without hashing:
+    history rows are distinct pairs, and there are never more pairs than events."""
+    if history_all.height == events.rows.height:
+        return history_all.height
+    return events.rows.select("segment", "step").n_unique()
+
+
+def _write_parquet(path: Path, table: pl.DataFrame, expected_rows: int) -> Path:
+    """Write ``metrics.parquet`` atomically, checked (rows and columns) before it is renamed into place."""
     def verify(tmp: Path) -> None:
         written = pq.read_metadata(tmp)
         if written.num_rows != expected_rows or written.schema.names != table.columns:
             raise _NotVerified(f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; "
                                f"events untouched")
 
-    try:
-        parquet = write_atomically(run_dir / fmt.PARQUET_FILE, lambda f: table.write_parquet(
-            f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE), check=verify)
-    except _NotVerified as exc:
-        return "skipped", str(exc)
+    return write_atomically(path, lambda f: table.write_parquet(
+        f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE), check=verify)
+
+
+def _sidecar_bytes(record: RunRecord, files: dict[str, Any]) -> bytes:
+    """The sidecar (``run.json``) of a run being compacted: its record, metric names, summary and files."""
+    assert record.history_all is not None, "a run being compacted is read from its events"
     sidecar = {
         "sidecar_version": SIDECAR_VERSION,
         **record.sidecar_facts(),
-        "metrics": {name: "Float64" for name in events.metric_names},
-        "steps_sorted": steps_sorted,
-        "summary": encode_summary(summarize(current)),
-        "parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet.stat().st_size,
-                    "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
-        "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
-                   "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
-                   "torn_tail_bytes": events.torn_tail_bytes},
+        "metrics": {name: "Float64" for name in record.metrics},
+        "steps_sorted": bool(record.history_all.filter(~pl.col("superseded"))["step"].is_sorted()),
+        "summary": encode_summary(record.summary),
+        **files,
         "compacted_at": time.time(),
     }
-    text = orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-    write_atomically(run_dir / fmt.SIDECAR_FILE, text)
-    if source.parent == run_dir:
-        _archive_events(run_dir)
-    return "compacted", f"{record.num_steps:,} steps, {status}"
+    return orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
 def _parquet_matches(run_dir: Path, sidecar: dict[str, Any] | None) -> bool:
