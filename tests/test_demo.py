@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 import steplog
-from steplog.demo import AdamW, CharMLP, learning_rate_at, markov_source, windows
+from steplog.demo_model import AdamW, CharMLP, learning_rate_at, markov_source, windows
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
