@@ -118,85 +118,90 @@ def _show_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    import polars as pl
-
-    from ..model import SUMMARY_FIELDS, SUMMARY_TYPES
     from ..query import run_info
     from ..runtable import flatten_config
-    from ..tables import format_duration, format_value, text_table, truncate
 
     info = run_info(args.run, root=_root(args))
     if args.json:
         _print_json(info)
         return 0
     width = _width(args)
-
-    def section(title: str, pairs: dict[str, Any]) -> list[str]:
-        if not pairs:
-            return [f"{title}: none"]
-        pad = max(len(k) for k in pairs)
-        return [f"{title}:", *(truncate(f"  {k:<{pad}}  {format_value(v, 6)}", width) for k, v in pairs.items())]
-
-    steps = f"{info['num_steps']}" + (f" ({info['first_step']} to {info['last_step']})" if info["num_steps"] else "")
-    lines = section(
-        "run",
-        {
-            "name": info["name"],
-            "id": info["run_id"],
-            "status": info["status"],
-            "started": _local_second(info["start_time"]),
-            "duration": format_duration(info["duration_s"]),
-            "steps": steps,
-            "segments": len(info["segments"]),
-            "error": info["error"],
-            "notes": info["notes"],
-            "stored": "compacted (metrics.parquet + run.json)" if info["compacted"] else "events.jsonl (not compacted)",
-            "dir": info["dir"],
-        },
-    )
     meta = dict(info["meta"])
     if isinstance(meta.get("argv"), list):
         meta["argv"] = " ".join(map(str, meta["argv"]))
     first = [k for k in ("git_commit", "git_dirty", "host", "argv") if k in meta]
-    lines += ["", *section("metadata", {k: meta[k] for k in [*first, *(k for k in meta if k not in first)]})]
-    lines += ["", *section("config", flatten_config(info["config"], prefix=""))]
-    segments = (
-        pl.DataFrame(info["segments"]).select(
-            "segment",
-            "first_step",
-            "last_step",
-            "rows",
-            pl.col("superseded_rows").alias("superseded"),
-            pl.col("start_time").alias("started"),
-            (pl.col("end_time") - pl.col("start_time")).dt.total_microseconds().truediv(1e6).alias("time"),
-            "status",
-        )
-        if info["segments"]
-        else None
-    )
-    if segments is not None:
-        lines += [
-            "",
-            "segments:",
-            text_table(
-                segments, width=width, formats={"time": format_duration, "started": _local_minute}, right=["time"]
-            ),
-        ]
+    lines = _section("run", _run_facts(info), width)
+    lines += ["", *_section("metadata", {k: meta[k] for k in [*first, *(k for k in meta if k not in first)]}, width)]
+    lines += ["", *_section("config", flatten_config(info["config"], prefix=""), width)]
+    if info["segments"]:
+        lines += ["", "segments:", _segments_table(info["segments"], width)]
     summary = info["summary"]
-    if summary:
-        figures = pl.DataFrame(
-            [{"metric": m, **{f: s.get(f) for f in SUMMARY_FIELDS}} for m, s in summary.items()],
-            schema={"metric": pl.String, **SUMMARY_TYPES},
-        )
-        figures = figures.rename({"nan_count": "nans", "step_of_min": "min_at", "step_of_max": "max_at"})
-        figures = figures.select(
-            "metric", "count", "nans", "last", "min", "min_at", "max", "max_at", "first", "mean", "std"
-        )
-        lines += ["", "metrics:", text_table(figures, width=width, significant=4)]
-    else:
-        lines += ["", "metrics: none logged"]
+    lines += ["", "metrics:", _metrics_table(summary, width)] if summary else ["", "metrics: none logged"]
     print("\n".join(lines))
     return 0
+
+
+def _section(title: str, pairs: dict[str, Any], width: int) -> list[str]:
+    """``title:`` then one aligned ``key  value`` line per pair, each cut to ``width``."""
+    from ..tables import format_value, truncate
+
+    if not pairs:
+        return [f"{title}: none"]
+    pad = max(len(k) for k in pairs)
+    return [f"{title}:", *(truncate(f"  {k:<{pad}}  {format_value(v, 6)}", width) for k, v in pairs.items())]
+
+
+def _run_facts(info: dict[str, Any]) -> dict[str, Any]:
+    from ..tables import format_duration
+
+    steps = f"{info['num_steps']}" + (f" ({info['first_step']} to {info['last_step']})" if info["num_steps"] else "")
+    return {
+        "name": info["name"],
+        "id": info["run_id"],
+        "status": info["status"],
+        "started": _local_second(info["start_time"]),
+        "duration": format_duration(info["duration_s"]),
+        "steps": steps,
+        "segments": len(info["segments"]),
+        "error": info["error"],
+        "notes": info["notes"],
+        "stored": "compacted (metrics.parquet + run.json)" if info["compacted"] else "events.jsonl (not compacted)",
+        "dir": info["dir"],
+    }
+
+
+def _segments_table(segments: list[dict[str, Any]], width: int) -> str:
+    import polars as pl
+
+    from ..tables import format_duration, text_table
+
+    frame = pl.DataFrame(segments).select(
+        "segment",
+        "first_step",
+        "last_step",
+        "rows",
+        pl.col("superseded_rows").alias("superseded"),
+        pl.col("start_time").alias("started"),
+        (pl.col("end_time") - pl.col("start_time")).dt.total_microseconds().truediv(1e6).alias("time"),
+        "status",
+    )
+    return text_table(frame, width=width, formats={"time": format_duration, "started": _local_minute}, right=["time"])
+
+
+def _metrics_table(summary: dict[str, dict[str, Any]], width: int) -> str:
+    import polars as pl
+
+    from ..model import SUMMARY_FIELDS, SUMMARY_TYPES
+    from ..tables import text_table
+
+    figures = pl.DataFrame(
+        [{"metric": m, **{f: s.get(f) for f in SUMMARY_FIELDS}} for m, s in summary.items()],
+        schema={"metric": pl.String, **SUMMARY_TYPES},
+    )
+    figures = figures.rename({"nan_count": "nans", "step_of_min": "min_at", "step_of_max": "max_at"})
+    order = ("metric", "count", "nans", "last", "min", "min_at", "max", "max_at", "first", "mean", "std")
+    figures = figures.select(order)
+    return text_table(figures, width=width, significant=4)
 
 
 # --- compare ----------------------------------------------------------------------------------
