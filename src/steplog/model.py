@@ -218,7 +218,7 @@ class Segment:
         fields = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
         fields.update(rows=data.get("rows") or 0, superseded_rows=data.get("superseded_rows") or 0,
                       finish=Finish.from_event(data.get("finish")))
-        return cls(**fields)
+        return cls(**fields)  # type: ignore[arg-type]  # a sidecar's values, as compaction wrote them
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's shape of a segment (``finish`` as a dict or None)."""
@@ -305,8 +305,9 @@ def record_from_events(run_dir: Path, events: RunEvents, status: str | None = No
         status = store.run_status(run_dir, finish.get("status") if finish else None)
     start_time = _number(start.get("time"))
     times = [t for t in (start_time, *(_number(c.get("time")) for c in events.controls)) if t is not None]
-    if events.rows.height:
-        times.append(events.rows["time"].max())
+    last_event = _number(events.rows["time"].max()) if events.rows.height else None
+    if last_event is not None:
+        times.append(last_event)
     end_time = _number(finish.get("time")) if finish else (max(times) if times else None)
     current = history_all.filter(~pl.col("superseded"))
     steps = current.select(pl.len(), pl.col("step").min().alias("first"), pl.col("step").max().alias("last")).row(0)
@@ -339,7 +340,7 @@ def record_from_sidecar(run_dir: Path, sidecar: dict[str, Any]) -> RunRecord:
     """
     return RunRecord(
         run_id=sidecar.get("run_id", run_dir.name), name=sidecar.get("name", run_dir.name),
-        status=sidecar.get("status"), run_dir=run_dir, format_version=sidecar.get("format_version"),
+        status=str(sidecar.get("status")), run_dir=run_dir, format_version=sidecar.get("format_version"),
         config=_dict(sidecar.get("config")), meta=_dict(sidecar.get("meta")),
         start_time=sidecar.get("start_time"), start_time_ns=sidecar.get("start_time_ns"),
         end_time=sidecar.get("end_time"), duration_s=sidecar.get("duration_s"),
@@ -401,7 +402,7 @@ def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Fram
     """
     current = history_all.filter(~pl.col("superseded")).drop("segment", "superseded")
     if steps_sorted is None:
-        steps_sorted = bool(current["step"].is_sorted())
+        steps_sorted = isinstance(current, pl.DataFrame) and bool(current["step"].is_sorted())
     if steps_sorted:
         return current
     keys = ["run_id", "step"] if "run_id" in current.collect_schema().names() else ["step"]

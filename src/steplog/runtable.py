@@ -25,10 +25,11 @@ from .model import SUMMARY_FIELDS, SUMMARY_TYPES, MetricSummary, RunRecord, load
 from .query import check_metrics, check_mode, loaded_runs, root_keyword_only, utc
 
 #: The columns of ``runs()`` before the config columns, with their types.
-RUN_COLUMNS = {
-    "run_id": pl.String, "name": pl.String, "status": pl.String,
-    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64,
-    "num_steps": pl.Int64, "last_step": pl.Int64, "segments": pl.Int64, "error": pl.String, "notes": pl.String,
+RUN_COLUMNS: dict[str, pl.DataType] = {
+    "run_id": pl.String(), "name": pl.String(), "status": pl.String(),
+    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64(),
+    "num_steps": pl.Int64(), "last_step": pl.Int64(), "segments": pl.Int64(), "error": pl.String(),
+    "notes": pl.String(),
 }
 
 

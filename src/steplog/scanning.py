@@ -31,7 +31,8 @@ from .model import current_rows, load_run
 from .reader import metric_col, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
-_BASE = {"run_id": pl.String, "name": pl.String, "step": pl.Int64, "wallclock": pl.Float64, "time": _TIME}
+_BASE: dict[str, pl.DataType] = {"run_id": pl.String(), "name": pl.String(), "step": pl.Int64(),
+                                  "wallclock": pl.Float64(), "time": _TIME}
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
     metrics: dict[str, None] = {}
     for part in parts:
         metrics.update(dict.fromkeys(part.metrics))
-    schema = pl.Schema({**_BASE, **dict.fromkeys(metrics, pl.Float64)})
+    schema = pl.Schema({**_BASE, **dict.fromkeys(metrics, pl.Float64())})
     if not parts:
         return pl.LazyFrame(schema=schema)
     return pl.concat([part.aligned(schema) for part in parts], how="vertical")
@@ -94,11 +95,12 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
         events, sidecar = load_run(run_dir)
         if events is None and sidecar is None:
             continue
-        head = sidecar if sidecar is not None else (events.start or {})
+        head = sidecar if sidecar is not None else ((events.start if events is not None else None) or {})
         run_id, name = head.get("run_id", run_dir.name), head.get("name", run_dir.name)
         if sidecar is not None:
             parts.append(_compacted_part(run_id, name, run_dir, sidecar))
         else:
+            assert events is not None
             frame = resolve_history(events).lazy().select(
                 pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
             parts.append(ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame))
