@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class ScanPart:
     metrics: tuple[str, ...]
     compacted: bool
     frame: pl.LazyFrame
+    #: compacted, of layout 2 (a name column) and with steps in order: it can share one Parquet scan
+    #: with its neighbours of the same metrics (a damaged file then fails that scan as a whole)
+    shares_scan: bool = False
 
     def aligned(self, schema: pl.Schema) -> pl.LazyFrame:
         """``frame`` with exactly ``schema``'s columns, in its order (metrics it lacks are null)."""
@@ -80,7 +84,29 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
     schema = pl.Schema({**_BASE, **dict.fromkeys(metrics, pl.Float64())})
     if not parts:
         return pl.LazyFrame(schema=schema)
-    return pl.concat([part.aligned(schema) for part in parts], how="vertical")
+    return pl.concat([_frame_of(group, schema) for group in _groups(parts)], how="vertical")
+
+
+def _groups(parts: list[ScanPart]) -> list[list[ScanPart]]:
+    """Consecutive parts one Parquet scan reads together (``ScanPart.shares_scan``, same metrics);
+    every other part is a group of its own."""
+    groups: list[list[ScanPart]] = []
+    for part in parts:
+        last = groups[-1][-1] if groups else None
+        if last is not None and part.shares_scan and last.shares_scan and part.metrics == last.metrics:
+            groups[-1].append(part)
+        else:
+            groups.append([part])
+    return groups
+
+
+def _frame_of(group: list[ScanPart], schema: pl.Schema) -> pl.LazyFrame:
+    """One group's rows with ``schema``: its part's frame, or one Parquet scan over its files."""
+    if len(group) == 1:
+        return group[0].aligned(schema)
+    frame = pl.scan_parquet([part.run_dir / fmt.PARQUET_FILE for part in group], hive_partitioning=False)
+    first = group[0]
+    return dataclasses.replace(first, frame=current_rows(frame, True)).aligned(schema)
 
 
 def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
@@ -116,4 +142,5 @@ def _compacted_part(run_id: str, name: str, run_dir: Path, sidecar: dict) -> Sca
     columns = (sidecar.get("parquet") or {}).get("columns") or []
     if "name" not in columns:
         frame = frame.with_columns(pl.lit(name, pl.String).alias("name"))
-    return ScanPart(run_id, name, run_dir, tuple(sidecar.get("metrics") or ()), True, frame)
+    shares_scan = "name" in columns and bool(sidecar.get("steps_sorted"))
+    return ScanPart(run_id, name, run_dir, tuple(sidecar.get("metrics") or ()), True, frame, shares_scan)

@@ -84,24 +84,39 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     with entries:
-        dirs = [Path(e.path) for e in entries if is_run_id(e.name) and e.is_dir()]
-    return sorted(dirs, key=start_order)
+        found = [(Path(e.path), e.inode()) for e in entries if is_run_id(e.name) and e.is_dir()]
+    return [path for _, path in sorted((_cached_start_order(path, inode), path) for path, inode in found)]
+
+
+#: start_order of the run directories seen, by (path, inode): a run's start event never changes.
+_start_orders: dict[tuple[str, int], tuple[int, str]] = {}
+
+
+def _cached_start_order(run_dir: Path, inode: int) -> tuple[int, str]:
+    key = (str(run_dir), inode)
+    order = _start_orders.get(key)
+    if order is None:
+        order = start_order(run_dir)
+        if order[0] != _LAST:  # a run still being created may have no start event yet: look again next time
+            _start_orders[key] = order
+    return order
 
 
 def start_order(run_dir: Path) -> tuple[int, str]:
     """The key runs are ordered by: (start time in integer nanoseconds, run id). The start time is
     the start event's ``time_ns`` where the writer wrote one, else its ``time`` (Unix seconds, a
-    float, microsecond resolution), from the sidecar of a compacted run or the first line of the
-    events; the run id breaks ties. A run with no readable start sorts last.
+    float, microsecond resolution), from the first line of the events (live or archived), else from
+    a compacted run's sidecar; the run id breaks ties. A run with no readable start sorts last.
 
     Example:
         >>> start_order(Path("/logs/20260102-030405-678-aaaaaa"))
         (9223372036854775807, '20260102-030405-678-aaaaaa')
     """
-    sidecar = raw_sidecar(run_dir)
-    head = sidecar if "start_time" in sidecar else fmt.read_start_event(events_path(run_dir)) or {}
-    exact = head.get("start_time_ns" if head is sidecar else "time_ns")
-    seconds = head.get("start_time" if head is sidecar else "time")
+    head: dict[str, Any] = fmt.read_start_event(events_path(run_dir)) or {}  # one short line, live or archived
+    exact, seconds = head.get("time_ns"), head.get("time")
+    if not head:  # no readable events file: a compacted run's sidecar says when it started
+        sidecar = raw_sidecar(run_dir)
+        exact, seconds = sidecar.get("start_time_ns"), sidecar.get("start_time")
     if isinstance(exact, int) and not isinstance(exact, bool):
         return exact, run_dir.name
     if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds):
