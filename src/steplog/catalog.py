@@ -1,0 +1,245 @@
+"""The root catalog: one Parquet file, ``<root>/_catalog/runs.parquet``, one row per compacted run.
+
+A row holds what ``steplog.runs()`` shows of a run (``run_id``, ``name``, ``status``, times,
+steps, ``segments``, ``error``, ``notes``, the flattened ``config.<key>`` columns) and every
+metric's summary as ``summary.<metric>.<figure>`` columns (the figures of
+``compact.SUMMARY_FIELDS``), all taken from the run's sidecar, plus ``_sidecar_stamp``: the size
+and modification stamp of the sidecar the row was built from.
+
+The catalog is derived data and never trusted blindly: ``read`` lists the root (names and sizes
+only), keeps the catalog rows whose sidecar stamp still matches, and reads the sidecar of every
+compacted run the catalog misses or has stale; a missing or corrupt catalog file just means every
+sidecar is read. Compaction and push call ``update``; ``rebuild`` (``steplog catalog --rebuild``)
+writes it again from all sidecars. Two updates racing can only leave a row out or stale, which
+``read`` notices, so no lock is needed.
+
+Example:
+    >>> import tempfile, steplog
+    >>> root = tempfile.mkdtemp()
+    >>> with steplog.init(name="a", config={"lr": 0.1}, root=root) as run:
+    ...     run.log({"loss": 1.0})
+    >>> _ = steplog.compact(root, quiet=True); rebuild(root)
+    1
+    >>> read(root).table.select("name", "config.lr", "summary.loss.min").rows()
+    [('a', 0.1, 1.0)]
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import polars as pl
+
+from . import format as fmt
+from .compact import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
+from .storage import Storage, open_root
+
+#: Where the catalog lives, relative to the root.
+CATALOG_FILE = "_catalog/runs.parquet"
+_STAMP = "_sidecar_stamp"
+_BASE = {
+    "run_id": pl.String, "name": pl.String, "status": pl.String,
+    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64,
+    "num_steps": pl.Int64, "last_step": pl.Int64, "segments": pl.Int64, "error": pl.String, "notes": pl.String,
+}
+
+
+@dataclass
+class CatalogRead:
+    """What ``read`` found: ``table`` (one row per compacted run, oldest first), ``live`` (ids of
+    the runs that are not compacted, for the caller to read from their events), and how many rows
+    came from the catalog file versus from sidecars."""
+
+    table: pl.DataFrame
+    live: list[str]
+    from_catalog: int
+    from_sidecars: int
+
+
+def _root(root: str | os.PathLike | Storage, storage_options: dict[str, Any] | None) -> Storage:
+    return root if isinstance(root, Storage) else open_root(root, storage_options)
+
+
+def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """A catalog row (flat dict) from a decoded sidecar (``compact.read_sidecar``).
+
+    Example:
+        >>> row = sidecar_row({"run_id": "r", "name": "a", "status": "finished", "start_time": 0.0,
+        ...     "end_time": 1.0, "duration_s": 1.0, "num_steps": 2, "last_step": 1, "segments": [{}],
+        ...     "config": {"m": {"d": 8}}, "summary": {"loss": {"min": 0.5}}})
+        >>> row["config.m.d"], row["summary.loss.min"], row["segments"], str(row["end_time"])
+        (8, 0.5, 1, '1970-01-01 00:00:01+00:00')
+    """
+    from .query import flatten_config  # the run table's config columns, as runs() makes them
+
+    finish = sidecar.get("finish") or {}
+    error = finish.get("error")
+    row = {
+        "run_id": sidecar.get("run_id"), "name": sidecar.get("name"), "status": sidecar.get("status"),
+        "start_time": _utc(sidecar.get("start_time")), "end_time": _utc(sidecar.get("end_time")),
+        "duration_s": sidecar.get("duration_s"), "num_steps": sidecar.get("num_steps"),
+        "last_step": sidecar.get("last_step"), "segments": len(sidecar.get("segments") or []),
+        "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
+        "notes": finish.get("notes"),
+    }
+    row.update(flatten_config(sidecar.get("config") if isinstance(sidecar.get("config"), dict) else {}))
+    for metric, figures in (sidecar.get("summary") or {}).items():
+        for field in SUMMARY_FIELDS:
+            row[f"summary.{metric}.{field}"] = figures.get(field)
+    return row
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Catalog rows as a frame: the run-table columns typed as ``runs()`` types them, config
+    columns as ``query.config_column`` types them, summary figures Int64/Float64.
+
+    Example:
+        >>> rows_frame([{"run_id": "r", "config.lr": 1}, {"run_id": "s", "config.lr": 0.5}])["config.lr"].to_list()
+        [1.0, 0.5]
+    """
+    from .query import config_column
+
+    keys: dict[str, None] = dict.fromkeys(_BASE)
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    columns = []
+    for key in keys:
+        values = [row.get(key) for row in rows]
+        if key in _BASE:
+            columns.append(pl.Series(key, values, dtype=_BASE[key]))
+        elif key.startswith("summary."):
+            columns.append(pl.Series(key, values, dtype=SUMMARY_TYPES[key.rsplit(".", 1)[1]]))
+        elif key == _STAMP:
+            columns.append(pl.Series(key, values, dtype=pl.String))
+        else:
+            columns.append(config_column(key, values))
+    return pl.DataFrame(columns)
+
+
+def _sidecar_rows(storage: Storage, stamps: dict[str, str]) -> list[dict[str, Any]]:
+    """Catalog rows of the runs ``stamps`` names ({run id: sidecar stamp}), read in parallel."""
+    def one(item: tuple[str, str]) -> dict[str, Any] | None:
+        run_id, stamp = item
+        try:
+            sidecar = orjson.loads(storage.read(f"{run_id}/{fmt.SIDECAR_FILE}"))
+            sidecar["summary"] = decode_summary(sidecar["summary"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # being rewritten, or damaged: its run stays out until it is readable
+        return {**sidecar_row(sidecar), _STAMP: stamp}
+
+    items = sorted(stamps.items())
+    if len(items) < 16:
+        found = [one(item) for item in items]
+    else:
+        with ThreadPoolExecutor(16) as pool:
+            found = list(pool.map(one, items))
+    return [row for row in found if row is not None]
+
+
+def _compacted(files: dict[str, dict[str, str]]) -> dict[str, str]:
+    """{run id: sidecar stamp} of the compacted runs of a ``run_files`` listing."""
+    return {run_id: names[fmt.SIDECAR_FILE] for run_id, names in files.items()
+            if fmt.SIDECAR_FILE in names and fmt.PARQUET_FILE in names and fmt.EVENTS_FILE not in names}
+
+
+def _load_catalog(storage: Storage) -> pl.DataFrame | None:
+    try:
+        frame = pl.read_parquet(io.BytesIO(storage.read(CATALOG_FILE)))
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # damaged: every sidecar will be read, which is slower but right
+        print(f"steplog: the catalog {storage.uri(CATALOG_FILE)} is unreadable ({exc}); reading sidecars; "
+              f"`steplog catalog --rebuild` rewrites it", file=sys.stderr)
+        return None
+    return frame if {"run_id", _STAMP} <= set(frame.columns) else None
+
+
+def _write(storage: Storage, frame: pl.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.sort("run_id").write_parquet(buffer, compression="zstd", statistics=True)
+    storage.put(CATALOG_FILE, buffer.getvalue())
+
+
+def rebuild(root: str | os.PathLike | Storage = "experiment_logs", *,
+            storage_options: dict[str, Any] | None = None) -> int:
+    """Write the catalog again from the sidecars of every compacted run; returns the row count.
+
+    Example:
+        >>> import tempfile
+        >>> rebuild(tempfile.mkdtemp())
+        0
+    """
+    storage = _root(root, storage_options)
+    rows = _sidecar_rows(storage, _compacted(storage.run_files()))
+    _write(storage, rows_frame(rows))
+    return len(rows)
+
+
+def update(root: str | os.PathLike | Storage, run_ids: list[str] | list[os.PathLike], *,
+           storage_options: dict[str, Any] | None = None) -> None:
+    """Bring the catalog's rows for ``run_ids`` (ids, or run directories) up to date with their
+    sidecars, leaving other rows as they are (a run no longer compacted loses its row). Called by
+    compaction and push; cheap: it reads the catalog, those sidecars, and writes the catalog.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> run = steplog.init(name="a", root=root); run.finish()
+        >>> _ = steplog.compact(root, quiet=True); update(root, [run.dir])
+        >>> read(root).from_catalog
+        1
+    """
+    storage = _root(root, storage_options)
+    ids = {os.path.basename(os.fspath(r).rstrip("/")) for r in run_ids}
+    files = storage.run_files()
+    stamps = {run_id: stamp for run_id, stamp in _compacted(files).items() if run_id in ids}
+    fresh = _sidecar_rows(storage, stamps)
+    old = _load_catalog(storage)
+    kept = [] if old is None else [old.filter(~pl.col("run_id").is_in(sorted(ids)))]
+    _write(storage, pl.concat([*kept, rows_frame(fresh)], how="diagonal_relaxed"))
+
+
+def read(root: str | os.PathLike | Storage = "experiment_logs", *,
+         storage_options: dict[str, Any] | None = None) -> CatalogRead:
+    """The compacted runs of a root as one frame, from the catalog where it is current and from
+    sidecars where it is not (missing, stale, corrupt); never a row the sidecar would not give.
+
+    Example:
+        >>> import tempfile
+        >>> found = read(tempfile.mkdtemp())
+        >>> found.table.height, found.live
+        (0, [])
+    """
+    storage = _root(root, storage_options)
+    files = storage.run_files()
+    compacted = _compacted(files)
+    live = sorted(run_id for run_id, names in files.items() if run_id not in compacted and fmt.EVENTS_FILE in names)
+    catalog = _load_catalog(storage)
+    parts, from_catalog = [], 0
+    missing = dict(compacted)
+    if catalog is not None and compacted:
+        current = pl.DataFrame({"run_id": list(compacted), _STAMP: list(compacted.values())})
+        hit = catalog.join(current, on=["run_id", _STAMP], how="semi")
+        for run_id in hit["run_id"].to_list():
+            missing.pop(run_id, None)
+        from_catalog = hit.height
+        parts.append(hit)
+    fresh = _sidecar_rows(storage, missing)
+    parts.append(rows_frame(fresh))
+    table = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+    table = table.drop(_STAMP, strict=False).sort("run_id")
+    return CatalogRead(table, live, from_catalog, len(fresh))
+
+
+def _utc(seconds: Any) -> Any:
+    import datetime as _dt
+
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return None
+    return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)

@@ -1,0 +1,304 @@
+"""Where a root's bytes live: a local folder or an object-store URL (``s3://bucket/prefix``).
+
+``open_root(root)`` gives a ``Storage`` with the few operations everything past one machine needs:
+``list`` (names and sizes under a prefix), ``read`` (whole object or a byte range), ``put``
+(atomic: a reader sees the old object or the new one, never half of one), ``delete``, and
+``polars_options`` (the ``storage_options`` for Polars' own cloud scanning of Parquet).
+
+Local folders need nothing more than the standard library. URLs use obstore (``pip install
+'steplog[cloud]'``), chosen over fsspec/s3fs because it is one small compiled package (no
+aiobotocore/fsspec stack), and because it is the same Rust ``object_store`` crate Polars scans
+with, so credentials, endpoints and ``storage_options`` keys mean the same to both.
+Credentials and endpoints come the usual way: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
+``AWS_SESSION_TOKEN``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` (a plain ``http://`` endpoint, such
+as MinIO or a local test server, is allowed automatically), or ``storage_options`` with the same
+names in lower case (``aws_endpoint_url``, ``aws_access_key_id``...), which win over the environment.
+
+Example:
+    >>> import tempfile
+    >>> s = open_root(tempfile.mkdtemp())
+    >>> s.put("run/a.txt", b"hello"); s.list("run"), s.read("run/a.txt", 1, 3)
+    ({'run/a.txt': 5}, b'el')
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any
+
+from . import format as fmt
+from . import store
+
+#: The schemes a root URL may have (``file://`` is a local folder).
+SCHEMES = ("s3", "s3a", "file")
+_CLIENT_KEYS = {"allow_http", "allow_invalid_certificates", "connect_timeout", "timeout", "proxy_url", "user_agent"}
+_RENAME = {"endpoint_url": "endpoint", "default_region": "region"}
+#: Network defaults, so that an unreachable endpoint fails in seconds, not minutes (storage_options win).
+_TIMEOUTS = {"connect_timeout": "3s", "timeout": "30s"}
+_RUN_FILES = (fmt.EVENTS_FILE, fmt.SIDECAR_FILE, fmt.PARQUET_FILE)
+_RETRY = {"max_retries": 2, "retry_timeout": _dt.timedelta(seconds=5)}
+
+
+class StorageError(OSError):
+    """An object store could not be reached or refused a request; the message names the URL."""
+
+
+def is_url(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is an object-store URL rather than a local folder (``file://`` is local).
+
+    Example:
+        >>> is_url("s3://bucket/logs"), is_url("experiment_logs"), is_url("file:///tmp/logs")
+        (True, False, False)
+    """
+    text = os.fspath(root)
+    return "://" in text and not text.startswith("file://")
+
+
+def open_root(root: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> Storage:
+    """The ``Storage`` of a root: ``LocalStorage`` for a folder (or ``file://`` URL), else an
+    ``ObjectStorage`` (needs ``steplog[cloud]``; an error names the extra when it is missing).
+
+    Example:
+        >>> open_root("ftp://host/x")
+        Traceback (most recent call last):
+        ...
+        ValueError: unsupported root URL 'ftp://host/x': steplog reads folders and s3:// URLs (s3-compatible stores via AWS_ENDPOINT_URL)
+    """
+    text = os.fspath(root)
+    if not is_url(text):
+        return LocalStorage(text.removeprefix("file://"))
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise ValueError(f"unsupported root URL {text!r}: steplog reads folders and s3:// URLs "
+                         f"(s3-compatible stores via AWS_ENDPOINT_URL)")
+    return ObjectStorage(text, storage_options)
+
+
+class Storage:
+    """What every root offers; paths are relative to the root, with '/' separators."""
+
+    url: str
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        """``{path: size}`` of every object under ``prefix`` (all of the root when empty)."""
+        raise NotImplementedError
+
+    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        """The bytes of ``path``, or of ``[start, end)``; FileNotFoundError when it is missing."""
+        raise NotImplementedError
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write ``path`` atomically: readers see the previous object or this one, whole."""
+        raise NotImplementedError
+
+    def delete(self, path: str) -> None:
+        """Remove ``path``; nothing happens when it is already gone."""
+        raise NotImplementedError
+
+    def run_files(self) -> dict[str, dict[str, str]]:
+        """``{run id: {file name: stamp}}`` for the files directly in each run folder of the root;
+        a stamp (``"<size>:<mtime or etag>"``) changes whenever the file is rewritten."""
+        raise NotImplementedError
+
+    def uri(self, path: str) -> str:
+        """The full location of ``path``, as Polars, DuckDB or Spark would be given it."""
+        return f"{self.url.rstrip('/')}/{path}"
+
+    def polars_options(self) -> dict[str, str] | None:
+        """``storage_options`` for ``pl.scan_parquet(self.uri(...))``; None for a local root."""
+        return None
+
+
+class LocalStorage(Storage):
+    """A root on the local filesystem (or NFS/Lustre): plain files, renamed into place.
+
+    Example:
+        >>> import tempfile
+        >>> s = LocalStorage(tempfile.mkdtemp())
+        >>> s.put("a/b.bin", b"x"); s.delete("a/b.bin"); s.delete("a/b.bin"); s.list()
+        {}
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.url = str(self.folder)
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        base = self.folder / prefix if prefix else self.folder
+        found: dict[str, int] = {}
+        for dirpath, _, files in os.walk(base):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                try:
+                    found[os.path.relpath(full, self.folder).replace(os.sep, "/")] = os.stat(full).st_size
+                except FileNotFoundError:
+                    continue
+        return dict(sorted(found.items()))
+
+    def run_files(self) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for run_dir in store.run_dirs(self.folder):
+            files = {}
+            for name in _RUN_FILES:
+                try:
+                    st = os.stat(run_dir / name)
+                except OSError:
+                    continue
+                files[name] = f"{st.st_size}:{st.st_mtime_ns}"
+            found[run_dir.name] = files
+        return found
+
+    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        with open(self.folder / path, "rb") as f:
+            if start:
+                f.seek(start)
+            return f.read() if end is None else f.read(end - (start or 0))
+
+    def put(self, path: str, data: bytes) -> None:
+        target = self.folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        store.fsync_directory(target.parent)
+
+    def delete(self, path: str) -> None:
+        try:
+            (self.folder / path).unlink()
+        except FileNotFoundError:
+            pass
+
+
+class ObjectStorage(Storage):
+    """A root in an S3-compatible object store, through obstore. A PUT is atomic in S3.
+
+    Example:
+        >>> ObjectStorage.split("s3://bucket/some/prefix/")
+        ('bucket', 'some/prefix')
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        try:
+            import obstore  # noqa: F401
+            from obstore.store import S3Store
+        except ImportError:
+            raise ImportError(f"the root {url!r} is an object-store URL, which needs obstore: "
+                              f"pip install 'steplog[cloud]'") from None
+        self.url = url.rstrip("/")
+        self.bucket, self.prefix = self.split(url)
+        self.options = dict(storage_options or {})
+        config, client = self._configs()
+        self.endpoint = config.get("endpoint") or "AWS"
+        self._store = S3Store(self.bucket, prefix=self.prefix or None, config=config, client_options=client,
+                              retry_config=dict(_RETRY))
+
+    @staticmethod
+    def split(url: str) -> tuple[str, str]:
+        """(bucket, key prefix) of an ``s3://bucket/prefix`` URL."""
+        rest = url.split("://", 1)[1].strip("/")
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise ValueError(f"the URL {url!r} names no bucket: write s3://BUCKET/prefix")
+        return bucket, prefix.strip("/")
+
+    def _configs(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(obstore S3 config, client options) from the environment, then ``storage_options``."""
+        config: dict[str, Any] = {}
+        client: dict[str, Any] = dict(_TIMEOUTS)
+        for env in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+            if os.environ.get(env):
+                config["endpoint"] = os.environ[env]
+                break
+        for key, value in self.options.items():
+            name = key.lower().removeprefix("aws_")
+            name = _RENAME.get(name, name)
+            (client if name in _CLIENT_KEYS else config)[name] = value if not isinstance(value, bool) else str(value).lower()
+        if str(config.get("endpoint", "")).startswith("http://"):
+            client.setdefault("allow_http", True)
+        return config, client
+
+    def polars_options(self) -> dict[str, str]:
+        options = {key if key.startswith("aws_") else f"aws_{key}": str(value) for key, value in self.options.items()}
+        config, client = self._configs()
+        if "endpoint" in config:
+            options.setdefault("aws_endpoint_url", config["endpoint"])
+        if client.get("allow_http"):
+            options.setdefault("aws_allow_http", "true")
+        return options
+
+    def _error(self, exc: Exception, action: str, path: str = "") -> Exception:
+        if isinstance(exc, FileNotFoundError) and "NoSuchBucket" not in str(exc):
+            return FileNotFoundError(2, f"{self.uri(path)} does not exist")
+        text = str(exc)
+        where = f"{self.uri(path)} (endpoint {self.endpoint})"
+        if "NoSuchBucket" in text:
+            why = f"the bucket {self.bucket!r} does not exist; create it first"
+        elif "169.254.169.254" in text or "credential" in text.lower() or "InvalidAccessKeyId" in text:
+            why = ("no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                   "or pass storage_options={'aws_access_key_id': ..., 'aws_secret_access_key': ...}")
+        elif "error sending request" in text or "connect" in text.lower() or "timed out" in text.lower():
+            why = "the endpoint cannot be reached; check AWS_ENDPOINT_URL / storage_options['aws_endpoint_url']"
+        else:
+            why = text.split("\n")[0][:300]
+        return StorageError(f"cannot {action} {where}: {why}")
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        import obstore
+
+        try:
+            return {m["path"]: m["size"] for batch in obstore.list(self._store, prefix or None) for m in batch}
+        except Exception as exc:
+            raise self._error(exc, "list", prefix) from None
+
+    def run_files(self) -> dict[str, dict[str, str]]:
+        import obstore
+
+        found: dict[str, dict[str, str]] = {}
+        try:
+            for batch in obstore.list(self._store, None):
+                for meta in batch:
+                    run_id, _, name = meta["path"].partition("/")
+                    if store.is_run_id(run_id) and "/" not in name:
+                        found.setdefault(run_id, {})[name] = f"{meta['size']}:{meta.get('e_tag') or meta['last_modified']}"
+        except Exception as exc:
+            raise self._error(exc, "list", "") from None
+        return found
+
+    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        import obstore
+
+        try:
+            if start is None and end is None:
+                return bytes(obstore.get(self._store, path).bytes())
+            if end is None:
+                end = obstore.head(self._store, path)["size"]
+            return bytes(obstore.get_range(self._store, path, start=start or 0, end=end)) if end > (start or 0) else b""
+        except Exception as exc:
+            raise self._error(exc, "read", path) from None
+
+    def put(self, path: str, data: bytes) -> None:
+        import obstore
+
+        try:
+            obstore.put(self._store, path, data)
+        except Exception as exc:
+            raise self._error(exc, "write", path) from None
+
+    def delete(self, path: str) -> None:
+        import obstore
+
+        try:
+            obstore.delete(self._store, path)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise self._error(exc, "delete", path) from None
