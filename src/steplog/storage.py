@@ -89,8 +89,9 @@ class Storage:
         """The bytes of ``path``, or of ``[start, end)``; FileNotFoundError when it is missing."""
         raise NotImplementedError
 
-    def put(self, path: str, data: bytes) -> None:
-        """Write ``path`` atomically: readers see the previous object or this one, whole."""
+    def put(self, path: str, data: bytes | Path) -> None:
+        """Write ``path`` atomically (bytes, or a local file's contents): readers see the previous
+        object or this one, whole."""
         raise NotImplementedError
 
     def delete(self, path: str) -> None:
@@ -156,7 +157,9 @@ class LocalStorage(Storage):
                 f.seek(start)
             return f.read() if end is None else f.read(end - (start or 0))
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes | Path) -> None:
+        if isinstance(data, Path):
+            data = data.read_bytes()
         target = self.folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
@@ -198,6 +201,7 @@ class ObjectStorage(Storage):
         self.options = dict(storage_options or {})
         config, client = self._configs()
         self.endpoint = config.get("endpoint") or "AWS"
+        self._check_credentials(config)
         self._store = S3Store(self.bucket, prefix=self.prefix or None, config=config, client_options=client,
                               retry_config=dict(_RETRY))
 
@@ -209,6 +213,19 @@ class ObjectStorage(Storage):
         if not bucket:
             raise ValueError(f"the URL {url!r} names no bucket: write s3://BUCKET/prefix")
         return bucket, prefix.strip("/")
+
+    def _check_credentials(self, config: dict[str, Any]) -> None:
+        """Fail at once, naming what to set, when no credentials can be found and the instance
+        metadata service is disabled (``AWS_EC2_METADATA_DISABLED``): else obstore looks there."""
+        sources = ("AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        if config.get("access_key_id") or str(config.get("skip_signature", "")).lower() == "true" \
+                or any(os.environ.get(name) for name in sources):
+            return
+        if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+            raise StorageError(f"cannot open {self.url} (endpoint {self.endpoint}): no AWS credentials: set "
+                               f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass storage_options="
+                               f"{{'aws_access_key_id': ..., 'aws_secret_access_key': ...}}")
 
     def _configs(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(obstore S3 config, client options) from the environment, then ``storage_options``."""
@@ -285,7 +302,7 @@ class ObjectStorage(Storage):
         except Exception as exc:
             raise self._error(exc, "read", path) from None
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes | Path) -> None:
         import obstore
 
         try:
