@@ -204,3 +204,17 @@ def test_storage_reads_ranges_and_puts_whole_objects(bucket):
     remote.delete("a/b.bin")  # already gone: fine
     with pytest.raises(FileNotFoundError, match=f"{url}/a/b.bin does not exist"):
         remote.read("a/b.bin")
+
+
+def test_sql_over_the_bucket_answers_as_the_local_root_does(root, bucket):
+    from steplog.sql import sql
+
+    url, options = bucket
+    make_runs(root, 4)
+    push(url, root=root, storage_options=options, quiet=True)
+    query = ('SELECT r."config.model.size" AS size, r."config.lr" AS lr, min(m.val_loss) AS best, count(*) AS n '
+             'FROM metrics m JOIN runs r USING (run_id) GROUP BY size, lr ORDER BY size, lr')
+    remote = sql(query, root=url, storage_options=options)
+    assert remote.height == 4 and remote.equals(sql(query, root=root))
+    names = sql("SELECT DISTINCT name FROM metrics ORDER BY name", root=url, storage_options=options)
+    assert names["name"].to_list() == ["run0", "run1", "run2", "run3"]

@@ -31,14 +31,16 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 import polars as pl
 
 from . import format as fmt
+from . import store
 from .compact import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
-from .storage import Storage, open_root
+from .storage import LocalStorage, Storage, open_root
 
 #: Where the catalog lives, relative to the root.
 CATALOG_FILE = "_catalog/runs.parquet"
@@ -235,6 +237,55 @@ def read(root: str | os.PathLike | Storage = "experiment_logs", *,
     table = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
     table = table.drop(_STAMP, strict=False).sort("run_id")
     return CatalogRead(table, live, from_catalog, len(fresh))
+
+
+def live_row(run_dir: Path) -> dict[str, Any] | None:
+    """The catalog-shaped row of a run that is not compacted, from its events (as ``runs()``
+    reads it: status from its last finish event or its writer lock); None when nothing is readable.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> run = steplog.init(name="a", root=tempfile.mkdtemp()); run.log({"loss": 2.0})
+        >>> row = live_row(run.dir); run.finish()
+        >>> row["status"], row["summary.loss.last"]
+        ('running', 2.0)
+    """
+    from .compact import current_rows, run_facts, summarize
+    from .reader import read_events, resolve_history
+
+    try:
+        events = read_events(store.events_path(run_dir))
+    except OSError:
+        return None
+    if events.start is None:
+        return None
+    history_all = resolve_history(events, all_segments=True)
+    facts = run_facts(run_dir, events, history_all)
+    finish = facts["finish"]
+    status = store.run_status(run_dir, finish.get("status") if finish else None)
+    return sidecar_row({**facts, "status": status, "summary": summarize(current_rows(history_all))})
+
+
+def runs_table(root: str | os.PathLike = "experiment_logs", *,
+               storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
+    """Every run of a root, one row each, oldest first: compacted runs by ``read``, and on a local
+    root the runs that are not compacted (running, resumed, not compacted yet) from their events.
+    (Live runs of an object-store root are uploaded by ``steplog sync`` as parts; reading those
+    comes with the query layer's URL support.)
+
+    Example:
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> steplog.init(name="a", root=root).finish()
+        >>> runs_table(root).select("name", "status").rows()
+        [('a', 'finished')]
+    """
+    storage = _root(root, storage_options)
+    found = read(storage)
+    if not isinstance(storage, LocalStorage) or not found.live:
+        return found.table
+    rows = [row for row in (live_row(storage.folder / run_id) for run_id in found.live) if row is not None]
+    return pl.concat([found.table, rows_frame(rows)], how="diagonal_relaxed").sort("run_id")
 
 
 def _utc(seconds: Any) -> Any:
