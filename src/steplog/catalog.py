@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import sys
@@ -294,3 +295,38 @@ def _utc(seconds: Any) -> Any:
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return None
     return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
+
+
+# --- the CLI command (registered by steplog.cli) -----------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``steplog catalog``.
+
+    Example:
+        >>> p = argparse.ArgumentParser(); add_arguments(p)
+        >>> p.parse_args(["--rebuild"]).rebuild
+        True
+    """
+    parser.add_argument("--rebuild", action="store_true",
+                        help=f"write <root>/{CATALOG_FILE} again from every compacted run's sidecar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``steplog catalog``: with ``--rebuild`` rewrite the catalog, else say how current it is.
+
+    Example:
+        >>> import tempfile
+        >>> run(argparse.Namespace(rebuild=False, root=tempfile.mkdtemp()))
+        catalog ...: 0 compacted runs, 0 from the catalog, 0 from sidecars (stale or missing), 0 not compacted
+        0
+    """
+    storage = open_root(args.root)
+    if args.rebuild:
+        count = rebuild(storage)
+        print(f"catalog {storage.uri(CATALOG_FILE)}: rebuilt, {count} run{'s' if count != 1 else ''}")
+        return 0
+    found = read(storage)
+    print(f"catalog {storage.uri(CATALOG_FILE)}: {found.table.height} compacted runs, {found.from_catalog} from the "
+          f"catalog, {found.from_sidecars} from sidecars (stale or missing), {len(found.live)} not compacted")
+    return 0
