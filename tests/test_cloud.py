@@ -218,3 +218,62 @@ def test_sql_over_the_bucket_answers_as_the_local_root_does(root, bucket):
     assert remote.height == 4 and remote.equals(sql(query, root=root))
     names = sql("SELECT DISTINCT name FROM metrics ORDER BY name", root=url, storage_options=options)
     assert names["name"].to_list() == ["run0", "run1", "run2", "run3"]
+
+
+def test_sync_sends_only_new_complete_lines_and_a_restart_carries_on(root, bucket):
+    from steplog.reader import parse_events, read_events
+    from steplog.sync import sync
+
+    url, options = bucket
+    run = steplog.init(name="live", root=root)
+    for step in range(3):
+        run.log({"loss": float(step)})
+    events = run.dir / "events.jsonl"
+    try:
+        [(run_id, outcome, _)] = sync(url, root=root, storage_options=options)
+        assert (run_id, outcome) == (run.id, "synced")
+        assert sync(url, root=root, storage_options=options)[0][1] == "current"  # nothing new: no new object
+        for step in range(3, 6):
+            run.log({"loss": float("nan") if step == 4 else float(step)})
+        sync(url, root=root, storage_options=options, every=0.01, passes=2)  # a second process would do the same
+        remote = storage.open_root(url, options)
+        parts = storage.parts_of(remote.list(), run.id)["events.jsonl"]
+        assert len(parts) == 2 and parts[0][1] == parts[1][0]  # contiguous, nothing sent twice
+        assert storage.read_parts(remote, run.id) == events.read_bytes()
+        remote_rows = parse_events(storage.read_parts(remote, run.id), events).rows
+        assert_frame_equal(remote_rows, read_events(events).rows)
+    finally:
+        run.finish()
+
+
+def test_sync_never_sends_a_torn_line_or_a_nul_tail(root, bucket):
+    from steplog.sync import sync
+
+    url, options = bucket
+    run = steplog.init(name="mapped", root=root)
+    run.log({"loss": 1.0})
+    run.finish()
+    events = run.dir / "events.jsonl"
+    complete = events.read_bytes()
+    with open(events, "ab") as f:  # what a memory-mapped writer's file and a torn append leave behind
+        f.write(b'{"step": 1, "loss"')
+    sync(url, root=root, storage_options=options)
+    with open(events, "ab") as f:
+        f.write(b"\0" * 4096)
+    sync(url, root=root, storage_options=options)
+    assert storage.read_parts(storage.open_root(url, options), run.id) == complete
+
+
+def test_sync_pushes_the_compacted_form_and_removes_the_parts(root, bucket):
+    from steplog.sync import sync
+
+    url, options = bucket
+    with steplog.init(name="soon-compacted", root=root) as run:
+        run.log({"loss": 1.0})
+    sync(url, root=root, storage_options=options)
+    steplog.compact(root, quiet=True)
+    [(_, outcome, detail)] = sync(url, root=root, storage_options=options)
+    assert outcome == "compacted" and "1 parts removed" in detail
+    remote = storage.open_root(url, options)
+    assert sorted(remote.list()) == [f"{run.id}/metrics.parquet", f"{run.id}/run.json", catalog.CATALOG_FILE]
+    assert sync(url, root=root, storage_options=options) == []

@@ -41,6 +41,61 @@ _RUN_FILES = (fmt.EVENTS_FILE, fmt.SIDECAR_FILE, fmt.PARQUET_FILE)
 _RETRY = {"max_retries": 2, "retry_timeout": _dt.timedelta(seconds=5)}
 
 
+#: Folder of a run's live part objects (``steplog sync``): ``<run id>/parts/<events file>/<start>-<end>``,
+#: byte offsets of the part in the local events file, zero-padded so names sort in file order.
+PARTS_DIR = "parts"
+
+
+def part_name(run_id: str, events_file: str, start: int, end: int) -> str:
+    """The object name of the bytes ``[start, end)`` of a run's events file.
+
+    Example:
+        >>> part_name("r", "events.jsonl", 0, 1234)
+        'r/parts/events.jsonl/0000000000000000-0000000000001234'
+    """
+    return f"{run_id}/{PARTS_DIR}/{events_file}/{start:016d}-{end:016d}"
+
+
+def parts_of(listing: dict[str, int], run_id: str) -> dict[str, list[tuple[int, int, str]]]:
+    """``{events file: [(start, end, object name), ...] in order}`` of a run's part objects in a
+    ``Storage.list`` listing; names that are not parts are ignored.
+
+    Example:
+        >>> parts_of({"r/parts/events.jsonl/0000000000000000-0000000000000010": 10, "r/run.json": 5}, "r")
+        {'events.jsonl': [(0, 10, 'r/parts/events.jsonl/0000000000000000-0000000000000010')]}
+    """
+    found: dict[str, list[tuple[int, int, str]]] = {}
+    prefix = f"{run_id}/{PARTS_DIR}/"
+    for name in listing:
+        if not name.startswith(prefix):
+            continue
+        events_file, _, span = name[len(prefix):].rpartition("/")
+        start, _, end = span.partition("-")
+        if events_file and start.isdigit() and end.isdigit():
+            found.setdefault(events_file, []).append((int(start), int(end), name))
+    return {events_file: sorted(spans) for events_file, spans in found.items()}
+
+
+def read_parts(storage: Storage, run_id: str, events_file: str = fmt.EVENTS_FILE) -> bytes:
+    r"""A live run's events file as its part objects hold it: the parts read in order while they
+    join end to start (a gap, left by a sync killed between two objects, ends the stream there).
+
+    Example:
+        >>> import tempfile
+        >>> s = open_root(tempfile.mkdtemp())
+        >>> s.put(part_name("r", "events.jsonl", 0, 2), b"a\n"); s.put(part_name("r", "events.jsonl", 2, 4), b"b\n")
+        >>> read_parts(s, "r")
+        b'a\nb\n'
+    """
+    chunks, offset = [], 0
+    for start, end, name in parts_of(storage.list(f"{run_id}/{PARTS_DIR}/"), run_id).get(events_file, []):
+        if start != offset:
+            break
+        chunks.append(storage.read(name))
+        offset = end
+    return b"".join(chunks)
+
+
 class StorageError(OSError):
     """An object store could not be reached or refused a request; the message names the URL."""
 
