@@ -96,7 +96,8 @@ def test_a_push_killed_midway_is_finished_by_running_it_again(root, bucket):
     ids = make_runs(root, 12, steps=3)
     # A real push in another process, slowed between each run's Parquet file and its sidecar so the
     # kill lands mid-push; SIGKILL it once some objects are there.
-    code = (f"import sys, time, steplog.push as p, steplog.storage as s\n"
+    code = (f"import sys, time, steplog.push, steplog.storage as s\n"
+            f"p = sys.modules['steplog.push']  # steplog.push is also the function\n"
             f"put = s.ObjectStorage.put\n"
             f"def slow(self, path, data):\n"
             f"    put(self, path, data); time.sleep(0.2 if path.endswith('.parquet') else 0)\n"

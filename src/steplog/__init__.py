@@ -16,6 +16,9 @@ Example:
 __version__ = "0.1.0"
 
 from .compact import compact
+from .push import push
+from .sql import sql
+from .sync import sync
 from .query import best, compare, export, history, runs, scan, summary
 from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
@@ -34,6 +37,9 @@ __all__ = [
     "best",
     "export",
     "compact",
+    "push",
+    "sync",
+    "sql",
     "follow",
     "read_events",
     "RunNotFoundError",
