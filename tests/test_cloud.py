@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import moto.server as moto_server  # the test extra: moto[server]
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -18,8 +19,6 @@ from polars.testing import assert_frame_equal
 import steplog
 from steplog import catalog, storage
 from steplog.push import push, push_each
-
-import moto.server as moto_server  # the test extra: moto[server]
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_region": "us-east-1"}
 

@@ -14,8 +14,8 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "engines.md"
 def _sections() -> dict[str, str]:
     """{section title: its python code}, in order; the setup is the first section."""
     found = {}
-    for title, body in re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", DOC.read_text(), flags=re.S | re.M):
-        code = re.findall(r"```python\n(.*?)```", body, flags=re.S)
+    for title, body in re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", DOC.read_text(), flags=re.DOTALL | re.MULTILINE):
+        code = re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
         if code:
             found[title.strip()] = "\n".join(code)
     return found

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 import steplog
-from steplog import sql as sql_module
+from steplog.sql import run as sql_command
 from steplog.sql import sql
 
 
@@ -41,17 +41,17 @@ def test_sql_errors_name_the_tables(root):
 def test_cli_handler_prints_json_csv_and_a_table(root, capsys):
     _runs(root)
     args = argparse.Namespace(query="SELECT name, num_steps FROM runs ORDER BY name", root=root, format="json")
-    assert sql_module.run(args) == 0
+    assert sql_command(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0] == {"name": "d128-lr0.001", "num_steps": 4} and len(rows) == 4
     args.format = "csv"
-    sql_module.run(args)
+    sql_command(args)
     assert capsys.readouterr().out.splitlines()[:2] == ["name,num_steps", "d128-lr0.001,4"]
     args.format = "table"
-    sql_module.run(args)
+    sql_command(args)
     assert "d64-lr0.01" in capsys.readouterr().out
     args.query = "SELEC nothing"
-    assert sql_module.run(args) == 2
+    assert sql_command(args) == 2
     assert "SQL error" in capsys.readouterr().err
 
 

@@ -156,7 +156,7 @@ def _load_catalog(storage: Storage) -> pl.DataFrame | None:
         frame = pl.read_parquet(io.BytesIO(storage.read(CATALOG_FILE)))
     except FileNotFoundError:
         return None
-    except Exception as exc:  # damaged: every sidecar will be read, which is slower but right
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # damaged: every sidecar will be read, which is slower but right
         print(f"steplog: the catalog {storage.uri(CATALOG_FILE)} is unreadable ({exc}); reading sidecars; "
               f"`steplog catalog --rebuild` rewrites it", file=sys.stderr)
         return None
@@ -200,7 +200,7 @@ def update(root: str | os.PathLike | Storage, run_ids: list[str] | list[os.PathL
     """
     storage = _root(root, storage_options)
     ids = {os.path.basename(os.fspath(r).rstrip("/")) for r in run_ids}
-    files = storage.run_files()
+    files = storage.run_files(sorted(ids))
     stamps = {run_id: stamp for run_id, stamp in _compacted(files).items() if run_id in ids}
     fresh = _sidecar_rows(storage, stamps)
     old = _load_catalog(storage)

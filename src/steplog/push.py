@@ -96,7 +96,8 @@ def _push_run(run_dir: Path, remote: Storage, there: dict[str, str]) -> tuple[st
         size = parquet.stat().st_size
     except OSError:
         return run_id, "skipped", "no sidecar and Parquet file to send"
-    if fmt.SIDECAR_FILE in there and there.get(fmt.PARQUET_FILE, "").split(":")[0] == str(size):
+    parquet_there = there.get(fmt.PARQUET_FILE, "")  # "<size>:<etag>"; a local folder says only "?" (present)
+    if fmt.SIDECAR_FILE in there and parquet_there.split(":")[0] in ("?", str(size)):
         try:
             same = _sha(remote.read(f"{run_id}/{fmt.SIDECAR_FILE}")) == _sha(sidecar)
         except FileNotFoundError:
