@@ -202,10 +202,35 @@ def update(root: str | os.PathLike | Storage, run_ids: list[str] | list[os.PathL
     ids = {os.path.basename(os.fspath(r).rstrip("/")) for r in run_ids}
     files = storage.run_files(sorted(ids))
     stamps = {run_id: stamp for run_id, stamp in _compacted(files).items() if run_id in ids}
-    fresh = _sidecar_rows(storage, stamps)
+    _merge(storage, ids, _sidecar_rows(storage, stamps))
+
+
+def add_sidecars(storage: Storage, sidecars: dict[str, tuple[bytes, str]]) -> None:
+    """``update`` for a writer that has just put the sidecars itself (push): ``{run id: (sidecar
+    bytes, stamp that put returned)}``; nothing is listed or read back.
+
+    Example:
+        >>> import tempfile
+        >>> s = open_root(tempfile.mkdtemp()); add_sidecars(s, {})
+        >>> read(s).table.height
+        0
+    """
+    rows = []
+    for run_id, (data, stamp) in sidecars.items():
+        try:
+            sidecar = orjson.loads(data)
+            sidecar["summary"] = decode_summary(sidecar["summary"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # left out: read() reads its sidecar
+        rows.append({**sidecar_row(sidecar), _STAMP: stamp})
+    _merge(storage, set(sidecars), rows)
+
+
+def _merge(storage: Storage, ids: set[str], rows: list[dict[str, Any]]) -> None:
+    """Write the catalog with the rows of ``ids`` replaced by ``rows``."""
     old = _load_catalog(storage)
     kept = [] if old is None else [old.filter(~pl.col("run_id").is_in(sorted(ids)))]
-    _write(storage, pl.concat([*kept, rows_frame(fresh)], how="diagonal_relaxed"))
+    _write(storage, pl.concat([*kept, rows_frame(rows)], how="diagonal_relaxed"))
 
 
 def read(root: str | os.PathLike | Storage = "experiment_logs", *,

@@ -72,21 +72,22 @@ def push_each(to: str | os.PathLike, runs: Iterable[str] | str | None = None, *,
     remote = open_root(to, storage_options)
     listing = remote.run_files()  # one listing: which runs may be there already
     progress = _Progress(len(dirs), quiet, remote.url)
-    results = []
+    results, sent = [], {}
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        for result in pool.map(lambda d: _push_run(d, remote, listing.get(d.name, {})), dirs):
-            results.append(result)
-            progress.update(*result)
-    pushed = [run_id for run_id, outcome, _ in results if outcome == "pushed"]
-    if pushed:
+        for run_id, outcome, detail, *put in pool.map(lambda d: _push_run(d, remote, listing.get(d.name, {})), dirs):
+            results.append((run_id, outcome, detail))
+            progress.update(run_id, outcome, detail)
+            if put:
+                sent[run_id] = put[0]
+    if sent:
         from . import catalog
 
-        catalog.update(remote, pushed)
+        catalog.add_sidecars(remote, sent)
     progress.close()
     return results
 
 
-def _push_run(run_dir: Path, remote: Storage, there: dict[str, str]) -> tuple[str, str, str]:
+def _push_run(run_dir: Path, remote: Storage, there: dict[str, str]) -> tuple:
     run_id = run_dir.name
     if (run_dir / fmt.EVENTS_FILE).exists():
         return run_id, "skipped", "not compacted (live, resumed or not compacted yet): compact it, or push --compact"
@@ -105,8 +106,8 @@ def _push_run(run_dir: Path, remote: Storage, there: dict[str, str]) -> tuple[st
         if same:
             return run_id, "current", "already there"
     remote.put(f"{run_id}/{fmt.PARQUET_FILE}", parquet)
-    remote.put(f"{run_id}/{fmt.SIDECAR_FILE}", sidecar)
-    return run_id, "pushed", f"{size + len(sidecar):,} bytes"
+    stamp = remote.put(f"{run_id}/{fmt.SIDECAR_FILE}", sidecar)
+    return run_id, "pushed", f"{size + len(sidecar):,} bytes", (sidecar, stamp)
 
 
 def _sha(data: bytes) -> str:

@@ -17,7 +17,7 @@ names in lower case (``aws_endpoint_url``, ``aws_access_key_id``...), which win 
 Example:
     >>> import tempfile
     >>> s = open_root(tempfile.mkdtemp())
-    >>> s.put("run/a.txt", b"hello"); s.list("run"), s.read("run/a.txt", 1, 3)
+    >>> _ = s.put("run/a.txt", b"hello"); s.list("run"), s.read("run/a.txt", 1, 3)
     ({'run/a.txt': 5}, b'el')
 """
 
@@ -84,7 +84,7 @@ def read_parts(storage: Storage, run_id: str, events_file: str = fmt.EVENTS_FILE
     Example:
         >>> import tempfile
         >>> s = open_root(tempfile.mkdtemp())
-        >>> s.put(part_name("r", "events.jsonl", 0, 2), b"a\n"); s.put(part_name("r", "events.jsonl", 2, 4), b"b\n")
+        >>> _ = s.put(part_name("r", "events.jsonl", 0, 2), b"a\n"); _ = s.put(part_name("r", "events.jsonl", 2, 4), b"b\n")
         >>> read_parts(s, "r")
         b'a\nb\n'
     """
@@ -95,6 +95,11 @@ def read_parts(storage: Storage, run_id: str, events_file: str = fmt.EVENTS_FILE
         chunks.append(storage.read(name))
         offset = end
     return b"".join(chunks)
+
+
+def _local_stamp(st: os.stat_result) -> str:
+    # the inode changes with every rename into place, so a rewrite within one mtime tick still shows
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 class StorageError(OSError):
@@ -163,9 +168,9 @@ class Storage:
         """The bytes of ``path``, or of ``[start, end)``; FileNotFoundError when it is missing."""
         raise NotImplementedError
 
-    def put(self, path: str, data: bytes | Path) -> None:
+    def put(self, path: str, data: bytes | Path) -> str:
         """Write ``path`` atomically (bytes, or a local file's contents): readers see the previous
-        object or this one, whole."""
+        object or this one, whole. Returns its stamp, as ``run_files`` would give it."""
         raise NotImplementedError
 
     def delete(self, path: str) -> None:
@@ -194,7 +199,7 @@ class LocalStorage(Storage):
     Example:
         >>> import tempfile
         >>> s = LocalStorage(tempfile.mkdtemp())
-        >>> s.put("a/b.bin", b"x"); s.delete("a/b.bin"); s.delete("a/b.bin"); s.list()
+        >>> _ = s.put("a/b.bin", b"x"); s.delete("a/b.bin"); s.delete("a/b.bin"); s.list()
         {}
     """
 
@@ -231,7 +236,7 @@ class LocalStorage(Storage):
                     st = os.stat(os.path.join(folder, run_id, name))
                 except (FileNotFoundError, NotADirectoryError):
                     continue
-                files[name] = f"{st.st_size}:{st.st_mtime_ns}"
+                files[name] = _local_stamp(st)
             if fmt.SIDECAR_FILE in files:
                 files[fmt.PARQUET_FILE] = "?"
             found[run_id] = files
@@ -243,7 +248,7 @@ class LocalStorage(Storage):
                 f.seek(start)
             return f.read() if end is None else f.read(end - (start or 0))
 
-    def put(self, path: str, data: bytes | Path) -> None:
+    def put(self, path: str, data: bytes | Path) -> str:
         if isinstance(data, Path):
             data = data.read_bytes()
         target = self.folder / path
@@ -259,6 +264,7 @@ class LocalStorage(Storage):
             if tmp.exists():
                 tmp.unlink()
         store.fsync_directory(target.parent)
+        return _local_stamp(os.stat(target))
 
     def delete(self, path: str) -> None:
         try:
@@ -391,11 +397,12 @@ class ObjectStorage(Storage):
         except self._failures as exc:
             raise self._error(exc, "read", path) from None
 
-    def put(self, path: str, data: bytes | Path) -> None:
+    def put(self, path: str, data: bytes | Path) -> str:
         import obstore
 
+        size = data.stat().st_size if isinstance(data, Path) else len(data)
         try:
-            obstore.put(self._store, path, data)
+            return f"{size}:{obstore.put(self._store, path, data)['e_tag']}"
         except self._failures as exc:
             raise self._error(exc, "write", path) from None
 
