@@ -216,7 +216,7 @@ def add_sidecars(storage: Storage, sidecars: dict[str, tuple[bytes, str]]) -> No
         0
     """
     rows = []
-    for run_id, (data, stamp) in sidecars.items():
+    for data, stamp in sidecars.values():
         try:
             sidecar = orjson.loads(data)
             sidecar["summary"] = decode_summary(sidecar["summary"])
