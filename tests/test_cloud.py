@@ -74,7 +74,8 @@ def test_history_read_back_from_the_bucket_equals_the_local_one(root, bucket):
         assert remote["val_loss"].is_nan().sum() == 1
     lazy = pl.scan_parquet(f"{url}/*/metrics.parquet", storage_options=options).select("run_id", "loss")
     assert_frame_equal(lazy.collect().sort("run_id", maintain_order=True),
-                       pl.concat([pl.read_parquet(root / r / "metrics.parquet", columns=["run_id", "loss"]) for r in ids]))
+                       pl.concat([pl.read_parquet(root / r / "metrics.parquet", columns=["run_id", "loss"])
+                                  for r in ids]))
 
 
 def test_a_run_pushed_twice_is_stored_once(root, bucket):

@@ -156,7 +156,7 @@ def _load_catalog(storage: Storage) -> pl.DataFrame | None:
         frame = pl.read_parquet(io.BytesIO(storage.read(CATALOG_FILE)))
     except FileNotFoundError:
         return None
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # damaged: every sidecar will be read, which is slower but right
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # damaged: read every sidecar (slower, right)
         print(f"steplog: the catalog {storage.uri(CATALOG_FILE)} is unreadable ({exc}); reading sidecars; "
               f"`steplog catalog --rebuild` rewrites it", file=sys.stderr)
         return None

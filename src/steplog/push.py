@@ -2,7 +2,8 @@
 
 Each run goes as ``<to>/<run id>/metrics.parquet`` then ``<to>/<run id>/run.json``: Parquet
 first and sidecar last, so a reader never finds a sidecar without its data. A run whose remote
-sidecar holds the same bytes (SHA-256) as the local one is skipped, so pushing twice stores a
+sidecar holds the same bytes as the local one is skipped (its ETag is the MD5 of the
+local sidecar, or else the SHA-256 of the bytes read back matches), so pushing twice stores a
 run once, and a push killed midway is finished by running it again (a run whose sidecar did not
 arrive is sent again; objects are only ever overwritten whole). Push never deletes local files.
 After the uploads the remote catalog (``steplog.catalog``) is updated for the runs sent.
@@ -99,6 +100,8 @@ def _push_run(run_dir: Path, remote: Storage, there: dict[str, str]) -> tuple:
         return run_id, "skipped", "no sidecar and Parquet file to send"
     parquet_there = there.get(fmt.PARQUET_FILE, "")  # "<size>:<etag>"; a local folder says only "?" (present)
     if fmt.SIDECAR_FILE in there and parquet_there.split(":")[0] in ("?", str(size)):
+        if there[fmt.SIDECAR_FILE].split(":", 1)[1].strip('"') == hashlib.md5(sidecar).hexdigest():  # noqa: S324
+            return run_id, "current", "already there"  # an S3 ETag of a plain PUT is the MD5: no read needed
         try:
             same = _sha(remote.read(f"{run_id}/{fmt.SIDECAR_FILE}")) == _sha(sidecar)
         except FileNotFoundError:

@@ -84,7 +84,8 @@ def read_parts(storage: Storage, run_id: str, events_file: str = fmt.EVENTS_FILE
     Example:
         >>> import tempfile
         >>> s = open_root(tempfile.mkdtemp())
-        >>> _ = s.put(part_name("r", "events.jsonl", 0, 2), b"a\n"); _ = s.put(part_name("r", "events.jsonl", 2, 4), b"b\n")
+        >>> _ = s.put(part_name("r", "events.jsonl", 0, 2), b"a\n")
+        >>> _ = s.put(part_name("r", "events.jsonl", 2, 4), b"b\n")
         >>> read_parts(s, "r")
         b'a\nb\n'
     """
@@ -126,7 +127,7 @@ def refuse_url_root(root: str | os.PathLike) -> None:
         >>> refuse_url_root("s3://bucket/logs")
         Traceback (most recent call last):
         ...
-        ValueError: cannot log to 's3://bucket/logs': object stores cannot append. Log to a local folder (root="experiment_logs") and copy runs with `steplog push --to s3://bucket/logs` (compacted runs) or `steplog sync --to s3://bucket/logs` (running runs, live)
+        ValueError: cannot log to 's3://bucket/logs': object stores cannot append. Log to a local folder ...
     """
     if is_url(root):
         url = os.fspath(root)
@@ -143,7 +144,7 @@ def open_root(root: str | os.PathLike, storage_options: dict[str, Any] | None = 
         >>> open_root("ftp://host/x")
         Traceback (most recent call last):
         ...
-        ValueError: unsupported root URL 'ftp://host/x': steplog reads folders and s3:// URLs (s3-compatible stores via AWS_ENDPOINT_URL)
+        ValueError: unsupported root URL 'ftp://host/x': steplog reads folders and s3:// URLs ...
     """
     text = os.fspath(root)
     if not is_url(text):
@@ -331,7 +332,8 @@ class ObjectStorage(Storage):
         for key, value in self.options.items():
             name = key.lower().removeprefix("aws_")
             name = _RENAME.get(name, name)
-            (client if name in _CLIENT_KEYS else config)[name] = value if not isinstance(value, bool) else str(value).lower()
+            value = str(value).lower() if isinstance(value, bool) else value
+            (client if name in _CLIENT_KEYS else config)[name] = value
         if str(config.get("endpoint", "")).startswith("http://"):
             client.setdefault("allow_http", True)
         return config, client
@@ -380,7 +382,8 @@ class ObjectStorage(Storage):
                 for meta in batch:
                     run_id, _, name = meta["path"].partition("/")
                     if store.is_run_id(run_id) and "/" not in name and (wanted is None or run_id in wanted):
-                        found.setdefault(run_id, {})[name] = f"{meta['size']}:{meta.get('e_tag') or meta['last_modified']}"
+                        stamp = meta.get("e_tag") or meta["last_modified"]
+                        found.setdefault(run_id, {})[name] = f"{meta['size']}:{stamp}"
         except self._failures as exc:
             raise self._error(exc, "list", "") from None
         return found
