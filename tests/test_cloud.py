@@ -278,3 +278,14 @@ def test_sync_pushes_the_compacted_form_and_removes_the_parts(root, bucket):
     remote = storage.open_root(url, options)
     assert sorted(remote.list()) == [f"{run.id}/metrics.parquet", f"{run.id}/run.json", catalog.CATALOG_FILE]
     assert sync(url, root=root, storage_options=options) == []
+
+
+def test_push_to_a_folder_compares_sidecar_bytes(root, tmp_path):
+    ids = make_runs(root, 2)
+    remote = tmp_path / "remote"
+    assert push(remote, root=root, quiet=True) == ids
+    assert [outcome for _, outcome, _ in push_each(remote, root=root, quiet=True)] == ["current", "current"]
+    (remote / ids[0] / "run.json").write_bytes(b"{}")  # a different sidecar there: sent again
+    assert push(remote, root=root, quiet=True) == [ids[0]]
+    assert (remote / ids[0] / "run.json").read_bytes() == (root / ids[0] / "run.json").read_bytes()
+    assert catalog.read(remote).from_catalog == 2
