@@ -243,6 +243,8 @@ def test_sync_sends_only_new_complete_lines_and_a_restart_carries_on(root, bucke
         assert storage.read_parts(remote, run.id) == events.read_bytes()
         remote_rows = parse_events(storage.read_parts(remote, run.id), events).rows
         assert_frame_equal(remote_rows, read_events(events).rows)
+        found = catalog.read(url, storage_options=options)
+        assert found.live == [run.id] and found.table.height == 0
     finally:
         run.finish()
 

@@ -41,7 +41,7 @@ import polars as pl
 from . import format as fmt
 from . import store
 from .compact import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
-from .storage import LocalStorage, Storage, open_root
+from .storage import PARTS_DIR, LocalStorage, Storage, open_root
 
 #: Where the catalog lives, relative to the root.
 CATALOG_FILE = "_catalog/runs.parquet"
@@ -56,7 +56,8 @@ _BASE = {
 @dataclass
 class CatalogRead:
     """What ``read`` found: ``table`` (one row per compacted run, oldest first), ``live`` (ids of
-    the runs that are not compacted, for the caller to read from their events), and how many rows
+    the runs that are not compacted, for the caller to read from their events, or on an object
+    store from their part objects: ``storage.read_parts``), and how many rows
     came from the catalog file versus from sidecars."""
 
     table: pl.DataFrame
@@ -247,7 +248,8 @@ def read(root: str | os.PathLike | Storage = "experiment_logs", *,
     storage = _root(root, storage_options)
     files = storage.run_files()
     compacted = _compacted(files)
-    live = sorted(run_id for run_id, names in files.items() if run_id not in compacted and fmt.EVENTS_FILE in names)
+    live = sorted(run_id for run_id, names in files.items()
+                  if run_id not in compacted and (fmt.EVENTS_FILE in names or PARTS_DIR in names))
     catalog = _load_catalog(storage)
     parts, from_catalog = [], 0
     missing = dict(compacted)

@@ -240,6 +240,8 @@ class LocalStorage(Storage):
                 files[name] = _local_stamp(st)
             if fmt.SIDECAR_FILE in files:
                 files[fmt.PARQUET_FILE] = "?"
+            elif not files and os.path.isdir(os.path.join(folder, run_id, PARTS_DIR)):
+                files[PARTS_DIR] = "?"  # synced here as parts (steplog sync to a folder)
             found[run_id] = files
         return found
 
@@ -339,7 +341,8 @@ class ObjectStorage(Storage):
         return config, client
 
     def polars_options(self) -> dict[str, str]:
-        options = {key if key.startswith("aws_") else f"aws_{key}": str(value) for key, value in self.options.items()}
+        options = {key if key.startswith("aws_") or key in _CLIENT_KEYS else f"aws_{key}": str(value)
+                   for key, value in self.options.items()}
         config, client = self._configs()
         if "endpoint" in config:
             options.setdefault("aws_endpoint_url", config["endpoint"])
@@ -381,6 +384,8 @@ class ObjectStorage(Storage):
             for batch in (b for prefix in prefixes for b in obstore.list(self._store, prefix)):
                 for meta in batch:
                     run_id, _, name = meta["path"].partition("/")
+                    if name.startswith(f"{PARTS_DIR}/"):
+                        name = PARTS_DIR  # a live run synced as parts: listed as such, not stamped
                     if store.is_run_id(run_id) and "/" not in name and (wanted is None or run_id in wanted):
                         stamp = meta.get("e_tag") or meta["last_modified"]
                         found.setdefault(run_id, {})[name] = f"{meta['size']}:{stamp}"
