@@ -291,3 +291,14 @@ def test_push_to_a_folder_compares_sidecar_bytes(root, tmp_path):
     assert push(remote, root=root, quiet=True) == [ids[0]]
     assert (remote / ids[0] / "run.json").read_bytes() == (root / ids[0] / "run.json").read_bytes()
     assert catalog.read(remote).from_catalog == 2
+
+
+def test_a_listing_split_into_parallel_ranges_finds_every_file(root, bucket):
+    url, options = bucket
+    ids = make_runs(root, 6, steps=1)
+    push(url, root=root, storage_options=options, quiet=True)
+    remote = storage.open_root(url, options)
+    whole = remote.run_files()
+    assert sorted(whole) == ids
+    for splits in ([ids[2]], [ids[0], ids[3], ids[5]], [ids[1][:-1] + "0", "0", "zzz"], ids):
+        assert remote.run_files(splits=splits) == whole

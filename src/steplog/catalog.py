@@ -246,11 +246,15 @@ def read(root: str | os.PathLike | Storage = "experiment_logs", *,
         (0, [])
     """
     storage = _root(root, storage_options)
-    files = storage.run_files()
+    catalog = _load_catalog(storage)
+    if isinstance(storage, LocalStorage) or catalog is None:
+        files = storage.run_files()
+    else:  # list the bucket in parallel ranges, split where the catalog's runs say
+        ids = catalog["run_id"].sort().to_list()
+        files = storage.run_files(splits=ids[len(ids) // 8::max(len(ids) // 8, 1)][:7] if len(ids) >= 2000 else [])
     compacted = _compacted(files)
     live = sorted(run_id for run_id, names in files.items()
                   if run_id not in compacted and (fmt.EVENTS_FILE in names or PARTS_DIR in names))
-    catalog = _load_catalog(storage)
     parts, from_catalog = [], 0
     missing = dict(compacted)
     if catalog is not None and compacted:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -374,23 +375,42 @@ class ObjectStorage(Storage):
         except self._failures as exc:
             raise self._error(exc, "list", prefix) from None
 
-    def run_files(self, run_ids: list[str] | None = None) -> dict[str, dict[str, str]]:
+    def run_files(self, run_ids: list[str] | None = None, *, splits: list[str] | None = None
+                  ) -> dict[str, dict[str, str]]:
+        """As ``Storage.run_files``; ``splits`` (sorted run ids, e.g. from the catalog) list the
+        key ranges between them in parallel: a listing is pages of 1,000 names, one after another."""
+        wanted = None if run_ids is None else set(run_ids)
+        if run_ids is not None and len(run_ids) <= 20:
+            ranges = [(f"{r}/", None, None) for r in run_ids]
+        else:
+            bounds = [None, *sorted(set(splits or [])), None]
+            ranges = [(None, low, high) for low, high in zip(bounds, bounds[1:])]
+        found: dict[str, dict[str, str]] = {}
+        with ThreadPoolExecutor(min(len(ranges), 8) or 1) as pool:
+            for part in pool.map(lambda r: self._list_range(*r), ranges):
+                for run_id, files in part.items():
+                    if wanted is None or run_id in wanted:
+                        found.setdefault(run_id, {}).update(files)
+        return found
+
+    def _list_range(self, prefix: str | None, low: str | None, high: str | None) -> dict[str, dict[str, str]]:
+        """The run files whose names sort after ``low`` and before ``high`` (None: no bound)."""
         import obstore
 
         found: dict[str, dict[str, str]] = {}
-        wanted = None if run_ids is None else set(run_ids)
-        prefixes = [None] if run_ids is None or len(run_ids) > 20 else [f"{r}/" for r in run_ids]
         try:
-            for batch in (b for prefix in prefixes for b in obstore.list(self._store, prefix)):
+            for batch in obstore.list(self._store, prefix, offset=low, chunk_size=1000):
                 for meta in batch:
                     run_id, _, name = meta["path"].partition("/")
+                    if high is not None and run_id >= high:
+                        return found
                     if name.startswith(f"{PARTS_DIR}/"):
                         name = PARTS_DIR  # a live run synced as parts: listed as such, not stamped
-                    if store.is_run_id(run_id) and "/" not in name and (wanted is None or run_id in wanted):
+                    if store.is_run_id(run_id) and "/" not in name:
                         stamp = meta.get("e_tag") or meta["last_modified"]
                         found.setdefault(run_id, {})[name] = f"{meta['size']}:{stamp}"
         except self._failures as exc:
-            raise self._error(exc, "list", "") from None
+            raise self._error(exc, "list", prefix or "") from None
         return found
 
     def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
