@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -384,7 +385,7 @@ class ObjectStorage(Storage):
             ranges = [(f"{r}/", None, None) for r in run_ids]
         else:
             bounds = [None, *sorted(set(splits or [])), None]
-            ranges = [(None, low, high) for low, high in zip(bounds, bounds[1:])]
+            ranges = [(None, low, high) for low, high in itertools.pairwise(bounds)]
         found: dict[str, dict[str, str]] = {}
         with ThreadPoolExecutor(min(len(ranges), 8) or 1) as pool:
             for part in pool.map(lambda r: self._list_range(*r), ranges):
