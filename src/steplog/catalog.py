@@ -92,7 +92,8 @@ def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
         "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
         "notes": finish.get("notes"),
     }
-    row.update(flatten_config(sidecar.get("config") if isinstance(sidecar.get("config"), dict) else {}))
+    config = sidecar.get("config")
+    row.update(flatten_config(config if isinstance(config, dict) else {}))
     for metric, figures in (sidecar.get("summary") or {}).items():
         for field in SUMMARY_FIELDS:
             row[f"summary.{metric}.{field}"] = figures.get(field)
@@ -116,7 +117,7 @@ def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     for key in keys:
         values = [row.get(key) for row in rows]
         if key in _BASE:
-            columns.append(pl.Series(key, values, dtype=_BASE[key]))
+            columns.append(pl.Series(key, values, dtype=_BASE[key]))  # type: ignore[arg-type]
         elif key.startswith("summary."):
             columns.append(pl.Series(key, values, dtype=SUMMARY_TYPES[key.rsplit(".", 1)[1]]))
         elif key == _STAMP:

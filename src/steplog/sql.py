@@ -66,7 +66,7 @@ def _remote_metrics(storage: Any, runs: pl.DataFrame) -> pl.LazyFrame:
     schema = dict(first)
     for column in runs.columns:
         if column.startswith("summary."):
-            schema.setdefault(column[len("summary."):column.rfind(".")], pl.Float64)
+            schema.setdefault(column[len("summary."):column.rfind(".")], pl.Float64())
     frame = pl.scan_parquet(storage.uri("*/metrics.parquet"), storage_options=options, schema=schema,
                             missing_columns="insert")
     names = runs.lazy().select("run_id", "name")

@@ -27,6 +27,7 @@ import datetime as _dt
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +181,13 @@ class Storage:
         """Remove ``path``; nothing happens when it is already gone."""
         raise NotImplementedError
 
-    def run_files(self, run_ids: list[str] | None = None) -> dict[str, dict[str, str]]:
+    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
+                  ) -> dict[str, dict[str, str]]:
         """``{run id: {file name: stamp}}`` for the files directly in each run folder of the root
         (or of the runs ``run_ids`` names); a stamp (``"<size>:<mtime or etag>"``) changes whenever
-        the file is rewritten. A local root stamps only the sidecar and events file (two stats a
-        run) and gives ``"?"`` for a Parquet file, taken to be there beside its sidecar."""
+        the file is rewritten. ``splits`` may let an object store list in parallel ranges. A
+        local root stamps only the sidecar and events file (two stats a run) and gives ``"?"``
+        for a Parquet file, taken to be there beside its sidecar."""
         raise NotImplementedError
 
     def uri(self, path: str) -> str:
@@ -222,7 +225,8 @@ class LocalStorage(Storage):
                     continue
         return dict(sorted(found.items()))
 
-    def run_files(self, run_ids: list[str] | None = None) -> dict[str, dict[str, str]]:
+    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
+                  ) -> dict[str, dict[str, str]]:
         # os.scandir and plain strings: 10,000 runs in tens of milliseconds (pathlib costs 10x that)
         folder = os.fspath(self.folder)
         if run_ids is None:
@@ -300,8 +304,8 @@ class ObjectStorage(Storage):
         config, client = self._configs()
         self.endpoint = config.get("endpoint") or "AWS"
         self._check_credentials(config)
-        self._store = S3Store(self.bucket, prefix=self.prefix or None, config=config, client_options=client,
-                              retry_config=dict(_RETRY))
+        self._store = S3Store(self.bucket, prefix=self.prefix or None, config=config,  # type: ignore[arg-type]
+                              client_options=client, retry_config=dict(_RETRY))  # type: ignore[arg-type]
 
     @staticmethod
     def split(url: str) -> tuple[str, str]:
@@ -376,11 +380,12 @@ class ObjectStorage(Storage):
         except self._failures as exc:
             raise self._error(exc, "list", prefix) from None
 
-    def run_files(self, run_ids: list[str] | None = None, *, splits: list[str] | None = None
+    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
                   ) -> dict[str, dict[str, str]]:
         """As ``Storage.run_files``; ``splits`` (sorted run ids, e.g. from the catalog) list the
         key ranges between them in parallel: a listing is pages of 1,000 names, one after another."""
         wanted = None if run_ids is None else set(run_ids)
+        ranges: list[tuple[str | None, str | None, str | None]]
         if run_ids is not None and len(run_ids) <= 20:
             ranges = [(f"{r}/", None, None) for r in run_ids]
         else:
