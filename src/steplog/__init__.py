@@ -19,6 +19,9 @@ from .compact import compact
 from .query import best, export, history, summary
 from .runtable import compare, runs
 from .scanning import scan
+from .push import push
+from .sql import sql
+from .sync import sync
 from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
 from .writer import Run, init
@@ -37,6 +40,9 @@ __all__ = [
     "best",
     "export",
     "compact",
+    "push",
+    "sync",
+    "sql",
     "follow",
     "read_events",
     "RunNotFoundError",

@@ -1,0 +1,205 @@
+"""Benchmarks for object storage and the catalog (issue 15), against a local S3 server (moto's
+ThreadedMotoServer on 127.0.0.1; its Python HTTP server is slower than S3 or MinIO, which is why
+push is shown beside plain concurrent puts of the same files with the same library, obstore).
+
+Measured:
+
+* ``steplog.push`` of P compacted runs (runs/s, MB/s) beside plain concurrent ``obstore.put`` of the
+  same files (8 threads, as push uses), and a second push (everything already there);
+* ``catalog.read`` (what ``runs()`` gets from the catalog) over R compacted runs on a local root:
+  with a current catalog, and with none (every sidecar read), beside today's ``steplog.runs(root)``;
+* the same ``catalog.read`` from the bucket over the P pushed runs.
+
+Fixtures: P runs made with the public API (init/log/finish + compact). The R runs of the listing
+benchmark are copies of one compacted run with their own id and name (sidecar rewritten; the Parquet
+file, never opened by a listing, is copied as it is): compacting 10,000 runs one by one would take
+minutes and measure compaction, not listing.
+
+Sizes: default P=1,000, R=10,000; --small P=100, R=1,000; --tiny P=10, R=50 (a smoke test).
+
+    python benchmarks/bench_cloud.py [--tiny | --small] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+
+import steplog
+from steplog import catalog, storage
+from steplog.store import new_run_id
+
+SIZES = {"full": (1_000, 10_000), "small": (100, 1_000), "tiny": (10, 50)}
+CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "aws_region": "us-east-1"}
+
+
+def make_runs(root: Path, count: int, steps: int = 200) -> list[str]:
+    """``count`` compacted runs of ``steps`` steps (train_loss, val_loss, lr) via the public API."""
+    for i in range(count):
+        with steplog.init(name=f"run{i}", config={"lr": 10.0 ** -(2 + i % 3), "model": {"size": 64 << (i % 4)}},
+                          root=root) as run:
+            for step in range(steps):
+                run.log({"train_loss": 2.0 / (step + 1) + i * 1e-3, "val_loss": 2.1 / (step + 1), "lr": 1e-3})
+    return steplog.compact(root, quiet=True)
+
+
+def copy_runs(source: Path, root: Path, count: int) -> None:
+    """``count`` copies of the compacted run in ``source`` under ``root``, each with its own id and name."""
+    sidecar = orjson.loads((source / "run.json").read_bytes())
+    parquet = (source / "metrics.parquet").read_bytes()
+    for i in range(count):
+        run_id = new_run_id()
+        run_dir = root / run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.parquet").write_bytes(parquet)
+        sidecar.update(run_id=run_id, name=f"copy{i}", config={"lr": 10.0 ** -(2 + i % 3), "seed": i})
+        (run_dir / "run.json").write_bytes(orjson.dumps(sidecar))
+
+
+def timed(function, repeat: int) -> dict[str, float]:
+    """mean, p50, p99 and min of ``repeat`` calls, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return {"mean": statistics.fmean(times), "p50": statistics.median(times),
+            "p99": times[min(len(times) - 1, round(0.99 * (len(times) - 1)))], "min": times[0]}
+
+
+def start_server() -> tuple[object, str]:
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def create_bucket(endpoint: str, name: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
+                 region_name="us-east-1").create_bucket(Bucket=name)
+
+
+def plain_puts(url: str, options: dict, files: list[tuple[str, Path]]) -> None:
+    """The baseline: the same files put with obstore from 8 threads, nothing else."""
+    import obstore
+
+    remote = storage.open_root(url, options)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda item: obstore.put(remote._store, item[0], item[1]), files))
+
+
+def bench_push(root: Path, endpoint: str, pushes: int) -> list[str]:
+    options = {"aws_endpoint_url": endpoint, **CREDENTIALS}
+    create_bucket(endpoint, "bench")
+    files = [(f"{d.name}/{n}", d / n) for d in sorted(root.iterdir()) for n in ("metrics.parquet", "run.json")]
+    size_mb = sum(p.stat().st_size for _, p in files) / 1e6
+    start = time.perf_counter()
+    plain_puts("s3://bench/plain", options, files)
+    plain = time.perf_counter() - start
+    start = time.perf_counter()
+    steplog.push("s3://bench/steplog", root=root, storage_options=options, quiet=True)
+    pushed = time.perf_counter() - start
+    start = time.perf_counter()
+    steplog.push("s3://bench/steplog", root=root, storage_options=options, quiet=True)
+    again = time.perf_counter() - start
+    return [
+        (f"| push {pushes:,} runs ({size_mb:.1f} MB) | {pushed:.2f} s | {pushes / pushed:,.0f} runs/s, "
+         f"{size_mb / pushed:.1f} MB/s |"),
+        (f"| plain concurrent obstore puts, same files | {plain:.2f} s | {pushes / plain:,.0f} runs/s, "
+         f"{size_mb / plain:.1f} MB/s; push / plain = {pushed / plain:.2f}x |"),
+        f"| push again (all there: listing + sidecar compare) | {again:.2f} s | {pushes / again:,.0f} runs/s |",
+    ]
+
+
+def bench_listing(root: Path, runs: int, repeat: int, url: str | None = None, options: dict | None = None,
+                  label: str = "local") -> list[str]:
+    where = url or root
+    catalog.rebuild(where, storage_options=options)
+    with_catalog = timed(lambda: catalog.read(where, storage_options=options), repeat)
+    rows = [_row(f"catalog.read, {runs:,} runs, {label}, catalog current", with_catalog)]
+    if url is None:
+        (root / catalog.CATALOG_FILE).unlink()
+        without = timed(lambda: catalog.read(root), max(1, repeat // 2))
+        rows.append(_row(f"catalog.read, {runs:,} runs, {label}, no catalog (every sidecar)", without))
+        baseline = timed(lambda: steplog.runs(root), max(1, repeat // 2))
+        rows.append(_row(f"steplog.runs() today, {runs:,} runs, {label} (baseline)", baseline))
+        rows.append(f"| catalog current / steplog.runs() | {with_catalog['mean'] / baseline['mean']:.3f}x | mean |")
+        catalog.rebuild(root)
+    return rows
+
+
+def bench_remote_scan(url: str, options: dict, runs: int, repeat: int) -> list[str]:
+    """A two-column query over every pushed run's Parquet file, straight from the bucket, beside
+    downloading every file whole with obstore (what a scan without pushdown would cost at least)."""
+    import io
+
+    import obstore
+    import polars as pl
+
+    remote = storage.open_root(url, options)
+    scan = timed(lambda: pl.scan_parquet(f"{url}/*/metrics.parquet", storage_options=options)
+                 .group_by("run_id").agg(pl.col("val_loss").min()).collect(), repeat)
+    names = [n for n in remote.list() if n.endswith("/metrics.parquet")]
+
+    def whole() -> None:
+        with ThreadPoolExecutor(8) as pool:
+            frames = pool.map(lambda n: pl.read_parquet(io.BytesIO(bytes(obstore.get(remote._store, n).bytes()))),
+                              names)
+            pl.concat([f.select("run_id", "val_loss") for f in frames]).group_by("run_id").agg(pl.col("val_loss").min())
+
+    baseline = timed(whole, max(1, repeat // 2))
+    return [_row(f"two-column scan of {runs:,} runs from the bucket (Polars, pushdown)", scan),
+            _row(f"baseline: download the {runs:,} files whole (8 threads) and aggregate", baseline),
+            f"| scan / whole download | {scan['mean'] / baseline['mean']:.2f}x | mean |"]
+
+
+def _row(label: str, t: dict[str, float]) -> str:
+    return f"| {label} | {t['mean']:.3f} s | p50 {t['p50']:.3f} s, p99 {t['p99']:.3f} s |"
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--small", action="store_true")
+    size.add_argument("--tiny", action="store_true")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    pushes, runs = SIZES["tiny" if args.tiny else "small" if args.small else "full"]
+    work = Path(tempfile.mkdtemp(prefix="steplog-bench-cloud-"))
+    server, endpoint = start_server()
+    try:
+        pushed_root, listed_root = work / "pushed", work / "listed"
+        ids = make_runs(pushed_root, pushes)
+        copy_runs(pushed_root / ids[0], listed_root, runs)
+        lines = ["| measure | time | rate / note |", "| --- | --- | --- |"]
+        lines += bench_push(pushed_root, endpoint, pushes)
+        lines += bench_listing(listed_root, runs, args.repeat)
+        options = {"aws_endpoint_url": endpoint, **CREDENTIALS}
+        lines += bench_listing(pushed_root, pushes, args.repeat, "s3://bench/steplog", options, "local S3 server")
+        lines += bench_remote_scan("s3://bench/steplog", options, pushes, args.repeat)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
