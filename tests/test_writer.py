@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 import steplog
+from conftest import python_subprocess
 
 
 def events_of(run) -> list[dict]:
@@ -281,9 +282,15 @@ def test_metadata_records_git_commit_and_dirty_flag(root, tmp_path, monkeypatch)
     assert events_of(run)[0]["meta"]["git_commit"] == commit
     assert events_of(run)[0]["meta"]["git_dirty"] is False
     (repo / "f.txt").write_text("2")
-    run = steplog.init(root=root)
+    run = steplog.init(root=root)  # taken once per process and directory: this process still says clean
     run.finish()
-    assert events_of(run)[0]["meta"]["git_dirty"] is True
+    assert events_of(run)[0]["meta"]["git_dirty"] is False
+    proc = python_subprocess("import steplog, sys; r = steplog.init(root=sys.argv[1]); r.finish(); print(r.id)",
+                             str(root), cwd=repo)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    fresh = steplog.store.resolve_run(out.strip(), root) / "events.jsonl"
+    assert orjson.loads(fresh.read_bytes().splitlines()[0])["meta"]["git_dirty"] is True  # a new process sees the edit
     outside = tmp_path / "outside"
     outside.mkdir()
     monkeypatch.chdir(outside)

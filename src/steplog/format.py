@@ -209,6 +209,27 @@ def count_resumes(data: bytes) -> int:
     return sum(1 for begin, _ in control_line_spans(data) if data.startswith(prefix, begin))
 
 
+def cut_unwritten_tail(events_path: Path) -> bytes:
+    """Cut what follows the last newline of an events file (a torn line, or the zero bytes a
+    ``"mmap"`` writer reserved and did not fill before it died) and return the complete lines.
+    Only for a file no writer holds (resume, compaction: under the writer lock).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "events.jsonl"
+        >>> _ = path.write_bytes(b'{"e":"start"}\\n{"s":0,"t' + bytes(100))
+        >>> cut_unwritten_tail(path), path.stat().st_size
+        (b'{"e":"start"}\\n', 14)
+    """
+    with open(events_path, "r+b") as f:
+        data = f.read()
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):
+            f.truncate(complete)
+            data = data[:complete]
+    return data
+
+
 def read_last_event(events_path: Path, chunk: int = 65536) -> dict[str, Any] | None:
     """The last complete event of an events file, reading only its tail; None if there is none.
 

@@ -37,7 +37,7 @@ import pyarrow.json as pa_json
 
 from . import format as fmt
 from . import store
-from .writer import flush_open_runs
+from .openruns import flush_open_runs
 
 
 class CorruptEventsError(ValueError):
