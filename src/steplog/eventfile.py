@@ -59,25 +59,38 @@ def write_all(fd: int, data: bytes) -> None:
 
 def network_filesystem(path: str | os.PathLike) -> str | None:
     """The name of the network file system ``path`` is on (NFS, Lustre, SMB...), or None for a local
-    one (or when statfs cannot tell). Mappings are not coherent across hosts there.
+    one (or when statfs cannot tell). Mappings are not coherent across hosts there. Asked once per
+    device (``st_dev``) and process.
 
     Example:
         >>> import tempfile
         >>> network_filesystem(tempfile.gettempdir()) in (None, "NFS", "Lustre", "SMB", "CIFS", "SMB2", "9p", "FUSE")
         True
     """
+    try:
+        device = os.stat(path).st_dev
+    except OSError:
+        return None
+    if device not in _fs_by_device:
+        _fs_by_device[device] = NETWORK_FILESYSTEMS.get(_statfs_type(path))
+    return _fs_by_device[device]
+
+
+_fs_by_device: dict[int, str | None] = {}
+
+
+def _statfs_type(path: str | os.PathLike) -> int | None:
+    """statfs(2)'s f_type of ``path`` (through the C library already loaded), or None."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the symbols of this process, the C library among them
         buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first field, a C long
         if libc.statfs(os.fsencode(path), buf) != 0:
             return None
     except (OSError, AttributeError):
         return None
-    f_type = ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
-    return NETWORK_FILESYSTEMS.get(f_type)
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
 class ReserveFailed(OSError):

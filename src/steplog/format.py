@@ -230,6 +230,26 @@ def cut_unwritten_tail(events_path: Path) -> bytes:
     return data
 
 
+def cut_zero_tail(events_path: Path) -> None:
+    """If an events file ends in zero bytes (an ``"mmap"`` writer died before cutting its reserve),
+    cut them and any torn line before them (``cut_unwritten_tail``); leave other files alone.
+    Only for a file no writer holds.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "events.jsonl"
+        >>> _ = path.write_bytes(b'{"e":"start"}\\n' + bytes(100)); cut_zero_tail(path); path.read_bytes()
+        b'{"e":"start"}\\n'
+    """
+    with open(events_path, "rb") as f:
+        if f.seek(0, 2) == 0:
+            return
+        f.seek(-1, 2)
+        if f.read(1) != b"\0":
+            return
+    cut_unwritten_tail(events_path)
+
+
 def read_last_event(events_path: Path, chunk: int = 65536) -> dict[str, Any] | None:
     """The last complete event of an events file, reading only its tail; None if there is none.
 
