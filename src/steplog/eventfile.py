@@ -72,11 +72,35 @@ def network_filesystem(path: str | os.PathLike) -> str | None:
     except OSError:
         return None
     if device not in _fs_by_device:
-        _fs_by_device[device] = NETWORK_FILESYSTEMS.get(_statfs_type(path))
+        kind = _mount_type(path)
+        _fs_by_device[device] = (NETWORK_FS_NAMES.get(kind.split(".")[0]) if kind is not None
+                                 else NETWORK_FILESYSTEMS.get(_statfs_type(path)))
     return _fs_by_device[device]
 
 
 _fs_by_device: dict[int, str | None] = {}
+#: The same file systems by the type /proc/self/mountinfo gives them ("fuse.sshfs" counts as "fuse").
+NETWORK_FS_NAMES = {"nfs": "NFS", "nfs4": "NFS", "lustre": "Lustre", "smb3": "SMB", "smbfs": "SMB", "cifs": "CIFS",
+                    "9p": "9p", "fuse": "FUSE"}
+
+
+def _mount_type(path: str | os.PathLike) -> str | None:
+    """The type of the file system holding ``path``, from /proc/self/mountinfo (what statfs's
+    f_type says, without loading ctypes on the training process's first init); None where there
+    is no /proc."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    where = os.path.realpath(path).rstrip("/") + "/"
+    best, kind = -1, None
+    for line in lines:
+        fields = line.split(" ")
+        point = fields[4].replace("\\040", " ").rstrip("/") + "/"
+        if where.startswith(point) and len(point) > best and " - " in line:
+            best, kind = len(point), line.split(" - ", 1)[1].split(" ", 1)[0]
+    return kind
 
 
 def _statfs_type(path: str | os.PathLike) -> int | None:
