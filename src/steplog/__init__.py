@@ -34,7 +34,7 @@ _LAZY = {
     "compact": "compact",
     "best": "query", "compare": "query", "export": "query", "history": "query", "runs": "query",
     "scan": "query", "summary": "query",
-    "CorruptEventsError": "reader", "follow": "reader", "read_events": "reader",
+    "CorruptEventsError": "reader", "follow": "follow", "read_events": "reader",
     "ExperimentAnalyzer": "tracker", "ExperimentConfig": "tracker", "ExperimentLog": "tracker",
     "ExperimentTracker": "tracker", "MetricsSnapshot": "tracker",
 }

@@ -299,3 +299,31 @@ def read_start_event(events_path: Path) -> dict[str, Any] | None:
     except ValueError:
         return None
     return event if event[KIND] == START else None
+
+
+def metric_event_problem(event: Any) -> str | None:
+    """Why a parsed line is not a valid metric event (None when it is one).
+
+    Example:
+        >>> metric_event_problem({"s": 0, "t": 1.0, "w": 0.0, "m": {"a": 1.0}}) is None, metric_event_problem([])
+        (True, 'not a JSON object')
+    """
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    step = event.get(STEP)
+    if type(step) is not int or step < 0:
+        return "no valid step"
+    for key in (TIME, WALLCLOCK):
+        if type(event.get(key)) not in (int, float):
+            return f"no valid {key!r}"
+    metrics = event.get(METRICS)
+    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool) for v in metrics.values()):
+        return "metrics are not an object of numbers"
+    if type(event.get(SEGMENT, 0)) is not int:
+        return "segment is not an int"
+    nonfinite = event.get(NONFINITE, {})
+    if not isinstance(nonfinite, dict) or any(v not in NONFINITE_CODES for v in nonfinite.values()):
+        return "bad non-finite codes"
+    if set(event) - METRIC_EVENT_KEYS:
+        return "unknown fields"
+    return None

@@ -19,12 +19,8 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
-import os
-import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from . import format as fmt
-from . import store
+from .follow import follow  # noqa: F401  (its home was this module)
 from .openruns import flush_open_runs
 
 
@@ -253,30 +249,7 @@ def _metric_line_problem(line: bytes) -> str | None:
         event = orjson.loads(line)
     except ValueError as exc:
         return f"not valid JSON ({exc})"
-    return _metric_event_problem(event)
-
-
-def _metric_event_problem(event: Any) -> str | None:
-    """Why a parsed line is not a valid metric event (None when it is one)."""
-    if not isinstance(event, dict):
-        return "not a JSON object"
-    step = event.get(fmt.STEP)
-    if type(step) is not int or step < 0:
-        return "no valid step"
-    for key in (fmt.TIME, fmt.WALLCLOCK):
-        if type(event.get(key)) not in (int, float):
-            return f"no valid {key!r}"
-    metrics = event.get(fmt.METRICS)
-    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool) for v in metrics.values()):
-        return "metrics are not an object of numbers"
-    if type(event.get(fmt.SEGMENT, 0)) is not int:
-        return "segment is not an int"
-    nonfinite = event.get(fmt.NONFINITE, {})
-    if not isinstance(nonfinite, dict) or any(v not in fmt.NONFINITE_CODES for v in nonfinite.values()):
-        return "bad non-finite codes"
-    if set(event) - fmt.METRIC_EVENT_KEYS:
-        return "unknown fields"
-    return None
+    return fmt.metric_event_problem(event)
 
 
 def _table_from_events(events: list[dict[str, Any]]) -> pa.Table:
@@ -401,93 +374,3 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
     if all_segments:
         columns = [pl.col("segment"), *columns, pl.col("superseded")]
     return rows.select(*columns, *[metric_col(m, rows.columns).cast(pl.Float64) for m in metrics])
-
-
-def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *, poll_interval: float = 0.5,
-           from_start: bool = True, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-    """Yield a run's metric events as its writer appends them; stop when the run finishes.
-
-    Each item is one ``log`` call: ``{"step", "wallclock", "time" (UTC datetime), "segment",
-    <metric>: value, ...}`` with only the metrics of that call (NaN/inf as logged). With
-    ``from_start=False`` only events appended from now on are yielded. The generator ends when the
-    current segment's ``finish`` event arrives, when the writer is gone (a crash) and nothing is
-    left to read, or after ``timeout`` seconds. A torn line in progress is waited for, never
-    yielded half; a damaged line is skipped with a warning. The run is resolved, and the starting
-    point taken, when ``follow`` is called (not at the first ``next``).
-
-    Example:
-        >>> import tempfile, steplog
-        >>> root = tempfile.mkdtemp()
-        >>> run = steplog.init(name="live", root=root)
-        >>> run.log({"loss": 1.0}); run.log({"loss": 0.5}); run.finish()
-        >>> [(e["step"], e["loss"]) for e in follow("live", root=root)]
-        [(0, 1.0), (1, 0.5)]
-    """
-    run_dir = store.resolve_run(run, root)
-    path = store.events_path(run_dir)
-    offset, line_number, segment = 0, 0, 0
-    if not from_start:
-        with open(path, "rb") as f:
-            data = f.read()
-        offset = data.rfind(b"\n") + 1
-        line_number = data.count(b"\n")
-        segment = fmt.count_resumes(data[:offset])
-    deadline = None if timeout is None else time.monotonic() + timeout
-    return _follow(run_dir, path, offset, line_number, segment, poll_interval, deadline)
-
-
-def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float,
-            deadline: float | None) -> Iterator[dict[str, Any]]:
-    while True:
-        flush_open_runs(run_dir)
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:  # compacted meanwhile: the same bytes are in the archive
-            path = store.events_path(run_dir)
-            f = open(path, "rb")
-        with f:
-            f.seek(offset)
-            chunk = f.read()
-        complete = chunk.rfind(b"\n") + 1
-        offset += complete
-        finished = False
-        for line in chunk[:complete].split(b"\n")[:-1]:
-            line_number += 1
-            if not line.strip():
-                continue
-            try:
-                event = orjson.loads(line)
-            except ValueError:
-                event = None
-            if isinstance(event, dict) and isinstance(event.get(fmt.KIND), str):
-                if event[fmt.KIND] == fmt.RESUME:
-                    segment, finished = int(event.get("segment", segment + 1)), False
-                elif event[fmt.KIND] == fmt.FINISH and event.get("segment", 0) == segment:
-                    finished = True
-                continue
-            problem = _metric_event_problem(event) if event is not None else "not valid JSON"
-            if problem is not None:
-                warnings.warn(f"steplog: skipped damaged line {line_number} of {path} ({problem})", stacklevel=3)
-                continue
-            yield _event_row(event)
-        if finished:
-            return
-        if not complete and not store.writer_is_alive(run_dir):
-            return  # the writer is gone without finishing (crashed), and everything is read
-        if deadline is not None and time.monotonic() >= deadline:
-            return
-        time.sleep(poll_interval)
-
-
-def _event_row(event: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "step": event[fmt.STEP],
-        "wallclock": float(event[fmt.WALLCLOCK]),
-        "time": _dt.datetime.fromtimestamp(event[fmt.TIME], _dt.timezone.utc),
-        "segment": event.get(fmt.SEGMENT, 0),
-    }
-    nonfinite = event.get(fmt.NONFINITE, {})
-    for key, value in event[fmt.METRICS].items():
-        row[key] = fmt.decode_nonfinite(nonfinite[key]) if value is None and key in nonfinite else (
-            None if value is None else float(value))
-    return row
