@@ -45,7 +45,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 KEYS = [f"metric_{i}" for i in range(8)]
 #: Issue 11's fixture: 8 named metrics, the step passed explicitly (beside the 8 anonymous ones, step implicit).
-NAMED_KEYS = ["train_loss", "lr", "tokens_per_sec", "grad_norm", "iter_time_ms", "val_loss", "perplexity", "weight_norm"]
+NAMED_KEYS = ["train_loss", "lr", "tokens_per_sec", "grad_norm", "iter_time_ms", "val_loss", "perplexity",
+              "weight_norm"]
 FIXTURES = {"8 metrics": (KEYS, False), "8 named metrics, step=": (NAMED_KEYS, True)}
 MODES = ("mmap", "process", "buffered", "fsync")
 SIZES = {
@@ -185,7 +186,8 @@ def rss_figures(steps: int, root: Path) -> dict[str, tuple[float, float, float]]
         out = subprocess.run([sys.executable, __file__, "--rss-child", str(steps), mode, str(root / f"rss-{mode}")],
                              capture_output=True, text=True, check=True, timeout=600)
         numbers = json.loads(out.stdout.strip().splitlines()[-1])
-        growth[mode] = ((numbers["after"] - numbers["before"]) / 2**20, numbers["before"] / 2**20, numbers["after"] / 2**20)
+        before, after = numbers["before"] / 2**20, numbers["after"] / 2**20
+        growth[mode] = (after - before, before, after)
     return growth
 
 
@@ -331,7 +333,8 @@ def log_rows(logs: dict) -> list[str]:
                 lines.append(f"| {fixture}: `{mode}` p99 / its own mean | {p99:.1f}x | <= {P99_TARGET:.0f}x | "
                              f"{verdict(p99, P99_TARGET)} |")
         buffered = logs[(fixture, "buffered")]["log"]["mean"] / logs[(fixture, "process")]["log"]["mean"]
-        lines.append(f"| {fixture}: `buffered` / `process`, mean | {buffered:.2f}x | <= 0.8x | {verdict(buffered, 0.8)} |")
+        lines.append(f"| {fixture}: `buffered` / `process`, mean | {buffered:.2f}x | <= 0.8x | "
+                     f"{verdict(buffered, 0.8)} |")
     return lines
 
 
@@ -339,7 +342,8 @@ def startup_rows(startup: dict) -> list[str]:
     if not startup:
         return ["| import and init cost (bench_startup.py) | skipped | | |"]
     s = startup
-    lines = [f"| `import steplog` adds (over `import orjson`: {s['import orjson s']:.3f} s, {s['import orjson MiB']:.1f} MiB) | "
+    lines = [f"| `import steplog` adds (over `import orjson`: {s['import orjson s']:.3f} s, "
+             f"{s['import orjson MiB']:.1f} MiB) | "
              f"{s['import added s']:.3f} s, {s['import added MiB']:.1f} MiB | <= 0.1 s, <= 10 MiB | "
              f"{verdict(s['import added s'], 0.1) if s['import added MiB'] <= 10 else 'FAIL'} |"]
     for mode in ("mmap", "process"):

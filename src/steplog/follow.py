@@ -64,21 +64,46 @@ def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", 
 
 def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float,
             deadline: float | None) -> Iterator[dict[str, Any]]:
+    cursor = _Cursor(run_dir, path, offset, line_number, segment)
     while True:
         flush_open_runs(run_dir)
+        chunk = cursor.read_complete_lines()
+        yield from cursor.rows(chunk)
+        if cursor.finished:
+            return
+        if not chunk and not store.writer_is_alive(run_dir):
+            return  # the writer is gone without finishing (crashed), and everything is read
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(poll_interval)
+
+
+class _Cursor:
+    """Where ``follow`` is in an events file: byte offset, line number, segment, finished or not."""
+
+    def __init__(self, run_dir: Path, path: Path, offset: int, line_number: int, segment: int) -> None:
+        self.run_dir, self.path, self.offset, self.line_number, self.segment = run_dir, path, offset, line_number, segment
+        self.finished = False
+
+    def read_complete_lines(self) -> bytes:
+        """The complete lines appended since the last read (up to the last newline)."""
         try:
-            f = open(path, "rb")
+            f = open(self.path, "rb")
         except FileNotFoundError:  # compacted meanwhile: the same bytes are in the archive
-            path = store.events_path(run_dir)
-            f = open(path, "rb")
+            self.path = store.events_path(self.run_dir)
+            f = open(self.path, "rb")
         with f:
-            f.seek(offset)
+            f.seek(self.offset)
             chunk = f.read()
         complete = chunk.rfind(b"\n") + 1
-        offset += complete
-        finished = False
-        for line in chunk[:complete].split(b"\n")[:-1]:
-            line_number += 1
+        self.offset += complete
+        return chunk[:complete]
+
+    def rows(self, chunk: bytes) -> Iterator[dict[str, Any]]:
+        """The metric rows of ``chunk``; control events move the segment and the finished flag."""
+        self.finished = False
+        for line in chunk.split(b"\n")[:-1]:
+            self.line_number += 1
             if not line.strip():
                 continue
             try:
@@ -86,23 +111,20 @@ def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: i
             except ValueError:
                 event = None
             if isinstance(event, dict) and isinstance(event.get(fmt.KIND), str):
-                if event[fmt.KIND] == fmt.RESUME:
-                    segment, finished = int(event.get("segment", segment + 1)), False
-                elif event[fmt.KIND] == fmt.FINISH and event.get("segment", 0) == segment:
-                    finished = True
+                self._control(event)
                 continue
             problem = fmt.metric_event_problem(event) if event is not None else "not valid JSON"
             if problem is not None:
-                warnings.warn(f"steplog: skipped damaged line {line_number} of {path} ({problem})", stacklevel=3)
+                warnings.warn(f"steplog: skipped damaged line {self.line_number} of {self.path} ({problem})",
+                              stacklevel=4)
                 continue
             yield _event_row(event)
-        if finished:
-            return
-        if not complete and not store.writer_is_alive(run_dir):
-            return  # the writer is gone without finishing (crashed), and everything is read
-        if deadline is not None and time.monotonic() >= deadline:
-            return
-        time.sleep(poll_interval)
+
+    def _control(self, event: dict[str, Any]) -> None:
+        if event[fmt.KIND] == fmt.RESUME:
+            self.segment, self.finished = int(event.get("segment", self.segment + 1)), False
+        elif event[fmt.KIND] == fmt.FINISH and event.get("segment", 0) == self.segment:
+            self.finished = True
 
 
 def _event_row(event: dict[str, Any]) -> dict[str, Any]:

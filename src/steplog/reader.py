@@ -136,13 +136,29 @@ def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
         [2.0]
     """
     complete = data.rfind(b"\n") + 1
-    torn = len(data) - complete
-    view = memoryview(data)[:complete]
+    torn = len(data[complete:].rstrip(b"\0"))  # a zero tail (a live "mmap" file's reserve) is not yet written
     skipped: list[int] = []
+    controls, metric_bytes, spans = _split_controls(data, complete, path, strict, skipped)
+    table = _parse_fast(metric_bytes)
+    if table is None:
+        table = _parse_checked(data[:complete], spans, path, strict, skipped)
+    start = controls[0] if controls and controls[0].get(fmt.KIND) == fmt.START else None
+    if start is None and complete and 1 not in skipped:
+        _bad_line(path, 1, "the first line is not a start event", strict, skipped)
+    _warn_about(path, start, skipped, strict)
+    return RunEvents(path=path, start=start, controls=controls, rows=_to_rows(table), skipped_lines=skipped,
+                     torn_tail_bytes=torn, bytes_read=complete)
+
+
+def _split_controls(data: bytes, complete: int, path: Path, strict: bool, skipped: list[int]
+                    ) -> tuple[list[dict[str, Any]], bytes, list[tuple[int, int]]]:
+    """The control events of the complete lines, the bytes of the metric lines between them, and
+    the control lines' spans."""
+    view = memoryview(data)[:complete]
     controls: list[dict[str, Any]] = []
     pieces = []
     previous_end = 0
-    spans = fmt.control_line_spans(data[:complete] if torn else data)
+    spans = fmt.control_line_spans(data[:complete] if complete < len(data) else data)
     for begin, end in spans:
         pieces.append(view[previous_end:begin])
         previous_end = end
@@ -151,24 +167,19 @@ def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
         except ValueError as exc:
             _bad_line(path, _line_number(data, begin), f"unreadable control event ({exc})", strict, skipped)
     pieces.append(view[previous_end:])
-    metric_bytes = pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces)
+    return controls, pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces), spans
 
-    table = _parse_fast(metric_bytes)
-    if table is None:
-        table = _parse_checked(data[:complete], spans, path, strict, skipped)
-    start = controls[0] if controls and controls[0].get(fmt.KIND) == fmt.START else None
-    if start is None and complete and 1 not in skipped:
-        _bad_line(path, 1, "the first line is not a start event", strict, skipped)
+
+def _warn_about(path: Path, start: dict[str, Any] | None, skipped: list[int], strict: bool) -> None:
     version = (start or {}).get("v")
     if isinstance(version, int) and version > fmt.FORMAT_VERSION:
-        warnings.warn(f"steplog: {path} is in event format v{version}, newer than this steplog's v{fmt.FORMAT_VERSION}; "
-                      f"reading what it understands (upgrade steplog to read it all)", stacklevel=3)
+        warnings.warn(f"steplog: {path} is in event format v{version}, newer than this steplog's "
+                      f"v{fmt.FORMAT_VERSION}; reading what it understands (upgrade steplog to read it all)",
+                      stacklevel=4)
     if skipped and not strict:
         shown = ", ".join(str(n) for n in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
-        warnings.warn(f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); every other event was kept",
-                      stacklevel=3)
-    return RunEvents(path=path, start=start, controls=controls, rows=_to_rows(table), skipped_lines=skipped,
-                     torn_tail_bytes=torn, bytes_read=complete)
+        warnings.warn(f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); "
+                      f"every other event was kept", stacklevel=4)
 
 
 def _bad_line(path: Path, line: int, why: str, strict: bool, skipped: list[int]) -> None:

@@ -26,7 +26,8 @@ from . import store
 from .deferred import PendingEvents
 from .eventfile import MappedEvents, ReserveFailed, write_all
 from .openruns import open_runs
-from .values import MAX_STEP, DeviceValues, check_mapping, check_metric_names, check_step, split_metric_values, to_jsonable
+from .values import (MAX_STEP, DeviceValues, check_mapping, check_metric_names, check_step, split_metric_values,
+                     to_jsonable)
 
 _time = time.time
 _perf = time.perf_counter
@@ -391,7 +392,8 @@ class Run:
             self._write_finish(status, error, notes)
 
     def _write_finish(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
-        fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0, "segment": self._segment}
+        fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0,
+                                  "segment": self._segment}
         if error is not None:
             fields["error"] = ({"type": type(error).__name__, "message": str(error)}
                                if isinstance(error, BaseException) else {"type": "Error", "message": str(error)})
