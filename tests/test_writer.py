@@ -344,3 +344,18 @@ def test_buffered_mode_flushes_after_the_interval(root):
     run.log({"a": 2.0})  # the interval has passed: both are written
     assert steplog.history(run.id, root=root).height == 2
     run.finish()
+
+
+def test_buffered_mode_is_deprecated_and_still_works(root):
+    with pytest.warns(DeprecationWarning, match='"buffered" is deprecated'):
+        run = steplog.init(name="old", root=root, durability="buffered")
+    run.log({"loss": 1.0})
+    run.finish()
+    assert steplog.history("old", root=root)["loss"].to_list() == [1.0]
+    assert events_of(run)[0]["durability"] == "buffered"
+
+
+def test_the_default_durability_is_mmap_and_recorded(root):
+    run = steplog.init(root=root)
+    run.finish()
+    assert run.durability == "mmap" and events_of(run)[0]["durability"] == "mmap"

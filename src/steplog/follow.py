@@ -88,13 +88,10 @@ class _Cursor:
     def read_complete_lines(self) -> bytes:
         """The complete lines appended since the last read (up to the last newline)."""
         try:
-            f = open(self.path, "rb")
+            chunk = fmt.read_settled(self.path, self.offset)
         except FileNotFoundError:  # compacted meanwhile: the same bytes are in the archive
             self.path = store.events_path(self.run_dir)
-            f = open(self.path, "rb")
-        with f:
-            f.seek(self.offset)
-            chunk = f.read()
+            chunk = fmt.read_settled(self.path, self.offset)
         complete = chunk.rfind(b"\n") + 1
         self.offset += complete
         return chunk[:complete]

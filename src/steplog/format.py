@@ -230,6 +230,36 @@ def cut_unwritten_tail(events_path: Path) -> bytes:
     return data
 
 
+def read_settled(events_path: Path, offset: int = 0, attempts: int = 8) -> bytes:
+    """The bytes of an events file from ``offset`` on, read so that no line a writer is copying at
+    that moment comes back half-read.
+
+    A ``"mmap"`` writer fills a reserved zero region in place, so a read racing with it can take a
+    line's newline but, from a moment earlier, zero bytes where the rest of the line was being
+    copied. Each byte is written once, from zero to its value, so a zero byte before a newline
+    means exactly that (or damage): the bytes from that line on are read again, until they settle.
+    What still holds zero bytes after ``attempts`` reads is damage, and readers report it.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "events.jsonl"
+        >>> _ = path.write_bytes(b'{"e":"start"}\\n' + bytes(10))
+        >>> read_settled(path, 14)
+        b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
+    """
+    with open(events_path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+        for _ in range(attempts):
+            zero = data.find(b"\0")
+            if zero == -1 or zero > data.rfind(b"\n"):
+                return data  # no zero byte, or zeros only after the last newline: not yet written
+            begin = data.rfind(b"\n", 0, zero) + 1
+            f.seek(offset + begin)
+            data = data[:begin] + f.read()
+    return data
+
+
 def cut_zero_tail(events_path: Path) -> None:
     """If an events file ends in zero bytes (an ``"mmap"`` writer died before cutting its reserve),
     cut them and any torn line before them (``cut_unwritten_tail``); leave other files alone.

@@ -5,7 +5,7 @@ to flush the runs under a directory before reading it. Neither imports the other
 
 Example:
     >>> import tempfile, steplog
-    >>> run = steplog.init(root=tempfile.mkdtemp(), durability="buffered")
+    >>> run = steplog.init(root=tempfile.mkdtemp())
     >>> run in open_runs
     True
     >>> run.finish(); run in open_runs
@@ -37,7 +37,7 @@ def flush_open_runs(path: str | os.PathLike) -> None:
 
     Example:
         >>> import tempfile, steplog
-        >>> run = steplog.init(root=tempfile.mkdtemp(), durability="buffered")
+        >>> run = steplog.init(root=tempfile.mkdtemp())
         >>> run.log({"loss": 1.0})
         >>> flush_open_runs(run.dir)
         >>> (run.dir / "events.jsonl").read_bytes().count(b"\\n")  # the start event and the metric event

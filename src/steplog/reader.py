@@ -122,9 +122,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
     """
     path = Path(path)
     flush_open_runs(path.parent)
-    with open(path, "rb") as f:
-        data = f.read()
-    return parse_events(data, path, strict=strict)
+    return parse_events(fmt.read_settled(path), path, strict=strict)
 
 
 def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:

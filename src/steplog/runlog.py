@@ -153,7 +153,7 @@ class Run:
 
         Example:
             >>> import tempfile, steplog
-            >>> run = steplog.init(root=tempfile.mkdtemp(), durability="buffered")
+            >>> run = steplog.init(root=tempfile.mkdtemp())
             >>> run.log({"loss": 1.0}); run.flush()
         """
         if self._closed:
