@@ -342,36 +342,12 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
     """
     rows = events.rows
     metrics = events.metric_names
-    resumes = events.resumes
-    superseded = pl.lit(False)
-    if resumes:
-        first_step = dict(rows.group_by("segment").agg(pl.col("step").first()).iter_rows())
-        starts = {}
-        for index, event in enumerate(resumes, start=1):
-            segment = event.get("segment", index)
-            start = event.get("start_step")
-            starts[segment] = start if isinstance(start, int) else first_step.get(segment)
-        cutoff = {}
-        running = None
-        for segment in range(max([*starts, *first_step]) , -1, -1):
-            cutoff[segment] = running
-            if starts.get(segment) is not None:
-                running = starts[segment] if running is None else min(running, starts[segment])
-        limits = pl.col("segment").replace_strict(cutoff, default=None, return_dtype=pl.Int64)
-        latest = pl.col("segment") == pl.col("segment").max().over("step")
-        superseded = (pl.col("step") >= limits).fill_null(False) | ~latest
+    superseded = _superseded(rows, events.resumes)
     keys = ["segment", "step"] if all_segments else ["step"]
-    if not all_segments and resumes:
+    if not all_segments and events.resumes:
         rows = rows.filter(~superseded)
     rows = rows.with_columns(superseded.alias("superseded")) if all_segments else rows
-    if rows.height < 2:
-        monotonic = True
-    elif all_segments:  # (segment, step) strictly increasing: nothing to merge or sort
-        segment_step = rows.select(pl.col("segment").diff(), pl.col("step").diff()).slice(1)
-        monotonic = bool(((segment_step["segment"] > 0) | ((segment_step["segment"] == 0) & (segment_step["step"] > 0))).all())
-    else:
-        monotonic = bool((rows["step"].diff().slice(1) > 0).all())
-    if not monotonic:
+    if not _strictly_increasing(rows, all_segments):
         aggregations = [pl.col("time").first(), pl.col("wallclock").first()]
         if all_segments:
             aggregations.append(pl.col("superseded").first())
@@ -383,3 +359,35 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
     if all_segments:
         columns = [pl.col("segment"), *columns, pl.col("superseded")]
     return rows.select(*columns, *[metric_col(m, rows.columns).cast(pl.Float64) for m in metrics])
+
+
+def _superseded(rows: pl.DataFrame, resumes: list[dict[str, Any]]) -> pl.Expr:
+    """True for the rows a later segment supersedes: at or after a later resume's start step, or
+    of a step a later segment logged too."""
+    if not resumes:
+        return pl.lit(False)
+    first_step = dict(rows.group_by("segment").agg(pl.col("step").first()).iter_rows())
+    starts = {}
+    for index, event in enumerate(resumes, start=1):
+        segment = event.get("segment", index)
+        start = event.get("start_step")
+        starts[segment] = start if isinstance(start, int) else first_step.get(segment)
+    cutoff = {}
+    running = None
+    for segment in range(max([*starts, *first_step]), -1, -1):
+        cutoff[segment] = running
+        if starts.get(segment) is not None:
+            running = starts[segment] if running is None else min(running, starts[segment])
+    limits = pl.col("segment").replace_strict(cutoff, default=None, return_dtype=pl.Int64)
+    latest = pl.col("segment") == pl.col("segment").max().over("step")
+    return (pl.col("step") >= limits).fill_null(False) | ~latest
+
+
+def _strictly_increasing(rows: pl.DataFrame, all_segments: bool) -> bool:
+    """Whether the rows' keys ((segment, step), or step) strictly increase: nothing to merge or sort."""
+    if rows.height < 2:
+        return True
+    if all_segments:
+        diffs = rows.select(pl.col("segment").diff(), pl.col("step").diff()).slice(1)
+        return bool(((diffs["segment"] > 0) | ((diffs["segment"] == 0) & (diffs["step"] > 0))).all())
+    return bool((rows["step"].diff().slice(1) > 0).all())
