@@ -283,13 +283,20 @@ def cut_zero_tail(events_path: Path) -> None:
 def read_last_event(events_path: Path, chunk: int = 65536) -> dict[str, Any] | None:
     """The last complete event of an events file, reading only its tail; None if there is none.
 
+    A zero tail (a live or crashed ``"mmap"`` writer's reserve) is skipped without reading it all.
+
     Example:
         >>> read_last_event(Path("no/such/events.jsonl")) is None
         True
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "events.jsonl"
+        >>> _ = path.write_bytes(b'{"e":"start"}\\n{"s":0,"t":1.0,"w":0.0,"m":{}}\\n' + bytes(300_000))
+        >>> read_last_event(path, chunk=4096)["s"]
+        0
     """
     try:
         with open(events_path, "rb") as f:
-            size = f.seek(0, 2)
+            size = _end_of_data(f)
             while True:
                 start = max(0, size - chunk)
                 f.seek(start)
@@ -308,6 +315,25 @@ def read_last_event(events_path: Path, chunk: int = 65536) -> dict[str, Any] | N
     except ValueError:
         return None
     return event if isinstance(event, dict) else None
+
+
+def _end_of_data(f: Any) -> int:
+    """The length of a file without its zero tail (the reserve of an ``"mmap"`` writer): the tail
+    is the only run of zero bytes a file holds (JSON has none), so a binary search over single
+    bytes finds where it starts; the file's length when it has no zero tail."""
+    size = f.seek(0, 2)
+    f.seek(max(0, size - 1))
+    if size == 0 or f.read(1) != b"\0":
+        return size
+    low, high = 0, size - 1  # byte ``high`` is zero: the tail starts at or before it
+    while low < high:
+        middle = (low + high) // 2
+        f.seek(middle)
+        if f.read(1) == b"\0":
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def read_start_event(events_path: Path) -> dict[str, Any] | None:
