@@ -219,11 +219,17 @@ def _convert(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
         return _convert(obj.value, where, depth + 1, seen)
     if depth > _MAX_DEPTH or id(obj) in seen:
         return _as_repr(obj, where, "nested too deeply or contains itself")
-    seen = seen | {id(obj)}
+    return _convert_container(obj, where, depth, seen | {id(obj)})
+
+
+def _convert_container(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
+    """``_convert`` for what holds other values (mappings, dataclasses, sequences, sets, numpy
+    values, namespaces), or its repr with a warning."""
     if isinstance(obj, Mapping):
         return {str(k): _convert(v, f"{where}.{k}", depth + 1, seen) for k, v in obj.items()}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _convert(getattr(obj, f.name), f"{where}.{f.name}", depth + 1, seen) for f in dataclasses.fields(obj)}
+        return {f.name: _convert(getattr(obj, f.name), f"{where}.{f.name}", depth + 1, seen)
+                for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [_convert(v, f"{where}[{i}]", depth + 1, seen) for i, v in enumerate(obj)]
     if isinstance(obj, (set, frozenset)):
