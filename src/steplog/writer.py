@@ -87,6 +87,8 @@ def init(
     start_step: int | None = None,
     tensor_flush_steps: int = 100,
     tensor_flush_seconds: float = 10.0,
+    system_metrics: bool | None = None,
+    system_interval: float = 10.0,
 ) -> Run:
     """Start a new run (or, with ``resume=``, reopen an existing one) and return its ``Run``.
 
@@ -109,6 +111,10 @@ def init(
     transfer (the copy waits for the device, so it is done rarely): every that many steps or
     seconds, whichever comes first, and at ``flush()``, finish and reads from the logging thread.
 
+    ``system_metrics=True`` (None: the environment variable ``STEPLOG_SYSTEM_METRICS=1``) records CPU,
+    memory and GPU figures every ``system_interval`` seconds in a thread of its own, until finish
+    (``steplog.system_metrics``; read them with ``steplog.system(run)``).
+
     Example:
         >>> import tempfile
         >>> root = tempfile.mkdtemp()
@@ -128,6 +134,8 @@ def init(
     if not isinstance(tensor_flush_steps, int) or tensor_flush_steps < 1 or not tensor_flush_seconds > 0:
         raise ValueError(f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
                          f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds")
+    if isinstance(system_interval, bool) or not isinstance(system_interval, (int, float)) or not system_interval > 0:
+        raise ValueError(f"system_interval={system_interval!r} must be a number of seconds > 0 (default 10)")
     if start_step is not None and resume is None:
         raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
     if name is not None and not isinstance(name, str):
@@ -135,6 +143,13 @@ def init(
     options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size, buffer_interval=buffer_interval,
                    tensor_flush_steps=tensor_flush_steps, tensor_flush_seconds=tensor_flush_seconds)
     _install_excepthook()
+    run = _open(name, config, root, resume, start_step, options)
+    run._sampler = _system_sampler(run, system_metrics, system_interval)
+    return run
+
+
+def _open(name: str | None, config: Any, root: str | os.PathLike, resume: str | os.PathLike | None,
+          start_step: int | None, options: dict[str, Any]) -> Run:
     if resume == "auto":
         if name is None:
             raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
@@ -145,6 +160,15 @@ def init(
     if resume is not None:
         return _resume(resume, Path(root), start_step, name, config, options)
     return _start(name, config, Path(root), options)
+
+
+def _system_sampler(run: Run, option: bool | None, interval: float) -> Any:
+    """A started system metrics sampler for ``run`` when they are asked for (else None)."""
+    from . import system_metrics
+
+    if not system_metrics.enabled(option):
+        return None
+    return system_metrics.SystemSampler(run.dir, interval=interval).start()
 
 
 def _start(name: str | None, config: Any, root: Path, options: dict[str, Any]) -> Run:
@@ -313,6 +337,7 @@ class Run:
         self._thread = threading.get_ident()  # the thread that logs; reads flush only from it
         self._mode_sink = {"process": _WRITE, "buffered": _BUFFER}.get(durability, _HOLD)
         self._sink = self._mode_sink
+        self._sampler: Any = None  # the system metrics sampler (init starts it), stopped before the finish event
         _open_runs.add(self)
 
     @property
@@ -613,6 +638,8 @@ class Run:
     def _close(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
         if self._closed or os.getpid() != self._pid:
             return
+        if self._sampler is not None:
+            self._sampler.stop()
         try:
             self.flush()
         finally:  # even if flushing was interrupted (Ctrl-C during a device copy): end the run cleanly
