@@ -5,12 +5,14 @@ GPU), so the GPU path is tested with a fake ``pynvml`` module object put in sys.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
 import types
 import warnings
 from collections import namedtuple
+from pathlib import Path
 
 import orjson
 import psutil
@@ -324,7 +326,8 @@ def test_the_gpus_recorded_follow_cuda_visible_devices_and_the_selection(monkeyp
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     frame, header = sample_with(monkeypatch, tmp_path, fake_pynvml([]), gpus=gpus)
     assert [gpu["index"] for gpu in header["gpus"]] == recorded
-    assert sorted({c.split("_")[0] for c in frame.columns if c.startswith("gpu")}) == sorted(f"gpu{i}" for i in recorded)
+    columns = {c.split("_")[0] for c in frame.columns if c.startswith("gpu")}
+    assert sorted(columns) == sorted(f"gpu{i}" for i in recorded)
 
 
 def test_without_a_driver_there_are_no_gpu_figures_and_the_header_says_why(monkeypatch, tmp_path):
@@ -333,3 +336,11 @@ def test_without_a_driver_there_are_no_gpu_figures_and_the_header_says_why(monke
     assert calls == ["nvmlInit"]
     assert header["nvml"] == "no NVML (NVMLError: Driver Not Loaded)" and header["gpus"] == []
     assert not [c for c in frame.columns if c.startswith("gpu")] and frame["proc_rss_bytes"].null_count() == 0
+
+
+def test_the_benchmark_runs_at_a_tiny_size():
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_system.py"
+    out = subprocess.run([sys.executable, str(bench), "--tiny"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| share of one core at the default 10 s interval | **" in out.stdout
+    assert "| sampler / baseline, mean |" in out.stdout

@@ -25,7 +25,8 @@ Example:
     >>> root = tempfile.mkdtemp()
     >>> with steplog.init(name="x", root=root, system_metrics=True) as run:
     ...     run.log({"loss": 1.0})
-    >>> frame = steplog.system_read.read_system(run.dir)
+    >>> from steplog.system_read import read_system
+    >>> frame = read_system(run.dir)
     >>> frame.columns[:4], frame["rank"].to_list()  # a sample when it started and one when it stopped
     (['time', 'rank', 'proc_cpu_percent', 'proc_rss_bytes'], [0, 0])
 """

@@ -56,7 +56,8 @@ def _figure_order(name: str) -> tuple[int, int, int, str]:
     if name.startswith("gpu") and "_" in name and name[3:name.index("_")].isdigit():
         index, figure = name[3:].split("_", 1)
         return 2, int(index), _known(GPU_FIGURES, figure), name
-    return (0 if name.startswith("proc_") else 1 if name.startswith("host_") else 3), 0, _known(HOST_FIGURES, name), name
+    group = 0 if name.startswith("proc_") else 1 if name.startswith("host_") else 3
+    return group, 0, _known(HOST_FIGURES, name), name
 
 
 def _known(figures: tuple[str, ...], name: str) -> int:
