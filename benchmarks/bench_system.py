@@ -126,7 +126,7 @@ def measure(samples: int, blocks: int) -> dict[str, float | str]:
 
 def table(figures: dict[str, float | str]) -> str:
     us = {key: figures[key] * 1e6 for key in ("mean", "p50", "p99", "baseline", "process")}  # type: ignore[operator]
-    percent = figures["percent"]
+    percent = float(figures["percent"])
     verdict = "met" if percent < TARGET_PERCENT else "NOT met"
     return "\n".join([
         "| figure | value | target |",

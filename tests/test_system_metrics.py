@@ -5,6 +5,7 @@ GPU), so the GPU path is tested with a fake ``pynvml`` module object put in sys.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -344,3 +345,13 @@ def test_the_benchmark_runs_at_a_tiny_size():
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| share of one core at the default 10 s interval | **" in out.stdout
     assert "| sampler / baseline, mean |" in out.stdout
+
+
+def test_the_examples_of_docs_system_md_run():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "system.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    assert len(blocks) >= 4
+    namespace: dict = {}
+    for number, block in enumerate(blocks, start=1):
+        exec(compile(block, f"{doc.name} example {number}", "exec"), namespace)
+    assert sampler_threads() == []

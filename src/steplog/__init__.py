@@ -19,6 +19,7 @@ from .compact import compact
 from .query import best, compare, export, history, runs, scan, summary
 from .reader import CorruptEventsError, follow, read_events
 from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
+from .system_read import system
 from .writer import Run, init
 from .tracker import ExperimentAnalyzer, ExperimentConfig, ExperimentLog, ExperimentTracker, MetricsSnapshot  # noqa: E402
 
@@ -33,6 +34,7 @@ __all__ = [
     "compare",
     "best",
     "export",
+    "system",
     "compact",
     "follow",
     "read_events",
