@@ -226,8 +226,10 @@ class SystemSampler:
     ``host_figures`` (default: ``local_rank == 0``) adds the host's CPU and memory; every process
     records its own CPU and RSS. ``gpus``: the CUDA device ordinals this process records (as
     ``torch.cuda`` numbers them under CUDA_VISIBLE_DEVICES, e.g. ``[local_rank]`` in a job of one
-    GPU per rank); None: every GPU visible to the process. ``samples`` counts the lines written and
-    ``cpu_seconds`` is the CPU time the thread has spent sampling and writing.
+    GPU per rank; with CUDA_VISIBLE_DEVICES unset, ordinal k is NVML's k-th GPU, which is CUDA's under
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or on a host of one GPU model); None: every GPU visible to the
+    process. ``samples`` counts the samples written and ``cpu_seconds`` is the CPU time the thread
+    has spent sampling and writing.
 
     Example:
         >>> import tempfile
