@@ -355,3 +355,23 @@ def test_the_examples_of_docs_system_md_run():
     for number, block in enumerate(blocks, start=1):
         exec(compile(block, f"{doc.name} example {number}", "exec"), namespace)
     assert sampler_threads() == []
+
+
+_LEFT_OPEN = """
+import sys, steplog
+run = steplog.init(name="open", root=sys.argv[1], system_metrics=True, system_interval=0.01)
+while run._sampler.samples < 3:
+    run.log({"loss": 1.0})
+print(run.dir, flush=True)
+"""
+
+
+def test_a_run_left_open_stops_its_sampler_at_exit_before_the_finish_event(root):
+    proc = python_subprocess(_LEFT_OPEN, str(root))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    run_dir = out.strip()
+    finished = orjson.loads((Path(run_dir) / "events.jsonl").read_bytes().splitlines()[-1])
+    assert finished["e"] == "finish" and finished["status"] == "finished"
+    samples = [line for line in stream_lines(run_dir) if "e" not in line]
+    assert len(samples) >= 4 and max(line["t"] for line in samples) <= finished["time"]
