@@ -80,6 +80,7 @@ class Run:
         self._mapped = self._map(written) if durability == "mmap" else None
         self._option = 0 if self._mapped is not None else _OPT_LINE  # mapped lines get their newline apart
         self._set_sink()
+        self._sampler: Any = None  # the system metrics sampler (init starts it), stopped before the finish event
         open_runs.add(self)
 
     @property
@@ -386,6 +387,8 @@ class Run:
     def _close(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
         if self._closed or os.getpid() != self._pid:
             return
+        if self._sampler is not None:
+            self._sampler.stop()
         try:
             self.flush()
         finally:  # even if flushing was interrupted (Ctrl-C during a device copy): end the run cleanly

@@ -74,6 +74,8 @@ def init(
     start_step: int | None = None,
     tensor_flush_steps: int = 100,
     tensor_flush_seconds: float = 10.0,
+    system_metrics: bool | None = None,
+    system_interval: float = 10.0,
 ) -> Run:
     """Start a new run (or, with ``resume=``, reopen an existing one) and return its ``Run``.
 
@@ -97,6 +99,10 @@ def init(
     transfer (the copy waits for the device, so it is done rarely): every that many steps or
     seconds, whichever comes first, and at ``flush()``, finish and reads from the logging thread.
 
+    ``system_metrics=True`` (None: the environment variable ``STEPLOG_SYSTEM_METRICS=1``) records CPU,
+    memory and GPU figures every ``system_interval`` seconds in a thread of its own, until finish
+    (``steplog.system_metrics``; read them with ``steplog.system(run)``).
+
     Example:
         >>> import tempfile
         >>> root = tempfile.mkdtemp()
@@ -108,6 +114,8 @@ def init(
         >>> again.finish()
     """
     _check_options(durability, fsync_interval, buffer_size, buffer_interval, tensor_flush_steps, tensor_flush_seconds)
+    if isinstance(system_interval, bool) or not isinstance(system_interval, (int, float)) or not system_interval > 0:
+        raise ValueError(f"system_interval={system_interval!r} must be a number of seconds > 0 (default 10)")
     if start_step is not None and resume is None:
         raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
     if name is not None and not isinstance(name, str):
@@ -116,6 +124,13 @@ def init(
                    buffer_interval=buffer_interval, tensor_flush_steps=tensor_flush_steps,
                    tensor_flush_seconds=tensor_flush_seconds)
     install_excepthook()
+    run = _open(name, config, root, resume, start_step, options)
+    run._sampler = _system_sampler(run, system_metrics, system_interval)
+    return run
+
+
+def _open(name: str | None, config: Any, root: str | os.PathLike, resume: str | os.PathLike | None,
+          start_step: int | None, options: dict[str, Any]) -> Run:
     if resume == "auto":
         if name is None:
             raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
@@ -126,6 +141,15 @@ def init(
     if resume is not None:
         return _resume(resume, Path(root), start_step, name, config, options)
     return _start(name, config, Path(root), options)
+
+
+def _system_sampler(run: Run, option: bool | None, interval: float) -> Any:
+    """A started system metrics sampler for ``run`` when they are asked for (else None)."""
+    from . import system_metrics
+
+    if not system_metrics.enabled(option):
+        return None
+    return system_metrics.SystemSampler(run.dir, interval=interval).start()
 
 
 def _check_options(durability: str, fsync_interval: float, buffer_size: int, buffer_interval: float,
