@@ -123,7 +123,7 @@ class Server:
         port = httpd.server_address[1]
         self.host, self.port = host, port
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-        self._thread = threading.Thread(target=httpd.serve_forever, name="steplog-ui", daemon=True)
+        self._thread = threading.Thread(target=httpd.serve_forever, args=(0.1,), name="steplog-ui", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
