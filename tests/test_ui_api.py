@@ -82,13 +82,16 @@ def test_downsampling_keeps_each_buckets_extremes_and_zoom_gives_exact_values(ro
     values, run_id = _spiky_run(root)
     if compacted:
         steplog.compact(root, quiet=True)
+    zoom = {"from": 12_300, "to": 12_400}
+    zoomed_first = get(server, "/api/series", run=run_id, metric="loss", width=200, **zoom)[1]  # read: the range
     body = get(server, "/api/series", run=run_id, metric="loss", width=200)[1]["series"]["loss"]
     assert not body["raw"] and body["count"] == len(values)
     assert len(body["x"]) <= 4 * 200 and max(body["y"]) == 40.0 and min(body["y"]) == -25.0
     assert body["x"][0] == 0 and body["x"][-1] == len(values) - 1
     assert [values[int(x)] for x in body["x"]] == body["y"]  # real points only, at their own steps
-    zoomed = get(server, "/api/series", run=run_id, metric="loss", width=200, **{"from": 12_300, "to": 12_400})
-    zoomed = zoomed[1]["series"]["loss"]
+    zoomed = get(server, "/api/series", run=run_id, metric="loss", width=200, **zoom)[1]  # from memory now
+    assert zoomed == zoomed_first
+    zoomed = zoomed["series"]["loss"]
     assert zoomed["raw"] and zoomed["x"] == list(range(12_299, 12_402))  # every point, one beyond each edge
     assert zoomed["y"] == values[12_299:12_402].tolist()
 

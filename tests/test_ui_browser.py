@@ -173,3 +173,41 @@ def test_drag_zoom_asks_for_the_finer_range_and_the_url_keeps_it(root, open_page
     page.locator(".panel[data-metric=loss] .u-over").dblclick()
     page.wait_for_function(f"window.steplog.loads > {loads}")
     assert page.evaluate("window.steplog.state.zoom") is None and "from=" not in page.url
+
+
+def test_group_by_draws_a_mean_line_with_a_min_max_band_and_smoothing_keeps_the_raw_curve(root, open_page):
+    for name, depth, offset in (("a", 2, 0.0), ("b", 2, 2.0), ("c", 8, 10.0)):
+        with steplog.init(name=name, config={"depth": depth}, root=root) as run:
+            for step in range(4):
+                run.log({"loss": offset + step})
+    page = open_page("?metrics=loss&group=depth")
+    data = series_of(page, "loss")
+    assert len(data) == 1 + 3 * 2  # per group: max, min, mean
+    groups = page.evaluate("window.steplog.plot('loss').series.slice(1).map(s => s.label)")
+    assert groups[2] == "depth=8 (1 runs)" or groups[5] == "depth=8 (1 runs)"
+    by_label = dict(zip(groups, data[1:]))
+    assert by_label["depth=2 (2 runs)"] == [1.0, 2.0, 3.0, 4.0]  # mean of a (0..3) and b (2..5)
+    assert by_label["depth=2 max"] == [2.0, 3.0, 4.0, 5.0] and by_label["depth=2 min"] == [0.0, 1.0, 2.0, 3.0]
+    page.select_option("#group", "")
+    page.locator("#smooth").fill("0.5")
+    page.wait_for_function("window.steplog.data('loss').length === 7")  # 3 runs: raw + smoothed each
+    assert "smooth=0.5" in page.url and "group" not in page.url
+    labels = page.evaluate("window.steplog.plot('loss').series.slice(1).map(s => s.label)")
+    assert labels.count("a") == 1 and labels.count("a (smoothed)") == 1
+    smoothed = dict(zip(labels, series_of(page, "loss")[1:]))["a (smoothed)"]
+    assert smoothed[0] == 0.0 and smoothed[1] == pytest.approx((0.5 * 0.0 + 1.0) / 1.5)  # debiased EMA
+
+
+def test_nan_and_inf_are_marked_on_the_chart_and_in_the_tooltip(root, open_page):
+    with steplog.init(name="diverged", root=root) as run:
+        for v in (1.0, 2.0, float("nan"), 3.0, float("inf")):
+            run.log({"loss": v})
+    page = open_page("?metrics=loss")
+    assert series_of(page, "loss")[1] == [1.0, 2.0, None, 3.0, None]
+    plot = page.locator(".panel[data-metric=loss] .u-over")
+    x = page.evaluate("window.steplog.plot('loss').valToPos(2, 'x')")
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + 20)
+    page.mouse.move(box["x"] + x + 1, box["y"] + 20)
+    page.locator("#tooltip").wait_for(state="visible")
+    assert "nan" in page.locator("#tooltip td.v").all_inner_texts()

@@ -44,6 +44,8 @@ class Data:
         self.root = Path(root)
         self._live: dict[Path, LiveRun] = {}
         self._rows: dict[Path, tuple[Any, dict[str, Any]]] = {}
+        self._columns = ColumnCache()
+        self._marks: dict[tuple[Path, str], tuple[int, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> Path:
@@ -51,7 +53,9 @@ class Data:
         ValueError for anything path-like and RunNotFoundError for no such run."""
         if not ref or ref.startswith(".") or "/" in ref or "\\" in ref or "\0" in ref or os.path.isabs(ref):
             raise ValueError(f"run must be a run id, id prefix or name, not a path: got {ref!r}")
-        run_dir = store.resolve_run(ref, self.root)
+        run_dir = self.root / ref  # the page always asks by id: no listing of the root then
+        if not store.is_run_dir(run_dir):
+            run_dir = store.resolve_run(ref, self.root)
         if run_dir.resolve().parent != self.root.resolve():
             raise store.RunNotFoundError(f"no run {ref!r} in {self.root}")
         return run_dir
@@ -60,6 +64,7 @@ class Data:
         """The incremental reader of a run that has an events file (None once compacted), updated."""
         path = store.events_path(run_dir)
         if not path.exists() or (path != run_dir / fmt.EVENTS_FILE and (run_dir / fmt.SIDECAR_FILE).exists()):
+            self._live.pop(run_dir, None)  # compacted since: its Parquet file is read instead
             return None
         with self._lock:
             live = self._live.get(run_dir)
@@ -104,16 +109,40 @@ class Data:
         ``cursor`` (the ``cursor`` of an earlier answer), only the points added since."""
         live = self.live(run_dir)
         if live is None:
-            frame, cursor_out, reset = _compacted_frame(run_dir, metrics, x, lo, hi), None, cursor is not None
-            marks = _marks(_scan_current(run_dir).select("segment", _x_expr(x, compacted=True).alias("x")))
+            series, marks = self._compacted_series(run_dir, metrics, x, lo, hi, width), self._compacted_marks(run_dir, x)
+            cursor_out, reset = None, cursor is not None
         else:
             frame, cursor_out, reset = _live_frame(live, metrics, x, cursor)
             marks = _marks(live.rows.select("segment", _x_expr(x, compacted=False).alias("x"))) if live.rows.width else []
-        if cursor is not None and not reset:
-            lo = hi = None  # new points: all of them, whatever the zoom
-        series = {m: _one_series(frame, m, lo, hi, width) for m in metrics}
+            if cursor is not None and not reset:
+                lo = hi = None  # new points: all of them, whatever the zoom
+            series = {m: _series_points(*_arrays(frame, m), lo, hi, width) for m in metrics}
         return {"x": x, "cursor": cursor_out, "reset": reset, "series": series, "marks": marks,
                 "status": store.current_status(run_dir)}
+
+    def _compacted_series(self, run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None,
+                          width: int) -> dict[str, Any]:
+        """A compacted run's series: from the in-memory column cache when it holds them (a zoom then
+        reads nothing), else from Parquet: the whole run (then cached) or, zoomed, only the range."""
+        version = _mtime(run_dir / fmt.PARQUET_FILE)
+        arrays = {m: self._columns.get((run_dir, m, x, version)) for m in metrics}
+        missing = [m for m in metrics if arrays[m] is None]
+        if missing:
+            zoomed = (lo is not None or hi is not None) and x == "step"
+            frame = _compacted_frame(run_dir, missing, x, lo if zoomed else None, hi if zoomed else None)
+            for m in missing:
+                arrays[m] = _arrays(frame, m)
+                if not zoomed:
+                    self._columns.put((run_dir, m, x, version), *arrays[m])
+        return {m: _series_points(*arrays[m], lo, hi, width) for m in metrics}
+
+    def _compacted_marks(self, run_dir: Path, x: str) -> list[dict[str, Any]]:
+        version = _mtime(run_dir / fmt.PARQUET_FILE)
+        cached = self._marks.get((run_dir, x))
+        if cached is None or cached[0] != version:
+            marks = _marks(_scan_current(run_dir).select("segment", _x_expr(x, compacted=True).alias("x")))
+            cached = self._marks[(run_dir, x)] = (version, marks)
+        return cached[1]
 
     def run_page(self, run_dir: Path) -> dict[str, Any]:
         """Everything ``steplog.query.run_info`` knows about a run, JSON-ready."""
@@ -202,16 +231,54 @@ def _compacted_frame(run_dir: Path, metrics: list[str], x: str, lo: float | None
     return frame if frame["x"].is_sorted() else frame.sort("x")
 
 
-def _one_series(frame: pl.DataFrame, metric: str, lo: float | None, hi: float | None, width: int) -> dict[str, Any]:
+def _arrays(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, value) points of ``metric`` in ``frame`` (rows where it was logged), sorted by x."""
     if metric not in frame.columns:
-        return downsample(np.empty(0), np.empty(0), width)
+        return np.empty(0), np.empty(0)
     points = frame.select("x", metric).filter(pl.col(metric).is_not_null())
     xs, ys = points["x"].to_numpy(), points[metric].to_numpy()
     if len(xs) > 1 and not points["x"].is_sorted():
         order = np.argsort(xs, kind="stable")
         xs, ys = xs[order], ys[order]
+    return xs, ys
+
+
+def _series_points(xs: np.ndarray, ys: np.ndarray, lo: float | None, hi: float | None, width: int) -> dict[str, Any]:
     i0, i1 = window(xs, lo, hi)
     return downsample(xs[i0:i1], ys[i0:i1], width)
+
+
+class ColumnCache:
+    """Whole (x, value) arrays of compacted runs' metrics, the least recently used dropped beyond
+    ``budget`` bytes, so that zooming into a long run reads nothing more from disk.
+
+    Example:
+        >>> cache = ColumnCache(budget=100)
+        >>> cache.put("a", np.zeros(4), np.zeros(4)); cache.put("b", np.zeros(4), np.zeros(4))
+        >>> cache.get("a") is None, cache.get("b") is not None
+        (True, True)
+    """
+
+    def __init__(self, budget: int = 512 * 2**20) -> None:
+        self.budget = budget
+        self._items: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """The arrays under ``key`` (now the most recently used), or None."""
+        with self._lock:
+            found = self._items.pop(key, None)
+            if found is not None:
+                self._items[key] = found
+            return found
+
+    def put(self, key: Any, xs: np.ndarray, ys: np.ndarray) -> None:
+        """Keep ``(xs, ys)`` under ``key``, dropping the least recently used beyond the budget."""
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (xs, ys)
+            while sum(a.nbytes + b.nbytes for a, b in self._items.values()) > self.budget:
+                del self._items[next(iter(self._items))]
 
 
 def _marks(frame: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
