@@ -88,14 +88,14 @@ class Data:
         return table
 
     def _row(self, run_dir: Path) -> dict[str, Any] | None:
-        live = self.live(run_dir)
-        key = ("live", live.offset) if live is not None else ("compacted", _mtime(run_dir / fmt.SIDECAR_FILE))
+        key = _signature(run_dir)
         cached = self._rows.get(run_dir)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == key:  # unchanged since the last poll: two stat calls
             row = cached[1]
             if row["status"] == fmt.RUNNING:
                 row["status"] = store.current_status(run_dir)
             return row
+        live = self.live(run_dir)
         row = _live_row(run_dir, live) if live is not None else _compacted_row(run_dir, self.root)
         if row is not None:
             self._rows[run_dir] = (key, row)
@@ -153,6 +153,18 @@ class Data:
             segment["start_time"], segment["end_time"] = _epoch(segment["start_time"]), _epoch(segment["end_time"])
         info.pop("dir", None)
         return info
+
+
+def _signature(run_dir: Path) -> tuple[int, int, int]:
+    """What changes when a run changes: its events file's size and mtime, its sidecar's mtime."""
+    found = []
+    for name in (fmt.EVENTS_FILE, fmt.SIDECAR_FILE):
+        try:
+            st = os.stat(os.path.join(run_dir, name))
+            found += [st.st_size, st.st_mtime_ns]
+        except OSError:
+            found += [-1, -1]
+    return tuple(found)  # type: ignore[return-value]
 
 
 def _mtime(path: Path) -> int:

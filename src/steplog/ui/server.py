@@ -125,6 +125,15 @@ class Server:
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
         self._thread = threading.Thread(target=httpd.serve_forever, args=(0.1,), name="steplog-ui", daemon=True)
         self._thread.start()
+        # Read the runs table once in the background, so that the first page is answered from memory;
+        # serving starts at once whatever the root holds.
+        threading.Thread(target=self._warm, name="steplog-ui-warm", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self._httpd.data.runs_table()
+        except Exception:  # a page asking will report it
+            log.debug("steplog ui: reading the runs table in the background failed", exc_info=True)
 
     def stop(self) -> None:
         """Stop serving and free the port."""

@@ -8,8 +8,8 @@ const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls)
   if (text !== undefined && text !== null) e.textContent = String(text); return e; };
 
 // Colour-blind safe palette (Okabe-Ito, then Paul Tol's bright/muted); a run's colour comes from its id.
-const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#882255", "#117733",
-  "#332288", "#AA4499", "#44AA99", "#999933"];
+const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#AA3377", "#999933",
+  "#44AA99", "#EE6677", "#6E7CBA", "#C9A400"];
 const HIGHER_BETTER = /(acc|accuracy|f1|auc|precision|recall|reward|score|bleu|rouge|iou|map)\b/i;
 const POLL_MS = 1000;
 
@@ -23,8 +23,14 @@ const requests = [];           // every API URL fetched (tests read it)
 let lastClicked = null;
 
 // ---------- formatting ----------
-function colour(id) { let h = 2166136261; for (const c of id) { h ^= c.charCodeAt(0); h = Math.imul(h, 16777619); }
-  return PALETTE[(h >>> 0) % PALETTE.length]; }
+function slot(id) { let h = 2166136261; for (const c of id) { h ^= c.charCodeAt(0); h = Math.imul(h, 16777619); }
+  return (h >>> 0) % PALETTE.length; }
+let colours = new Map();
+function assignColours() {  // from the run id; charted runs that would share a colour take the next free one
+  colours = new Map(); const used = new Set();
+  for (const id of [...state.selected].sort()) { let k = slot(id);
+    while (used.has(k) && used.size < PALETTE.length) k = (k + 1) % PALETTE.length; used.add(k); colours.set(id, PALETTE[k]); } }
+function colour(id) { return colours.get(id) || PALETTE[slot(id)]; }
 function abbrev(n) { if (n === null || n === undefined) return ""; const a = Math.abs(n);
   for (const [d, s] of [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]]) if (a >= d) return +(n / d).toPrecision(3) + s;
   return String(+n.toFixed(2)); }
@@ -124,7 +130,7 @@ function shownRuns() {
   return rows;
 }
 function renderTable() {
-  const cols = columns(), rows = shownRuns(), head = $("runs-head"), body = $("runs-body");
+  assignColours(); const cols = columns(), rows = shownRuns(), head = $("runs-head"), body = $("runs-body");
   head.replaceChildren(); const all = el("th"); const box = el("input"); box.type = "checkbox"; box.title = "select all shown";
   box.checked = rows.length > 0 && rows.every((r) => state.selected.includes(r.id));
   box.addEventListener("click", (e) => { e.stopPropagation(); select(rows.map((r) => r.id), box.checked); });
@@ -134,9 +140,16 @@ function renderTable() {
     th.addEventListener("click", () => { state.sort = state.sort && state.sort.key === c.key ?
       (state.sort.dir < 0 ? { key: c.key, dir: 1 } : null) : { key: c.key, dir: -1 }; writeURL(); renderTable(); });
     head.append(th); }
-  body.replaceChildren(...rows.map((r) => tableRow(r, cols, rows)));
+  // The first rows at once, the rest in chunks after: a table of thousands of runs never delays the charts.
+  const mine = ++tableGeneration; body.replaceChildren(...rows.slice(0, FIRST_ROWS).map((r) => tableRow(r, cols, rows)));
+  const more = (from) => { if (mine !== tableGeneration || from >= rows.length) return;
+    body.append(...rows.slice(from, from + 250).map((r) => tableRow(r, cols, rows))); setTimeout(() => more(from + 250), 0); };
+  afterFirstCharts.then(() => setTimeout(() => more(FIRST_ROWS), 0));
   $("runs-foot").textContent = `${rows.length} of ${runs.length} runs shown, ${state.selected.length} charted`;
 }
+let tableGeneration = 0, chartsDrawn;
+const afterFirstCharts = new Promise((resolve) => { chartsDrawn = resolve; });
+const FIRST_ROWS = 60;
 function tableRow(r, cols, rows) {
   const tr = el("tr"); tr.dataset.id = r.id; const on = state.selected.includes(r.id); if (on) tr.classList.add("selected");
   const cb = el("input"); cb.type = "checkbox"; cb.checked = on; const td0 = el("td"); td0.append(cb);
@@ -171,7 +184,9 @@ function chartedMetrics() {
   const names = new Set(); for (const id of state.selected) for (const m of Object.keys((byId.get(id) || {}).metrics || {})) names.add(m);
   return [...names].sort().filter(metricShown);
 }
-function panelWidth() { const pane = $("charts"); const cols = Math.max(1, Math.floor((pane.clientWidth + 10) / 370));
+let widthCache = 0;
+function panelWidth() { return widthCache || (widthCache = measureWidth()); }
+function measureWidth() { const pane = $("charts"); const cols = Math.max(1, Math.floor((pane.clientWidth + 10) / 370));
   return Math.max(300, Math.floor((pane.clientWidth - 10 * (cols - 1)) / cols) - 14); }
 function rebuildCharts() {
   const metrics = chartedMetrics(); const box = $("charts");
@@ -188,8 +203,8 @@ function makePanel(m) {
   const tools = el("div", "panel-tools"); const info = el("span", "pts"); const log = el("button", state.log.has(m) ? "on" : "", "log");
   log.title = "logarithmic y axis"; log.addEventListener("click", () => { state.log.has(m) ? state.log.delete(m) : state.log.add(m);
     log.classList.toggle("on"); writeURL(); const p = panels.get(m); p.plot && p.plot.destroy(); p.plot = null; draw(m); });
-  tools.append(info, log); head.append(el("span", "panel-title", m), tools); const holder = el("div"); root.append(head, holder);
-  return { root, holder, info, plot: null, key: "" };
+  tools.append(info, log); head.append(el("span", "panel-title", m), tools); const holder = el("div"), legendBox = el("div", "legend"); root.append(head, holder, legendBox);
+  return { root, holder, info, legend: legendBox, plot: null, key: "" };
 }
 function ema(ys, alpha) {  // debiased exponential moving average (as TensorBoard), skipping gaps
   const out = new Array(ys.length); let last = 0, n = 0;
@@ -197,6 +212,8 @@ function ema(ys, alpha) {  // debiased exponential moving average (as TensorBoar
     last = last * alpha + (1 - alpha) * v; n++; out[i] = last / (1 - Math.pow(alpha, n)); }
   return out;
 }
+function groupColour(g) {  // the same colour for a group in every panel: its rank among the charted runs' groups
+  const all = [...new Set(state.selected.map(groupOf))].sort(); return PALETTE[Math.max(0, all.indexOf(g)) % PALETTE.length]; }
 function groupOf(id) { if (!state.group) return null; const r = byId.get(id); const v = r ? r.flat[state.group] : undefined;
   return state.group + "=" + (v === undefined ? "(none)" : JSON.stringify(v)); }
 function plotData(m) {
@@ -205,7 +222,7 @@ function plotData(m) {
   for (const id of ids) { const s = series.get(id).metrics[m]; let ys = Array.from(s.y, (v) => (v === null || Number.isNaN(v) ? null : v));
     if (state.log.has(m)) ys = ys.map((v) => (v !== null && v > 0 ? v : null));
     const cols = [Array.from(s.x), ys]; if (state.smooth > 0) cols.push(ema(ys, state.smooth));
-    tables.push(cols); nullModes.push(cols.slice(1).map(() => 1)); specs.push({ id, smooth: state.smooth > 0 }); }
+    tables.push(cols); nullModes.push(cols.slice(1).map(() => 1)); specs.push({ id, smooth: state.smooth > 0, count: s.x.length }); }
   if (!tables.length) return { ids, data: [[]], specs };
   const data = tables.length === 1 ? tables[0] : uPlot.join(tables, nullModes);
   return state.group ? { ids, ...grouped(data, specs) } : { ids, data, specs };
@@ -226,14 +243,15 @@ function grouped(data, specs) {  // one mean line per group with a min-max band,
 }
 function seriesOpts(m, specs) {
   const css = getComputedStyle(document.documentElement); const out = [{}]; const bands = [];
-  if (state.group) specs.forEach((s, i) => { const c = PALETTE[i % PALETTE.length]; const base = out.length;
+  if (state.group) specs.forEach((s) => { const c = groupColour(s.group); const base = out.length;
     out.push({ label: s.group + " max", stroke: "transparent", points: { show: false } },
       { label: s.group + " min", stroke: "transparent", points: { show: false } },
       { label: `${s.group} (${s.count} runs)`, stroke: c, width: 1.5, points: { show: false }, spanGaps: true, _colour: c });
     bands.push({ series: [base, base + 1], fill: c + "2e" }); });
   else specs.forEach((s) => { const c = colour(s.id), name = (byId.get(s.id) || {}).name || s.id;
-    out.push({ label: name, stroke: s.smooth ? c + "40" : c, width: s.smooth ? 1 : 1.5, points: { show: false }, _run: s.id, _colour: c, _raw: true });
-    if (s.smooth) out.push({ label: name + " (smoothed)", stroke: c, width: 1.75, points: { show: false }, spanGaps: true, _run: s.id, _colour: c }); });
+    out.push({ label: name, stroke: s.smooth ? c + "40" : c, width: s.smooth ? 1 : 1.5, _run: s.id, _colour: c, _raw: true,
+      points: { show: s.count <= 60, size: 4, fill: c } });
+    if (s.smooth) out.push({ label: name + " (smoothed)", stroke: c, width: 1.75, points: { show: false }, spanGaps: true, _run: s.id, _colour: c, _smooth: true }); });
   return { series: out, bands, grid: css.getPropertyValue("--line").trim(), text: css.getPropertyValue("--muted").trim() };
 }
 function xValues(u, splits) { if (state.x === "wallclock") return splits.map(duration);
@@ -244,9 +262,16 @@ function draw(m) {
   if (p.plot && p.key === key) { p.plot.setData(data, !state.zoom); if (state.zoom) p.plot.setScale("x", { min: state.zoom[0], max: state.zoom[1] }); }
   else { if (p.plot) p.plot.destroy(); p.key = key; p.plot = makePlot(m, data, specs, width); p.holder.replaceChildren(p.plot.root);
     if (state.zoom) p.plot.setScale("x", { min: state.zoom[0], max: state.zoom[1] }); }
+  legend(p, m, ids);
   let count = 0, raw = true; for (const id of ids) { const s = series.get(id).metrics[m]; count += s.count; raw = raw && s.raw; }
   p.info.textContent = ids.length ? `${abbrev(count)} pts${raw ? "" : " (min/max per px)"}` : "";
   p.info.title = raw ? "every logged point is drawn" : "each pixel keeps its bucket's first, min, max and last point; zoom for every point";
+}
+function legend(p, m, ids) {  // the charted runs (or groups) of this panel, in their colours
+  const items = state.group ? [...new Set(ids.map(groupOf))].map((g) => [groupColour(g), g]) :
+    ids.map((id) => [colour(id), (byId.get(id) || {}).name || id]);
+  p.legend.replaceChildren(...items.map(([c, label]) => { const item = el("span", "item"); const sw = el("span", "swatch");
+    sw.style.background = c; item.append(sw, el("span", "", label)); return item; }));
 }
 function makePlot(m, data, specs, width) {
   const o = seriesOpts(m, specs);
@@ -254,7 +279,7 @@ function makePlot(m, data, specs, width) {
   const opts = { width, height: 230, legend: { show: false }, series: o.series, bands: o.bands,
     scales: { x: { time: state.x === "time" }, y: state.log.has(m) ? { distr: 3 } : {} },
     axes: [{ ...axis, values: state.x === "time" ? undefined : xValues }, { ...axis, size: 58, values: (u, s) => s.map(num) }],
-    cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: "steplog-x" }, points: { size: 5 },
+    cursor: { y: false, drag: { x: true, y: false, setScale: false }, sync: { key: "steplog-x" }, points: { size: 5 },
       bind: { dblclick: () => () => { resetZoom(); return null; } } },
     hooks: { setSelect: [(u) => { if (u.select.width > 3) zoomTo(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"));
       u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false); }], setCursor: [(u) => tooltip(u, m)], draw: [(u) => markers(u, m)] } };
@@ -276,19 +301,25 @@ function near(arr, i) { if (arr[i] !== null && arr[i] !== undefined) return i;
   return -1; }
 function tooltip(u, m) {
   const tip = $("tooltip"), i = u.cursor.idx; if (i === null || i === undefined || u.cursor.left < 0) { tip.hidden = true; return; }
-  const x = u.data[0][i], rows = [];
-  u.series.forEach((s, k) => { if (k === 0 || s.stroke === "transparent" || (s._raw && state.smooth > 0)) return;
-    const j = near(u.data[k], i); if (j < 0) return; rows.push([s._colour, s.label, u.data[k][j], u.data[0][j]]); });
+  const x = u.data[0][i], rows = new Map();  // one row per run (or group): exact raw value, smoothed beside it
+  u.series.forEach((s, k) => { if (k === 0 || s.stroke === "transparent") return; const j = near(u.data[k], i); if (j < 0) return;
+    const key = s._run || s.label, row = rows.get(key) || { colour: s._colour, label: s._run ? (byId.get(s._run) || {}).name || s._run : s.label };
+    if (s._smooth) row.smooth = u.data[k][j]; else { row.value = u.data[k][j]; row.at = u.data[0][j]; } rows.set(key, row); });
   for (const id of state.selected) { const s = series.get(id); if (!s || !s.metrics[m]) continue;
     for (const [nx, code] of s.metrics[m].nonfinite) if (Math.abs(u.valToPos(nx, "x") - u.cursor.left) < 5)
-      rows.push([colour(id), (byId.get(id) || {}).name || id, code, nx]); }
-  rows.sort((a, b) => (typeof b[2] === "number" ? b[2] : Infinity) - (typeof a[2] === "number" ? a[2] : Infinity));
-  const t = el("table"); for (const [c, label, v, at] of rows) { const tr = el("tr"); const sw = el("span", "swatch"); sw.style.background = c;
-    const td = el("td"); td.append(sw); tr.append(td, el("td", "", label), el("td", "v", typeof v === "number" ? String(v) : v));
-    if (at !== x) tr.append(el("td", "muted", "@" + fmtX(at))); t.append(tr); }
+      rows.set(id + code, { colour: colour(id), label: (byId.get(id) || {}).name || id, value: code, at: nx }); }
+  const sortKey = (r) => { const v = state.smooth > 0 && r.smooth !== undefined ? r.smooth : r.value; return typeof v === "number" ? v : Infinity; };
+  const t = el("table");
+  for (const r of [...rows.values()].sort((a, b) => sortKey(b) - sortKey(a))) { const tr = el("tr"); const sw = el("span", "swatch");
+    sw.style.background = r.colour; const td = el("td"); td.append(sw);
+    tr.append(td, el("td", "", r.label), el("td", "v", r.value === undefined ? "" : String(r.value)));
+    if (state.smooth > 0) tr.append(el("td", "muted", r.smooth === undefined ? "" : "~" + num(r.smooth)));
+    tr.append(el("td", "muted", r.at !== undefined && r.at !== x ? "@" + fmtX(r.at) : "")); t.append(tr); }
   tip.replaceChildren(el("div", "tt-head", `${m}  ·  ${state.x} ${fmtX(x)}`), t); tip.hidden = false;
-  const box = u.over.getBoundingClientRect(); const left = box.left + u.cursor.left + 14;
-  tip.style.left = Math.min(left, innerWidth - tip.offsetWidth - 8) + "px"; tip.style.top = box.top + u.cursor.top + 14 + "px";
+  const box = u.over.getBoundingClientRect(), cx = box.left + u.cursor.left;
+  const left = u.cursor.left > box.width / 2 ? cx - tip.offsetWidth - 14 : cx + 14;  // away from the data ahead
+  tip.style.left = Math.max(4, Math.min(left, innerWidth - tip.offsetWidth - 8)) + "px";
+  tip.style.top = box.top + u.cursor.top + 14 + "px";
 }
 function fmtX(x) { return state.x === "time" ? new Date(x * 1000).toISOString().replace("T", " ").slice(0, 19) :
   state.x === "wallclock" ? duration(x) + ` (${+x.toFixed(2)}s)` : String(x); }
@@ -393,18 +424,21 @@ function bind() {
   document.addEventListener("keydown", (e) => {
     if (e.key === "/" && document.activeElement.tagName !== "INPUT") { e.preventDefault(); f.focus(); }
     if (e.key === "Escape") { if (!$("run-page").hidden) closeRun(); else if (document.activeElement === f) { f.value = ""; state.q = ""; writeURL(); renderTable(); } } });
-  let resize; addEventListener("resize", () => { clearTimeout(resize); resize = setTimeout(() => { for (const m of panels.keys()) draw(m); }, 150); });
+  let resize; addEventListener("resize", () => { clearTimeout(resize); resize = setTimeout(() => { widthCache = 0; for (const m of panels.keys()) draw(m); }, 150); });
 }
 async function start() {
   window.steplog = { state, series, panels, requests, loads: 0, runs: [],
     data: (m) => { const p = panels.get(m); return p && p.plot ? p.plot.data : null; },
     plot: (m) => { const p = panels.get(m); return p ? p.plot : null; } };
   readURL(); bind(); zoomInfo();
+  const timing = window.steplog.timing = { start: performance.now() };
   const body = await api("/api/runs"); $("root").textContent = body.root; $("root").title = body.root; setRuns(body.runs);
+  timing.runs = performance.now();
   if (!state.explicit) state.selected = runs.slice(0, 10).map((r) => r.id);
-  refreshGroups(); $("group").value = state.group; renderTable(); rebuildCharts(); await loadAll();
+  refreshGroups(); $("group").value = state.group; renderTable(); timing.table = performance.now();
+  rebuildCharts(); timing.charts = performance.now(); await loadAll(); timing.data = performance.now();
   if (state.open) openRun(state.open);
-  window.steplog.ready = true; setTimeout(poll, POLL_MS);
+  window.steplog.ready = true; chartsDrawn(); setTimeout(poll, POLL_MS);
 }
 start();
 })();
