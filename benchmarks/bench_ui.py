@@ -248,13 +248,16 @@ def main(argv: list[str] | None = None) -> list[str]:
     live = args.live or (4 if args.tiny else 20)
     work = Path(tempfile.mkdtemp(prefix="steplog-bench-ui-"))
     lines = ["| what | measured |", "|---|---|"]
+    print("\n".join(lines), flush=True)
     try:
-        lines += runs_table(work, count, browser=not args.no_browser)
-        lines += long_run(work, steps, repeat=3 if args.tiny else 7)
-        lines += live_runs(work, live, 100 if args.tiny else 1_000, 6 if args.tiny else 20)
+        for part in (lambda: runs_table(work, count, browser=not args.no_browser),
+                     lambda: long_run(work, steps, repeat=3 if args.tiny else 7),
+                     lambda: live_runs(work, live, 100 if args.tiny else 1_000, 6 if args.tiny else 20)):
+            found = part()
+            print("\n".join(found), flush=True)
+            lines += found
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("\n".join(lines))
     return lines
 
 
