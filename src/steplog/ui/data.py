@@ -215,14 +215,14 @@ def _x_expr(x: str, compacted: bool) -> pl.Expr:
 
 
 def _live_frame(live: LiveRun, metrics: list[str], x: str, cursor: int | None) -> tuple[pl.DataFrame, int, bool]:
-    rows = live.rows
-    reset = cursor is not None and (cursor < live.reset_offset or cursor > live.offset)
+    rows, offset, reset_offset = live.snapshot()
+    reset = cursor is not None and (cursor < reset_offset or cursor > offset)
     if cursor is not None and not reset and rows.width:
         rows = rows.filter(pl.col(OFFSET) > cursor)
     present = [m for m in metrics if m in rows.columns]
     if not rows.width:
-        return pl.DataFrame({"x": []}, schema={"x": pl.Float64}), live.offset, reset
-    return rows.select(_x_expr(x, compacted=False).alias("x"), *[pl.col(m) for m in present]), live.offset, reset
+        return pl.DataFrame({"x": []}, schema={"x": pl.Float64}), offset, reset
+    return rows.select(_x_expr(x, compacted=False).alias("x"), *[pl.col(m) for m in present]), offset, reset
 
 
 def _scan_current(run_dir: Path) -> pl.LazyFrame:

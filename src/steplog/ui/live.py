@@ -122,6 +122,11 @@ class LiveRun:
                 self.rows = self.rows.filter((pl.col("segment") >= segment) | (pl.col("step") < start))
             self.reset_offset = end
 
+    def snapshot(self) -> tuple[pl.DataFrame, int, int]:
+        """``(rows, offset, reset_offset)`` as of one moment (an update may run in another thread)."""
+        with self._lock:
+            return self.rows, self.offset, self.reset_offset
+
     def metrics(self) -> list[str]:
         """The metric names seen so far, in order of first appearance."""
         return [c for c in self.rows.columns if c not in ("step", "time", "wallclock", "segment", OFFSET)]
