@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -56,7 +55,7 @@ def fetch(url: str) -> tuple[float, float, bytes]:
 
 def stats(times: list[float]) -> str:
     ms = sorted(t * 1000 for t in times)
-    p99 = ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
     return f"mean {statistics.fmean(ms):.1f} ms, p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms (n={len(ms)})"
 
 
@@ -75,8 +74,8 @@ def runs_table(work: Path, count: int, browser: bool) -> list[str]:
         warm = [fetch(server.url + "api/runs") for _ in range(5)]
         lines = [f"| server start, {count} runs | {started * 1000:.1f} ms |",
                  f"| page first byte | {page[0] * 1000:.1f} ms |",
-                 f"| `/api/runs` cold (first read of {count} runs) | first byte {cold[0] * 1000:.0f} ms, "
-                 f"whole {cold[1] * 1000:.0f} ms, {len(cold[2]) / 1e6:.2f} MB |",
+                 (f"| `/api/runs` cold (first read of {count} runs) | first byte {cold[0] * 1000:.0f} ms, "
+                 f"whole {cold[1] * 1000:.0f} ms, {len(cold[2]) / 1e6:.2f} MB |"),
                  f"| `/api/runs` warm (a poll) | {stats([w[1] for w in warm])} |"]
         if browser:
             lines.append(f"| page interactive in headless Chromium (navigation to charts drawn) | "
@@ -158,12 +157,12 @@ def long_run(work: Path, steps: int, repeat: int) -> list[str]:
         server.stop()
     return [f"| {steps:,}-step compacted run: fixture written and compacted | {made:.1f} s |",
             f"| baseline: `steplog.history` of the run (step, train_loss) | {baseline * 1000:.0f} ms |",
-            f"| one metric, full range, 2,000 px ({len(body['x']):,} points sent), first request | "
-            f"{cold * 1000:.0f} ms; {cold / baseline:.2f}x the baseline |",
-            f"| the same again (another panel, a reset zoom) | {stats(full)}; "
-            f"{statistics.fmean(full) / baseline:.3f}x the baseline |",
-            f"| zoom re-query (1 % of the run, 2,000 px) | {stats(zooms)}; "
-            f"{statistics.fmean(zooms) / baseline:.3f}x the baseline |"]
+            (f"| one metric, full range, 2,000 px ({len(body['x']):,} points sent), first request | "
+            f"{cold * 1000:.0f} ms; {cold / baseline:.2f}x the baseline |"),
+            (f"| the same again (another panel, a reset zoom) | {stats(full)}; "
+            f"{statistics.fmean(full) / baseline:.3f}x the baseline |"),
+            (f"| zoom re-query (1 % of the run, 2,000 px) | {stats(zooms)}; "
+            f"{statistics.fmean(zooms) / baseline:.3f}x the baseline |")]
 
 
 _WRITER = """
@@ -183,7 +182,8 @@ for run in runs:
     run.finish()
 """
 
-_SERVER = "import sys, steplog.ui, time; s = steplog.ui.serve(sys.argv[1], port=0); print(s.url, flush=True); time.sleep(1e6)"
+_SERVER = ("import sys, steplog.ui, time; s = steplog.ui.serve(sys.argv[1], port=0); print(s.url, flush=True); "
+           "time.sleep(1e6)")
 
 
 def live_runs(work: Path, count: int, rate: int, seconds: float) -> list[str]:
@@ -192,8 +192,9 @@ def live_runs(work: Path, count: int, rate: int, seconds: float) -> list[str]:
     root = work / "live"
     root.mkdir()
     env = dict(os.environ, PYTHONPATH=str(Path(steplog.__file__).parents[1]))
-    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(root), str(count // 4 or 1), str(rate),
-                                 str(seconds)], stdout=subprocess.PIPE, text=True, env=env) for _ in range(min(4, count))]
+    per_process = str(count // 4 or 1)  # 4 writer processes
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(root), per_process, str(rate), str(seconds)],
+                                stdout=subprocess.PIPE, text=True, env=env) for _ in range(min(4, count))]
     for w in writers:
         w.stdout.readline()
     server = subprocess.Popen([sys.executable, "-c", _SERVER, str(root)], stdout=subprocess.PIPE, text=True, env=env)
@@ -208,13 +209,15 @@ def live_runs(work: Path, count: int, rate: int, seconds: float) -> list[str]:
         server.wait()
     return [f"| {count} live runs x {rate:,} steps/s: latency from log() to the client (x=time) | {stats(latencies)} |",
             f"| server CPU while polled as the page does | {cpu:.1f} % of one core |",
-            f"| bytes per live update of one run (2 metrics, 1 s of new points) | mean {statistics.fmean(sizes):,.0f} B "
+            (f"| bytes per live update of one run (2 metrics, 1 s of new points) | "
+             f"mean {statistics.fmean(sizes):,.0f} B "
             f"vs {len(full):,} B to re-fetch every point of the series after {seconds:.0f} s (trackio; grows with "
-            f"the run): {len(full) / statistics.fmean(sizes):,.0f}x less |"]
+            f"the run): {len(full) / statistics.fmean(sizes):,.0f}x less |")]
 
 
 def poll_like_the_page(url: str, seconds: float, server) -> tuple[list[float], list[int], float]:
     cursors: dict[str, int] = {}
+    runs: list[dict] = []
     latencies: list[float] = []
     sizes: list[int] = []
     time.sleep(1.0)
@@ -223,7 +226,8 @@ def poll_like_the_page(url: str, seconds: float, server) -> tuple[list[float], l
     tick = 0
     while time.time() - start < seconds:
         tick += 1
-        runs = json.loads(fetch(url + "api/runs")[2])["runs"] if tick % 2 or not cursors else runs
+        if tick % 2 or not runs:  # the table every 2 s, as the page does
+            runs = json.loads(fetch(url + "api/runs")[2])["runs"]
         for row in runs:
             query = f"api/series?run={row['id']}&metric=loss&metric=acc&x=time&width=800"
             if row["id"] in cursors:

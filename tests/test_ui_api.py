@@ -48,7 +48,8 @@ def test_runs_table_lists_every_run_newest_first_with_config_and_figures(root, s
     assert [r["name"] for r in body["runs"]] == ["second", "first"]
     row = body["runs"][0]
     assert (row["status"], row["steps"], row["last_step"], row["config"]) == ("finished", 5, 4, {"opt": {"lr": 0.01}})
-    assert row["metrics"]["loss"] == {"last": pytest.approx(0.21), "min": pytest.approx(0.21), "max": pytest.approx(1.01)}
+    assert row["metrics"]["loss"] == {"last": pytest.approx(0.21), "min": pytest.approx(0.21),
+                                      "max": pytest.approx(1.01)}
 
 
 def test_compacted_and_live_runs_give_the_same_rows_and_series(root, server):

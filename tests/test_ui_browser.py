@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright import sync_api  # the test extra; CI must install it (never skipped)
 
 import steplog
 import steplog.ui
-
-from playwright import sync_api  # the test extra; CI must install it (never skipped)
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

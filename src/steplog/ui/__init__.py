@@ -13,4 +13,4 @@ Example:
 
 from .server import Server, serve
 
-__all__ = ["serve", "Server"]
+__all__ = ["Server", "serve"]

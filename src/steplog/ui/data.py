@@ -96,10 +96,10 @@ class Data:
                 row["status"] = store.current_status(run_dir)
             return row
         live = self.live(run_dir)
-        row = _live_row(run_dir, live) if live is not None else _compacted_row(run_dir, self.root)
-        if row is not None:
-            self._rows[run_dir] = (key, row)
-        return row
+        found = _live_row(run_dir, live) if live is not None else _compacted_row(run_dir, self.root)
+        if found is not None:
+            self._rows[run_dir] = (key, found)
+        return found
 
     # --- series -----------------------------------------------------------------------------
 
@@ -109,11 +109,12 @@ class Data:
         ``cursor`` (the ``cursor`` of an earlier answer), only the points added since."""
         live = self.live(run_dir)
         if live is None:
-            series, marks = self._compacted_series(run_dir, metrics, x, lo, hi, width), self._compacted_marks(run_dir, x)
-            cursor_out, reset = None, cursor is not None
+            series = self._compacted_series(run_dir, metrics, x, lo, hi, width)
+            marks, cursor_out, reset = self._compacted_marks(run_dir, x), None, cursor is not None
         else:
             frame, cursor_out, reset = _live_frame(live, metrics, x, cursor)
-            marks = _marks(live.rows.select("segment", _x_expr(x, compacted=False).alias("x"))) if live.rows.width else []
+            rows = live.rows
+            marks = _marks(rows.select("segment", _x_expr(x, compacted=False).alias("x"))) if rows.width else []
             if cursor is not None and not reset:
                 lo = hi = None  # new points: all of them, whatever the zoom
             series = {m: _series_points(*_arrays(frame, m), lo, hi, width) for m in metrics}
@@ -125,16 +126,20 @@ class Data:
         """A compacted run's series: from the in-memory column cache when it holds them (a zoom then
         reads nothing), else from Parquet: the whole run (then cached) or, zoomed, only the range."""
         version = _mtime(run_dir / fmt.PARQUET_FILE)
-        arrays = {m: self._columns.get((run_dir, m, x, version)) for m in metrics}
-        missing = [m for m in metrics if arrays[m] is None]
+        arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for m in metrics:
+            cached = self._columns.get((run_dir, m, x, version))
+            if cached is not None:
+                arrays[m] = cached
+        missing = [m for m in metrics if m not in arrays]
         if missing:
             zoomed = (lo is not None or hi is not None) and x == "step"
             frame = _compacted_frame(run_dir, missing, x, lo if zoomed else None, hi if zoomed else None)
             for m in missing:
-                arrays[m] = _arrays(frame, m)
+                xs, ys = arrays[m] = _arrays(frame, m)
                 if not zoomed:
-                    self._columns.put((run_dir, m, x, version), *arrays[m])
-        return {m: _series_points(*arrays[m], lo, hi, width) for m in metrics}
+                    self._columns.put((run_dir, m, x, version), xs, ys)
+        return {m: _series_points(arrays[m][0], arrays[m][1], lo, hi, width) for m in metrics}
 
     def _compacted_marks(self, run_dir: Path, x: str) -> list[dict[str, Any]]:
         version = _mtime(run_dir / fmt.PARQUET_FILE)
@@ -239,15 +244,17 @@ def _compacted_frame(run_dir: Path, metrics: list[str], x: str, lo: float | None
             frame = frame.filter(pl.col("step") >= int(np.floor(lo)) - 1)
         if hi is not None:
             frame = frame.filter(pl.col("step") <= int(np.ceil(hi)) + 1)
-    frame = frame.select(expr.alias("x"), *[pl.col(m) for m in present]).collect()
-    return frame if frame["x"].is_sorted() else frame.sort("x")
+    points = frame.select(expr.alias("x"), *[pl.col(m) for m in present]).collect()
+    return points if points["x"].is_sorted() else points.sort("x")
 
 
 def _arrays(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """The (x, value) points of ``metric`` in ``frame`` (rows where it was logged), sorted by x."""
     if metric not in frame.columns:
         return np.empty(0), np.empty(0)
-    points = frame.select("x", metric).filter(pl.col(metric).is_not_null())
+    points = frame.select("x", metric)
+    if points[metric].null_count():  # steps that did not log it (no copy when every step did)
+        points = points.filter(pl.col(metric).is_not_null())
     xs, ys = points["x"].to_numpy(), points[metric].to_numpy()
     if len(xs) > 1 and not points["x"].is_sorted():
         order = np.argsort(xs, kind="stable")

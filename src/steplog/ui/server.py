@@ -62,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         try:
             if url.path.startswith("/api/"):
@@ -79,14 +79,14 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("steplog ui: %s failed", self.path)
             self._send(500, orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}), "application/json")
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._refuse()
 
     def _refuse(self) -> None:
         self._send(405, orjson.dumps({"error": f"{self.command} is not allowed: the dashboard is read-only (GET)"}),
                    "application/json", allow="GET")
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
     def _send(self, status: int, body: bytes, kind: str, cache: str = "no-store", allow: str | None = None) -> None:
         self.send_response(status)
@@ -101,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
 
@@ -141,10 +141,10 @@ class Server:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Server:  # noqa: PYI034 (Self needs Python 3.11)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
