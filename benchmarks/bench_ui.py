@@ -155,6 +155,7 @@ def long_run(work: Path, steps: int, repeat: int) -> list[str]:
             zooms.append(fetch(url + f"&from={lo}&to={lo + steps // 100}")[1])
     finally:
         server.stop()
+    levels = with_levels(root / run_id, url.replace(server.url, ""), repeat)
     return [f"| {steps:,}-step compacted run: fixture written and compacted | {made:.1f} s |",
             f"| baseline: `steplog.history` of the run (step, train_loss) | {baseline * 1000:.0f} ms |",
             (f"| one metric, full range, 2,000 px ({len(body['x']):,} points sent), first request | "
@@ -162,7 +163,28 @@ def long_run(work: Path, steps: int, repeat: int) -> list[str]:
             (f"| the same again (another panel, a reset zoom) | {stats(full)}; "
             f"{statistics.fmean(full) / baseline:.3f}x the baseline |"),
             (f"| zoom re-query (1 % of the run, 2,000 px) | {stats(zooms)}; "
-            f"{statistics.fmean(zooms) / baseline:.3f}x the baseline |")]
+             f"{statistics.fmean(zooms) / baseline:.3f}x the baseline |"), *levels]
+
+
+def with_levels(run_dir: Path, path: str, repeat: int) -> list[str]:
+    """The full-range request on a fresh server once the run has precomputed levels."""
+    from steplog.ui.levels import write_levels
+
+    start = time.perf_counter()
+    size = write_levels(run_dir).stat().st_size
+    written = time.perf_counter() - start
+    firsts = []
+    for _ in range(repeat):
+        server = steplog.ui.serve(run_dir.parent, port=0)  # nothing cached
+        try:
+            firsts.append(fetch(server.url + path)[1])
+            body = json.loads(fetch(server.url + path)[2])["series"]["train_loss"]
+            assert max(body["y"]) == 50.0, "the spike must survive the levels"
+        finally:
+            server.stop()
+    return [(f"| precomputed levels (`steplog.ui.levels.write_levels`, for compaction to call): writing them | "
+             f"{written:.2f} s, {size / 1e6:.1f} MB |"),
+            f"| one metric, full range, 2,000 px, first request on a fresh server, with the levels | {stats(firsts)} |"]
 
 
 _WRITER = """

@@ -68,10 +68,12 @@ def test_compacted_and_live_runs_give_the_same_rows_and_series(root, server):
     assert series_after["loss"]["y"] == [50.0 - s for s in range(50)] and series_after["loss"]["raw"]
 
 
-def _spiky_run(root: Path, n: int = 20_000) -> tuple[np.ndarray, str]:
+def _spiky_run(root: Path, n: int = 20_000, nan_at: int | None = None) -> tuple[np.ndarray, str]:
     values = np.sin(np.arange(n) / 500.0)
     values[12_345] = 40.0  # one spike and one dip that a random sample would miss
     values[3_333] = -25.0
+    if nan_at is not None:
+        values[nan_at] = math.nan
     with steplog.init(name="long", root=root) as run:
         for step, v in enumerate(values):
             run.log({"loss": float(v)})
@@ -272,3 +274,27 @@ def test_command_serves_until_stopped_and_reports_a_missing_root(root, capsys):
     stop.set()
     assert command.run(parser.parse_args(["--root", str(root), "--port", "0"]), stop=stop) == 0
     assert "serving" in capsys.readouterr().out
+
+
+def test_precomputed_levels_answer_the_whole_run_with_every_buckets_extremes(root, server):
+    from steplog.ui.levels import read_level, write_levels
+
+    values, run_id = _spiky_run(root, n=60_000, nan_at=40_000)
+    steplog.compact(root, quiet=True)  # the spiky run, compacted, then its levels
+    run_dir = root / run_id
+    with pytest.raises(FileNotFoundError):
+        write_levels(root / "nope")
+    write_levels(run_dir)
+    level = read_level(run_dir, "loss")
+    assert level is not None and len(level[0]) < len(values) / 50
+    body = get(server, "/api/series", run=run_id, metric="loss", width=200)[1]["series"]["loss"]
+    assert not body["raw"] and body["count"] == len(values) and len(body["x"]) <= 4 * 200
+    assert max(body["y"]) == 40.0 and min(y for y in body["y"] if y is not None) == -25.0
+    assert all(y == values[int(x)] for x, y in zip(body["x"], body["y"]) if y is not None)  # real points
+    assert body["nonfinite"] == [[40_000.0, "nan"]]
+    zoomed = get(server, "/api/series", run=run_id, metric="loss", width=200, **{"from": 100, "to": 200})[1]
+    assert zoomed["series"]["loss"]["raw"]  # zoomed in: the raw points, not the level
+    with steplog.init(resume=run_id, root=root) as again:
+        again.log({"loss": 0.0})
+    steplog.compact(root, quiet=True)
+    assert read_level(run_dir, "loss") is None  # compacted again: the levels are stale, ignored

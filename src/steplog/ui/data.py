@@ -30,7 +30,8 @@ import polars as pl
 from .. import format as fmt
 from .. import store
 from ..query import run_info
-from .downsample import downsample, window
+from .downsample import POINTS_PER_PIXEL, downsample, window
+from .levels import read_level
 from .live import OFFSET, LiveRun
 
 #: The x axes a chart can use.
@@ -45,6 +46,7 @@ class Data:
         self._live: dict[Path, LiveRun] = {}
         self._rows: dict[Path, tuple[Any, dict[str, Any]]] = {}
         self._columns = ColumnCache()
+        self._levels: dict[Any, Any] = {}
         self._marks: dict[tuple[Path, str], tuple[int, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 
@@ -131,7 +133,12 @@ class Data:
             cached = self._columns.get((run_dir, m, x, version))
             if cached is not None:
                 arrays[m] = cached
-        missing = [m for m in metrics if m not in arrays]
+        done = {}
+        if x == "step":  # the run's precomputed levels, when the range needs bucketing anyway
+            for m in metrics:
+                if m not in arrays and (found := self._from_level(run_dir, m, version, lo, hi, width)) is not None:
+                    done[m] = found
+        missing = [m for m in metrics if m not in arrays and m not in done]
         if missing:
             zoomed = (lo is not None or hi is not None) and x == "step"
             frame = _compacted_frame(run_dir, missing, x, lo if zoomed else None, hi if zoomed else None)
@@ -139,7 +146,25 @@ class Data:
                 xs, ys = arrays[m] = _arrays(frame, m)
                 if not zoomed:
                     self._columns.put((run_dir, m, x, version), xs, ys)
-        return {m: _series_points(arrays[m][0], arrays[m][1], lo, hi, width) for m in metrics}
+        return {m: done[m] if m in done else _series_points(arrays[m][0], arrays[m][1], lo, hi, width)
+                for m in metrics}
+
+    def _from_level(self, run_dir: Path, metric: str, version: int, lo: float | None, hi: float | None,
+                    width: int) -> dict[str, Any] | None:
+        """The series from the levels file when it holds enough points in the range to bucket."""
+        key = (run_dir, metric, "level", version)
+        level = self._levels.get(key, False)
+        if level is False:
+            level = self._levels[key] = read_level(run_dir, metric)
+        if level is None:
+            return None
+        xs, ys, index = level
+        i0, i1 = window(xs, lo, hi)
+        if i1 - i0 <= 2 * POINTS_PER_PIXEL * width:
+            return None  # zoomed in so far that the raw points are wanted
+        found = downsample(xs[i0:i1], ys[i0:i1], width)
+        found["count"] = int(index[i1 - 1] - index[i0] + 1)
+        return found
 
     def _compacted_marks(self, run_dir: Path, x: str) -> list[dict[str, Any]]:
         version = _mtime(run_dir / fmt.PARQUET_FILE)

@@ -54,15 +54,21 @@ def downsample(x: np.ndarray, y: np.ndarray, width: int) -> dict[str, Any]:
     if n <= POINTS_PER_PIXEL * max(width, 1):
         return {"x": x, "y": finite, "nonfinite": _markers(x, y, np.flatnonzero(bad)), "raw": True, "count": n}
     size = -(-n // max(width, 1))  # points per bucket
-    keep = _kept_indices(finite, size)
+    keep = kept_indices(finite, size)
     marks = np.flatnonzero(bad)
     if len(marks):
         marks = marks[np.unique(marks // size, return_index=True)[1]]
     return {"x": x[keep], "y": finite[keep], "nonfinite": _markers(x, y, marks), "raw": False, "count": n}
 
 
-def _kept_indices(y: np.ndarray, size: int) -> np.ndarray:
-    """Sorted unique indices of each ``size``-point bucket's first, min, max and last point."""
+def kept_indices(y: np.ndarray, size: int) -> np.ndarray:
+    """Sorted unique indices of each ``size``-point bucket's first, min, max and last point (NaN
+    values are never a bucket's min or max).
+
+    Example:
+        >>> kept_indices(np.array([5.0, 1.0, 9.0, 2.0, 3.0, 4.0]), 3).tolist()
+        [0, 1, 2, 3, 5]
+    """
     n = len(y)
     whole = n // size * size
     parts = []
