@@ -42,7 +42,6 @@ _KEY = b"steplog.events_sha256"
 
 def write_levels(run_dir: Path) -> Path:
     """Write the levels file of the compacted run in ``run_dir`` (atomically); return its path."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     sha = _events_sha(run_dir)
