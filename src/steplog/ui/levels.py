@@ -62,8 +62,8 @@ def write_levels(run_dir: Path) -> Path:
 
 
 def _level(frame: pl.LazyFrame, metric: str) -> pl.DataFrame:
-    points = frame.select(pl.col("step").cast(pl.Float64).alias("x"), pl.col(metric).alias("y"))
-    points = points.filter(pl.col("y").is_not_null()).sort("x").collect()
+    selected = frame.select(pl.col("step").cast(pl.Float64).alias("x"), pl.col(metric).alias("y"))
+    points = selected.filter(pl.col("y").is_not_null()).sort("x").collect()
     xs, ys = points["x"].to_numpy(), points["y"].to_numpy()
     bad = np.flatnonzero(~np.isfinite(ys))
     keep = kept_indices(np.where(np.isfinite(ys), ys, np.nan), LEVEL_BUCKET) if len(ys) else np.empty(0, np.int64)
