@@ -170,7 +170,10 @@ class Data:
         version = _mtime(run_dir / fmt.PARQUET_FILE)
         cached = self._marks.get((run_dir, x))
         if cached is None or cached[0] != version:
-            marks = _marks(_scan_current(run_dir).select("segment", _x_expr(x, compacted=True).alias("x")))
+            segments = store.raw_sidecar(run_dir).get("segments")
+            resumed = not isinstance(segments, list) or len(segments) > 1  # else nothing to mark: no scan
+            marks = _marks(_scan_current(run_dir).select("segment", _x_expr(x, compacted=True).alias("x"))) \
+                if resumed else []
             cached = self._marks[(run_dir, x)] = (version, marks)
         return cached[1]
 
