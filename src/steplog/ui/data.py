@@ -49,6 +49,7 @@ class Data:
         self._levels: dict[Any, Any] = {}
         self._marks: dict[tuple[Path, str], tuple[int, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
+        self._table_lock = threading.Lock()
 
     def resolve(self, ref: str) -> Path:
         """The directory of run ``ref`` (id, id prefix or name), always inside the root. Raises
@@ -78,7 +79,12 @@ class Data:
     # --- the runs table ---------------------------------------------------------------------
 
     def runs_table(self) -> list[dict[str, Any]]:
-        """One dict per run, newest first (see docs/dashboard.md, ``GET /api/runs``)."""
+        """One dict per run, newest first (see docs/dashboard.md, ``GET /api/runs``). One table is
+        built at a time: a request during the server's first read waits for it, then reuses its rows."""
+        with self._table_lock:
+            return self._runs_table()
+
+    def _runs_table(self) -> list[dict[str, Any]]:
         table = []
         for run_dir in reversed(store.run_dirs(self.root)):
             try:
