@@ -62,6 +62,11 @@ class RunHolder:
         return self._run is not None
 
     @property
+    def current(self) -> Run | None:
+        """The run as it is (open or closed; None before it was opened): never opens or reopens it."""
+        return self._run
+
+    @property
     def run_id(self) -> str:
         """The run's id (opening the run if it never was; a closed run stays closed)."""
         return (self._run if self._run is not None else self.run).id
