@@ -19,5 +19,7 @@ from ._runs import SourceError
 from .from_table import csv, jsonl
 from .from_mlflow import mlflow
 from .from_tensorboard import tensorboard
+from .from_trackio import trackio
+from .from_wandb import wandb
 
-__all__ = ["SourceError", "csv", "jsonl", "mlflow", "tensorboard"]
+__all__ = ["SourceError", "csv", "jsonl", "mlflow", "tensorboard", "trackio", "wandb"]

@@ -29,6 +29,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from ._protobuf import fields as _fields
 from ._runs import Source, SourceError, write_runs
 
 EVENT_FILE_MARK = "tfevents"
@@ -110,38 +111,6 @@ def _read_file(file: Path, source: Source) -> int:
             else:
                 event.update(values)
     return 0
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(data: bytes, pos: int, end: int):
-    """(field number, wire type, value or (start, end) span) of each field of a protobuf message."""
-    while pos < end:
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 1:
-            value, pos = (pos, pos + 8), pos + 8
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            value, pos = (pos, pos + length), pos + length
-        elif wire == 5:
-            value, pos = (pos, pos + 4), pos + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        if pos > end:
-            raise ValueError("a field runs past the end of its message")
-        yield number, wire, value
 
 
 def _decode_event(data: bytes, pos: int, end: int, hparams: dict[str, Any]) -> tuple[float | None, int, dict]:
