@@ -1,0 +1,81 @@
+"""Every importer on the small files the real libraries made (tests/data/importers, make_fixtures.py):
+runs without tensorboard, mlflow, wandb or trackio installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+import steplog
+import steplog.importers as importers
+from steplog.importers import command
+from importer_checks import assert_values, decode, origin
+
+DATA = Path(__file__).parent / "data" / "importers"
+EXPECTED = json.loads((DATA / "expected.json").read_text())
+SOURCES = {"tensorboard": DATA / "tensorboard", "mlflow": DATA / "mlflow.db", "wandb": DATA / "wandb",
+           "trackio": DATA / "trackio"}
+
+
+def written(kind: str) -> dict[int, dict[str, float]]:
+    rows = {int(step): {k: decode(v) for k, v in metrics.items()} for step, metrics in EXPECTED[kind]["rows"].items()}
+    if kind == "tensorboard":  # TensorBoard keeps float32
+        import numpy as np
+
+        rows = {s: {k: float(np.float32(v)) for k, v in m.items()} for s, m in rows.items()}
+    return rows
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+def test_fixture_imports_exactly_what_was_written(kind, root):
+    [run_id] = getattr(importers, kind)(SOURCES[kind], root=root, quiet=True)
+    assert_values(run_id, root, written(kind))
+    record = steplog.runs(root).row(0, named=True)
+    assert record["name"] == "run-a"
+    assert record["status"] == "finished"
+    for key, value in EXPECTED[kind]["config"].items():
+        if isinstance(value, dict):
+            for inner, v in value.items():
+                assert record[f"config.{key}.{inner}"] == v
+        else:
+            assert record[f"config.{key}"] == value
+    found = origin(run_id, root)
+    assert found["source"] == kind and Path(found["path"]).is_relative_to(DATA.resolve()) and found["id"]
+    history = steplog.history(run_id, root=root)
+    start = record["start_time"].timestamp()
+    assert history["wallclock"].to_list() == pytest.approx([t.timestamp() - start for t in history["time"]], abs=1e-5)
+    assert run_id.startswith(record["start_time"].strftime("%Y%m%d-%H%M%S"))  # the id carries the source's start
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+def test_importing_twice_makes_no_second_run(kind, root):
+    first = getattr(importers, kind)(SOURCES[kind], root=root, quiet=True)
+    again = getattr(importers, kind)(SOURCES[kind], root=root, quiet=True)
+    assert first == again and len(steplog.runs(root)) == 1
+
+
+def test_tensorboard_meta_says_float32(root):
+    [run_id] = importers.tensorboard(SOURCES["tensorboard"], root=root, quiet=True)
+    assert steplog.query.run_info(run_id, root=root)["meta"]["value_precision"] == "float32"
+
+
+def test_imported_runs_compact_and_read_the_same(root):
+    ids = [getattr(importers, kind)(path, root=root, quiet=True)[0] for kind, path in SOURCES.items()]
+    before = {i: steplog.history(i, root=root) for i in ids}
+    steplog.compact(root)
+    for run_id in ids:
+        assert steplog.history(run_id, root=root).equals(before[run_id])
+    assert steplog.compare(root=root).height == 4
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+def test_command_prints_the_ids(kind, root, capsys):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args([kind, str(SOURCES[kind]), "--root", str(root), "--name", "old", "--quiet"])
+    assert command.run(args) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == steplog.runs(root)["run_id"].to_list() and steplog.runs(root)["name"].to_list() == ["old"]
