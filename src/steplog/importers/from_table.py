@@ -92,6 +92,7 @@ def _read_table(path: Path, kind: str, step_col: str) -> Source:
         raise SourceError(f"{path}: step column {step_col!r} must hold integers >= 0 in every row (found {steps.dtype}"
                           f"{', with empty cells' if steps.null_count() else ''}); name the right one with --step-col")
     times, time_col = _times(frame, path)
+    frame = frame.with_columns(_text_numbers(frame, (step_col, time_col)))
     numeric = [c for c in frame.columns if c not in (step_col, time_col) and frame[c].dtype.is_numeric()]
     skipped = [c for c in frame.columns if c not in (step_col, time_col) and c not in numeric]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -107,6 +108,20 @@ def _read_table(path: Path, kind: str, step_col: str) -> Source:
     if not numeric:
         raise SourceError(f"{path} has no numeric column besides {step_col!r}: nothing to import")
     return source
+
+
+def _text_numbers(frame, skip: tuple[str, str | None]) -> list:
+    """Text columns whose every value reads as a number ("nan", "inf" among them) cast to Float64."""
+    import polars as pl
+
+    cast = []
+    for column in frame.columns:
+        series = frame[column]
+        if column not in skip and series.dtype == pl.String:
+            numbers = series.cast(pl.Float64, strict=False)
+            if numbers.null_count() == series.null_count():
+                cast.append(numbers)
+    return cast
 
 
 def _times(frame, path: Path) -> tuple[list[float], str | None]:
