@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from importer_checks import assert_values, decode, origin
 
 import steplog
-import steplog.importers as importers
+from steplog import importers
 from steplog.importers import command
-from importer_checks import assert_values, decode, origin
 
 DATA = Path(__file__).parent / "data" / "importers"
 EXPECTED = json.loads((DATA / "expected.json").read_text())
@@ -79,3 +79,29 @@ def test_command_prints_the_ids(kind, root, capsys):
     assert command.run(args) == 0
     printed = capsys.readouterr().out.split()
     assert printed == steplog.runs(root)["run_id"].to_list() and steplog.runs(root)["name"].to_list() == ["old"]
+
+
+def _message(number: int, payload: bytes) -> bytes:
+    from steplog.importers.from_tensorboard import _encode_varint, _key
+
+    return _key(number, 2) + _encode_varint(len(payload)) + payload
+
+
+def test_tensorboard_tensor_scalars_of_the_scalars_plugin(tmp_path, root):
+    """tf.summary.scalar writes 0-d tensors (float in tensor_content, double in double_val) under the scalars plugin."""
+    import struct
+
+    from steplog.importers.from_tensorboard import _encode_varint, _event, _key, _record
+
+    def value(tag: str, dtype: int, tensor_field: bytes) -> bytes:
+        metadata = _message(1, _message(1, b"scalars"))
+        tensor = _key(1, 0) + _encode_varint(dtype) + tensor_field
+        return _message(1, _message(1, tag.encode()) + _message(9, metadata) + _message(8, tensor))
+
+    events = [_event(1_700_000_000.0 + s, s, value("f32", 1, _message(4, struct.pack("<f", s / 3)))
+                     + value("f64", 2, _message(6, struct.pack("<d", s / 3)))) for s in range(3)]
+    (tmp_path / "events.out.tfevents.1.tf").write_bytes(b"".join(_record(e) for e in events))
+    [run_id] = importers.tensorboard(tmp_path, root=root, quiet=True)
+    history = steplog.history(run_id, root=root)
+    assert history["f64"].to_list() == [s / 3 for s in range(3)]
+    assert history["f32"].to_list() == [struct.unpack("<f", struct.pack("<f", s / 3))[0] for s in range(3)]

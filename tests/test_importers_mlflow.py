@@ -6,10 +6,10 @@ import math
 import random
 
 import pytest
+from importer_checks import assert_values, no_leftovers, origin
 
 import steplog
-import steplog.importers as importers
-from importer_checks import assert_values, no_leftovers, origin
+from steplog import importers
 from steplog.importers import SourceError
 
 mlflow = pytest.importorskip("mlflow")  # in the `test` extra (with sqlalchemy and alembic): CI installs it
@@ -77,7 +77,8 @@ def test_file_store(tmp_path, root):
     [run_id] = importers.mlflow(tmp_path / "mlruns", root=root, quiet=True)
     assert_values(run_id, root, {0: {"train/loss": 2.5}, 1: {"train/loss": math.nan}, 2: {"train/loss": 1.25}})
     record = steplog.runs(root).row(0, named=True)
-    assert (record["name"], record["config.lr"], record["status"], record["duration_s"]) == ("old-run", "0.1", "finished", 100)
+    found = (record["name"], record["config.lr"], record["status"], record["duration_s"])
+    assert found == ("old-run", "0.1", "finished", 100)
 
 
 def test_not_a_database(tmp_path, root):

@@ -7,10 +7,10 @@ import math
 import os
 
 import pytest
+from importer_checks import assert_values, no_leftovers, origin
 
 import steplog
-import steplog.importers as importers
-from importer_checks import assert_values, no_leftovers, origin
+from steplog import importers
 from steplog.importers import SourceError, command
 
 
@@ -74,7 +74,8 @@ def test_command(tmp_path, root, capsys):
     (tmp_path / "a.jsonl").write_text('{"i": 0, "loss": 1.0}\n')
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
-    assert command.run(parser.parse_args(["jsonl", str(tmp_path / "a.jsonl"), "--root", str(root), "--step-col", "i"])) == 0
+    args = parser.parse_args(["jsonl", str(tmp_path / "a.jsonl"), "--root", str(root), "--step-col", "i"])
+    assert command.run(args) == 0
     captured = capsys.readouterr()
     assert captured.out.split() == steplog.runs(root)["run_id"].to_list()
     assert "imported" in captured.err  # the progress bar

@@ -6,10 +6,10 @@ import random
 
 import numpy as np
 import pytest
+from importer_checks import assert_values, no_leftovers, origin
 
 import steplog
-import steplog.importers as importers
-from importer_checks import assert_values, no_leftovers, origin
+from steplog import importers
 from steplog.importers import SourceError
 
 tensorboardX = pytest.importorskip("tensorboardX")  # in the `test` extra: CI installs it

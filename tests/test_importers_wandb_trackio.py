@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from importer_checks import assert_values, no_leftovers
 
 import steplog
-import steplog.importers as importers
-from importer_checks import assert_values, no_leftovers
+from steplog import importers
 from steplog.importers import SourceError
 
 WRITE = """
@@ -57,7 +56,8 @@ def test_wandb_offline_runs(tmp_path, root):
     run.summary["best"] = 0.5
     run.finish(exit_code=int(sys.argv[2]) % 2)
     """
-    logged = {seed: run_writer(code, tmp_path, seed, {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}) for seed in (2, 3)}
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    logged = {seed: run_writer(code, tmp_path, seed, env) for seed in (2, 3)}
     ids = importers.wandb(tmp_path / "wandb", root=root, quiet=True)
     runs = {r["name"]: r for r in steplog.runs(root).iter_rows(named=True)}
     assert len(ids) == 2 and set(runs) == {"seed2", "seed3"}
@@ -88,7 +88,8 @@ def test_trackio_projects(tmp_path, root):
     import trackio
     trackio.init(project="proj", name=f"seed{sys.argv[2]}", config={"lr": 0.1})
     for s, m in rows.items():
-        trackio.log({k: v for k, v in m.items() if k != "nested"} | {"nested": m["nested"]["a"], "note": "text"}, step=s)
+        flat = {k: v for k, v in m.items() if k != "nested"}
+        trackio.log(flat | {"nested": m["nested"]["a"], "note": "text"}, step=s)
     trackio.finish()
     """
     env = {"TRACKIO_DIR": str(tmp_path / "trackio")}

@@ -9,10 +9,10 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported; CI has torch, not TensorFlow
 keras = pytest.importorskip("keras")  # the `keras` extra; CI installs it (see pyproject's test extra)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import steplog  # noqa: E402
-from steplog.integrations.keras import SteplogCallback  # noqa: E402
+import steplog
+from steplog.integrations.keras import SteplogCallback
 
 
 class Recorder(keras.callbacks.Callback):

@@ -8,13 +8,13 @@ import pytest
 
 pytest.importorskip("lightning")  # the `lightning` extra; CI installs it (see pyproject's test extra)
 
-import lightning.pytorch as lp  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning.pytorch.loggers.logger import Logger  # noqa: E402
+import lightning.pytorch as lp
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers.logger import Logger
 
-import steplog  # noqa: E402
-from steplog.integrations.lightning import SteplogLogger  # noqa: E402
+import steplog
+from steplog.integrations.lightning import SteplogLogger
 
 
 class Recorder(Logger):

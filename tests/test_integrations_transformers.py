@@ -6,11 +6,17 @@ import pytest
 
 pytest.importorskip("transformers")  # the `transformers` extra; CI installs it (see pyproject's test extra)
 
-import torch  # noqa: E402
-from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
-import steplog  # noqa: E402
-from steplog.integrations.transformers import SteplogCallback  # noqa: E402
+import steplog
+from steplog.integrations.transformers import SteplogCallback
 
 
 class Recorder(TrainerCallback):

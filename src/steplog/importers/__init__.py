@@ -16,8 +16,8 @@ Example:
 """
 
 from ._runs import SourceError
-from .from_table import csv, jsonl
 from .from_mlflow import mlflow
+from .from_table import csv, jsonl
 from .from_tensorboard import tensorboard
 from .from_trackio import trackio
 from .from_wandb import wandb

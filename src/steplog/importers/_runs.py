@@ -35,9 +35,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, store
 from .. import format as fmt
-from .. import store
 from ..values import to_jsonable
 
 
@@ -57,7 +56,8 @@ class Source:
         [((3, 12.0), {'acc': 0.5, 'loss': 1.0}), ((3, 13.0), {'lr': 0.1})]
     """
 
-    def __init__(self, kind: str, path: str | os.PathLike, source_id: str, *, name: str, start_time: float | None = None,
+    def __init__(self, kind: str, path: str | os.PathLike, source_id: str, *, name: str,
+                 start_time: float | None = None,
                  end_time: float | None = None, config: Mapping[str, Any] | None = None,
                  meta: Mapping[str, Any] | None = None, status: str | None = fmt.FINISHED) -> None:
         self.kind, self.path, self.id, self.name = kind, os.path.abspath(path), str(source_id), name
@@ -217,10 +217,10 @@ class _Progress:
                 return
             self.bar = tqdm(total=total, unit="run", desc="import", file=sys.stderr, leave=True)
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> _Progress:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
 

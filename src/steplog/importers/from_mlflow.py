@@ -47,7 +47,7 @@ def mlflow(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs",
         >>> mlflow("/no/such/mlflow.db", root=tempfile.mkdtemp(), quiet=True)
         Traceback (most recent call last):
         ...
-        steplog.importers._runs.SourceError: /no/such/mlflow.db does not exist; pass an MLflow SQLite file (mlflow.db) or an mlruns folder
+        steplog.importers._runs.SourceError: /no/such/mlflow.db does not exist; pass an MLflow SQLite file ...
     """
     path = Path(path)
     if path.is_file():

@@ -242,7 +242,8 @@ def _scalar_summary(tag: str, value: float) -> bytes:
 
 def _event(wall: float, step: int, summary: bytes) -> bytes:
     """An Event with a wall time, a step and a Summary."""
-    return _key(1, 1) + _F64.pack(wall) + _key(2, 0) + _encode_varint(step) + _key(5, 2) + _encode_varint(len(summary)) + summary
+    head = _key(1, 1) + _F64.pack(wall) + _key(2, 0) + _encode_varint(step)
+    return head + _key(5, 2) + _encode_varint(len(summary)) + summary
 
 
 def _record(payload: bytes) -> bytes:

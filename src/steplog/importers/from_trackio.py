@@ -32,7 +32,8 @@ _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-
 
 def trackio(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
             quiet: bool = False) -> list[str]:
-    """Import every run of a trackio database (``<project>.db``) or of every database in a folder; returns the run ids."""
+    """Import every run of a trackio database (``<project>.db``) or of every database in a folder;
+    returns the run ids."""
     path = Path(path)
     if path.is_file():
         files = [path]
@@ -88,7 +89,8 @@ def _read_run(path: Path, run: tuple[str, str]) -> Source:
     run_key, run_name = run
     db, key = _connect(path)
     try:
-        rows = db.execute(f"SELECT step, timestamp, metrics FROM metrics WHERE {key} = ? ORDER BY id", (run_key,)).fetchall()
+        query = f"SELECT step, timestamp, metrics FROM metrics WHERE {key} = ? ORDER BY id"
+        rows = db.execute(query, (run_key,)).fetchall()
         config = _config(db, key, run_key)
         project = path.stem
         trackio_meta = {k: config.pop(k) for k in [k for k in config if k.startswith("_")]}

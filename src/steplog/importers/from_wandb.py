@@ -39,14 +39,16 @@ _HISTORY, _SUMMARY, _CONFIG, _RUN, _EXIT = 2, 3, 5, 17, 18
 
 def wandb(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
           quiet: bool = False) -> list[str]:
-    """Import W&B offline runs (a ``wandb`` folder, an ``offline-run-*`` folder or a ``.wandb`` file); returns the run ids."""
+    """Import W&B offline runs (a ``wandb`` folder, an ``offline-run-*`` folder or a ``.wandb`` file);
+    returns the run ids."""
     path = Path(path)
     if path.is_file():
         files = [path]
     elif path.is_dir():
         files = sorted(path.rglob("run-*.wandb"))
         if not files:
-            raise SourceError(f"no W&B run file (run-*.wandb) under {path}; pass a wandb folder or an offline-run folder")
+            raise SourceError(f"no W&B run file (run-*.wandb) under {path}; "
+                              f"pass a wandb folder or an offline-run folder")
     else:
         raise SourceError(f"{path} does not exist; pass a wandb folder, an offline-run-* folder or a run-*.wandb file")
     return write_runs(root, (_read_run(f) for f in files), name=name, count=len(files), quiet=quiet)

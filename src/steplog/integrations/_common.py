@@ -28,13 +28,13 @@ def numeric(metrics: Mapping[str, Any]) -> dict[str, Any]:
         >>> numeric({"loss": 0.5, "epoch": 1, "name": "x", "none": None})
         {'loss': 0.5, 'epoch': 1}
     """
-    kept = {}
-    for key, value in metrics.items():
-        if isinstance(value, numbers.Number) and not isinstance(value, complex):
-            kept[str(key)] = value
-        elif hasattr(value, "item") and getattr(value, "ndim", 1) == 0 or getattr(value, "shape", None) == (1,):
-            kept[str(key)] = value
-    return kept
+    return {str(key): value for key, value in metrics.items() if _is_number(value)}
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, numbers.Number):
+        return not isinstance(value, complex)
+    return hasattr(value, "item") and (getattr(value, "ndim", None) == 0 or tuple(getattr(value, "shape", ())) == (1,))
 
 
 class RunHolder:

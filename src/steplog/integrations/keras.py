@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import keras
@@ -63,8 +64,8 @@ class SteplogCallback(keras.callbacks.Callback):
         if optimizer is not None and hasattr(optimizer, "get_config"):
             try:
                 config["optimizer"] = optimizer.get_config()
-            except Exception:  # a config that cannot be read must not stop training
-                pass
+            except (TypeError, ValueError, AttributeError, NotImplementedError) as exc:  # never stop training
+                warnings.warn(f"steplog: the optimizer's config could not be read ({exc}); not recorded", stacklevel=2)
         self._holder.update_config(config)
 
     def on_train_batch_end(self, batch, logs=None) -> None:

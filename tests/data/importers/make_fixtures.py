@@ -31,7 +31,7 @@ def values(step: int) -> dict[str, float]:
 
 
 def encoded(rows: dict[int, dict[str, float]]) -> dict[str, dict[str, object]]:
-    return {str(s): {k: (v if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf")))
+    return {str(s): {k: (v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")))
                      for k, v in m.items()} for s, m in rows.items()}
 
 
