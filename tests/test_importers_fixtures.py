@@ -105,3 +105,24 @@ def test_tensorboard_tensor_scalars_of_the_scalars_plugin(tmp_path, root):
     history = steplog.history(run_id, root=root)
     assert history["f64"].to_list() == [s / 3 for s in range(3)]
     assert history["f32"].to_list() == [struct.unpack("<f", struct.pack("<f", s / 3))[0] for s in range(3)]
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+def test_files_are_what_the_writer_writes(kind, root):
+    """Metric lines byte for byte as format.encode_metric_event makes them; control events with the writer's keys."""
+    import orjson
+
+    from steplog import format as fmt
+
+    [run_id] = getattr(importers, kind)(SOURCES[kind], root=root, quiet=True)
+    lines = (root / run_id / "events.jsonl").read_bytes().splitlines(keepends=True)
+    written = steplog.init(name="reference", root=root)
+    written.log({"x": 1.0})
+    written.finish()
+    reference = (written.dir / "events.jsonl").read_bytes().splitlines(keepends=True)
+    for mine, theirs in ((lines[0], reference[0]), (lines[-1], reference[-1])):
+        assert set(orjson.loads(mine)) == set(orjson.loads(theirs))
+    for line in lines[1:-1]:
+        event = orjson.loads(line)
+        metrics = {k: fmt.decode_nonfinite(event["nf"][k]) if v is None else v for k, v in event["m"].items()}
+        assert fmt.encode_metric_event(event["s"], event["t"], event["w"], metrics) == line

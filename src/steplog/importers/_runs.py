@@ -25,15 +25,18 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import math
 import os
 import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .. import __version__, store
 from .. import format as fmt
@@ -145,21 +148,31 @@ def _write_events(path: Path, run_id: str, start: float, source: Source, last: f
         fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name=source.name, time=start,
         start_time=_dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(), durability="imported",
         config=to_jsonable(source.config, what="config"), meta=meta)
-    encode = fmt.encode_metric_event
     end = source.end_time if source.end_time is not None else last
     with open(path, "wb") as f:
         f.write(head)
-        chunk = []
-        for (step, when), metrics in sorted(source.events.items()):
-            chunk.append(encode(step, when, when - start, metrics))
-            if len(chunk) >= 8192:
-                f.write(b"".join(chunk))
-                chunk.clear()
-        f.write(b"".join(chunk))
+        lines = _metric_lines(source, start)
+        # Small chunks: orjson.dumps gets ~10x slower while more than ~1,000 of its results are alive
+        # (measured: 0.44 us per event with 64 kept, 4.5 us with 8,192); the file object buffers the writes.
+        while chunk := list(itertools.islice(lines, 64)):
+            f.write(b"".join(chunk))
         if source.status is not None:  # a run the source shows as still running reads as crashed
             f.write(fmt.encode_control_event(fmt.FINISH, status=source.status, time=end, w=end - start, segment=0))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _metric_lines(source: Source, start: float) -> Iterator[bytes]:
+    """The metric events of ``source`` in step order, encoded as ``format.encode_metric_event`` does
+    (inlined, as in ``Run.log``: a million events are written per import; a test checks the bytes)."""
+    dumps, option, add_nonfinite = orjson.dumps, orjson.OPT_APPEND_NEWLINE, fmt.add_nonfinite
+    step_key, time_key, wallclock_key, metrics_key = fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS
+    for (step, when), metrics in sorted(source.events.items()):
+        event = {step_key: step, time_key: when, wallclock_key: when - start, metrics_key: metrics}
+        total = sum(metrics.values())
+        if total - total != 0.0:  # a NaN or an infinity: record its code under "nf"
+            add_nonfinite(event, metrics)
+        yield dumps(event, option=option)
 
 
 def _publish(tmp: Path, root: Path, run_id: str, start: float) -> str:
