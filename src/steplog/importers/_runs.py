@@ -128,16 +128,20 @@ def write_run(root: str | os.PathLike, source: Source, known: dict | None = None
     root.mkdir(parents=True, exist_ok=True)
     times = [when for _, when in source.events]
     start = source.start_time if source.start_time is not None else min(times, default=time.time())
-    run_id = store.new_run_id(_dt.datetime.fromtimestamp(start, _dt.timezone.utc))
-    tmp = root / f".import-{secrets.token_hex(6)}"
-    tmp.mkdir()
-    try:
-        _write_events(tmp / fmt.EVENTS_FILE, run_id, start, source, max(times, default=start))
-        store.fsync_directory(tmp)
-        run_id = _publish(tmp, root, run_id, start)
-    except BaseException:
+    while True:  # until the run id is free when the finished folder is renamed to it (it nearly always is)
+        run_id = store.new_run_id(_dt.datetime.fromtimestamp(start, _dt.timezone.utc))
+        tmp = root / f".import-{secrets.token_hex(6)}"
+        tmp.mkdir()
+        try:
+            _write_events(tmp / fmt.EVENTS_FILE, run_id, start, source, max(times, default=start))
+            store.fsync_directory(tmp)
+            published = _publish(tmp, root / run_id)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if published:
+            break
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     known[key] = run_id
     if sync_root:
         store.fsync_directory(root)
@@ -181,18 +185,15 @@ def _write_metric_lines(f: Any, source: Source, start: float) -> None:
     f.write(b"".join(chunk))
 
 
-def _publish(tmp: Path, root: Path, run_id: str, start: float) -> str:
-    """Rename the finished temporary folder to its run id (a fresh id if that one is taken)."""
-    while True:
-        target = root / run_id
-        try:
-            os.rename(tmp, target)  # fails when the target exists and is not empty
-        except OSError:
-            if not target.exists():
-                raise
-            run_id = store.new_run_id(_dt.datetime.fromtimestamp(start, _dt.timezone.utc))
-            continue
-        return run_id  # the caller fsyncs the root (once for a whole batch)
+def _publish(tmp: Path, target: Path) -> bool:
+    """Rename the finished temporary folder to the run's folder; False if that one exists already."""
+    try:
+        os.rename(tmp, target)  # fails when the target exists and is not empty
+    except OSError:
+        if target.exists():
+            return False
+        raise
+    return True  # the caller fsyncs the root (once for a whole batch)
 
 
 def write_runs(root: str | os.PathLike, sources: Iterable[Source], *, name: str | None = None,
