@@ -93,3 +93,23 @@ def test_resume_from_checkpoint_rewinds_the_same_run(tmp_path, root):
     current = steplog.history(run_id, root=root)
     assert_history_matches(current.filter(current["step"] > 3), expected_rows(recorder.logged))
     assert steplog.runs(root)["status"].item() == "finished"
+
+
+def test_resume_without_a_run_id_in_the_checkpoint_uses_resume(root):
+    """A checkpoint made before the callback was added holds no run id: resume= names the run to continue."""
+    from transformers import TrainerControl, TrainerState
+
+    args = TrainingArguments(output_dir=str(root.parent / "out"), report_to="none", use_cpu=True)
+    first = SteplogCallback(name="older", root=root)
+    first.on_train_begin(args, TrainerState(), TrainerControl())
+    for step in range(1, 6):
+        first.on_log(args, TrainerState(global_step=step), TrainerControl(), logs={"loss": 1.0 / step})
+    first.on_train_end(args, TrainerState(global_step=5), TrainerControl())
+
+    again = SteplogCallback(root=root, resume="older")
+    again.on_train_begin(args, TrainerState(global_step=3), TrainerControl())  # resumed from checkpoint-3
+    again.on_log(args, TrainerState(global_step=4), TrainerControl(), logs={"loss": 0.1})
+    again.on_train_end(args, TrainerState(global_step=4), TrainerControl())
+    assert again.run.id == first.run.id
+    history = steplog.history("older", root=root)
+    assert history["step"].to_list() == [1, 2, 4] and history["loss"].to_list() == [1.0, 0.5, 0.1]

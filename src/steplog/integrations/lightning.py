@@ -9,8 +9,7 @@ with Lightning's status (``failed`` on an exception). A later stage (``trainer.t
 
 Resuming: ``version`` is the run id, so Lightning's default checkpoints land in
 ``<default_root_dir>/<name>/<run id>/checkpoints``. ``SteplogLogger(resume=...)`` with that
-checkpoint's path (or the run id, or ``"auto"``: the latest run of ``name`` if it crashed)
-continues the same run; its steps from the checkpoint's step on are superseded by the resumed
+checkpoint's path (or the run id) continues the same run; its steps from the checkpoint's step on are superseded by the resumed
 training (rewind), as ``steplog.init(resume=...)`` does.
 
 Imports Lightning (``lightning.pytorch``, else ``pytorch_lightning``) when this module is imported.
