@@ -16,8 +16,9 @@ from steplog.importers import command
 
 DATA = Path(__file__).parent / "data" / "importers"
 EXPECTED = json.loads((DATA / "expected.json").read_text())
-SOURCES = {"tensorboard": DATA / "tensorboard", "mlflow": DATA / "mlflow.db", "wandb": DATA / "wandb",
-           "trackio": DATA / "trackio"}
+# Folder names differ from the packages': pytest puts this folder on sys.path to import make_fixtures.py
+SOURCES = {"tensorboard": DATA / "tb_logs", "mlflow": DATA / "mlflow.db", "wandb": DATA / "wandb_offline",
+           "trackio": DATA / "trackio_store"}
 
 
 def written(kind: str) -> dict[int, dict[str, float]]:

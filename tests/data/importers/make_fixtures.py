@@ -38,8 +38,8 @@ def encoded(rows: dict[int, dict[str, float]]) -> dict[str, dict[str, object]]:
 def tensorboard() -> dict:
     from tensorboardX import SummaryWriter
 
-    folder = HERE / "tensorboard" / "run-a"
-    shutil.rmtree(HERE / "tensorboard", ignore_errors=True)
+    folder = HERE / "tb_logs" / "run-a"
+    shutil.rmtree(HERE / "tb_logs", ignore_errors=True)
     writer = SummaryWriter(logdir=str(folder))
     for step in STEPS:
         for key, value in values(step).items():
@@ -68,8 +68,9 @@ def mlflow() -> dict:
 
 
 def wandb() -> dict:
-    folder = HERE / "wandb"
-    shutil.rmtree(folder, ignore_errors=True)
+    folder = HERE / "wandb"  # where wandb writes; moved to wandb_offline (a folder named wandb would shadow
+    shutil.rmtree(folder, ignore_errors=True)  # the package when pytest puts this folder on sys.path)
+    shutil.rmtree(HERE / "wandb_offline", ignore_errors=True)
     code = (f"import wandb, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
             f"run = wandb.init(project='fixture', name='run-a', dir={str(HERE)!r}, config={{'lr': 0.1, 'model': {{'d': 4}}}})\n"
             "for s in STEPS: run.log(values(s), step=s)\n"
@@ -83,11 +84,12 @@ def wandb() -> dict:
     for extra in folder.iterdir():
         if not extra.name.startswith("offline-run-"):
             shutil.rmtree(extra) if extra.is_dir() and not extra.is_symlink() else extra.unlink()
+    folder.rename(HERE / "wandb_offline")
     return {"rows": encoded({s: values(s) for s in STEPS}), "config": {"lr": 0.1, "model": {"d": 4}}}
 
 
 def trackio() -> dict:
-    folder = HERE / "trackio"
+    folder = HERE / "trackio_store"
     shutil.rmtree(folder, ignore_errors=True)
     code = (f"import trackio, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
             "trackio.init(project='fixture', name='run-a', config={'lr': 0.1})\n"
