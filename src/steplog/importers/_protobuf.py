@@ -9,6 +9,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 
 def varint(data: bytes, pos: int) -> tuple[int, int]:
     """The varint at ``pos`` and the position after it.
@@ -27,7 +30,7 @@ def varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def fields(data: bytes, pos: int, end: int):
+def fields(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, Any]]:
     """(field number, wire type, value or (start, end) span) of each field of a protobuf message in
     ``data[pos:end]``: the value for a varint, the span of the bytes otherwise. Raises ValueError on
     a wire type it does not know or a field running past ``end``, IndexError past the data.
@@ -39,6 +42,7 @@ def fields(data: bytes, pos: int, end: int):
     while pos < end:
         key, pos = varint(data, pos)
         number, wire = key >> 3, key & 7
+        value: Any
         if wire == 0:
             value, pos = varint(data, pos)
         elif wire == 1:

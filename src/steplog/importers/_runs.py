@@ -95,7 +95,7 @@ class Source:
         return {"source": self.kind, "path": self.path, "id": self.id}
 
 
-def imported_runs(root: str | os.PathLike) -> dict[tuple[str, str, str], str]:
+def imported_runs(root: str | os.PathLike) -> dict[tuple[Any, Any, Any], str]:
     """``{(source kind, path, source id): run id}`` for every imported run under ``root``.
 
     Example:
@@ -210,8 +210,10 @@ def write_runs(root: str | os.PathLike, sources: Iterable[Source], *, name: str 
         >>> len(ids)
         2
     """
-    sources = list(sources) if count is None else sources
-    total = count if count is not None else len(sources)
+    if count is None:
+        sources = list(sources)
+        count = len(sources)
+    total = count
     known = imported_runs(root)
     ids = []
     try:

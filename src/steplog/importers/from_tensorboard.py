@@ -115,7 +115,9 @@ def _read_file(file: Path, source: Source) -> int:
 
 def _decode_event(data: bytes, pos: int, end: int, hparams: dict[str, Any]) -> tuple[float | None, int, dict]:
     """An Event's wall time, step and scalar values ``{tag: float}`` (hparams go into ``hparams``)."""
-    wall, step, values = None, 0, {}
+    wall: float | None = None
+    step = 0
+    values: dict[str, float] = {}
     for number, wire, value in _fields(data, pos, end):
         if number == 1 and wire == 1:
             wall = _F64.unpack_from(data, value[0])[0]

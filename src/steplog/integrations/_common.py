@@ -75,8 +75,8 @@ class RunHolder:
     def run(self) -> Run:
         """The open run: opened now if it was not, reopened if it was closed."""
         if self._run is None:
-            self.open()
-        elif self._closed:
+            return self.open()
+        if self._closed:
             self._run = init(resume=self._run.dir, root=self.root, **self.init_kwargs)
             self._closed = False
         return self._run

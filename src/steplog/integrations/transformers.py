@@ -82,7 +82,7 @@ class SteplogCallback(TrainerCallback, ExportableState):
             self._holder.open()
         config: dict[str, Any] = {"training_args": args.to_sanitized_dict()}
         model_config = getattr(model, "config", None)
-        if hasattr(model_config, "to_dict"):
+        if model_config is not None and hasattr(model_config, "to_dict"):
             config["model"] = model_config.to_dict()
         config["trainer"] = {k: getattr(state, k, None) for k in ("max_steps", "num_train_epochs", "train_batch_size")}
         self._holder.update_config(config)
