@@ -50,8 +50,8 @@ class RunHolder:
     """
 
     def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None,
-                 resume: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
-        self.name, self.root, self.config, self.resume = name, root, config, resume
+                 resume: str | os.PathLike | None = None, start_step: int | None = None, **init_kwargs: Any) -> None:
+        self.name, self.root, self.config, self.resume, self.start_step = name, root, config, resume, start_step
         self.init_kwargs = init_kwargs
         self._run: Run | None = None
         self._closed = False
@@ -83,8 +83,9 @@ class RunHolder:
 
     def open(self, resume: str | os.PathLike | None = None, start_step: int | None = None) -> Run:
         """Open the run: a new one, or (``resume``, else the holder's ``resume``) an existing one,
-        continuing from ``start_step`` (the checkpoint's step; None: the first step logged)."""
-        resume = resume if resume is not None else self.resume
+        continuing from ``start_step`` (the checkpoint's step; None: the holder's, else the first step logged)."""
+        if resume is None:
+            resume, start_step = self.resume, start_step if start_step is not None else self.start_step
         if resume is None:
             self._run = init(name=self.name, config=self.config, root=self.root, **self.init_kwargs)
         else:

@@ -9,8 +9,9 @@ with Lightning's status (``failed`` on an exception). A later stage (``trainer.t
 
 Resuming: ``version`` is the run id, so Lightning's default checkpoints land in
 ``<default_root_dir>/<name>/<run id>/checkpoints``. ``SteplogLogger(resume=...)`` with that
-checkpoint's path (or the run id) continues the same run; its steps from the checkpoint's step on are superseded by the resumed
-training (rewind), as ``steplog.init(resume=...)`` does.
+checkpoint's path (or the run id) continues the same run; its steps from the checkpoint's
+``global_step`` on (read from the checkpoint; with a run id, from the first step logged) are
+superseded by the resumed training (rewind), as ``steplog.init(resume=..., start_step=...)`` does.
 
 Imports Lightning (``lightning.pytorch``, else ``pytorch_lightning``) when this module is imported.
 
@@ -58,6 +59,22 @@ def run_of_checkpoint(path: str | os.PathLike) -> str | None:
     return parent.parent.name if parent.name == "checkpoints" and is_run_id(parent.parent.name) else None
 
 
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The ``global_step`` a Lightning checkpoint was saved at (read memory-mapped), None if unreadable.
+
+    Example:
+        >>> checkpoint_step("/no/such.ckpt") is None
+        True
+    """
+    import torch
+
+    try:
+        step = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get("global_step")
+    except (OSError, RuntimeError, ValueError, AttributeError, EOFError):
+        return None
+    return step if isinstance(step, int) else None
+
+
 class SteplogLogger(Logger):
     """A Lightning logger writing one steplog run. ``config`` is the run's starting config; other
     keyword arguments go to ``steplog.init`` (``durability=...``).
@@ -75,14 +92,16 @@ class SteplogLogger(Logger):
     def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None, *,
                  resume: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
         super().__init__()
+        start_step = None
         if resume is not None and str(resume).endswith(".ckpt"):
             found = run_of_checkpoint(resume)
             if found is None:
                 raise ValueError(f"resume={str(resume)!r}: this checkpoint path does not name a steplog run "
                                  f"(<dir>/<name>/<run id>/checkpoints/<file>.ckpt); pass the run id instead")
-            resume = found
+            resume, start_step = found, checkpoint_step(resume)
         self._name = name
-        self._holder = RunHolder(name=name, root=root, config=config, resume=resume, **init_kwargs)
+        self._holder = RunHolder(name=name, root=root, config=config, resume=resume, start_step=start_step,
+                                 **init_kwargs)
 
     @property
     def name(self) -> str:
