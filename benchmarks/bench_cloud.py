@@ -107,7 +107,8 @@ def plain_puts(url: str, options: dict, files: list[tuple[str, Path]]) -> None:
 def bench_push(root: Path, endpoint: str, pushes: int) -> list[str]:
     options = {"aws_endpoint_url": endpoint, **CREDENTIALS}
     create_bucket(endpoint, "bench")
-    files = [(f"{d.name}/{n}", d / n) for d in sorted(root.iterdir()) for n in ("metrics.parquet", "run.json")]
+    files = [(f"{d.name}/{n}", d / n) for d in sorted(root.iterdir()) if not d.name.startswith("_")
+             for n in ("metrics.parquet", "run.json")]
     size_mb = sum(p.stat().st_size for _, p in files) / 1e6
     start = time.perf_counter()
     plain_puts("s3://bench/plain", options, files)
