@@ -32,13 +32,8 @@ from .model import current_rows, load_run
 from .reader import metric_col, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
-_BASE: dict[str, pl.DataType] = {
-    "run_id": pl.String(),
-    "name": pl.String(),
-    "step": pl.Int64(),
-    "wallclock": pl.Float64(),
-    "time": _TIME,
-}
+_BASE: dict[str, pl.DataType] = {"run_id": pl.String(), "name": pl.String(), "step": pl.Int64(),
+                                  "wallclock": pl.Float64(), "time": _TIME}
 
 
 @dataclass(frozen=True)
@@ -59,9 +54,8 @@ class ScanPart:
     def aligned(self, schema: pl.Schema) -> pl.LazyFrame:
         """``frame`` with exactly ``schema``'s columns, in its order (metrics it lacks are null)."""
         present = [*_BASE, *self.metrics]
-        return self.frame.select(
-            [metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c) for c in schema]
-        )
+        return self.frame.select([metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c)
+                                  for c in schema])
 
 
 def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
@@ -133,11 +127,8 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
             parts.append(_compacted_part(run_id, name, run_dir, sidecar))
         else:
             assert events is not None
-            frame = (
-                resolve_history(events)
-                .lazy()
-                .select(pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
-            )
+            frame = resolve_history(events).lazy().select(
+                pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
             parts.append(ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame))
     return parts
 

@@ -85,11 +85,11 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
         []
     """
     try:
-        entries = os.scandir(os.fspath(root))
+        entries = os.scandir(root)
     except (FileNotFoundError, NotADirectoryError):
         return []
     with entries:
-        found = [(Path(e.path), e.inode()) for e in entries if is_run_id(str(e.name)) and e.is_dir()]
+        found = [(Path(e.path), e.inode()) for e in entries if is_run_id(e.name) and e.is_dir()]
     return [path for _, path in sorted((_cached_start_order(path, inode), path) for path, inode in found)]
 
 
@@ -265,9 +265,8 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
         return by_name[-1]  # run_dirs are in start order: the latest run of that name
     if len(by_prefix) > 1:
         shown = ", ".join(d.name for d in by_prefix[:5]) + (" ..." if len(by_prefix) > 5 else "")
-        raise AmbiguousRunError(
-            f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; give more of the id"
-        )
+        raise AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; "
+                                f"give more of the id")
     candidates = sorted({n for n in names.values() if n} | {d.name for d in dirs})
     close = difflib.get_close_matches(ref, candidates, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" ({len(dirs)} runs there)"
@@ -352,8 +351,7 @@ def acquire_lock(run_dir: Path, now: float) -> None:
             os.close(fd)
             raise RunLockedError(
                 f"run {run_dir.name} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
-                f"If that process is gone, delete {path}"
-            )
+                f"If that process is gone, delete {path}")
         os.ftruncate(fd, 0)
         os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
         _held[key] = fd
@@ -457,9 +455,9 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
     return fmt.RUNNING if writer_is_alive(run_dir) else fmt.CRASHED
 
 
-def resolve_runs(
-    refs: Iterable[str | os.PathLike] | str | os.PathLike | None, root: str | os.PathLike = "experiment_logs"
-) -> list[Path]:
+
+def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
+                 root: str | os.PathLike = "experiment_logs") -> list[Path]:
     """The run directories ``refs`` name (``resolve_run`` each; one ref may be given alone), each
     once, in the order named; every run under ``root`` (``run_dirs``) when ``refs`` is None.
 
