@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -104,7 +105,22 @@ def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str
         outcomes.append((run_dir, outcome, detail))
         progress.update(f"{run_dir.name} ({store.run_name(run_dir)})", outcome, detail)
     progress.close(order=("compacted", "current", "skipped"), names={"current": "already compacted"})
+    _update_catalog(root, [run_dir for run_dir, outcome, _ in outcomes if outcome == "compacted"])
     return outcomes
+
+
+def _update_catalog(root: str | os.PathLike, run_dirs: list[Path]) -> None:
+    """Keep the root catalog current with the runs just compacted; a catalog that cannot be written
+    only costs speed (``catalog.read`` reads the sidecars it misses), so that warns and goes on."""
+    if not run_dirs:
+        return
+    from . import catalog
+
+    try:
+        catalog.update(root, run_dirs)
+    except OSError as exc:
+        print(f"steplog compact: could not update the catalog {Path(root) / catalog.CATALOG_FILE} ({exc}); "
+              f"queries read the sidecars instead", file=sys.stderr)
 
 
 def is_failure(outcome: str, detail: str) -> bool:

@@ -417,7 +417,17 @@ def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
         >>> read_sidecar(Path("/no/such/run")) is None
         True
     """
-    sidecar = store.raw_sidecar(run_dir)
+    return check_sidecar(store.raw_sidecar(run_dir))
+
+
+def check_sidecar(sidecar: dict[str, Any]) -> dict[str, Any] | None:
+    """A parsed sidecar checked as ``read_sidecar`` checks it (summary decoded), wherever it was read
+    from; None when it is damaged or of a newer layout than this steplog reads.
+
+    Example:
+        >>> check_sidecar({"sidecar_version": 2, "summary": {"loss": {"min": "nan"}}})["summary"]["loss"].min
+        nan
+    """
     if not isinstance(sidecar.get("sidecar_version"), int) \
             or sidecar["sidecar_version"] > SIDECAR_VERSION or not isinstance(sidecar.get("summary"), dict):
         return None
@@ -439,6 +449,8 @@ def load_run(run_dir: Path) -> Loaded:
         >>> load_run(Path("/no/such/run"))
         (None, None)
     """
+    if not isinstance(run_dir, Path):  # a run of an object-store root (steplog.roots.RemoteRunDir)
+        return run_dir.load()  # type: ignore[attr-defined, no-any-return]
     try:
         return read_events(run_dir / fmt.EVENTS_FILE), None
     except FileNotFoundError:  # never had one, or compaction moved it while we looked
@@ -466,4 +478,13 @@ def load_record(run_dir: Path, loaded: Loaded | None = None) -> RunRecord | None
         return None
     if sidecar is not None:
         return record_from_sidecar(run_dir, sidecar)
-    return None if events is None else record_from_events(run_dir, events)
+    if events is None:
+        return None
+    return record_from_events(run_dir, events, None if isinstance(run_dir, Path) else _remote_status(events))
+
+
+def _remote_status(events: RunEvents) -> str:
+    """The status of a live run read from an object store, where no writer lock can be looked at:
+    as its last finish event says, else running."""
+    finish = (events.last_finish or {}).get("status")
+    return finish if finish in (fmt.FINISHED, fmt.FAILED) else fmt.RUNNING

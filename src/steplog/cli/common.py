@@ -100,8 +100,13 @@ def _width(args: argparse.Namespace) -> int:
     return DEFAULT_WIDTH
 
 
-def _root(args: argparse.Namespace) -> Path:
-    """The experiment root named by ``--root``; a CommandError when it is not a folder."""
+def _root(args: argparse.Namespace) -> Any:
+    """The experiment root named by ``--root``: a folder (a CommandError when it is not one), or an
+    object-store URL as given (``s3://bucket/prefix``; credentials and endpoint from the environment)."""
+    from ..storage import is_url
+
+    if is_url(args.root):
+        return args.root
     root = Path(args.root)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
@@ -111,10 +116,11 @@ def _root(args: argparse.Namespace) -> Path:
     return root
 
 
-def _short_ids(root: Path) -> dict[str, str]:
-    from ..store import run_dirs, unique_prefixes
+def _short_ids(root: Any) -> dict[str, str]:
+    from ..roots import run_ids
+    from ..store import unique_prefixes
 
-    return unique_prefixes([d.name for d in run_dirs(root)], SHORT_ID_LENGTH)
+    return unique_prefixes(run_ids(root), SHORT_ID_LENGTH)
 
 
 def _jsonable(value: Any) -> Any:

@@ -83,7 +83,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from ..query import export
-    from ..store import resolve_run, run_name
+    from ..roots import resolve_run, run_name
 
     root = _root(args)
     run_dir = resolve_run(args.run, root)
