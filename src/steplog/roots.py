@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import orjson
 import polars as pl
@@ -41,7 +41,7 @@ from .reader import parse_events
 from .storage import LocalStorage, Storage, is_url, open_root, read_parts
 
 #: What a query accepts as ``root``: a folder, an ``s3://`` URL, or an opened ``Storage``.
-Root = Union[str, os.PathLike, Storage]
+Root = str | os.PathLike | Storage
 _THREADS = 16
 
 
@@ -97,7 +97,7 @@ class RemoteRunDir:
         return parse_events(data, self / fmt.EVENTS_FILE), None  # type: ignore[arg-type]  # a URL, for messages
 
 
-RunDir = Union[Path, RemoteRunDir]
+RunDir = Path | RemoteRunDir
 
 
 def remote_storage(root: Root, storage_options: dict[str, Any] | None = None) -> Storage | None:

@@ -12,21 +12,19 @@ Example:
     >>> for name in ("a", "b"):
     ...     with steplog.init(name=name, root=root) as run:
     ...         run.log({"loss": 1.0})
-    >>> [part.name for part in scan_parts(store.run_dirs(root))]
+    >>> [part.name for part in scan_parts(roots.resolve_runs(None, root))]
     ['a', 'b']
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
-from . import roots, store
+from . import roots
 from .model import current_rows, load_run
 from .reader import metric_col, resolve_history
 
@@ -112,6 +110,7 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
     """The ``ScanPart`` of each run directory holding a readable run, in the order given.
 
     Example:
+        >>> from pathlib import Path
         >>> scan_parts([Path("/no/such/run")])
         []
     """
