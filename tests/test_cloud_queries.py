@@ -93,6 +93,10 @@ def test_a_url_root_with_credentials_from_the_environment(pushed, env_url):
     assert_frame_equal(steplog.history("run0", root=env_url), steplog.history("run0", root=local))
     with pytest.raises(steplog.store.RunNotFoundError, match=r"no run 'run9' in s3://.*did you mean"):
         steplog.history("run9", root=env_url)
+    with pytest.raises(steplog.store.RunNotFoundError, match="no run '20990101-000000-000-abcdef' in s3://"):
+        steplog.history("20990101-000000-000-abcdef", root=env_url)  # the shape of an id, but no such run
+    with pytest.raises(steplog.store.AmbiguousRunError, match="matches 4 runs"):
+        steplog.summary(pushed[2][0][:2], root=env_url)
 
 
 def test_a_stale_or_corrupt_catalog_never_gives_a_wrong_answer(pushed):

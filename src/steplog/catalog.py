@@ -32,7 +32,6 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,7 +39,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .model import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
+from .model import SUMMARY_FIELDS, SUMMARY_TYPES, RunDir, decode_summary
 from .storage import PARTS_DIR, LocalStorage, Storage, open_root
 
 #: Where the catalog lives, relative to the root.
@@ -273,7 +272,7 @@ def read(root: str | os.PathLike | Storage = "experiment_logs", *,
     return CatalogRead(table, live, from_catalog, len(fresh))
 
 
-def live_row(run_dir: Path) -> dict[str, Any] | None:
+def live_row(run_dir: RunDir) -> dict[str, Any] | None:
     """The catalog-shaped row of a run that is not compacted, from its events (as ``runs()``
     reads it: status from its last finish event or its writer lock); None when nothing is readable.
 

@@ -117,7 +117,7 @@ def _update_catalog(root: str | os.PathLike, run_dirs: list[Path]) -> None:
     from . import catalog
 
     try:
-        catalog.update(root, run_dirs)
+        catalog.update(root, [run_dir.name for run_dir in run_dirs])
     except OSError as exc:
         print(f"steplog compact: could not update the catalog {Path(root) / catalog.CATALOG_FILE} ({exc}); "
               f"queries read the sidecars instead", file=sys.stderr)

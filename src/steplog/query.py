@@ -105,7 +105,7 @@ def _history(run_dir: roots.RunDir, all_segments: bool = False) -> pl.DataFrame:
 
 
 @root_keyword_only(1, ("root",))
-def history(run: str | os.PathLike, *, root: roots.Root = "experiment_logs",
+def history(run: str | os.PathLike | roots.RemoteRunDir, *, root: roots.Root = "experiment_logs",
             all_segments: bool = False) -> pl.DataFrame:
     """The history of one run: one row per step, sorted by step.
 
@@ -340,7 +340,7 @@ def metric_hint(metric: str, available: Iterable[str]) -> str:
     return f"metrics logged there: {', '.join(known[:20]) or 'none'}" + (" ..." if len(known) > 20 else "")
 
 
-def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: str | os.PathLike) -> None:
+def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: roots.Root) -> None:
     """Raise ValueError naming the first of ``metrics`` that is not among the metrics ``logged``
     by the runs under ``root``, with the close names (``metric_hint``).
 
@@ -358,7 +358,7 @@ def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: str | os.
 
 
 @root_keyword_only(2, ("root",))
-def export(run: str | os.PathLike, path: str | os.PathLike, *, root: roots.Root = "experiment_logs",
+def export(run: str | os.PathLike | roots.RemoteRunDir, path: str | os.PathLike, *, root: roots.Root = "experiment_logs",
            all_segments: bool = False) -> Path:
     """Write a run's history (``steplog.history``) to ``path``: CSV for ``.csv``, Parquet for
     ``.parquet``/``.pq``. The file is written with ``steplog.atomic.write_atomically`` (a

@@ -38,7 +38,7 @@ from . import format as fmt
 from . import store
 from .model import Loaded, check_sidecar
 from .reader import parse_events
-from .storage import LocalStorage, Storage, is_url, open_root, read_parts
+from .storage import PARTS_DIR, LocalStorage, Storage, is_url, open_root, read_parts
 
 #: What a query accepts as ``root``: a folder, an ``s3://`` URL, or an opened ``Storage``.
 Root = str | os.PathLike | Storage
@@ -145,7 +145,7 @@ def remote_index(storage: Storage) -> RemoteIndex:
     dirs = {run_id: RemoteRunDir(storage, run_id, compacted=True) for run_id in found.table["run_id"]}
     live = [RemoteRunDir(storage, run_id, compacted=False) for run_id in found.live]
     prefetch(live)
-    rows = [row for row in map(catalog.live_row, live) if row is not None]
+    rows = [row for row in (catalog.live_row(d) for d in live) if row is not None]
     dirs.update((d.name, d) for d in live)
     table = pl.concat([found.table, catalog.rows_frame(rows)], how="diagonal_relaxed") if rows else found.table
     table = table.filter(pl.col("run_id").is_in(list(dirs)))
@@ -200,6 +200,10 @@ def resolve_run(ref: str | os.PathLike | RemoteRunDir, root: Root,
     storage = remote_storage(root, storage_options)
     if storage is None:
         return store.resolve_run(ref, local_root(root))
+    if isinstance(ref, str) and store.is_run_id(ref):  # a whole id: one listing of its folder is enough
+        files = storage.run_files([ref]).get(ref, {})
+        if fmt.SIDECAR_FILE in files or PARTS_DIR in files:
+            return RemoteRunDir(storage, ref, compacted=fmt.SIDECAR_FILE in files and fmt.PARQUET_FILE in files)
     return _pick(ref, remote_index(storage), storage)
 
 
@@ -230,32 +234,48 @@ def _pick(ref: Any, index: RemoteIndex, storage: Storage) -> RemoteRunDir:
 
 def runs_frame(root: Root, runs: Iterable[str] | str | None = None,
                storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
-    """The catalog-shaped table (``steplog.catalog`` columns) of an object-store root's runs, or of
-    the runs ``runs`` names, oldest first: what ``runs()``, ``compare()`` and ``best()`` read there.
+    """The catalog-shaped table (``steplog.catalog`` columns) of a root's runs, or of the runs
+    ``runs`` names, oldest first (in the order named): what ``runs()``, ``compare()`` and ``best()``
+    read on an object-store root, where it costs one GET and a listing for the compacted runs.
 
     Example:
-        >>> runs_frame(LocalStorage("/no/such/root")).height
-        0
+        >>> import tempfile, steplog
+        >>> root = tempfile.mkdtemp()
+        >>> for name in ("a", "b"):
+        ...     steplog.init(name=name, root=root).finish()
+        >>> runs_frame(root)["name"].to_list(), runs_frame(root, ["b"])["name"].to_list()
+        (['a', 'b'], ['b'])
     """
-    storage = remote_storage(root, storage_options) or (root if isinstance(root, Storage) else open_root(root))
-    index = remote_index(storage)
-    if runs is None:
-        return index.table
-    if isinstance(runs, str):
-        runs = [runs]
-    chosen = list(dict.fromkeys(_pick(ref, index, storage).name for ref in runs))
+    storage = remote_storage(root, storage_options)
+    if storage is None:
+        from . import catalog
+
+        table = catalog.runs_table(local_root(root))
+        chosen = [d.name for d in store.resolve_runs(runs, local_root(root))]
+    else:
+        index = remote_index(storage)
+        if runs is None:
+            return index.table
+        table = index.table
+        refs = [runs] if isinstance(runs, str) else runs
+        chosen = list(dict.fromkeys(_pick(ref, index, storage).name for ref in refs))
     order = pl.DataFrame({"run_id": chosen}, schema={"run_id": pl.String})
-    return order.join(index.table, on="run_id", how="left")
+    return order.join(table, on="run_id", how="inner", maintain_order="left")
 
 
 def run_ids(root: Root, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """The ids of every run under ``root``, oldest first (for short id prefixes).
+    """The ids of every run under ``root`` (for short id prefixes); on an object store from one
+    listing, in id order, without reading any run.
 
     Example:
         >>> run_ids("/no/such/root")
         []
     """
-    return [d.name for d in resolve_runs(None, root, storage_options)]
+    storage = remote_storage(root, storage_options)
+    if storage is None:
+        return [d.name for d in store.run_dirs(local_root(root))]
+    return sorted(run_id for run_id, files in storage.run_files().items()
+                  if fmt.SIDECAR_FILE in files or PARTS_DIR in files)
 
 
 def run_name(run_dir: RunDir) -> str | None:

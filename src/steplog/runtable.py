@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -109,7 +108,8 @@ def catalog_comparison_table(frame: pl.DataFrame, *, metrics: Iterable[str] | st
     columns, ``config.<key>``, ``summary.<metric>.<figure>``), built with Polars expressions.
 
     Example:
-        >>> f = pl.DataFrame({"run_id": ["r"], "name": ["a"], "config.lr": [0.1], "summary.loss.min": [0.5]})
+        >>> f = pl.DataFrame({"run_id": ["r"], "name": ["a"], "config.lr": [0.1], "summary.loss.count": [3],
+        ...                   "summary.loss.min": [0.5]})
         >>> catalog_comparison_table(f, with_figures=True).select("name", "config.lr", "loss.best").rows()
         [('a', 0.1, 0.5)]
     """
@@ -138,7 +138,7 @@ def catalog_comparison_table(frame: pl.DataFrame, *, metrics: Iterable[str] | st
     return pl.concat([table, frame.select(added)], how="horizontal") if added else table
 
 
-def records_of(root: str | os.PathLike, runs: Iterable[str] | str | None = None) -> list[RunRecord]:
+def records_of(root: roots.Root, runs: Iterable[str] | str | None = None) -> list[RunRecord]:
     """The record of each readable run under ``root`` (or of ``runs``), oldest first, one read each.
 
     Example:
@@ -189,7 +189,7 @@ std, first, last, step_of_min, step_of_max
 
 
 def _figure_columns(summaries: list[dict[str, MetricSummary]], metrics: Iterable[str] | str | None,
-                    figures: list[str], mode: str | dict[str, str], root: str | os.PathLike) -> list[pl.Series]:
+                    figures: list[str], mode: str | dict[str, str], root: roots.Root) -> list[pl.Series]:
     if metrics is None:
         names: dict[str, None] = {}
         for figures_of_run in summaries:
