@@ -271,7 +271,8 @@ def best(metric: str, mode: str = "min", *, root: roots.Root = "experiment_logs"
     "value", "step"}``. ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for names like
     accuracy or tokens_per_sec: ``higher_is_better``). Runs that never logged the metric (or
     only NaN) are ignored; NaN never wins. Ties go to the earliest run (by start), and within a
-    run to the earliest step. Compacted runs are decided from their sidecars alone.
+    run to the earliest step. Compacted runs are decided from the root catalog where it is current
+    (else their sidecars), never from their Parquet files.
 
     Raises ValueError when no run has a value for ``metric``.
 
@@ -286,40 +287,24 @@ def best(metric: str, mode: str = "min", *, root: roots.Root = "experiment_logs"
         ('b', 1.0, 1)
     """
     direction = check_mode(metric, mode)
-    if roots.remote_storage(root) is not None:
-        return _best_of_table(roots.runs_frame(root, runs), metric, direction, root)
-    rows = []
-    available: dict[str, None] = {}
-    for run_dir, loaded in loaded_runs(root, runs):
-        record = load_record(run_dir, loaded)
-        if record is None:
-            continue
-        available.update(dict.fromkeys(record.summary))
-        figures = record.summary.get(metric)
-        rows.append({"run_id": record.run_id, "name": record.name,
-                     "value": figures.figure(direction) if figures else None,
-                     "step": figures.figure(f"step_of_{direction}") if figures else None})
-    table = pl.DataFrame(rows, schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
-    winner = table.drop_nulls("value").sort("value", descending=direction == "max", maintain_order=True).head(1)
-    if winner.height == 0:
-        raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); "
-                         f"{metric_hint(metric, available)}")
-    return winner.row(0, named=True)
+    return _best_of_table(roots.runs_frame(root, runs), metric, direction, root)
 
 
 def _best_of_table(table: pl.DataFrame, metric: str, direction: str, root: roots.Root) -> dict[str, Any]:
-    """``best`` over a catalog-shaped table (an object-store root: ``roots.runs_frame``), oldest first."""
+    """``best`` over a catalog-shaped table (``roots.runs_frame``: the catalog where it is current,
+    sidecars and live events elsewhere), oldest first: a Polars sort, no run opened."""
     value, step = f"summary.{metric}.{direction}", f"summary.{metric}.step_of_{direction}"
-    if value not in table.columns:
-        logged = {c[len("summary."):c.rfind(".")] for c in table.columns if c.startswith("summary.")}
+    winner = pl.DataFrame(schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
+    if value in table.columns:
+        winner = table.select("run_id", "name", pl.col(value).cast(pl.Float64).alias("value"),
+                              pl.col(step).cast(pl.Int64).alias("step"))
+        winner = winner.filter(pl.col("value").is_not_null() & ~pl.col("value").is_nan())
+        winner = winner.sort("value", descending=direction == "max", maintain_order=True).head(1)
+    if winner.height == 0:
+        logged = [c[len("summary."):-len(".count")] for c in table.columns
+                  if c.startswith("summary.") and c.endswith(".count") and table[c].null_count() < table.height]
         raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); "
                          f"{metric_hint(metric, logged)}")
-    winner = table.select("run_id", "name", pl.col(value).cast(pl.Float64).alias("value"),
-                          pl.col(step).cast(pl.Int64).alias("step") if step in table.columns else pl.lit(None, pl.Int64)
-                          .alias("step")).filter(pl.col("value").is_not_null() & ~pl.col("value").is_nan())
-    winner = winner.sort("value", descending=direction == "max", maintain_order=True).head(1)
-    if winner.height == 0:
-        raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside)")
     return winner.row(0, named=True)
 
 

@@ -148,7 +148,6 @@ def remote_index(storage: Storage) -> RemoteIndex:
     rows = [row for row in (catalog.live_row(d) for d in live) if row is not None]
     dirs.update((d.name, d) for d in live)
     table = pl.concat([found.table, catalog.rows_frame(rows)], how="diagonal_relaxed") if rows else found.table
-    table = table.filter(pl.col("run_id").is_in(list(dirs)))
     return RemoteIndex(table.sort("start_time", "run_id", nulls_last=True), dirs)
 
 
@@ -251,6 +250,8 @@ def runs_frame(root: Root, runs: Iterable[str] | str | None = None,
         from . import catalog
 
         table = catalog.runs_table(local_root(root))
+        if runs is None:  # oldest first by the start times the table holds: no run opened to order them
+            return table.sort("start_time", "run_id", nulls_last=True)
         chosen = [d.name for d in store.resolve_runs(runs, local_root(root))]
     else:
         index = remote_index(storage)
