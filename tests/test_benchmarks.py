@@ -31,11 +31,14 @@ def test_the_suite_runs_at_a_tiny_size_and_saves_nothing():
     results = BENCHMARKS / "RESULTS.md"
     before = results.read_bytes() if results.exists() else None
     table = run_script(str(BENCHMARKS / "run.py"), "--tiny")
-    for mode in ("process", "buffered", "fsync"):
-        assert f"log() `{mode}` / baseline" in table
-    assert "RSS growth over 20,000 steps, `process`" in table
-    assert "cost of the value check" in table
-    assert "reference: steplog (process)" in table
+    for fixture in ("8 metrics", "8 named metrics, step="):
+        for mode in ("mmap", "process", "buffered", "fsync"):
+            assert f"{fixture}: `{mode}` / bare write, mean (median)" in table
+    mmap_row = next(line for line in table.splitlines() if line.startswith("| 8 metrics: `mmap` / bare write"))
+    assert mmap_row.split("|")[3].strip() == "<= 0.7x" and mmap_row.split("|")[4].strip() in ("pass", "FAIL")
+    for row in ("RSS growth over 20,000 steps, `mmap`", "log() stage (log_breakdown.py): encode, mmap",
+                "`import steplog` adds", "`mmap`: init / finish, later runs", "reference: steplog (process)"):
+        assert row in table
     assert "queries (bench_queries.py)" in table
     assert (results.read_bytes() if results.exists() else None) == before
 

@@ -240,7 +240,8 @@ def test_sync_sends_only_new_complete_lines_and_a_restart_carries_on(root, bucke
         remote = storage.open_root(url, options)
         parts = storage.parts_of(remote.list(), run.id)["events.jsonl"]
         assert len(parts) == 2 and parts[0][1] == parts[1][0]  # contiguous, nothing sent twice
-        assert storage.read_parts(remote, run.id) == events.read_bytes()
+        written = events.read_bytes()
+        assert storage.read_parts(remote, run.id) == written[: written.rfind(b"\n") + 1]  # no NUL tail of a mapping
         remote_rows = parse_events(storage.read_parts(remote, run.id), events).rows
         assert_frame_equal(remote_rows, read_events(events).rows)
         found = catalog.read(url, storage_options=options)

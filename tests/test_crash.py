@@ -6,6 +6,7 @@ import signal
 import time
 
 import polars as pl
+import pytest
 
 import steplog
 from conftest import python_subprocess
@@ -24,8 +25,10 @@ while True:
 """
 
 
-def test_sigkill_loses_nothing_that_was_logged(root):
-    proc = python_subprocess(WRITER, str(root), "process")
+@pytest.mark.filterwarnings("error::UserWarning")  # a live or crashed mapped file reads without a warning
+@pytest.mark.parametrize("durability", ["mmap", "process"])
+def test_sigkill_loses_nothing_that_was_logged(root, durability):
+    proc = python_subprocess(WRITER, str(root), durability)
     run_id = proc.stdout.readline().strip()
     reported = -1
     for line in proc.stdout:
@@ -45,8 +48,10 @@ def test_sigkill_loses_nothing_that_was_logged(root):
     assert row["last_step"] == steps[-1] >= reported
 
 
-def test_a_running_writer_reads_as_running_and_readers_see_growing_prefixes(root):
-    proc = python_subprocess(WRITER, str(root), "process")
+@pytest.mark.filterwarnings("error::UserWarning")
+@pytest.mark.parametrize("durability", ["mmap", "process"])
+def test_a_running_writer_reads_as_running_and_readers_see_growing_prefixes(root, durability):
+    proc = python_subprocess(WRITER, str(root), durability)
     run_id = proc.stdout.readline().strip()
     proc.stdout.readline()  # step 0 is logged
     try:

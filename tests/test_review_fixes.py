@@ -130,11 +130,11 @@ def test_resume_auto_leaves_an_old_crash_behind_a_newer_finished_run(root):
 
 def test_an_interrupt_while_copying_device_values_loses_nothing(root, monkeypatch):
     torch = pytest.importorskip("torch")
-    from steplog import values, writer
+    from steplog import deferred, values
 
     monkeypatch.setattr(values, "is_device_value", lambda value: isinstance(value, torch.Tensor))
     calls = {"n": 0}
-    real = writer.materialise
+    real = deferred.materialise
 
     def interrupted_once(batches):
         calls["n"] += 1
@@ -142,7 +142,7 @@ def test_an_interrupt_while_copying_device_values_loses_nothing(root, monkeypatc
             raise KeyboardInterrupt
         return real(batches)
 
-    monkeypatch.setattr(writer, "materialise", interrupted_once)
+    monkeypatch.setattr(deferred, "materialise", interrupted_once)
     run = steplog.init(name="r", root=root, tensor_flush_steps=2)
     run.log({"loss": torch.tensor(1.0)})
     run.log({"loss": torch.tensor(2.0)})

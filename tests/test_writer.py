@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 import steplog
+from conftest import python_subprocess
 
 
 def events_of(run) -> list[dict]:
@@ -281,9 +282,15 @@ def test_metadata_records_git_commit_and_dirty_flag(root, tmp_path, monkeypatch)
     assert events_of(run)[0]["meta"]["git_commit"] == commit
     assert events_of(run)[0]["meta"]["git_dirty"] is False
     (repo / "f.txt").write_text("2")
-    run = steplog.init(root=root)
+    run = steplog.init(root=root)  # taken once per process and directory: this process still says clean
     run.finish()
-    assert events_of(run)[0]["meta"]["git_dirty"] is True
+    assert events_of(run)[0]["meta"]["git_dirty"] is False
+    proc = python_subprocess("import steplog, sys; r = steplog.init(root=sys.argv[1]); r.finish(); print(r.id)",
+                             str(root), cwd=repo)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    fresh = steplog.store.resolve_run(out.strip(), root) / "events.jsonl"
+    assert orjson.loads(fresh.read_bytes().splitlines()[0])["meta"]["git_dirty"] is True  # a new process sees the edit
     outside = tmp_path / "outside"
     outside.mkdir()
     monkeypatch.chdir(outside)
@@ -337,3 +344,18 @@ def test_buffered_mode_flushes_after_the_interval(root):
     run.log({"a": 2.0})  # the interval has passed: both are written
     assert steplog.history(run.id, root=root).height == 2
     run.finish()
+
+
+def test_buffered_mode_is_deprecated_and_still_works(root):
+    with pytest.warns(DeprecationWarning, match='"buffered" is deprecated'):
+        run = steplog.init(name="old", root=root, durability="buffered")
+    run.log({"loss": 1.0})
+    run.finish()
+    assert steplog.history("old", root=root)["loss"].to_list() == [1.0]
+    assert events_of(run)[0]["durability"] == "buffered"
+
+
+def test_the_default_durability_is_mmap_and_recorded(root):
+    run = steplog.init(root=root)
+    run.finish()
+    assert run.durability == "mmap" and events_of(run)[0]["durability"] == "mmap"

@@ -224,6 +224,7 @@ def _size(count: int) -> str:
 
 
 def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:
+    fmt.cut_zero_tail(source)  # what a crashed "mmap" writer reserved and never filled
     data = source.read_bytes()
     checksum = hashlib.sha256(data).hexdigest()
     recorded = (sidecar or {}).get("events") or {}

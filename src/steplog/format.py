@@ -209,16 +209,94 @@ def count_resumes(data: bytes) -> int:
     return sum(1 for begin, _ in control_line_spans(data) if data.startswith(prefix, begin))
 
 
+def cut_unwritten_tail(events_path: Path) -> bytes:
+    """Cut what follows the last newline of an events file (a torn line, or the zero bytes a
+    ``"mmap"`` writer reserved and did not fill before it died) and return the complete lines.
+    Only for a file no writer holds (resume, compaction: under the writer lock).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "events.jsonl"
+        >>> _ = path.write_bytes(b'{"e":"start"}\\n{"s":0,"t' + bytes(100))
+        >>> cut_unwritten_tail(path), path.stat().st_size
+        (b'{"e":"start"}\\n', 14)
+    """
+    with open(events_path, "r+b") as f:
+        data = f.read()
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):
+            f.truncate(complete)
+            data = data[:complete]
+    return data
+
+
+def read_settled(events_path: Path, offset: int = 0, attempts: int = 8) -> bytes:
+    """The bytes of an events file from ``offset`` on, read so that no line a writer is copying at
+    that moment comes back half-read.
+
+    A ``"mmap"`` writer fills a reserved zero region in place, so a read racing with it can take a
+    line's newline but, from a moment earlier, zero bytes where the rest of the line was being
+    copied. Each byte is written once, from zero to its value, so a zero byte before a newline
+    means exactly that (or damage): the bytes from that line on are read again, until they settle.
+    What still holds zero bytes after ``attempts`` reads is damage, and readers report it.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "events.jsonl"
+        >>> _ = path.write_bytes(b'{"e":"start"}\\n' + bytes(10))
+        >>> read_settled(path, 14)
+        b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
+    """
+    with open(events_path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+        for _ in range(attempts):
+            zero = data.find(b"\0")
+            if zero == -1 or zero > data.rfind(b"\n"):
+                return data  # no zero byte, or zeros only after the last newline: not yet written
+            begin = data.rfind(b"\n", 0, zero) + 1
+            f.seek(offset + begin)
+            data = data[:begin] + f.read()
+    return data
+
+
+def cut_zero_tail(events_path: Path) -> None:
+    """If an events file ends in zero bytes (an ``"mmap"`` writer died before cutting its reserve),
+    cut them and any torn line before them (``cut_unwritten_tail``); leave other files alone.
+    Only for a file no writer holds.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "events.jsonl"
+        >>> _ = path.write_bytes(b'{"e":"start"}\\n' + bytes(100)); cut_zero_tail(path); path.read_bytes()
+        b'{"e":"start"}\\n'
+    """
+    with open(events_path, "rb") as f:
+        if f.seek(0, 2) == 0:
+            return
+        f.seek(-1, 2)
+        if f.read(1) != b"\0":
+            return
+    cut_unwritten_tail(events_path)
+
+
 def read_last_event(events_path: Path, chunk: int = 65536) -> dict[str, Any] | None:
     """The last complete event of an events file, reading only its tail; None if there is none.
+
+    A zero tail (a live or crashed ``"mmap"`` writer's reserve) is skipped without reading it all.
 
     Example:
         >>> read_last_event(Path("no/such/events.jsonl")) is None
         True
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "events.jsonl"
+        >>> _ = path.write_bytes(b'{"e":"start"}\\n{"s":0,"t":1.0,"w":0.0,"m":{}}\\n' + bytes(300_000))
+        >>> read_last_event(path, chunk=4096)["s"]
+        0
     """
     try:
         with open(events_path, "rb") as f:
-            size = f.seek(0, 2)
+            size = _end_of_data(f)
             while True:
                 start = max(0, size - chunk)
                 f.seek(start)
@@ -237,6 +315,25 @@ def read_last_event(events_path: Path, chunk: int = 65536) -> dict[str, Any] | N
     except ValueError:
         return None
     return event if isinstance(event, dict) else None
+
+
+def _end_of_data(f: Any) -> int:
+    """The length of a file without its zero tail (the reserve of an ``"mmap"`` writer): the tail
+    is the only run of zero bytes a file holds (JSON has none), so a binary search over single
+    bytes finds where it starts; the file's length when it has no zero tail."""
+    size = f.seek(0, 2)
+    f.seek(max(0, size - 1))
+    if size == 0 or f.read(1) != b"\0":
+        return size
+    low, high = 0, size - 1  # byte ``high`` is zero: the tail starts at or before it
+    while low < high:
+        middle = (low + high) // 2
+        f.seek(middle)
+        if f.read(1) == b"\0":
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def read_start_event(events_path: Path) -> dict[str, Any] | None:
@@ -258,3 +355,32 @@ def read_start_event(events_path: Path) -> dict[str, Any] | None:
     except ValueError:
         return None
     return event if event[KIND] == START else None
+
+
+def metric_event_problem(event: Any) -> str | None:
+    """Why a parsed line is not a valid metric event (None when it is one).
+
+    Example:
+        >>> metric_event_problem({"s": 0, "t": 1.0, "w": 0.0, "m": {"a": 1.0}}) is None, metric_event_problem([])
+        (True, 'not a JSON object')
+    """
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    step = event.get(STEP)
+    if type(step) is not int or step < 0:
+        return "no valid step"
+    for key in (TIME, WALLCLOCK):
+        if type(event.get(key)) not in (int, float):
+            return f"no valid {key!r}"
+    metrics = event.get(METRICS)
+    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool)
+                                            for v in metrics.values()):
+        return "metrics are not an object of numbers"
+    if type(event.get(SEGMENT, 0)) is not int:
+        return "segment is not an int"
+    nonfinite = event.get(NONFINITE, {})
+    if not isinstance(nonfinite, dict) or any(v not in NONFINITE_CODES for v in nonfinite.values()):
+        return "bad non-finite codes"
+    if set(event) - METRIC_EVENT_KEYS:
+        return "unknown fields"
+    return None

@@ -19,12 +19,8 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
-import os
-import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +32,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from . import format as fmt
-from . import store
-from .writer import flush_open_runs
+from .follow import follow  # noqa: F401  (its home was this module)
+from .openruns import flush_open_runs
 
 
 class CorruptEventsError(ValueError):
@@ -126,9 +122,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
     """
     path = Path(path)
     flush_open_runs(path.parent)
-    with open(path, "rb") as f:
-        data = f.read()
-    return parse_events(data, path, strict=strict)
+    return parse_events(fmt.read_settled(path), path, strict=strict)
 
 
 def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
@@ -140,13 +134,29 @@ def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
         [2.0]
     """
     complete = data.rfind(b"\n") + 1
-    torn = len(data) - complete
-    view = memoryview(data)[:complete]
+    torn = len(data[complete:].rstrip(b"\0"))  # a zero tail (a live "mmap" file's reserve) is not yet written
     skipped: list[int] = []
+    controls, metric_bytes, spans = _split_controls(data, complete, path, strict, skipped)
+    table = _parse_fast(metric_bytes)
+    if table is None:
+        table = _parse_checked(data[:complete], spans, path, strict, skipped)
+    start = controls[0] if controls and controls[0].get(fmt.KIND) == fmt.START else None
+    if start is None and complete and 1 not in skipped:
+        _bad_line(path, 1, "the first line is not a start event", strict, skipped)
+    _warn_about(path, start, skipped, strict)
+    return RunEvents(path=path, start=start, controls=controls, rows=_to_rows(table), skipped_lines=skipped,
+                     torn_tail_bytes=torn, bytes_read=complete)
+
+
+def _split_controls(data: bytes, complete: int, path: Path, strict: bool, skipped: list[int]
+                    ) -> tuple[list[dict[str, Any]], bytes, list[tuple[int, int]]]:
+    """The control events of the complete lines, the bytes of the metric lines between them, and
+    the control lines' spans."""
+    view = memoryview(data)[:complete]
     controls: list[dict[str, Any]] = []
     pieces = []
     previous_end = 0
-    spans = fmt.control_line_spans(data[:complete] if torn else data)
+    spans = fmt.control_line_spans(data[:complete] if complete < len(data) else data)
     for begin, end in spans:
         pieces.append(view[previous_end:begin])
         previous_end = end
@@ -155,24 +165,19 @@ def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
         except ValueError as exc:
             _bad_line(path, _line_number(data, begin), f"unreadable control event ({exc})", strict, skipped)
     pieces.append(view[previous_end:])
-    metric_bytes = pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces)
+    return controls, pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces), spans
 
-    table = _parse_fast(metric_bytes)
-    if table is None:
-        table = _parse_checked(data[:complete], spans, path, strict, skipped)
-    start = controls[0] if controls and controls[0].get(fmt.KIND) == fmt.START else None
-    if start is None and complete and 1 not in skipped:
-        _bad_line(path, 1, "the first line is not a start event", strict, skipped)
+
+def _warn_about(path: Path, start: dict[str, Any] | None, skipped: list[int], strict: bool) -> None:
     version = (start or {}).get("v")
     if isinstance(version, int) and version > fmt.FORMAT_VERSION:
-        warnings.warn(f"steplog: {path} is in event format v{version}, newer than this steplog's v{fmt.FORMAT_VERSION}; "
-                      f"reading what it understands (upgrade steplog to read it all)", stacklevel=3)
+        warnings.warn(f"steplog: {path} is in event format v{version}, newer than this steplog's "
+                      f"v{fmt.FORMAT_VERSION}; reading what it understands (upgrade steplog to read it all)",
+                      stacklevel=4)
     if skipped and not strict:
         shown = ", ".join(str(n) for n in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
-        warnings.warn(f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); every other event was kept",
-                      stacklevel=3)
-    return RunEvents(path=path, start=start, controls=controls, rows=_to_rows(table), skipped_lines=skipped,
-                     torn_tail_bytes=torn, bytes_read=complete)
+        warnings.warn(f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); "
+                      f"every other event was kept", stacklevel=4)
 
 
 def _bad_line(path: Path, line: int, why: str, strict: bool, skipped: list[int]) -> None:
@@ -253,30 +258,7 @@ def _metric_line_problem(line: bytes) -> str | None:
         event = orjson.loads(line)
     except ValueError as exc:
         return f"not valid JSON ({exc})"
-    return _metric_event_problem(event)
-
-
-def _metric_event_problem(event: Any) -> str | None:
-    """Why a parsed line is not a valid metric event (None when it is one)."""
-    if not isinstance(event, dict):
-        return "not a JSON object"
-    step = event.get(fmt.STEP)
-    if type(step) is not int or step < 0:
-        return "no valid step"
-    for key in (fmt.TIME, fmt.WALLCLOCK):
-        if type(event.get(key)) not in (int, float):
-            return f"no valid {key!r}"
-    metrics = event.get(fmt.METRICS)
-    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool) for v in metrics.values()):
-        return "metrics are not an object of numbers"
-    if type(event.get(fmt.SEGMENT, 0)) is not int:
-        return "segment is not an int"
-    nonfinite = event.get(fmt.NONFINITE, {})
-    if not isinstance(nonfinite, dict) or any(v not in fmt.NONFINITE_CODES for v in nonfinite.values()):
-        return "bad non-finite codes"
-    if set(event) - fmt.METRIC_EVENT_KEYS:
-        return "unknown fields"
-    return None
+    return fmt.metric_event_problem(event)
 
 
 def _table_from_events(events: list[dict[str, Any]]) -> pa.Table:
@@ -360,36 +342,12 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
     """
     rows = events.rows
     metrics = events.metric_names
-    resumes = events.resumes
-    superseded = pl.lit(False)
-    if resumes:
-        first_step = dict(rows.group_by("segment").agg(pl.col("step").first()).iter_rows())
-        starts = {}
-        for index, event in enumerate(resumes, start=1):
-            segment = event.get("segment", index)
-            start = event.get("start_step")
-            starts[segment] = start if isinstance(start, int) else first_step.get(segment)
-        cutoff = {}
-        running = None
-        for segment in range(max([*starts, *first_step]) , -1, -1):
-            cutoff[segment] = running
-            if starts.get(segment) is not None:
-                running = starts[segment] if running is None else min(running, starts[segment])
-        limits = pl.col("segment").replace_strict(cutoff, default=None, return_dtype=pl.Int64)
-        latest = pl.col("segment") == pl.col("segment").max().over("step")
-        superseded = (pl.col("step") >= limits).fill_null(False) | ~latest
+    superseded = _superseded(rows, events.resumes)
     keys = ["segment", "step"] if all_segments else ["step"]
-    if not all_segments and resumes:
+    if not all_segments and events.resumes:
         rows = rows.filter(~superseded)
     rows = rows.with_columns(superseded.alias("superseded")) if all_segments else rows
-    if rows.height < 2:
-        monotonic = True
-    elif all_segments:  # (segment, step) strictly increasing: nothing to merge or sort
-        segment_step = rows.select(pl.col("segment").diff(), pl.col("step").diff()).slice(1)
-        monotonic = bool(((segment_step["segment"] > 0) | ((segment_step["segment"] == 0) & (segment_step["step"] > 0))).all())
-    else:
-        monotonic = bool((rows["step"].diff().slice(1) > 0).all())
-    if not monotonic:
+    if not _strictly_increasing(rows, all_segments):
         aggregations = [pl.col("time").first(), pl.col("wallclock").first()]
         if all_segments:
             aggregations.append(pl.col("superseded").first())
@@ -403,91 +361,33 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
     return rows.select(*columns, *[metric_col(m, rows.columns).cast(pl.Float64) for m in metrics])
 
 
-def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *, poll_interval: float = 0.5,
-           from_start: bool = True, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-    """Yield a run's metric events as its writer appends them; stop when the run finishes.
-
-    Each item is one ``log`` call: ``{"step", "wallclock", "time" (UTC datetime), "segment",
-    <metric>: value, ...}`` with only the metrics of that call (NaN/inf as logged). With
-    ``from_start=False`` only events appended from now on are yielded. The generator ends when the
-    current segment's ``finish`` event arrives, when the writer is gone (a crash) and nothing is
-    left to read, or after ``timeout`` seconds. A torn line in progress is waited for, never
-    yielded half; a damaged line is skipped with a warning. The run is resolved, and the starting
-    point taken, when ``follow`` is called (not at the first ``next``).
-
-    Example:
-        >>> import tempfile, steplog
-        >>> root = tempfile.mkdtemp()
-        >>> run = steplog.init(name="live", root=root)
-        >>> run.log({"loss": 1.0}); run.log({"loss": 0.5}); run.finish()
-        >>> [(e["step"], e["loss"]) for e in follow("live", root=root)]
-        [(0, 1.0), (1, 0.5)]
-    """
-    run_dir = store.resolve_run(run, root)
-    path = store.events_path(run_dir)
-    offset, line_number, segment = 0, 0, 0
-    if not from_start:
-        with open(path, "rb") as f:
-            data = f.read()
-        offset = data.rfind(b"\n") + 1
-        line_number = data.count(b"\n")
-        segment = fmt.count_resumes(data[:offset])
-    deadline = None if timeout is None else time.monotonic() + timeout
-    return _follow(run_dir, path, offset, line_number, segment, poll_interval, deadline)
+def _superseded(rows: pl.DataFrame, resumes: list[dict[str, Any]]) -> pl.Expr:
+    """True for the rows a later segment supersedes: at or after a later resume's start step, or
+    of a step a later segment logged too."""
+    if not resumes:
+        return pl.lit(False)
+    first_step = dict(rows.group_by("segment").agg(pl.col("step").first()).iter_rows())
+    starts = {}
+    for index, event in enumerate(resumes, start=1):
+        segment = event.get("segment", index)
+        start = event.get("start_step")
+        starts[segment] = start if isinstance(start, int) else first_step.get(segment)
+    cutoff = {}
+    running = None
+    for segment in range(max([*starts, *first_step]), -1, -1):
+        cutoff[segment] = running
+        if starts.get(segment) is not None:
+            running = starts[segment] if running is None else min(running, starts[segment])
+    limits = pl.col("segment").replace_strict(cutoff, default=None, return_dtype=pl.Int64)
+    latest = pl.col("segment") == pl.col("segment").max().over("step")
+    return (pl.col("step") >= limits).fill_null(False) | ~latest
 
 
-def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float,
-            deadline: float | None) -> Iterator[dict[str, Any]]:
-    while True:
-        flush_open_runs(run_dir)
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:  # compacted meanwhile: the same bytes are in the archive
-            path = store.events_path(run_dir)
-            f = open(path, "rb")
-        with f:
-            f.seek(offset)
-            chunk = f.read()
-        complete = chunk.rfind(b"\n") + 1
-        offset += complete
-        finished = False
-        for line in chunk[:complete].split(b"\n")[:-1]:
-            line_number += 1
-            if not line.strip():
-                continue
-            try:
-                event = orjson.loads(line)
-            except ValueError:
-                event = None
-            if isinstance(event, dict) and isinstance(event.get(fmt.KIND), str):
-                if event[fmt.KIND] == fmt.RESUME:
-                    segment, finished = int(event.get("segment", segment + 1)), False
-                elif event[fmt.KIND] == fmt.FINISH and event.get("segment", 0) == segment:
-                    finished = True
-                continue
-            problem = _metric_event_problem(event) if event is not None else "not valid JSON"
-            if problem is not None:
-                warnings.warn(f"steplog: skipped damaged line {line_number} of {path} ({problem})", stacklevel=3)
-                continue
-            yield _event_row(event)
-        if finished:
-            return
-        if not complete and not store.writer_is_alive(run_dir):
-            return  # the writer is gone without finishing (crashed), and everything is read
-        if deadline is not None and time.monotonic() >= deadline:
-            return
-        time.sleep(poll_interval)
-
-
-def _event_row(event: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "step": event[fmt.STEP],
-        "wallclock": float(event[fmt.WALLCLOCK]),
-        "time": _dt.datetime.fromtimestamp(event[fmt.TIME], _dt.timezone.utc),
-        "segment": event.get(fmt.SEGMENT, 0),
-    }
-    nonfinite = event.get(fmt.NONFINITE, {})
-    for key, value in event[fmt.METRICS].items():
-        row[key] = fmt.decode_nonfinite(nonfinite[key]) if value is None and key in nonfinite else (
-            None if value is None else float(value))
-    return row
+def _strictly_increasing(rows: pl.DataFrame, all_segments: bool) -> bool:
+    """Whether the rows' keys ((segment, step), or step) strictly increase: nothing to merge or sort."""
+    if rows.height < 2:
+        return True
+    if all_segments:
+        diffs = rows.select(pl.col("segment").diff(), pl.col("step").diff()).slice(1)
+        return bool(((diffs["segment"] > 0) | ((diffs["segment"] == 0) & (diffs["step"] > 0))).all())
+    return bool((rows["step"].diff().slice(1) > 0).all())

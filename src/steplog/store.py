@@ -57,8 +57,13 @@ def new_run_id(now: _dt.datetime | None = None) -> str:
         >>> new_run_id(_dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=_dt.timezone.utc))[:19]
         '20260102-030405-678'
     """
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if now is None:  # ids of one process strictly increase, also within a millisecond
+        now = max(_dt.datetime.now(_dt.timezone.utc), _last_id_time[0] + _dt.timedelta(milliseconds=1))
+        _last_id_time[0] = now.replace(microsecond=now.microsecond // 1000 * 1000)
     return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{secrets.token_hex(3)}"
+
+
+_last_id_time = [_dt.datetime.min.replace(tzinfo=_dt.timezone.utc)]
 
 
 def is_run_id(text: str) -> bool:

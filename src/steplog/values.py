@@ -219,11 +219,17 @@ def _convert(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
         return _convert(obj.value, where, depth + 1, seen)
     if depth > _MAX_DEPTH or id(obj) in seen:
         return _as_repr(obj, where, "nested too deeply or contains itself")
-    seen = seen | {id(obj)}
+    return _convert_container(obj, where, depth, seen | {id(obj)})
+
+
+def _convert_container(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
+    """``_convert`` for what holds other values (mappings, dataclasses, sequences, sets, numpy
+    values, namespaces), or its repr with a warning."""
     if isinstance(obj, Mapping):
         return {str(k): _convert(v, f"{where}.{k}", depth + 1, seen) for k, v in obj.items()}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _convert(getattr(obj, f.name), f"{where}.{f.name}", depth + 1, seen) for f in dataclasses.fields(obj)}
+        return {f.name: _convert(getattr(obj, f.name), f"{where}.{f.name}", depth + 1, seen)
+                for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [_convert(v, f"{where}[{i}]", depth + 1, seen) for i, v in enumerate(obj)]
     if isinstance(obj, (set, frozenset)):
@@ -248,3 +254,61 @@ def _as_repr(obj: Any, where: str, why: str) -> str:
     text = repr(obj)
     warnings.warn(f"steplog: {where}: {why}; stored as its repr {text[:60]!r}", stacklevel=4)
     return text
+
+
+#: Largest step: steps are stored as signed 64-bit integers.
+MAX_STEP = 2**63 - 1
+
+
+def check_step(step: Any) -> int:
+    """``step`` as an int from 0 to 2**63-1, or TypeError/ValueError saying what is wrong.
+
+    Example:
+        >>> check_step(3), check_step(True)
+        Traceback (most recent call last):
+        ...
+        TypeError: step must be a non-negative int, got bool (True)
+    """
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise TypeError(f"step must be a non-negative int, got {type(step).__name__} ({step!r:.40})")
+    value = step.__index__()
+    if not 0 <= value <= MAX_STEP:
+        raise ValueError(f"step must be an int from 0 to 2**63-1, got {value}")
+    return value
+
+
+def check_mapping(metrics: Any) -> dict[str, Any]:
+    """``metrics`` as a dict, or TypeError when it is not a mapping.
+
+    Example:
+        >>> check_mapping([("loss", 1.0)])
+        Traceback (most recent call last):
+        ...
+        TypeError: log() takes a dict of metric name -> number, got list; e.g. run.log({'loss': 0.5})
+    """
+    if isinstance(metrics, Mapping):
+        return dict(metrics)
+    raise TypeError(f"log() takes a dict of metric name -> number, got {type(metrics).__name__}; "
+                    f"e.g. run.log({{'loss': 0.5}})")
+
+
+def check_metric_names(names: Any, reserved: frozenset[str] | set[str]) -> None:
+    """Raise ValueError for a metric name that is empty, not a string, not encodable, or ``reserved``.
+
+    Example:
+        >>> check_metric_names(["loss", ""], {"step"})
+        Traceback (most recent call last):
+        ...
+        ValueError: metric names must be non-empty strings, got ''
+    """
+    for key in names:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"metric names must be non-empty strings, got {key!r}")
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"metric name {key!r} is not valid unicode (a lone surrogate); "
+                             f"decode it properly or rename the metric") from None
+        if key in reserved:
+            raise ValueError(f"metric name {key!r} is reserved by steplog (reserved: {', '.join(sorted(reserved))}); "
+                             f"pass the step with log(..., step=N) and rename the metric, e.g. 'train/{key}'")

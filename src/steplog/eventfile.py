@@ -1,0 +1,211 @@
+"""The bytes of an events file: whole-line appends with ``write(2)``, or copies into a memory mapping.
+
+``"mmap"`` durability copies each encoded event into a shared mapping of the events file. The bytes
+are in the kernel's page cache once the copy ends, so a SIGKILL, an OOM kill or a segfault of the
+training process loses none of them, and readers on the same host see them at once. The file grows
+in chunks whose blocks are reserved with ``posix_fallocate`` *before* they are mapped: writing into
+a page the file system cannot back would raise SIGBUS and kill the training process. When reserving
+fails (disk full, no fallocate), the file is cut to the bytes written and the run goes on with
+``write(2)``. Only the current chunk is mapped, so memory stays flat however long the run.
+
+Until the run is closed, the file ends in the zero bytes of the unused part of its last chunk; a
+reader takes a trailing run of zero bytes as not yet written. Closing cuts them off and fsyncs.
+
+Each line is copied without its newline first and the newline stored after it, so that whoever
+sees a line's newline (a reader polling the file, or the file after a kill) sees the whole line.
+
+Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "events.jsonl")
+    >>> fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    >>> mapped = MappedEvents.open(fd, 0)
+    >>> mapped.append(b'{"a":1}'); mapped.append(b'{"a":2}')
+    >>> os.path.getsize(path) > 16  # a chunk is reserved ahead
+    True
+    >>> mapped.close(); open(path, "rb").read()
+    b'{"a":1}\\n{"a":2}\\n'
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Callable
+
+#: Size of the first mapped chunk; each next chunk doubles it, up to MAX_CHUNK.
+FIRST_CHUNK = 256 << 10
+MAX_CHUNK = 4 << 20
+_PAGE = mmap.ALLOCATIONGRANULARITY
+_NEWLINE = 10
+
+#: statfs(2) f_type of the file systems where a shared mapping is not coherent across hosts.
+NETWORK_FILESYSTEMS = {0x6969: "NFS", 0x0BD00BD0: "Lustre", 0x517B: "SMB", 0xFF534D42: "CIFS",
+                       0xFE534D42: "SMB2", 0x01021997: "9p", 0x65735546: "FUSE"}
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (completing short writes).
+
+    Example:
+        >>> import os, tempfile
+        >>> fd, path = tempfile.mkstemp()
+        >>> write_all(fd, b"line\\n"); os.close(fd); open(path, "rb").read()
+        b'line\\n'
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def network_filesystem(path: str | os.PathLike) -> str | None:
+    """The name of the network file system ``path`` is on (NFS, Lustre, SMB...), or None for a local
+    one (or when statfs cannot tell). Mappings are not coherent across hosts there. Asked once per
+    device (``st_dev``) and process.
+
+    Example:
+        >>> import tempfile
+        >>> network_filesystem(tempfile.gettempdir()) in (None, "NFS", "Lustre", "SMB", "CIFS", "SMB2", "9p", "FUSE")
+        True
+    """
+    try:
+        device = os.stat(path).st_dev
+    except OSError:
+        return None
+    if device not in _fs_by_device:
+        kind = _mount_type(path)
+        _fs_by_device[device] = (NETWORK_FS_NAMES.get(kind.split(".")[0]) if kind is not None
+                                 else NETWORK_FILESYSTEMS.get(_statfs_type(path)))
+    return _fs_by_device[device]
+
+
+_fs_by_device: dict[int, str | None] = {}
+#: The same file systems by the type /proc/self/mountinfo gives them ("fuse.sshfs" counts as "fuse").
+NETWORK_FS_NAMES = {"nfs": "NFS", "nfs4": "NFS", "lustre": "Lustre", "smb3": "SMB", "smbfs": "SMB", "cifs": "CIFS",
+                    "9p": "9p", "fuse": "FUSE"}
+
+
+def _mount_type(path: str | os.PathLike) -> str | None:
+    """The type of the file system holding ``path``, from /proc/self/mountinfo (what statfs's
+    f_type says, without loading ctypes on the training process's first init); None where there
+    is no /proc."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    where = os.path.realpath(path).rstrip("/") + "/"
+    best, kind = -1, None
+    for line in lines:
+        fields = line.split(" ")
+        point = fields[4].replace("\\040", " ").rstrip("/") + "/"
+        if where.startswith(point) and len(point) > best and " - " in line:
+            best, kind = len(point), line.split(" - ", 1)[1].split(" ", 1)[0]
+    return kind
+
+
+def _statfs_type(path: str | os.PathLike) -> int | None:
+    """statfs(2)'s f_type of ``path`` (through the C library already loaded), or None."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # the symbols of this process, the C library among them
+        buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first field, a C long
+        if libc.statfs(os.fsencode(path), buf) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+class ReserveFailed(OSError):
+    """The next chunk could not be reserved; the file is cut to the bytes written."""
+
+
+class MappedEvents:
+    """The current chunk of an events file, mapped; ``append`` copies one line into it.
+
+    ``fd`` is the events file opened read-write (with O_APPEND: ``write(2)`` after ``close`` or a
+    fallback appends at the end of what was written). ``written`` is the file's length of real data.
+    """
+
+    def __init__(self, fd: int, on_full: Callable[[bytes, BaseException], None]) -> None:
+        self.fd = fd
+        self.buf: mmap.mmap | None = None
+        self.base = 0  # file offset of the mapping
+        self.pos = 0  # next free byte, relative to the mapping
+        self.size = 0  # length of the mapping
+        self.chunk = FIRST_CHUNK // 2
+        self._on_full = on_full
+
+    @classmethod
+    def open(cls, fd: int, written: int, on_full: Callable[[bytes, BaseException], None] | None = None
+             ) -> MappedEvents:
+        """Map the first chunk after ``written`` bytes; raises ReserveFailed (the file cut to
+        ``written``) when its blocks cannot be reserved. See the module docstring."""
+        mapped = cls(fd, on_full or _raise)
+        mapped._map_at(written, 0)
+        return mapped
+
+    @property
+    def written(self) -> int:
+        """The length of the data written so far."""
+        return self.base + self.pos
+
+    def append(self, line: bytes, step: int = 0, now: float = 0.0) -> None:
+        """Copy ``line`` (an encoded event without its newline), then its newline."""
+        pos = self.pos
+        end = pos + len(line)
+        if end < self.size:
+            buf = self.buf
+            buf[pos:end] = line
+            buf[end] = _NEWLINE
+            self.pos = end + 1
+        else:
+            self._append_in_next_chunk(line)
+
+    def append_lines(self, data: bytes) -> None:
+        """Copy complete lines (each ending in a newline), one by one."""
+        for line in data.split(b"\n")[:-1]:
+            self.append(line)
+
+    def close(self) -> None:
+        """Unmap, cut the file to the bytes written and fsync. Calling it again does nothing."""
+        if self.buf is None:
+            return
+        written = self.written
+        self._unmap()
+        os.ftruncate(self.fd, written)
+        os.fsync(self.fd)
+
+    def _append_in_next_chunk(self, line: bytes) -> None:
+        written = self.written
+        try:
+            self._map_at(written, len(line) + 1)
+        except ReserveFailed as exc:
+            self._on_full(line, exc)
+            return
+        self.append(line)
+
+    def _map_at(self, written: int, need: int) -> None:
+        """Reserve and map the chunk holding byte ``written`` onwards, with room for ``need`` bytes."""
+        self._unmap()
+        base = written - written % _PAGE
+        self.chunk = min(self.chunk * 2, MAX_CHUNK)
+        size = max(self.chunk, -(-(written - base + need + 1) // _PAGE) * _PAGE)
+        try:
+            os.posix_fallocate(self.fd, base, size)
+            buf = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
+        except (OSError, ValueError) as exc:
+            os.ftruncate(self.fd, written)
+            raise ReserveFailed(getattr(exc, "errno", None), f"could not reserve {size:,} bytes ({exc})") from exc
+        self.buf, self.base, self.pos, self.size = buf, base, written - base, size
+
+    def _unmap(self) -> None:
+        if self.buf is not None:
+            self.buf.close()
+            self.buf = None
+            self.base, self.pos, self.size = self.written, 0, 0
+
+
+def _raise(line: bytes, exc: BaseException) -> None:
+    raise exc

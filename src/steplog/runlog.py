@@ -1,0 +1,417 @@
+"""``Run``: an open run. ``log`` validates, encodes once and hands the line to the run's sink (the
+mapping, one ``write(2)``, the buffer, or ``_hold``); ``finish`` closes the run. Made by
+``steplog.init`` (writer.py), which opens or resumes the run's files.
+
+Example:
+    >>> import tempfile, steplog
+    >>> run = steplog.init(name="x", root=tempfile.mkdtemp())
+    >>> run.log({"loss": 1.0}); run.finish(); run.step
+    0
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import format as fmt
+from . import store
+from .deferred import PendingEvents
+from .eventfile import MappedEvents, ReserveFailed, write_all
+from .openruns import open_runs
+from .values import (MAX_STEP, DeviceValues, check_mapping, check_metric_names, check_step, split_metric_values,
+                     to_jsonable)
+
+_time = time.time
+_perf = time.perf_counter
+_write = os.write
+_dumps = orjson.dumps
+_OPT_LINE = orjson.OPT_APPEND_NEWLINE
+_STEP, _TIME, _WALLCLOCK, _METRICS, _SEGMENT = fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT
+
+
+class Run:
+    """An open run: ``log`` metrics, then ``finish``. Made by ``steplog.init``.
+
+    Attributes: ``id`` (the run id), ``name``, ``dir`` (pathlib.Path of the run directory),
+    ``step`` (the last step logged, None before the first ``log``), ``durability`` (the mode in
+    use). Not thread-safe: log from the training loop's thread.
+
+    Example:
+        >>> import tempfile, steplog
+        >>> run = steplog.init(name="x", root=tempfile.mkdtemp())
+        >>> run.log({"loss": 1.0}); run.log({"loss": 0.5}, step=10)
+        >>> run.step, run.dir.name == run.id
+        (10, True)
+        >>> run.finish()
+    """
+
+    def __init__(self, run_id: str, name: str, run_dir: Path, fd: int, *, segment: int, last_step: int | None,
+                 next_step: int, wallclock_offset: float, durability: str, fsync_interval: float,
+                 buffer_size: int, buffer_interval: float, tensor_flush_steps: int = 100,
+                 tensor_flush_seconds: float = 10.0, written: int = 0) -> None:
+        self.id, self.name, self.dir, self.durability = run_id, name, run_dir, durability
+        self._fd = fd
+        self._pid = os.getpid()
+        self._segment = segment
+        self._step = last_step
+        self._next_step = next_step
+        self._perf0 = _perf() - wallclock_offset  # wallclock = perf_counter() - _perf0
+        self._known_keys: set[str] = set()
+        self._closed = False
+        self._write_failed = False
+        self._fsync_interval = fsync_interval if durability == "fsync" else None
+        # Deadlines below are on the run's wallclock (monotonic), so a clock step cannot stall them.
+        self._next_fsync = wallclock_offset + fsync_interval
+        self._buffer: list[bytes] | None = [] if durability == "buffered" else None
+        self._buffer_size, self._buffer_interval = buffer_size, buffer_interval
+        self._next_flush = wallclock_offset + buffer_interval
+        self._pending: PendingEvents | None = None  # events waiting for accelerator values
+        self._tensor_flush_steps, self._tensor_flush_seconds = tensor_flush_steps, tensor_flush_seconds
+        self._real_dir = os.path.realpath(run_dir)
+        self._thread = threading.get_ident()  # the thread that logs; reads flush only from it
+        self._mapped = self._map(written) if durability == "mmap" else None
+        self._option = 0 if self._mapped is not None else _OPT_LINE  # mapped lines get their newline apart
+        self._set_sink()
+        self._sampler: Any = None  # the system metrics sampler (init starts it), stopped before the finish event
+        open_runs.add(self)
+
+    @property
+    def step(self) -> int | None:
+        """The last step logged (None before the first ``log``)."""
+        return self._step
+
+    def __repr__(self) -> str:
+        state = "finished" if self._closed else "open"
+        return f"<steplog.Run {self.id} name={self.name!r} step={self._step} {state}>"
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Append one event: ``metrics`` at ``step`` (default: the previous step + 1, from 0).
+
+        Values: int, float, bool, numpy scalars and 0-d arrays, objects with ``.item()``; NaN and
+        infinities are kept. A bad value raises TypeError and a reserved or empty key ValueError,
+        naming the key; nothing of that call is written and the run goes on. Several calls for
+        the same step make one row in history (the later value wins per key). A scalar tensor
+        on an accelerator is not waited for: its event is written when its value is copied to the
+        host with those of other steps (see ``steplog.init``'s ``tensor_flush_steps``).
+
+        Example:
+            >>> import tempfile, steplog
+            >>> run = steplog.init(root=tempfile.mkdtemp())
+            >>> run.log({"train_loss": 2.3, "lr": 3e-4})
+            >>> run.log({"val_loss": 2.4}, step=0)
+            >>> run.log({"train_loss": None})
+            Traceback (most recent call last):
+            ...
+            TypeError: metric 'train_loss': cannot log a value of type NoneType (None); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
+        """
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int or not 0 <= step <= MAX_STEP:
+            step = check_step(step)
+        if type(metrics) is not dict:
+            metrics = check_mapping(metrics)
+        if not self._known_keys.issuperset(metrics):
+            self._admit_keys(metrics)
+        # One C-level pass checks the values: their sum is a float only when they are floats (ints
+        # and bools may be among them: written as JSON numbers and true/false, read back as floats).
+        # Anything else (numpy scalars, tensors, strings, None, only ints...) takes the careful path.
+        try:
+            total = sum(metrics.values())
+        except (TypeError, OverflowError):
+            total = None
+        if type(total) is not float:
+            metrics, total = self._checked_values(step, metrics)
+            if metrics is None:
+                return  # device values: the event waits for them
+        now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
+        self._put(self._encode(step, now, metrics, total), step, now)
+        self._step = step
+        self._next_step = step + 1
+
+    def _encode(self, step: int, now: float, metrics: dict[str, Any], total: float) -> bytes:
+        """format.encode_metric_event, with the sum's NaN/inf test (tests check both give the same bytes)."""
+        event = {_STEP: step, _TIME: _time(), _WALLCLOCK: now, _METRICS: metrics}
+        if self._segment:
+            event[_SEGMENT] = self._segment
+        if total - total != 0.0:  # a NaN or an infinity (or a finite overflow, which adds nothing)
+            fmt.add_nonfinite(event, metrics)
+        try:
+            return _dumps(event, option=self._option)
+        except TypeError:  # an int beyond 64 bits: convert (or refuse, naming the key) and encode again
+            event[_METRICS] = split_metric_values(metrics)[0]
+            return _dumps(event, option=self._option)
+
+    def flush(self) -> None:
+        """Write buffered events now (and fsync in ``"fsync"`` mode). Cheap in ``"process"`` mode.
+
+        Example:
+            >>> import tempfile, steplog
+            >>> run = steplog.init(root=tempfile.mkdtemp())
+            >>> run.log({"loss": 1.0}); run.flush()
+        """
+        if self._closed:
+            return
+        now = _perf() - self._perf0
+        if self._pending is not None:
+            self._materialise_pending(now)
+        if self._buffer:
+            self._flush_buffer(now)
+        if self._fsync_interval is not None:
+            self._fsync(now)
+
+    def update_config(self, config: Mapping[str, Any]) -> None:
+        """Add to the config of this running run: for settings known only after ``init`` (a framework
+        that reports its hyperparameters late). Written at once as a ``config`` event; every reader
+        (``runs()``, ``compare()``, ``run_info()``, the sidecar) merges it over the config so far:
+        nested dicts key by key, other values replaced. Values are converted like ``init``'s config.
+
+        Example:
+            >>> import tempfile, steplog
+            >>> root = tempfile.mkdtemp()
+            >>> run = steplog.init(name="x", config={"lr": 0.1, "model": {"d": 64}}, root=root)
+            >>> run.update_config({"batch_size": 32, "model": {"layers": 2}})
+            >>> run.finish()
+            >>> steplog.runs(root).select("config.lr", "config.model.d", "config.model.layers", "config.batch_size").row(0)
+            (0.1, 64, 2, 32)
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(f"update_config takes a mapping of config keys to values, got {type(config).__name__}; "
+                            f"pass e.g. {{'batch_size': 32}}")
+        if self._closed:
+            self._raise_closed()
+        converted = to_jsonable(dict(config), what="config")
+        self.flush()  # the event lands after every metric event logged before it
+        self._write_data(fmt.encode_control_event(fmt.CONFIG, config=converted, time=_time(), segment=self._segment))
+
+    def finish(self, *, notes: str | None = None) -> None:
+        """Mark the run finished, write what is buffered, fsync, and release the writer lock.
+        Calling it again does nothing.
+
+        Example:
+            >>> import tempfile, steplog
+            >>> run = steplog.init(root=tempfile.mkdtemp())
+            >>> run.finish(notes="baseline, lr 3e-4")
+        """
+        self._close(fmt.FINISHED, None, notes)
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark the run failed, recording the error's type and message, and close it.
+
+        Example:
+            >>> import tempfile, steplog
+            >>> run = steplog.init(root=tempfile.mkdtemp())
+            >>> run.fail(RuntimeError("loss diverged"))
+        """
+        self._close(fmt.FAILED, error, None)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.finish()
+        else:
+            self.fail(exc)
+
+    # --- the sinks: where ``log`` puts a line, chosen by _set_sink -------------------------------
+
+    def _set_sink(self) -> None:
+        """``self._put``: the mapping ("mmap"), one write ("process"), the buffer ("buffered"), or
+        ``_hold`` when the run is closed, events wait for device values, the mode is "fsync", or a
+        write failed (``_write_data`` ends the torn line once writing works again)."""
+        held = self._closed or self._pending is not None or self._write_failed or self._fsync_interval is not None
+        put: Callable[[bytes, int, float], None] = self._hold
+        if not held:
+            put = (self._mapped.append if self._mapped is not None
+                   else self._put_buffer if self._buffer is not None else self._put_write)
+        self._put = put
+
+    def _put_write(self, line: bytes, step: int, now: float) -> None:
+        try:
+            written = _write(self._fd, line)
+        except OSError as exc:
+            self._on_write_error(exc)
+            return
+        if written != len(line):
+            self._finish_write(line, written)
+
+    def _put_buffer(self, line: bytes, step: int, now: float) -> None:
+        buffer = self._buffer
+        buffer.append(line)
+        if len(buffer) >= self._buffer_size or now >= self._next_flush:
+            self._flush_buffer(now)
+
+    def _hold(self, line: bytes, step: int, now: float) -> None:
+        """Where ``log`` sends a line outside the fast paths (see ``_set_sink``)."""
+        if self._closed:
+            self._raise_closed()
+        if self._option != _OPT_LINE:
+            line += b"\n"
+        if self._pending is not None:  # keep call order behind the events waiting for device values
+            self._pending.add_line(line)
+            self._check_pending(step, now)
+        else:  # "fsync" mode, or after a failed write
+            self._emit([line], now)
+
+    # --- off the hot path ---------------------------------------------------------------------
+
+    def _checked_values(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, float] | None, float]:
+        """The careful path for values the sum gate of ``log`` did not pass: convert them (or raise
+        TypeError naming the key); device tensors defer the event (returns None)."""
+        converted, on_device = split_metric_values(metrics)
+        if on_device is not None:
+            self._defer(step, converted, on_device)
+            return None, 0.0
+        return converted, sum(converted.values(), 0.0)
+
+    def _admit_keys(self, metrics: dict[str, Any]) -> None:
+        check_metric_names([key for key in metrics if key not in self._known_keys], fmt.RESERVED_NAMES)
+        self._known_keys.update(metrics)
+
+    def _raise_closed(self) -> None:
+        raise RuntimeError(f"run {self.id} ({self.name!r}) is finished; start or resume a run to log more")
+
+    def _defer(self, step: int, metrics: dict[str, Any], on_device: DeviceValues) -> None:
+        if self._closed:
+            self._raise_closed()
+        now = _perf() - self._perf0
+        if self._pending is None:
+            self._pending = PendingEvents(step=step, now=now, flush_steps=self._tensor_flush_steps,
+                                          flush_seconds=self._tensor_flush_seconds)
+            self._set_sink()
+        self._pending.add(step, _time(), now, metrics, on_device)
+        self._step = step
+        self._next_step = step + 1
+        self._check_pending(step, now)
+
+    def _check_pending(self, step: int, now: float) -> None:
+        if self._pending.due(step, now):
+            self._materialise_pending(now)
+
+    def _materialise_pending(self, now: float) -> None:
+        """Copy the waiting device values to the host in one transfer, write the waiting events in order."""
+        lines = self._pending.lines(segment=self._segment, run=self.id)  # stays until built: an interrupt loses nothing
+        self._pending = None
+        self._set_sink()
+        self._emit(lines, now)
+
+    def _emit(self, lines: list[bytes], now: float) -> None:
+        """Send complete lines on by the run's durability mode (off the hot path)."""
+        if self._buffer is None:
+            self._write_data(b"".join(lines))
+            if self._fsync_interval is not None and now >= self._next_fsync:
+                self._fsync(now)
+        else:
+            self._buffer.extend(lines)
+            if len(self._buffer) >= self._buffer_size or now >= self._next_flush:
+                self._flush_buffer(now)
+
+    def _flush_buffer(self, now: float) -> None:
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._next_flush = now + self._buffer_interval
+        self._write_data(data)
+
+    def _write_data(self, data: bytes) -> None:
+        """Append complete lines: into the mapping, or with write(2)."""
+        if self._mapped is not None:
+            self._mapped.append_lines(data)
+            return
+        if self._write_failed:
+            data = b"\n" + data  # end the line a failed write may have left half-written
+        try:
+            written = _write(self._fd, data)
+        except OSError as exc:
+            self._on_write_error(exc)
+            return
+        if self._write_failed:
+            self._write_failed = False
+            self._set_sink()
+        if written != len(data):
+            self._finish_write(data, written)
+
+    def _finish_write(self, data: bytes, written: int) -> None:
+        """Complete a short write."""
+        try:
+            write_all(self._fd, data[written:])
+        except OSError as exc:
+            self._on_write_error(exc)
+
+    def _on_write_error(self, exc: OSError) -> None:
+        if not self._write_failed:
+            warnings.warn(
+                f"steplog: could not append to {self.dir / fmt.EVENTS_FILE} ({exc}); events are dropped "
+                f"until writing works again (disk full?). Training goes on.", stacklevel=4
+            )
+        self._write_failed = True
+        self._set_sink()
+
+    def _map(self, written: int) -> MappedEvents | None:
+        """The mapping of "mmap" mode, or None (and "process" mode, with a warning) if the first
+        chunk cannot be reserved."""
+        try:
+            return MappedEvents.open(self._fd, written, self._mapping_failed)
+        except ReserveFailed as exc:
+            self._warn_unmapped(exc)
+            return None
+
+    def _mapping_failed(self, line: bytes, exc: BaseException) -> None:
+        """The next chunk could not be reserved (disk full?): the file is already cut to the bytes
+        written; go on with write(2) from this line on."""
+        self._mapped = None
+        self._warn_unmapped(exc)
+        self._option = _OPT_LINE
+        self._set_sink()
+        self._write_data(line + b"\n")
+
+    def _warn_unmapped(self, exc: BaseException) -> None:
+        self.durability = "process"
+        warnings.warn(f"steplog: could not reserve space to map {self.dir / fmt.EVENTS_FILE} ({exc}); run {self.id} "
+                      f"goes on with one write(2) per event (durability 'process')", stacklevel=5)
+
+    def _fsync(self, now: float) -> None:
+        self._next_fsync = now + self._fsync_interval
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._on_write_error(exc)
+
+    def _close(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
+        if self._closed or os.getpid() != self._pid:
+            return
+        if self._sampler is not None:
+            self._sampler.stop()
+        try:
+            self.flush()
+        finally:  # even if flushing was interrupted (Ctrl-C during a device copy): end the run cleanly
+            self._write_finish(status, error, notes)
+
+    def _write_finish(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
+        fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0,
+                                  "segment": self._segment}
+        if error is not None:
+            fields["error"] = ({"type": type(error).__name__, "message": str(error)}
+                               if isinstance(error, BaseException) else {"type": "Error", "message": str(error)})
+        if notes:
+            fields["notes"] = str(notes)
+        try:
+            self._write_data(fmt.encode_control_event(fmt.FINISH, **fields))
+            if self._mapped is not None:
+                self._mapped.close()  # cuts the zero tail, fsyncs
+            else:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._on_write_error(exc)
+        self._closed = True
+        self._set_sink()
+        os.close(self._fd)
+        store.release_lock(self.dir)
+        open_runs.discard(self)
