@@ -4,7 +4,6 @@ read from their part objects, a stale or corrupt catalog never gives a wrong ans
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 
@@ -18,7 +17,6 @@ from steplog import catalog, storage
 from steplog.cli import main
 from steplog.push import push
 from steplog.query import run_info
-from steplog.sql import run as sql_run
 from steplog.sync import sync
 
 
@@ -154,6 +152,5 @@ def test_cli_commands_take_a_url_root(pushed, env_url, tmp_path, capsys):
     assert main(["plot", "run0", "run1", "--metric", "loss", "--root", env_url, "-o", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
-    sql_args = argparse.Namespace(query="SELECT name FROM runs ORDER BY name", format="csv", root=env_url)
-    assert sql_run(sql_args) == 0  # `steplog sql` (registered by steplog.cli when wired)
+    assert main(["sql", "SELECT name FROM runs ORDER BY name", "--root", env_url, "--csv"]) == 0
     assert capsys.readouterr().out.split() == ["name", "run0", "run1", "run2", "run3"]
