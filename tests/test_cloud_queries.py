@@ -154,3 +154,5 @@ def test_cli_commands_take_a_url_root(pushed, env_url, tmp_path, capsys):
     capsys.readouterr()
     assert main(["sql", "SELECT name FROM runs ORDER BY name", "--root", env_url, "--csv"]) == 0
     assert capsys.readouterr().out.split() == ["name", "run0", "run1", "run2", "run3"]
+    assert main(["compact", "--root", env_url]) == 1  # a local-folder command names what reads buckets
+    assert "is an object-store URL" in capsys.readouterr().err

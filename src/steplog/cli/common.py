@@ -100,13 +100,17 @@ def _width(args: argparse.Namespace) -> int:
     return DEFAULT_WIDTH
 
 
-def _root(args: argparse.Namespace) -> Any:
-    """The experiment root named by ``--root``: a folder (a CommandError when it is not one), or an
-    object-store URL as given (``s3://bucket/prefix``; credentials and endpoint from the environment)."""
+def _root(args: argparse.Namespace, *, url: bool = False) -> Any:
+    """The experiment root named by ``--root``: a folder (a CommandError when it is not one), or for
+    a command that reads buckets (``url``) an object-store URL as given (``s3://bucket/prefix``;
+    credentials and endpoint from the environment)."""
     from ..storage import is_url
 
     if is_url(args.root):
-        return args.root
+        if url:
+            return args.root
+        raise CommandError(f"--root {args.root} is an object-store URL; this command works on a local folder "
+                           f"(ls, show, compare, best, plot, export and sql read buckets)")
     root = Path(args.root)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
