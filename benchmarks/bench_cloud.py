@@ -39,7 +39,7 @@ import orjson
 
 import steplog
 from steplog import catalog, storage
-from steplog.store import is_run_id, new_run_id
+from steplog.store import new_run_id
 
 SIZES = {"full": (1_000, 10_000), "small": (100, 1_000), "tiny": (10, 50)}
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "aws_region": "us-east-1"}
@@ -110,7 +110,7 @@ def plain_puts(url: str, options: dict, files: list[tuple[str, Path]]) -> None:
 def bench_push(root: Path, endpoint: str, pushes: int) -> list[str]:
     options = {"aws_endpoint_url": endpoint, **CREDENTIALS}
     create_bucket(endpoint, "bench")
-    files = [(f"{d.name}/{n}", d / n) for d in sorted(root.iterdir()) if is_run_id(d.name)
+    files = [(f"{d.name}/{n}", d / n) for d in sorted(root.iterdir()) if not d.name.startswith("_")
              for n in ("metrics.parquet", "run.json")]
     size_mb = sum(p.stat().st_size for _, p in files) / 1e6
     start = time.perf_counter()

@@ -74,3 +74,18 @@ def test_ui_serves_the_runs_until_stopped(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_show_summarises_system_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with steplog.init(name="sys", root=tmp_path, system_metrics=True, system_interval=0.05) as run:
+        for step in range(3):
+            run.log({"loss": 1.0})
+        __import__("time").sleep(0.2)
+    assert main(["show", "sys", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "system metrics:" in out and "proc_rss_bytes" in out
+
+
+def test_init_refuses_an_object_store_root() -> None:
+    with pytest.raises(ValueError, match="object stores cannot append.*steplog push --to s3://b/runs"):
+        steplog.init(name="x", root="s3://b/runs")

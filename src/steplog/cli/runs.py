@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -137,8 +138,17 @@ def _show(args: argparse.Namespace) -> int:
         lines += ["", "segments:", _segments_table(info["segments"], width)]
     summary = info["summary"]
     lines += ["", "metrics:", _metrics_table(summary, width)] if summary else ["", "metrics: none logged"]
+    lines += _system_lines(Path(info["dir"]))
     print("\n".join(lines))
     return 0
+
+
+def _system_lines(run_dir: Path) -> list[str]:
+    """The summary of the run's system metrics (``init(system_metrics=True)``), if it recorded any."""
+    from ..system_read import read_system, summary_lines
+
+    lines = summary_lines(read_system(run_dir))
+    return ["", *lines] if lines else []
 
 
 def _section(title: str, pairs: dict[str, Any], width: int) -> list[str]:
