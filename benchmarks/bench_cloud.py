@@ -200,7 +200,7 @@ def bench_remote_queries(listed: Path, pushed_url: str, options: dict, runs: int
             f"| steplog.runs(url) / plain listing | {remote_runs['mean'] / listing['mean']:.2f}x | mean |",
             _row(f"steplog.runs(root), {runs:,} runs, local folder (baseline)", local_runs),
             _row(f"steplog.best(val_loss, root=url), {runs:,} runs, local S3 server", remote_best),
-            _row(f"steplog.best(val_loss, root=folder), {runs:,} runs, local folder (baseline)", local_best),
+            _row(f"steplog.best(val_loss, root=folder), {runs:,} runs, local folder", local_best),
             _row(f"steplog.scan(url), two metrics, {pushes:,} runs, local S3 server", scan),
             _row(f"baseline: pl.scan_parquet of the same {pushes:,} files, same query", plain),
             f"| steplog.scan(url) / plain Polars scan | {scan['mean'] / plain['mean']:.2f}x | mean |"]
