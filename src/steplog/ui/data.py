@@ -237,7 +237,7 @@ def _live_row(run_dir: Path, live: LiveRun) -> dict[str, Any] | None:
 
 
 def _compacted_row(run_dir: Path, root: Path) -> dict[str, Any] | None:
-    info = run_info(run_dir, root)
+    info = run_info(run_dir, root=root)
     summary = {m: {"last": s.get("last"), "min": s.get("min"), "max": s.get("max")} for m, s in info["summary"].items()}
     return {"id": info["run_id"], "name": info["name"], "status": info["status"], "start": _epoch(info["start_time"]),
             "end": _epoch(info["end_time"]), "duration": info["duration_s"], "steps": info["num_steps"],
