@@ -37,13 +37,11 @@ def masked_crc():
         from crc32c import crc32c
     except ImportError:
         from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-
         return masked_crc32c
 
     def masked(data: bytes) -> int:
         crc = crc32c(data)
         return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
     return masked
 
 
@@ -53,33 +51,16 @@ def write_event_file(path: Path, steps: int, tags: tuple[str, ...]) -> int:
     enc = from_tensorboard
     rng = random.Random(0)
     with open(path, "wb") as f:
-        version = (
-            enc._key(1, 1)
-            + struct.pack("<d", 1.7e9)
-            + enc._key(3, 2)
-            + bytes([13])
-            + b"brain.Event:2"
-        )
+        version = enc._key(1, 1) + struct.pack("<d", 1.7e9) + enc._key(3, 2) + bytes([13]) + b"brain.Event:2"
         records = [version]
         for step in range(steps):
             for tag in tags:
-                records.append(
-                    enc._event(
-                        1.7e9 + step * 0.01,
-                        step,
-                        enc._scalar_summary(tag, rng.random()),
-                    )
-                )
+                records.append(enc._event(1.7e9 + step * 0.01, step, enc._scalar_summary(tag, rng.random())))
             if len(records) > 50_000 or step == steps - 1:
                 out = []
                 for payload in records:
                     header = struct.pack("<Q", len(payload))
-                    out += [
-                        header,
-                        struct.pack("<I", crc(header)),
-                        payload,
-                        struct.pack("<I", crc(payload)),
-                    ]
+                    out += [header, struct.pack("<I", crc(header)), payload, struct.pack("<I", crc(payload))]
                 f.write(b"".join(out))
                 records = []
     return steps * len(tags)
@@ -88,9 +69,7 @@ def write_event_file(path: Path, steps: int, tags: tuple[str, ...]) -> int:
 def accumulator_load(folder: Path) -> int:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(
-        str(folder), size_guidance={"scalars": 0}
-    )  # 0: keep every scalar
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every scalar
     acc.Reload()
     return sum(len(acc.Scalars(tag)) for tag in acc.Tags()["scalars"])
 
@@ -103,25 +82,13 @@ def write_mlflow_db(path: Path, runs: int, steps: int) -> int:
     for r in range(runs):
         uuid = f"{r:032x}"
         start = 1_700_000_000_000 + r * 10_000_000
-        db.execute(
-            "INSERT INTO runs VALUES (?, ?, 'FINISHED', ?, ?, 'active', 0)",
-            (uuid, f"run-{r}", start, start + steps),
-        )
-        db.executemany(
-            "INSERT INTO params VALUES (?, ?, ?)",
-            [(f"p{i}", str(rng.random()), uuid) for i in range(5)],
-        )
-        db.executemany(
-            "INSERT INTO tags VALUES (?, ?, ?)",
-            [("mlflow.user", "me", uuid), ("team", "a", uuid)],
-        )
-        db.executemany(
-            "INSERT INTO metrics VALUES ('loss', ?, ?, ?, ?, 0)",
-            [(rng.random(), start + s, uuid, s) for s in range(steps)],
-        )
-    db.execute(
-        "CREATE INDEX metrics_run ON metrics (run_uuid)"
-    )  # MLflow's primary key starts with the run too
+        db.execute("INSERT INTO runs VALUES (?, ?, 'FINISHED', ?, ?, 'active', 0)",
+                   (uuid, f"run-{r}", start, start + steps))
+        db.executemany("INSERT INTO params VALUES (?, ?, ?)", [(f"p{i}", str(rng.random()), uuid) for i in range(5)])
+        db.executemany("INSERT INTO tags VALUES (?, ?, ?)", [("mlflow.user", "me", uuid), ("team", "a", uuid)])
+        db.executemany("INSERT INTO metrics VALUES ('loss', ?, ?, ?, ?, 0)",
+                       [(rng.random(), start + s, uuid, s) for s in range(steps)])
+    db.execute("CREATE INDEX metrics_run ON metrics (run_uuid)")  # MLflow's primary key starts with the run too
     db.commit()
     db.close()
     return runs * steps
@@ -141,17 +108,13 @@ def timed(fn, repeat: int) -> tuple[list[float], list[float]]:
 
 def line(label: str, times: tuple[list[float], list[float]]) -> str:
     walls, cpus = times
-    return (
-        f"| {label} | {statistics.mean(walls):.3f} | {statistics.median(walls):.3f} | {max(walls):.3f} "
-        f"| {statistics.mean(cpus):.3f} |"
-    )
+    return (f"| {label} | {statistics.mean(walls):.3f} | {statistics.median(walls):.3f} | {max(walls):.3f} "
+            f"| {statistics.mean(cpus):.3f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--tiny", action="store_true", help="a smoke run at a tiny size"
-    )
+    parser.add_argument("--tiny", action="store_true", help="a smoke run at a tiny size")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     steps, runs, run_steps = (2_500, 5, 100) if args.tiny else (250_000, 100, 10_000)
@@ -159,16 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         folder = work / "tb"
         folder.mkdir()
-        scalars = write_event_file(
-            folder / "events.out.tfevents.1700000000.bench",
-            steps,
-            ("loss", "acc", "lr", "gn"),
-        )
+        scalars = write_event_file(folder / "events.out.tfevents.1700000000.bench", steps, ("loss", "acc", "lr", "gn"))
         roots = iter(range(10**6))
-        ours = timed(
-            lambda: tensorboard(folder, root=work / f"r{next(roots)}", quiet=True),
-            args.repeat,
-        )
+        ours = timed(lambda: tensorboard(folder, root=work / f"r{next(roots)}", quiet=True), args.repeat)
         try:
             loaded = accumulator_load(folder)
         except ImportError:
@@ -177,29 +133,15 @@ def main(argv: list[str] | None = None) -> None:
             assert loaded == scalars, (loaded, scalars)
             theirs = timed(lambda: accumulator_load(folder), args.repeat)
         rows = write_mlflow_db(work / "mlflow.db", runs, run_steps)
-        ml = timed(
-            lambda: mlflow(
-                work / "mlflow.db", root=work / f"m{next(roots)}", quiet=True
-            ),
-            args.repeat,
-        )
-        print(
-            "| measure | mean s | median s | worst s | mean CPU s |\n|---|---|---|---|---|"
-        )
+        ml = timed(lambda: mlflow(work / "mlflow.db", root=work / f"m{next(roots)}", quiet=True), args.repeat)
+        print("| measure | mean s | median s | worst s | mean CPU s |\n|---|---|---|---|---|")
         print(line(f"steplog import, TensorBoard file of {scalars:,} scalars", ours))
         if theirs is not None:
             print(line("EventAccumulator load (all scalars kept), same file", theirs))
             ratio = statistics.mean(theirs[0]) / statistics.mean(ours[0])
             cpu_ratio = statistics.mean(theirs[1]) / statistics.mean(ours[1])
-            print(
-                f"| ratio EventAccumulator / steplog (means) | {ratio:.2f}x | | | {cpu_ratio:.2f}x |"
-            )
-        print(
-            line(
-                f"steplog import, MLflow SQLite store of {runs} runs x {run_steps:,} steps ({rows:,} rows)",
-                ml,
-            )
-        )
+            print(f"| ratio EventAccumulator / steplog (means) | {ratio:.2f}x | | | {cpu_ratio:.2f}x |")
+        print(line(f"steplog import, MLflow SQLite store of {runs} runs x {run_steps:,} steps ({rows:,} rows)", ml))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

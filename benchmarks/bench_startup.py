@@ -42,17 +42,9 @@ print(json.dumps({"inits": inits, "finishes": finishes}))
 
 
 def _child(code: str, *args: str) -> str:
-    env = dict(
-        os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=True,
-    )
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300,
+                         check=True)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -60,17 +52,11 @@ def import_figures(repeats: int) -> dict[str, float]:
     """Median import time (s) and peak RSS (MiB) of ``import orjson`` and ``import steplog``."""
     figures = {}
     for module in ("orjson", "steplog"):
-        runs = [
-            _child(IMPORT_CHILD.format(module=module)).split() for _ in range(repeats)
-        ]
+        runs = [_child(IMPORT_CHILD.format(module=module)).split() for _ in range(repeats)]
         figures[f"import {module} s"] = statistics.median(float(t) for t, _ in runs)
-        figures[f"import {module} MiB"] = (
-            statistics.median(int(r) for _, r in runs) / 1024
-        )
+        figures[f"import {module} MiB"] = statistics.median(int(r) for _, r in runs) / 1024
     figures["import added s"] = figures["import steplog s"] - figures["import orjson s"]
-    figures["import added MiB"] = (
-        figures["import steplog MiB"] - figures["import orjson MiB"]
-    )
+    figures["import added MiB"] = figures["import steplog MiB"] - figures["import orjson MiB"]
     return figures
 
 
@@ -83,9 +69,7 @@ def init_figures(count: int) -> dict[str, float]:
         figures[f"{mode} first init ms"] = times["inits"][0] * 1e3
         figures[f"{mode} first finish ms"] = times["finishes"][0] * 1e3
         figures[f"{mode} later init ms"] = statistics.median(times["inits"][1:]) * 1e3
-        figures[f"{mode} later finish ms"] = (
-            statistics.median(times["finishes"][1:]) * 1e3
-        )
+        figures[f"{mode} later finish ms"] = statistics.median(times["finishes"][1:]) * 1e3
     return figures
 
 

@@ -78,9 +78,7 @@ class BaselineThread:
         began = time.thread_time()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         while not self._stop.wait(self.interval):
-            os.write(
-                fd, orjson.dumps({"t": time.time()}, option=orjson.OPT_APPEND_NEWLINE)
-            )
+            os.write(fd, orjson.dumps({"t": time.time()}, option=orjson.OPT_APPEND_NEWLINE))
             self.samples += 1
         os.close(fd)
         self.thread_cpu = time.thread_time() - began
@@ -89,9 +87,7 @@ class BaselineThread:
 def run_until(recorder, count: int) -> None:
     """Let ``recorder`` take ``count`` samples while this thread only waits."""
     recorder.start()
-    time.sleep(
-        count * INTERVAL
-    )  # one long wait, so that the main thread adds next to nothing to getrusage
+    time.sleep(count * INTERVAL)  # one long wait, so that the main thread adds next to nothing to getrusage
     while recorder.samples < count:
         time.sleep(INTERVAL)
     recorder.stop()
@@ -112,72 +108,49 @@ def measure(samples: int, blocks: int) -> dict[str, float | str]:
         for block in range(blocks):
             baseline = BaselineThread(Path(tmp) / "baseline.jsonl", INTERVAL)
             run_until(baseline, per_block)
-            baseline_cpu, baseline_count = (
-                baseline_cpu + baseline.thread_cpu,
-                baseline_count + baseline.samples,
-            )
+            baseline_cpu, baseline_count = baseline_cpu + baseline.thread_cpu, baseline_count + baseline.samples
             sampler = TimedSampler(Path(tmp) / f"block{block}", interval=INTERVAL)
             sampler.path.parent.mkdir()
             before = process_cpu()
             run_until(sampler, per_block)
             process_in_sampler += process_cpu() - before
-            sampler_cpu, sampler_count = (
-                sampler_cpu + sampler.thread_cpu,
-                sampler_count + sampler.samples,
-            )
-            sampled.extend(
-                sampler.per_sample[1:]
-            )  # the first sample of a block also opens NVML
+            sampler_cpu, sampler_count = sampler_cpu + sampler.thread_cpu, sampler_count + sampler.samples
+            sampled.extend(sampler.per_sample[1:])  # the first sample of a block also opens NVML
             nvml = orjson.loads(sampler.path.read_bytes().split(b"\n", 1)[0])["nvml"]
     mean, baseline_mean = sampler_cpu / sampler_count, baseline_cpu / baseline_count
     quantiles = statistics.quantiles(sampled, n=100)
-    return {
-        "samples": sampler_count,
-        "mean": mean,
-        "p50": quantiles[49],
-        "p99": quantiles[98],
-        "baseline": baseline_mean,
-        "process": process_in_sampler / sampler_count,
-        "percent": mean / DEFAULT_INTERVAL * 100,
-        "nvml": nvml,
-    }
+    return {"samples": sampler_count, "mean": mean, "p50": quantiles[49], "p99": quantiles[98],
+            "baseline": baseline_mean, "process": process_in_sampler / sampler_count,
+            "percent": mean / DEFAULT_INTERVAL * 100, "nvml": nvml}
 
 
 def table(figures: dict[str, float | str]) -> str:
-    us = {
-        key: figures[key] * 1e6 for key in ("mean", "p50", "p99", "baseline", "process")
-    }  # type: ignore[operator]
+    us = {key: figures[key] * 1e6 for key in ("mean", "p50", "p99", "baseline", "process")}  # type: ignore[operator]
     percent = float(figures["percent"])
     verdict = "met" if percent < TARGET_PERCENT else "NOT met"
-    return "\n".join(
-        [
-            "| figure | value | target |",
-            "|---|---|---|",
-            f"| sampler thread CPU per sample: mean (all its work) / p50 / p99 | "
-            f"{us['mean']:.0f} / {us['p50']:.0f} / {us['p99']:.0f} us | |",
-            f"| baseline thread (wake up, append a time stamp) per wake-up: mean | {us['baseline']:.0f} us | |",
-            f"| sampler / baseline, mean | {figures['mean'] / figures['baseline']:.1f}x | |",  # type: ignore[operator]
-            f"| process CPU per sample while sampling (getrusage; main thread waiting) | {us['process']:.0f} us | |",
-            f"| share of one core at the default {DEFAULT_INTERVAL:.0f} s interval | **{percent:.4f} %** ({verdict}) "
-            f"| < {TARGET_PERCENT} % |",
-            f"| GPU figures (NVML) | {figures['nvml']} | |",
-        ]
-    )
+    return "\n".join([
+        "| figure | value | target |",
+        "|---|---|---|",
+        f"| sampler thread CPU per sample: mean (all its work) / p50 / p99 | "
+        f"{us['mean']:.0f} / {us['p50']:.0f} / {us['p99']:.0f} us | |",
+        f"| baseline thread (wake up, append a time stamp) per wake-up: mean | {us['baseline']:.0f} us | |",
+        f"| sampler / baseline, mean | {figures['mean'] / figures['baseline']:.1f}x | |",  # type: ignore[operator]
+        f"| process CPU per sample while sampling (getrusage; main thread waiting) | {us['process']:.0f} us | |",
+        f"| share of one core at the default {DEFAULT_INTERVAL:.0f} s interval | **{percent:.4f} %** ({verdict}) "
+        f"| < {TARGET_PERCENT} % |",
+        f"| GPU figures (NVML) | {figures['nvml']} | |",
+    ])
 
 
 def main(argv: list[str] | None = None) -> dict[str, float | str]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--tiny", action="store_true", help="a few samples, for the smoke test"
-    )
+    parser.add_argument("--tiny", action="store_true", help="a few samples, for the smoke test")
     args = parser.parse_args(argv)
     samples, blocks = (40, 2) if args.tiny else (1000, 5)
     figures = measure(samples, blocks)
-    print(
-        f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores; python "
-        f"{platform.python_version()}. {figures['samples']} samples every {INTERVAL * 1000:.0f} ms "
-        f"in {blocks} blocks, alternating with the baseline.\n"
-    )
+    print(f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores; python "
+          f"{platform.python_version()}. {figures['samples']} samples every {INTERVAL * 1000:.0f} ms "
+          f"in {blocks} blocks, alternating with the baseline.\n")
     print(table(figures))
     return figures
 

@@ -36,20 +36,12 @@ import numpy as np
 import steplog
 import steplog.ui
 
-_spec = importlib.util.spec_from_file_location(
-    "bench_queries", Path(__file__).with_name("bench_queries.py")
-)
+_spec = importlib.util.spec_from_file_location("bench_queries", Path(__file__).with_name("bench_queries.py"))
 bench_queries = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_queries)
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 def fetch(url: str) -> tuple[float, float, bytes]:
@@ -71,13 +63,7 @@ def runs_table(work: Path, count: int, browser: bool) -> list[str]:
     root = work / "table"
     root.mkdir()
     for i in range(count):
-        bench_queries.write_run(
-            root,
-            f"run{i:04d}",
-            100,
-            i,
-            {"lr": 10 ** -(i % 5), "depth": i % 3, "seed": i},
-        )
+        bench_queries.write_run(root, f"run{i:04d}", 100, i, {"lr": 10 ** -(i % 5), "depth": i % 3, "seed": i})
     steplog.compact(root, quiet=True)
     start = time.perf_counter()
     server = steplog.ui.serve(root, port=0)
@@ -86,24 +72,16 @@ def runs_table(work: Path, count: int, browser: bool) -> list[str]:
         page = fetch(server.url)
         cold = fetch(server.url + "api/runs")
         warm = [fetch(server.url + "api/runs") for _ in range(5)]
-        lines = [
-            f"| server start, {count} runs | {started * 1000:.1f} ms |",
-            f"| page first byte | {page[0] * 1000:.1f} ms |",
-            (
-                f"| `/api/runs` cold (first read of {count} runs) | first byte {cold[0] * 1000:.0f} ms, "
-                f"whole {cold[1] * 1000:.0f} ms, {len(cold[2]) / 1e6:.2f} MB |"
-            ),
-            f"| `/api/runs` warm (a poll) | {stats([w[1] for w in warm])} |",
-        ]
+        lines = [f"| server start, {count} runs | {started * 1000:.1f} ms |",
+                 f"| page first byte | {page[0] * 1000:.1f} ms |",
+                 (f"| `/api/runs` cold (first read of {count} runs) | first byte {cold[0] * 1000:.0f} ms, "
+                 f"whole {cold[1] * 1000:.0f} ms, {len(cold[2]) / 1e6:.2f} MB |"),
+                 f"| `/api/runs` warm (a poll) | {stats([w[1] for w in warm])} |"]
         if browser:
             in_page, driven = interactive(server.url, 5)
-            lines.append(
-                f"| page interactive in headless Chromium: navigation start to the charts drawn, as the "
-                f"page measures it | {stats(in_page)} |"
-            )
-            lines.append(
-                f"| the same seen from the test driver (adds playwright's round trips) | {stats(driven)} |"
-            )
+            lines.append(f"| page interactive in headless Chromium: navigation start to the charts drawn, as the "
+                         f"page measures it | {stats(in_page)} |")
+            lines.append(f"| the same seen from the test driver (adds playwright's round trips) | {stats(driven)} |")
     finally:
         server.stop()
     return lines
@@ -114,23 +92,15 @@ def interactive(url: str, repeat: int) -> tuple[list[float], list[float]]:
 
     times, in_page = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=CHROMIUM_ARGS,
-        )
+        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                    args=CHROMIUM_ARGS)
         for _ in range(repeat):
-            page = browser.new_page(
-                viewport={"width": 1400, "height": 900}, bypass_csp=True
-            )
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)
             start = time.perf_counter()
             page.goto(url)
-            page.wait_for_function(
-                "window.steplog && window.steplog.ready === true", polling=10
-            )
+            page.wait_for_function("window.steplog && window.steplog.ready === true", polling=10)
             times.append(time.perf_counter() - start)
-            in_page.append(
-                page.evaluate("window.steplog.timing.data") / 1000
-            )  # ms since navigation start
+            in_page.append(page.evaluate("window.steplog.timing.data") / 1000)  # ms since navigation start
             page.close()
         browser.close()
     return in_page, times
@@ -147,17 +117,9 @@ def write_long_run(root: Path, steps: int) -> str:
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
     t0 = 1_764_000_000.0
-    start = fmt.encode_control_event(
-        fmt.START,
-        v=fmt.FORMAT_VERSION,
-        run_id=run_id,
-        name="long",
-        time=t0,
-        start_time="2025-11-24T16:00:00+00:00",
-        durability="process",
-        config={},
-        meta={"host": "bench"},
-    )
+    start = fmt.encode_control_event(fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name="long", time=t0,
+                                     start_time="2025-11-24T16:00:00+00:00", durability="process", config={},
+                                     meta={"host": "bench"})
     rng = np.random.default_rng(0)
     with open(run_dir / fmt.EVENTS_FILE, "wb") as f:
         f.write(start)
@@ -165,20 +127,11 @@ def write_long_run(root: Path, steps: int) -> str:
             step = np.arange(begin, min(steps, begin + 1_000_000))
             loss = 2.0 / np.sqrt(step + 1.0) + rng.normal(0, 0.01, len(step))
             loss[step == steps // 2] = 50.0
-            events = [
-                {"s": s, "t": t0 + s * 1e-3, "w": s * 1e-3, "m": {"train_loss": v}}
-                for s, v in zip(step.tolist(), loss.tolist())
-            ]
+            events = [{"s": s, "t": t0 + s * 1e-3, "w": s * 1e-3, "m": {"train_loss": v}}
+                      for s, v in zip(step.tolist(), loss.tolist())]
             f.write(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-        f.write(
-            fmt.encode_control_event(
-                fmt.FINISH,
-                status="finished",
-                time=t0 + steps * 1e-3,
-                w=steps * 1e-3,
-                segment=0,
-            )
-        )
+        f.write(fmt.encode_control_event(fmt.FINISH, status="finished", time=t0 + steps * 1e-3, w=steps * 1e-3,
+                                         segment=0))
     steplog.compact(root, quiet=True)
     return run_id
 
@@ -206,23 +159,14 @@ def long_run(work: Path, steps: int, repeat: int) -> list[str]:
     finally:
         server.stop()
     levels = with_levels(root / run_id, url.replace(server.url, ""), repeat)
-    return [
-        f"| {steps:,}-step compacted run: fixture written and compacted | {made:.1f} s |",
-        f"| baseline: `steplog.history` of the run (step, train_loss) | {baseline * 1000:.0f} ms |",
-        (
-            f"| one metric, full range, 2,000 px ({len(body['x']):,} points sent), first request | "
-            f"{cold * 1000:.0f} ms; {cold / baseline:.2f}x the baseline |"
-        ),
-        (
-            f"| the same again (another panel, a reset zoom) | {stats(full)}; "
-            f"{statistics.fmean(full) / baseline:.3f}x the baseline |"
-        ),
-        (
-            f"| zoom re-query (1 % of the run, 2,000 px) | {stats(zooms)}; "
-            f"{statistics.fmean(zooms) / baseline:.3f}x the baseline |"
-        ),
-        *levels,
-    ]
+    return [f"| {steps:,}-step compacted run: fixture written and compacted | {made:.1f} s |",
+            f"| baseline: `steplog.history` of the run (step, train_loss) | {baseline * 1000:.0f} ms |",
+            (f"| one metric, full range, 2,000 px ({len(body['x']):,} points sent), first request | "
+            f"{cold * 1000:.0f} ms; {cold / baseline:.2f}x the baseline |"),
+            (f"| the same again (another panel, a reset zoom) | {stats(full)}; "
+            f"{statistics.fmean(full) / baseline:.3f}x the baseline |"),
+            (f"| zoom re-query (1 % of the run, 2,000 px) | {stats(zooms)}; "
+             f"{statistics.fmean(zooms) / baseline:.3f}x the baseline |"), *levels]
 
 
 def with_levels(run_dir: Path, path: str, repeat: int) -> list[str]:
@@ -241,13 +185,9 @@ def with_levels(run_dir: Path, path: str, repeat: int) -> list[str]:
             assert max(body["y"]) == 50.0, "the spike must survive the levels"
         finally:
             server.stop()
-    return [
-        (
-            f"| precomputed levels (`steplog.levels.write_levels`, for compaction to call): writing them | "
-            f"{written:.2f} s, {size / 1e6:.1f} MB |"
-        ),
-        f"| one metric, full range, 2,000 px, first request on a fresh server, with the levels | {stats(firsts)} |",
-    ]
+    return [(f"| precomputed levels (`steplog.levels.write_levels`, for compaction to call): writing them | "
+             f"{written:.2f} s, {size / 1e6:.1f} MB |"),
+            f"| one metric, full range, 2,000 px, first request on a fresh server, with the levels | {stats(firsts)} |"]
 
 
 _WRITER = """
@@ -267,10 +207,8 @@ for run in runs:
     run.finish()
 """
 
-_SERVER = (
-    "import sys, steplog.ui, time; s = steplog.ui.serve(sys.argv[1], port=0); print(s.url, flush=True); "
-    "time.sleep(1e6)"
-)
+_SERVER = ("import sys, steplog.ui, time; s = steplog.ui.serve(sys.argv[1], port=0); print(s.url, flush=True); "
+           "time.sleep(1e6)")
 
 
 def live_runs(work: Path, count: int, rate: int, seconds: float) -> list[str]:
@@ -280,59 +218,29 @@ def live_runs(work: Path, count: int, rate: int, seconds: float) -> list[str]:
     root.mkdir()
     env = dict(os.environ, PYTHONPATH=str(Path(steplog.__file__).parents[1]))
     per_process = str(count // 4 or 1)  # 4 writer processes
-    writers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _WRITER,
-                str(root),
-                per_process,
-                str(rate),
-                str(seconds),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(min(4, count))
-    ]
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(root), per_process, str(rate), str(seconds)],
+                                stdout=subprocess.PIPE, text=True, env=env) for _ in range(min(4, count))]
     for w in writers:
         w.stdout.readline()
-    server = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(root)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    server = subprocess.Popen([sys.executable, "-c", _SERVER, str(root)], stdout=subprocess.PIPE, text=True, env=env)
     url = server.stdout.readline().strip()
     try:
-        latencies, sizes, cpu = poll_like_the_page(
-            url, seconds - 2, psutil.Process(server.pid)
-        )
-        full = fetch(
-            url + "api/series?run=live0&metric=loss&metric=acc&x=time&width=20000"
-        )[2]  # every point
+        latencies, sizes, cpu = poll_like_the_page(url, seconds - 2, psutil.Process(server.pid))
+        full = fetch(url + "api/series?run=live0&metric=loss&metric=acc&x=time&width=20000")[2]  # every point
     finally:
         for w in writers:
             w.wait()
         server.kill()
         server.wait()
-    return [
-        f"| {count} live runs x {rate:,} steps/s: latency from log() to the client (x=time) | {stats(latencies)} |",
-        f"| server CPU while polled as the page does | {cpu:.1f} % of one core |",
-        (
-            f"| bytes per live update of one run (2 metrics, 1 s of new points) | "
-            f"mean {statistics.fmean(sizes):,.0f} B "
+    return [f"| {count} live runs x {rate:,} steps/s: latency from log() to the client (x=time) | {stats(latencies)} |",
+            f"| server CPU while polled as the page does | {cpu:.1f} % of one core |",
+            (f"| bytes per live update of one run (2 metrics, 1 s of new points) | "
+             f"mean {statistics.fmean(sizes):,.0f} B "
             f"vs {len(full):,} B to re-fetch every point of the series after {seconds:.0f} s (trackio; grows with "
-            f"the run): {len(full) / statistics.fmean(sizes):,.0f}x less |"
-        ),
-    ]
+            f"the run): {len(full) / statistics.fmean(sizes):,.0f}x less |")]
 
 
-def poll_like_the_page(
-    url: str, seconds: float, server
-) -> tuple[list[float], list[int], float]:
+def poll_like_the_page(url: str, seconds: float, server) -> tuple[list[float], list[int], float]:
     cursors: dict[str, int] = {}
     runs: list[dict] = []
     latencies: list[float] = []
@@ -346,9 +254,7 @@ def poll_like_the_page(
         if tick % 2 or not runs:  # the table every 2 s, as the page does
             runs = json.loads(fetch(url + "api/runs")[2])["runs"]
         for row in runs:
-            query = (
-                f"api/series?run={row['id']}&metric=loss&metric=acc&x=time&width=800"
-            )
+            query = f"api/series?run={row['id']}&metric=loss&metric=acc&x=time&width=800"
             if row["id"] in cursors:
                 query += f"&cursor={cursors[row['id']]}"
             body = fetch(url + query)[2]
@@ -364,24 +270,12 @@ def poll_like_the_page(
 
 def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--tiny", action="store_true", help="small sizes (a smoke test)"
-    )
-    parser.add_argument(
-        "--steps", type=int, help="steps of the long run (default 10,000,000)"
-    )
+    parser.add_argument("--tiny", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument("--steps", type=int, help="steps of the long run (default 10,000,000)")
     parser.add_argument("--runs", type=int, help="runs of the table (default 1,000)")
     parser.add_argument("--live", type=int, help="live runs (default 20)")
-    parser.add_argument(
-        "--no-browser",
-        action="store_true",
-        help="skip the headless Chromium measurement",
-    )
-    parser.add_argument(
-        "--parts",
-        default="table,long,live",
-        help="which parts to run (default: all three)",
-    )
+    parser.add_argument("--no-browser", action="store_true", help="skip the headless Chromium measurement")
+    parser.add_argument("--parts", default="table,long,live", help="which parts to run (default: all three)")
     args = parser.parse_args(argv)
     steps = args.steps or (20_000 if args.tiny else 10_000_000)
     count = args.runs or (10 if args.tiny else 1_000)
@@ -390,13 +284,9 @@ def main(argv: list[str] | None = None) -> list[str]:
     lines = ["| what | measured |", "|---|---|"]
     print("\n".join(lines), flush=True)
     try:
-        parts = {
-            "table": lambda: runs_table(work, count, browser=not args.no_browser),
-            "long": lambda: long_run(work, steps, repeat=3 if args.tiny else 7),
-            "live": lambda: live_runs(
-                work, live, 100 if args.tiny else 1_000, 6 if args.tiny else 20
-            ),
-        }
+        parts = {"table": lambda: runs_table(work, count, browser=not args.no_browser),
+                 "long": lambda: long_run(work, steps, repeat=3 if args.tiny else 7),
+                 "live": lambda: live_runs(work, live, 100 if args.tiny else 1_000, 6 if args.tiny else 20)}
         for name in args.parts.split(","):
             found = parts[name]()
             print("\n".join(found), flush=True)

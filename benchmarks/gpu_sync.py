@@ -31,30 +31,8 @@ import steplog
 from steplog import values
 
 SIZES = {
-    "full": dict(
-        vocab=10_000,
-        d_model=512,
-        layers=4,
-        heads=16,
-        d_ff=1344,
-        batch=64,
-        context=256,
-        steps=200,
-        warmup=30,
-        rounds=3,
-    ),
-    "tiny": dict(
-        vocab=128,
-        d_model=32,
-        layers=2,
-        heads=2,
-        d_ff=64,
-        batch=2,
-        context=16,
-        steps=4,
-        warmup=1,
-        rounds=1,
-    ),
+    "full": dict(vocab=10_000, d_model=512, layers=4, heads=16, d_ff=1344, batch=64, context=256, steps=200, warmup=30, rounds=3),
+    "tiny": dict(vocab=128, d_model=32, layers=2, heads=2, d_ff=64, batch=2, context=16, steps=4, warmup=1, rounds=1),
 }
 MODES = ("none", "item", "steplog")
 
@@ -74,11 +52,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = (
-            self.qkv(self.norm1(x))
-            .view(b, t, 3, self.heads, d // self.heads)
-            .permute(2, 0, 3, 1, 4)
-        )
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         attention = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.out(attention.transpose(1, 2).reshape(b, t, d))
         gate, up = self.gate_up(self.norm2(x)).chunk(2, dim=-1)
@@ -86,9 +60,7 @@ class Block(nn.Module):
 
 
 class TransformerLM(nn.Module):
-    def __init__(
-        self, vocab: int, d_model: int, layers: int, heads: int, d_ff: int, context: int
-    ) -> None:
+    def __init__(self, vocab: int, d_model: int, layers: int, heads: int, d_ff: int, context: int) -> None:
         super().__init__()
         self.tokens = nn.Embedding(vocab, d_model)
         self.positions = nn.Embedding(context, d_model)
@@ -97,9 +69,7 @@ class TransformerLM(nn.Module):
         self.head = nn.Linear(d_model, vocab, bias=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.tokens(ids) + self.positions(
-            torch.arange(ids.shape[1], device=ids.device)
-        )
+        x = self.tokens(ids) + self.positions(torch.arange(ids.shape[1], device=ids.device))
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
@@ -115,18 +85,9 @@ def sync(device: torch.device) -> None:
 def train(mode: str, size: dict, device: torch.device, root: str) -> float:
     """Steps per second of ``size['steps']`` training steps (after a warm-up) under ``mode``."""
     torch.manual_seed(0)
-    model = TransformerLM(
-        size["vocab"],
-        size["d_model"],
-        size["layers"],
-        size["heads"],
-        size["d_ff"],
-        size["context"],
-    ).to(device)
+    model = TransformerLM(size["vocab"], size["d_model"], size["layers"], size["heads"], size["d_ff"], size["context"]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
-    run = (
-        steplog.init(name=f"gpu-sync-{mode}", root=root) if mode == "steplog" else None
-    )
+    run = steplog.init(name=f"gpu-sync-{mode}", root=root) if mode == "steplog" else None
     kept: list[float] = []
     total = size["warmup"] + size["steps"]
     start = 0.0
@@ -134,14 +95,10 @@ def train(mode: str, size: dict, device: torch.device, root: str) -> float:
         if step == size["warmup"]:
             sync(device)
             start = time.perf_counter()
-        ids = torch.randint(
-            0, size["vocab"], (size["batch"], size["context"] + 1), device=device
-        )
+        ids = torch.randint(0, size["vocab"], (size["batch"], size["context"] + 1), device=device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             logits = model(ids[:, :-1])
-        loss = F.cross_entropy(
-            logits.float().view(-1, size["vocab"]), ids[:, 1:].reshape(-1)
-        )
+        loss = F.cross_entropy(logits.float().view(-1, size["vocab"]), ids[:, 1:].reshape(-1))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -160,27 +117,14 @@ def train(mode: str, size: dict, device: torch.device, root: str) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, str]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--tiny", action="store_true", help="a tiny model on CPU, in seconds"
-    )
-    parser.add_argument(
-        "--device", help="torch device (default: cuda if available, else cpu)"
-    )
-    parser.add_argument(
-        "--defer-cpu",
-        action="store_true",
-        help="treat CPU tensors as accelerator tensors (tests the path)",
-    )
+    parser.add_argument("--tiny", action="store_true", help="a tiny model on CPU, in seconds")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--defer-cpu", action="store_true", help="treat CPU tensors as accelerator tensors (tests the path)")
     args = parser.parse_args(argv)
     size = SIZES["tiny" if args.tiny else "full"]
-    device = torch.device(
-        args.device
-        or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
-    )
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu"))
     if args.tiny or args.defer_cpu:
-        values.is_device_value = lambda value: type(value).__module__.startswith(
-            "torch"
-        )
+        values.is_device_value = lambda value: type(value).__module__.startswith("torch")
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(prefix="steplog-gpu-sync-") as root:
         for _ in range(size["rounds"]):
@@ -191,14 +135,10 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     results = {"device": name}
     for mode in MODES:
         cost = (median["none"] / median[mode] - 1.0) * 100
-        results[f"{mode}: steps/s (cost vs none)"] = (
-            f"{median[mode]:.2f} ({cost:+.2f} %)"
-        )
+        results[f"{mode}: steps/s (cost vs none)"] = f"{median[mode]:.2f} ({cost:+.2f} %)"
     print("| mode | steps/s | cost vs no logging |\n|---|---|---|")
     for mode in MODES:
-        print(
-            f"| {mode} | {median[mode]:.2f} | {(median['none'] / median[mode] - 1.0) * 100:+.2f} % |"
-        )
+        print(f"| {mode} | {median[mode]:.2f} | {(median['none'] / median[mode] - 1.0) * 100:+.2f} % |")
     print(f"device: {name}; {size['steps']} steps x {size['rounds']} rounds per mode")
     return results
 

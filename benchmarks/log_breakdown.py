@@ -27,27 +27,17 @@ def stages(run, step: int, now: float):
     return [
         ("metric-name check", lambda d: known.issuperset(d)),
         ("value check (sum gate)", lambda d: type(sum(d.values())) is not float),
-        (
-            "encode",
-            lambda d: run._encode(step, now, d, 4.0),
-        ),  # a finite sum: as for finite values
-        (
-            "sink",
-            lambda d, line=run._encode(step, now, {k: 0.5 for k in KEYS}, 4.0): (
-                run._put(line, step, now)
-            ),
-        ),
+        ("encode", lambda d: run._encode(step, now, d, 4.0)),  # a finite sum: as for finite values
+        ("sink", lambda d, line=run._encode(step, now, {k: 0.5 for k in KEYS}, 4.0): run._put(line, step, now)),
     ]
 
 
 def measure(mode: str, rounds: int) -> dict[str, float]:
     """Median ns of each stage and of the whole call, in ``mode``."""
-    run = steplog.init(
-        root=tempfile.mkdtemp(prefix="steplog-breakdown-"), durability=mode
-    )
+    run = steplog.init(root=tempfile.mkdtemp(prefix="steplog-breakdown-"), durability=mode)
     rng = random.Random(0)
     pool = [rng.random() for _ in range(1_100)]
-    steps = [dict(zip(KEYS, pool[i : i + 8])) for i in range(1_000)]
+    steps = [dict(zip(KEYS, pool[i:i + 8])) for i in range(1_000)]
     run.log(dict(steps[0]))
     parts = [("whole log()", run.log), *stages(run, 1, 0.5)]
     clock = time.perf_counter_ns
@@ -63,12 +53,8 @@ def measure(mode: str, rounds: int) -> dict[str, float]:
                 record.append(b - a)
     run.finish()
     overhead = timer_overhead()
-    medians = {
-        name: max(statistics.median(t) - overhead, 0) for name, t in times.items()
-    }
-    medians["call and bookkeeping"] = medians["whole log()"] - sum(
-        v for k, v in medians.items() if k != "whole log()"
-    )
+    medians = {name: max(statistics.median(t) - overhead, 0) for name, t in times.items()}
+    medians["call and bookkeeping"] = medians["whole log()"] - sum(v for k, v in medians.items() if k != "whole log()")
     return medians
 
 
@@ -87,16 +73,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     rounds = 2 if args.tiny else 30
     figures: dict[str, float] = {}
-    print(
-        "| part of log() | "
-        + " | ".join(f"`{m}` (ns, median)" for m in MODES)
-        + " |\n|---|---|---|"
-    )
+    print("| part of log() | " + " | ".join(f"`{m}` (ns, median)" for m in MODES) + " |\n|---|---|---|")
     by_mode = {mode: measure(mode, rounds) for mode in MODES}
     for part in by_mode[MODES[0]]:
-        print(
-            f"| {part} | " + " | ".join(f"{by_mode[m][part]:.0f}" for m in MODES) + " |"
-        )
+        print(f"| {part} | " + " | ".join(f"{by_mode[m][part]:.0f}" for m in MODES) + " |")
         for mode in MODES:
             figures[f"{part}, {mode}"] = by_mode[mode][part]
     return figures

@@ -28,25 +28,15 @@ def assert_values(run_id: str, root: Path, rows: dict[int, dict[str, float]]) ->
         assert set(written) <= set(metrics)
         for metric in metrics:
             if metric in written:
-                assert same(record[metric], float(written[metric])), (
-                    record["step"],
-                    metric,
-                    record[metric],
-                )
+                assert same(record[metric], float(written[metric])), (record["step"], metric, record[metric])
             else:
                 assert record[metric] is None, (record["step"], metric)
 
 
 def origin(run_id: str, root: Path) -> dict:
-    return fmt.read_start_event(store.events_path(Path(root) / run_id))["meta"][
-        "imported_from"
-    ]
+    return fmt.read_start_event(store.events_path(Path(root) / run_id))["meta"]["imported_from"]
 
 
 def no_leftovers(root: Path) -> None:
     """A failed import leaves no temporary folder and nothing that reads as a run."""
-    assert (
-        not [p for p in Path(root).iterdir() if p.name.startswith(".import-")]
-        if Path(root).exists()
-        else True
-    )
+    assert not [p for p in Path(root).iterdir() if p.name.startswith(".import-")] if Path(root).exists() else True

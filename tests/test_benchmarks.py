@@ -15,18 +15,14 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 def load_benchmark(filename: str):
     """Import a benchmark script from benchmarks/ as a module."""
-    spec = importlib.util.spec_from_file_location(
-        filename.removesuffix(".py"), BENCHMARKS / filename
-    )
+    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), BENCHMARKS / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def run_script(*args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=300
-    )
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -38,21 +34,10 @@ def test_the_suite_runs_at_a_tiny_size_and_saves_nothing():
     for fixture in ("8 metrics", "8 named metrics, step="):
         for mode in ("mmap", "process", "buffered", "fsync"):
             assert f"{fixture}: `{mode}` / bare write, mean (median)" in table
-    mmap_row = next(
-        line
-        for line in table.splitlines()
-        if line.startswith("| 8 metrics: `mmap` / bare write")
-    )
-    assert mmap_row.split("|")[3].strip() == "<= 0.7x" and mmap_row.split("|")[
-        4
-    ].strip() in ("pass", "FAIL")
-    for row in (
-        "RSS growth over 20,000 steps, `mmap`",
-        "log() stage (log_breakdown.py): encode, mmap",
-        "`import steplog` adds",
-        "`mmap`: init / finish, later runs",
-        "reference: steplog (process)",
-    ):
+    mmap_row = next(line for line in table.splitlines() if line.startswith("| 8 metrics: `mmap` / bare write"))
+    assert mmap_row.split("|")[3].strip() == "<= 0.7x" and mmap_row.split("|")[4].strip() in ("pass", "FAIL")
+    for row in ("RSS growth over 20,000 steps, `mmap`", "log() stage (log_breakdown.py): encode, mmap",
+                "`import steplog` adds", "`mmap`: init / finish, later runs", "reference: steplog (process)"):
         assert row in table
     assert "queries (bench_queries.py)" in table
     assert (results.read_bytes() if results.exists() else None) == before
@@ -66,32 +51,15 @@ def test_the_gpu_sync_benchmark_runs_at_a_tiny_size():
 
 
 def test_bench_queries_runs_at_tiny_size(tmp_path, capsys):
-    results = load_benchmark("bench_queries.py").main(
-        ["--tiny", "--repeat", "1", "--root", str(tmp_path)]
-    )
-    assert (
-        results["compact_events_per_s"] > 0
-        and results["runs_s"] > 0
-        and results["best_s"] > 0
-    )
+    results = load_benchmark("bench_queries.py").main(["--tiny", "--repeat", "1", "--root", str(tmp_path)])
+    assert results["compact_events_per_s"] > 0 and results["runs_s"] > 0 and results["best_s"] > 0
     out = capsys.readouterr().out
-    assert (
-        "| compact one run of 10,000 events |" in out
-        and "best('val_loss') over 10 compacted runs" in out
-    )
+    assert "| compact one run of 10,000 events |" in out and "best('val_loss') over 10 compacted runs" in out
 
 
 def test_bench_cli_runs_at_tiny_size(tmp_path, capsys):
-    results = load_benchmark("bench_cli.py").main(
-        ["--tiny", "--repeat", "1", "--root", str(tmp_path)]
-    )
-    assert set(results) == {
-        "ls_s",
-        "ls_json_s",
-        "best_s",
-        "compare_s",
-        "show_s",
-    } and all(v > 0 for v in results.values())
+    results = load_benchmark("bench_cli.py").main(["--tiny", "--repeat", "1", "--root", str(tmp_path)])
+    assert set(results) == {"ls_s", "ls_json_s", "best_s", "compare_s", "show_s"} and all(v > 0 for v in results.values())
     assert "| steplog ls over 10 compacted runs |" in capsys.readouterr().out
 
 

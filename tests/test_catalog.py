@@ -50,9 +50,7 @@ def test_a_run_the_catalog_misses_is_read_from_its_sidecar(root):
     _run(root, "b", [2.0])
     steplog.compact(root, quiet=True)  # compaction keeps the catalog current
     assert (catalog.read(root).from_catalog, catalog.read(root).from_sidecars) == (2, 0)
-    catalog_file.write_bytes(
-        before_b
-    )  # a catalog that misses b (an older steplog compacted it, say)
+    catalog_file.write_bytes(before_b)  # a catalog that misses b (an older steplog compacted it, say)
     found = catalog.read(root)
     assert (found.from_catalog, found.from_sidecars) == (1, 1)
     assert found.table["name"].to_list() == ["a", "b"]
@@ -62,19 +60,13 @@ def test_a_stale_catalog_never_gives_a_stale_row(root):
     run = _run(root, "a", [1.0, 0.5])
     steplog.compact(root, quiet=True)
     catalog.rebuild(root)
-    with steplog.init(
-        resume=run.id, root=root
-    ) as again:  # resumed, then compacted again
+    with steplog.init(resume=run.id, root=root) as again:  # resumed, then compacted again
         again.log({"loss": 0.25})
-    assert catalog.read(root).live == [
-        run.id
-    ]  # while its events are live, it is not a catalog row
+    assert catalog.read(root).live == [run.id]  # while its events are live, it is not a catalog row
     catalog_file = Path(root, catalog.CATALOG_FILE)
     stale = catalog_file.read_bytes()
     steplog.compact(root, quiet=True)
-    assert (
-        catalog.read(root).from_catalog == 1
-    )  # compaction brought the catalog up to date
+    assert catalog.read(root).from_catalog == 1  # compaction brought the catalog up to date
     catalog_file.write_bytes(stale)  # a catalog that missed the second compaction
     found = catalog.read(root)
     assert (found.from_catalog, found.from_sidecars) == (0, 1)
@@ -99,9 +91,7 @@ def test_a_corrupt_catalog_gives_the_right_answer(root, capsys):
     assert_frame_equal(catalog.read(root).table, expected)
 
 
-def test_update_drops_the_row_of_a_run_no_longer_compacted_and_ignores_deleted_runs(
-    root,
-):
+def test_update_drops_the_row_of_a_run_no_longer_compacted_and_ignores_deleted_runs(root):
     import shutil
 
     a, b = _run(root, "a", [1.0]), _run(root, "b", [2.0])
@@ -120,10 +110,8 @@ def test_runs_table_adds_live_runs_from_their_events(root):
     live.log({"loss": 4.0})
     try:
         table = catalog.runs_table(root)
-        assert table.select("name", "status", "summary.loss.last").rows() == [
-            ("done", "finished", 1.0),
-            ("live", "running", 4.0),
-        ]
+        assert table.select("name", "status", "summary.loss.last").rows() == [("done", "finished", 1.0),
+                                                                             ("live", "running", 4.0)]
     finally:
         live.finish()
 

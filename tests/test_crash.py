@@ -25,9 +25,7 @@ while True:
 """
 
 
-@pytest.mark.filterwarnings(
-    "error::UserWarning"
-)  # a live or crashed mapped file reads without a warning
+@pytest.mark.filterwarnings("error::UserWarning")  # a live or crashed mapped file reads without a warning
 @pytest.mark.parametrize("durability", ["mmap", "process"])
 def test_sigkill_loses_nothing_that_was_logged(root, durability):
     proc = python_subprocess(WRITER, str(root), durability)
@@ -41,9 +39,7 @@ def test_sigkill_loses_nothing_that_was_logged(root, durability):
     proc.wait()
     hist = steplog.history(run_id, root=root)
     steps = hist["step"].to_list()
-    assert steps[: reported + 1] == list(
-        range(reported + 1)
-    )  # every step up to K, in order, once
+    assert steps[: reported + 1] == list(range(reported + 1))  # every step up to K, in order, once
     assert steps == list(range(len(steps)))
     assert hist["nan_metric"].is_nan().all()
     assert hist["step_sq"].to_list() == [float(s * s) for s in steps]
@@ -54,9 +50,7 @@ def test_sigkill_loses_nothing_that_was_logged(root, durability):
 
 @pytest.mark.filterwarnings("error::UserWarning")
 @pytest.mark.parametrize("durability", ["mmap", "process"])
-def test_a_running_writer_reads_as_running_and_readers_see_growing_prefixes(
-    root, durability
-):
+def test_a_running_writer_reads_as_running_and_readers_see_growing_prefixes(root, durability):
     proc = python_subprocess(WRITER, str(root), durability)
     run_id = proc.stdout.readline().strip()
     proc.stdout.readline()  # step 0 is logged
@@ -68,16 +62,10 @@ def test_a_running_writer_reads_as_running_and_readers_see_growing_prefixes(
         while time.time() < deadline or reads < 10:
             hist = steplog.history(run_id, root=root)
             steps = hist["step"].to_list()
-            assert steps == list(
-                range(len(steps))
-            )  # a consistent prefix: no gaps, no torn rows
+            assert steps == list(range(len(steps)))  # a consistent prefix: no gaps, no torn rows
             if previous is not None:
                 assert hist.height >= previous.height
-                assert (
-                    hist.head(previous.height)
-                    .select("step", "train_loss")
-                    .equals(previous.select("step", "train_loss"))
-                )
+                assert hist.head(previous.height).select("step", "train_loss").equals(previous.select("step", "train_loss"))
             previous = hist
             reads += 1
         assert previous is not None and previous.height > 50

@@ -14,9 +14,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "engines.md"
 def _sections() -> dict[str, str]:
     """{section title: its python code}, in order; the setup is the first section."""
     found = {}
-    for title, body in re.findall(
-        r"^## (.+?)\n(.*?)(?=^## |\Z)", DOC.read_text(), flags=re.DOTALL | re.MULTILINE
-    ):
+    for title, body in re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", DOC.read_text(), flags=re.DOTALL | re.MULTILINE):
         code = re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
         if code:
             found[title.strip()] = "\n".join(code)
@@ -41,13 +39,7 @@ def _run(title: str, namespace: dict) -> dict:
 
 
 def test_the_doc_has_every_engine():
-    assert [t.split(" (")[0] for t in SECTIONS][1:] == [
-        "SQL",
-        "DuckDB",
-        "Polars",
-        "PyArrow datasets",
-        "Spark",
-    ]
+    assert [t.split(" (")[0] for t in SECTIONS][1:] == ["SQL", "DuckDB", "Polars", "PyArrow datasets", "Spark"]
 
 
 @pytest.mark.parametrize("title", [t for t in SECTIONS if t not in ("Spark",)][1:])

@@ -12,9 +12,7 @@ import steplog
 from steplog import importers
 from steplog.importers import SourceError
 
-tensorboardX = pytest.importorskip(
-    "tensorboardX"
-)  # in the `test` extra: CI installs it
+tensorboardX = pytest.importorskip("tensorboardX")  # in the `test` extra: CI installs it
 
 
 def write_tensorboardx(folder, steps=50, tags=("loss", "acc", "lr/group0")):
@@ -38,9 +36,7 @@ def test_scalars_steps_and_wall_times(tmp_path, root):
     assert_values(run_id, root, written)
     everything = steplog.reader.read_events(root / run_id / "events.jsonl").rows
     for step, walls in times.items():  # every scalar's own wall time is kept
-        assert sorted(
-            everything.filter(everything["step"] == step)["time"].to_list()
-        ) == sorted(walls)
+        assert sorted(everything.filter(everything["step"] == step)["time"].to_list()) == sorted(walls)
     assert origin(run_id, root)["source"] == "tensorboard"
 
 
@@ -50,38 +46,23 @@ def test_torch_summary_writer_and_hparams(tmp_path, root):
     writer = SummaryWriter(log_dir=str(tmp_path / "logs" / "exp1"))
     for step in range(4):
         writer.add_scalar("train/loss", 1.0 / (step + 1), step)
-    writer.add_hparams(
-        {"lr": 0.01, "optimizer": "adam", "amp": True},
-        {"hparam/best": 0.25},
-        run_name="hp",
-    )
+    writer.add_hparams({"lr": 0.01, "optimizer": "adam", "amp": True}, {"hparam/best": 0.25}, run_name="hp")
     writer.close()
     ids = importers.tensorboard(tmp_path / "logs", root=root, name="old", quiet=True)
-    assert (
-        len(ids) == 2
-    )  # one run per folder of event files: exp1 and exp1/hp (add_hparams writes there)
+    assert len(ids) == 2  # one run per folder of event files: exp1 and exp1/hp (add_hparams writes there)
     runs = steplog.runs(root).sort("name")
     assert runs["name"].to_list() == ["old/exp1", "old/exp1/hp"]
     hp = runs.row(1, named=True)
-    assert (hp["config.lr"], hp["config.optimizer"], hp["config.amp"]) == (
-        0.01,
-        "adam",
-        True,
-    )
-    assert steplog.history(runs["run_id"][1], root=root)["hparam/best"].to_list() == [
-        0.25
-    ]
+    assert (hp["config.lr"], hp["config.optimizer"], hp["config.amp"]) == (0.01, "adam", True)
+    assert steplog.history(runs["run_id"][1], root=root)["hparam/best"].to_list() == [0.25]
     assert steplog.history(runs["run_id"][0], root=root)["train/loss"].to_list() == [
-        float(np.float32(1.0 / (s + 1))) for s in range(4)
-    ]
+        float(np.float32(1.0 / (s + 1))) for s in range(4)]
 
 
 def test_torn_tail_is_counted_and_the_rest_imported(tmp_path, root):
     written, _ = write_tensorboardx(tmp_path / "tb", steps=10, tags=("loss",))
     [file] = (tmp_path / "tb").glob("*tfevents*")
-    file.write_bytes(
-        file.read_bytes()[:-5]
-    )  # the last record is torn, as when a writer dies mid-write
+    file.write_bytes(file.read_bytes()[:-5])  # the last record is torn, as when a writer dies mid-write
     [run_id] = importers.tensorboard(file, root=root, quiet=True)
     del written[max(written)]
     assert_values(run_id, root, written)
@@ -95,14 +76,10 @@ def test_corrupt_file_names_the_file_and_leaves_no_run(tmp_path, root):
     bad.write_bytes((40).to_bytes(8, "little") + b"\0" * 4 + b"\xff" * 40 + b"\0" * 4)
     with pytest.raises(SourceError, match="zbad/events.out.tfevents.0.host"):
         importers.tensorboard(tmp_path / "tb", root=root, quiet=True)
-    assert steplog.runs(root)["name"].to_list() == [
-        "good"
-    ]  # runs before the bad one are complete
+    assert steplog.runs(root)["name"].to_list() == ["good"]  # runs before the bad one are complete
     no_leftovers(root)
     again = importers.tensorboard(tmp_path / "tb" / "good", root=root, quiet=True)
-    assert (
-        len(again) == 1 and len(steplog.runs(root)) == 1
-    )  # still idempotent for the good one
+    assert len(again) == 1 and len(steplog.runs(root)) == 1  # still idempotent for the good one
 
 
 def test_missing_source_is_a_clear_error(tmp_path, root):

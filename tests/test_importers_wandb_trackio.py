@@ -30,38 +30,17 @@ for step in range(0, 60, 3):
 
 
 def run_writer(code: str, tmp_path, seed: int, env: dict) -> dict:
-    script = (
-        textwrap.dedent(WRITE)
-        + textwrap.dedent(code)
-        + "\nprint(json.dumps({s: m for s, m in rows.items()}))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path), str(seed)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        cwd=tmp_path,
-    ).stdout
+    script = textwrap.dedent(WRITE) + textwrap.dedent(code) + "\nprint(json.dumps({s: m for s, m in rows.items()}))\n"
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(seed)], check=True, capture_output=True,
+                         text=True, env={**os.environ, **env}, cwd=tmp_path).stdout
     import json
 
-    rows = json.loads(
-        out.strip()
-        .splitlines()[-1]
-        .replace("NaN", '"nan"')
-        .replace("-Infinity", '"-inf"')
-    )
+    rows = json.loads(out.strip().splitlines()[-1].replace("NaN", '"nan"').replace("-Infinity", '"-inf"'))
     flat = {}
     for step, metrics in rows.items():
         nested = metrics.pop("nested")
-        flat[int(step)] = {
-            k: (
-                float(v)
-                if not isinstance(v, str)
-                else {"nan": math.nan, "-inf": -math.inf}[v]
-            )
-            for k, v in metrics.items()
-        }
+        flat[int(step)] = {k: (float(v) if not isinstance(v, str) else {"nan": math.nan, "-inf": -math.inf}[v])
+                           for k, v in metrics.items()}
         flat[int(step)]["nested/a" if "wandb" in code else "nested"] = nested["a"]
     return flat
 
@@ -88,11 +67,7 @@ def test_wandb_offline_runs(tmp_path, root):
         assert record["status"] == ("finished" if seed % 2 == 0 else "failed")
         assert (record["config.lr"], record["config.opt.beta"]) == (0.1, 0.9)
         meta = steplog.query.run_info(record["run_id"], root=root)["meta"]
-        assert (
-            meta["summary"]["best"] == 0.5
-            and meta["wandb"]["tags"] == ["old"]
-            and meta["wandb"]["project"] == "p"
-        )
+        assert meta["summary"]["best"] == 0.5 and meta["wandb"]["tags"] == ["old"] and meta["wandb"]["project"] == "p"
     assert importers.wandb(tmp_path / "wandb", root=root, quiet=True) == ids
 
 
@@ -125,10 +100,7 @@ def test_trackio_projects(tmp_path, root):
     for seed, rows in logged.items():
         assert_values(runs[f"seed{seed}"]["run_id"], root, rows)
         assert runs[f"seed{seed}"]["config.lr"] == 0.1
-    assert (
-        importers.trackio(tmp_path / "trackio" / "proj.db", root=root, quiet=True)
-        == ids
-    )
+    assert importers.trackio(tmp_path / "trackio" / "proj.db", root=root, quiet=True) == ids
 
 
 def test_trackio_not_a_database(tmp_path, root):

@@ -6,12 +6,8 @@ import os
 
 import pytest
 
-os.environ.setdefault(
-    "KERAS_BACKEND", "torch"
-)  # before keras is imported; CI has torch, not TensorFlow
-keras = pytest.importorskip(
-    "keras"
-)  # the `keras` extra; CI installs it (see pyproject's test extra)
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported; CI has torch, not TensorFlow
+keras = pytest.importorskip("keras")  # the `keras` extra; CI installs it (see pyproject's test extra)
 
 import numpy as np
 
@@ -36,21 +32,9 @@ def fit(callbacks, epochs=2, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(32, 4)).astype("float32")
     y = x.sum(axis=1, keepdims=True)
-    model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)]
-    )
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse", metrics=["mae"]
-    )
-    model.fit(
-        x,
-        y,
-        batch_size=8,
-        epochs=epochs,
-        validation_data=(x[:8], y[:8]),
-        callbacks=callbacks,
-        verbose=0,
-    )
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse", metrics=["mae"])
+    model.fit(x, y, batch_size=8, epochs=epochs, validation_data=(x[:8], y[:8]), callbacks=callbacks, verbose=0)
     return model
 
 
@@ -58,9 +42,7 @@ def test_batches_and_epochs_are_logged_as_keras_reported(root):
     recorder, callback = Recorder(), SteplogCallback(name="tiny", root=root)
     fit([callback, recorder])
     history = steplog.history("tiny", root=root)
-    assert history["step"].to_list() == list(
-        range(8)
-    )  # 2 epochs x 4 batches, one global step per batch
+    assert history["step"].to_list() == list(range(8))  # 2 epochs x 4 batches, one global step per batch
     for step, logs in enumerate(recorder.batches):
         row = history.row(step, named=True)
         assert {k: row[f"batch/{k}"] for k in logs} == logs
@@ -79,8 +61,5 @@ def test_a_second_fit_continues_the_run(root):
     fit([callback], epochs=1)
     fit([callback], epochs=1, seed=1)
     history = steplog.history("twice", root=root)
-    assert history["step"].to_list() == [3, 7] and history["epoch"].to_list() == [
-        0.0,
-        0.0,
-    ]
+    assert history["step"].to_list() == [3, 7] and history["epoch"].to_list() == [0.0, 0.0]
     assert len(steplog.runs(root)) == 1

@@ -6,9 +6,7 @@ import math
 
 import pytest
 
-pytest.importorskip(
-    "lightning"
-)  # the `lightning` extra; CI installs it (see pyproject's test extra)
+pytest.importorskip("lightning")  # the `lightning` extra; CI installs it (see pyproject's test extra)
 
 import lightning.pytorch as lp
 import torch
@@ -42,9 +40,7 @@ class Tiny(lp.LightningModule):
     def __init__(self, lr: float = 0.1, hidden: int = 3):
         super().__init__()
         self.save_hyperparameters()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1)
-        )
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
 
     def training_step(self, batch, _):
         x, y = batch
@@ -67,23 +63,12 @@ class Tiny(lp.LightningModule):
 def loader(seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(16, 4, generator=g)
-    return torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4
-    )
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)
 
 
 def trainer(tmp_path, loggers, epochs, every=1, **kwargs):
-    return lp.Trainer(
-        max_epochs=epochs,
-        logger=loggers,
-        log_every_n_steps=every,
-        accelerator="cpu",
-        devices=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kwargs,
-    )
+    return lp.Trainer(max_epochs=epochs, logger=loggers, log_every_n_steps=every, accelerator="cpu", devices=1,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
 
 
 def expected_rows(recorded):
@@ -102,10 +87,7 @@ def assert_history_matches(history, rows):
 
 
 def test_fit_and_test_write_what_lightning_reported(tmp_path, root):
-    recorder, logger = (
-        Recorder(),
-        SteplogLogger(name="tiny", root=root, config={"seed": 0}),
-    )
+    recorder, logger = Recorder(), SteplogLogger(name="tiny", root=root, config={"seed": 0})
     t = trainer(tmp_path, [logger, recorder], epochs=2, enable_checkpointing=False)
     t.fit(Tiny(lr=0.05), loader(), loader(1))
     assert recorder.metrics and all(step is not None for step, _ in recorder.metrics)
@@ -113,30 +95,16 @@ def test_fit_and_test_write_what_lightning_reported(tmp_path, root):
     assert_history_matches(history, expected_rows(recorder.metrics))
     record = steplog.runs(root).row(0, named=True)
     assert record["status"] == "finished"
-    assert (record["config.seed"], record["config.lr"], record["config.hidden"]) == (
-        0,
-        0.05,
-        3,
-    )
+    assert (record["config.seed"], record["config.lr"], record["config.hidden"]) == (0, 0.05, 3)
     assert logger.version == logger.experiment.id and logger.name == "tiny"
 
     t.test(t.lightning_module, loader(2))  # a later stage reopens the same run
-    assert (
-        len(steplog.runs(root)) == 1
-        and steplog.runs(root)["status"].item() == "finished"
-    )
+    assert len(steplog.runs(root)) == 1 and steplog.runs(root)["status"].item() == "finished"
     test_step, test_metrics = recorder.metrics[-1]
     after = steplog.history("tiny", root=root)
-    assert (
-        after.filter(after["step"] == test_step)["test_loss"].item()
-        == test_metrics["test_loss"]
-    )
-    fit_rows = history.filter(
-        history["step"] < test_step
-    )  # the fit's rows before the test's step are kept
-    assert fit_rows.equals(
-        after.filter(after["step"] < test_step).select(fit_rows.columns)
-    )
+    assert after.filter(after["step"] == test_step)["test_loss"].item() == test_metrics["test_loss"]
+    fit_rows = history.filter(history["step"] < test_step)  # the fit's rows before the test's step are kept
+    assert fit_rows.equals(after.filter(after["step"] < test_step).select(fit_rows.columns))
 
 
 def test_exception_fails_the_run(tmp_path, root):
@@ -146,12 +114,7 @@ def test_exception_fails_the_run(tmp_path, root):
                 raise RuntimeError("loss diverged")
             return super().training_step(batch, index)
 
-    t = trainer(
-        tmp_path,
-        SteplogLogger(name="boom", root=root),
-        epochs=1,
-        enable_checkpointing=False,
-    )
+    t = trainer(tmp_path, SteplogLogger(name="boom", root=root), epochs=1, enable_checkpointing=False)
     with pytest.raises(RuntimeError, match="diverged"):
         t.fit(Exploding(), loader())
     record = steplog.runs(root).row(0, named=True)
@@ -172,9 +135,7 @@ def test_resume_from_checkpoint_continues_the_run_rewound(tmp_path, root):
 
     recorder = Recorder()
     again = SteplogLogger(name="resumable", root=root, resume=after_epoch_1)
-    t2 = trainer(
-        tmp_path, [again, recorder], epochs=3, every=3
-    )  # the first step logged after resuming is
+    t2 = trainer(tmp_path, [again, recorder], epochs=3, every=3)  # the first step logged after resuming is
     # past the checkpoint's: the run is still rewound to the checkpoint's step
     t2.fit(Tiny(), loader(), ckpt_path=after_epoch_1)
     assert again.version == run_id and len(steplog.runs(root)) == 1
@@ -185,7 +146,5 @@ def test_resume_from_checkpoint_continues_the_run_rewound(tmp_path, root):
     assert old.filter(old["step"] >= restart_step)["superseded"].all()
     assert not old.filter(old["step"] < restart_step)["superseded"].any()
     current = steplog.history(run_id, root=root)
-    assert_history_matches(
-        current.filter(current["step"] >= restart_step), expected_rows(recorder.metrics)
-    )
+    assert_history_matches(current.filter(current["step"] >= restart_step), expected_rows(recorder.metrics))
     assert not any(math.isnan(v) for v in current["train_loss"].drop_nulls().to_list())

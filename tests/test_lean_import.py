@@ -52,11 +52,7 @@ def report_of(code: str, root) -> dict:
 
 def test_import_init_log_finish_loads_no_heavy_library_and_starts_no_thread(root):
     report = report_of(THROUGH_RUN.format(heavy=HEAVY), root)
-    assert (
-        report["heavy"] == []
-        and report["threads"] == 1
-        and report["python_threads"] == 1
-    )
+    assert report["heavy"] == [] and report["threads"] == 1 and report["python_threads"] == 1
 
 
 def test_the_seed_tracker_loads_no_heavy_library_and_starts_no_thread(root):
@@ -64,9 +60,7 @@ def test_the_seed_tracker_loads_no_heavy_library_and_starts_no_thread(root):
     assert report["heavy"] == [] and report["threads"] == 1
 
 
-def test_numpy_scalars_and_torch_tensors_are_accepted_without_steplog_importing_them(
-    root,
-):
+def test_numpy_scalars_and_torch_tensors_are_accepted_without_steplog_importing_them(root):
     code = """
 import sys, steplog
 run = steplog.init(root=sys.argv[1])
@@ -84,16 +78,13 @@ print(steplog.history(run.id, root=sys.argv[1]).select("a", "b", "c", "d").row(1
 
 
 def test_the_query_side_loads_at_the_first_query(root):
-    code = (
-        THROUGH_RUN.format(heavy=HEAVY)
-        + """
+    code = THROUGH_RUN.format(heavy=HEAVY) + """
 assert "polars" not in sys.modules
 frame = steplog.history("mmap", root=sys.argv[1])
 assert type(frame).__module__.startswith("polars") and frame.height == 10_000
 assert callable(steplog.compact) and callable(steplog.runs) and steplog.CorruptEventsError
 print("ok")
 """
-    )
     proc = python_subprocess(code, str(root))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err

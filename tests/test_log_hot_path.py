@@ -19,35 +19,18 @@ from steplog import runlog
 
 
 def metric_lines(run) -> list[bytes]:
-    data = (
-        (run.dir / fmt.EVENTS_FILE).read_bytes().rstrip(b"\0")
-    )  # a live mapped file ends in zeros not yet written
-    return [
-        line + b"\n"
-        for line in data.splitlines()
-        if not line.startswith(fmt.CONTROL_PREFIX)
-    ]
+    data = (run.dir / fmt.EVENTS_FILE).read_bytes().rstrip(b"\0")  # a live mapped file ends in zeros not yet written
+    return [line + b"\n" for line in data.splitlines() if not line.startswith(fmt.CONTROL_PREFIX)]
 
 
-floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
-    [1e308, -1e308, 0.0, -0.0]
-)
-metric_dicts = st.dictionaries(
-    st.text(min_size=1, max_size=12).filter(lambda k: k not in fmt.RESERVED_NAMES),
-    floats,
-    min_size=0,
-    max_size=10,
-)
+floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e308, -1e308, 0.0, -0.0])
+metric_dicts = st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: k not in fmt.RESERVED_NAMES), floats,
+                               min_size=0, max_size=10)
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    steps=st.lists(
-        st.tuples(st.integers(0, 2**40), metric_dicts), min_size=1, max_size=5
-    ),
-    resumed=st.booleans(),
-    durability=st.sampled_from(["mmap", "process"]),
-)
+@given(steps=st.lists(st.tuples(st.integers(0, 2**40), metric_dicts), min_size=1, max_size=5), resumed=st.booleans(),
+       durability=st.sampled_from(["mmap", "process"]))
 def test_log_writes_exactly_what_the_format_encodes(steps, resumed, durability):
     root = tempfile.mkdtemp()
     run = steplog.init(name="x", root=root, durability=durability)
@@ -62,9 +45,7 @@ def test_log_writes_exactly_what_the_format_encodes(steps, resumed, durability):
     segment = 1 if resumed else 0
     for line, (step, metrics) in zip(lines, steps):
         event = orjson.loads(line)
-        assert line == fmt.encode_metric_event(
-            step, event["t"], event["w"], metrics, segment
-        )
+        assert line == fmt.encode_metric_event(step, event["t"], event["w"], metrics, segment)
 
 
 def test_non_finite_values_round_trip_and_an_overflowing_sum_adds_no_codes():
@@ -94,9 +75,7 @@ def test_bad_values_and_keys_raise_naming_the_key_and_write_nothing(durability):
         run.log({"": 1.0})
     run.log({"ok": 2.0, "n": 3, "b": True})
     run.finish()
-    assert [orjson.loads(line)["m"] for line in metric_lines(run)] == [
-        {"ok": 2.0, "n": 3.0, "b": 1.0}
-    ]
+    assert [orjson.loads(line)["m"] for line in metric_lines(run)] == [{"ok": 2.0, "n": 3.0, "b": 1.0}]
 
 
 @pytest.mark.parametrize("durability", ["process", "buffered"])
@@ -127,9 +106,7 @@ def test_a_failed_write_loses_only_its_event(monkeypatch):
     run.log({"loss": 3.0})
     run.log({"loss": 4.0})
     run.finish()
-    with pytest.warns(
-        UserWarning, match="skipped 1 damaged line"
-    ):  # the half line, ended by the next write
+    with pytest.warns(UserWarning, match="skipped 1 damaged line"):  # the half line, ended by the next write
         history = steplog.history("full-disk", root=root)
     assert history.select("step", "loss").rows() == [(0, 1.0), (2, 3.0), (3, 4.0)]
     with pytest.warns(UserWarning, match="skipped 1 damaged line"):
@@ -138,13 +115,7 @@ def test_a_failed_write_loses_only_its_event(monkeypatch):
 
 def test_a_read_in_the_same_process_sees_buffered_events():
     root = tempfile.mkdtemp()
-    run = steplog.init(
-        name="buf",
-        root=root,
-        durability="buffered",
-        buffer_size=10_000,
-        buffer_interval=3600,
-    )
+    run = steplog.init(name="buf", root=root, durability="buffered", buffer_size=10_000, buffer_interval=3600)
     for step in range(5):
         run.log({"loss": 1.0 / (step + 1)})
     assert steplog.history("buf", root=root).height == 5
@@ -156,22 +127,12 @@ def test_a_read_from_another_thread_leaves_the_logging_thread_s_run_alone():
     import threading
 
     root = tempfile.mkdtemp()
-    run = steplog.init(
-        name="threads",
-        root=root,
-        durability="buffered",
-        buffer_size=10_000,
-        buffer_interval=3600,
-    )
+    run = steplog.init(name="threads", root=root, durability="buffered", buffer_size=10_000, buffer_interval=3600)
     run.log({"loss": 1.0})
     heights = []
-    reader = threading.Thread(
-        target=lambda: heights.append(steplog.history("threads", root=root).height)
-    )
+    reader = threading.Thread(target=lambda: heights.append(steplog.history("threads", root=root).height))
     reader.start()
     reader.join()
-    assert heights == [
-        0
-    ]  # the buffer is the logging thread's: another thread sees what is written
+    assert heights == [0]  # the buffer is the logging thread's: another thread sees what is written
     assert steplog.history("threads", root=root).height == 1
     run.finish()

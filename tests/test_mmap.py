@@ -33,29 +33,16 @@ def comparable(path: Path) -> list[dict]:
     out = []
     for line in path.read_bytes().splitlines():
         event = orjson.loads(line)
-        for key in (
-            "t",
-            "w",
-            "time",
-            "start_time",
-            "run_id",
-            "name",
-            "meta",
-            "durability",
-        ):
+        for key in ("t", "w", "time", "start_time", "run_id", "name", "meta", "durability"):
             event.pop(key, None)
         out.append(event)
     return out
 
 
 def log_the_same(root: Path, durability: str) -> Path:
-    run = steplog.init(
-        name=durability, config={"lr": 0.1}, root=root, durability=durability
-    )
+    run = steplog.init(name=durability, config={"lr": 0.1}, root=root, durability=durability)
     for step in range(3000):  # crosses several chunks
-        run.log(
-            {"loss": 1.0 / (step + 1), "nan": float("nan"), "big": 2**70, "flag": True}
-        )
+        run.log({"loss": 1.0 / (step + 1), "nan": float("nan"), "big": 2**70, "flag": True})
     run.update_config({"late": 1})
     run.log({"val": -float("inf")}, step=10_000)
     run.finish(notes="done")
@@ -76,29 +63,20 @@ def test_a_live_mapped_file_ends_in_zeros_that_readers_take_as_not_yet_written(r
     for step in range(10):
         run.log({"loss": float(step)})
     data = events_file(run).read_bytes()
-    assert data.rstrip(b"\0").count(b"\n") == 11 and data.endswith(
-        b"\0"
-    )  # start + 10 events, then the reserve
+    assert data.rstrip(b"\0").count(b"\n") == 11 and data.endswith(b"\0")  # start + 10 events, then the reserve
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         events = parse_events(data, events_file(run))
         assert events.skipped_lines == [] and events.rows.height == 10
         assert steplog.history("live", root=root).height == 10
-        followed = list(
-            steplog.follow("live", root=root, timeout=0.05, poll_interval=0.01)
-        )
+        followed = list(steplog.follow("live", root=root, timeout=0.05, poll_interval=0.01))
     assert [e["step"] for e in followed] == list(range(10))
     run.finish()
 
 
 def test_zero_bytes_inside_the_file_are_damage_reported_and_skipped(tmp_path):
     good = b'{"e":"start","v":1}\n{"s":0,"t":1.0,"w":0.0,"m":{"a":1.0}}\n'
-    data = (
-        good
-        + b'{"s":1,"t":1.0,"w":0.0,\0\0\0\n'
-        + b'{"s":2,"t":1.0,"w":0.0,"m":{"a":3.0}}\n'
-        + bytes(4096)
-    )
+    data = good + b'{"s":1,"t":1.0,"w":0.0,\0\0\0\n' + b'{"s":2,"t":1.0,"w":0.0,"m":{"a":3.0}}\n' + bytes(4096)
     with pytest.warns(UserWarning, match=r"skipped 1 damaged line.*line 3"):
         events = parse_events(data, tmp_path / "events.jsonl")
     assert events.rows["step"].to_list() == [0, 2]
@@ -129,9 +107,7 @@ def _child_logs_until_killed(path: str, counter: str, kill_in_extension: bool) -
     run = steplog.init(name="victim", root=path)
     step = 0
     while True:
-        run.log(
-            {"loss": 1.0 / (step + 1), "nan": float("nan"), "s2": float(step * step)}
-        )
+        run.log({"loss": 1.0 / (step + 1), "nan": float("nan"), "s2": float(step * step)})
         struct.pack_into("q", shared, 0, step)
         step += 1
 
@@ -146,9 +122,7 @@ def _kill_one(root: Path, delay: float, kill_in_extension: bool = False) -> None
         finally:
             os._exit(1)
     deadline = time.monotonic() + 30
-    while (
-        struct.unpack("q", counter.read_bytes())[0] < 0 and time.monotonic() < deadline
-    ):
+    while struct.unpack("q", counter.read_bytes())[0] < 0 and time.monotonic() < deadline:
         time.sleep(0.001)  # the random moment counts from the first event logged
     until = time.monotonic() + delay
     while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < until:
@@ -178,9 +152,7 @@ def test_a_hundred_sigkills_at_random_moments_lose_nothing_logged(tmp_path):
 
 def test_a_sigkill_during_a_chunk_extension_loses_nothing_logged(tmp_path):
     for attempt in range(3):
-        _kill_one(
-            tmp_path / f"r{attempt}", 5.0, kill_in_extension=True
-        )  # the child kills itself first
+        _kill_one(tmp_path / f"r{attempt}", 5.0, kill_in_extension=True)  # the child kills itself first
 
 
 def test_a_crashed_mapped_run_resumes_and_compacts_clean(tmp_path):
@@ -194,17 +166,13 @@ def test_a_crashed_mapped_run_resumes_and_compacts_clean(tmp_path):
     run.finish()
     data = events_file(run_dir).read_bytes()
     assert b"\0" not in data
-    assert steplog.history(run_dir.name, root=root)["step"].to_list() == list(
-        range(logged + 1)
-    )
+    assert steplog.history(run_dir.name, root=root)["step"].to_list() == list(range(logged + 1))
     _kill_one(tmp_path / "second", 0.05)
     (crashed,) = [p for p in (tmp_path / "second").iterdir() if p.is_dir()]
     live = steplog.history(crashed.name, root=tmp_path / "second")
     steplog.compact(tmp_path / "second")
     archived = crashed / fmt.ARCHIVED_EVENTS_FILE
-    assert (
-        b"\0" not in archived.read_bytes()
-    )  # the zero tail was cut before compaction read the file
+    assert b"\0" not in archived.read_bytes()  # the zero tail was cut before compaction read the file
     assert steplog.history(crashed.name, root=tmp_path / "second").equals(live)
 
 
@@ -227,24 +195,17 @@ def _full_disk_run(root: Path) -> None:
     data = events_file(run).read_bytes()
     assert b"\0" not in data
     events = parse_events(data, events_file(run))
-    assert events.rows["step"].to_list()[:step] == list(
-        range(step)
-    )  # the data before is intact
+    assert events.rows["step"].to_list()[:step] == list(range(step))  # the data before is intact
 
 
 def test_a_full_disk_falls_back_to_write_without_sigbus(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
     try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True,
+                       capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.fail(
-            f"this test mounts a small tmpfs and needs root (CI runs as root): {exc}"
-        )
+        pytest.fail(f"this test mounts a small tmpfs and needs root (CI runs as root): {exc}")
     try:
         _full_disk_run(mount / "logs")
     finally:
@@ -278,10 +239,7 @@ def test_a_network_file_system_uses_write_and_says_so_once(root, monkeypatch):
         run.log({"loss": 1.0})
         assert b"\0" not in events_file(run).read_bytes()
         run.finish()
-    assert (
-        orjson.loads(events_file(first).read_bytes().splitlines()[0])["durability"]
-        == "process"
-    )
+    assert orjson.loads(events_file(first).read_bytes().splitlines()[0])["durability"] == "process"
 
 
 def test_the_local_file_system_is_not_taken_for_a_network_one(tmp_path):

@@ -21,13 +21,7 @@ from steplog import scanning
 NAN, INF = float("nan"), float("inf")
 
 
-def _run(
-    root: Path,
-    name: str,
-    rows: list[dict],
-    config: dict | None = None,
-    finish: bool = True,
-) -> steplog.Run:
+def _run(root: Path, name: str, rows: list[dict], config: dict | None = None, finish: bool = True) -> steplog.Run:
     run = steplog.init(name=name, config=config or {}, root=root)
     for metrics in rows:
         run.log(metrics)
@@ -37,17 +31,11 @@ def _run(
 
 
 def _with_identity(frame: pl.DataFrame, run: steplog.Run) -> pl.DataFrame:
-    return frame.select(
-        pl.lit(run.id).alias("run_id"), pl.lit(run.name).alias("name"), pl.all()
-    )
+    return frame.select(pl.lit(run.id).alias("run_id"), pl.lit(run.name).alias("name"), pl.all())
 
 
 def _mixed_root(root: Path) -> tuple[steplog.Run, steplog.Run, steplog.Run]:
-    a = _run(
-        root,
-        "a",
-        [{"loss": 1.0, "acc": 0.1}, {"loss": 0.5, "acc": NAN}, {"loss": 0.25}],
-    )
+    a = _run(root, "a", [{"loss": 1.0, "acc": 0.1}, {"loss": 0.5, "acc": NAN}, {"loss": 0.25}])
     steplog.compact(root, quiet=True)
     b = _run(root, "b", [{"loss": 2.0, "val": 3.0}, {"val": -INF}])
     c = _run(root, "c", [{"x": 1.0}], finish=False)
@@ -56,33 +44,14 @@ def _mixed_root(root: Path) -> tuple[steplog.Run, steplog.Run, steplog.Run]:
 
 def test_scan_over_compacted_finished_and_running_runs(tmp_path):
     a, b, c = _mixed_root(tmp_path)
-    expected = pl.concat(
-        [_with_identity(steplog.history(r.id, root=tmp_path), r) for r in (a, b, c)],
-        how="diagonal_relaxed",
-    )
+    expected = pl.concat([_with_identity(steplog.history(r.id, root=tmp_path), r) for r in (a, b, c)], how="diagonal_relaxed")
     scanned = steplog.scan(tmp_path).collect()
-    assert scanned.columns == [
-        "run_id",
-        "name",
-        "step",
-        "wallclock",
-        "time",
-        "loss",
-        "acc",
-        "val",
-        "x",
-    ]
+    assert scanned.columns == ["run_id", "name", "step", "wallclock", "time", "loss", "acc", "val", "x"]
     assert_frame_equal(scanned, expected)
     assert scanned.schema["time"] == pl.Datetime("us", "UTC")
-    assert_frame_equal(
-        steplog.scan(tmp_path, runs=["b"]).collect(),
-        expected.filter(pl.col("name") == "b").select(
-            "run_id", "name", "step", "wallclock", "time", "loss", "val"
-        ),
-    )
-    assert steplog.scan(tmp_path).select("name", "x").drop_nulls().collect().rows() == [
-        ("c", 1.0)
-    ]
+    assert_frame_equal(steplog.scan(tmp_path, runs=["b"]).collect(), expected.filter(pl.col("name") == "b").select(
+        "run_id", "name", "step", "wallclock", "time", "loss", "val"))
+    assert steplog.scan(tmp_path).select("name", "x").drop_nulls().collect().rows() == [("c", 1.0)]
     assert steplog.scan(tmp_path).head(4).collect().height == 4
     c.finish()
 
@@ -101,34 +70,17 @@ def test_a_filter_on_run_id_or_name_does_not_open_other_runs_files(tmp_path):
     good = _run(tmp_path, "good", [{"loss": 1.0}, {"loss": 0.5}])
     bad = _run(tmp_path, "bad", [{"loss": 9.0, "other": 1.0}])
     steplog.compact(tmp_path, quiet=True)
-    _break_data(
-        bad.dir / fmt.PARQUET_FILE
-    )  # its footer (statistics included) stays readable
+    _break_data(bad.dir / fmt.PARQUET_FILE)  # its footer (statistics included) stays readable
     with pytest.raises(pl.exceptions.PolarsError):
-        steplog.scan(
-            tmp_path
-        ).collect()  # the broken pages are read when the run is not filtered out
-    expected = _with_identity(
-        steplog.history(good.id, root=tmp_path), good
-    ).with_columns(pl.lit(None, pl.Float64).alias("other"))
+        steplog.scan(tmp_path).collect()  # the broken pages are read when the run is not filtered out
+    expected = _with_identity(steplog.history(good.id, root=tmp_path), good).with_columns(pl.lit(None, pl.Float64).alias("other"))
     lazy = steplog.scan(tmp_path)
     assert_frame_equal(lazy.filter(pl.col("run_id") == good.id).collect(), expected)
     assert_frame_equal(lazy.filter(pl.col("name") == "good").collect(), expected)
-    assert_frame_equal(
-        lazy.filter(pl.col("run_id").is_in([good.id])).collect(), expected
-    )
-    both = (
-        lazy.filter((pl.col("run_id") == good.id) & (pl.col("loss") < 0.75))
-        .select("step", "loss")
-        .collect()
-    )
+    assert_frame_equal(lazy.filter(pl.col("run_id").is_in([good.id])).collect(), expected)
+    both = lazy.filter((pl.col("run_id") == good.id) & (pl.col("loss") < 0.75)).select("step", "loss").collect()
     assert both.rows() == [(1, 0.5)]
-    chained = (
-        lazy.filter(pl.col("loss") < 0.75)
-        .filter(pl.col("name").str.starts_with("go"))
-        .select("loss")
-        .collect()
-    )
+    chained = lazy.filter(pl.col("loss") < 0.75).filter(pl.col("name").str.starts_with("go")).select("loss").collect()
     assert chained.rows() == [(0.5,)]
 
 
@@ -136,33 +88,17 @@ def test_runs_compacted_by_layout_1_without_a_name_column_still_read(tmp_path):
     import orjson
 
     a, b, c = _mixed_root(tmp_path)
-    expected = {
-        "scan": steplog.scan(tmp_path).collect(),
-        "history": steplog.history("a", root=tmp_path),
-    }
-    table = pl.read_parquet(a.dir / fmt.PARQUET_FILE).drop(
-        "name"
-    )  # as layout 1 wrote it
+    expected = {"scan": steplog.scan(tmp_path).collect(), "history": steplog.history("a", root=tmp_path)}
+    table = pl.read_parquet(a.dir / fmt.PARQUET_FILE).drop("name")  # as layout 1 wrote it
     table.write_parquet(a.dir / fmt.PARQUET_FILE)
     sidecar = orjson.loads((a.dir / fmt.SIDECAR_FILE).read_bytes())
-    assert sidecar["sidecar_version"] == 2 and sidecar["parquet"]["columns"][:2] == [
-        "run_id",
-        "name",
-    ]
-    sidecar.update(
-        sidecar_version=1,
-        parquet={
-            **sidecar["parquet"],
-            "columns": table.columns,
-            "bytes": (a.dir / fmt.PARQUET_FILE).stat().st_size,
-        },
-    )
+    assert sidecar["sidecar_version"] == 2 and sidecar["parquet"]["columns"][:2] == ["run_id", "name"]
+    sidecar.update(sidecar_version=1, parquet={**sidecar["parquet"], "columns": table.columns,
+                                               "bytes": (a.dir / fmt.PARQUET_FILE).stat().st_size})
     (a.dir / fmt.SIDECAR_FILE).write_bytes(orjson.dumps(sidecar))
     assert_frame_equal(steplog.scan(tmp_path).collect(), expected["scan"])
-    assert_frame_equal(
-        steplog.scan(tmp_path).filter(pl.col("name") == "a").collect(),
-        expected["scan"].filter(pl.col("name") == "a"),
-    )
+    assert_frame_equal(steplog.scan(tmp_path).filter(pl.col("name") == "a").collect(),
+                       expected["scan"].filter(pl.col("name") == "a"))
     assert_frame_equal(steplog.history("a", root=tmp_path), expected["history"])
     c.finish()
 
@@ -175,16 +111,12 @@ def _break_column(path: Path, column: str) -> None:
     for group in range(meta.num_row_groups):
         chunk = meta.row_group(group).column(index)
         start = chunk.dictionary_page_offset or chunk.data_page_offset
-        data[start : start + chunk.total_compressed_size] = (
-            b"\xff" * chunk.total_compressed_size
-        )
+        data[start:start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
     path.write_bytes(bytes(data))
 
 
 def test_a_select_reads_only_the_columns_it_uses(tmp_path):
-    run = _run(
-        tmp_path, "r", [{"loss": 1.0 / (i + 1), "acc": i / 10} for i in range(10)]
-    )
+    run = _run(tmp_path, "r", [{"loss": 1.0 / (i + 1), "acc": i / 10} for i in range(10)])
     steplog.compact(tmp_path, quiet=True)
     _break_column(run.dir / fmt.PARQUET_FILE, "acc")
     with pytest.raises(Exception):
@@ -203,9 +135,7 @@ def test_runs_reads_sidecars_only(tmp_path):
     c.finish()
 
 
-def test_history_of_a_compacted_run_with_a_broken_parquet_file_falls_back_to_the_archive(
-    tmp_path,
-):
+def test_history_of_a_compacted_run_with_a_broken_parquet_file_falls_back_to_the_archive(tmp_path):
     run = _run(tmp_path, "r", [{"loss": 1.0}, {"loss": NAN}])
     before = steplog.history("r", root=tmp_path)
     steplog.compact(tmp_path, quiet=True)
@@ -226,38 +156,12 @@ def test_compacted_runs_resolve_by_id_prefix_name_and_path(tmp_path):
 
 def _hand_made(root: Path) -> dict[str, steplog.Run]:
     runs = {
-        "a": _run(
-            root,
-            "a",
-            [
-                {"val_loss": 3.0, "acc": 0.5},
-                {"val_loss": NAN, "acc": 0.7},
-                {"val_loss": 1.0},
-            ],
-            {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}},
-        ),
-        "b": _run(
-            root,
-            "b",
-            [
-                {"val_loss": 2.0},
-                {"val_loss": 1.0},
-                {"val_loss": 1.0},
-            ],  # ties a's best, later run
-            {"lr": 0.2, "layers": 4, "opt": {"name": "adam"}},
-        ),
-        "c": _run(
-            root,
-            "c",
-            [{"acc": 0.9}, {"acc": 0.9}],
-            {"lr": 0.1, "layers": 4, "opt": {"name": "sgd"}, "warmup": 10},
-        ),
-        "d": _run(
-            root,
-            "d",
-            [{"val_loss": NAN}, {"val_loss": NAN, "acc": NAN}],
-            {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}},
-        ),
+        "a": _run(root, "a", [{"val_loss": 3.0, "acc": 0.5}, {"val_loss": NAN, "acc": 0.7}, {"val_loss": 1.0}],
+                  {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}}),
+        "b": _run(root, "b", [{"val_loss": 2.0}, {"val_loss": 1.0}, {"val_loss": 1.0}],  # ties a's best, later run
+                  {"lr": 0.2, "layers": 4, "opt": {"name": "adam"}}),
+        "c": _run(root, "c", [{"acc": 0.9}, {"acc": 0.9}], {"lr": 0.1, "layers": 4, "opt": {"name": "sgd"}, "warmup": 10}),
+        "d": _run(root, "d", [{"val_loss": NAN}, {"val_loss": NAN, "acc": NAN}], {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}}),
     }
     return runs
 
@@ -270,118 +174,40 @@ def test_best_and_compare_have_known_answers(tmp_path, compacted):
     elif compacted == "some":
         steplog.compact(tmp_path, runs=["a", "c"], quiet=True)
     a, b, c, d = (runs[k] for k in "abcd")
-    assert steplog.best("val_loss", root=tmp_path) == {
-        "run_id": a.id,
-        "name": "a",
-        "value": 1.0,
-        "step": 2,
-    }  # tie: earlier run
-    assert steplog.best("val_loss", "max", root=tmp_path) == {
-        "run_id": a.id,
-        "name": "a",
-        "value": 3.0,
-        "step": 0,
-    }
-    assert steplog.best("acc", "max", root=tmp_path) == {
-        "run_id": c.id,
-        "name": "c",
-        "value": 0.9,
-        "step": 0,
-    }  # tie: earlier step
-    assert steplog.best("val_loss", root=tmp_path, runs=["b", "d"]) == {
-        "run_id": b.id,
-        "name": "b",
-        "value": 1.0,
-        "step": 1,
-    }
+    assert steplog.best("val_loss", root=tmp_path) == {"run_id": a.id, "name": "a", "value": 1.0, "step": 2}  # tie: earlier run
+    assert steplog.best("val_loss", "max", root=tmp_path) == {"run_id": a.id, "name": "a", "value": 3.0, "step": 0}
+    assert steplog.best("acc", "max", root=tmp_path) == {"run_id": c.id, "name": "c", "value": 0.9, "step": 0}  # tie: earlier step
+    assert steplog.best("val_loss", root=tmp_path, runs=["b", "d"]) == {"run_id": b.id, "name": "b", "value": 1.0, "step": 1}
     with pytest.raises(ValueError, match="no run .* has a value for metric 'val_loss'"):
-        steplog.best(
-            "val_loss", root=tmp_path, runs=["c", "d"]
-        )  # d has only NaN, c none at all
+        steplog.best("val_loss", root=tmp_path, runs=["c", "d"])  # d has only NaN, c none at all
     with pytest.raises(ValueError, match="mode"):
         steplog.best("val_loss", "lowest", root=tmp_path)
 
     table = steplog.compare(root=tmp_path, mode={"acc": "max"})
-    assert table.columns == [
-        "run_id",
-        "name",
-        "config.lr",
-        "config.opt.name",
-        "config.warmup",
-        "val_loss.best",
-        "val_loss.last",
-        "acc.best",
-        "acc.last",
-    ]
+    assert table.columns == ["run_id", "name", "config.lr", "config.opt.name", "config.warmup",
+                             "val_loss.best", "val_loss.last", "acc.best", "acc.last"]
     rows = {r["name"]: r for r in table.to_dicts()}
-    assert (
-        rows["a"]["val_loss.best"],
-        rows["a"]["val_loss.last"],
-        rows["a"]["acc.best"],
-    ) == (1.0, 1.0, 0.7)
-    assert (
-        rows["c"]["val_loss.best"] is None
-        and rows["c"]["config.warmup"] == 10
-        and rows["a"]["config.warmup"] is None
-    )
+    assert (rows["a"]["val_loss.best"], rows["a"]["val_loss.last"], rows["a"]["acc.best"]) == (1.0, 1.0, 0.7)
+    assert rows["c"]["val_loss.best"] is None and rows["c"]["config.warmup"] == 10 and rows["a"]["config.warmup"] is None
     assert rows["d"]["val_loss.best"] is None and math.isnan(rows["d"]["val_loss.last"])
     assert table["run_id"].to_list() == [a.id, b.id, c.id, d.id]
 
-    subset = steplog.compare(
-        ["a", "b"],
-        metrics=["val_loss"],
-        root=tmp_path,
-        figures=("best", "step_of_best", "count"),
-    )
-    assert subset.columns == [
-        "run_id",
-        "name",
-        "config.lr",
-        "val_loss.best",
-        "val_loss.step_of_best",
-        "val_loss.count",
-    ]
-    assert subset.select("val_loss.step_of_best", "val_loss.count").rows() == [
-        (2, 3),
-        (1, 3),
-    ]
+    subset = steplog.compare(["a", "b"], metrics=["val_loss"], root=tmp_path, figures=("best", "step_of_best", "count"))
+    assert subset.columns == ["run_id", "name", "config.lr", "val_loss.best", "val_loss.step_of_best", "val_loss.count"]
+    assert subset.select("val_loss.step_of_best", "val_loss.count").rows() == [(2, 3), (1, 3)]
     assert subset.schema["val_loss.count"] == pl.Int64
     with pytest.raises(ValueError, match="unknown figure 'median'"):
         steplog.compare(root=tmp_path, figures=("median",))
 
 
 def test_summary_figures(tmp_path):
-    _run(
-        tmp_path,
-        "s",
-        [{"m": 4.0}, {"m": NAN}, {"other": 1.0}, {"m": 1.0}, {"m": 4.0}, {"m": 1.0}],
-    )
+    _run(tmp_path, "s", [{"m": 4.0}, {"m": NAN}, {"other": 1.0}, {"m": 1.0}, {"m": 4.0}, {"m": 1.0}])
     live = steplog.summary("s", root=tmp_path)
     steplog.compact(tmp_path, quiet=True)
     assert repr(steplog.summary("s", root=tmp_path)) == repr(live)
     m = live["m"]
-    assert {
-        k: m[k]
-        for k in (
-            "count",
-            "nan_count",
-            "min",
-            "max",
-            "first",
-            "last",
-            "step_of_min",
-            "step_of_max",
-        )
-    } == {
-        "count": 5,
-        "nan_count": 1,
-        "min": 1.0,
-        "max": 4.0,
-        "first": 4.0,
-        "last": 1.0,
-        "step_of_min": 3,
-        "step_of_max": 0,
-    }
+    assert {k: m[k] for k in ("count", "nan_count", "min", "max", "first", "last", "step_of_min", "step_of_max")} == {
+        "count": 5, "nan_count": 1, "min": 1.0, "max": 4.0, "first": 4.0, "last": 1.0, "step_of_min": 3, "step_of_max": 0}
     assert m["mean"] == pytest.approx(2.5) and m["std"] == pytest.approx(math.sqrt(3.0))
     assert live["other"]["std"] is None  # one value: no sample std
 
@@ -391,11 +217,7 @@ def test_summary_figures(tmp_path):
 
 @pytest.mark.parametrize("compact_first", [False, True])
 def test_export_round_trips(tmp_path, compact_first):
-    _run(
-        tmp_path,
-        "e",
-        [{"loss": 1.5, "acc": NAN}, {"loss": INF}, {"acc": -INF}, {"loss": 0.1}],
-    )
+    _run(tmp_path, "e", [{"loss": 1.5, "acc": NAN}, {"loss": INF}, {"acc": -INF}, {"loss": 0.1}])
     if compact_first:
         steplog.compact(tmp_path, quiet=True)
     expected = steplog.history("e", root=tmp_path)
@@ -403,9 +225,7 @@ def test_export_round_trips(tmp_path, compact_first):
     assert_frame_equal(pl.read_parquet(parquet), expected)
     csv = steplog.export("e", tmp_path / "e.csv", root=tmp_path)
     assert_frame_equal(pl.read_csv(csv, schema=expected.schema), expected)
-    assert not list(tmp_path.glob(".*.tmp")) and not list(
-        tmp_path.glob(".*.steplog-tmp")
-    )
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.steplog-tmp"))
     with pytest.raises(ValueError, match="use .csv, .parquet or .pq"):
         steplog.export("e", tmp_path / "e.xlsx", root=tmp_path)
 
@@ -425,10 +245,7 @@ def test_four_processes_exporting_to_one_path_never_clobber_each_other(tmp_path)
     _run(tmp_path, "e", [{"loss": float(i)} for i in range(2000)])
     target = tmp_path / "out" / "e.csv"
     target.parent.mkdir()
-    procs = [
-        python_subprocess(_EXPORTER, str(tmp_path), str(target), stdin=subprocess.PIPE)
-        for _ in range(4)
-    ]
+    procs = [python_subprocess(_EXPORTER, str(tmp_path), str(target), stdin=subprocess.PIPE) for _ in range(4)]
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -437,9 +254,7 @@ def test_four_processes_exporting_to_one_path_never_clobber_each_other(tmp_path)
         assert (proc.returncode, out) == (0, "ok\n"), err
     expected = steplog.history("e", root=tmp_path)
     assert_frame_equal(pl.read_csv(target, schema=expected.schema), expected)
-    assert [p.name for p in target.parent.iterdir()] == [
-        "e.csv"
-    ]  # no temporary file left
+    assert [p.name for p in target.parent.iterdir()] == ["e.csv"]  # no temporary file left
 
 
 def test_export_removes_the_temporary_files_of_killed_writers_only(tmp_path):
@@ -449,9 +264,7 @@ def test_export_removes_the_temporary_files_of_killed_writers_only(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     killed = tmp_path / f".e.csv.{dead.pid}-0badcafe{TEMP_SUFFIX}"
-    live = (
-        tmp_path / f".e.csv.{os.getppid()}-0badcafe{TEMP_SUFFIX}"
-    )  # a live process (pytest's parent)
+    live = tmp_path / f".e.csv.{os.getppid()}-0badcafe{TEMP_SUFFIX}"  # a live process (pytest's parent)
     other = tmp_path / ".e.csv.tmp.notes"  # not ours: the pattern does not match
     for path in (killed, live, other):
         path.write_bytes(b"half")
@@ -461,10 +274,7 @@ def test_export_removes_the_temporary_files_of_killed_writers_only(tmp_path):
 
 def test_best_auto_maximises_accuracy_and_minimises_loss(tmp_path):
     root = tmp_path / "logs"
-    for name, acc, loss in (
-        ("a", [0.5, 0.7], [2.0, 1.5]),
-        ("b", [0.6, 0.9], [2.5, 1.7]),
-    ):
+    for name, acc, loss in (("a", [0.5, 0.7], [2.0, 1.5]), ("b", [0.6, 0.9], [2.5, 1.7])):
         with steplog.init(name=name, root=root) as run:
             for a, l in zip(acc, loss):
                 run.log({"val_accuracy": a, "val_loss": l})
@@ -474,26 +284,15 @@ def test_best_auto_maximises_accuracy_and_minimises_loss(tmp_path):
     assert (best_loss["name"], best_loss["value"]) == ("a", 1.5)
 
 
-def test_scan_resolves_each_live_run_once_per_scan_however_often_collected(
-    tmp_path, monkeypatch
-):
+def test_scan_resolves_each_live_run_once_per_scan_however_often_collected(tmp_path, monkeypatch):
     for name in ("keep", "other", "third"):
         _run(tmp_path, name, [{"loss": 1.0}, {"loss": 0.5}])
     resolved = []
     real = scanning.resolve_history
-    monkeypatch.setattr(
-        scanning,
-        "resolve_history",
-        lambda events, **kw: (
-            resolved.append(events.start["name"]) or real(events, **kw)
-        ),
-    )
+    monkeypatch.setattr(scanning, "resolve_history", lambda events, **kw: resolved.append(events.start["name"])
+                        or real(events, **kw))
     frame = steplog.scan(tmp_path).filter(pl.col("name") == "keep")
-    assert sorted(resolved) == [
-        "keep",
-        "other",
-        "third",
-    ]  # when scan() is called, once per run
+    assert sorted(resolved) == ["keep", "other", "third"]  # when scan() is called, once per run
     assert frame.collect_schema().names()[-1] == "loss"
     assert frame.select("step", "loss").collect().rows() == [(0, 1.0), (1, 0.5)]
     frame.collect(), frame.collect()
@@ -530,68 +329,32 @@ def test_each_live_run_is_read_and_resolved_once_per_query(tmp_path, reads):
     again.finish()
     _run(tmp_path, "b", [{"loss": 2.5}, {"acc": 0.5}])
     info = steplog.query.run_info("a", root=tmp_path)
-    assert (
-        info["num_steps"],
-        info["superseded_rows"],
-        info["summary"]["loss"]["min"],
-    ) == (2, 2, 0.5)
+    assert (info["num_steps"], info["superseded_rows"], info["summary"]["loss"]["min"]) == (2, 2, 0.5)
     assert reads == {"read": ["a"], "resolved": ["a"]}
-    for query in (
-        lambda: steplog.compare(root=tmp_path),
-        lambda: steplog.runs(tmp_path, metrics="all"),
-    ):
+    for query in (lambda: steplog.compare(root=tmp_path), lambda: steplog.runs(tmp_path, metrics="all")):
         reads["read"].clear(), reads["resolved"].clear()
         table = query()
-        assert table["loss.best"].to_list() == [0.5, 2.5] and table[
-            "loss.last"
-        ].to_list() == [0.5, 2.5]
+        assert table["loss.best"].to_list() == [0.5, 2.5] and table["loss.last"].to_list() == [0.5, 2.5]
         assert reads == {"read": ["a", "b"], "resolved": ["a", "b"]}
 
 
-def test_root_is_keyword_only_where_a_run_or_metric_comes_first_and_positional_still_works_for_now(
-    tmp_path,
-):
+def test_root_is_keyword_only_where_a_run_or_metric_comes_first_and_positional_still_works_for_now(tmp_path):
     _run(tmp_path, "a", [{"loss": 2.0}, {"loss": 1.0}])
     calls = {
-        "history": (
-            lambda: steplog.history("a", tmp_path),
-            lambda: steplog.history("a", root=tmp_path),
-        ),
-        "summary": (
-            lambda: steplog.summary("a", tmp_path),
-            lambda: steplog.summary("a", root=tmp_path),
-        ),
-        "run_info": (
-            lambda: steplog.query.run_info("a", tmp_path)["num_steps"],
-            lambda: steplog.query.run_info("a", root=tmp_path)["num_steps"],
-        ),
-        "best": (
-            lambda: steplog.best("loss", "min", tmp_path),
-            lambda: steplog.best("loss", "min", root=tmp_path),
-        ),
-        "compare": (
-            lambda: steplog.compare(None, None, tmp_path),
-            lambda: steplog.compare(root=tmp_path),
-        ),
-        "export": (
-            lambda: steplog.export("a", tmp_path / "a.csv", tmp_path).name,
-            lambda: steplog.export("a", tmp_path / "a.csv", root=tmp_path).name,
-        ),
+        "history": (lambda: steplog.history("a", tmp_path), lambda: steplog.history("a", root=tmp_path)),
+        "summary": (lambda: steplog.summary("a", tmp_path), lambda: steplog.summary("a", root=tmp_path)),
+        "run_info": (lambda: steplog.query.run_info("a", tmp_path)["num_steps"],
+                     lambda: steplog.query.run_info("a", root=tmp_path)["num_steps"]),
+        "best": (lambda: steplog.best("loss", "min", tmp_path), lambda: steplog.best("loss", "min", root=tmp_path)),
+        "compare": (lambda: steplog.compare(None, None, tmp_path), lambda: steplog.compare(root=tmp_path)),
+        "export": (lambda: steplog.export("a", tmp_path / "a.csv", tmp_path).name,
+                   lambda: steplog.export("a", tmp_path / "a.csv", root=tmp_path).name),
     }
     for name, (positional, keyword) in calls.items():
-        with pytest.warns(
-            DeprecationWarning,
-            match=rf"steplog.{name}\(\): passing root by position is deprecated",
-        ):
+        with pytest.warns(DeprecationWarning, match=rf"steplog.{name}\(\): passing root by position is deprecated"):
             old = positional()
         new = keyword()
         assert old.equals(new) if isinstance(new, pl.DataFrame) else old == new, name
-    with pytest.raises(
-        TypeError, match="takes 1 positional arguments but 3 were given"
-    ):
+    with pytest.raises(TypeError, match="takes 1 positional arguments but 3 were given"):
         steplog.history("a", tmp_path, True)
-    assert (
-        steplog.runs(tmp_path).height
-        == steplog.scan(tmp_path).collect().select("run_id").n_unique()
-        == 1
-    )
+    assert steplog.runs(tmp_path).height == steplog.scan(tmp_path).collect().select("run_id").n_unique() == 1

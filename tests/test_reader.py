@@ -29,16 +29,13 @@ def no_warnings(fn):
         return fn()
 
 
-@pytest.mark.parametrize(
-    "tail",
-    [
-        b'{"s":5,"t":1.0,"w":0.5,"m":{"loss":1',  # half a number
-        b'{"s":5,"t":1.0,"w":0.5,"m":{"lo',  # half a key
-        b'{"s":5,"t":1.0,"w":0.5,"m":{"loss":1.0}}',  # complete JSON, but no newline yet
-        '{"s":5,"t":1.0,"w":0.5,"m":{"损'.encode()[:-1],  # a UTF-8 character cut in two
-        b"\xff\xfe\x00",  # invalid UTF-8 at the tail
-    ],
-)
+@pytest.mark.parametrize("tail", [
+    b'{"s":5,"t":1.0,"w":0.5,"m":{"loss":1',  # half a number
+    b'{"s":5,"t":1.0,"w":0.5,"m":{"lo',  # half a key
+    b'{"s":5,"t":1.0,"w":0.5,"m":{"loss":1.0}}',  # complete JSON, but no newline yet
+    '{"s":5,"t":1.0,"w":0.5,"m":{"损'.encode()[:-1],  # a UTF-8 character cut in two
+    b"\xff\xfe\x00",  # invalid UTF-8 at the tail
+])
 def test_torn_tail_is_ignored_silently(root, finished_run, tail):
     append(finished_run, tail)
     hist = no_warnings(lambda: steplog.history("r", root=root))
@@ -46,26 +43,19 @@ def test_torn_tail_is_ignored_silently(root, finished_run, tail):
     assert hist["nan"].is_nan().all()
 
 
-@pytest.mark.parametrize(
-    "bad_line",
-    [
-        b'{"s":2,"t":1.0,"w"::}',  # not JSON
-        b"\xff\xfe garbage \xc3",  # invalid UTF-8
-        b'{"s":"two","t":1.0,"w":0.5,"m":{"loss":1.0}}',  # wrong type of step
-        b'{"s":2,"t":1.0,"w":0.5,"m":{"loss":"high"}}',  # a string metric
-        b"[1, 2, 3]",
-    ],
-)
-def test_corrupt_middle_line_is_skipped_with_a_warning_naming_file_and_line(
-    root, finished_run, bad_line
-):
+@pytest.mark.parametrize("bad_line", [
+    b'{"s":2,"t":1.0,"w"::}',  # not JSON
+    b"\xff\xfe garbage \xc3",  # invalid UTF-8
+    b'{"s":"two","t":1.0,"w":0.5,"m":{"loss":1.0}}',  # wrong type of step
+    b'{"s":2,"t":1.0,"w":0.5,"m":{"loss":"high"}}',  # a string metric
+    b"[1, 2, 3]",
+])
+def test_corrupt_middle_line_is_skipped_with_a_warning_naming_file_and_line(root, finished_run, bad_line):
     path = finished_run.dir / "events.jsonl"
     lines = path.read_bytes().split(b"\n")
     lines.insert(3, bad_line)  # line 4 of the file, between metric events
     path.write_bytes(b"\n".join(lines))
-    with pytest.warns(
-        UserWarning, match=r"skipped 1 damaged line\(s\) of .*events.jsonl \(line 4\)"
-    ):
+    with pytest.warns(UserWarning, match=r"skipped 1 damaged line\(s\) of .*events.jsonl \(line 4\)"):
         hist = steplog.history("r", root=root)
     assert hist["loss"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0]
     with pytest.warns(UserWarning):
@@ -78,9 +68,7 @@ def test_blank_lines_hold_no_event_and_are_ignored(root, finished_run):
     lines.insert(3, b"")
     lines.insert(5, b"oops")  # a damaged line too, to take the line-by-line path
     path.write_bytes(b"\n".join(lines))
-    with pytest.warns(
-        UserWarning, match=r"skipped 1 damaged line\(s\) of .* \(line 6\)"
-    ):
+    with pytest.warns(UserWarning, match=r"skipped 1 damaged line\(s\) of .* \(line 6\)"):
         hist = steplog.history("r", root=root)
     assert hist["loss"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0]
 
@@ -94,15 +82,9 @@ def test_strict_mode_raises(finished_run):
 def test_many_corrupt_lines(root, finished_run):
     path = finished_run.dir / "events.jsonl"
     lines = path.read_bytes().split(b"\n")
-    damaged = (
-        [lines[0]]
-        + [b"#" * 10 if i % 2 else line for i, line in enumerate(lines[1:-2])]
-        + lines[-2:]
-    )
+    damaged = [lines[0]] + [b"#" * 10 if i % 2 else line for i, line in enumerate(lines[1:-2])] + lines[-2:]
     path.write_bytes(b"\n".join(damaged))
-    with pytest.warns(
-        UserWarning, match=r"skipped 2 damaged line\(s\) of .* \(line 3, 5\)"
-    ):
+    with pytest.warns(UserWarning, match=r"skipped 2 damaged line\(s\) of .* \(line 3, 5\)"):
         hist = steplog.history("r", root=root)
     assert hist["loss"].to_list() == [0.0, 2.0, 4.0]
 
@@ -114,9 +96,7 @@ def test_corrupt_control_line_is_skipped(root, finished_run):
     path.write_bytes(data.replace(finish, finish[: len(finish) // 2] + b"\x00}"))
     with pytest.warns(UserWarning, match="line 7"):
         row = steplog.runs(root=root).row(0, named=True)
-    assert (
-        row["status"] == "crashed"
-    )  # the finish event is unreadable: no live writer, so crashed
+    assert row["status"] == "crashed"  # the finish event is unreadable: no live writer, so crashed
     assert row["num_steps"] == 5
 
 
@@ -126,9 +106,7 @@ def test_empty_and_missing_start(root):
     assert steplog.history("e", root=root).columns == ["step", "wallclock", "time"]
     (run.dir / "events.jsonl").write_bytes(b"")
     row = steplog.runs(root=root).row(0, named=True)
-    assert (
-        row["status"] == "crashed" and row["num_steps"] == 0 and row["name"] == run.id
-    )
+    assert row["status"] == "crashed" and row["num_steps"] == 0 and row["name"] == run.id
 
 
 def test_metric_first_seen_late_and_all_nan_metric(root):

@@ -112,26 +112,17 @@ def test_resume_after_a_segment_that_logged_nothing_continues_from_its_start(roo
     for step in range(10):
         run.log({"loss": float(step)})
     run.fail("preempted")
-    steplog.init(resume="r", root=root, start_step=5).fail(
-        "preempted again before logging"
-    )
-    again = steplog.init(
-        resume="r", root=root
-    )  # start_step=None: where the last restart began
+    steplog.init(resume="r", root=root, start_step=5).fail("preempted again before logging")
+    again = steplog.init(resume="r", root=root)  # start_step=None: where the last restart began
     again.log({"loss": 50.0})
     again.finish()
-    assert steplog.history("r", root=root).select("step", "loss").rows()[-2:] == [
-        (4, 4.0),
-        (5, 50.0),
-    ]
+    assert steplog.history("r", root=root).select("step", "loss").rows()[-2:] == [(4, 4.0), (5, 50.0)]
 
 
 def test_resume_auto_leaves_an_old_crash_behind_a_newer_finished_run(root):
     make_crashed_run(root, "job")
     steplog.init(name="job", root=root).finish()  # the user started over and finished
-    steplog.init(
-        name="job", resume="auto", root=root
-    ).finish()  # a new run, not last week's crash
+    steplog.init(name="job", resume="auto", root=root).finish()  # a new run, not last week's crash
     table = steplog.runs(root=root)
     assert table["status"].to_list() == ["crashed", "finished", "finished"]
     assert table["segments"].to_list() == [1, 1, 1]
@@ -141,9 +132,7 @@ def test_an_interrupt_while_copying_device_values_loses_nothing(root, monkeypatc
     torch = pytest.importorskip("torch")
     from steplog import deferred, values
 
-    monkeypatch.setattr(
-        values, "is_device_value", lambda value: isinstance(value, torch.Tensor)
-    )
+    monkeypatch.setattr(values, "is_device_value", lambda value: isinstance(value, torch.Tensor))
     calls = {"n": 0}
     real = deferred.materialise
 
@@ -158,9 +147,7 @@ def test_an_interrupt_while_copying_device_values_loses_nothing(root, monkeypatc
     run.log({"loss": torch.tensor(1.0)})
     run.log({"loss": torch.tensor(2.0)})
     with pytest.raises(KeyboardInterrupt):
-        run.log(
-            {"loss": torch.tensor(3.0)}
-        )  # the third step triggers the copy, which is interrupted
+        run.log({"loss": torch.tensor(3.0)})  # the third step triggers the copy, which is interrupted
     run.finish()  # copies again, and this time it works
     assert steplog.history("r", root=root)["loss"].to_list() == [1.0, 2.0, 3.0]
     assert steplog.runs(root=root)["status"].to_list() == ["finished"]
@@ -170,10 +157,8 @@ def test_ints_and_bools_logged_beside_floats_read_back_as_floats(root):
     run = steplog.init(name="mixed", root=root)
     run.log({"loss": 1.5, "tokens": 1024, "is_best": True})
     run.log({"loss": 1.25, "tokens": 2**60 + 1, "is_best": False})
-    run.log(
-        {"loss": 1.0, "tokens": 2**70, "flag": 0.5}
-    )  # beyond 64 bits: converted to a float
-    run.log({"loss": 0.5, "flag": True})  # a metric both float and bool
+    run.log({"loss": 1.0, "tokens": 2**70, "flag": 0.5})   # beyond 64 bits: converted to a float
+    run.log({"loss": 0.5, "flag": True})                    # a metric both float and bool
     run.finish()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is taken for damage
@@ -181,9 +166,6 @@ def test_ints_and_bools_logged_beside_floats_read_back_as_floats(root):
     assert hist["tokens"].to_list() == [1024.0, float(2**60 + 1), float(2**70), None]
     assert hist["is_best"].to_list() == [1.0, 0.0, None, None]
     assert hist["flag"].to_list() == [None, None, 0.5, 1.0]
-    assert (
-        str(hist.schema["tokens"]) == "Float64"
-        and str(hist.schema["is_best"]) == "Float64"
-    )
+    assert str(hist.schema["tokens"]) == "Float64" and str(hist.schema["is_best"]) == "Float64"
     steplog.compact(root=root, quiet=True)
     assert steplog.history("mixed", root=root).equals(hist)

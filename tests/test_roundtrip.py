@@ -12,17 +12,13 @@ from hypothesis import strategies as st
 import steplog
 from steplog.format import RESERVED_NAMES
 
-metric_names = st.text(min_size=1, max_size=12).filter(
-    lambda k: k not in RESERVED_NAMES
-)
+metric_names = st.text(min_size=1, max_size=12).filter(lambda k: k not in RESERVED_NAMES)
 values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**53), max_value=2**53),
     st.booleans(),
 )
-steps = st.lists(
-    st.dictionaries(metric_names, values, max_size=6), min_size=1, max_size=25
-)
+steps = st.lists(st.dictionaries(metric_names, values, max_size=6), min_size=1, max_size=25)
 
 
 def same(a: float | None, b: float | None) -> bool:
@@ -33,10 +29,7 @@ def same(a: float | None, b: float | None) -> bool:
 
 def expected_history(logged: list[dict]) -> dict[int, dict[str, float]]:
     """Sequential steps from 0 (each step's values as floats)."""
-    return {
-        step: {k: float(v) for k, v in metrics.items()}
-        for step, metrics in enumerate(logged)
-    }
+    return {step: {k: float(v) for k, v in metrics.items()} for step, metrics in enumerate(logged)}
 
 
 def check_round_trip(durability: str, logged: list[dict]) -> None:
@@ -54,18 +47,12 @@ def check_round_trip(durability: str, logged: list[dict]) -> None:
         for row in hist.iter_rows(named=True):
             want = expected[row["step"]]
             for name in names:
-                assert same(row[name], want.get(name)), (
-                    name,
-                    row[name],
-                    want.get(name),
-                )
+                assert same(row[name], want.get(name)), (name, row[name], want.get(name))
     finally:
         shutil.rmtree(root)
 
 
-settings_ = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings_ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @settings_
@@ -87,16 +74,7 @@ def test_round_trip_buffered(logged):
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(0, 8),
-            st.dictionaries(st.sampled_from("abcd"), st.floats(allow_nan=True)),
-        ),
-        min_size=1,
-        max_size=30,
-    )
-)
+@given(st.lists(st.tuples(st.integers(0, 8), st.dictionaries(st.sampled_from("abcd"), st.floats(allow_nan=True)), ), min_size=1, max_size=30))
 def test_repeated_and_unordered_steps_merge_with_the_later_value_winning(calls):
     root = tempfile.mkdtemp()
     try:

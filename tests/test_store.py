@@ -26,9 +26,7 @@ def test_resolve_by_id_prefix_and_name(root):
     second.finish()
     assert steplog.history(first.id, root=root)["v"].to_list() == [1.0]
     assert steplog.history(first.id[:-2], root=root)["v"].to_list() == [1.0]
-    assert steplog.history("same", root=root)["v"].to_list() == [
-        2.0
-    ]  # a name means its latest run
+    assert steplog.history("same", root=root)["v"].to_list() == [2.0]  # a name means its latest run
 
 
 def test_unknown_and_ambiguous_references(root):
@@ -48,14 +46,10 @@ def test_runs_on_a_missing_root_is_empty(root):
 
 
 def test_runs_table(root):
-    with steplog.init(
-        name="a", config={"lr": 1e-3, "model": {"layers": 4}}, root=root
-    ) as run:
+    with steplog.init(name="a", config={"lr": 1e-3, "model": {"layers": 4}}, root=root) as run:
         for step in range(3):
             run.log({"loss": 1.0})
-    steplog.init(name="b", config={"lr": 1, "optimizer": "sgd"}, root=root).finish(
-        notes="note"
-    )
+    steplog.init(name="b", config={"lr": 1, "optimizer": "sgd"}, root=root).finish(notes="note")
     table = steplog.runs(root=root)
     assert table["name"].to_list() == ["a", "b"]
     assert table["num_steps"].to_list() == [3, 0]
@@ -82,27 +76,21 @@ def test_two_writers_on_one_run(root):
     proc = python_subprocess(HOLDER, str(root), stdin=subprocess.PIPE)
     run_id = proc.stdout.readline().strip()
     try:
-        with pytest.raises(
-            steplog.RunLockedError, match=f"being written by pid {proc.pid}"
-        ):
+        with pytest.raises(steplog.RunLockedError, match=f"being written by pid {proc.pid}"):
             steplog.init(resume=run_id, root=root)
         assert steplog.runs(root=root)["status"].to_list() == ["running"]
     finally:
         proc.kill()
         proc.wait()
     assert steplog.runs(root=root)["status"].to_list() == ["crashed"]
-    run = steplog.init(
-        resume=run_id, root=root
-    )  # the dead writer's lock is stale: taken over
+    run = steplog.init(resume=run_id, root=root)  # the dead writer's lock is stale: taken over
     run.finish()
     assert steplog.runs(root=root)["status"].to_list() == ["finished"]
 
 
 def test_second_writer_in_the_same_process(root):
     run = steplog.init(name="x", root=root)
-    with pytest.raises(
-        steplog.RunLockedError, match="already open for writing in this process"
-    ):
+    with pytest.raises(steplog.RunLockedError, match="already open for writing in this process"):
         steplog.init(resume=run.id, root=root)
     run.finish()
 
@@ -112,9 +100,7 @@ def test_a_dead_writers_lock_is_stale_even_if_its_pid_lives_on(root):
     # Its pid is reused by a live process (ours): the lock file names a live pid on this host, but
     # nobody holds the kernel lock any more.
     lock = root / run_id / "writer.lock"
-    lock.write_bytes(
-        orjson.dumps({**orjson.loads(lock.read_bytes()), "pid": os.getpid()})
-    )
+    lock.write_bytes(orjson.dumps({**orjson.loads(lock.read_bytes()), "pid": os.getpid()}))
     assert orjson.loads(lock.read_bytes())["pid"] == os.getpid()
     assert steplog.runs(root=root)["status"].to_list() == ["crashed"]
     again = steplog.init(resume="x", root=root)
@@ -137,9 +123,7 @@ else:
     sys.stdin.readline()  # hold the lock until every racer has tried, however slow it was to start
     run.finish()
 """
-    racers = [
-        python_subprocess(racer, str(root), stdin=subprocess.PIPE) for _ in range(4)
-    ]
+    racers = [python_subprocess(racer, str(root), stdin=subprocess.PIPE) for _ in range(4)]
     for proc in racers:
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -158,21 +142,13 @@ else:
 def test_lock_of_another_host_counts_as_live(root):
     run = steplog.init(name="x", root=root)
     run.finish()
-    (run.dir / "writer.lock").write_bytes(
-        orjson.dumps({"pid": 1, "host": "some-other-node", "time": 0.0})
-    )
+    (run.dir / "writer.lock").write_bytes(orjson.dumps({"pid": 1, "host": "some-other-node", "time": 0.0}))
     with pytest.raises(steplog.RunLockedError, match="some-other-node"):
         steplog.init(resume="x", root=root)
 
 
-@given(
-    st.lists(
-        st.text(alphabet="0123456789-abcdef", min_size=1, max_size=12),
-        min_size=1,
-        max_size=30,
-    ),
-    st.integers(min_value=1, max_value=14),
-)
+@given(st.lists(st.text(alphabet="0123456789-abcdef", min_size=1, max_size=12), min_size=1, max_size=30),
+       st.integers(min_value=1, max_value=14))
 def test_unique_prefixes_are_unique_prefixes(ids, min_length):
     from steplog.store import unique_prefixes
 
@@ -180,52 +156,34 @@ def test_unique_prefixes_are_unique_prefixes(ids, min_length):
     assert set(short) == set(ids)
     for run_id, prefix in short.items():
         assert run_id.startswith(prefix) and len(prefix) >= min(min_length, len(run_id))
-        others = [
-            other for other in short if other != run_id and other.startswith(prefix)
-        ]
-        assert (
-            not others or prefix == run_id
-        )  # unique, unless the whole id is a prefix of another
+        others = [other for other in short if other != run_id and other.startswith(prefix)]
+        assert not others or prefix == run_id  # unique, unless the whole id is a prefix of another
 
 
 # --- run order ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("one_millisecond", [False, True])
-def test_runs_created_in_a_tight_loop_keep_their_order(
-    root, monkeypatch, one_millisecond
-):
-    if (
-        one_millisecond
-    ):  # as on a machine fast enough to start them all within one millisecond
+def test_runs_created_in_a_tight_loop_keep_their_order(root, monkeypatch, one_millisecond):
+    if one_millisecond:  # as on a machine fast enough to start them all within one millisecond
         import secrets
 
-        monkeypatch.setattr(
-            steplog.store,
-            "new_run_id",
-            lambda: "20260101-000000-000-" + secrets.token_hex(3),
-        )
+        monkeypatch.setattr(steplog.store, "new_run_id", lambda: "20260101-000000-000-" + secrets.token_hex(3))
     created = [steplog.init(name="sweep", root=root) for _ in range(100)]
     for run in created:
         run.finish()
     ids = [run.id for run in created]
     assert steplog.runs(root)["run_id"].to_list() == ids
     assert [d.name for d in steplog.store.run_dirs(root)] == ids
-    assert (
-        steplog.store.resolve_run("sweep", root).name == ids[-1]
-    )  # "the latest run named sweep"
-    steplog.compact(
-        root, quiet=True
-    )  # compacted runs are ordered the same way, from their sidecars
+    assert steplog.store.resolve_run("sweep", root).name == ids[-1]  # "the latest run named sweep"
+    steplog.compact(root, quiet=True)  # compacted runs are ordered the same way, from their sidecars
     assert steplog.runs(root)["run_id"].to_list() == ids
     assert steplog.store.resolve_run("sweep", root).name == ids[-1]
 
 
 def _start_times(root) -> list[float]:
-    return [
-        orjson.loads((d / "events.jsonl").read_bytes().split(b"\n")[0])["time"]
-        for d in steplog.store.run_dirs(root)
-    ]
+    return [orjson.loads((d / "events.jsonl").read_bytes().split(b"\n")[0])["time"]
+            for d in steplog.store.run_dirs(root)]
 
 
 def test_runs_created_by_threads_at_once_are_in_start_order_everywhere(root):
@@ -264,9 +222,7 @@ print(",".join(ids), flush=True)
 
 
 def test_runs_created_by_processes_at_once_are_in_start_order_everywhere(root):
-    procs = [
-        python_subprocess(_SWEEPER, str(root), stdin=subprocess.PIPE) for _ in range(4)
-    ]
+    procs = [python_subprocess(_SWEEPER, str(root), stdin=subprocess.PIPE) for _ in range(4)]
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -287,11 +243,7 @@ def test_the_order_does_not_depend_on_the_shape_of_the_ids(root):
     """Ids that sort against their start order (as ids derived from a job id may) change nothing."""
     first, second = steplog.init(name="a", root=root), steplog.init(name="b", root=root)
     first.finish(), second.finish()
-    renamed = root / (
-        "00000000-000000-000-" + second.id[-6:]
-    )  # sorts first by name, started last
+    renamed = root / ("00000000-000000-000-" + second.id[-6:])  # sorts first by name, started last
     second.dir.rename(renamed)
     assert [d.name for d in steplog.store.run_dirs(root)] == [first.id, renamed.name]
-    assert (
-        steplog.store.start_order(renamed)[0] > steplog.store.start_order(first.dir)[0]
-    )
+    assert steplog.store.start_order(renamed)[0] > steplog.store.start_order(first.dir)[0]

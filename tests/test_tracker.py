@@ -24,37 +24,20 @@ from steplog.tracker import ExperimentConfig, ExperimentTracker, MetricsSnapshot
 from conftest import python_subprocess
 
 
-def test_the_whole_seed_flow(
-    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = ExperimentConfig(
-        experiment_name="baseline_tinystories",
-        d_model=512,
-        num_heads=8,
-        max_iters=40,
-        learning_rate=3e-3,
-        extra={"tokenizer": "bpe-10k"},
-    )
+def test_the_whole_seed_flow(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = ExperimentConfig(experiment_name="baseline_tinystories", d_model=512, num_heads=8, max_iters=40,
+                              learning_rate=3e-3, extra={"tokenizer": "bpe-10k"})
     tracker = ExperimentTracker(config, log_dir=root)
     tracker.start()
-    accumulation = (
-        2  # one optimizer step every 2 iterations: gradient steps != iterations
-    )
+    accumulation = 2  # one optimizer step every 2 iterations: gradient steps != iterations
     for it in range(40):
         train_loss = 3.0 * math.exp(-it / 15) + 1.0
-        tracker.log_metrics(
-            iteration=it,
-            train_loss=train_loss,
-            learning_rate=3e-3 * (1 - it / 40),
-            tokens_per_sec=1000.0 + it,
-            iter_time_ms=12.5,
-        )
+        tracker.log_metrics(iteration=it, train_loss=train_loss, learning_rate=3e-3 * (1 - it / 40),
+                            tokens_per_sec=1000.0 + it, iter_time_ms=12.5)
         if it % accumulation == accumulation - 1:
             tracker.increment_gradient_step()
         if it % 10 == 9:
-            tracker.log_eval(
-                iteration=it, train_loss=train_loss - 0.01, val_loss=train_loss + 0.1
-            )
+            tracker.log_eval(iteration=it, train_loss=train_loss - 0.01, val_loss=train_loss + 0.1)
     tracker.finish(train_loss=1.5, val_loss=1.6, notes="first try")
     sidecar = tracker.save()
     assert sidecar == tracker.run_dir / fmt.SIDECAR_FILE and sidecar.exists()
@@ -62,66 +45,38 @@ def test_the_whole_seed_flow(
 
     tracker.print_summary()
     printed = capsys.readouterr().out
-    assert (
-        "Experiment baseline_tinystories" in printed
-        and "finished" in printed
-        and "first try" in printed
-    )
+    assert "Experiment baseline_tinystories" in printed and "finished" in printed and "first try" in printed
     assert "learning_rate=0.0030" in printed and "extra.tokenizer=bpe-10k" in printed
 
     analyzer = ExperimentAnalyzer(root)
     logs = analyzer.load_all()
     assert [log.name for log in logs] == ["baseline_tinystories"]
     log = analyzer.get_experiment("baseline_tinystories")
-    assert (
-        log.config == config and log.status == "finished" and log.notes == "first try"
-    )
+    assert log.config == config and log.status == "finished" and log.notes == "first try"
     assert log.num_iterations == 40 and log.duration_seconds > 0
     metrics = log.metrics
     assert metrics.columns[:3] == ["iteration", "gradient_step", "wallclock_time"]
     assert metrics["iteration"].to_list() == list(range(40))
-    assert metrics["gradient_step"].to_list() == [
-        it // accumulation for it in range(40)
-    ]
+    assert metrics["gradient_step"].to_list() == [it // accumulation for it in range(40)]
     assert metrics["wallclock_time"].is_sorted() and metrics["wallclock_time"][0] >= 0
-    assert metrics.filter(pl.col("val_loss").is_not_null())["iteration"].to_list() == [
-        9,
-        19,
-        29,
-        39,
-    ]
-    assert (
-        metrics["val_loss"][-1] == 1.6 and metrics["train_loss"][-1] == 1.5
-    )  # finish() values at the last iteration
+    assert metrics.filter(pl.col("val_loss").is_not_null())["iteration"].to_list() == [9, 19, 29, 39]
+    assert metrics["val_loss"][-1] == 1.6 and metrics["train_loss"][-1] == 1.5  # finish() values at the last iteration
     assert log.summary["best_val_loss"] == metrics["val_loss"].min()
     assert log.summary["best_train_loss"] == metrics["train_loss"].min()
-    assert (
-        log.summary["final_val_loss"] == 1.6 and log.summary["gradient_steps"] == 19
-    )  # as of the last snapshot
+    assert log.summary["final_val_loss"] == 1.6 and log.summary["gradient_steps"] == 19  # as of the last snapshot
 
     table = analyzer.get_comparison_table()
     header, rule, row = table.splitlines()
-    assert header.split()[:5] == [
-        "name",
-        "run_id",
-        "status",
-        "iterations",
-        "duration_s",
-    ]
+    assert header.split()[:5] == ["name", "run_id", "status", "iterations", "duration_s"]
     assert "val_loss.best" in header and row.startswith("baseline_tinystories")
     assert len(header) == len(rule)
-    assert analyzer.get_best_experiment("val_loss") == (
-        "baseline_tinystories",
-        log.summary["best_val_loss"],
-    )
+    assert analyzer.get_best_experiment("val_loss") == ("baseline_tinystories", log.summary["best_val_loss"])
 
     csv = analyzer.export_csv("baseline_tinystories", tmp_path / "baseline.csv")
     exported = pl.read_csv(csv)
     assert exported["step"].to_list() == metrics["iteration"].to_list()
     assert exported["train_loss"].to_list() == metrics["train_loss"].to_list()
-    assert exported["gradient_step"].to_list() == [
-        float(g) for g in metrics["gradient_step"]
-    ]
+    assert exported["gradient_step"].to_list() == [float(g) for g in metrics["gradient_step"]]
 
     analyzer.print_summary("baseline_tinystories")
     assert "best loss   train" in capsys.readouterr().out
@@ -134,9 +89,7 @@ def test_config_is_frozen_and_round_trips() -> None:
     with pytest.raises(TypeError):
         config.extra["a"] = 2  # type: ignore[index]
     assert ExperimentConfig.from_dict(config.to_dict()) == config
-    assert ExperimentConfig.from_dict({"experiment_name": "y", "lr": 0.1}).extra == {
-        "lr": 0.1
-    }
+    assert ExperimentConfig.from_dict({"experiment_name": "y", "lr": 0.1}).extra == {"lr": 0.1}
     with pytest.raises(ValueError, match="experiment_name"):
         ExperimentConfig.from_dict({"lr": 0.1})
     with pytest.raises(ValueError, match="non-empty"):
@@ -145,25 +98,14 @@ def test_config_is_frozen_and_round_trips() -> None:
         ExperimentConfig("x", extra=[1, 2])  # type: ignore[arg-type]
 
 
-_plain = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(10**9), 10**9),
-    st.text(max_size=8),
-    st.floats(allow_nan=False, allow_infinity=False),
-)
+_plain = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9), st.text(max_size=8),
+                   st.floats(allow_nan=False, allow_infinity=False))
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    name=st.text(min_size=1, max_size=12).filter(str.strip),
-    lr=st.floats(1e-8, 10),
-    layers=st.integers(1, 96),
-    extra=st.dictionaries(st.text(min_size=1, max_size=8), _plain, max_size=4),
-)
-def test_config_survives_the_run_config_round_trip(
-    tmp_path_factory, name, lr, layers, extra
-) -> None:
+@given(name=st.text(min_size=1, max_size=12).filter(str.strip), lr=st.floats(1e-8, 10), layers=st.integers(1, 96),
+       extra=st.dictionaries(st.text(min_size=1, max_size=8), _plain, max_size=4))
+def test_config_survives_the_run_config_round_trip(tmp_path_factory, name, lr, layers, extra) -> None:
     root = tmp_path_factory.mktemp("logs")
     config = ExperimentConfig(name, learning_rate=lr, num_layers=layers, extra=extra)
     with ExperimentTracker(config, log_dir=root):
@@ -184,30 +126,20 @@ def test_summary_statistics_match_numpy(root: Path) -> None:
         log = load_experiment("stats", root)
         stats = log.summary["metrics"]["train_loss"]
         assert stats["count"] == 200 and stats["nan_count"] == 2
-        assert (
-            stats["min"]
-            == pytest.approx(np.nanmin(losses))
-            == log.summary["best_train_loss"]
-        )
+        assert stats["min"] == pytest.approx(np.nanmin(losses)) == log.summary["best_train_loss"]
         assert stats["max"] == pytest.approx(np.nanmax(losses))
         assert stats["mean"] == pytest.approx(np.nanmean(losses))
         assert stats["std"] == pytest.approx(np.nanstd(losses, ddof=1))
         assert stats["last"] == losses[-1] and stats["first"] == losses[0]
         assert stats["step_of_min"] == int(np.nanargmin(losses))
         grad = log.summary["metrics"]["grad_norm"]
-        assert (grad["min"], grad["max"], grad["mean"]) == (
-            0.0,
-            6.0,
-            pytest.approx(np.mean(np.arange(200) % 7)),
-        )
+        assert (grad["min"], grad["max"], grad["mean"]) == (0.0, 6.0, pytest.approx(np.mean(np.arange(200) % 7)))
         assert log.summary["best_val_loss"] is None
 
 
 def test_a_reused_name_means_the_latest_run_and_the_table_shows_all(root: Path) -> None:
     for val in (2.0, 1.0, 1.5):
-        with ExperimentTracker(
-            ExperimentConfig("sweep", learning_rate=val), log_dir=root
-        ) as tracker:
+        with ExperimentTracker(ExperimentConfig("sweep", learning_rate=val), log_dir=root) as tracker:
             tracker.log_eval(0, val_loss=val)
     analyzer = ExperimentAnalyzer(root)
     assert len(analyzer.load_all()) == 3
@@ -236,9 +168,7 @@ def test_load_all_rereads_only_what_changed(root: Path) -> None:
     resumed.start()
     resumed.log_metrics(1, train_loss=0.5)
     resumed.finish()
-    ExperimentAnalyzer(root).get_experiment(
-        "b"
-    )  # another analyzer's reads change nothing here
+    ExperimentAnalyzer(root).get_experiment("b")  # another analyzer's reads change nothing here
     with ExperimentTracker(ExperimentConfig("c"), log_dir=root) as tracker:
         tracker.log_metrics(0, train_loss=3.0)
     third = {log.name: log for log in analyzer.load_all()}
@@ -247,13 +177,9 @@ def test_load_all_rereads_only_what_changed(root: Path) -> None:
     assert sorted(third) == ["a", "b", "c"]
 
     ExperimentAnalyzer(root).get_experiment("b")
-    steplog.compact(
-        root, runs=["b"], quiet=True
-    )  # compaction rewrites the files: reloaded, same content
+    steplog.compact(root, runs=["b"], quiet=True)  # compaction rewrites the files: reloaded, same content
     fourth = {log.name: log for log in analyzer.load_all()}
-    assert fourth["b"] is not first["b"] and fourth["b"].metrics.equals(
-        first["b"].metrics
-    )
+    assert fourth["b"] is not first["b"] and fourth["b"].metrics.equals(first["b"].metrics)
 
     import shutil
 
@@ -267,9 +193,7 @@ def test_gradient_steps_are_counted_apart_from_iterations(root: Path) -> None:
             tracker.log_metrics(it, train_loss=1.0)
             if it % 4 == 3:
                 tracker.increment_gradient_step()
-                tracker.log_eval(
-                    it, val_loss=2.0
-                )  # same iteration: the row keeps the count it started with
+                tracker.log_eval(it, val_loss=2.0)  # same iteration: the row keeps the count it started with
         tracker.increment_gradient_step(3)
         tracker.log_eval(8, val_loss=1.0)  # a new iteration: the current count
     frame = ExperimentAnalyzer(root).get_experiment("accum").metrics
@@ -295,23 +219,13 @@ def test_bad_calls_fail_clearly_and_log_nothing(root: Path) -> None:
         tracker.log_metrics(0, gradient_step=3)
     with pytest.raises(ValueError, match="reserved"):
         tracker.log_metrics(0, wallclock=3.0)
-    tracker.log_metrics(
-        0, train_loss=None, learning_rate=0.1, accuracy=None
-    )  # None: not measured
+    tracker.log_metrics(0, train_loss=None, learning_rate=0.1, accuracy=None)  # None: not measured
     tracker.log_metrics(1, train_loss=float("nan"))
     tracker.finish()
     tracker.finish()  # again: nothing
     frame = load_experiment("bad", root).metrics
-    assert frame.columns == [
-        "iteration",
-        "gradient_step",
-        "wallclock_time",
-        "learning_rate",
-        "train_loss",
-    ]
-    assert frame["learning_rate"].to_list() == [0.1, None] and math.isnan(
-        frame["train_loss"][1]
-    )
+    assert frame.columns == ["iteration", "gradient_step", "wallclock_time", "learning_rate", "train_loss"]
+    assert frame["learning_rate"].to_list() == [0.1, None] and math.isnan(frame["train_loss"][1])
     with pytest.raises(RuntimeError, match="finished"):
         tracker.log_metrics(2, train_loss=1.0)
 
@@ -327,9 +241,7 @@ def test_an_exception_in_the_with_block_marks_the_run_failed(root: Path) -> None
 
 
 def test_save_before_finish_only_flushes(root: Path) -> None:
-    tracker = ExperimentTracker(
-        ExperimentConfig("live"), log_dir=root, durability="buffered"
-    )
+    tracker = ExperimentTracker(ExperimentConfig("live"), log_dir=root, durability="buffered")
     tracker.start()
     tracker.log_metrics(0, train_loss=1.0)
     assert tracker.save() == tracker.run_dir / fmt.EVENTS_FILE
@@ -345,14 +257,7 @@ def test_save_before_finish_only_flushes(root: Path) -> None:
 
 def test_snapshots_and_curves(root: Path) -> None:
     with ExperimentTracker(ExperimentConfig("curves"), log_dir=root) as tracker:
-        tracker.log_metrics(
-            0,
-            train_loss=2.0,
-            learning_rate=0.1,
-            tokens_per_sec=100.0,
-            iter_time_ms=5.0,
-            grad_norm=1.5,
-        )
+        tracker.log_metrics(0, train_loss=2.0, learning_rate=0.1, tokens_per_sec=100.0, iter_time_ms=5.0, grad_norm=1.5)
         tracker.increment_gradient_step()
         tracker.log_metrics(1, learning_rate=0.2)
         tracker.log_eval(2, val_loss=1.5)
@@ -361,81 +266,46 @@ def test_snapshots_and_curves(root: Path) -> None:
     assert isinstance(log, ExperimentLog)
     first, second, third = log.snapshots
     assert isinstance(first, MetricsSnapshot)
-    assert (
-        first.iteration,
-        first.gradient_step,
-        first.train_loss,
-        first.extra_metrics,
-    ) == (0, 0, 2.0, {"grad_norm": 1.5})
-    assert (second.learning_rate, second.train_loss, second.extra_metrics) == (
-        0.2,
-        None,
-        {},
-    )
+    assert (first.iteration, first.gradient_step, first.train_loss, first.extra_metrics) == (0, 0, 2.0, {"grad_norm": 1.5})
+    assert (second.learning_rate, second.train_loss, second.extra_metrics) == (0.2, None, {})
     assert (third.val_loss, third.gradient_step) == (1.5, 1)
     assert third.wallclock_time >= second.wallclock_time >= first.wallclock_time >= 0
 
     losses = analyzer.get_loss_trajectory("curves")
-    assert losses.columns == [
-        "iteration",
-        "gradient_step",
-        "wallclock_time",
-        "train_loss",
-        "val_loss",
-    ]
+    assert losses.columns == ["iteration", "gradient_step", "wallclock_time", "train_loss", "val_loss"]
     assert losses["iteration"].to_list() == [0, 2]
-    assert analyzer.get_throughput_curve("curves").select(
-        "tokens_per_sec", "iter_time_ms"
-    ).rows() == [(100.0, 5.0)]
+    assert analyzer.get_throughput_curve("curves").select("tokens_per_sec", "iter_time_ms").rows() == [(100.0, 5.0)]
     assert analyzer.get_lr_schedule("curves")["learning_rate"].to_list() == [0.1, 0.2]
 
 
 def test_plain_steplog_runs_load_too(root: Path) -> None:
-    with steplog.init(
-        name="plain", config={"lr": 0.1, "model": {"d": 8}}, root=root
-    ) as run:
+    with steplog.init(name="plain", config={"lr": 0.1, "model": {"d": 8}}, root=root) as run:
         run.log({"loss": 1.0})
         run.log({"loss": 0.5})
     analyzer = ExperimentAnalyzer(root)
     log = analyzer.get_experiment("plain")
-    assert log.config.experiment_name == "plain" and log.config.extra == {
-        "lr": 0.1,
-        "model": {"d": 8},
-    }
+    assert log.config.experiment_name == "plain" and log.config.extra == {"lr": 0.1, "model": {"d": 8}}
     assert log.metrics["gradient_step"].to_list() == [None, None]
     assert log.snapshots[1].extra_metrics == {"loss": 0.5}
-    frame = (
-        analyzer.comparison_frame()
-    )  # no train/val loss anywhere: every metric is compared
+    frame = analyzer.comparison_frame()  # no train/val loss anywhere: every metric is compared
     assert frame["loss.best"].to_list() == [0.5]
 
-    with steplog.init(
-        name="odd", config={"experiment_name": 7, "extra": [1, 2]}, root=root
-    ):
+    with steplog.init(name="odd", config={"experiment_name": 7, "extra": [1, 2]}, root=root):
         pass
     with pytest.warns(UserWarning, match="kept under config.extra"):
         odd = analyzer.get_experiment("odd")
-    assert odd.config.experiment_name == "odd" and odd.config.extra == {
-        "experiment_name": 7,
-        "extra": [1, 2],
-    }
-    assert ExperimentConfig.from_dict(
-        {"experiment_name": "x", "extra": [1, 2]}
-    ).extra == {"extra": [1, 2]}
+    assert odd.config.experiment_name == "odd" and odd.config.extra == {"experiment_name": 7, "extra": [1, 2]}
+    assert ExperimentConfig.from_dict({"experiment_name": "x", "extra": [1, 2]}).extra == {"extra": [1, 2]}
 
 
-def _trained_then_resumed(
-    root: Path, name: str, iterations: int, start_step: int
-) -> tuple[ExperimentTracker, ...]:
+def _trained_then_resumed(root: Path, name: str, iterations: int, start_step: int) -> tuple[ExperimentTracker, ...]:
     """A tracked run of ``iterations`` (train_loss = iterations - it, one gradient step each) and a
     tracker resuming it at ``start_step`` with the gradient step a checkpoint would restore."""
     with ExperimentTracker(ExperimentConfig(name), log_dir=root) as tracker:
         for it in range(iterations):
             tracker.log_metrics(it, train_loss=float(iterations - it))
             tracker.increment_gradient_step()
-    again = ExperimentTracker(
-        ExperimentConfig(name), log_dir=root, resume=name, start_step=start_step
-    )
+    again = ExperimentTracker(ExperimentConfig(name), log_dir=root, resume=name, start_step=start_step)
     again.gradient_step = start_step  # from the checkpoint
     return tracker, again
 
@@ -489,9 +359,7 @@ def test_resume_auto_starts_a_new_run_unless_one_crashed(root: Path) -> None:
     config = ExperimentConfig("scheduled")
     with ExperimentTracker(config, log_dir=root, resume="auto") as first:
         first.log_metrics(0, train_loss=1.0)
-    with ExperimentTracker(
-        config, log_dir=root, resume="auto"
-    ) as second:  # the first finished: a new run
+    with ExperimentTracker(config, log_dir=root, resume="auto") as second:  # the first finished: a new run
         second.log_metrics(0, train_loss=0.9)
     assert first.run_id != second.run_id
     assert len(ExperimentAnalyzer(root).load_all()) == 2
@@ -500,9 +368,7 @@ def test_resume_auto_starts_a_new_run_unless_one_crashed(root: Path) -> None:
 def test_resuming_at_the_last_step_keeps_the_gradient_step(root: Path) -> None:
     _, resumed = _trained_then_resumed(root, "again", 4, start_step=3)
     with resumed:
-        resumed.log_metrics(
-            3, train_loss=0.9
-        )  # the last step of the crashed segment, logged again
+        resumed.log_metrics(3, train_loss=0.9)  # the last step of the crashed segment, logged again
         resumed.log_eval(3, val_loss=1.1)  # the same iteration: the row keeps its count
         resumed.increment_gradient_step()
         resumed.log_metrics(4, train_loss=0.8)
@@ -511,45 +377,25 @@ def test_resuming_at_the_last_step_keeps_the_gradient_step(root: Path) -> None:
     assert frame["val_loss"].to_list()[3] == 1.1
 
 
-def test_the_comparison_and_the_report_read_each_run_once(
-    root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_comparison_and_the_report_read_each_run_once(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from steplog.report import runs_report_frame
 
     for lr in (1e-3, 1e-2):
-        with ExperimentTracker(
-            ExperimentConfig(f"lr_{lr:g}", learning_rate=lr), log_dir=root
-        ) as tracker:
+        with ExperimentTracker(ExperimentConfig(f"lr_{lr:g}", learning_rate=lr), log_dir=root) as tracker:
             tracker.log_metrics(0, train_loss=2.0)
             tracker.log_eval(0, val_loss=2.0 - lr)
             tracker.finish(notes=f"lr {lr:g}")
     read = []
     model = sys.modules["steplog.model"]
     real = model.read_events
-    monkeypatch.setattr(
-        model,
-        "read_events",
-        lambda path, *a, **k: read.append(path.parent.name) or real(path, *a, **k),
-    )
+    monkeypatch.setattr(model, "read_events", lambda path, *a, **k: read.append(path.parent.name) or real(path, *a, **k))
     frame = ExperimentAnalyzer(root).comparison_frame()
-    assert frame.columns == [
-        "name",
-        "run_id",
-        "status",
-        "iterations",
-        "duration_s",
-        "config.learning_rate",
-        "train_loss.best",
-        "train_loss.last",
-        "val_loss.best",
-        "val_loss.last",
-    ]
+    assert frame.columns == ["name", "run_id", "status", "iterations", "duration_s", "config.learning_rate",
+                             "train_loss.best", "train_loss.last", "val_loss.best", "val_loss.last"]
     assert sorted(read) == sorted(frame["run_id"].to_list())
     read.clear()
     report = runs_report_frame(root)
-    assert report["notes"].to_list() == ["lr 0.001", "lr 0.01"] and report.columns[
-        5:7
-    ] == ["started", "notes"]
+    assert report["notes"].to_list() == ["lr 0.001", "lr 0.01"] and report.columns[5:7] == ["started", "notes"]
     assert sorted(read) == sorted(frame["run_id"].to_list())
 
 
@@ -558,21 +404,14 @@ def test_save_says_when_the_run_could_not_be_compacted(root: Path) -> None:
     tracker.start()
     tracker.log_metrics(0, train_loss=1.0)
     tracker.finish()
-    steplog.store.acquire_lock(
-        tracker.run_dir, time.time()
-    )  # as another compaction would hold it
+    steplog.store.acquire_lock(tracker.run_dir, time.time())  # as another compaction would hold it
     try:
-        with pytest.warns(
-            UserWarning, match=f"run {tracker.run_id} .*was not compacted: running"
-        ):
+        with pytest.warns(UserWarning, match=f"run {tracker.run_id} .*was not compacted: running"):
             path = tracker.save()
         assert path == tracker.run_dir / "events.jsonl" and path.exists()
     finally:
         steplog.store.release_lock(tracker.run_dir)
-    assert (
-        tracker.save() == tracker.run_dir / "run.json"
-        and (tracker.run_dir / "run.json").exists()
-    )
+    assert tracker.save() == tracker.run_dir / "run.json" and (tracker.run_dir / "run.json").exists()
 
 
 _TRAINING_ONLY = """
@@ -611,13 +450,8 @@ def test_the_reading_side_is_still_importable_from_steplog_tracker():
 
 
 def test_every_option_of_init_passes_through_the_tracker(root):
-    tracker = ExperimentTracker(
-        ExperimentConfig("opts"),
-        log_dir=root,
-        tensor_flush_steps=5,
-        tensor_flush_seconds=1.0,
-        durability="buffered",
-    )
+    tracker = ExperimentTracker(ExperimentConfig("opts"), log_dir=root, tensor_flush_steps=5, tensor_flush_seconds=1.0,
+                                durability="buffered")
     tracker.start()
     tracker.log_metrics(0, train_loss=1.0)
     tracker.finish()

@@ -22,11 +22,7 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 
 def get(server, path: str, **params):
     """(status, JSON body) of GET path?params; params may hold lists (repeated keys)."""
-    url = (
-        server.url
-        + path.lstrip("/")
-        + ("?" + urlencode(params, doseq=True) if params else "")
-    )
+    url = server.url + path.lstrip("/") + ("?" + urlencode(params, doseq=True) if params else "")
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -51,17 +47,9 @@ def test_runs_table_lists_every_run_newest_first_with_config_and_figures(root, s
     assert status == 200 and body["root"] == str(root)
     assert [r["name"] for r in body["runs"]] == ["second", "first"]
     row = body["runs"][0]
-    assert (row["status"], row["steps"], row["last_step"], row["config"]) == (
-        "finished",
-        5,
-        4,
-        {"opt": {"lr": 0.01}},
-    )
-    assert row["metrics"]["loss"] == {
-        "last": pytest.approx(0.21),
-        "min": pytest.approx(0.21),
-        "max": pytest.approx(1.01),
-    }
+    assert (row["status"], row["steps"], row["last_step"], row["config"]) == ("finished", 5, 4, {"opt": {"lr": 0.01}})
+    assert row["metrics"]["loss"] == {"last": pytest.approx(0.21), "min": pytest.approx(0.21),
+                                      "max": pytest.approx(1.01)}
 
 
 def test_compacted_and_live_runs_give_the_same_rows_and_series(root, server):
@@ -69,27 +57,18 @@ def test_compacted_and_live_runs_give_the_same_rows_and_series(root, server):
         for step in range(50):
             run.log({"loss": 50.0 - step, "acc": step / 50})
     before = get(server, "/api/runs")[1]["runs"][0]
-    series_before = get(
-        server, "/api/series", run="a", metric=["loss", "acc"], width=100
-    )[1]["series"]
+    series_before = get(server, "/api/series", run="a", metric=["loss", "acc"], width=100)[1]["series"]
     steplog.compact(root, quiet=True)
     after = get(server, "/api/runs")[1]["runs"][0]
-    series_after = get(
-        server, "/api/series", run="a", metric=["loss", "acc"], width=100
-    )[1]["series"]
+    series_after = get(server, "/api/series", run="a", metric=["loss", "acc"], width=100)[1]["series"]
     assert after["compacted"] and not before["compacted"]
     for key in ("id", "name", "status", "steps", "last_step", "config", "metrics"):
         assert after[key] == before[key], key
     assert series_after == series_before
-    assert (
-        series_after["loss"]["y"] == [50.0 - s for s in range(50)]
-        and series_after["loss"]["raw"]
-    )
+    assert series_after["loss"]["y"] == [50.0 - s for s in range(50)] and series_after["loss"]["raw"]
 
 
-def _spiky_run(
-    root: Path, n: int = 20_000, nan_at: int | None = None
-) -> tuple[np.ndarray, str]:
+def _spiky_run(root: Path, n: int = 20_000, nan_at: int | None = None) -> tuple[np.ndarray, str]:
     values = np.sin(np.arange(n) / 500.0)
     values[12_345] = 40.0  # one spike and one dip that a random sample would miss
     values[3_333] = -25.0
@@ -102,35 +81,21 @@ def _spiky_run(
 
 
 @pytest.mark.parametrize("compacted", [False, True])
-def test_downsampling_keeps_each_buckets_extremes_and_zoom_gives_exact_values(
-    root, server, compacted
-):
+def test_downsampling_keeps_each_buckets_extremes_and_zoom_gives_exact_values(root, server, compacted):
     values, run_id = _spiky_run(root)
     if compacted:
         steplog.compact(root, quiet=True)
     zoom = {"from": 12_300, "to": 12_400}
-    zoomed_first = get(
-        server, "/api/series", run=run_id, metric="loss", width=200, **zoom
-    )[1]  # read: the range
-    body = get(server, "/api/series", run=run_id, metric="loss", width=200)[1][
-        "series"
-    ]["loss"]
+    zoomed_first = get(server, "/api/series", run=run_id, metric="loss", width=200, **zoom)[1]  # read: the range
+    body = get(server, "/api/series", run=run_id, metric="loss", width=200)[1]["series"]["loss"]
     assert not body["raw"] and body["count"] == len(values)
-    assert (
-        len(body["x"]) <= 4 * 200 and max(body["y"]) == 40.0 and min(body["y"]) == -25.0
-    )
+    assert len(body["x"]) <= 4 * 200 and max(body["y"]) == 40.0 and min(body["y"]) == -25.0
     assert body["x"][0] == 0 and body["x"][-1] == len(values) - 1
-    assert [values[int(x)] for x in body["x"]] == body[
-        "y"
-    ]  # real points only, at their own steps
-    zoomed = get(server, "/api/series", run=run_id, metric="loss", width=200, **zoom)[
-        1
-    ]  # from memory now
+    assert [values[int(x)] for x in body["x"]] == body["y"]  # real points only, at their own steps
+    zoomed = get(server, "/api/series", run=run_id, metric="loss", width=200, **zoom)[1]  # from memory now
     assert zoomed == zoomed_first
     zoomed = zoomed["series"]["loss"]
-    assert zoomed["raw"] and zoomed["x"] == list(
-        range(12_299, 12_402)
-    )  # every point, one beyond each edge
+    assert zoomed["raw"] and zoomed["x"] == list(range(12_299, 12_402))  # every point, one beyond each edge
     assert zoomed["y"] == values[12_299:12_402].tolist()
 
 
@@ -154,13 +119,8 @@ def test_downsample_keeps_every_buckets_min_and_max():
             continue
         kept = set(out["x"].astype(int).tolist())
         for start in range(0, n, size):
-            bucket = y[start : start + size]
-            for i in (
-                start,
-                start + int(bucket.argmin()),
-                start + int(bucket.argmax()),
-                start + len(bucket) - 1,
-            ):
+            bucket = y[start:start + size]
+            for i in (start, start + int(bucket.argmin()), start + int(bucket.argmax()), start + len(bucket) - 1):
                 assert i in kept
         assert len(kept) <= 4 * -(-n // size)
 
@@ -171,28 +131,14 @@ def test_a_cursor_brings_only_the_new_points(root, server):
         run.log({"loss": float(step)})
     run.flush()
     first = get(server, "/api/series", run="live", metric="loss")[1]
-    assert first["status"] == "running" and first["series"]["loss"]["x"] == list(
-        range(10)
-    )
+    assert first["status"] == "running" and first["series"]["loss"]["x"] == list(range(10))
     for step in range(10, 13):
         run.log({"loss": float(step), "acc": 0.5})
     run.flush()
-    new = get(
-        server,
-        "/api/series",
-        run="live",
-        metric=["loss", "acc"],
-        cursor=first["cursor"],
-    )[1]
+    new = get(server, "/api/series", run="live", metric=["loss", "acc"], cursor=first["cursor"])[1]
     assert not new["reset"] and new["cursor"] > first["cursor"]
-    assert new["series"]["loss"]["x"] == [10, 11, 12] and new["series"]["acc"]["y"] == [
-        0.5,
-        0.5,
-        0.5,
-    ]
-    nothing = get(
-        server, "/api/series", run="live", metric="loss", cursor=new["cursor"]
-    )[1]
+    assert new["series"]["loss"]["x"] == [10, 11, 12] and new["series"]["acc"]["y"] == [0.5, 0.5, 0.5]
+    nothing = get(server, "/api/series", run="live", metric="loss", cursor=new["cursor"])[1]
     assert nothing["series"]["loss"]["x"] == [] and nothing["cursor"] == new["cursor"]
     run.finish()
     rows = get(server, "/api/runs")[1]["runs"]
@@ -208,12 +154,8 @@ def test_a_resume_that_rewinds_resets_older_cursors_and_is_marked(root, server):
         for step in range(5, 8):
             again.log({"loss": 2.0})
     body = get(server, "/api/series", run="r", metric="loss", cursor=cursor)[1]
-    assert body["reset"] and body["marks"] == [
-        {"kind": "resume", "segment": 1, "x": 5.0}
-    ]
-    assert (
-        body["series"]["loss"]["y"] == [1.0] * 5 + [2.0] * 3
-    )  # the superseded steps 5..9 are gone
+    assert body["reset"] and body["marks"] == [{"kind": "resume", "segment": 1, "x": 5.0}]
+    assert body["series"]["loss"]["y"] == [1.0] * 5 + [2.0] * 3  # the superseded steps 5..9 are gone
 
 
 def test_a_killed_run_turns_crashed(root, server):
@@ -224,9 +166,7 @@ def test_a_killed_run_turns_crashed(root, server):
     writer = python_subprocess(
         "import sys, time, steplog\n"
         "run = steplog.init(name='doomed', root=sys.argv[1]); run.log({'loss': 1.0})\n"
-        "print(run.id, flush=True); time.sleep(60)\n",
-        str(root),
-    )
+        "print(run.id, flush=True); time.sleep(60)\n", str(root))
     try:
         assert writer.stdout.readline().strip()
         assert get(server, "/api/runs")[1]["runs"][0]["status"] == "running"
@@ -245,65 +185,37 @@ def test_trailing_nul_bytes_are_not_yet_written(root, server):
     events.write_bytes(data + b'{"s":7,"t":1.0,"w":1.0,"m":{"loss":9.0}}' + bytes(4096))
     body = get(server, "/api/series", run="mm", metric="loss")[1]
     assert body["series"]["loss"]["y"] == [1.0]
-    events.write_bytes(
-        data + b'{"s":7,"t":1.0,"w":1.0,"m":{"loss":9.0}}\n' + bytes(4096)
-    )
-    again = get(server, "/api/series", run="mm", metric="loss", cursor=body["cursor"])[
-        1
-    ]
+    events.write_bytes(data + b'{"s":7,"t":1.0,"w":1.0,"m":{"loss":9.0}}\n' + bytes(4096))
+    again = get(server, "/api/series", run="mm", metric="loss", cursor=body["cursor"])[1]
     assert again["series"]["loss"]["y"] == [9.0]
 
 
-@pytest.mark.parametrize(
-    "ref", ["../secret", "..", "/etc/passwd", "a/../../b", ".hidden", "x\\..\\y"]
-)
+@pytest.mark.parametrize("ref", ["../secret", "..", "/etc/passwd", "a/../../b", ".hidden", "x\\..\\y"])
 def test_run_references_outside_the_root_are_refused(root, server, ref):
     steplog.init(name="ok", root=root).finish()
     status, body = get(server, "/api/series", run=ref, metric="loss")
     assert status == 400 and "not a path" in body["error"]
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/static/../server.py", "/static/%2e%2e/api.py", "/../../etc/passwd", "/nope"],
-)
+@pytest.mark.parametrize("path", ["/static/../server.py", "/static/%2e%2e/api.py", "/../../etc/passwd", "/nope"])
 def test_only_the_packaged_files_are_served(server, path):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(server.url.rstrip("/") + path)
-    assert caught.value.code == 404 and json.loads(caught.value.read())[
-        "error"
-    ].startswith("no such page")
+    assert caught.value.code == 404 and json.loads(caught.value.read())["error"].startswith("no such page")
 
 
-@pytest.mark.parametrize(
-    "params, message",
-    [
-        ({"metric": "loss"}, "run is required"),
-        ({"run": "a"}, "metric is required"),
-        (
-            {"run": "a", "metric": "loss", "x": "epoch"},
-            "x must be one of step, wallclock, time",
-        ),
-        (
-            {"run": "a", "metric": "loss", "width": "wide"},
-            "width must be a whole number",
-        ),
-        ({"run": "a", "metric": "loss", "width": "0"}, "width must be a whole number"),
-        (
-            {"run": "a", "metric": "loss", "cursor": "-1"},
-            "cursor must be a whole number",
-        ),
-        ({"run": "a", "metric": "loss", "from": "nan"}, "from must be a finite number"),
-        (
-            {"run": "a", "metric": "loss", "from": "5", "to": "1"},
-            "from (5.0) must not be greater than to (1.0)",
-        ),
-        ({"run": ["a", "b"], "metric": "loss"}, "run was given 2 times"),
-    ],
-)
-def test_malformed_parameters_get_400_naming_the_parameter(
-    root, server, params, message
-):
+@pytest.mark.parametrize("params, message", [
+    ({"metric": "loss"}, "run is required"),
+    ({"run": "a"}, "metric is required"),
+    ({"run": "a", "metric": "loss", "x": "epoch"}, "x must be one of step, wallclock, time"),
+    ({"run": "a", "metric": "loss", "width": "wide"}, "width must be a whole number"),
+    ({"run": "a", "metric": "loss", "width": "0"}, "width must be a whole number"),
+    ({"run": "a", "metric": "loss", "cursor": "-1"}, "cursor must be a whole number"),
+    ({"run": "a", "metric": "loss", "from": "nan"}, "from must be a finite number"),
+    ({"run": "a", "metric": "loss", "from": "5", "to": "1"}, "from (5.0) must not be greater than to (1.0)"),
+    ({"run": ["a", "b"], "metric": "loss"}, "run was given 2 times"),
+])
+def test_malformed_parameters_get_400_naming_the_parameter(root, server, params, message):
     steplog.init(name="a", root=root).finish()
     status, body = get(server, "/api/series", **params)
     assert status == 400 and message in body["error"]
@@ -318,10 +230,7 @@ def test_unknown_runs_and_endpoints_get_404_and_writes_405(root, server):
     request = urllib.request.Request(server.url + "api/runs", method="POST", data=b"{}")
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request)
-    assert (
-        caught.value.code == 405
-        and "read-only" in json.loads(caught.value.read())["error"]
-    )
+    assert caught.value.code == 405 and "read-only" in json.loads(caught.value.read())["error"]
 
 
 def test_a_server_error_is_json_500_not_a_traceback_page(root, server):
@@ -330,24 +239,16 @@ def test_a_server_error_is_json_500_not_a_traceback_page(root, server):
     (broken / "events.jsonl").mkdir(parents=True)  # a directory where a file should be
     assert get(server, "/api/runs")[0] == 200  # the table skips it
     status, body = get(server, "/api/series", run=broken.name, metric="loss")
-    assert status == 500 and body["error"].startswith(
-        "internal error: IsADirectoryError"
-    )
+    assert status == 500 and body["error"].startswith("internal error: IsADirectoryError")
 
 
 def test_run_page_has_config_meta_segments_and_summary(root, server):
     with steplog.init(name=HOSTILE, config={"model": {"d": 8}}, root=root) as run:
         run.log({"loss": 2.0})
     status, info = get(server, "/api/run", run=run.id)
-    assert (
-        status == 200
-        and info["name"] == HOSTILE
-        and info["config"] == {"model": {"d": 8}}
-    )
+    assert status == 200 and info["name"] == HOSTILE and info["config"] == {"model": {"d": 8}}
     assert info["meta"]["python"] and info["segments"][0]["status"] == "finished"
-    assert info["summary"]["loss"]["last"] == 2.0 and isinstance(
-        info["start_time"], float
-    )
+    assert info["summary"]["loss"]["last"] == 2.0 and isinstance(info["start_time"], float)
     assert get(server, "/api/run", run=quote(HOSTILE, safe=""))[0] in (400, 404)
 
 
@@ -360,9 +261,7 @@ def test_serve_refuses_a_port_in_use_and_warns_for_other_hosts(root, capsys):
         with pytest.raises(OSError, match=f"port {port} on 127.0.0.1 is in use"):
             steplog.ui.serve(root, port=port)
     with steplog.ui.serve(root, host="0.0.0.0", port=0):
-        assert (
-            "anyone who can reach port 0 can read every run" in capsys.readouterr().err
-        )
+        assert "anyone who can reach port 0 can read every run" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no folder"):
         steplog.ui.serve(root / "missing", port=0)
 
@@ -380,16 +279,11 @@ def test_command_serves_until_stopped_and_reports_a_missing_root(root, capsys):
     root.mkdir(parents=True)
     stop = threading.Event()
     stop.set()
-    assert (
-        command.run(parser.parse_args(["--root", str(root), "--port", "0"]), stop=stop)
-        == 0
-    )
+    assert command.run(parser.parse_args(["--root", str(root), "--port", "0"]), stop=stop) == 0
     assert "serving" in capsys.readouterr().out
 
 
-def test_precomputed_levels_answer_the_whole_run_with_every_buckets_extremes(
-    root, server
-):
+def test_precomputed_levels_answer_the_whole_run_with_every_buckets_extremes(root, server):
     from steplog.levels import read_level, write_levels
 
     values, run_id = _spiky_run(root, n=60_000, nan_at=40_000)
@@ -400,31 +294,14 @@ def test_precomputed_levels_answer_the_whole_run_with_every_buckets_extremes(
     write_levels(run_dir)
     level = read_level(run_dir, "loss")
     assert level is not None and len(level[0]) < len(values) / 50
-    body = get(server, "/api/series", run=run_id, metric="loss", width=200)[1][
-        "series"
-    ]["loss"]
-    assert (
-        not body["raw"] and body["count"] == len(values) and len(body["x"]) <= 4 * 200
-    )
-    assert (
-        max(body["y"]) == 40.0 and min(y for y in body["y"] if y is not None) == -25.0
-    )
-    assert all(
-        y == values[int(x)] for x, y in zip(body["x"], body["y"]) if y is not None
-    )  # real points
+    body = get(server, "/api/series", run=run_id, metric="loss", width=200)[1]["series"]["loss"]
+    assert not body["raw"] and body["count"] == len(values) and len(body["x"]) <= 4 * 200
+    assert max(body["y"]) == 40.0 and min(y for y in body["y"] if y is not None) == -25.0
+    assert all(y == values[int(x)] for x, y in zip(body["x"], body["y"]) if y is not None)  # real points
     assert body["nonfinite"] == [[40_000.0, "nan"]]
-    zoomed = get(
-        server,
-        "/api/series",
-        run=run_id,
-        metric="loss",
-        width=200,
-        **{"from": 100, "to": 200},
-    )[1]
+    zoomed = get(server, "/api/series", run=run_id, metric="loss", width=200, **{"from": 100, "to": 200})[1]
     assert zoomed["series"]["loss"]["raw"]  # zoomed in: the raw points, not the level
     with steplog.init(resume=run_id, root=root) as again:
         again.log({"loss": 0.0})
     steplog.compact(root, quiet=True)
-    assert (
-        read_level(run_dir, "loss") is None
-    )  # compacted again: the levels are stale, ignored
+    assert read_level(run_dir, "loss") is None  # compacted again: the levels are stale, ignored

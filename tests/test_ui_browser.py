@@ -14,22 +14,14 @@ import steplog
 import steplog.ui
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def browser():
     executable = shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(executable).exists(), (
-        "Debian's chromium is needed: apt-get install -y chromium"
-    )
+    assert Path(executable).exists(), "Debian's chromium is needed: apt-get install -y chromium"
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
@@ -43,16 +35,12 @@ def open_page(browser, root):
     server = steplog.ui.serve(root, port=0)
     # bypass_csp: the page's own CSP would block an injected handler anyway; the tests check that the
     # page never creates one, and playwright's evaluate needs eval.
-    context = browser.new_context(
-        viewport={"width": 1400, "height": 900}, bypass_csp=True
-    )
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     dialogs: list[str] = []
 
     def opener(query: str = ""):
         page = context.new_page()
-        page.on(
-            "dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss())
-        )
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.dialogs = dialogs
         page.goto(server.url + query)
         page.wait_for_function("window.steplog && window.steplog.ready === true")
@@ -75,9 +63,7 @@ def defined(values: list) -> list:
 def make_runs(root: Path, count: int = 3, steps: int = 20) -> list[steplog.Run]:
     runs = []
     for i in range(count):
-        with steplog.init(
-            name=f"lr{i}", config={"lr": 10.0**-i, "depth": 4}, root=root
-        ) as run:
+        with steplog.init(name=f"lr{i}", config={"lr": 10.0 ** -i, "depth": 4}, root=root) as run:
             for step in range(steps):
                 run.log({"loss": (i + 1) * 10.0 - step * 0.5, "acc": step / steps})
         runs.append(run)
@@ -89,18 +75,12 @@ def test_table_lists_runs_and_choosing_two_draws_exactly_their_points(root, open
     page = open_page(f"?runs={runs[0].id},{runs[2].id}&metrics=loss")
     names = page.locator("#runs-body td.name").all_inner_texts()
     assert names == ["lr2", "lr1", "lr0"]  # newest first
-    assert page.locator("#runs-body tr.selected td.name").all_inner_texts() == [
-        "lr2",
-        "lr0",
-    ]
-    assert page.locator(".panel").evaluate_all(
-        "ps => ps.map(p => p.dataset.metric)"
-    ) == ["loss"]
+    assert page.locator("#runs-body tr.selected td.name").all_inner_texts() == ["lr2", "lr0"]
+    assert page.locator(".panel").evaluate_all("ps => ps.map(p => p.dataset.metric)") == ["loss"]
     data = series_of(page, "loss")
     assert len(data) == 3 and data[0] == list(range(20))
     assert sorted([defined(data[1]), defined(data[2])]) == sorted(
-        [[10.0 - s * 0.5 for s in range(20)], [30.0 - s * 0.5 for s in range(20)]]
-    )
+        [[10.0 - s * 0.5 for s in range(20)], [30.0 - s * 0.5 for s in range(20)]])
     page.locator("#runs-body tr", has_text="lr1").click()  # a click adds a run
     page.wait_for_function("window.steplog.data('loss').length === 4")
     assert f"runs={runs[2].id},{runs[1].id},{runs[0].id}" in page.url
@@ -117,10 +97,7 @@ def test_hover_shows_the_step_and_every_runs_value(root, open_page):
     tip.wait_for(state="visible")
     text = tip.inner_text()
     assert "step 0" in text and "lr0" in text and "lr1" in text
-    assert page.locator("#tooltip td.v").all_inner_texts() == [
-        "20",
-        "10",
-    ]  # step 0 of lr1, lr0: highest first
+    assert page.locator("#tooltip td.v").all_inner_texts() == ["20", "10"]  # step 0 of lr1, lr0: highest first
     assert text.index("lr1") < text.index("lr0")
 
 
@@ -136,18 +113,14 @@ def test_a_live_run_grows_in_place_without_reload(root, open_page):
     for step in range(5, 9):
         run.log({"loss": float(step)})
     run.flush()
-    page.wait_for_function(
-        "window.steplog.data('loss')[0].length === 9", timeout=10_000
-    )
+    page.wait_for_function("window.steplog.data('loss')[0].length === 9", timeout=10_000)
     assert series_of(page, "loss")[1] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
     assert page.evaluate("window.notReloaded") is True
     requests = page.evaluate("window.steplog.requests")
     assert any("cursor=" in r for r in requests)  # only the new points were asked for
     run.finish()
-    page.wait_for_function(
-        "document.querySelector('#runs-body td.status').textContent === 'finished'",
-        timeout=10_000,
-    )
+    page.wait_for_function("document.querySelector('#runs-body td.status').textContent === 'finished'",
+                           timeout=10_000)
     with steplog.init(name="newcomer", root=root) as other:
         other.log({"loss": 1.0})
     page.wait_for_selector("#runs-body td.name >> text=newcomer", timeout=10_000)
@@ -163,12 +136,7 @@ def test_the_hostile_name_shows_literally_and_runs_no_script(root, open_page):
     assert page.locator("#run-body h2").inner_text() == HOSTILE
     assert HOSTILE in page.locator("#run-body .error-box").inner_text()
     assert page.locator("img").count() == 0 and page.dialogs == []
-    assert (
-        page.evaluate("document.body.innerHTML").count(
-            "&lt;img src=x onerror=alert(1)&gt;"
-        )
-        >= 3
-    )
+    assert page.evaluate("document.body.innerHTML").count("&lt;img src=x onerror=alert(1)&gt;") >= 3
 
 
 def test_drag_zoom_asks_for_the_finer_range_and_the_url_keeps_it(root, open_page):
@@ -180,9 +148,7 @@ def test_drag_zoom_asks_for_the_finer_range_and_the_url_keeps_it(root, open_page
     steplog.compact(root, quiet=True)
     page = open_page()
     before = series_of(page, "loss")
-    assert (
-        len(before[0]) < 5_000 and max(defined(before[1])) == 5.0
-    )  # downsampled, the spike kept
+    assert len(before[0]) < 5_000 and max(defined(before[1])) == 5.0  # downsampled, the spike kept
     over = page.locator(".panel[data-metric=loss] .u-over").bounding_box()
     y = over["y"] + over["height"] / 2
     loads = page.evaluate("window.steplog.loads")
@@ -193,17 +159,11 @@ def test_drag_zoom_asks_for_the_finer_range_and_the_url_keeps_it(root, open_page
     page.wait_for_function(f"window.steplog.loads > {loads}")
     lo, hi = page.evaluate("window.steplog.state.zoom")
     assert 9_000 < lo < hi < 11_000
-    assert any(
-        "from=" in r and "to=" in r for r in page.evaluate("window.steplog.requests")
-    )
+    assert any("from=" in r and "to=" in r for r in page.evaluate("window.steplog.requests"))
     xs, ys = series_of(page, "loss")[:2]
     inside = [(x, v) for x, v in zip(xs, ys) if lo <= x <= hi]
-    assert [x for x, _ in inside] == list(
-        range(int(np.ceil(lo)), int(np.floor(hi)) + 1)
-    )  # every step
-    assert [v for _, v in inside] == values[
-        int(np.ceil(lo)) : int(np.floor(hi)) + 1
-    ].tolist()
+    assert [x for x, _ in inside] == list(range(int(np.ceil(lo)), int(np.floor(hi)) + 1))  # every step
+    assert [v for _, v in inside] == values[int(np.ceil(lo)):int(np.floor(hi)) + 1].tolist()
     assert "from=" in page.url and "to=" in page.url
     page.reload()
     page.wait_for_function("window.steplog && window.steplog.ready === true")
@@ -211,14 +171,10 @@ def test_drag_zoom_asks_for_the_finer_range_and_the_url_keeps_it(root, open_page
     loads = page.evaluate("window.steplog.loads")
     page.locator(".panel[data-metric=loss] .u-over").dblclick()
     page.wait_for_function(f"window.steplog.loads > {loads}")
-    assert (
-        page.evaluate("window.steplog.state.zoom") is None and "from=" not in page.url
-    )
+    assert page.evaluate("window.steplog.state.zoom") is None and "from=" not in page.url
 
 
-def test_group_by_draws_a_mean_line_with_a_min_max_band_and_smoothing_keeps_the_raw_curve(
-    root, open_page
-):
+def test_group_by_draws_a_mean_line_with_a_min_max_band_and_smoothing_keeps_the_raw_curve(root, open_page):
     for name, depth, offset in (("a", 2, 0.0), ("b", 2, 2.0), ("c", 8, 10.0)):
         with steplog.init(name=name, config={"depth": depth}, root=root) as run:
             for step in range(4):
@@ -226,34 +182,19 @@ def test_group_by_draws_a_mean_line_with_a_min_max_band_and_smoothing_keeps_the_
     page = open_page("?metrics=loss&group=depth")
     data = series_of(page, "loss")
     assert len(data) == 1 + 3 * 2  # per group: max, min, mean
-    groups = page.evaluate(
-        "window.steplog.plot('loss').series.slice(1).map(s => s.label)"
-    )
+    groups = page.evaluate("window.steplog.plot('loss').series.slice(1).map(s => s.label)")
     assert groups[2] == "depth=8 (1 runs)" or groups[5] == "depth=8 (1 runs)"
     by_label = dict(zip(groups, data[1:]))
-    assert by_label["depth=2 (2 runs)"] == [
-        1.0,
-        2.0,
-        3.0,
-        4.0,
-    ]  # mean of a (0..3) and b (2..5)
-    assert by_label["depth=2 max"] == [2.0, 3.0, 4.0, 5.0] and by_label[
-        "depth=2 min"
-    ] == [0.0, 1.0, 2.0, 3.0]
+    assert by_label["depth=2 (2 runs)"] == [1.0, 2.0, 3.0, 4.0]  # mean of a (0..3) and b (2..5)
+    assert by_label["depth=2 max"] == [2.0, 3.0, 4.0, 5.0] and by_label["depth=2 min"] == [0.0, 1.0, 2.0, 3.0]
     page.select_option("#group", "")
     page.locator("#smooth").fill("0.5")
-    page.wait_for_function(
-        "window.steplog.data('loss').length === 7"
-    )  # 3 runs: raw + smoothed each
+    page.wait_for_function("window.steplog.data('loss').length === 7")  # 3 runs: raw + smoothed each
     assert "smooth=0.5" in page.url and "group" not in page.url
-    labels = page.evaluate(
-        "window.steplog.plot('loss').series.slice(1).map(s => s.label)"
-    )
+    labels = page.evaluate("window.steplog.plot('loss').series.slice(1).map(s => s.label)")
     assert labels.count("a") == 1 and labels.count("a (smoothed)") == 1
     smoothed = dict(zip(labels, series_of(page, "loss")[1:]))["a (smoothed)"]
-    assert smoothed[0] == 0.0 and smoothed[1] == pytest.approx(
-        (0.5 * 0.0 + 1.0) / 1.5
-    )  # debiased EMA
+    assert smoothed[0] == 0.0 and smoothed[1] == pytest.approx((0.5 * 0.0 + 1.0) / 1.5)  # debiased EMA
 
 
 def test_nan_and_inf_are_marked_on_the_chart_and_in_the_tooltip(root, open_page):

@@ -19,10 +19,7 @@ from conftest import python_subprocess
 
 
 def events_of(run) -> list[dict]:
-    return [
-        orjson.loads(line)
-        for line in (run.dir / "events.jsonl").read_bytes().splitlines()
-    ]
+    return [orjson.loads(line) for line in (run.dir / "events.jsonl").read_bytes().splitlines()]
 
 
 def test_log_finish_and_history(root):
@@ -42,11 +39,7 @@ def test_log_finish_and_history(root):
     assert hist.schema["time"] == pl.Datetime("us", "UTC")
     assert hist.schema["train_loss"] == pl.Float64
     assert hist.select("step", "train_loss", "lr", "val_loss").rows() == [
-        (0, 2.5, 3e-4, None),
-        (1, 2.0, None, 2.2),
-        (10, 1.0, None, None),
-        (11, 0.9, None, None),
-    ]
+        (0, 2.5, 3e-4, None), (1, 2.0, None, 2.2), (10, 1.0, None, None), (11, 0.9, None, None)]
     assert hist["wallclock"].is_sorted() and hist["wallclock"][0] >= 0
 
 
@@ -57,10 +50,7 @@ def test_later_value_wins_per_key_within_a_step(root):
     run.log({"c": 3.0}, step=4)  # going back within a segment is allowed and sorted
     run.finish()
     hist = steplog.history(run.id, root=root)
-    assert hist.select("step", "a", "b", "c").rows() == [
-        (4, None, None, 3.0),
-        (5, 2.0, 1.0, None),
-    ]
+    assert hist.select("step", "a", "b", "c").rows() == [(4, None, None, 3.0), (5, 2.0, 1.0, None)]
 
 
 def test_every_event_records_step_wallclock_and_absolute_time(root):
@@ -69,28 +59,14 @@ def test_every_event_records_step_wallclock_and_absolute_time(root):
     run.finish()
     start, metric, finish = events_of(run)
     assert start["e"] == "start" and finish["e"] == "finish"
-    assert (
-        metric["s"] == 0 and metric["w"] >= 0 and abs(metric["t"] - start["time"]) < 60
-    )
+    assert metric["s"] == 0 and metric["w"] >= 0 and abs(metric["t"] - start["time"]) < 60
 
 
-@pytest.mark.parametrize(
-    "value, expected",
-    [
-        (1, 1.0),
-        (True, 1.0),
-        (np.float32(0.5), 0.5),
-        (np.int64(7), 7.0),
-        (np.float16(2.0), 2.0),
-        (np.array(3.5), 3.5),
-        (np.bool_(False), 0.0),
-        (float("nan"), math.nan),
-        (float("inf"), math.inf),
-        (-math.inf, -math.inf),
-        (np.float64("nan"), math.nan),
-        (np.array(-np.inf, dtype=np.float32), -math.inf),
-    ],
-)
+@pytest.mark.parametrize("value, expected", [
+    (1, 1.0), (True, 1.0), (np.float32(0.5), 0.5), (np.int64(7), 7.0), (np.float16(2.0), 2.0),
+    (np.array(3.5), 3.5), (np.bool_(False), 0.0), (float("nan"), math.nan), (float("inf"), math.inf),
+    (-math.inf, -math.inf), (np.float64("nan"), math.nan), (np.array(-np.inf, dtype=np.float32), -math.inf),
+])
 def test_accepted_values_round_trip(root, value, expected):
     class Tensorish:  # anything with .item() returning a number, like a torch tensor
         def item(self):
@@ -107,9 +83,7 @@ def test_accepted_values_round_trip(root, value, expected):
             assert got[key] == expected
 
 
-@pytest.mark.parametrize(
-    "bad", ["2.3", [1.0], None, {"a": 1}, 1 + 2j, np.array([1.0, 2.0]), object()]
-)
+@pytest.mark.parametrize("bad", ["2.3", [1.0], None, {"a": 1}, 1 + 2j, np.array([1.0, 2.0]), object()])
 def test_bad_values_raise_type_error_naming_the_key_and_write_nothing(root, bad):
     run = steplog.init(root=root)
     run.log({"loss": 1.0})
@@ -123,9 +97,7 @@ def test_bad_values_raise_type_error_naming_the_key_and_write_nothing(root, bad)
     assert steplog.history(run.id, root=root)["loss"].to_list() == [1.0, 3.0]
 
 
-@pytest.mark.parametrize(
-    "key", ["step", "time", "wallclock", "segment", "run_id", "name", "superseded"]
-)
+@pytest.mark.parametrize("key", ["step", "time", "wallclock", "segment", "run_id", "name", "superseded"])
 def test_reserved_keys_raise_and_never_overwrite_the_step(root, key):
     run = steplog.init(root=root)
     with pytest.raises(ValueError, match=f"'{key}' is reserved"):
@@ -146,18 +118,7 @@ def test_bad_keys_raise(root, key):
 
 
 def test_unicode_and_odd_keys_round_trip(root):
-    keys = [
-        "损失",
-        "val/loss",
-        "a.b",
-        "with space",
-        'quote"d',
-        "emoji🔥",
-        "null",
-        "*",
-        "^a.*$",
-        "x" * 300,
-    ]
+    keys = ["损失", "val/loss", "a.b", "with space", 'quote"d', "emoji🔥", "null", "*", "^a.*$", "x" * 300]
     run = steplog.init(root=root)
     run.log({k: float(i) for i, k in enumerate(keys)})
     run.finish()
@@ -165,10 +126,7 @@ def test_unicode_and_odd_keys_round_trip(root):
     assert [row[k] for k in keys] == [float(i) for i in range(len(keys))]
 
 
-@pytest.mark.parametrize(
-    "step, error",
-    [(-1, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError)],
-)
+@pytest.mark.parametrize("step, error", [(-1, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError)])
 def test_bad_steps(root, step, error):
     run = steplog.init(root=root)
     with pytest.raises(error, match="step"):
@@ -185,19 +143,14 @@ def test_log_takes_a_mapping(root):
     run.finish()
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["../../x", "a/b", "", "ünïcødé 名前", "n" * 500, "/abs/path", "..", "a\x00b"],
-)
+@pytest.mark.parametrize("name", ["../../x", "a/b", "", "ünïcødé 名前", "n" * 500, "/abs/path", "..", "a\x00b"])
 def test_names_are_stored_as_given_and_never_escape_root(root, tmp_path, name):
     run = steplog.init(name=name, root=root)
     run.log({"a": 1.0})
     run.finish()
     assert run.name == name
     assert run.dir.parent == root and run.dir.name == run.id
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "logs"
-    ]  # nothing written beside root
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]  # nothing written beside root
     table = steplog.runs(root=root)
     assert table["name"].to_list() == [name]
     if name:
@@ -273,15 +226,9 @@ def test_config_capture(root):
     run.finish()
     stored = events_of(run)[0]["config"]
     assert stored == {
-        "model": {"d_model": 512, "betas": [0.9, 0.95]},
-        "path": "/data/train.bin",
-        "color": "red",
-        "np_scalar": 0.5,
-        "np_array": [0, 1, 2],
-        "nested": {"deep": {"x": [1, [2, 3]]}, "5": "int key"},
-        "nan": "NaN",
-        "opaque": "<Opaque thing>",
-        "set": [1, 2, 3],
+        "model": {"d_model": 512, "betas": [0.9, 0.95]}, "path": "/data/train.bin", "color": "red",
+        "np_scalar": 0.5, "np_array": [0, 1, 2], "nested": {"deep": {"x": [1, [2, 3]]}, "5": "int key"},
+        "nan": "NaN", "opaque": "<Opaque thing>", "set": [1, 2, 3],
     }
     table = steplog.runs(root=root)
     assert table["config.model.d_model"].to_list() == [512]
@@ -314,12 +261,7 @@ def test_metadata(root, monkeypatch):
     start = events_of(run)[0]
     meta = start["meta"]
     assert start["v"] == 1 and start["start_time"].endswith("+00:00")
-    assert (
-        meta["pid"] == os.getpid()
-        and meta["host"]
-        and meta["python"]
-        and isinstance(meta["argv"], list)
-    )
+    assert meta["pid"] == os.getpid() and meta["host"] and meta["python"] and isinstance(meta["argv"], list)
     assert meta["steplog_version"] == steplog.__version__
 
 
@@ -333,31 +275,22 @@ def test_metadata_records_git_commit_and_dirty_flag(root, tmp_path, monkeypatch)
     (repo / "f.txt").write_text("1")
     subprocess.run(["git", "-C", str(repo), "add", "f.txt"], check=True)
     subprocess.run([*git, "-C", str(repo), "commit", "-qm", "x"], check=True)
-    commit = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     monkeypatch.chdir(repo)
     run = steplog.init(root=root)
     run.finish()
     assert events_of(run)[0]["meta"]["git_commit"] == commit
     assert events_of(run)[0]["meta"]["git_dirty"] is False
     (repo / "f.txt").write_text("2")
-    run = steplog.init(
-        root=root
-    )  # taken once per process and directory: this process still says clean
+    run = steplog.init(root=root)  # taken once per process and directory: this process still says clean
     run.finish()
     assert events_of(run)[0]["meta"]["git_dirty"] is False
-    proc = python_subprocess(
-        "import steplog, sys; r = steplog.init(root=sys.argv[1]); r.finish(); print(r.id)",
-        str(root),
-        cwd=repo,
-    )
+    proc = python_subprocess("import steplog, sys; r = steplog.init(root=sys.argv[1]); r.finish(); print(r.id)",
+                             str(root), cwd=repo)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     fresh = steplog.store.resolve_run(out.strip(), root) / "events.jsonl"
-    assert (
-        orjson.loads(fresh.read_bytes().splitlines()[0])["meta"]["git_dirty"] is True
-    )  # a new process sees the edit
+    assert orjson.loads(fresh.read_bytes().splitlines()[0])["meta"]["git_dirty"] is True  # a new process sees the edit
     outside = tmp_path / "outside"
     outside.mkdir()
     monkeypatch.chdir(outside)
@@ -385,9 +318,7 @@ def test_writer_memory_does_not_grow_with_steps(root, durability):
 
 
 def test_buffered_mode_writes_at_size_interval_flush_and_finish(root):
-    run = steplog.init(
-        root=root, durability="buffered", buffer_size=3, buffer_interval=3600
-    )
+    run = steplog.init(root=root, durability="buffered", buffer_size=3, buffer_interval=3600)
     path = run.dir / "events.jsonl"
     size0 = path.stat().st_size
     run.log({"a": 1.0})
@@ -401,21 +332,13 @@ def test_buffered_mode_writes_at_size_interval_flush_and_finish(root):
     assert path.stat().st_size > size1
     run.log({"a": 5.0})
     run.finish()
-    assert steplog.history(run.id, root=root)["a"].to_list() == [
-        1.0,
-        2.0,
-        3.0,
-        4.0,
-        5.0,
-    ]
+    assert steplog.history(run.id, root=root)["a"].to_list() == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 def test_buffered_mode_flushes_after_the_interval(root):
     import time
 
-    run = steplog.init(
-        root=root, durability="buffered", buffer_size=10_000, buffer_interval=0.05
-    )
+    run = steplog.init(root=root, durability="buffered", buffer_size=10_000, buffer_interval=0.05)
     run.log({"a": 1.0})
     time.sleep(0.1)
     run.log({"a": 2.0})  # the interval has passed: both are written

@@ -59,18 +59,10 @@ class ExperimentLog:
         self.root = root
         config = record.config
         try:
-            self.config = ExperimentConfig.from_dict(
-                {"experiment_name": self.name, **config}
-            )
-        except (
-            TypeError,
-            ValueError,
-        ) as exc:  # a config not written by the tracker: keep it all in extra
-            warnings.warn(
-                f"steplog: run {self.run_id}: config is not an ExperimentConfig ({exc}); "
-                f"it is kept under config.extra",
-                stacklevel=2,
-            )
+            self.config = ExperimentConfig.from_dict({"experiment_name": self.name, **config})
+        except (TypeError, ValueError) as exc:  # a config not written by the tracker: keep it all in extra
+            warnings.warn(f"steplog: run {self.run_id}: config is not an ExperimentConfig ({exc}); "
+                          f"it is kept under config.extra", stacklevel=2)
             self.config = ExperimentConfig(experiment_name=self.name, extra=config)
         self.start_time: _dt.datetime | None = query.utc(record.start_time)
         self.end_time: _dt.datetime | None = query.utc(record.end_time)
@@ -114,20 +106,12 @@ class ExperimentLog:
     @cached_property
     def snapshots(self) -> list[MetricsSnapshot]:
         """The rows of ``metrics`` as MetricsSnapshot objects (built on first use)."""
-        extra_names = [
-            c
-            for c in self.metrics.columns
-            if c not in SEED_COLUMNS and c not in _SNAPSHOT_METRICS
-        ]
+        extra_names = [c for c in self.metrics.columns if c not in SEED_COLUMNS and c not in _SNAPSHOT_METRICS]
         snapshots = []
         for row in self.metrics.iter_rows(named=True):
             extra = {k: row[k] for k in extra_names if row[k] is not None}
-            snapshots.append(
-                MetricsSnapshot(
-                    **{k: row.get(k) for k in (*SEED_COLUMNS, *_SNAPSHOT_METRICS)},
-                    extra_metrics=extra,
-                )
-            )
+            snapshots.append(MetricsSnapshot(**{k: row.get(k) for k in (*SEED_COLUMNS, *_SNAPSHOT_METRICS)},
+                                             extra_metrics=extra))
         return snapshots
 
 
@@ -144,21 +128,14 @@ def seed_frame(history: pl.DataFrame) -> pl.DataFrame:
         >>> seed_frame(steplog.history("plain", root=root)).columns
         ['iteration', 'gradient_step', 'wallclock_time', 'loss']
     """
-    frame = history.drop("time", strict=False).rename(
-        {"step": "iteration", "wallclock": "wallclock_time"}
-    )
-    gradient = (
-        pl.col(GRADIENT_STEP).cast(pl.Int64)
-        if GRADIENT_STEP in frame.columns
-        else pl.lit(None, dtype=pl.Int64).alias(GRADIENT_STEP)
-    )
+    frame = history.drop("time", strict=False).rename({"step": "iteration", "wallclock": "wallclock_time"})
+    gradient = (pl.col(GRADIENT_STEP).cast(pl.Int64) if GRADIENT_STEP in frame.columns
+                else pl.lit(None, dtype=pl.Int64).alias(GRADIENT_STEP))
     rest = [c for c in frame.columns if c not in SEED_COLUMNS]
     return frame.select("iteration", gradient, "wallclock_time", *rest)
 
 
-def load_experiment(
-    run: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
-) -> ExperimentLog:
+def load_experiment(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> ExperimentLog:
     """Load one run as an ExperimentLog: ``run`` is a name (its latest run), a run id, a unique
     id prefix or a run directory.
 
@@ -201,16 +178,9 @@ def format_summary(log: ExperimentLog) -> str:
     summary = log.summary
     config = log.config.to_dict()
     defaults = ExperimentConfig(log.config.experiment_name).to_dict()
-    changed = {
-        k: v
-        for k, v in config.items()
-        if k not in ("experiment_name", "extra") and v != defaults[k]
-    }
+    changed = {k: v for k, v in config.items() if k not in ("experiment_name", "extra") and v != defaults[k]}
     changed.update({f"extra.{k}": v for k, v in config["extra"].items()})
-    config_text = (
-        ", ".join(f"{k}={format_value(v)}" for k, v in changed.items())
-        or "all defaults"
-    )
+    config_text = ", ".join(f"{k}={format_value(v)}" for k, v in changed.items()) or "all defaults"
     if changed:
         config_text += " (others at their defaults)"
     lines = [
@@ -225,19 +195,8 @@ def format_summary(log: ExperimentLog) -> str:
     ]
     stats = summary["metrics"]
     if stats:
-        columns = (
-            "count",
-            "nan_count",
-            "min",
-            "max",
-            "mean",
-            "std",
-            "last",
-            "step_of_min",
-        )
-        frame = pl.DataFrame(
-            [{"metric": m, **{c: s.get(c) for c in columns}} for m, s in stats.items()]
-        )
+        columns = ("count", "nan_count", "min", "max", "mean", "std", "last", "step_of_min")
+        frame = pl.DataFrame([{"metric": m, **{c: s.get(c) for c in columns}} for m, s in stats.items()])
         lines.append(text_table(frame))
     else:
         lines.append("(no metrics logged)")
@@ -286,11 +245,8 @@ class ExperimentAnalyzer:
     def _load(self, run_dir: Path) -> tuple[tuple[Any, ...], ExperimentLog] | None:
         key = _files_key(run_dir)
         cached = self._cache.get(run_dir.name)
-        if (
-            cached is not None
-            and cached[0] == key
-            and (cached[1].status != fmt.RUNNING or store.writer_is_alive(run_dir))
-        ):
+        if cached is not None and cached[0] == key and (cached[1].status != fmt.RUNNING
+                                                        or store.writer_is_alive(run_dir)):
             return cached
         record = load_record(run_dir)
         return None if record is None else (key, ExperimentLog(record, self.log_dir))
@@ -309,19 +265,12 @@ class ExperimentAnalyzer:
     def _log_of(self, run_dir: Path) -> ExperimentLog:
         entry = self._load(run_dir)
         if entry is None:
-            raise store.RunNotFoundError(
-                f"run directory {run_dir} holds no readable run"
-            )
+            raise store.RunNotFoundError(f"run directory {run_dir} holds no readable run")
         self._cache[run_dir.name] = entry
         return entry[1]
 
-    def comparison_frame(
-        self,
-        metrics: Iterable[str] | None = None,
-        runs: Iterable[str] | None = None,
-        *,
-        with_notes: bool = False,
-    ) -> pl.DataFrame:
+    def comparison_frame(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None, *,
+                         with_notes: bool = False) -> pl.DataFrame:
         """The comparison as a Polars frame, one row per run (every run, also several of one
         name; ``runs`` limits it to some: names, ids or id prefixes): ``name``, ``run_id``,
         ``status``, ``iterations``, ``duration_s`` (``with_notes=True``: then ``started`` and
@@ -341,38 +290,17 @@ class ExperimentAnalyzer:
             >>> ExperimentAnalyzer(root).comparison_frame().drop("run_id", "duration_s").rows()
             [('sweep', 'finished', 2, 0.001, 1.001, 1.001), ('sweep', 'finished', 2, 0.01, 1.01, 1.01)]
         """
-        table = runtable.runs(
-            self.log_dir,
-            runs=runs,
-            metrics="all" if metrics is None else list(metrics),
-            figures=("best", "last"),
-            mode="auto",
-        )
+        table = runtable.runs(self.log_dir, runs=runs, metrics="all" if metrics is None else list(metrics),
+                           figures=("best", "last"), mode="auto")
         if metrics is None:
-            logged = [
-                c[: -len(".best")]
-                for c in table.columns
-                if c.endswith(".best") and not c.startswith("config.")
-            ]
+            logged = [c[: -len(".best")] for c in table.columns if c.endswith(".best") and not c.startswith("config.")]
             metrics = [m for m in _DEFAULT_COMPARED if m in logged] or logged
         details = [pl.col("start_time").alias("started"), "notes"] if with_notes else []
-        config = [
-            c for c in runtable.differing_config(table) if c != "config.experiment_name"
-        ]  # that is the name
-        return table.select(
-            "name",
-            "run_id",
-            "status",
-            pl.col("num_steps").alias("iterations"),
-            "duration_s",
-            *details,
-            *config,
-            *[f"{m}.{figure}" for m in metrics for figure in ("best", "last")],
-        )
+        config = [c for c in runtable.differing_config(table) if c != "config.experiment_name"]  # that is the name
+        return table.select("name", "run_id", "status", pl.col("num_steps").alias("iterations"), "duration_s",
+                            *details, *config, *[f"{m}.{figure}" for m in metrics for figure in ("best", "last")])
 
-    def get_comparison_table(
-        self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None
-    ) -> str:
+    def get_comparison_table(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None) -> str:
         """An aligned text table of ``comparison_frame``: one row per run.
 
         Example:
@@ -384,9 +312,7 @@ class ExperimentAnalyzer:
             return f"(no experiments in {self.log_dir})"
         return text_table(frame)
 
-    def get_best_experiment(
-        self, metric: str = "val_loss", mode: str = "min"
-    ) -> tuple[str, float]:
+    def get_best_experiment(self, metric: str = "val_loss", mode: str = "min") -> tuple[str, float]:
         """``(name, value)`` of the run with the best value of ``metric`` over its whole history
         (``mode`` ``"min"`` or ``"max"``); runs without the metric are ignored, NaN never wins.
 
@@ -431,13 +357,8 @@ class ExperimentAnalyzer:
 
     def _curve(self, name: str, columns: tuple[str, ...]) -> pl.DataFrame:
         frame = self.get_experiment(name).metrics
-        values = [
-            pl.col(c) if c in frame.columns else pl.lit(None, dtype=pl.Float64).alias(c)
-            for c in columns
-        ]
-        return frame.select(*SEED_COLUMNS, *values).filter(
-            pl.any_horizontal(pl.col(c).is_not_null() for c in columns)
-        )
+        values = [pl.col(c) if c in frame.columns else pl.lit(None, dtype=pl.Float64).alias(c) for c in columns]
+        return frame.select(*SEED_COLUMNS, *values).filter(pl.any_horizontal(pl.col(c).is_not_null() for c in columns))
 
     def get_loss_trajectory(self, name: str) -> pl.DataFrame:
         """``iteration``, ``gradient_step``, ``wallclock_time``, ``train_loss``, ``val_loss``:

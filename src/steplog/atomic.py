@@ -37,9 +37,7 @@ TEMP_SUFFIX = ".steplog-tmp"
 TEMP_PATTERN = "." + "*" + TEMP_SUFFIX
 #: A temporary file older than this is a leftover even when its pid looks alive (reused, other host).
 STALE_AFTER_S = 3600.0
-_TEMP_NAME = re.compile(
-    r"^\.(?P<target>.+)\.(?P<pid>\d+)-[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$"
-)
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
 
 
 def temp_path(path: Path) -> Path:
@@ -50,17 +48,11 @@ def temp_path(path: Path) -> Path:
         >>> name.startswith(".a.csv.") and name.endswith(".steplog-tmp")
         True
     """
-    return path.with_name(
-        f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    )
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
-def write_atomically(
-    path: str | os.PathLike,
-    content: bytes | Callable[[BinaryIO], None],
-    *,
-    check: Callable[[Path], None] | None = None,
-) -> Path:
+def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *,
+                     check: Callable[[Path], None] | None = None) -> Path:
     """Write ``path`` so that it is never seen half-written: ``content`` (bytes, or a function
     writing to the open binary file) goes to a temporary file of its own in the same folder
     (``temp_path``), is fsynced, checked by ``check(temporary path)`` if given (it raises to stop),
@@ -93,9 +85,7 @@ def write_atomically(
             check(tmp)
         os.replace(tmp, path)
     except OSError as exc:
-        reason = (
-            exc.strerror or str(exc).split(" (os error")[0]
-        )  # Polars: "<reason> (os error N): <path>"
+        reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <path>"
         raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
     finally:
         remove_file(tmp)
@@ -103,9 +93,7 @@ def write_atomically(
     return path
 
 
-def remove_stale_temps(
-    folder: Path, now: float | None = None, *, every: bool = False
-) -> list[Path]:
+def remove_stale_temps(folder: Path, now: float | None = None, *, every: bool = False) -> list[Path]:
     """Remove the temporary files that killed writers left in ``folder`` (``TEMP_PATTERN``): those
     whose pid is not a live process on this host, and those older than ``STALE_AFTER_S``. A live
     writer's file is left alone, unless ``every`` (the caller holds the folder's writer lock, so

@@ -46,17 +46,9 @@ from .storage import PARTS_DIR, LocalStorage, Storage, open_root
 CATALOG_FILE = "_catalog/runs.parquet"
 _STAMP = "_sidecar_stamp"
 _BASE = {
-    "run_id": pl.String,
-    "name": pl.String,
-    "status": pl.String,
-    "start_time": pl.Datetime("us", "UTC"),
-    "end_time": pl.Datetime("us", "UTC"),
-    "duration_s": pl.Float64,
-    "num_steps": pl.Int64,
-    "last_step": pl.Int64,
-    "segments": pl.Int64,
-    "error": pl.String,
-    "notes": pl.String,
+    "run_id": pl.String, "name": pl.String, "status": pl.String,
+    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64,
+    "num_steps": pl.Int64, "last_step": pl.Int64, "segments": pl.Int64, "error": pl.String, "notes": pl.String,
 }
 
 
@@ -73,9 +65,7 @@ class CatalogRead:
     from_sidecars: int
 
 
-def _root(
-    root: str | os.PathLike | Storage, storage_options: dict[str, Any] | None
-) -> Storage:
+def _root(root: str | os.PathLike | Storage, storage_options: dict[str, Any] | None) -> Storage:
     return root if isinstance(root, Storage) else open_root(root, storage_options)
 
 
@@ -89,33 +79,22 @@ def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
         >>> row["config.m.d"], row["summary.loss.min"], row["segments"], str(row["end_time"])
         (8, 0.5, 1, '1970-01-01 00:00:01+00:00')
     """
-    from .runtable import (
-        flatten_config,
-    )  # the run table's config columns, as runs() makes them
+    from .runtable import flatten_config  # the run table's config columns, as runs() makes them
 
     finish = sidecar.get("finish") or {}
     error = finish.get("error")
     row = {
-        "run_id": sidecar.get("run_id"),
-        "name": sidecar.get("name"),
-        "status": sidecar.get("status"),
-        "start_time": _utc(sidecar.get("start_time")),
-        "end_time": _utc(sidecar.get("end_time")),
-        "duration_s": sidecar.get("duration_s"),
-        "num_steps": sidecar.get("num_steps"),
-        "last_step": sidecar.get("last_step"),
-        "segments": len(sidecar.get("segments") or []),
-        "error": f"{error.get('type')}: {error.get('message')}"
-        if isinstance(error, dict)
-        else None,
+        "run_id": sidecar.get("run_id"), "name": sidecar.get("name"), "status": sidecar.get("status"),
+        "start_time": _utc(sidecar.get("start_time")), "end_time": _utc(sidecar.get("end_time")),
+        "duration_s": sidecar.get("duration_s"), "num_steps": sidecar.get("num_steps"),
+        "last_step": sidecar.get("last_step"), "segments": len(sidecar.get("segments") or []),
+        "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
         "notes": finish.get("notes"),
     }
     config = sidecar.get("config")
     row.update(flatten_config(config if isinstance(config, dict) else {}))
     for metric, figures in (sidecar.get("summary") or {}).items():
-        values = (
-            figures if isinstance(figures, dict) else figures.to_dict()
-        )  # a MetricSummary when decoded
+        values = figures if isinstance(figures, dict) else figures.to_dict()  # a MetricSummary when decoded
         for field in SUMMARY_FIELDS:
             row[f"summary.{metric}.{field}"] = values.get(field)
     return row
@@ -140,9 +119,7 @@ def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
         if key in _BASE:
             columns.append(pl.Series(key, values, dtype=_BASE[key]))  # type: ignore[arg-type]
         elif key.startswith("summary."):
-            columns.append(
-                pl.Series(key, values, dtype=SUMMARY_TYPES[key.rsplit(".", 1)[1]])
-            )
+            columns.append(pl.Series(key, values, dtype=SUMMARY_TYPES[key.rsplit(".", 1)[1]]))
         elif key == _STAMP:
             columns.append(pl.Series(key, values, dtype=pl.String))
         else:
@@ -152,7 +129,6 @@ def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 def _sidecar_rows(storage: Storage, stamps: dict[str, str]) -> list[dict[str, Any]]:
     """Catalog rows of the runs ``stamps`` names ({run id: sidecar stamp}), read in parallel."""
-
     def one(item: tuple[str, str]) -> dict[str, Any] | None:
         run_id, stamp = item
         try:
@@ -173,13 +149,8 @@ def _sidecar_rows(storage: Storage, stamps: dict[str, str]) -> list[dict[str, An
 
 def _compacted(files: dict[str, dict[str, str]]) -> dict[str, str]:
     """{run id: sidecar stamp} of the compacted runs of a ``run_files`` listing."""
-    return {
-        run_id: names[fmt.SIDECAR_FILE]
-        for run_id, names in files.items()
-        if fmt.SIDECAR_FILE in names
-        and fmt.PARQUET_FILE in names
-        and fmt.EVENTS_FILE not in names
-    }
+    return {run_id: names[fmt.SIDECAR_FILE] for run_id, names in files.items()
+            if fmt.SIDECAR_FILE in names and fmt.PARQUET_FILE in names and fmt.EVENTS_FILE not in names}
 
 
 def _load_catalog(storage: Storage) -> pl.DataFrame | None:
@@ -187,16 +158,9 @@ def _load_catalog(storage: Storage) -> pl.DataFrame | None:
         frame = pl.read_parquet(io.BytesIO(storage.read(CATALOG_FILE)))
     except FileNotFoundError:
         return None
-    except (
-        pl.exceptions.PolarsError,
-        OSError,
-        ValueError,
-    ) as exc:  # damaged: read every sidecar (slower, right)
-        print(
-            f"steplog: the catalog {storage.uri(CATALOG_FILE)} is unreadable ({exc}); reading sidecars; "
-            f"`steplog catalog --rebuild` rewrites it",
-            file=sys.stderr,
-        )
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # damaged: read every sidecar (slower, right)
+        print(f"steplog: the catalog {storage.uri(CATALOG_FILE)} is unreadable ({exc}); reading sidecars; "
+              f"`steplog catalog --rebuild` rewrites it", file=sys.stderr)
         return None
     return frame if {"run_id", _STAMP} <= set(frame.columns) else None
 
@@ -207,11 +171,8 @@ def _write(storage: Storage, frame: pl.DataFrame) -> None:
     storage.put(CATALOG_FILE, buffer.getvalue())
 
 
-def rebuild(
-    root: str | os.PathLike | Storage = "experiment_logs",
-    *,
-    storage_options: dict[str, Any] | None = None,
-) -> int:
+def rebuild(root: str | os.PathLike | Storage = "experiment_logs", *,
+            storage_options: dict[str, Any] | None = None) -> int:
     """Write the catalog again from the sidecars of every compacted run; returns the row count.
 
     Example:
@@ -225,12 +186,8 @@ def rebuild(
     return len(rows)
 
 
-def update(
-    root: str | os.PathLike | Storage,
-    run_ids: list[str] | list[os.PathLike],
-    *,
-    storage_options: dict[str, Any] | None = None,
-) -> None:
+def update(root: str | os.PathLike | Storage, run_ids: list[str] | list[os.PathLike], *,
+           storage_options: dict[str, Any] | None = None) -> None:
     """Bring the catalog's rows for ``run_ids`` (ids, or run directories) up to date with their
     sidecars, leaving other rows as they are (a run no longer compacted loses its row). Called by
     compaction and push; cheap: it reads the catalog, those sidecars, and writes the catalog.
@@ -246,9 +203,7 @@ def update(
     storage = _root(root, storage_options)
     ids = {os.path.basename(os.fspath(r).rstrip("/")) for r in run_ids}
     files = storage.run_files(sorted(ids))
-    stamps = {
-        run_id: stamp for run_id, stamp in _compacted(files).items() if run_id in ids
-    }
+    stamps = {run_id: stamp for run_id, stamp in _compacted(files).items() if run_id in ids}
     _merge(storage, ids, _sidecar_rows(storage, stamps))
 
 
@@ -280,11 +235,8 @@ def _merge(storage: Storage, ids: set[str], rows: list[dict[str, Any]]) -> None:
     _write(storage, pl.concat([*kept, rows_frame(rows)], how="diagonal_relaxed"))
 
 
-def read(
-    root: str | os.PathLike | Storage = "experiment_logs",
-    *,
-    storage_options: dict[str, Any] | None = None,
-) -> CatalogRead:
+def read(root: str | os.PathLike | Storage = "experiment_logs", *,
+         storage_options: dict[str, Any] | None = None) -> CatalogRead:
     """The compacted runs of a root as one frame, from the catalog where it is current and from
     sidecars where it is not (missing, stale, corrupt); never a row the sidecar would not give.
 
@@ -300,23 +252,14 @@ def read(
         files = storage.run_files()
     else:  # list the bucket in parallel ranges, split where the catalog's runs say
         ids = catalog["run_id"].sort().to_list()
-        files = storage.run_files(
-            splits=ids[len(ids) // 8 :: max(len(ids) // 8, 1)][:7]
-            if len(ids) >= 2000
-            else []
-        )
+        files = storage.run_files(splits=ids[len(ids) // 8::max(len(ids) // 8, 1)][:7] if len(ids) >= 2000 else [])
     compacted = _compacted(files)
-    live = sorted(
-        run_id
-        for run_id, names in files.items()
-        if run_id not in compacted and (fmt.EVENTS_FILE in names or PARTS_DIR in names)
-    )
+    live = sorted(run_id for run_id, names in files.items()
+                  if run_id not in compacted and (fmt.EVENTS_FILE in names or PARTS_DIR in names))
     parts, from_catalog = [], 0
     missing = dict(compacted)
     if catalog is not None and compacted:
-        current = pl.DataFrame(
-            {"run_id": list(compacted), _STAMP: list(compacted.values())}
-        )
+        current = pl.DataFrame({"run_id": list(compacted), _STAMP: list(compacted.values())})
         hit = catalog.join(current, on=["run_id", _STAMP], how="semi")
         for run_id in hit["run_id"].to_list():
             missing.pop(run_id, None)
@@ -351,11 +294,8 @@ def live_row(run_dir: RunDir) -> dict[str, Any] | None:
     return sidecar_row({**record.sidecar_facts(), "summary": record.summary_dicts()})
 
 
-def runs_table(
-    root: str | os.PathLike = "experiment_logs",
-    *,
-    storage_options: dict[str, Any] | None = None,
-) -> pl.DataFrame:
+def runs_table(root: str | os.PathLike = "experiment_logs", *,
+               storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
     """Every run of a root, one row each, oldest first: compacted runs by ``read``, and on a local
     root the runs that are not compacted (running, resumed, not compacted yet) from their events;
     on an object-store root, from the part objects ``steplog sync`` uploads (``steplog.roots``).
@@ -368,23 +308,15 @@ def runs_table(
         [('a', 'finished')]
     """
     storage = _root(root, storage_options)
-    if not isinstance(
-        storage, LocalStorage
-    ):  # live runs there are part objects: steplog.roots reads them
+    if not isinstance(storage, LocalStorage):  # live runs there are part objects: steplog.roots reads them
         from .roots import remote_index
 
         return remote_index(storage).table.sort("run_id")
     found = read(storage)
     if not found.live:
         return found.table
-    rows = [
-        row
-        for row in (live_row(storage.folder / run_id) for run_id in found.live)
-        if row is not None
-    ]
-    return pl.concat([found.table, rows_frame(rows)], how="diagonal_relaxed").sort(
-        "run_id"
-    )
+    rows = [row for row in (live_row(storage.folder / run_id) for run_id in found.live) if row is not None]
+    return pl.concat([found.table, rows_frame(rows)], how="diagonal_relaxed").sort("run_id")
 
 
 def _utc(seconds: Any) -> Any:
@@ -406,11 +338,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["--rebuild"]).rebuild
         True
     """
-    parser.add_argument(
-        "--rebuild",
-        action="store_true",
-        help=f"write <root>/{CATALOG_FILE} again from every compacted run's sidecar",
-    )
+    parser.add_argument("--rebuild", action="store_true",
+                        help=f"write <root>/{CATALOG_FILE} again from every compacted run's sidecar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -425,13 +354,9 @@ def run(args: argparse.Namespace) -> int:
     storage = open_root(args.root)
     if args.rebuild:
         count = rebuild(storage)
-        print(
-            f"catalog {storage.uri(CATALOG_FILE)}: rebuilt, {count} run{'s' if count != 1 else ''}"
-        )
+        print(f"catalog {storage.uri(CATALOG_FILE)}: rebuilt, {count} run{'s' if count != 1 else ''}")
         return 0
     found = read(storage)
-    print(
-        f"catalog {storage.uri(CATALOG_FILE)}: {found.table.height} compacted runs, {found.from_catalog} from the "
-        f"catalog, {found.from_sidecars} from sidecars (stale or missing), {len(found.live)} not compacted"
-    )
+    print(f"catalog {storage.uri(CATALOG_FILE)}: {found.table.height} compacted runs, {found.from_catalog} from the "
+          f"catalog, {found.from_sidecars} from sidecars (stale or missing), {len(found.live)} not compacted")
     return 0

@@ -50,13 +50,7 @@ from . import format as fmt
 from . import store
 from .atomic import remove_file, remove_stale_temps, write_atomically
 from .progress import Progress
-from .model import (
-    SIDECAR_VERSION,
-    RunRecord,
-    encode_summary,
-    read_sidecar,
-    record_from_events,
-)
+from .model import SIDECAR_VERSION, RunRecord, encode_summary, read_sidecar, record_from_events
 from .reader import RunEvents, parse_events, resolve_history
 
 #: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
@@ -68,12 +62,8 @@ _RUNNING = "running"  # how the detail of a run skipped for being written starts
 # --- compaction -------------------------------------------------------------------------------
 
 
-def compact(
-    root: str | os.PathLike = "experiment_logs",
-    runs: Iterable[str] | None = None,
-    *,
-    quiet: bool = False,
-) -> list[str]:
+def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
+            quiet: bool = False) -> list[str]:
     """Compact every run under ``root`` that is over (or only ``runs``: ids, id prefixes or names)
     and return the ids of the runs compacted, oldest first.
 
@@ -90,19 +80,11 @@ def compact(
         >>> len(compact(root, quiet=True))
         1
     """
-    return [
-        run_dir.name
-        for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet)
-        if outcome == "compacted"
-    ]
+    return [run_dir.name for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet) if outcome == "compacted"]
 
 
-def compact_each(
-    root: str | os.PathLike = "experiment_logs",
-    runs: Iterable[str] | None = None,
-    *,
-    quiet: bool = False,
-) -> list[tuple[Path, str, str]]:
+def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
+                 quiet: bool = False) -> list[tuple[Path, str, str]]:
     """``compact``, returning what happened to each run, oldest first: ``(run dir, outcome,
     detail)`` as ``compact_run`` returns them. ``is_failure`` tells the skipped runs that are an
     error (unwritable files, no start event) from those skipped because they are running.
@@ -115,25 +97,15 @@ def compact_each(
         [('compacted', '0 steps, finished')]
     """
     dirs = store.resolve_runs(runs, root)
-    progress = Progress(
-        "steplog compact",
-        len(dirs),
-        quiet=quiet,
-        quiet_outcomes=("current",),
-        loud_outcomes=("skipped",),
-    )
+    progress = Progress("steplog compact", len(dirs), quiet=quiet, quiet_outcomes=("current",),
+                        loud_outcomes=("skipped",))
     outcomes = []
     for run_dir in dirs:
         outcome, detail = compact_run(run_dir)
         outcomes.append((run_dir, outcome, detail))
         progress.update(f"{run_dir.name} ({store.run_name(run_dir)})", outcome, detail)
-    progress.close(
-        order=("compacted", "current", "skipped"),
-        names={"current": "already compacted"},
-    )
-    _update_catalog(
-        root, [run_dir for run_dir, outcome, _ in outcomes if outcome == "compacted"]
-    )
+    progress.close(order=("compacted", "current", "skipped"), names={"current": "already compacted"})
+    _update_catalog(root, [run_dir for run_dir, outcome, _ in outcomes if outcome == "compacted"])
     return outcomes
 
 
@@ -142,18 +114,13 @@ def _update_catalog(root: str | os.PathLike, compacted: list[Path]) -> None:
     catalog is derived data that readers check against the sidecars, so a failure warns and goes on."""
     if not compacted:
         return
-    from . import (
-        catalog,
-    )  # catalog reads sidecars as compaction writes them: it comes after compact
+    from . import catalog  # catalog reads sidecars as compaction writes them: it comes after compact
 
     try:
         catalog.update(root, compacted)
     except OSError as exc:
-        warnings.warn(
-            f"steplog: could not update the catalog of {root} ({exc}); queries read the sidecars "
-            f"instead; `steplog catalog --rebuild` makes it again",
-            stacklevel=3,
-        )
+        warnings.warn(f"steplog: could not update the catalog of {root} ({exc}); queries read the sidecars "
+                      f"instead; `steplog catalog --rebuild` makes it again", stacklevel=3)
 
 
 def is_failure(outcome: str, detail: str) -> bool:
@@ -177,9 +144,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
     """
     action, detail, source, sidecar = _decide(run_dir)
     if action == "current":
-        if (
-            run_dir / fmt.LOCK_FILE
-        ).exists():  # left by a compaction killed after its last rename
+        if (run_dir / fmt.LOCK_FILE).exists():  # left by a compaction killed after its last rename
             try:
                 store.acquire_lock(run_dir, time.time())  # takes over only a stale lock
                 store.release_lock(run_dir)
@@ -189,9 +154,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
     if source is None:
         return action, detail
     try:
-        store.acquire_lock(
-            run_dir, time.time()
-        )  # keeps writers (resume) out while we work
+        store.acquire_lock(run_dir, time.time())  # keeps writers (resume) out while we work
     except store.RunLockedError as exc:
         return "skipped", f"{_RUNNING} ({exc})"
     try:
@@ -199,16 +162,11 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         _write_levels(run_dir)
         return outcome
     except OSError as exc:
-        return (
-            "skipped",
-            f"could not write its compacted files ({exc}); its events are untouched",
-        )
+        return "skipped", f"could not write its compacted files ({exc}); its events are untouched"
     finally:
         for name in (fmt.PARQUET_FILE, fmt.SIDECAR_FILE):
             remove_file(run_dir / (name + _OLD_TMP))
-        remove_stale_temps(
-            run_dir, every=True
-        )  # we hold the lock: any temporary file left is a killed writer's
+        remove_stale_temps(run_dir, every=True)  # we hold the lock: any temporary file left is a killed writer's
         store.release_lock(run_dir)
 
 
@@ -221,14 +179,9 @@ def _write_levels(run_dir: Path) -> None:
         return
     try:
         write_levels(run_dir)
-    except (
-        OSError
-    ) as exc:  # derived data for the dashboard: it reads the Parquet file without them
-        warnings.warn(
-            f"steplog: could not write {run_dir / fmt.LEVELS_FILE} ({exc}); the dashboard reads "
-            f"{fmt.PARQUET_FILE} instead",
-            stacklevel=4,
-        )
+    except OSError as exc:  # derived data for the dashboard: it reads the Parquet file without them
+        warnings.warn(f"steplog: could not write {run_dir / fmt.LEVELS_FILE} ({exc}); the dashboard reads "
+                      f"{fmt.PARQUET_FILE} instead", stacklevel=4)
 
 
 def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None]:
@@ -238,33 +191,19 @@ def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None
     archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
     sidecar = read_sidecar(run_dir)
     if events_path.exists():
-        why = (
-            "its events changed since it was compacted (resumed)"
-            if sidecar is not None
-            else "not compacted yet"
-        )
+        why = "its events changed since it was compacted (resumed)" if sidecar is not None else "not compacted yet"
         return "compact", why, events_path, sidecar
     if sidecar is not None and _parquet_matches(run_dir, sidecar):
         return "current", "already compacted", None, sidecar
     if not archived.exists():
-        return (
-            "skipped",
-            f"no events file ({fmt.EVENTS_FILE}) and no sidecar to go on",
-            None,
-            sidecar,
-        )
+        return "skipped", f"no events file ({fmt.EVENTS_FILE}) and no sidecar to go on", None, sidecar
     # derived files missing or damaged: rebuild them from the archived events
-    return (
-        "compact",
-        f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVED_EVENTS_FILE}",
-        archived,
-        sidecar,
-    )
+    return "compact", f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVED_EVENTS_FILE}", \
+        archived, sidecar
 
 
-def plan_compaction(
-    root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None
-) -> list[tuple[Path, str, str]]:
+def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None
+                    ) -> list[tuple[Path, str, str]]:
     """What ``compact(root, runs)`` would do, without doing it: one ``(run dir, action, why)`` per
     run, oldest first, where action is ``"compact"`` (why: the run's status and events size, and
     why it needs it), ``"current"`` (already compacted) or ``"skipped"`` (why: running, or nothing
@@ -283,16 +222,10 @@ def plan_compaction(
         if source is not None:
             if store.writer_is_alive(run_dir):
                 lock = store.read_lock(run_dir)
-                who = (
-                    f"pid {lock.pid} on host {lock.host}" if lock else "another process"
-                )
+                who = f"pid {lock.pid} on host {lock.host}" if lock else "another process"
                 action, why = "skipped", f"{_RUNNING} (written by {who})"
             else:
-                status = (
-                    store.current_status(run_dir)
-                    if source.parent == run_dir
-                    else "archived events"
-                )
+                status = store.current_status(run_dir) if source.parent == run_dir else "archived events"
                 why = f"{status}, {_size(source.stat().st_size)} of events; {why}"
         plan.append((run_dir, action, why))
     return plan
@@ -306,20 +239,13 @@ def _size(count: int) -> str:
     return f"{count:.1f} GiB"
 
 
-def _compact_locked(
-    run_dir: Path, source: Path, sidecar: dict[str, Any] | None
-) -> tuple[str, str]:
+def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:
     fmt.cut_zero_tail(source)  # what a crashed "mmap" writer reserved and never filled
     data = source.read_bytes()
     checksum = hashlib.sha256(data).hexdigest()
     recorded = (sidecar or {}).get("events") or {}
-    if (
-        source.name == fmt.EVENTS_FILE
-        and source.parent == run_dir
-        and recorded.get("bytes") == len(data)
-        and recorded.get("sha256") == checksum
-        and _parquet_matches(run_dir, sidecar)
-    ):
+    if (source.name == fmt.EVENTS_FILE and source.parent == run_dir and recorded.get("bytes") == len(data)
+            and recorded.get("sha256") == checksum and _parquet_matches(run_dir, sidecar)):
         _archive_events(run_dir)  # an earlier compaction stopped just before the move
         return "compacted", "finished an interrupted compaction"
     events = parse_events(data, source)
@@ -328,38 +254,20 @@ def _compact_locked(
     history_all = resolve_history(events, all_segments=True)
     expected_rows = _expected_rows(events, history_all)
     if history_all.height != expected_rows:
-        return "skipped", (
-            f"history has {history_all.height} rows but the events hold {expected_rows} "
-            f"(segment, step) pairs"
-        )
+        return "skipped", (f"history has {history_all.height} rows but the events hold {expected_rows} "
+                           f"(segment, step) pairs")
     record = record_from_events(run_dir, events, _final_status(events), history_all)
-    table = history_all.select(
-        pl.lit(record.run_id, pl.String).alias("run_id"),
-        pl.lit(record.name, pl.String).alias("name"),
-        pl.all(),
-    )
+    table = history_all.select(pl.lit(record.run_id, pl.String).alias("run_id"),
+                               pl.lit(record.name, pl.String).alias("name"), pl.all())
     try:
         parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)
     except _NotVerified as exc:
         return "skipped", str(exc)
-    files = {
-        "parquet": {
-            "file": fmt.PARQUET_FILE,
-            "rows": table.height,
-            "bytes": parquet.stat().st_size,
-            "columns": table.columns,
-            "compression": "zstd",
-            "row_group_size": ROW_GROUP_SIZE,
-        },
-        "events": {
-            "file": fmt.ARCHIVED_EVENTS_FILE,
-            "bytes": len(data),
-            "sha256": checksum,
-            "metric_events": events.rows.height,
-            "skipped_lines": events.skipped_lines,
-            "torn_tail_bytes": events.torn_tail_bytes,
-        },
-    }
+    files = {"parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet.stat().st_size,
+                         "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
+             "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
+                        "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
+                        "torn_tail_bytes": events.torn_tail_bytes}}
     write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files))
     if source.parent == run_dir:
         _archive_events(run_dir)
@@ -369,11 +277,7 @@ def _compact_locked(
 def _final_status(events: RunEvents) -> str:
     """We hold the writer lock, so no writer is alive: a run without a finish event crashed."""
     finish = events.last_finish
-    return (
-        finish.get("status")
-        if finish and finish.get("status") in (fmt.FINISHED, fmt.FAILED)
-        else fmt.CRASHED
-    )
+    return finish.get("status") if finish and finish.get("status") in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
 
 
 def _expected_rows(events: RunEvents, history_all: pl.DataFrame) -> int:
@@ -386,36 +290,24 @@ def _expected_rows(events: RunEvents, history_all: pl.DataFrame) -> int:
 
 def _write_parquet(path: Path, table: pl.DataFrame, expected_rows: int) -> Path:
     """Write ``metrics.parquet`` atomically, checked (rows and columns) before it is renamed into place."""
-
     def verify(tmp: Path) -> None:
         written = pq.read_metadata(tmp)
         if written.num_rows != expected_rows or written.schema.names != table.columns:
-            raise _NotVerified(
-                f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; "
-                f"events untouched"
-            )
+            raise _NotVerified(f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; "
+                               f"events untouched")
 
-    return write_atomically(
-        path,
-        lambda f: table.write_parquet(
-            f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE
-        ),
-        check=verify,
-    )
+    return write_atomically(path, lambda f: table.write_parquet(
+        f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE), check=verify)
 
 
 def _sidecar_bytes(record: RunRecord, files: dict[str, Any]) -> bytes:
     """The sidecar (``run.json``) of a run being compacted: its record, metric names, summary and files."""
-    assert record.history_all is not None, (
-        "a run being compacted is read from its events"
-    )
+    assert record.history_all is not None, "a run being compacted is read from its events"
     sidecar = {
         "sidecar_version": SIDECAR_VERSION,
         **record.sidecar_facts(),
         "metrics": {name: "Float64" for name in record.metrics},
-        "steps_sorted": bool(
-            record.history_all.filter(~pl.col("superseded"))["step"].is_sorted()
-        ),
+        "steps_sorted": bool(record.history_all.filter(~pl.col("superseded"))["step"].is_sorted()),
         "summary": encode_summary(record.summary),
         **files,
         "compacted_at": time.time(),
@@ -425,9 +317,7 @@ def _sidecar_bytes(record: RunRecord, files: dict[str, Any]) -> bytes:
 
 def _parquet_matches(run_dir: Path, sidecar: dict[str, Any] | None) -> bool:
     try:
-        return (run_dir / fmt.PARQUET_FILE).stat().st_size == (sidecar or {}).get(
-            "parquet", {}
-        ).get("bytes")
+        return (run_dir / fmt.PARQUET_FILE).stat().st_size == (sidecar or {}).get("parquet", {}).get("bytes")
     except (OSError, AttributeError):
         return False
 

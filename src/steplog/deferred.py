@@ -25,12 +25,8 @@ from .values import DeviceValues, materialise
 class PendingEvents:
     """Ready lines (bytes) and (step, time, wallclock, metrics, DeviceValues) tuples, in call order."""
 
-    def __init__(
-        self, *, step: int, now: float, flush_steps: int, flush_seconds: float
-    ) -> None:
-        self.entries: list[
-            bytes | tuple[int, float, float, dict[str, Any], DeviceValues]
-        ] = []
+    def __init__(self, *, step: int, now: float, flush_steps: int, flush_seconds: float) -> None:
+        self.entries: list[bytes | tuple[int, float, float, dict[str, Any], DeviceValues]] = []
         self.until_step = step + flush_steps
         self.until_time = now + flush_seconds
         self.limit = 16 * flush_steps  # bounds memory whatever the steps do
@@ -39,24 +35,13 @@ class PendingEvents:
         """Keep a complete, encoded line behind the events already waiting."""
         self.entries.append(line)
 
-    def add(
-        self,
-        step: int,
-        time: float,
-        wallclock: float,
-        metrics: dict[str, Any],
-        on_device: DeviceValues,
-    ) -> None:
+    def add(self, step: int, time: float, wallclock: float, metrics: dict[str, Any], on_device: DeviceValues) -> None:
         """Keep an event whose ``on_device`` values are still on the device."""
         self.entries.append((step, time, wallclock, metrics, on_device))
 
     def due(self, step: int, now: float) -> bool:
         """Whether the values should be copied now: enough steps or seconds, or too many events."""
-        return (
-            step >= self.until_step
-            or now >= self.until_time
-            or len(self.entries) >= self.limit
-        )
+        return step >= self.until_step or now >= self.until_time or len(self.entries) >= self.limit
 
     def lines(self, *, segment: int, run: str) -> list[bytes]:
         """Copy the device values to the host in one transfer and return every event's line, in
@@ -64,14 +49,9 @@ class PendingEvents:
         batches = [entry[4] for entry in self.entries if type(entry) is tuple]
         try:
             values = iter(materialise(batches))
-        except (
-            Exception
-        ) as exc:  # e.g. the device failed: the training loop will hear of it itself
-            warnings.warn(
-                f"steplog: could not copy {len(batches)} logged device value(s) of run {run} to the host "
-                f"({type(exc).__name__}: {exc}); their events are lost",
-                stacklevel=4,
-            )
+        except Exception as exc:  # e.g. the device failed: the training loop will hear of it itself
+            warnings.warn(f"steplog: could not copy {len(batches)} logged device value(s) of run {run} to the host "
+                          f"({type(exc).__name__}: {exc}); their events are lost", stacklevel=4)
             values = None
         lines = []
         for entry in self.entries:
@@ -80,7 +60,5 @@ class PendingEvents:
             elif values is not None:
                 step, time_, wallclock, metrics, _ = entry
                 metrics.update(next(values))
-                lines.append(
-                    fmt.encode_metric_event(step, time_, wallclock, metrics, segment)
-                )
+                lines.append(fmt.encode_metric_event(step, time_, wallclock, metrics, segment))
         return lines

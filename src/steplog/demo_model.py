@@ -62,9 +62,7 @@ class MarkovSource:
         context = tuple(x[:, -self.order :].T)
         return float(-np.log(self.probs[context + (y,)]).mean())
 
-    def sample(
-        self, num_sequences: int, length: int, rng: np.random.Generator
-    ) -> np.ndarray:
+    def sample(self, num_sequences: int, length: int, rng: np.random.Generator) -> np.ndarray:
         """``num_sequences`` independent sequences of ``length`` symbol ids (int64), each started
         from the stationary distribution (so every position is a stationary sample).
 
@@ -74,13 +72,9 @@ class MarkovSource:
             (4, 10)
         """
         size = len(self.alphabet)
-        flat_start = rng.choice(
-            size**self.order, size=num_sequences, p=self.stationary.ravel()
-        )
+        flat_start = rng.choice(size**self.order, size=num_sequences, p=self.stationary.ravel())
         out = np.empty((num_sequences, length), dtype=np.int64)
-        out[:, : self.order] = np.stack(
-            np.unravel_index(flat_start, (size,) * self.order), axis=1
-        )[:, :length]
+        out[:, : self.order] = np.stack(np.unravel_index(flat_start, (size,) * self.order), axis=1)[:, :length]
         cumulative = np.cumsum(self.probs, axis=-1).reshape(-1, size)
         cumulative[:, -1] = 1.0
         weights = size ** np.arange(self.order - 1, -1, -1)
@@ -91,9 +85,7 @@ class MarkovSource:
         return out
 
 
-def markov_source(
-    alphabet_size: int = 12, order: int = 2, concentration: float = 0.3, seed: int = 0
-) -> MarkovSource:
+def markov_source(alphabet_size: int = 12, order: int = 2, concentration: float = 0.3, seed: int = 0) -> MarkovSource:
     """A random Markov source: each context's next-symbol distribution is drawn from a symmetric
     Dirichlet(``concentration``) (small: peaked distributions, a low entropy rate), seeded.
 
@@ -103,9 +95,7 @@ def markov_source(
         ((5, 5, 5), 1.0)
     """
     if not 2 <= alphabet_size <= len(ALPHABET) or order < 1:
-        raise ValueError(
-            f"alphabet_size must be in 2..{len(ALPHABET)} and order >= 1, got {alphabet_size}, {order}"
-        )
+        raise ValueError(f"alphabet_size must be in 2..{len(ALPHABET)} and order >= 1, got {alphabet_size}, {order}")
     rng = np.random.default_rng(seed)
     shape = (alphabet_size,) * order
     probs = rng.dirichlet(np.full(alphabet_size, concentration), size=shape)
@@ -120,9 +110,7 @@ def markov_source(
             stationary = following
             break
         stationary = following
-    return MarkovSource(
-        ALPHABET[:alphabet_size], order, probs, stationary / stationary.sum()
-    )
+    return MarkovSource(ALPHABET[:alphabet_size], order, probs, stationary / stationary.sum())
 
 
 def windows(sequences: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,9 +123,7 @@ def windows(sequences: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray
     """
     view = np.lib.stride_tricks.sliding_window_view(sequences, context + 1, axis=1)
     view = view.reshape(-1, context + 1)
-    return np.ascontiguousarray(view[:, :context]), np.ascontiguousarray(
-        view[:, context]
-    )
+    return np.ascontiguousarray(view[:, :context]), np.ascontiguousarray(view[:, context])
 
 
 # --- the model: embedding, one tanh hidden layer, softmax ----------------------------------
@@ -154,9 +140,7 @@ class CharMLP:
         (True, True)
     """
 
-    def __init__(
-        self, vocab_size: int, context: int, embed_dim: int, hidden: int, seed: int = 0
-    ) -> None:
+    def __init__(self, vocab_size: int, context: int, embed_dim: int, hidden: int, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         fan_in = context * embed_dim
         self.params = {
@@ -189,9 +173,7 @@ class CharMLP:
             total -= float(logp[np.arange(len(logp)), y[begin : begin + chunk]].sum())
         return total / len(y)
 
-    def loss_and_grads(
-        self, x: np.ndarray, y: np.ndarray
-    ) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """The loss and the gradient of every parameter (backprop by hand)."""
         p = self.params
         batch = len(y)
@@ -206,13 +188,8 @@ class CharMLP:
         dinputs = (dpre @ p["w1"].T).reshape(batch, x.shape[1], -1)
         dembed = np.zeros_like(p["embed"])
         np.add.at(dembed, x, dinputs)
-        grads = {
-            "embed": dembed,
-            "w1": inputs.T @ dpre,
-            "b1": dpre.sum(axis=0),
-            "w2": hidden.T @ dlogits,
-            "b2": dlogits.sum(axis=0),
-        }
+        grads = {"embed": dembed, "w1": inputs.T @ dpre, "b1": dpre.sum(axis=0),
+                 "w2": hidden.T @ dlogits, "b2": dlogits.sum(axis=0)}
         return loss, grads
 
 
@@ -227,15 +204,8 @@ class AdamW:
         (0.9, 2.0)
     """
 
-    def __init__(
-        self,
-        params: dict[str, np.ndarray],
-        beta1: float = 0.9,
-        beta2: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-        grad_clip: float = 1.0,
-    ) -> None:
+    def __init__(self, params: dict[str, np.ndarray], beta1: float = 0.9, beta2: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.01, grad_clip: float = 1.0) -> None:
         self.params = params
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay, self.grad_clip = weight_decay, grad_clip
@@ -263,9 +233,7 @@ class AdamW:
         return norm
 
 
-def learning_rate_at(
-    iteration: int, max_lr: float, min_lr: float, warmup: int, total: int
-) -> float:
+def learning_rate_at(iteration: int, max_lr: float, min_lr: float, warmup: int, total: int) -> float:
     """Linear warmup to ``max_lr`` over ``warmup`` iterations, then cosine decay to ``min_lr`` at ``total``.
 
     Example:

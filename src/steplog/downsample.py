@@ -52,25 +52,13 @@ def downsample(x: np.ndarray, y: np.ndarray, width: int) -> dict[str, Any]:
     bad = ~np.isfinite(y)
     finite = np.where(bad, np.nan, y) if bad.any() else y
     if n <= POINTS_PER_PIXEL * max(width, 1):
-        return {
-            "x": x,
-            "y": finite,
-            "nonfinite": _markers(x, y, np.flatnonzero(bad)),
-            "raw": True,
-            "count": n,
-        }
+        return {"x": x, "y": finite, "nonfinite": _markers(x, y, np.flatnonzero(bad)), "raw": True, "count": n}
     size = -(-n // max(width, 1))  # points per bucket
     keep = kept_indices(finite, size)
     marks = np.flatnonzero(bad)
     if len(marks):
         marks = marks[np.unique(marks // size, return_index=True)[1]]
-    return {
-        "x": x[keep],
-        "y": finite[keep],
-        "nonfinite": _markers(x, y, marks),
-        "raw": False,
-        "count": n,
-    }
+    return {"x": x[keep], "y": finite[keep], "nonfinite": _markers(x, y, marks), "raw": False, "count": n}
 
 
 def kept_indices(y: np.ndarray, size: int) -> np.ndarray:
@@ -94,22 +82,12 @@ def kept_indices(y: np.ndarray, size: int) -> np.ndarray:
 def _block_extremes(blocks: np.ndarray, offset: int) -> np.ndarray:
     rows, size = blocks.shape
     nan = np.isnan(blocks)
-    lowest = (
-        np.where(nan, np.inf, blocks).argmin(axis=1)
-        if nan.any()
-        else blocks.argmin(axis=1)
-    )
-    highest = (
-        np.where(nan, -np.inf, blocks).argmax(axis=1)
-        if nan.any()
-        else blocks.argmax(axis=1)
-    )
+    lowest = np.where(nan, np.inf, blocks).argmin(axis=1) if nan.any() else blocks.argmin(axis=1)
+    highest = np.where(nan, -np.inf, blocks).argmax(axis=1) if nan.any() else blocks.argmax(axis=1)
     base = offset + np.arange(rows) * size
     return np.concatenate([base, base + lowest, base + highest, base + size - 1])
 
 
 def _markers(x: np.ndarray, y: np.ndarray, indices: np.ndarray) -> list[list[Any]]:
-    codes = np.where(
-        np.isnan(y[indices]), "nan", np.where(y[indices] > 0, "inf", "-inf")
-    )
+    codes = np.where(np.isnan(y[indices]), "nan", np.where(y[indices] > 0, "inf", "-inf"))
     return [[float(a), str(c)] for a, c in zip(x[indices], codes)]

@@ -39,15 +39,8 @@ _PAGE = mmap.ALLOCATIONGRANULARITY
 _NEWLINE = 10
 
 #: statfs(2) f_type of the file systems where a shared mapping is not coherent across hosts.
-NETWORK_FILESYSTEMS = {
-    0x6969: "NFS",
-    0x0BD00BD0: "Lustre",
-    0x517B: "SMB",
-    0xFF534D42: "CIFS",
-    0xFE534D42: "SMB2",
-    0x01021997: "9p",
-    0x65735546: "FUSE",
-}
+NETWORK_FILESYSTEMS = {0x6969: "NFS", 0x0BD00BD0: "Lustre", 0x517B: "SMB", 0xFF534D42: "CIFS",
+                       0xFE534D42: "SMB2", 0x01021997: "9p", 0x65735546: "FUSE"}
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -61,7 +54,7 @@ def write_all(fd: int, data: bytes) -> None:
     """
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        view = view[os.write(fd, view):]
 
 
 def network_filesystem(path: str | os.PathLike) -> str | None:
@@ -80,26 +73,15 @@ def network_filesystem(path: str | os.PathLike) -> str | None:
         return None
     if device not in _fs_by_device:
         kind = _mount_type(path)
-        _fs_by_device[device] = (
-            NETWORK_FS_NAMES.get(kind.split(".")[0])
-            if kind is not None
-            else NETWORK_FILESYSTEMS.get(_statfs_type(path))
-        )
+        _fs_by_device[device] = (NETWORK_FS_NAMES.get(kind.split(".")[0]) if kind is not None
+                                 else NETWORK_FILESYSTEMS.get(_statfs_type(path)))
     return _fs_by_device[device]
 
 
 _fs_by_device: dict[int, str | None] = {}
 #: The same file systems by the type /proc/self/mountinfo gives them ("fuse.sshfs" counts as "fuse").
-NETWORK_FS_NAMES = {
-    "nfs": "NFS",
-    "nfs4": "NFS",
-    "lustre": "Lustre",
-    "smb3": "SMB",
-    "smbfs": "SMB",
-    "cifs": "CIFS",
-    "9p": "9p",
-    "fuse": "FUSE",
-}
+NETWORK_FS_NAMES = {"nfs": "NFS", "nfs4": "NFS", "lustre": "Lustre", "smb3": "SMB", "smbfs": "SMB", "cifs": "CIFS",
+                    "9p": "9p", "fuse": "FUSE"}
 
 
 def _mount_type(path: str | os.PathLike) -> str | None:
@@ -126,12 +108,8 @@ def _statfs_type(path: str | os.PathLike) -> int | None:
     import ctypes
 
     try:
-        libc = ctypes.CDLL(
-            None, use_errno=True
-        )  # the symbols of this process, the C library among them
-        buf = ctypes.create_string_buffer(
-            256
-        )  # struct statfs; f_type is its first field, a C long
+        libc = ctypes.CDLL(None, use_errno=True)  # the symbols of this process, the C library among them
+        buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first field, a C long
         if libc.statfs(os.fsencode(path), buf) != 0:
             return None
     except (OSError, AttributeError):
@@ -150,9 +128,7 @@ class MappedEvents:
     fallback appends at the end of what was written). ``written`` is the file's length of real data.
     """
 
-    def __init__(
-        self, fd: int, on_full: Callable[[bytes, BaseException], None]
-    ) -> None:
+    def __init__(self, fd: int, on_full: Callable[[bytes, BaseException], None]) -> None:
         self.fd = fd
         self.buf: mmap.mmap | None = None
         self.base = 0  # file offset of the mapping
@@ -162,12 +138,8 @@ class MappedEvents:
         self._on_full = on_full
 
     @classmethod
-    def open(
-        cls,
-        fd: int,
-        written: int,
-        on_full: Callable[[bytes, BaseException], None] | None = None,
-    ) -> MappedEvents:
+    def open(cls, fd: int, written: int, on_full: Callable[[bytes, BaseException], None] | None = None
+             ) -> MappedEvents:
         """Map the first chunk after ``written`` bytes; raises ReserveFailed (the file cut to
         ``written``) when its blocks cannot be reserved. See the module docstring."""
         mapped = cls(fd, on_full or _raise)
@@ -222,18 +194,10 @@ class MappedEvents:
         size = max(self.chunk, -(-(written - base + need + 1) // _PAGE) * _PAGE)
         try:
             os.posix_fallocate(self.fd, base, size)
-            buf = mmap.mmap(
-                self.fd,
-                size,
-                mmap.MAP_SHARED,
-                mmap.PROT_READ | mmap.PROT_WRITE,
-                offset=base,
-            )
+            buf = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
         except (OSError, ValueError) as exc:
             os.ftruncate(self.fd, written)
-            raise ReserveFailed(
-                getattr(exc, "errno", None), f"could not reserve {size:,} bytes ({exc})"
-            ) from exc
+            raise ReserveFailed(getattr(exc, "errno", None), f"could not reserve {size:,} bytes ({exc})") from exc
         self.buf, self.base, self.pos, self.size = buf, base, written - base, size
 
     def _unmap(self) -> None:

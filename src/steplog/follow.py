@@ -29,14 +29,8 @@ from . import store
 from .openruns import flush_open_runs
 
 
-def follow(
-    run: str | os.PathLike,
-    root: str | os.PathLike = "experiment_logs",
-    *,
-    poll_interval: float = 0.5,
-    from_start: bool = True,
-    timeout: float | None = None,
-) -> Iterator[dict[str, Any]]:
+def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *, poll_interval: float = 0.5,
+           from_start: bool = True, timeout: float | None = None) -> Iterator[dict[str, Any]]:
     """Yield a run's metric events as its writer appends them; stop when the run finishes.
 
     Each item is one ``log`` call: ``{"step", "wallclock", "time" (UTC datetime), "segment",
@@ -68,15 +62,8 @@ def follow(
     return _follow(run_dir, path, offset, line_number, segment, poll_interval, deadline)
 
 
-def _follow(
-    run_dir: Path,
-    path: Path,
-    offset: int,
-    line_number: int,
-    segment: int,
-    poll_interval: float,
-    deadline: float | None,
-) -> Iterator[dict[str, Any]]:
+def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float,
+            deadline: float | None) -> Iterator[dict[str, Any]]:
     cursor = _Cursor(run_dir, path, offset, line_number, segment)
     while True:
         flush_open_runs(run_dir)
@@ -94,25 +81,15 @@ def _follow(
 class _Cursor:
     """Where ``follow`` is in an events file: byte offset, line number, segment, finished or not."""
 
-    def __init__(
-        self, run_dir: Path, path: Path, offset: int, line_number: int, segment: int
-    ) -> None:
-        self.run_dir, self.path, self.offset, self.line_number, self.segment = (
-            run_dir,
-            path,
-            offset,
-            line_number,
-            segment,
-        )
+    def __init__(self, run_dir: Path, path: Path, offset: int, line_number: int, segment: int) -> None:
+        self.run_dir, self.path, self.offset, self.line_number, self.segment = run_dir, path, offset, line_number, segment
         self.finished = False
 
     def read_complete_lines(self) -> bytes:
         """The complete lines appended since the last read (up to the last newline)."""
         try:
             chunk = fmt.read_settled(self.path, self.offset)
-        except (
-            FileNotFoundError
-        ):  # compacted meanwhile: the same bytes are in the archive
+        except FileNotFoundError:  # compacted meanwhile: the same bytes are in the archive
             self.path = store.events_path(self.run_dir)
             chunk = fmt.read_settled(self.path, self.offset)
         complete = chunk.rfind(b"\n") + 1
@@ -133,25 +110,16 @@ class _Cursor:
             if isinstance(event, dict) and isinstance(event.get(fmt.KIND), str):
                 self._control(event)
                 continue
-            problem = (
-                fmt.metric_event_problem(event)
-                if event is not None
-                else "not valid JSON"
-            )
+            problem = fmt.metric_event_problem(event) if event is not None else "not valid JSON"
             if problem is not None:
-                warnings.warn(
-                    f"steplog: skipped damaged line {self.line_number} of {self.path} ({problem})",
-                    stacklevel=4,
-                )
+                warnings.warn(f"steplog: skipped damaged line {self.line_number} of {self.path} ({problem})",
+                              stacklevel=4)
                 continue
             yield _event_row(event)
 
     def _control(self, event: dict[str, Any]) -> None:
         if event[fmt.KIND] == fmt.RESUME:
-            self.segment, self.finished = (
-                int(event.get("segment", self.segment + 1)),
-                False,
-            )
+            self.segment, self.finished = int(event.get("segment", self.segment + 1)), False
         elif event[fmt.KIND] == fmt.FINISH and event.get("segment", 0) == self.segment:
             self.finished = True
 
@@ -165,9 +133,6 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
     }
     nonfinite = event.get(fmt.NONFINITE, {})
     for key, value in event[fmt.METRICS].items():
-        row[key] = (
-            fmt.decode_nonfinite(nonfinite[key])
-            if value is None and key in nonfinite
-            else (None if value is None else float(value))
-        )
+        row[key] = fmt.decode_nonfinite(nonfinite[key]) if value is None and key in nonfinite else (
+            None if value is None else float(value))
     return row

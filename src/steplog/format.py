@@ -72,9 +72,7 @@ CRASHED = "crashed"
 STATUSES = (RUNNING, FINISHED, FAILED, CRASHED)
 
 #: Metric names that would collide with the columns steplog adds to every history table.
-RESERVED_NAMES = frozenset(
-    {"step", "wallclock", "time", "segment", "superseded", "run_id", "name"}
-)
+RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "superseded", "run_id", "name"})
 
 #: The codes under ``nf`` and the floats they stand for.
 NONFINITE_CODES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -106,18 +104,10 @@ def decode_nonfinite(code: str) -> float:
     try:
         return NONFINITE_CODES[code]
     except KeyError:
-        raise ValueError(
-            f"unknown non-finite code {code!r}; expected one of {sorted(NONFINITE_CODES)}"
-        ) from None
+        raise ValueError(f"unknown non-finite code {code!r}; expected one of {sorted(NONFINITE_CODES)}") from None
 
 
-def encode_metric_event(
-    step: int,
-    time: float,
-    wallclock: float,
-    metrics: dict[str, float],
-    segment: int = 0,
-) -> bytes:
+def encode_metric_event(step: int, time: float, wallclock: float, metrics: dict[str, float], segment: int = 0) -> bytes:
     """One metric event as a complete line (with its newline). ``metrics`` values must be floats.
 
     This is the writer's hot path: one dict, one ``orjson.dumps``. Non-finite values are found
@@ -130,18 +120,11 @@ def encode_metric_event(
         >>> encode_metric_event(1, 1.0, 0.0, {"a": 1e308, "b": 1e308})  # the sum overflows: no "nf"
         b'{"s":1,"t":1.0,"w":0.0,"m":{"a":1e+308,"b":1e+308}}\\n'
     """
-    event: dict[str, Any] = {
-        STEP: step,
-        TIME: time,
-        WALLCLOCK: wallclock,
-        METRICS: metrics,
-    }
+    event: dict[str, Any] = {STEP: step, TIME: time, WALLCLOCK: wallclock, METRICS: metrics}
     if segment:
         event[SEGMENT] = segment
     total = sum(metrics.values())
-    if (
-        total - total != 0.0
-    ):  # NaN or +-inf in the sum: orjson would write null, record what it was
+    if total - total != 0.0:  # NaN or +-inf in the sum: orjson would write null, record what it was
         add_nonfinite(event, metrics)
     return orjson.dumps(event, option=_OPT_LINE)
 
@@ -155,9 +138,7 @@ def add_nonfinite(event: dict[str, Any], metrics: dict[str, float]) -> None:
         >>> event
         {'nf': {'b': 'nan'}}
     """
-    nonfinite = {
-        k: nonfinite_code(v) for k, v in metrics.items() if not math.isfinite(v)
-    }
+    nonfinite = {k: nonfinite_code(v) for k, v in metrics.items() if not math.isfinite(v)}
     if nonfinite:
         event[NONFINITE] = nonfinite
 
@@ -181,9 +162,7 @@ def decode_control_event(line: bytes) -> dict[str, Any]:
     """
     event = orjson.loads(line)
     if not isinstance(event, dict) or not isinstance(event.get(KIND), str):
-        raise ValueError(
-            "not a control event (expected a JSON object with a string 'e')"
-        )
+        raise ValueError("not a control event (expected a JSON object with a string 'e')")
     return event
 
 
@@ -198,11 +177,7 @@ def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
     merged = dict(base)
     for key, value in update.items():
         old = merged.get(key)
-        merged[key] = (
-            merge_config(old, value)
-            if isinstance(old, dict) and isinstance(value, dict)
-            else value
-        )
+        merged[key] = merge_config(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
     return merged
 
 
@@ -233,9 +208,7 @@ def count_resumes(data: bytes) -> int:
         1
     """
     prefix = CONTROL_PREFIX + b'"' + RESUME.encode() + b'"'
-    return sum(
-        1 for begin, _ in control_line_spans(data) if data.startswith(prefix, begin)
-    )
+    return sum(1 for begin, _ in control_line_spans(data) if data.startswith(prefix, begin))
 
 
 def cut_unwritten_tail(events_path: Path) -> bytes:
@@ -334,9 +307,7 @@ def read_last_event(events_path: Path, chunk: int = 65536) -> dict[str, Any] | N
                 begin = data.rfind(b"\n", 0, max(end, 0)) + 1
                 if start == 0 or begin > 0:
                     break
-                chunk *= (
-                    4  # the last line is longer than what was read: read further back
-                )
+                chunk *= 4  # the last line is longer than what was read: read further back
     except OSError:
         return None
     if end == -1:
@@ -404,16 +375,13 @@ def metric_event_problem(event: Any) -> str | None:
         if type(event.get(key)) not in (int, float):
             return f"no valid {key!r}"
     metrics = event.get(METRICS)
-    if not isinstance(metrics, dict) or any(
-        v is not None and type(v) not in (int, float, bool) for v in metrics.values()
-    ):
+    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool)
+                                            for v in metrics.values()):
         return "metrics are not an object of numbers"
     if type(event.get(SEGMENT, 0)) is not int:
         return "segment is not an int"
     nonfinite = event.get(NONFINITE, {})
-    if not isinstance(nonfinite, dict) or any(
-        v not in NONFINITE_CODES for v in nonfinite.values()
-    ):
+    if not isinstance(nonfinite, dict) or any(v not in NONFINITE_CODES for v in nonfinite.values()):
         return "bad non-finite codes"
     if set(event) - METRIC_EVENT_KEYS:
         return "unknown fields"

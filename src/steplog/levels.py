@@ -50,70 +50,30 @@ def write_levels(run_dir: Path) -> Path:
 
     sha = _events_sha(run_dir)
     if sha is None:
-        raise FileNotFoundError(
-            f"{run_dir} is not a compacted run ({fmt.SIDECAR_FILE} with its events' sha256)"
-        )
-    frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False).filter(
-        ~pl.col("superseded")
-    )
-    metrics = [
-        c
-        for c in frame.collect_schema().names()
-        if c not in fmt.RESERVED_NAMES and c != "superseded"
-    ]
+        raise FileNotFoundError(f"{run_dir} is not a compacted run ({fmt.SIDECAR_FILE} with its events' sha256)")
+    frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False).filter(~pl.col("superseded"))
+    metrics = [c for c in frame.collect_schema().names() if c not in fmt.RESERVED_NAMES and c != "superseded"]
     parts = [_level(frame, m) for m in metrics]
-    table = (
-        pl.concat(parts)
-        if parts
-        else pl.DataFrame(
-            schema={
-                "metric": pl.String,
-                "i": pl.Int64,
-                "x": pl.Float64,
-                "y": pl.Float64,
-            }
-        )
-    )
+    table = pl.concat(parts) if parts else pl.DataFrame(schema={"metric": pl.String, "i": pl.Int64,
+                                                                 "x": pl.Float64, "y": pl.Float64})
     arrow = table.to_arrow()
-    arrow = arrow.replace_schema_metadata(
-        {**(arrow.schema.metadata or {}), _KEY: sha.encode()}
-    )
-    return write_atomically(
-        run_dir / LEVELS_FILE, lambda f: pq.write_table(arrow, f, compression="zstd")
-    )
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), _KEY: sha.encode()})
+    return write_atomically(run_dir / LEVELS_FILE, lambda f: pq.write_table(arrow, f, compression="zstd"))
 
 
 def _level(frame: pl.LazyFrame, metric: str) -> pl.DataFrame:
-    selected = frame.select(
-        pl.col("step").cast(pl.Float64).alias("x"), pl.col(metric).alias("y")
-    )
+    selected = frame.select(pl.col("step").cast(pl.Float64).alias("x"), pl.col(metric).alias("y"))
     points = selected.filter(pl.col("y").is_not_null()).sort("x").collect()
     xs, ys = points["x"].to_numpy(), points["y"].to_numpy()
     bad = np.flatnonzero(~np.isfinite(ys))
-    keep = (
-        kept_indices(np.where(np.isfinite(ys), ys, np.nan), LEVEL_BUCKET)
-        if len(ys)
-        else np.empty(0, np.int64)
-    )
-    if len(
-        bad
-    ):  # the first NaN/inf of each bucket, as logged, so that it is still marked
-        keep = np.union1d(
-            keep, bad[np.unique(bad // LEVEL_BUCKET, return_index=True)[1]]
-        )
-    return pl.DataFrame(
-        {
-            "metric": pl.repeat(metric, len(keep), eager=True, dtype=pl.String),
-            "i": keep.astype(np.int64),
-            "x": xs[keep],
-            "y": ys[keep],
-        }
-    )
+    keep = kept_indices(np.where(np.isfinite(ys), ys, np.nan), LEVEL_BUCKET) if len(ys) else np.empty(0, np.int64)
+    if len(bad):  # the first NaN/inf of each bucket, as logged, so that it is still marked
+        keep = np.union1d(keep, bad[np.unique(bad // LEVEL_BUCKET, return_index=True)[1]])
+    return pl.DataFrame({"metric": pl.repeat(metric, len(keep), eager=True, dtype=pl.String),
+                         "i": keep.astype(np.int64), "x": xs[keep], "y": ys[keep]})
 
 
-def read_level(
-    run_dir: Path, metric: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def read_level(run_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(x, y, index)`` of ``metric``'s level points, or None without a current levels file.
 
     Example:
@@ -130,12 +90,7 @@ def read_level(
     sha = _events_sha(run_dir)
     if sha is None or recorded != sha.encode():
         return None  # compacted again since: stale
-    level = (
-        pl.scan_parquet(path)
-        .filter(pl.col("metric") == metric)
-        .select("x", "y", "i")
-        .collect()
-    )
+    level = pl.scan_parquet(path).filter(pl.col("metric") == metric).select("x", "y", "i").collect()
     return level["x"].to_numpy(), level["y"].to_numpy(), level["i"].to_numpy()
 
 

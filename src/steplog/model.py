@@ -42,25 +42,10 @@ from .reader import RunEvents, metric_col, read_events, resolve_history
 #: versions <= it. 2: ``metrics.parquet`` holds a ``name`` column after ``run_id``.
 SIDECAR_VERSION = 2
 #: The per-metric figures of ``summarize``, in order.
-SUMMARY_FIELDS = (
-    "count",
-    "nan_count",
-    "min",
-    "max",
-    "mean",
-    "std",
-    "first",
-    "last",
-    "step_of_min",
-    "step_of_max",
-)
+SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "last", "step_of_min", "step_of_max")
 #: The Polars type of each figure of ``SUMMARY_FIELDS``: counts and steps are Int64, values Float64.
-SUMMARY_TYPES = {
-    field: pl.Int64
-    if field in ("count", "nan_count", "step_of_min", "step_of_max")
-    else pl.Float64
-    for field in SUMMARY_FIELDS
-}
+SUMMARY_TYPES = {field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
+                 for field in SUMMARY_FIELDS}
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -141,9 +126,7 @@ def summarize(history: pl.DataFrame) -> dict[str, MetricSummary]:
     metrics = [c for c in history.columns if c not in fmt.RESERVED_NAMES]
     if not metrics:
         return {}
-    figures = history.select([_figures(name, history.columns) for name in metrics]).row(
-        0, named=True
-    )
+    figures = history.select([_figures(name, history.columns) for name in metrics]).row(0, named=True)
     return {name: MetricSummary.from_dict(values) for name, values in figures.items()}
 
 
@@ -174,17 +157,8 @@ def encode_summary(summary: dict[str, MetricSummary]) -> dict[str, dict[str, Any
         >>> encode_summary({"loss": MetricSummary(min=float("-inf"), count=2)})["loss"]["min"]
         '-inf'
     """
-    return {
-        name: {
-            k: (
-                fmt.nonfinite_code(v)
-                if isinstance(v, float) and not math.isfinite(v)
-                else v
-            )
-            for k, v in figures.to_dict().items()
-        }
-        for name, figures in summary.items()
-    }
+    return {name: {k: (fmt.nonfinite_code(v) if isinstance(v, float) and not math.isfinite(v) else v)
+                   for k, v in figures.to_dict().items()} for name, figures in summary.items()}
 
 
 def decode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, MetricSummary]:
@@ -194,19 +168,9 @@ def decode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, MetricSummar
         >>> decode_summary({"loss": {"max": "inf", "count": 2}})["loss"].max
         inf
     """
-    return {
-        name: MetricSummary.from_dict(
-            {
-                k: (
-                    fmt.decode_nonfinite(v)
-                    if isinstance(v, str) and SUMMARY_TYPES.get(k) == pl.Float64
-                    else v
-                )
-                for k, v in figures.items()
-            }
-        )
-        for name, figures in summary.items()
-    }
+    return {name: MetricSummary.from_dict({
+        k: (fmt.decode_nonfinite(v) if isinstance(v, str) and SUMMARY_TYPES.get(k) == pl.Float64 else v)
+        for k, v in figures.items()}) for name, figures in summary.items()}
 
 
 # --- a run --------------------------------------------------------------------------------------
@@ -232,21 +196,12 @@ class Finish:
         """
         if event is None:
             return None
-        return cls(
-            event.get("status"),
-            _number(event.get("time")),
-            event.get("error"),
-            event.get("notes"),
-        )
+        return cls(event.get("status"), _number(event.get("time")), event.get("error"), event.get("notes"))
 
     @property
     def error_text(self) -> str | None:
         """``"<type>: <message>"`` of the error, None without one."""
-        return (
-            f"{self.error.get('type')}: {self.error.get('message')}"
-            if isinstance(self.error, dict)
-            else None
-        )
+        return f"{self.error.get('type')}: {self.error.get('message')}" if isinstance(self.error, dict) else None
 
 
 @dataclass(frozen=True)
@@ -274,19 +229,14 @@ class Segment:
             2
         """
         fields = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
-        fields.update(
-            rows=data.get("rows") or 0,
-            superseded_rows=data.get("superseded_rows") or 0,
-            finish=Finish.from_event(data.get("finish")),
-        )
+        fields.update(rows=data.get("rows") or 0, superseded_rows=data.get("superseded_rows") or 0,
+                      finish=Finish.from_event(data.get("finish")))
         return cls(**fields)  # type: ignore[arg-type]  # a sidecar's values, as compaction wrote them
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's shape of a segment (``finish`` as a dict or None)."""
-        return {
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-            "finish": None if self.finish is None else dataclasses.asdict(self.finish),
-        }
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                "finish": None if self.finish is None else dataclasses.asdict(self.finish)}
 
 
 @dataclass(frozen=True)
@@ -319,21 +269,15 @@ class RunRecord:
     metrics: tuple[str, ...]
     compacted: bool
     files: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
-    history_all: pl.DataFrame | None = dataclasses.field(
-        default=None, repr=False, compare=False
-    )
-    stored_summary: dict[str, MetricSummary] | None = dataclasses.field(
-        default=None, repr=False
-    )
+    history_all: pl.DataFrame | None = dataclasses.field(default=None, repr=False, compare=False)
+    stored_summary: dict[str, MetricSummary] | None = dataclasses.field(default=None, repr=False)
 
     @cached_property
     def summary(self) -> dict[str, MetricSummary]:
         """Per-metric figures (``summarize``): the sidecar's, or computed from the events' history."""
         if self.stored_summary is not None:
             return self.stored_summary
-        assert self.history_all is not None, (
-            "a record has a stored summary or its history"
-        )
+        assert self.history_all is not None, "a record has a stored summary or its history"
         return summarize(current_rows(self.history_all))
 
     def summary_dicts(self) -> dict[str, dict[str, Any]]:
@@ -343,32 +287,18 @@ class RunRecord:
     def sidecar_facts(self) -> dict[str, Any]:
         """The part of the sidecar (``run.json``) a record makes, in the sidecar's key order."""
         return {
-            "status": self.status,
-            "run_id": self.run_id,
-            "name": self.name,
-            "format_version": self.format_version,
-            "config": self.config,
-            "meta": self.meta,
-            "start_time": self.start_time,
-            "start_time_ns": self.start_time_ns,
-            "end_time": self.end_time,
-            "duration_s": self.duration_s,
-            "num_steps": self.num_steps,
-            "first_step": self.first_step,
-            "last_step": self.last_step,
-            "num_rows": self.num_rows,
-            "superseded_rows": self.superseded_rows,
+            "status": self.status, "run_id": self.run_id, "name": self.name, "format_version": self.format_version,
+            "config": self.config, "meta": self.meta, "start_time": self.start_time,
+            "start_time_ns": self.start_time_ns, "end_time": self.end_time, "duration_s": self.duration_s,
+            "num_steps": self.num_steps, "first_step": self.first_step, "last_step": self.last_step,
+            "num_rows": self.num_rows, "superseded_rows": self.superseded_rows,
             "finish": None if self.finish is None else dataclasses.asdict(self.finish),
             "segments": [segment.to_dict() for segment in self.segments],
         }
 
 
-def record_from_events(
-    run_dir: RunDir,
-    events: RunEvents,
-    status: str | None = None,
-    history_all: pl.DataFrame | None = None,
-) -> RunRecord:
+def record_from_events(run_dir: RunDir, events: RunEvents, status: str | None = None,
+                       history_all: pl.DataFrame | None = None) -> RunRecord:
     """The record of a run from its events (``history_all``: ``resolve_history(events,
     all_segments=True)`` when the caller has it). ``status`` None: as ``store.run_status`` says.
 
@@ -388,50 +318,23 @@ def record_from_events(
         assert isinstance(run_dir, Path), "a remote run's status is given (load_record)"
         status = store.run_status(run_dir, finish.get("status") if finish else None)
     start_time = _number(start.get("time"))
-    times = [
-        t
-        for t in (start_time, *(_number(c.get("time")) for c in events.controls))
-        if t is not None
-    ]
+    times = [t for t in (start_time, *(_number(c.get("time")) for c in events.controls)) if t is not None]
     last_event = _number(events.rows["time"].max()) if events.rows.height else None
     if last_event is not None:
         times.append(last_event)
-    end_time = (
-        _number(finish.get("time")) if finish else (max(times) if times else None)
-    )
+    end_time = _number(finish.get("time")) if finish else (max(times) if times else None)
     current = history_all.filter(~pl.col("superseded"))
-    steps = current.select(
-        pl.len(),
-        pl.col("step").min().alias("first"),
-        pl.col("step").max().alias("last"),
-    ).row(0)
+    steps = current.select(pl.len(), pl.col("step").min().alias("first"), pl.col("step").max().alias("last")).row(0)
     return RunRecord(
-        run_id=start.get("run_id", run_dir.name),
-        name=start.get("name", run_dir.name),
-        status=status,
-        run_dir=run_dir,
-        format_version=start.get("v"),
-        config=_config(events),
-        meta=_dict(start.get("meta")),
-        start_time=start_time,
-        start_time_ns=start.get("time_ns")
-        if type(start.get("time_ns")) is int
-        else None,
+        run_id=start.get("run_id", run_dir.name), name=start.get("name", run_dir.name), status=status,
+        run_dir=run_dir, format_version=start.get("v"), config=_config(events), meta=_dict(start.get("meta")),
+        start_time=start_time, start_time_ns=start.get("time_ns") if type(start.get("time_ns")) is int else None,
         end_time=end_time,
-        duration_s=end_time - start_time
-        if start_time is not None and end_time is not None
-        else None,
-        num_steps=steps[0],
-        first_step=steps[1],
-        last_step=steps[2],
-        num_rows=history_all.height,
-        superseded_rows=history_all.height - steps[0],
-        finish=Finish.from_event(finish),
-        segments=_segments(events, history_all, start),
-        metrics=tuple(events.metric_names),
-        compacted=False,
-        history_all=history_all,
-    )
+        duration_s=end_time - start_time if start_time is not None and end_time is not None else None,
+        num_steps=steps[0], first_step=steps[1], last_step=steps[2], num_rows=history_all.height,
+        superseded_rows=history_all.height - steps[0], finish=Finish.from_event(finish),
+        segments=_segments(events, history_all, start), metrics=tuple(events.metric_names), compacted=False,
+        history_all=history_all)
 
 
 def _config(events: RunEvents) -> dict[str, Any]:
@@ -450,90 +353,45 @@ def record_from_sidecar(run_dir: RunDir, sidecar: dict[str, Any]) -> RunRecord:
         ('a', 3, 1, True)
     """
     return RunRecord(
-        run_id=sidecar.get("run_id", run_dir.name),
-        name=sidecar.get("name", run_dir.name),
-        status=str(sidecar.get("status")),
-        run_dir=run_dir,
-        format_version=sidecar.get("format_version"),
-        config=_dict(sidecar.get("config")),
-        meta=_dict(sidecar.get("meta")),
-        start_time=sidecar.get("start_time"),
-        start_time_ns=sidecar.get("start_time_ns"),
-        end_time=sidecar.get("end_time"),
-        duration_s=sidecar.get("duration_s"),
-        num_steps=sidecar.get("num_steps") or 0,
-        first_step=sidecar.get("first_step"),
-        last_step=sidecar.get("last_step"),
-        num_rows=sidecar.get("num_rows") or 0,
-        superseded_rows=sidecar.get("superseded_rows") or 0,
-        finish=Finish.from_event(sidecar.get("finish")),
+        run_id=sidecar.get("run_id", run_dir.name), name=sidecar.get("name", run_dir.name),
+        status=str(sidecar.get("status")), run_dir=run_dir, format_version=sidecar.get("format_version"),
+        config=_dict(sidecar.get("config")), meta=_dict(sidecar.get("meta")),
+        start_time=sidecar.get("start_time"), start_time_ns=sidecar.get("start_time_ns"),
+        end_time=sidecar.get("end_time"), duration_s=sidecar.get("duration_s"),
+        num_steps=sidecar.get("num_steps") or 0, first_step=sidecar.get("first_step"),
+        last_step=sidecar.get("last_step"), num_rows=sidecar.get("num_rows") or 0,
+        superseded_rows=sidecar.get("superseded_rows") or 0, finish=Finish.from_event(sidecar.get("finish")),
         segments=tuple(Segment.from_dict(s) for s in sidecar.get("segments") or ()),
-        metrics=tuple(sidecar.get("metrics") or ()),
-        compacted=True,
-        files={
-            k: sidecar.get(k)
-            for k in ("parquet", "events", "steps_sorted", "compacted_at")
-        },
-        stored_summary=sidecar["summary"],
-    )
+        metrics=tuple(sidecar.get("metrics") or ()), compacted=True,
+        files={k: sidecar.get(k) for k in ("parquet", "events", "steps_sorted", "compacted_at")},
+        stored_summary=sidecar["summary"])
 
 
-def _segments(
-    events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any]
-) -> tuple[Segment, ...]:
-    by_rows = {
-        row["segment"]: row
-        for row in history_all.group_by("segment")
-        .agg(
-            pl.len().alias("rows"),
-            pl.col("superseded").sum().cast(pl.Int64).alias("superseded_rows"),
-            pl.col("step").min().alias("first_step"),
-            pl.col("step").max().alias("last_step"),
-        )
-        .iter_rows(named=True)
-    }
-    last_time = dict(
-        events.rows.group_by("segment").agg(pl.col("time").max()).iter_rows()
-    )
-    finishes = {
-        event.get("segment", 0): event
-        for event in events.controls
-        if event.get(fmt.KIND) == fmt.FINISH
-    }
+def _segments(events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any]) -> tuple[Segment, ...]:
+    by_rows = {row["segment"]: row for row in history_all.group_by("segment").agg(
+        pl.len().alias("rows"), pl.col("superseded").sum().cast(pl.Int64).alias("superseded_rows"),
+        pl.col("step").min().alias("first_step"), pl.col("step").max().alias("last_step")).iter_rows(named=True)}
+    last_time = dict(events.rows.group_by("segment").agg(pl.col("time").max()).iter_rows())
+    finishes = {event.get("segment", 0): event for event in events.controls if event.get(fmt.KIND) == fmt.FINISH}
     opened = [start, *events.resumes]
     segments = []
     for index in range(max(len(opened), 1 + max(by_rows, default=0))):
         control = opened[index] if index < len(opened) else {}
         rows, finish = by_rows.get(index, {}), finishes.get(index)
         begin = _number(control.get("time"))
-        segments.append(
-            Segment(
-                segment=index,
-                start_step=control.get("start_step") if index else None,
-                first_step=rows.get("first_step"),
-                last_step=rows.get("last_step"),
-                rows=rows.get("rows", 0),
-                superseded_rows=rows.get("superseded_rows", 0),
-                start_time=begin,
-                end_time=_number(finish.get("time"))
-                if finish
-                else last_time.get(index, begin),
-                durability=control.get("durability"),
-                meta=control.get("meta")
-                if index and isinstance(control.get("meta"), dict)
-                else None,
-                finish=Finish.from_event(finish),
-            )
-        )
+        segments.append(Segment(
+            segment=index, start_step=control.get("start_step") if index else None,
+            first_step=rows.get("first_step"), last_step=rows.get("last_step"), rows=rows.get("rows", 0),
+            superseded_rows=rows.get("superseded_rows", 0), start_time=begin,
+            end_time=_number(finish.get("time")) if finish else last_time.get(index, begin),
+            durability=control.get("durability"),
+            meta=control.get("meta") if index and isinstance(control.get("meta"), dict) else None,
+            finish=Finish.from_event(finish)))
     return tuple(segments)
 
 
 def _number(value: Any) -> float | None:
-    return (
-        value
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-        else None
-    )
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -558,14 +416,10 @@ def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Fram
     """
     current = history_all.filter(~pl.col("superseded")).drop("segment", "superseded")
     if steps_sorted is None:
-        steps_sorted = isinstance(current, pl.DataFrame) and bool(
-            current["step"].is_sorted()
-        )
+        steps_sorted = isinstance(current, pl.DataFrame) and bool(current["step"].is_sorted())
     if steps_sorted:
         return current
-    keys = (
-        ["run_id", "step"] if "run_id" in current.collect_schema().names() else ["step"]
-    )
+    keys = ["run_id", "step"] if "run_id" in current.collect_schema().names() else ["step"]
     return current.sort(keys, maintain_order=True)
 
 
@@ -588,11 +442,8 @@ def check_sidecar(sidecar: dict[str, Any]) -> dict[str, Any] | None:
         >>> check_sidecar({"sidecar_version": 2, "summary": {"loss": {"min": "nan"}}})["summary"]["loss"].min
         nan
     """
-    if (
-        not isinstance(sidecar.get("sidecar_version"), int)
-        or sidecar["sidecar_version"] > SIDECAR_VERSION
-        or not isinstance(sidecar.get("summary"), dict)
-    ):
+    if not isinstance(sidecar.get("sidecar_version"), int) \
+            or sidecar["sidecar_version"] > SIDECAR_VERSION or not isinstance(sidecar.get("summary"), dict):
         return None
     try:
         sidecar["summary"] = decode_summary(sidecar["summary"])
@@ -612,9 +463,7 @@ def load_run(run_dir: RunDir) -> Loaded:
         >>> load_run(Path("/no/such/run"))
         (None, None)
     """
-    if not isinstance(
-        run_dir, Path
-    ):  # a run of an object-store root (steplog.roots.RemoteRunDir)
+    if not isinstance(run_dir, Path):  # a run of an object-store root (steplog.roots.RemoteRunDir)
         return run_dir.load()
     try:
         return read_events(run_dir / fmt.EVENTS_FILE), None
@@ -645,9 +494,7 @@ def load_record(run_dir: RunDir, loaded: Loaded | None = None) -> RunRecord | No
         return record_from_sidecar(run_dir, sidecar)
     if events is None:
         return None
-    return record_from_events(
-        run_dir, events, None if isinstance(run_dir, Path) else _remote_status(events)
-    )
+    return record_from_events(run_dir, events, None if isinstance(run_dir, Path) else _remote_status(events))
 
 
 def _remote_status(events: RunEvents) -> str:

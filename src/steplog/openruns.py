@@ -50,9 +50,7 @@ def flush_open_runs(path: str | os.PathLike) -> None:
     inside = where.rstrip(os.sep) + os.sep
     me = threading.get_ident()
     for run in list(open_runs):
-        if run._thread == me and (
-            run._real_dir == where or run._real_dir.startswith(inside)
-        ):
+        if run._thread == me and (run._real_dir == where or run._real_dir.startswith(inside)):
             run.flush()
 
 

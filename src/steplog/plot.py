@@ -76,17 +76,11 @@ def plot_curves(
         raise ValueError(f"smooth={smooth!r} must be a whole number of points >= 1")
     width, height = size
     if width < MIN_SIZE or height < MIN_SIZE:
-        raise ValueError(
-            f"size={size!r} is too small for a plot; use at least {MIN_SIZE}x{MIN_SIZE} pixels"
-        )
+        raise ValueError(f"size={size!r} is too small for a plot; use at least {MIN_SIZE}x{MIN_SIZE} pixels")
     figure_cls, canvas_cls = _matplotlib()
 
     curves = _load(runs, root)
-    check_metrics(
-        metrics,
-        {c for _, frame in curves for c in frame.columns if c not in X_AXES},
-        root,
-    )
+    check_metrics(metrics, {c for _, frame in curves for c in frame.columns if c not in X_AXES}, root)
     figure = figure_cls(figsize=(width / dpi, height / dpi), dpi=dpi)
     canvas_cls(figure)
     axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
@@ -95,45 +89,24 @@ def plot_curves(
         for (label, frame), color in zip(curves, colors):
             if metric not in frame.columns:
                 continue
-            points = frame.select(
-                pl.col(x), metric_col(metric, frame.columns).alias("y")
-            )
+            points = frame.select(pl.col(x), metric_col(metric, frame.columns).alias("y"))
             points = points.filter(pl.col("y").is_not_null())
             if points.height == 0:
                 continue
             xs, ys = points[x].to_numpy(), points["y"].to_numpy()
-            window = min(
-                smooth or 1, max(1, points.height // 10)
-            )  # sparse curves (eval) are not flattened
+            window = min(smooth or 1, max(1, points.height // 10))  # sparse curves (eval) are not flattened
             if window > 1:
-                smoothed = (
-                    points["y"]
-                    .rolling_mean(window_size=window, min_samples=1, center=True)
-                    .to_numpy()
-                )
+                smoothed = points["y"].rolling_mean(window_size=window, min_samples=1, center=True).to_numpy()
                 ax.plot(xs, ys, color=color, alpha=0.25, linewidth=0.8)
                 ax.plot(xs, smoothed, color=color, linewidth=1.5, label=label)
             else:
-                ax.plot(
-                    xs,
-                    ys,
-                    color=color,
-                    linewidth=1.2,
-                    label=label,
-                    marker="o" if points.height < 3 else None,
-                )
+                ax.plot(xs, ys, color=color, linewidth=1.2, label=label, marker="o" if points.height < 3 else None)
         ax.set_ylabel(metric)
         if logy:
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     axes[0].legend(loc="best", fontsize="small")
-    axes[-1].set_xlabel(
-        {
-            "step": "step",
-            "wallclock": "wall-clock seconds (training time)",
-            "time": "time (UTC)",
-        }[x]
-    )
+    axes[-1].set_xlabel({"step": "step", "wallclock": "wall-clock seconds (training time)", "time": "time (UTC)"}[x])
     if title:
         figure.suptitle(title)
     figure.tight_layout()
@@ -141,9 +114,7 @@ def plot_curves(
     try:
         figure.savefig(path, dpi=dpi, format="png")
     except OSError as exc:
-        raise OSError(
-            f"cannot write the plot to {path}: {exc.strerror or exc}"
-        ) from None
+        raise OSError(f"cannot write the plot to {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -153,16 +124,13 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.figure import Figure
     except ImportError:
         raise PlotUnavailableError(
-            "plotting needs matplotlib: pip install 'steplog[plot]' (or pip install matplotlib)"
-        ) from None
+            "plotting needs matplotlib: pip install 'steplog[plot]' (or pip install matplotlib)") from None
     return Figure, FigureCanvasAgg
 
 
 def _load(runs: Sequence[str], root: roots.Root) -> list[tuple[str, pl.DataFrame]]:
     """(legend label, history) per run; a name used by several runs shown gets its id added."""
-    dirs = roots.resolve_runs(
-        runs, root
-    )  # one listing of an object-store root for all of them
+    dirs = roots.resolve_runs(runs, root)  # one listing of an object-store root for all of them
     names = [roots.run_name(d) or d.name for d in dirs]
     curves = []
     for d, name in zip(dirs, names):

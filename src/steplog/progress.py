@@ -36,16 +36,8 @@ class Progress:
         ['job [2/2] b: done: ok', 'job: 1 current, 1 done']
     """
 
-    def __init__(
-        self,
-        label: str,
-        total: int,
-        *,
-        quiet: bool = False,
-        stream: TextIO | None = None,
-        quiet_outcomes: tuple[str, ...] = (),
-        loud_outcomes: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, label: str, total: int, *, quiet: bool = False, stream: TextIO | None = None,
+                 quiet_outcomes: tuple[str, ...] = (), loud_outcomes: tuple[str, ...] = ()) -> None:
         self.label, self.total, self.quiet, self.done = label, total, quiet, 0
         self.stream = sys.stderr if stream is None else stream
         self.quiet_outcomes, self.loud_outcomes = quiet_outcomes, loud_outcomes
@@ -68,28 +60,17 @@ class Progress:
         self.bar.set_postfix_str(self._counts(), refresh=False)
         self.bar.update(1)
 
-    def close(
-        self, order: tuple[str, ...] = (), names: dict[str, str] | None = None
-    ) -> None:
+    def close(self, order: tuple[str, ...] = (), names: dict[str, str] | None = None) -> None:
         """Close the bar and print the totals: ``order``'s outcomes first, each shown even at 0,
         each outcome under its entry in ``names`` if it has one."""
         if self.bar is not None:
             self.bar.close()
         if not self.quiet:
-            print(
-                f"{self.label}: {self._counts(order, names or {})}",
-                file=self.stream,
-                flush=True,
-            )
+            print(f"{self.label}: {self._counts(order, names or {})}", file=self.stream, flush=True)
 
-    def _counts(
-        self, order: tuple[str, ...] = (), names: dict[str, str] | None = None
-    ) -> str:
+    def _counts(self, order: tuple[str, ...] = (), names: dict[str, str] | None = None) -> str:
         counts = {**dict.fromkeys(order, 0), **self.counts}
-        return ", ".join(
-            f"{n} {(names or {}).get(outcome, outcome)}"
-            for outcome, n in counts.items()
-        )
+        return ", ".join(f"{n} {(names or {}).get(outcome, outcome)}" for outcome, n in counts.items())
 
 
 def _tqdm_bar(label: str, total: int, stream: TextIO) -> Any:
@@ -101,6 +82,4 @@ def _tqdm_bar(label: str, total: int, stream: TextIO) -> Any:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(
-        total=total, desc=label, unit="run", file=stream, leave=True, dynamic_ncols=True
-    )
+    return tqdm(total=total, desc=label, unit="run", file=stream, leave=True, dynamic_ncols=True)

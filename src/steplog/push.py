@@ -36,15 +36,8 @@ from .storage import Storage, open_root
 CONCURRENCY = 8
 
 
-def push(
-    to: str | os.PathLike,
-    runs: Iterable[str] | str | None = None,
-    *,
-    root: str | os.PathLike = "experiment_logs",
-    storage_options: dict[str, Any] | None = None,
-    compact: bool = False,
-    quiet: bool = False,
-) -> list[str]:
+def push(to: str | os.PathLike, runs: Iterable[str] | str | None = None, *, root: str | os.PathLike = "experiment_logs",
+         storage_options: dict[str, Any] | None = None, compact: bool = False, quiet: bool = False) -> list[str]:
     """Upload the compacted runs of ``root`` (or only ``runs``: ids, id prefixes or names) to ``to``
     and return the ids uploaded, oldest first (runs already there are skipped, runs not compacted
     are reported on stderr and left). ``compact=True`` compacts them first. Progress goes to
@@ -57,29 +50,13 @@ def push(
         >>> push(tempfile.mkdtemp(), root=root, quiet=True)  # not compacted yet: nothing to send
         []
     """
-    return [
-        run_id
-        for run_id, outcome, _ in push_each(
-            to,
-            runs,
-            root=root,
-            storage_options=storage_options,
-            compact=compact,
-            quiet=quiet,
-        )
-        if outcome == "pushed"
-    ]
+    return [run_id for run_id, outcome, _ in push_each(to, runs, root=root, storage_options=storage_options,
+                                                       compact=compact, quiet=quiet) if outcome == "pushed"]
 
 
-def push_each(
-    to: str | os.PathLike,
-    runs: Iterable[str] | str | None = None,
-    *,
-    root: str | os.PathLike = "experiment_logs",
-    storage_options: dict[str, Any] | None = None,
-    compact: bool = False,
-    quiet: bool = False,
-) -> list[tuple[str, str, str]]:
+def push_each(to: str | os.PathLike, runs: Iterable[str] | str | None = None, *,
+              root: str | os.PathLike = "experiment_logs", storage_options: dict[str, Any] | None = None,
+              compact: bool = False, quiet: bool = False) -> list[tuple[str, str, str]]:
     """``push``, returning ``(run id, outcome, detail)`` per run, outcome ``pushed``, ``current``
     (already there) or ``skipped`` (not compacted, or unreadable).
 
@@ -92,17 +69,13 @@ def push_each(
     if compact:
         from .compact import compact as compact_runs
 
-        compact_runs(
-            root, [d.name for d in dirs] if runs is not None else None, quiet=quiet
-        )
+        compact_runs(root, [d.name for d in dirs] if runs is not None else None, quiet=quiet)
     remote = open_root(to, storage_options)
     listing = remote.run_files()  # one listing: which runs may be there already
     progress = _Progress(len(dirs), quiet, remote.url)
     results, sent = [], {}
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        for run_id, outcome, detail, *put in pool.map(
-            lambda d: _push_run(d, remote, listing.get(d.name, {})), dirs
-        ):
+        for run_id, outcome, detail, *put in pool.map(lambda d: _push_run(d, remote, listing.get(d.name, {})), dirs):
             results.append((run_id, outcome, detail))
             progress.update(run_id, outcome, detail)
             if put:
@@ -118,30 +91,17 @@ def push_each(
 def _push_run(run_dir: Path, remote: Storage, there: dict[str, str]) -> tuple:
     run_id = run_dir.name
     if (run_dir / fmt.EVENTS_FILE).exists():
-        return (
-            run_id,
-            "skipped",
-            "not compacted (live, resumed or not compacted yet): compact it, or push --compact",
-        )
+        return run_id, "skipped", "not compacted (live, resumed or not compacted yet): compact it, or push --compact"
     try:
         sidecar = (run_dir / fmt.SIDECAR_FILE).read_bytes()
         parquet = run_dir / fmt.PARQUET_FILE
         size = parquet.stat().st_size
     except OSError:
         return run_id, "skipped", "no sidecar and Parquet file to send"
-    parquet_there = there.get(
-        fmt.PARQUET_FILE, ""
-    )  # "<size>:<etag>"; a local folder says only "?" (present)
+    parquet_there = there.get(fmt.PARQUET_FILE, "")  # "<size>:<etag>"; a local folder says only "?" (present)
     if fmt.SIDECAR_FILE in there and parquet_there.split(":")[0] in ("?", str(size)):
-        if (
-            there[fmt.SIDECAR_FILE].split(":", 1)[1].strip('"')
-            == hashlib.md5(sidecar).hexdigest()
-        ):  # noqa: S324
-            return (
-                run_id,
-                "current",
-                "already there",
-            )  # an S3 ETag of a plain PUT is the MD5: no read needed
+        if there[fmt.SIDECAR_FILE].split(":", 1)[1].strip('"') == hashlib.md5(sidecar).hexdigest():  # noqa: S324
+            return run_id, "current", "already there"  # an S3 ETag of a plain PUT is the MD5: no read needed
         try:
             same = _sha(remote.read(f"{run_id}/{fmt.SIDECAR_FILE}")) == _sha(sidecar)
         except FileNotFoundError:
@@ -170,9 +130,7 @@ class _Progress:
             except ImportError:
                 pass
             else:
-                self.bar = tqdm(
-                    total=total, desc=f"steplog push {url}", unit="run", file=sys.stderr
-                )
+                self.bar = tqdm(total=total, desc=f"steplog push {url}", unit="run", file=sys.stderr)
 
     def update(self, run_id: str, outcome: str, detail: str) -> None:
         self.done += 1
@@ -182,26 +140,16 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
             if outcome == "skipped":
-                self.bar.write(
-                    f"steplog push {run_id}: skipped: {detail}", file=sys.stderr
-                )
+                self.bar.write(f"steplog push {run_id}: skipped: {detail}", file=sys.stderr)
             return
-        print(
-            f"steplog push [{self.done}/{self.total}] {run_id}: {outcome}: {detail}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"steplog push [{self.done}/{self.total}] {run_id}: {outcome}: {detail}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
         if not self.quiet:
-            print(
-                f"steplog push {self.url}: {self.counts['pushed']} pushed, {self.counts['current']} already there, "
-                f"{self.counts['skipped']} skipped",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"steplog push {self.url}: {self.counts['pushed']} pushed, {self.counts['current']} already there, "
+                  f"{self.counts['skipped']} skipped", file=sys.stderr, flush=True)
 
 
 # --- the CLI command (registered by steplog.cli) -----------------------------------------------
@@ -215,14 +163,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["--to", "s3://b/x", "r1", "--compact"]).runs
         ['r1']
     """
-    parser.add_argument(
-        "runs",
-        nargs="*",
-        help="run ids, id prefixes or names (default: every compacted run)",
-    )
-    parser.add_argument(
-        "--to", required=True, help="destination root: s3://bucket/prefix or a folder"
-    )
+    parser.add_argument("runs", nargs="*", help="run ids, id prefixes or names (default: every compacted run)")
+    parser.add_argument("--to", required=True, help="destination root: s3://bucket/prefix or a folder")
     parser.add_argument("--compact", action="store_true", help="compact the runs first")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
@@ -236,11 +178,5 @@ def run(args: argparse.Namespace) -> int:
         ...                        root=tempfile.mkdtemp()))
         0
     """
-    results = push_each(
-        args.to,
-        args.runs or None,
-        root=args.root,
-        compact=args.compact,
-        quiet=args.quiet,
-    )
+    results = push_each(args.to, args.runs or None, root=args.root, compact=args.compact, quiet=args.quiet)
     return 1 if any(outcome == "skipped" for _, outcome, _ in results) else 0

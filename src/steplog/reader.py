@@ -69,9 +69,7 @@ class RunEvents:
         start_config = (self.start or {}).get("config")
         config = start_config if isinstance(start_config, dict) else {}
         for event in self.controls:
-            if event.get(fmt.KIND) == fmt.CONFIG and isinstance(
-                event.get("config"), dict
-            ):
+            if event.get(fmt.KIND) == fmt.CONFIG and isinstance(event.get("config"), dict):
                 config = fmt.merge_config(config, event["config"])
         return config
 
@@ -91,12 +89,7 @@ class RunEvents:
 
 
 _BASE_COLUMNS = ("step", "time", "wallclock", "segment")
-_BASE_SCHEMA = {
-    "step": pl.Int64,
-    "time": pl.Float64,
-    "wallclock": pl.Float64,
-    "segment": pl.Int64,
-}
+_BASE_SCHEMA = {"step": pl.Int64, "time": pl.Float64, "wallclock": pl.Float64, "segment": pl.Int64}
 
 
 def metric_col(name: str, columns: list[str]) -> pl.Expr:
@@ -141,13 +134,9 @@ def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
         [2.0]
     """
     complete = data.rfind(b"\n") + 1
-    torn = len(
-        data[complete:].rstrip(b"\0")
-    )  # a zero tail (a live "mmap" file's reserve) is not yet written
+    torn = len(data[complete:].rstrip(b"\0"))  # a zero tail (a live "mmap" file's reserve) is not yet written
     skipped: list[int] = []
-    controls, metric_bytes, spans = _split_controls(
-        data, complete, path, strict, skipped
-    )
+    controls, metric_bytes, spans = _split_controls(data, complete, path, strict, skipped)
     table = _parse_fast(metric_bytes)
     if table is None:
         table = _parse_checked(data[:complete], spans, path, strict, skipped)
@@ -155,20 +144,12 @@ def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
     if start is None and complete and 1 not in skipped:
         _bad_line(path, 1, "the first line is not a start event", strict, skipped)
     _warn_about(path, start, skipped, strict)
-    return RunEvents(
-        path=path,
-        start=start,
-        controls=controls,
-        rows=_to_rows(table),
-        skipped_lines=skipped,
-        torn_tail_bytes=torn,
-        bytes_read=complete,
-    )
+    return RunEvents(path=path, start=start, controls=controls, rows=_to_rows(table), skipped_lines=skipped,
+                     torn_tail_bytes=torn, bytes_read=complete)
 
 
-def _split_controls(
-    data: bytes, complete: int, path: Path, strict: bool, skipped: list[int]
-) -> tuple[list[dict[str, Any]], bytes, list[tuple[int, int]]]:
+def _split_controls(data: bytes, complete: int, path: Path, strict: bool, skipped: list[int]
+                    ) -> tuple[list[dict[str, Any]], bytes, list[tuple[int, int]]]:
     """The control events of the complete lines, the bytes of the metric lines between them, and
     the control lines' spans."""
     view = memoryview(data)[:complete]
@@ -182,45 +163,24 @@ def _split_controls(
         try:
             controls.append(fmt.decode_control_event(view[begin:end]))
         except ValueError as exc:
-            _bad_line(
-                path,
-                _line_number(data, begin),
-                f"unreadable control event ({exc})",
-                strict,
-                skipped,
-            )
+            _bad_line(path, _line_number(data, begin), f"unreadable control event ({exc})", strict, skipped)
     pieces.append(view[previous_end:])
-    return (
-        controls,
-        pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces),
-        spans,
-    )
+    return controls, pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces), spans
 
 
-def _warn_about(
-    path: Path, start: dict[str, Any] | None, skipped: list[int], strict: bool
-) -> None:
+def _warn_about(path: Path, start: dict[str, Any] | None, skipped: list[int], strict: bool) -> None:
     version = (start or {}).get("v")
     if isinstance(version, int) and version > fmt.FORMAT_VERSION:
-        warnings.warn(
-            f"steplog: {path} is in event format v{version}, newer than this steplog's "
-            f"v{fmt.FORMAT_VERSION}; reading what it understands (upgrade steplog to read it all)",
-            stacklevel=4,
-        )
+        warnings.warn(f"steplog: {path} is in event format v{version}, newer than this steplog's "
+                      f"v{fmt.FORMAT_VERSION}; reading what it understands (upgrade steplog to read it all)",
+                      stacklevel=4)
     if skipped and not strict:
-        shown = ", ".join(str(n) for n in skipped[:10]) + (
-            " ..." if len(skipped) > 10 else ""
-        )
-        warnings.warn(
-            f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); "
-            f"every other event was kept",
-            stacklevel=4,
-        )
+        shown = ", ".join(str(n) for n in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+        warnings.warn(f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); "
+                      f"every other event was kept", stacklevel=4)
 
 
-def _bad_line(
-    path: Path, line: int, why: str, strict: bool, skipped: list[int]
-) -> None:
+def _bad_line(path: Path, line: int, why: str, strict: bool, skipped: list[int]) -> None:
     if strict:
         raise CorruptEventsError(f"{path}, line {line}: {why}")
     skipped.append(line)
@@ -243,65 +203,36 @@ def _parse_fast(metric_bytes: bytes) -> pa.Table | None:
 
 def _well_formed(table: pa.Table) -> bool:
     schema = table.schema
-    for name, kinds in (
-        (fmt.STEP, ("int64",)),
-        (fmt.TIME, ("double", "int64")),
-        (fmt.WALLCLOCK, ("double", "int64")),
-        (fmt.METRICS, ("struct",)),
-    ):
-        if name not in schema.names or not str(schema.field(name).type).startswith(
-            kinds
-        ):
+    for name, kinds in ((fmt.STEP, ("int64",)), (fmt.TIME, ("double", "int64")), (fmt.WALLCLOCK, ("double", "int64")),
+                        (fmt.METRICS, ("struct",))):
+        if name not in schema.names or not str(schema.field(name).type).startswith(kinds):
             return False
         if table.column(name).null_count:
             return False
     if not set(schema.names) <= fmt.METRIC_EVENT_KEYS:
         return False
-    if (
-        fmt.SEGMENT in schema.names
-        and not pa.types.is_integer(schema.field(fmt.SEGMENT).type)
-        and not pa.types.is_null(schema.field(fmt.SEGMENT).type)
-    ):
+    if fmt.SEGMENT in schema.names and not pa.types.is_integer(schema.field(fmt.SEGMENT).type) and not pa.types.is_null(schema.field(fmt.SEGMENT).type):
         return False
     if pc.min(table.column(fmt.STEP)).as_py() < 0:
         return False
     for child in schema.field(fmt.METRICS).type:
         child.name.encode()  # decoding a name made of invalid UTF-8 raises: the line-by-line path skips it
-        if not (
-            pa.types.is_floating(child.type)
-            or pa.types.is_integer(child.type)
-            or pa.types.is_null(child.type)
-            or pa.types.is_boolean(child.type)
-        ):  # ints and bools are logged as JSON ints and true/false
+        if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type) or pa.types.is_null(child.type)
+                or pa.types.is_boolean(child.type)):  # ints and bools are logged as JSON ints and true/false
             return False
     if fmt.NONFINITE in schema.names:
         nf_type = schema.field(fmt.NONFINITE).type
-        if not pa.types.is_struct(nf_type) or any(
-            not (pa.types.is_string(c.type) or pa.types.is_null(c.type))
-            for c in nf_type
-        ):
+        if not pa.types.is_struct(nf_type) or any(not (pa.types.is_string(c.type) or pa.types.is_null(c.type)) for c in nf_type):
             return False
     return True
 
 
 def _empty_table() -> pa.Table:
-    return pa.table(
-        {
-            fmt.STEP: pa.array([], pa.int64()),
-            fmt.TIME: pa.array([], pa.float64()),
-            fmt.WALLCLOCK: pa.array([], pa.float64()),
-            fmt.METRICS: pa.array([], pa.struct([])),
-        }
-    )
+    return pa.table({fmt.STEP: pa.array([], pa.int64()), fmt.TIME: pa.array([], pa.float64()),
+                     fmt.WALLCLOCK: pa.array([], pa.float64()), fmt.METRICS: pa.array([], pa.struct([]))})
 
 
-def _parse_checked(
-    data: bytes,
-    spans: list[tuple[int, int]],
-    path: Path,
-    strict: bool,
-    skipped: list[int],
-) -> pa.Table:
+def _parse_checked(data: bytes, spans: list[tuple[int, int]], path: Path, strict: bool, skipped: list[int]) -> pa.Table:
     """The slow path for damaged files: check every metric line, keep the good ones."""
     control_starts = {begin for begin, _ in spans}
     good: list[bytes] = []
@@ -317,9 +248,7 @@ def _parse_checked(
         else:
             _bad_line(path, number, problem, strict, skipped)
     table = _parse_fast(b"\n".join(good) + b"\n" if good else b"")
-    if (
-        table is None
-    ):  # lines valid alone but not together (e.g. a metric both number and string)
+    if table is None:  # lines valid alone but not together (e.g. a metric both number and string)
         table = _table_from_events([orjson.loads(line) for line in good])
     return table
 
@@ -336,37 +265,22 @@ def _table_from_events(events: list[dict[str, Any]]) -> pa.Table:
     names: dict[str, None] = {}
     for event in events:
         names.update(dict.fromkeys(event[fmt.METRICS]))
-    metrics = (
-        pa.StructArray.from_arrays(
-            [
-                pa.array(
-                    [_as_float(e[fmt.METRICS].get(n)) for e in events], pa.float64()
-                )
-                for n in names
-            ],
-            names=list(names),
-        )
-        if names
-        else pa.array([{}] * len(events), pa.struct([]))
-    )
+    metrics = pa.StructArray.from_arrays(
+        [pa.array([_as_float(e[fmt.METRICS].get(n)) for e in events], pa.float64()) for n in names], names=list(names)
+    ) if names else pa.array([{}] * len(events), pa.struct([]))
     nonfinite_names: dict[str, None] = {}
     for event in events:
         nonfinite_names.update(dict.fromkeys(event.get(fmt.NONFINITE, {})))
     columns = {
         fmt.STEP: pa.array([e[fmt.STEP] for e in events], pa.int64()),
         fmt.TIME: pa.array([float(e[fmt.TIME]) for e in events], pa.float64()),
-        fmt.WALLCLOCK: pa.array(
-            [float(e[fmt.WALLCLOCK]) for e in events], pa.float64()
-        ),
+        fmt.WALLCLOCK: pa.array([float(e[fmt.WALLCLOCK]) for e in events], pa.float64()),
         fmt.METRICS: metrics,
         fmt.SEGMENT: pa.array([e.get(fmt.SEGMENT, 0) for e in events], pa.int64()),
     }
     if nonfinite_names:
         columns[fmt.NONFINITE] = pa.StructArray.from_arrays(
-            [
-                pa.array([e.get(fmt.NONFINITE, {}).get(n) for e in events], pa.string())
-                for n in nonfinite_names
-            ],
+            [pa.array([e.get(fmt.NONFINITE, {}).get(n) for e in events], pa.string()) for n in nonfinite_names],
             names=list(nonfinite_names),
         )
     return pa.table(columns)
@@ -384,14 +298,9 @@ def _to_rows(table: pa.Table) -> pl.DataFrame:
     columns: dict[str, Any] = {
         "step": pl.Series("step", table.column(fmt.STEP), dtype=pl.Int64),
         "time": pl.Series("time", table.column(fmt.TIME)).cast(pl.Float64),
-        "wallclock": pl.Series("wallclock", table.column(fmt.WALLCLOCK)).cast(
-            pl.Float64
-        ),
-        "segment": (
-            pl.Series("segment", table.column(fmt.SEGMENT)).cast(pl.Int64).fill_null(0)
-            if fmt.SEGMENT in table.column_names
-            else pl.zeros(n, pl.Int64, eager=True).alias("segment")
-        ),
+        "wallclock": pl.Series("wallclock", table.column(fmt.WALLCLOCK)).cast(pl.Float64),
+        "segment": (pl.Series("segment", table.column(fmt.SEGMENT)).cast(pl.Int64).fill_null(0)
+                    if fmt.SEGMENT in table.column_names else pl.zeros(n, pl.Int64, eager=True).alias("segment")),
     }
     for i, name in enumerate(names):
         columns[name] = pl.Series(name, metrics.field(i)).cast(pl.Float64)
@@ -408,11 +317,7 @@ def _to_rows(table: pa.Table) -> pl.DataFrame:
                 value = pl.when(pl.lit(False)).then(None)
                 for text, number in fmt.NONFINITE_CODES.items():
                     value = value.when(code == text).then(number)
-                fixes.append(
-                    value.otherwise(metric_col(name, frame.columns))
-                    .cast(pl.Float64)
-                    .alias(name)
-                )
+                fixes.append(value.otherwise(metric_col(name, frame.columns)).cast(pl.Float64).alias(name))
             frame = frame.with_columns(fixes)
     return frame
 
@@ -446,24 +351,14 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
         aggregations = [pl.col("time").first(), pl.col("wallclock").first()]
         if all_segments:
             aggregations.append(pl.col("superseded").first())
-        aggregations += [
-            metric_col(m, rows.columns).drop_nulls().last() for m in metrics
-        ]
+        aggregations += [metric_col(m, rows.columns).drop_nulls().last() for m in metrics]
         rows = rows.group_by(keys, maintain_order=True).agg(aggregations).sort(keys)
-    columns = [
-        pl.col("step"),
-        pl.col("wallclock"),
-        pl.from_epoch(
-            (pl.col("time") * 1_000_000).round().cast(pl.Int64), time_unit="us"
-        )
-        .dt.replace_time_zone("UTC")
-        .alias("time"),
-    ]
+    columns = [pl.col("step"), pl.col("wallclock"),
+               pl.from_epoch((pl.col("time") * 1_000_000).round().cast(pl.Int64), time_unit="us")
+               .dt.replace_time_zone("UTC").alias("time")]
     if all_segments:
         columns = [pl.col("segment"), *columns, pl.col("superseded")]
-    return rows.select(
-        *columns, *[metric_col(m, rows.columns).cast(pl.Float64) for m in metrics]
-    )
+    return rows.select(*columns, *[metric_col(m, rows.columns).cast(pl.Float64) for m in metrics])
 
 
 def _superseded(rows: pl.DataFrame, resumes: list[dict[str, Any]]) -> pl.Expr:
@@ -482,12 +377,8 @@ def _superseded(rows: pl.DataFrame, resumes: list[dict[str, Any]]) -> pl.Expr:
     for segment in range(max([*starts, *first_step]), -1, -1):
         cutoff[segment] = running
         if starts.get(segment) is not None:
-            running = (
-                starts[segment] if running is None else min(running, starts[segment])
-            )
-    limits = pl.col("segment").replace_strict(
-        cutoff, default=None, return_dtype=pl.Int64
-    )
+            running = starts[segment] if running is None else min(running, starts[segment])
+    limits = pl.col("segment").replace_strict(cutoff, default=None, return_dtype=pl.Int64)
     latest = pl.col("segment") == pl.col("segment").max().over("step")
     return (pl.col("step") >= limits).fill_null(False) | ~latest
 
@@ -498,9 +389,5 @@ def _strictly_increasing(rows: pl.DataFrame, all_segments: bool) -> bool:
         return True
     if all_segments:
         diffs = rows.select(pl.col("segment").diff(), pl.col("step").diff()).slice(1)
-        return bool(
-            (
-                (diffs["segment"] > 0) | ((diffs["segment"] == 0) & (diffs["step"] > 0))
-            ).all()
-        )
+        return bool(((diffs["segment"] > 0) | ((diffs["segment"] == 0) & (diffs["step"] > 0))).all())
     return bool((rows["step"].diff().slice(1) > 0).all())

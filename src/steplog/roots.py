@@ -100,9 +100,7 @@ class RemoteRunDir:
 RunDir = Path | RemoteRunDir
 
 
-def remote_storage(
-    root: Root, storage_options: dict[str, Any] | None = None
-) -> Storage | None:
+def remote_storage(root: Root, storage_options: dict[str, Any] | None = None) -> Storage | None:
     """The ``Storage`` of an object-store root; None for a local folder (read with ``steplog.store``).
 
     Example:
@@ -144,19 +142,12 @@ def remote_index(storage: Storage) -> RemoteIndex:
     from . import catalog
 
     found = catalog.read(storage)
-    dirs = {
-        run_id: RemoteRunDir(storage, run_id, compacted=True)
-        for run_id in found.table["run_id"]
-    }
+    dirs = {run_id: RemoteRunDir(storage, run_id, compacted=True) for run_id in found.table["run_id"]}
     live = [RemoteRunDir(storage, run_id, compacted=False) for run_id in found.live]
     prefetch(live)
     rows = [row for row in (catalog.live_row(d) for d in live) if row is not None]
     dirs.update((d.name, d) for d in live)
-    table = (
-        pl.concat([found.table, catalog.rows_frame(rows)], how="diagonal_relaxed")
-        if rows
-        else found.table
-    )
+    table = pl.concat([found.table, catalog.rows_frame(rows)], how="diagonal_relaxed") if rows else found.table
     return RemoteIndex(table.sort("start_time", "run_id", nulls_last=True), dirs)
 
 
@@ -172,11 +163,8 @@ def prefetch(run_dirs: Sequence[RunDir]) -> None:
             list(pool.map(RemoteRunDir.load, remote))
 
 
-def resolve_runs(
-    refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
-    root: Root,
-    storage_options: dict[str, Any] | None = None,
-) -> list[RunDir]:
+def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None, root: Root,
+                 storage_options: dict[str, Any] | None = None) -> list[RunDir]:
     """``store.resolve_runs`` for any root: the run folders ``refs`` name (ids, id prefixes,
     names), each once, in the order named; every run, oldest first, when ``refs`` is None.
 
@@ -195,11 +183,8 @@ def resolve_runs(
     return list(dict.fromkeys(_pick(ref, index, storage) for ref in refs))
 
 
-def resolve_run(
-    ref: str | os.PathLike | RemoteRunDir,
-    root: Root,
-    storage_options: dict[str, Any] | None = None,
-) -> RunDir:
+def resolve_run(ref: str | os.PathLike | RemoteRunDir, root: Root,
+                storage_options: dict[str, Any] | None = None) -> RunDir:
     """``store.resolve_run`` for any root: the run ``ref`` names (a run id, a unique id prefix, or a
     name: the latest run of that name). RunNotFoundError or AmbiguousRunError say what is there.
 
@@ -214,16 +199,10 @@ def resolve_run(
     storage = remote_storage(root, storage_options)
     if storage is None:
         return store.resolve_run(ref, local_root(root))
-    if isinstance(ref, str) and store.is_run_id(
-        ref
-    ):  # a whole id: one listing of its folder is enough
+    if isinstance(ref, str) and store.is_run_id(ref):  # a whole id: one listing of its folder is enough
         files = storage.run_files([ref]).get(ref, {})
         if fmt.SIDECAR_FILE in files or PARTS_DIR in files:
-            return RemoteRunDir(
-                storage,
-                ref,
-                compacted=fmt.SIDECAR_FILE in files and fmt.PARQUET_FILE in files,
-            )
+            return RemoteRunDir(storage, ref, compacted=fmt.SIDECAR_FILE in files and fmt.PARQUET_FILE in files)
     return _pick(ref, remote_index(storage), storage)
 
 
@@ -232,10 +211,8 @@ def _pick(ref: Any, index: RemoteIndex, storage: Storage) -> RemoteRunDir:
     if isinstance(ref, RemoteRunDir):
         return ref
     if not isinstance(ref, str) or not ref:
-        raise store.RunNotFoundError(
-            f"a run reference must be a non-empty string (run id, id prefix or name), "
-            f"got {ref!r}"
-        )
+        raise store.RunNotFoundError(f"a run reference must be a non-empty string (run id, id prefix or name), "
+                                     f"got {ref!r}")
     ids, names = index.table["run_id"].to_list(), index.table["name"].to_list()
     if ref in index.dirs:
         return index.dirs[ref]
@@ -247,26 +224,15 @@ def _pick(ref: Any, index: RemoteIndex, storage: Storage) -> RemoteRunDir:
         return index.dirs[by_name[-1]]  # oldest first: the latest run of that name
     if by_prefix:
         shown = ", ".join(by_prefix[:5]) + (" ..." if len(by_prefix) > 5 else "")
-        raise store.AmbiguousRunError(
-            f"run prefix {ref!r} matches {len(by_prefix)} runs in {storage.url}: {shown}; "
-            f"give more of the id"
-        )
-    close = difflib.get_close_matches(
-        ref, sorted({n for n in names if n} | set(ids)), n=3, cutoff=0.5
-    )
-    hint = (
-        f"; did you mean {', '.join(repr(c) for c in close)}?"
-        if close
-        else f" ({len(ids)} runs there)"
-    )
+        raise store.AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {storage.url}: {shown}; "
+                                      f"give more of the id")
+    close = difflib.get_close_matches(ref, sorted({n for n in names if n} | set(ids)), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" ({len(ids)} runs there)"
     raise store.RunNotFoundError(f"no run {ref!r} in {storage.url}{hint}")
 
 
-def runs_frame(
-    root: Root,
-    runs: Iterable[str] | str | None = None,
-    storage_options: dict[str, Any] | None = None,
-) -> pl.DataFrame:
+def runs_frame(root: Root, runs: Iterable[str] | str | None = None,
+               storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
     """The catalog-shaped table (``steplog.catalog`` columns) of a root's runs, or of the runs
     ``runs`` names, oldest first (in the order named): what ``runs()``, ``compare()`` and ``best()``
     read on an object-store root, where it costs one GET and a listing for the compacted runs.
@@ -284,9 +250,7 @@ def runs_frame(
         from . import catalog
 
         table = catalog.runs_table(local_root(root))
-        if (
-            runs is None
-        ):  # oldest first by the start times the table holds: no run opened to order them
+        if runs is None:  # oldest first by the start times the table holds: no run opened to order them
             return table.sort("start_time", "run_id", nulls_last=True)
         chosen = [d.name for d in store.resolve_runs(runs, local_root(root))]
     else:
@@ -311,11 +275,8 @@ def run_ids(root: Root, storage_options: dict[str, Any] | None = None) -> list[s
     storage = remote_storage(root, storage_options)
     if storage is None:
         return [d.name for d in store.run_dirs(local_root(root))]
-    return sorted(
-        run_id
-        for run_id, files in storage.run_files().items()
-        if fmt.SIDECAR_FILE in files or PARTS_DIR in files
-    )
+    return sorted(run_id for run_id, files in storage.run_files().items()
+                  if fmt.SIDECAR_FILE in files or PARTS_DIR in files)
 
 
 def run_name(run_dir: RunDir) -> str | None:
@@ -328,11 +289,7 @@ def run_name(run_dir: RunDir) -> str | None:
     if isinstance(run_dir, Path):
         return store.run_name(run_dir)
     events, sidecar = run_dir.load()
-    head = (
-        sidecar
-        if sidecar is not None
-        else ((events.start if events is not None else None) or {})
-    )
+    head = sidecar if sidecar is not None else ((events.start if events is not None else None) or {})
     return head.get("name")
 
 
@@ -348,11 +305,6 @@ def scan_parquet(run_dirs: Sequence[RunDir]) -> pl.LazyFrame:
     """
     first = run_dirs[0]
     if isinstance(first, Path):
-        return pl.scan_parquet(
-            [d / fmt.PARQUET_FILE for d in run_dirs], hive_partitioning=False
-        )  # type: ignore
-    return pl.scan_parquet(
-        [d / fmt.PARQUET_FILE for d in run_dirs],
-        hive_partitioning=False,  # type: ignore
-        storage_options=first.storage.polars_options(),
-    )
+        return pl.scan_parquet([d / fmt.PARQUET_FILE for d in run_dirs], hive_partitioning=False)  # type: ignore
+    return pl.scan_parquet([d / fmt.PARQUET_FILE for d in run_dirs], hive_partitioning=False,  # type: ignore
+                           storage_options=first.storage.polars_options())

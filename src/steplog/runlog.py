@@ -26,28 +26,15 @@ from . import store
 from .deferred import PendingEvents
 from .eventfile import MappedEvents, ReserveFailed, write_all
 from .openruns import open_runs
-from .values import (
-    MAX_STEP,
-    DeviceValues,
-    check_mapping,
-    check_metric_names,
-    check_step,
-    split_metric_values,
-    to_jsonable,
-)
+from .values import (MAX_STEP, DeviceValues, check_mapping, check_metric_names, check_step, split_metric_values,
+                     to_jsonable)
 
 _time = time.time
 _perf = time.perf_counter
 _write = os.write
 _dumps = orjson.dumps
 _OPT_LINE = orjson.OPT_APPEND_NEWLINE
-_STEP, _TIME, _WALLCLOCK, _METRICS, _SEGMENT = (
-    fmt.STEP,
-    fmt.TIME,
-    fmt.WALLCLOCK,
-    fmt.METRICS,
-    fmt.SEGMENT,
-)
+_STEP, _TIME, _WALLCLOCK, _METRICS, _SEGMENT = fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT
 
 
 class Run:
@@ -66,31 +53,11 @@ class Run:
         >>> run.finish()
     """
 
-    def __init__(
-        self,
-        run_id: str,
-        name: str,
-        run_dir: Path,
-        fd: int,
-        *,
-        segment: int,
-        last_step: int | None,
-        next_step: int,
-        wallclock_offset: float,
-        durability: str,
-        fsync_interval: float,
-        buffer_size: int,
-        buffer_interval: float,
-        tensor_flush_steps: int = 100,
-        tensor_flush_seconds: float = 10.0,
-        written: int = 0,
-    ) -> None:
-        self.id, self.name, self.dir, self.durability = (
-            run_id,
-            name,
-            run_dir,
-            durability,
-        )
+    def __init__(self, run_id: str, name: str, run_dir: Path, fd: int, *, segment: int, last_step: int | None,
+                 next_step: int, wallclock_offset: float, durability: str, fsync_interval: float,
+                 buffer_size: int, buffer_interval: float, tensor_flush_steps: int = 100,
+                 tensor_flush_seconds: float = 10.0, written: int = 0) -> None:
+        self.id, self.name, self.dir, self.durability = run_id, name, run_dir, durability
         self._fd = fd
         self._pid = os.getpid()
         self._segment = segment
@@ -106,21 +73,12 @@ class Run:
         self._buffer: list[bytes] | None = [] if durability == "buffered" else None
         self._buffer_size, self._buffer_interval = buffer_size, buffer_interval
         self._next_flush = wallclock_offset + buffer_interval
-        self._pending: PendingEvents | None = (
-            None  # events waiting for accelerator values
-        )
-        self._tensor_flush_steps, self._tensor_flush_seconds = (
-            tensor_flush_steps,
-            tensor_flush_seconds,
-        )
+        self._pending: PendingEvents | None = None  # events waiting for accelerator values
+        self._tensor_flush_steps, self._tensor_flush_seconds = tensor_flush_steps, tensor_flush_seconds
         self._real_dir = os.path.realpath(run_dir)
-        self._thread = (
-            threading.get_ident()
-        )  # the thread that logs; reads flush only from it
+        self._thread = threading.get_ident()  # the thread that logs; reads flush only from it
         self._mapped = self._map(written) if durability == "mmap" else None
-        self._option = (
-            0 if self._mapped is not None else _OPT_LINE
-        )  # mapped lines get their newline apart
+        self._option = 0 if self._mapped is not None else _OPT_LINE  # mapped lines get their newline apart
         self._set_sink()
         self._sampler: Any = None  # the system metrics sampler (init starts it), stopped before the finish event
         open_runs.add(self)
@@ -178,16 +136,12 @@ class Run:
         self._step = step
         self._next_step = step + 1
 
-    def _encode(
-        self, step: int, now: float, metrics: dict[str, Any], total: float
-    ) -> bytes:
+    def _encode(self, step: int, now: float, metrics: dict[str, Any], total: float) -> bytes:
         """format.encode_metric_event, with the sum's NaN/inf test (tests check both give the same bytes)."""
         event = {_STEP: step, _TIME: _time(), _WALLCLOCK: now, _METRICS: metrics}
         if self._segment:
             event[_SEGMENT] = self._segment
-        if (
-            total - total != 0.0
-        ):  # a NaN or an infinity (or a finite overflow, which adds nothing)
+        if total - total != 0.0:  # a NaN or an infinity (or a finite overflow, which adds nothing)
             fmt.add_nonfinite(event, metrics)
         try:
             return _dumps(event, option=self._option)
@@ -229,19 +183,13 @@ class Run:
             (0.1, 64, 2, 32)
         """
         if not isinstance(config, Mapping):
-            raise TypeError(
-                f"update_config takes a mapping of config keys to values, got {type(config).__name__}; "
-                f"pass e.g. {{'batch_size': 32}}"
-            )
+            raise TypeError(f"update_config takes a mapping of config keys to values, got {type(config).__name__}; "
+                            f"pass e.g. {{'batch_size': 32}}")
         if self._closed:
             self._raise_closed()
         converted = to_jsonable(dict(config), what="config")
         self.flush()  # the event lands after every metric event logged before it
-        self._write_data(
-            fmt.encode_control_event(
-                fmt.CONFIG, config=converted, time=_time(), segment=self._segment
-            )
-        )
+        self._write_data(fmt.encode_control_event(fmt.CONFIG, config=converted, time=_time(), segment=self._segment))
 
     def finish(self, *, notes: str | None = None) -> None:
         """Mark the run finished, write what is buffered, fsync, and release the writer lock.
@@ -279,21 +227,11 @@ class Run:
         """``self._put``: the mapping ("mmap"), one write ("process"), the buffer ("buffered"), or
         ``_hold`` when the run is closed, events wait for device values, the mode is "fsync", or a
         write failed (``_write_data`` ends the torn line once writing works again)."""
-        held = (
-            self._closed
-            or self._pending is not None
-            or self._write_failed
-            or self._fsync_interval is not None
-        )
+        held = self._closed or self._pending is not None or self._write_failed or self._fsync_interval is not None
         put: Callable[[bytes, int, float], None] = self._hold
         if not held:
-            put = (
-                self._mapped.append
-                if self._mapped is not None
-                else self._put_buffer
-                if self._buffer is not None
-                else self._put_write
-            )
+            put = (self._mapped.append if self._mapped is not None
+                   else self._put_buffer if self._buffer is not None else self._put_write)
         self._put = put
 
     def _put_write(self, line: bytes, step: int, now: float) -> None:
@@ -317,9 +255,7 @@ class Run:
             self._raise_closed()
         if self._option != _OPT_LINE:
             line += b"\n"
-        if (
-            self._pending is not None
-        ):  # keep call order behind the events waiting for device values
+        if self._pending is not None:  # keep call order behind the events waiting for device values
             self._pending.add_line(line)
             self._check_pending(step, now)
         else:  # "fsync" mode, or after a failed write
@@ -327,9 +263,7 @@ class Run:
 
     # --- off the hot path ---------------------------------------------------------------------
 
-    def _checked_values(
-        self, step: int, metrics: dict[str, Any]
-    ) -> tuple[dict[str, float] | None, float]:
+    def _checked_values(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, float] | None, float]:
         """The careful path for values the sum gate of ``log`` did not pass: convert them (or raise
         TypeError naming the key); device tensors defer the event (returns None)."""
         converted, on_device = split_metric_values(metrics)
@@ -339,29 +273,19 @@ class Run:
         return converted, sum(converted.values(), 0.0)
 
     def _admit_keys(self, metrics: dict[str, Any]) -> None:
-        check_metric_names(
-            [key for key in metrics if key not in self._known_keys], fmt.RESERVED_NAMES
-        )
+        check_metric_names([key for key in metrics if key not in self._known_keys], fmt.RESERVED_NAMES)
         self._known_keys.update(metrics)
 
     def _raise_closed(self) -> None:
-        raise RuntimeError(
-            f"run {self.id} ({self.name!r}) is finished; start or resume a run to log more"
-        )
+        raise RuntimeError(f"run {self.id} ({self.name!r}) is finished; start or resume a run to log more")
 
-    def _defer(
-        self, step: int, metrics: dict[str, Any], on_device: DeviceValues
-    ) -> None:
+    def _defer(self, step: int, metrics: dict[str, Any], on_device: DeviceValues) -> None:
         if self._closed:
             self._raise_closed()
         now = _perf() - self._perf0
         if self._pending is None:
-            self._pending = PendingEvents(
-                step=step,
-                now=now,
-                flush_steps=self._tensor_flush_steps,
-                flush_seconds=self._tensor_flush_seconds,
-            )
+            self._pending = PendingEvents(step=step, now=now, flush_steps=self._tensor_flush_steps,
+                                          flush_seconds=self._tensor_flush_seconds)
             self._set_sink()
         self._pending.add(step, _time(), now, metrics, on_device)
         self._step = step
@@ -374,9 +298,7 @@ class Run:
 
     def _materialise_pending(self, now: float) -> None:
         """Copy the waiting device values to the host in one transfer, write the waiting events in order."""
-        lines = self._pending.lines(
-            segment=self._segment, run=self.id
-        )  # stays until built: an interrupt loses nothing
+        lines = self._pending.lines(segment=self._segment, run=self.id)  # stays until built: an interrupt loses nothing
         self._pending = None
         self._set_sink()
         self._emit(lines, now)
@@ -404,9 +326,7 @@ class Run:
             self._mapped.append_lines(data)
             return
         if self._write_failed:
-            data = (
-                b"\n" + data
-            )  # end the line a failed write may have left half-written
+            data = b"\n" + data  # end the line a failed write may have left half-written
         try:
             written = _write(self._fd, data)
         except OSError as exc:
@@ -429,8 +349,7 @@ class Run:
         if not self._write_failed:
             warnings.warn(
                 f"steplog: could not append to {self.dir / fmt.EVENTS_FILE} ({exc}); events are dropped "
-                f"until writing works again (disk full?). Training goes on.",
-                stacklevel=4,
+                f"until writing works again (disk full?). Training goes on.", stacklevel=4
             )
         self._write_failed = True
         self._set_sink()
@@ -455,11 +374,8 @@ class Run:
 
     def _warn_unmapped(self, exc: BaseException) -> None:
         self.durability = "process"
-        warnings.warn(
-            f"steplog: could not reserve space to map {self.dir / fmt.EVENTS_FILE} ({exc}); run {self.id} "
-            f"goes on with one write(2) per event (durability 'process')",
-            stacklevel=5,
-        )
+        warnings.warn(f"steplog: could not reserve space to map {self.dir / fmt.EVENTS_FILE} ({exc}); run {self.id} "
+                      f"goes on with one write(2) per event (durability 'process')", stacklevel=5)
 
     def _fsync(self, now: float) -> None:
         self._next_fsync = now + self._fsync_interval
@@ -468,9 +384,7 @@ class Run:
         except OSError as exc:
             self._on_write_error(exc)
 
-    def _close(
-        self, status: str, error: BaseException | str | None, notes: str | None
-    ) -> None:
+    def _close(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
         if self._closed or os.getpid() != self._pid:
             return
         if self._sampler is not None:
@@ -480,21 +394,12 @@ class Run:
         finally:  # even if flushing was interrupted (Ctrl-C during a device copy): end the run cleanly
             self._write_finish(status, error, notes)
 
-    def _write_finish(
-        self, status: str, error: BaseException | str | None, notes: str | None
-    ) -> None:
-        fields: dict[str, Any] = {
-            "status": status,
-            "time": _time(),
-            "w": _perf() - self._perf0,
-            "segment": self._segment,
-        }
+    def _write_finish(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
+        fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0,
+                                  "segment": self._segment}
         if error is not None:
-            fields["error"] = (
-                {"type": type(error).__name__, "message": str(error)}
-                if isinstance(error, BaseException)
-                else {"type": "Error", "message": str(error)}
-            )
+            fields["error"] = ({"type": type(error).__name__, "message": str(error)}
+                               if isinstance(error, BaseException) else {"type": "Error", "message": str(error)})
         if notes:
             fields["notes"] = str(notes)
         try:

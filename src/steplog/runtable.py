@@ -26,28 +26,16 @@ from .query import check_metrics, check_mode, loaded_runs, root_keyword_only, ut
 
 #: The columns of ``runs()`` before the config columns, with their types.
 RUN_COLUMNS: dict[str, pl.DataType] = {
-    "run_id": pl.String(),
-    "name": pl.String(),
-    "status": pl.String(),
-    "start_time": pl.Datetime("us", "UTC"),
-    "end_time": pl.Datetime("us", "UTC"),
-    "duration_s": pl.Float64(),
-    "num_steps": pl.Int64(),
-    "last_step": pl.Int64(),
-    "segments": pl.Int64(),
-    "error": pl.String(),
+    "run_id": pl.String(), "name": pl.String(), "status": pl.String(),
+    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64(),
+    "num_steps": pl.Int64(), "last_step": pl.Int64(), "segments": pl.Int64(), "error": pl.String(),
     "notes": pl.String(),
 }
 
 
-def runs(
-    root: roots.Root = "experiment_logs",
-    *,
-    metrics: Iterable[str] | str | None = None,
-    figures: Iterable[str] = ("best", "last"),
-    mode: str | dict[str, str] = "min",
-    runs: Iterable[str] | None = None,
-) -> pl.DataFrame:
+def runs(root: roots.Root = "experiment_logs", *, metrics: Iterable[str] | str | None = None,
+         figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
+         runs: Iterable[str] | None = None) -> pl.DataFrame:
     """One row per run under ``root`` (or per run of ``runs``: ids, id prefixes or names), oldest
     first. Compacted runs are read from their sidecar only (their Parquet file is never opened).
 
@@ -74,25 +62,14 @@ def runs(
     """
     if metrics is None:
         return _table(root, runs)
-    return _table(
-        root,
-        runs,
-        metrics=None if metrics == "all" else metrics,
-        figures=figures,
-        mode=mode,
-        with_figures=True,
-    )
+    return _table(root, runs, metrics=None if metrics == "all" else metrics, figures=figures, mode=mode,
+                  with_figures=True)
 
 
 @root_keyword_only(2, ("root",))
-def compare(
-    runs: Iterable[str] | None = None,
-    metrics: Iterable[str] | None = None,
-    *,
-    root: roots.Root = "experiment_logs",
-    figures: Iterable[str] = ("best", "last"),
-    mode: str | dict[str, str] = "min",
-) -> pl.DataFrame:
+def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = None, *,
+            root: roots.Root = "experiment_logs", figures: Iterable[str] = ("best", "last"),
+            mode: str | dict[str, str] = "min") -> pl.DataFrame:
     """One row per run (all runs under ``root``, or ``runs``: ids, id prefixes or names): ``run_id``,
     ``name``, the ``config.<key>`` columns whose values differ between these runs (a key missing
     from some runs differs), then ``<metric>.<figure>`` for each metric (default: every metric
@@ -111,18 +88,12 @@ def compare(
         >>> steplog.compare(root=root).columns[2:]
         ['config.lr', 'loss.best', 'loss.last']
     """
-    table = _table(
-        root, runs, metrics=metrics, figures=figures, mode=mode, with_figures=True
-    )
-    figure_columns = [
-        c for c in table.columns if c not in RUN_COLUMNS and not c.startswith("config.")
-    ]
+    table = _table(root, runs, metrics=metrics, figures=figures, mode=mode, with_figures=True)
+    figure_columns = [c for c in table.columns if c not in RUN_COLUMNS and not c.startswith("config.")]
     return table.select("run_id", "name", *differing_config(table), *figure_columns)
 
 
-def _table(
-    root: roots.Root, runs: Iterable[str] | str | None, **options: Any
-) -> pl.DataFrame:
+def _table(root: roots.Root, runs: Iterable[str] | str | None, **options: Any) -> pl.DataFrame:
     """``comparison_table`` of the runs of ``root``: from their records on a local root, from the
     catalog-shaped table (one request for the compacted runs) on an object-store root."""
     if roots.remote_storage(root) is None:
@@ -130,15 +101,9 @@ def _table(
     return catalog_comparison_table(roots.runs_frame(root, runs), root=root, **options)
 
 
-def catalog_comparison_table(
-    frame: pl.DataFrame,
-    *,
-    metrics: Iterable[str] | str | None = None,
-    figures: Iterable[str] = ("best", "last"),
-    mode: str | dict[str, str] = "min",
-    root: roots.Root = "experiment_logs",
-    with_figures: bool = False,
-) -> pl.DataFrame:
+def catalog_comparison_table(frame: pl.DataFrame, *, metrics: Iterable[str] | str | None = None,
+                             figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
+                             root: roots.Root = "experiment_logs", with_figures: bool = False) -> pl.DataFrame:
     """``comparison_table`` of a catalog-shaped table (``steplog.catalog`` columns: the run
     columns, ``config.<key>``, ``summary.<metric>.<figure>``), built with Polars expressions.
 
@@ -148,25 +113,14 @@ def catalog_comparison_table(
         >>> catalog_comparison_table(f, with_figures=True).select("name", "config.lr", "loss.best").rows()
         [('a', 0.1, 0.5)]
     """
-    columns = [
-        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
-        for c, t in RUN_COLUMNS.items()
-    ]
-    present = {
-        c for c in frame.columns if frame[c].null_count() < frame.height
-    }  # rows of other runs left them
-    table = frame.select(
-        *columns,
-        *(c for c in frame.columns if c.startswith("config.") and c in present),
-    )
+    columns = [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in RUN_COLUMNS.items()]
+    present = {c for c in frame.columns if frame[c].null_count() < frame.height}  # rows of other runs left them
+    table = frame.select(*columns, *(c for c in frame.columns if c.startswith("config.") and c in present))
     if not with_figures:
         return table
     figures = check_figures(figures)
-    logged = [
-        c[len("summary.") : -len(".count")]
-        for c in frame.columns
-        if c.startswith("summary.") and c.endswith(".count") and c in present
-    ]
+    logged = [c[len("summary."):-len(".count")] for c in frame.columns
+              if c.startswith("summary.") and c.endswith(".count") and c in present]
     if metrics is None:
         metrics = logged
     else:
@@ -175,43 +129,29 @@ def catalog_comparison_table(
             check_metrics(metrics, logged, root)
     added = []
     for metric in metrics:
-        direction = check_mode(
-            metric, mode.get(metric, "min") if isinstance(mode, dict) else mode
-        )
+        direction = check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)
         for figure in figures:
-            field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(
-                figure, figure
-            )
+            field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
             source = f"summary.{metric}.{field}"
             value = pl.col(source) if source in frame.columns else pl.lit(None)
             added.append(value.cast(SUMMARY_TYPES[field]).alias(f"{metric}.{figure}"))
     return pl.concat([table, frame.select(added)], how="horizontal") if added else table
 
 
-def records_of(
-    root: roots.Root, runs: Iterable[str] | str | None = None
-) -> list[RunRecord]:
+def records_of(root: roots.Root, runs: Iterable[str] | str | None = None) -> list[RunRecord]:
     """The record of each readable run under ``root`` (or of ``runs``), oldest first, one read each.
 
     Example:
         >>> records_of("/no/such/root")
         []
     """
-    found = (
-        load_record(run_dir, loaded) for run_dir, loaded in loaded_runs(root, runs)
-    )
+    found = (load_record(run_dir, loaded) for run_dir, loaded in loaded_runs(root, runs))
     return [record for record in found if record is not None]
 
 
-def comparison_table(
-    records: list[RunRecord],
-    *,
-    metrics: Iterable[str] | str | None = None,
-    figures: Iterable[str] = ("best", "last"),
-    mode: str | dict[str, str] = "min",
-    root: roots.Root = "experiment_logs",
-    with_figures: bool = False,
-) -> pl.DataFrame:
+def comparison_table(records: list[RunRecord], *, metrics: Iterable[str] | str | None = None,
+                     figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
+                     root: roots.Root = "experiment_logs", with_figures: bool = False) -> pl.DataFrame:
     """The one table of runs: ``RUN_COLUMNS``, the ``config.<key>`` columns, then (``with_figures``)
     ``<metric>.<figure>`` for each metric (``metrics``; None: every metric the runs logged, in order
     of first appearance) and figure: ``best``, ``step_of_best`` (by ``mode``: ``"min"``, ``"max"``,
@@ -244,19 +184,12 @@ std, first, last, step_of_min, step_of_max
     figures = list(figures)
     for figure in figures:
         if figure not in ("best", "step_of_best", *SUMMARY_FIELDS):
-            raise ValueError(
-                f"unknown figure {figure!r}; choose from best, step_of_best, {', '.join(SUMMARY_FIELDS)}"
-            )
+            raise ValueError(f"unknown figure {figure!r}; choose from best, step_of_best, {', '.join(SUMMARY_FIELDS)}")
     return figures
 
 
-def _figure_columns(
-    summaries: list[dict[str, MetricSummary]],
-    metrics: Iterable[str] | str | None,
-    figures: list[str],
-    mode: str | dict[str, str],
-    root: roots.Root,
-) -> list[pl.Series]:
+def _figure_columns(summaries: list[dict[str, MetricSummary]], metrics: Iterable[str] | str | None,
+                    figures: list[str], mode: str | dict[str, str], root: roots.Root) -> list[pl.Series]:
     if metrics is None:
         names: dict[str, None] = {}
         for figures_of_run in summaries:
@@ -265,26 +198,14 @@ def _figure_columns(
     else:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         if summaries:
-            check_metrics(
-                metrics,
-                {name for figures_of_run in summaries for name in figures_of_run},
-                root,
-            )
+            check_metrics(metrics, {name for figures_of_run in summaries for name in figures_of_run}, root)
     columns = []
     for metric in metrics:
-        direction = check_mode(
-            metric, mode.get(metric, "min") if isinstance(mode, dict) else mode
-        )
+        direction = check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)
         for figure in figures:
-            field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(
-                figure, figure
-            )
-            values = [
-                s[metric].figure(field) if metric in s else None for s in summaries
-            ]
-            columns.append(
-                pl.Series(f"{metric}.{figure}", values, dtype=SUMMARY_TYPES[field])
-            )
+            field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
+            values = [s[metric].figure(field) if metric in s else None for s in summaries]
+            columns.append(pl.Series(f"{metric}.{figure}", values, dtype=SUMMARY_TYPES[field]))
     return columns
 
 
@@ -296,9 +217,7 @@ def differing_config(table: pl.DataFrame) -> list[str]:
         >>> differing_config(pl.DataFrame({"name": ["a", "b"], "config.lr": [0.1, 0.2], "config.layers": [4, 4]}))
         ['config.lr']
     """
-    return [
-        c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1
-    ]
+    return [c for c in table.columns if c.startswith("config.") and table[c].n_unique() > 1]
 
 
 def run_row(record: RunRecord) -> dict[str, Any]:
@@ -312,33 +231,22 @@ def run_row(record: RunRecord) -> dict[str, Any]:
     """
     finish = record.finish
     return {
-        "run_id": record.run_id,
-        "name": record.name,
-        "status": record.status,
-        "start_time": utc(record.start_time),
-        "end_time": utc(record.end_time),
-        "duration_s": record.duration_s,
-        "num_steps": record.num_steps,
-        "last_step": record.last_step,
-        "segments": len(record.segments),
-        "error": finish.error_text if finish else None,
-        "notes": finish.notes if finish else None,
+        "run_id": record.run_id, "name": record.name, "status": record.status,
+        "start_time": utc(record.start_time), "end_time": utc(record.end_time), "duration_s": record.duration_s,
+        "num_steps": record.num_steps, "last_step": record.last_step, "segments": len(record.segments),
+        "error": finish.error_text if finish else None, "notes": finish.notes if finish else None,
         "config": record.config,
     }
 
 
 def _records_frame(records: list[RunRecord]) -> pl.DataFrame:
     rows = [run_row(record) for record in records]
-    base = pl.DataFrame(
-        [{k: r[k] for k in RUN_COLUMNS} for r in rows], schema=RUN_COLUMNS
-    )
+    base = pl.DataFrame([{k: r[k] for k in RUN_COLUMNS} for r in rows], schema=RUN_COLUMNS)
     flat = [flatten_config(r["config"]) for r in rows]
     keys: dict[str, None] = {}
     for row in flat:
         keys.update(dict.fromkeys(row))
-    config_columns = [
-        config_column(key, [row.get(key) for row in flat]) for key in keys
-    ]
+    config_columns = [config_column(key, [row.get(key) for row in flat]) for key in keys]
     return base.with_columns(config_columns) if config_columns else base
 
 
@@ -375,13 +283,8 @@ def config_column(name: str, values: list[Any]) -> pl.Series:
     if kinds <= {int} and all(v is None or -(2**63) <= v < 2**63 for v in values):
         return pl.Series(name, values, dtype=pl.Int64)
     if kinds <= {int, float}:
-        return pl.Series(
-            name, [None if v is None else float(v) for v in values], dtype=pl.Float64
-        )
+        return pl.Series(name, [None if v is None else float(v) for v in values], dtype=pl.Float64)
     if kinds <= {str}:
         return pl.Series(name, values, dtype=pl.String)
-    texts = [
-        None if v is None else (v if isinstance(v, str) else orjson.dumps(v).decode())
-        for v in values
-    ]
+    texts = [None if v is None else (v if isinstance(v, str) else orjson.dumps(v).decode()) for v in values]
     return pl.Series(name, texts, dtype=pl.String)

@@ -29,13 +29,8 @@ from .model import current_rows, load_run
 from .reader import metric_col, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
-_BASE: dict[str, pl.DataType] = {
-    "run_id": pl.String(),
-    "name": pl.String(),
-    "step": pl.Int64(),
-    "wallclock": pl.Float64(),
-    "time": _TIME,
-}
+_BASE: dict[str, pl.DataType] = {"run_id": pl.String(), "name": pl.String(), "step": pl.Int64(),
+                                  "wallclock": pl.Float64(), "time": _TIME}
 
 
 @dataclass(frozen=True)
@@ -56,19 +51,11 @@ class ScanPart:
     def aligned(self, schema: pl.Schema) -> pl.LazyFrame:
         """``frame`` with exactly ``schema``'s columns, in its order (metrics it lacks are null)."""
         present = [*_BASE, *self.metrics]
-        return self.frame.select(
-            [
-                metric_col(c, present)
-                if c in present
-                else pl.lit(None, schema[c]).alias(c)
-                for c in schema
-            ]
-        )
+        return self.frame.select([metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c)
+                                  for c in schema])
 
 
-def scan(
-    root: roots.Root = "experiment_logs", runs: Iterable[str] | None = None
-) -> pl.LazyFrame:
+def scan(root: roots.Root = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
     """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``,
     ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
     did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
@@ -94,9 +81,7 @@ def scan(
     schema = pl.Schema({**_BASE, **dict.fromkeys(metrics, pl.Float64())})
     if not parts:
         return pl.LazyFrame(schema=schema)
-    return pl.concat(
-        [_frame_of(group, schema) for group in _groups(parts)], how="vertical"
-    )
+    return pl.concat([_frame_of(group, schema) for group in _groups(parts)], how="vertical")
 
 
 def _groups(parts: list[ScanPart]) -> list[list[ScanPart]]:
@@ -105,12 +90,7 @@ def _groups(parts: list[ScanPart]) -> list[list[ScanPart]]:
     groups: list[list[ScanPart]] = []
     for part in parts:
         last = groups[-1][-1] if groups else None
-        if (
-            last is not None
-            and part.shares_scan
-            and last.shares_scan
-            and part.metrics == last.metrics
-        ):
+        if last is not None and part.shares_scan and last.shares_scan and part.metrics == last.metrics:
             groups[-1].append(part)
         else:
             groups.append([part])
@@ -141,36 +121,19 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
         events, sidecar = load_run(run_dir)
         if events is None and sidecar is None:
             continue
-        head = (
-            sidecar
-            if sidecar is not None
-            else ((events.start if events is not None else None) or {})
-        )
+        head = sidecar if sidecar is not None else ((events.start if events is not None else None) or {})
         run_id, name = head.get("run_id", run_dir.name), head.get("name", run_dir.name)
         if sidecar is not None:
             parts.append(_compacted_part(run_id, name, run_dir, sidecar))
         else:
             assert events is not None
-            frame = (
-                resolve_history(events)
-                .lazy()
-                .select(
-                    pl.lit(run_id, pl.String).alias("run_id"),
-                    pl.lit(name, pl.String).alias("name"),
-                    pl.all(),
-                )
-            )
-            parts.append(
-                ScanPart(
-                    run_id, name, run_dir, tuple(events.metric_names), False, frame
-                )
-            )
+            frame = resolve_history(events).lazy().select(
+                pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
+            parts.append(ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame))
     return parts
 
 
-def _compacted_part(
-    run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict
-) -> ScanPart:
+def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict) -> ScanPart:
     """A compacted run's part: its Parquet file, scanned. Files of sidecar layout 1 have no
     ``name`` column: it is added as a constant (such a run is skipped by a name filter only
     after its rows are read)."""
@@ -180,12 +143,4 @@ def _compacted_part(
     if "name" not in columns:
         frame = frame.with_columns(pl.lit(name, pl.String).alias("name"))
     shares_scan = "name" in columns and bool(sidecar.get("steps_sorted"))
-    return ScanPart(
-        run_id,
-        name,
-        run_dir,
-        tuple(sidecar.get("metrics") or ()),
-        True,
-        frame,
-        shares_scan,
-    )
+    return ScanPart(run_id, name, run_dir, tuple(sidecar.get("metrics") or ()), True, frame, shares_scan)

@@ -36,14 +36,7 @@ from . import store
 
 #: The schemes a root URL may have (``file://`` is a local folder).
 SCHEMES = ("s3", "s3a", "file")
-_CLIENT_KEYS = {
-    "allow_http",
-    "allow_invalid_certificates",
-    "connect_timeout",
-    "timeout",
-    "proxy_url",
-    "user_agent",
-}
+_CLIENT_KEYS = {"allow_http", "allow_invalid_certificates", "connect_timeout", "timeout", "proxy_url", "user_agent"}
 _RENAME = {"endpoint_url": "endpoint", "default_region": "region"}
 #: Network defaults, so that an unreachable endpoint fails in seconds, not minutes (storage_options win).
 _TIMEOUTS = {"connect_timeout": "3s", "timeout": "30s"}
@@ -67,9 +60,7 @@ def part_name(run_id: str, events_file: str, start: int, end: int) -> str:
     return f"{run_id}/{PARTS_DIR}/{events_file}/{start:016d}-{end:016d}"
 
 
-def parts_of(
-    listing: dict[str, int], run_id: str
-) -> dict[str, list[tuple[int, int, str]]]:
+def parts_of(listing: dict[str, int], run_id: str) -> dict[str, list[tuple[int, int, str]]]:
     """``{events file: [(start, end, object name), ...] in order}`` of a run's part objects in a
     ``Storage.list`` listing; names that are not parts are ignored.
 
@@ -82,16 +73,14 @@ def parts_of(
     for name in listing:
         if not name.startswith(prefix):
             continue
-        events_file, _, span = name[len(prefix) :].rpartition("/")
+        events_file, _, span = name[len(prefix):].rpartition("/")
         start, _, end = span.partition("-")
         if events_file and start.isdigit() and end.isdigit():
             found.setdefault(events_file, []).append((int(start), int(end), name))
     return {events_file: sorted(spans) for events_file, spans in found.items()}
 
 
-def read_parts(
-    storage: Storage, run_id: str, events_file: str = fmt.EVENTS_FILE
-) -> bytes:
+def read_parts(storage: Storage, run_id: str, events_file: str = fmt.EVENTS_FILE) -> bytes:
     r"""A live run's events file as its part objects hold it: the parts read in order while they
     join end to start (a gap, left by a sync killed between two objects, ends the stream there).
 
@@ -104,9 +93,7 @@ def read_parts(
         b'a\nb\n'
     """
     chunks, offset = [], 0
-    for start, end, name in parts_of(
-        storage.list(f"{run_id}/{PARTS_DIR}/"), run_id
-    ).get(events_file, []):
+    for start, end, name in parts_of(storage.list(f"{run_id}/{PARTS_DIR}/"), run_id).get(events_file, []):
         if start != offset:
             break
         chunks.append(storage.read(name))
@@ -147,16 +134,12 @@ def refuse_url_root(root: str | os.PathLike) -> None:
     """
     if is_url(root):
         url = os.fspath(root)
-        raise ValueError(
-            f"cannot log to {url!r}: object stores cannot append. Log to a local folder "
-            f'(root="experiment_logs") and copy runs with `steplog push --to {url}` (compacted runs) '
-            f"or `steplog sync --to {url}` (running runs, live)"
-        )
+        raise ValueError(f"cannot log to {url!r}: object stores cannot append. Log to a local folder "
+                         f"(root=\"experiment_logs\") and copy runs with `steplog push --to {url}` (compacted runs) "
+                         f"or `steplog sync --to {url}` (running runs, live)")
 
 
-def open_root(
-    root: str | os.PathLike, storage_options: dict[str, Any] | None = None
-) -> Storage:
+def open_root(root: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> Storage:
     """The ``Storage`` of a root: ``LocalStorage`` for a folder (or ``file://`` URL), else an
     ``ObjectStorage`` (needs ``steplog[cloud]``; an error names the extra when it is missing).
 
@@ -171,10 +154,8 @@ def open_root(
         return LocalStorage(text.removeprefix("file://"))
     scheme = text.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise ValueError(
-            f"unsupported root URL {text!r}: steplog reads folders and s3:// URLs "
-            f"(s3-compatible stores via AWS_ENDPOINT_URL)"
-        )
+        raise ValueError(f"unsupported root URL {text!r}: steplog reads folders and s3:// URLs "
+                         f"(s3-compatible stores via AWS_ENDPOINT_URL)")
     return ObjectStorage(text, storage_options)
 
 
@@ -187,9 +168,7 @@ class Storage:
         """``{path: size}`` of every object under ``prefix`` (all of the root when empty)."""
         raise NotImplementedError
 
-    def read(
-        self, path: str, start: int | None = None, end: int | None = None
-    ) -> bytes:
+    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         """The bytes of ``path``, or of ``[start, end)``; FileNotFoundError when it is missing."""
         raise NotImplementedError
 
@@ -202,12 +181,8 @@ class Storage:
         """Remove ``path``; nothing happens when it is already gone."""
         raise NotImplementedError
 
-    def run_files(
-        self,
-        run_ids: Sequence[str] | None = None,
-        *,
-        splits: Sequence[str] | None = None,
-    ) -> dict[str, dict[str, str]]:
+    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
+                  ) -> dict[str, dict[str, str]]:
         """``{run id: {file name: stamp}}`` for the files directly in each run folder of the root
         (or of the runs ``run_ids`` names); a stamp (``"<size>:<mtime or etag>"``) changes whenever
         the file is rewritten. ``splits`` may let an object store list in parallel ranges. A
@@ -245,29 +220,19 @@ class LocalStorage(Storage):
             for name in files:
                 full = os.path.join(dirpath, name)
                 try:
-                    found[os.path.relpath(full, self.folder).replace(os.sep, "/")] = (
-                        os.stat(full).st_size
-                    )
+                    found[os.path.relpath(full, self.folder).replace(os.sep, "/")] = os.stat(full).st_size
                 except FileNotFoundError:
                     continue
         return dict(sorted(found.items()))
 
-    def run_files(
-        self,
-        run_ids: Sequence[str] | None = None,
-        *,
-        splits: Sequence[str] | None = None,
-    ) -> dict[str, dict[str, str]]:
+    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
+                  ) -> dict[str, dict[str, str]]:
         # os.scandir and plain strings: 10,000 runs in tens of milliseconds (pathlib costs 10x that)
         folder = os.fspath(self.folder)
         if run_ids is None:
             try:
                 with os.scandir(folder) as entries:
-                    run_ids = sorted(
-                        e.name
-                        for e in entries
-                        if store.is_run_id(e.name) and e.is_dir()
-                    )
+                    run_ids = sorted(e.name for e in entries if store.is_run_id(e.name) and e.is_dir())
             except (FileNotFoundError, NotADirectoryError):
                 return {}
         found: dict[str, dict[str, str]] = {}
@@ -282,15 +247,11 @@ class LocalStorage(Storage):
             if fmt.SIDECAR_FILE in files:
                 files[fmt.PARQUET_FILE] = "?"
             elif not files and os.path.isdir(os.path.join(folder, run_id, PARTS_DIR)):
-                files[PARTS_DIR] = (
-                    "?"  # synced here as parts (steplog sync to a folder)
-                )
+                files[PARTS_DIR] = "?"  # synced here as parts (steplog sync to a folder)
             found[run_id] = files
         return found
 
-    def read(
-        self, path: str, start: int | None = None, end: int | None = None
-    ) -> bytes:
+    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         with open(self.folder / path, "rb") as f:
             if start:
                 f.seek(start)
@@ -334,10 +295,8 @@ class ObjectStorage(Storage):
             import obstore.exceptions
             from obstore.store import S3Store
         except ImportError:
-            raise ImportError(
-                f"the root {url!r} is an object-store URL, which needs obstore: "
-                f"pip install 'steplog[cloud]'"
-            ) from None
+            raise ImportError(f"the root {url!r} is an object-store URL, which needs obstore: "
+                              f"pip install 'steplog[cloud]'") from None
         self.url = url.rstrip("/")
         self.bucket, self.prefix = self.split(url)
         self.options = dict(storage_options or {})
@@ -345,13 +304,8 @@ class ObjectStorage(Storage):
         config, client = self._configs()
         self.endpoint = config.get("endpoint") or "AWS"
         self._check_credentials(config)
-        self._store = S3Store(
-            self.bucket,
-            prefix=self.prefix or None,
-            config=config,  # type: ignore[arg-type]
-            client_options=client,
-            retry_config=dict(_RETRY),
-        )  # type: ignore[arg-type]
+        self._store = S3Store(self.bucket, prefix=self.prefix or None, config=config,  # type: ignore[arg-type]
+                              client_options=client, retry_config=dict(_RETRY))  # type: ignore[arg-type]
 
     @staticmethod
     def split(url: str) -> tuple[str, str]:
@@ -359,32 +313,21 @@ class ObjectStorage(Storage):
         rest = url.split("://", 1)[1].strip("/")
         bucket, _, prefix = rest.partition("/")
         if not bucket:
-            raise ValueError(
-                f"the URL {url!r} names no bucket: write s3://BUCKET/prefix"
-            )
+            raise ValueError(f"the URL {url!r} names no bucket: write s3://BUCKET/prefix")
         return bucket, prefix.strip("/")
 
     def _check_credentials(self, config: dict[str, Any]) -> None:
         """Fail at once, naming what to set, when no credentials can be found and the instance
         metadata service is disabled (``AWS_EC2_METADATA_DISABLED``): else obstore looks there."""
-        sources = (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        )
-        if (
-            config.get("access_key_id")
-            or str(config.get("skip_signature", "")).lower() == "true"
-            or any(os.environ.get(name) for name in sources)
-        ):
+        sources = ("AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        if config.get("access_key_id") or str(config.get("skip_signature", "")).lower() == "true" \
+                or any(os.environ.get(name) for name in sources):
             return
         if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
-            raise StorageError(
-                f"cannot open {self.url} (endpoint {self.endpoint}): no AWS credentials: set "
-                f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass storage_options="
-                f"{{'aws_access_key_id': ..., 'aws_secret_access_key': ...}}"
-            )
+            raise StorageError(f"cannot open {self.url} (endpoint {self.endpoint}): no AWS credentials: set "
+                               f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass storage_options="
+                               f"{{'aws_access_key_id': ..., 'aws_secret_access_key': ...}}")
 
     def _configs(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(obstore S3 config, client options) from the environment, then ``storage_options``."""
@@ -404,12 +347,8 @@ class ObjectStorage(Storage):
         return config, client
 
     def polars_options(self) -> dict[str, str]:
-        options = {
-            key if key.startswith("aws_") or key in _CLIENT_KEYS else f"aws_{key}": str(
-                value
-            )
-            for key, value in self.options.items()
-        }
+        options = {key if key.startswith("aws_") or key in _CLIENT_KEYS else f"aws_{key}": str(value)
+                   for key, value in self.options.items()}
         config, client = self._configs()
         if "endpoint" in config:
             options.setdefault("aws_endpoint_url", config["endpoint"])
@@ -424,20 +363,10 @@ class ObjectStorage(Storage):
         where = f"{self.uri(path)} (endpoint {self.endpoint})"
         if "NoSuchBucket" in text:
             why = f"the bucket {self.bucket!r} does not exist; create it first"
-        elif (
-            "169.254.169.254" in text
-            or "credential" in text.lower()
-            or "InvalidAccessKeyId" in text
-        ):
-            why = (
-                "no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "or pass storage_options={'aws_access_key_id': ..., 'aws_secret_access_key': ...}"
-            )
-        elif (
-            "error sending request" in text
-            or "connect" in text.lower()
-            or "timed out" in text.lower()
-        ):
+        elif "169.254.169.254" in text or "credential" in text.lower() or "InvalidAccessKeyId" in text:
+            why = ("no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                   "or pass storage_options={'aws_access_key_id': ..., 'aws_secret_access_key': ...}")
+        elif "error sending request" in text or "connect" in text.lower() or "timed out" in text.lower():
             why = "the endpoint cannot be reached; check AWS_ENDPOINT_URL / storage_options['aws_endpoint_url']"
         else:
             why = text.split("\n")[0][:300]
@@ -447,20 +376,12 @@ class ObjectStorage(Storage):
         import obstore
 
         try:
-            return {
-                m["path"]: m["size"]
-                for batch in obstore.list(self._store, prefix or None)
-                for m in batch
-            }
+            return {m["path"]: m["size"] for batch in obstore.list(self._store, prefix or None) for m in batch}
         except self._failures as exc:
             raise self._error(exc, "list", prefix) from None
 
-    def run_files(
-        self,
-        run_ids: Sequence[str] | None = None,
-        *,
-        splits: Sequence[str] | None = None,
-    ) -> dict[str, dict[str, str]]:
+    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
+                  ) -> dict[str, dict[str, str]]:
         """As ``Storage.run_files``; ``splits`` (sorted run ids, e.g. from the catalog) list the
         key ranges between them in parallel: a listing is pages of 1,000 names, one after another."""
         wanted = None if run_ids is None else set(run_ids)
@@ -478,9 +399,7 @@ class ObjectStorage(Storage):
                         found.setdefault(run_id, {}).update(files)
         return found
 
-    def _list_range(
-        self, prefix: str | None, low: str | None, high: str | None
-    ) -> dict[str, dict[str, str]]:
+    def _list_range(self, prefix: str | None, low: str | None, high: str | None) -> dict[str, dict[str, str]]:
         """The run files whose names sort after ``low`` and before ``high`` (None: no bound)."""
         import obstore
 
@@ -500,9 +419,7 @@ class ObjectStorage(Storage):
             raise self._error(exc, "list", prefix or "") from None
         return found
 
-    def read(
-        self, path: str, start: int | None = None, end: int | None = None
-    ) -> bytes:
+    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         import obstore
 
         try:
@@ -510,11 +427,7 @@ class ObjectStorage(Storage):
                 return bytes(obstore.get(self._store, path).bytes())
             if end is None:
                 end = obstore.head(self._store, path)["size"]
-            return (
-                bytes(obstore.get_range(self._store, path, start=start or 0, end=end))
-                if end > (start or 0)
-                else b""
-            )
+            return bytes(obstore.get_range(self._store, path, start=start or 0, end=end)) if end > (start or 0) else b""
         except self._failures as exc:
             raise self._error(exc, "read", path) from None
 

@@ -58,10 +58,7 @@ def new_run_id(now: _dt.datetime | None = None) -> str:
         '20260102-030405-678'
     """
     if now is None:  # ids of one process strictly increase, also within a millisecond
-        now = max(
-            _dt.datetime.now(_dt.timezone.utc),
-            _last_id_time[0] + _dt.timedelta(milliseconds=1),
-        )
+        now = max(_dt.datetime.now(_dt.timezone.utc), _last_id_time[0] + _dt.timedelta(milliseconds=1))
         _last_id_time[0] = now.replace(microsecond=now.microsecond // 1000 * 1000)
     return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{secrets.token_hex(3)}"
 
@@ -92,17 +89,8 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     with entries:
-        found = [
-            (Path(e.path), e.inode())
-            for e in entries
-            if is_run_id(e.name) and e.is_dir()
-        ]
-    return [
-        path
-        for _, path in sorted(
-            (_cached_start_order(path, inode), path) for path, inode in found
-        )
-    ]
+        found = [(Path(e.path), e.inode()) for e in entries if is_run_id(e.name) and e.is_dir()]
+    return [path for _, path in sorted((_cached_start_order(path, inode), path) for path, inode in found)]
 
 
 #: start_order of the run directories seen, by (path, inode): a run's start event never changes.
@@ -114,9 +102,7 @@ def _cached_start_order(run_dir: Path, inode: int) -> tuple[int, str]:
     order = _start_orders.get(key)
     if order is None:
         order = start_order(run_dir)
-        if (
-            order[0] != _LAST
-        ):  # a run still being created may have no start event yet: look again next time
+        if order[0] != _LAST:  # a run still being created may have no start event yet: look again next time
             _start_orders[key] = order
     return order
 
@@ -131,22 +117,14 @@ def start_order(run_dir: Path) -> tuple[int, str]:
         >>> start_order(Path("/logs/20260102-030405-678-aaaaaa"))
         (9223372036854775807, '20260102-030405-678-aaaaaa')
     """
-    head: dict[str, Any] = (
-        fmt.read_start_event(events_path(run_dir)) or {}
-    )  # one short line, live or archived
+    head: dict[str, Any] = fmt.read_start_event(events_path(run_dir)) or {}  # one short line, live or archived
     exact, seconds = head.get("time_ns"), head.get("time")
-    if (
-        not head
-    ):  # no readable events file: a compacted run's sidecar says when it started
+    if not head:  # no readable events file: a compacted run's sidecar says when it started
         sidecar = raw_sidecar(run_dir)
         exact, seconds = sidecar.get("start_time_ns"), sidecar.get("start_time")
     if isinstance(exact, int) and not isinstance(exact, bool):
         return exact, run_dir.name
-    if (
-        isinstance(seconds, (int, float))
-        and not isinstance(seconds, bool)
-        and math.isfinite(seconds)
-    ):
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds):
         return round(seconds * 1e9), run_dir.name
     return _LAST, run_dir.name
 
@@ -252,9 +230,7 @@ def is_run_dir(path: Path) -> bool:
     return (path / fmt.EVENTS_FILE).exists() or (path / fmt.SIDECAR_FILE).exists()
 
 
-def resolve_run(
-    ref: str | os.PathLike, root: str | os.PathLike = "experiment_logs"
-) -> Path:
+def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> Path:
     """The directory of the run that ``ref`` names: a run id, a unique id prefix, or a run name
     (the latest run with that name). A path to a run directory is accepted as well.
 
@@ -266,19 +242,13 @@ def resolve_run(
         ...
         steplog.store.RunNotFoundError: no run 'baseline' in /no/such/root (the folder does not exist)
     """
-    if isinstance(ref, os.PathLike) or (
-        isinstance(ref, str) and os.sep in ref and is_run_dir(Path(ref))
-    ):
+    if isinstance(ref, os.PathLike) or (isinstance(ref, str) and os.sep in ref and is_run_dir(Path(ref))):
         path = Path(ref)
         if is_run_dir(path):
             return path
-        raise RunNotFoundError(
-            f"{path} is not a run directory (no {fmt.EVENTS_FILE} or {fmt.SIDECAR_FILE} in it)"
-        )
+        raise RunNotFoundError(f"{path} is not a run directory (no {fmt.EVENTS_FILE} or {fmt.SIDECAR_FILE} in it)")
     if not isinstance(ref, str) or not ref:
-        raise RunNotFoundError(
-            f"a run reference must be a non-empty string (run id, id prefix or name), got {ref!r}"
-        )
+        raise RunNotFoundError(f"a run reference must be a non-empty string (run id, id prefix or name), got {ref!r}")
     root = Path(root)
     if not root.is_dir():
         raise RunNotFoundError(f"no run {ref!r} in {root} (the folder does not exist)")
@@ -294,20 +264,12 @@ def resolve_run(
     if by_name:
         return by_name[-1]  # run_dirs are in start order: the latest run of that name
     if len(by_prefix) > 1:
-        shown = ", ".join(d.name for d in by_prefix[:5]) + (
-            " ..." if len(by_prefix) > 5 else ""
-        )
-        raise AmbiguousRunError(
-            f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; "
-            f"give more of the id"
-        )
+        shown = ", ".join(d.name for d in by_prefix[:5]) + (" ..." if len(by_prefix) > 5 else "")
+        raise AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; "
+                                f"give more of the id")
     candidates = sorted({n for n in names.values() if n} | {d.name for d in dirs})
     close = difflib.get_close_matches(ref, candidates, n=3, cutoff=0.5)
-    hint = (
-        f"; did you mean {', '.join(repr(c) for c in close)}?"
-        if close
-        else f" ({len(dirs)} runs there)"
-    )
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" ({len(dirs)} runs there)"
     raise RunNotFoundError(f"no run {ref!r} in {root}{hint}")
 
 
@@ -348,9 +310,7 @@ def read_lock(run_dir: Path) -> LockInfo | None:
     """
     try:
         data = orjson.loads((run_dir / fmt.LOCK_FILE).read_bytes())
-        return LockInfo(
-            pid=int(data["pid"]), host=str(data["host"]), time=float(data["time"])
-        )
+        return LockInfo(pid=int(data["pid"]), host=str(data["host"]), time=float(data["time"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing, being written, or damaged
 
@@ -366,36 +326,24 @@ def acquire_lock(run_dir: Path, now: float) -> None:
     path = run_dir / fmt.LOCK_FILE
     key = _lock_key(run_dir)
     if key in _held:
-        raise RunLockedError(
-            f"run {run_dir.name} is already open for writing in this process; finish() it first"
-        )
+        raise RunLockedError(f"run {run_dir.name} is already open for writing in this process; finish() it first")
     for attempt in range(50):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            if (
-                attempt < 10
-            ):  # a reader checking liveness holds it for microseconds: try again
+            if attempt < 10:  # a reader checking liveness holds it for microseconds: try again
                 time.sleep(0.01)
                 continue
             holder = read_lock(run_dir)
-            who = (
-                f"pid {holder.pid} on host {holder.host}"
-                if holder
-                else "another process"
-            )
-            raise RunLockedError(
-                f"run {run_dir.name} is being written by {who}; one writer per run"
-            ) from None
+            who = f"pid {holder.pid} on host {holder.host}" if holder else "another process"
+            raise RunLockedError(f"run {run_dir.name} is being written by {who}; one writer per run") from None
         try:
             same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
             same_file = False
-        if (
-            not same_file
-        ):  # released and removed while we waited for it: take the new file
+        if not same_file:  # released and removed while we waited for it: take the new file
             os.close(fd)
             continue
         holder = read_lock(run_dir)
@@ -403,21 +351,12 @@ def acquire_lock(run_dir: Path, now: float) -> None:
             os.close(fd)
             raise RunLockedError(
                 f"run {run_dir.name} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
-                f"If that process is gone, delete {path}"
-            )
+                f"If that process is gone, delete {path}")
         os.ftruncate(fd, 0)
-        os.pwrite(
-            fd,
-            orjson.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "time": now}
-            ),
-            0,
-        )
+        os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
         _held[key] = fd
         return
-    raise RunLockedError(
-        f"could not take the writer lock {path}: other processes keep taking it"
-    )
+    raise RunLockedError(f"could not take the writer lock {path}: other processes keep taking it")
 
 
 def release_lock(run_dir: Path) -> None:
@@ -430,9 +369,7 @@ def release_lock(run_dir: Path) -> None:
     if fd is None:
         return
     try:
-        (
-            run_dir / fmt.LOCK_FILE
-        ).unlink()  # removed while still held: a waiter sees the file changed
+        (run_dir / fmt.LOCK_FILE).unlink()  # removed while still held: a waiter sees the file changed
     except FileNotFoundError:
         pass
     finally:
@@ -485,18 +422,12 @@ def current_status(run_dir: Path) -> str:
         >>> current_status(Path("/no/such/run"))
         'crashed'
     """
-    if not (
-        run_dir / fmt.EVENTS_FILE
-    ).exists():  # compacted: the sidecar says, else the archived events do
+    if not (run_dir / fmt.EVENTS_FILE).exists():  # compacted: the sidecar says, else the archived events do
         compacted = raw_sidecar(run_dir).get("status")
         if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
             return compacted
     last = fmt.read_last_event(events_path(run_dir))
-    finished = (
-        last.get("status")
-        if last is not None and last.get(fmt.KIND) == fmt.FINISH
-        else None
-    )
+    finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
     return run_status(run_dir, finished)
 
 
@@ -524,10 +455,9 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
     return fmt.RUNNING if writer_is_alive(run_dir) else fmt.CRASHED
 
 
-def resolve_runs(
-    refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
-    root: str | os.PathLike = "experiment_logs",
-) -> list[Path]:
+
+def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
+                 root: str | os.PathLike = "experiment_logs") -> list[Path]:
     """The run directories ``refs`` name (``resolve_run`` each; one ref may be given alone), each
     once, in the order named; every run under ``root`` (``run_dirs``) when ``refs`` is None.
 

@@ -40,15 +40,9 @@ from . import store
 from .storage import PARTS_DIR, Storage, open_root, part_name, parts_of
 
 
-def sync(
-    to: str | os.PathLike,
-    *,
-    root: str | os.PathLike = "experiment_logs",
-    every: float | None = None,
-    storage_options: dict[str, Any] | None = None,
-    passes: int | None = None,
-    quiet: bool = True,
-) -> list[tuple[str, str, str]]:
+def sync(to: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs", every: float | None = None,
+         storage_options: dict[str, Any] | None = None, passes: int | None = None,
+         quiet: bool = True) -> list[tuple[str, str, str]]:
     """One sync pass (``every=None``), or a pass every ``every`` seconds until interrupted (or
     ``passes`` passes). Returns what the last pass did: ``(run id, outcome, detail)`` with outcome
     ``synced`` (new lines sent), ``current`` (nothing new), ``compacted`` (compacted form pushed,
@@ -66,11 +60,7 @@ def sync(
         if not quiet:
             for run_id, outcome, detail in results:
                 if outcome != "current":
-                    print(
-                        f"steplog sync {run_id}: {outcome}: {detail}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    print(f"steplog sync {run_id}: {outcome}: {detail}", file=sys.stderr, flush=True)
         done += 1
         if every is None or (passes is not None and done >= passes):
             return results
@@ -91,9 +81,7 @@ def sync_pass(remote: Storage, root: str | os.PathLike) -> list[tuple[str, str, 
     for run_dir in store.run_dirs(root):
         live = sorted(run_dir.glob("events*.jsonl"))
         if live:
-            results.append(
-                _send_new_lines(remote, run_dir, live, parts_of(listing, run_dir.name))
-            )
+            results.append(_send_new_lines(remote, run_dir, live, parts_of(listing, run_dir.name)))
         elif run_dir.name in with_parts and (run_dir / fmt.SIDECAR_FILE).exists():
             results.append(_finish(remote, run_dir, parts_of(listing, run_dir.name)))
     return results
@@ -110,7 +98,7 @@ def complete_lines(data: bytes) -> bytes:
     nul = data.find(b"\0")
     if nul >= 0:
         data = data[:nul]
-    return data[: data.rfind(b"\n") + 1]
+    return data[:data.rfind(b"\n") + 1]
 
 
 def _sent(spans: list[tuple[int, int, str]]) -> int:
@@ -123,12 +111,8 @@ def _sent(spans: list[tuple[int, int, str]]) -> int:
     return offset
 
 
-def _send_new_lines(
-    remote: Storage,
-    run_dir: Path,
-    files: list[Path],
-    parts: dict[str, list[tuple[int, int, str]]],
-) -> tuple[str, str, str]:
+def _send_new_lines(remote: Storage, run_dir: Path, files: list[Path],
+                    parts: dict[str, list[tuple[int, int, str]]]) -> tuple[str, str, str]:
     lines = sent_bytes = 0
     for path in files:
         spans = parts.get(path.name, [])
@@ -137,9 +121,7 @@ def _send_new_lines(
             size = path.stat().st_size
         except FileNotFoundError:  # compacted while we looked: the next pass pushes it
             continue
-        if (
-            size < offset
-        ):  # not the file the parts came from (rewritten): send it again from the start
+        if size < offset:  # not the file the parts came from (rewritten): send it again from the start
             for _, _, name in spans:
                 remote.delete(name)
             offset = 0
@@ -147,9 +129,7 @@ def _send_new_lines(
             f.seek(offset)
             chunk = complete_lines(f.read())
         if chunk:
-            remote.put(
-                part_name(run_dir.name, path.name, offset, offset + len(chunk)), chunk
-            )
+            remote.put(part_name(run_dir.name, path.name, offset, offset + len(chunk)), chunk)
             lines += chunk.count(b"\n")
             sent_bytes += len(chunk)
     if not lines:
@@ -157,28 +137,17 @@ def _send_new_lines(
     return run_dir.name, "synced", f"{lines:,} lines, {sent_bytes:,} bytes"
 
 
-def _finish(
-    remote: Storage, run_dir: Path, parts: dict[str, list[tuple[int, int, str]]]
-) -> tuple[str, str, str]:
+def _finish(remote: Storage, run_dir: Path, parts: dict[str, list[tuple[int, int, str]]]) -> tuple[str, str, str]:
     from .push import push_each
 
-    [(_, outcome, detail)] = push_each(
-        remote.url,
-        [str(run_dir)],
-        root=run_dir.parent,
-        storage_options=getattr(remote, "options", None),
-        quiet=True,
-    )
+    [(_, outcome, detail)] = push_each(remote.url, [str(run_dir)], root=run_dir.parent,
+                                       storage_options=getattr(remote, "options", None), quiet=True)
     if outcome == "skipped":
         return run_dir.name, "skipped", detail
     for spans in parts.values():
         for _, _, name in spans:
             remote.delete(name)
-    return (
-        run_dir.name,
-        "compacted",
-        f"compacted form pushed ({detail}); {sum(map(len, parts.values()))} parts removed",
-    )
+    return run_dir.name, "compacted", f"compacted form pushed ({detail}); {sum(map(len, parts.values()))} parts removed"
 
 
 # --- the CLI command (registered by steplog.cli) -----------------------------------------------
@@ -192,16 +161,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["--to", "s3://b/x", "--every", "30"]).every
         30.0
     """
-    parser.add_argument(
-        "--to", required=True, help="destination root: s3://bucket/prefix or a folder"
-    )
-    parser.add_argument(
-        "--every",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="keep syncing, a pass every SECONDS (default: one pass)",
-    )
+    parser.add_argument("--to", required=True, help="destination root: s3://bucket/prefix or a folder")
+    parser.add_argument("--every", type=float, default=None, metavar="SECONDS",
+                        help="keep syncing, a pass every SECONDS (default: one pass)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no line per run")
 
 

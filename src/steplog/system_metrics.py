@@ -50,21 +50,8 @@ DEFAULT_INTERVAL = 10.0
 FILE_GLOB = "system.rank*.jsonl"
 FILE_PATTERN = re.compile(r"^system\.rank(\d+)\.jsonl$")
 #: The figures, in the order readers show them (GPU ones after a ``gpu<i>_`` prefix).
-HOST_FIGURES = (
-    "proc_cpu_percent",
-    "proc_rss_bytes",
-    "host_cpu_percent",
-    "host_mem_used_bytes",
-    "host_mem_total_bytes",
-)
-GPU_FIGURES = (
-    "util_percent",
-    "mem_used_bytes",
-    "mem_total_bytes",
-    "power_watts",
-    "temp_c",
-    "sm_clock_mhz",
-)
+HOST_FIGURES = ("proc_cpu_percent", "proc_rss_bytes", "host_cpu_percent", "host_mem_used_bytes", "host_mem_total_bytes")
+GPU_FIGURES = ("util_percent", "mem_used_bytes", "mem_total_bytes", "power_watts", "temp_c", "sm_clock_mhz")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 _warned_no_psutil = False
 
@@ -98,11 +85,8 @@ def enabled(option: bool | None) -> bool:
     if value in _TRUE:
         return True
     if value not in _FALSE:
-        warnings.warn(
-            f"steplog: {ENV_VAR}={os.environ[ENV_VAR]!r} is not understood; system metrics stay off "
-            f"(set it to 1 to record them, or 0)",
-            stacklevel=2,
-        )
+        warnings.warn(f"steplog: {ENV_VAR}={os.environ[ENV_VAR]!r} is not understood; system metrics stay off "
+                      f"(set it to 1 to record them, or 0)", stacklevel=2)
     return False
 
 
@@ -141,9 +125,7 @@ def _nvml_memory(nv: Any, handle: Any) -> dict[str, float]:
 
 
 def _nvml_power(nv: Any, handle: Any) -> dict[str, float]:
-    return {
-        "power_watts": nv.nvmlDeviceGetPowerUsage(handle) / 1000.0
-    }  # NVML gives milliwatts
+    return {"power_watts": nv.nvmlDeviceGetPowerUsage(handle) / 1000.0}  # NVML gives milliwatts
 
 
 def _nvml_temperature(nv: Any, handle: Any) -> dict[str, float]:
@@ -155,13 +137,7 @@ def _nvml_clock(nv: Any, handle: Any) -> dict[str, float]:
 
 
 #: What is asked of each GPU; a query the device refuses (NVML_ERROR_NOT_SUPPORTED...) is dropped for it.
-_NVML_QUERIES = (
-    _nvml_utilisation,
-    _nvml_memory,
-    _nvml_power,
-    _nvml_temperature,
-    _nvml_clock,
-)
+_NVML_QUERIES = (_nvml_utilisation, _nvml_memory, _nvml_power, _nvml_temperature, _nvml_clock)
 
 
 class _Gpus:
@@ -169,9 +145,7 @@ class _Gpus:
 
     def __init__(self, nv: Any, handles: list[tuple[int, Any]]) -> None:
         self._nv = nv
-        self._devices = [
-            (f"gpu{index}_", handle, list(_NVML_QUERIES)) for index, handle in handles
-        ]
+        self._devices = [(f"gpu{index}_", handle, list(_NVML_QUERIES)) for index, handle in handles]
         self.described = [_describe(nv, index, handle) for index, handle in handles]
 
     def figures(self, out: dict[str, float]) -> None:
@@ -179,9 +153,7 @@ class _Gpus:
             for query in list(queries):
                 try:
                     values = query(self._nv, handle)
-                except (
-                    Exception
-                ):  # not supported by this device (or MIG mode): ask no more
+                except Exception:  # not supported by this device (or MIG mode): ask no more
                     queries.remove(query)
                     continue
                 for name, value in values.items():
@@ -209,9 +181,7 @@ def _open_gpus(selection: list[int] | None) -> tuple[_Gpus | None, str]:
     """The GPUs to record and a word on NVML's state for the header: ``ok``, or why there are none."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore"
-            )  # the deprecated 'pynvml' wrapper package warns on import
+            warnings.simplefilter("ignore")  # the deprecated 'pynvml' wrapper package warns on import
             import pynvml as nv
     except ImportError:
         return None, "nvidia-ml-py is not installed"
@@ -234,10 +204,7 @@ def _visible_handles(nv: Any) -> list[tuple[int, Any]]:
     names them (by index or UUID), else every GPU of the host."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
-        return [
-            (i, nv.nvmlDeviceGetHandleByIndex(i))
-            for i in range(nv.nvmlDeviceGetCount())
-        ]
+        return [(i, nv.nvmlDeviceGetHandleByIndex(i)) for i in range(nv.nvmlDeviceGetCount())]
     handles = []
     for entry in (part.strip() for part in visible.split(",")):
         if not entry:
@@ -275,33 +242,14 @@ class SystemSampler:
         (False, True, True)
     """
 
-    def __init__(
-        self,
-        run_dir: str | os.PathLike,
-        rank: int = 0,
-        local_rank: int = 0,
-        interval: float = DEFAULT_INTERVAL,
-        *,
-        host_figures: bool | None = None,
-        gpus: list[int] | None = None,
-    ) -> None:
-        if (
-            isinstance(interval, bool)
-            or not isinstance(interval, (int, float))
-            or not interval > 0
-        ):
-            raise ValueError(
-                f"system metrics interval={interval!r} must be a number of seconds > 0, e.g. 10"
-            )
+    def __init__(self, run_dir: str | os.PathLike, rank: int = 0, local_rank: int = 0,
+                 interval: float = DEFAULT_INTERVAL, *, host_figures: bool | None = None,
+                 gpus: list[int] | None = None) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise ValueError(f"system metrics interval={interval!r} must be a number of seconds > 0, e.g. 10")
         self.path = system_file(run_dir, rank)
-        self.rank, self.local_rank, self.interval = (
-            int(rank),
-            int(local_rank),
-            float(interval),
-        )
-        self.host_figures = (
-            local_rank == 0 if host_figures is None else bool(host_figures)
-        )
+        self.rank, self.local_rank, self.interval = int(rank), int(local_rank), float(interval)
+        self.host_figures = local_rank == 0 if host_figures is None else bool(host_figures)
         self.gpus = None if gpus is None else [int(g) for g in gpus]
         self.samples = 0
         self.cpu_seconds = 0.0
@@ -327,11 +275,8 @@ class SystemSampler:
         except ImportError:
             if not _warned_no_psutil:
                 _warned_no_psutil = True
-                warnings.warn(
-                    f"steplog: system metrics need psutil (and nvidia-ml-py for GPUs): {INSTALL_HINT}; "
-                    f"this run records none",
-                    stacklevel=2,
-                )
+                warnings.warn(f"steplog: system metrics need psutil (and nvidia-ml-py for GPUs): {INSTALL_HINT}; "
+                              f"this run records none", stacklevel=2)
             return self
         try:
             self._host = _Host(psutil, self.host_figures)
@@ -339,9 +284,7 @@ class SystemSampler:
         except Exception as exc:
             self._warn(exc)
             return self
-        self._thread = threading.Thread(
-            target=self._loop, name=f"steplog-system-rank{self.rank}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop, name=f"steplog-system-rank{self.rank}", daemon=True)
         self._thread.start()
         return self
 
@@ -354,11 +297,8 @@ class SystemSampler:
         if thread is not threading.current_thread():
             thread.join(timeout)
         if thread.is_alive():
-            warnings.warn(
-                f"steplog: the system metrics thread of {self.path} did not stop within {timeout} s; "
-                f"it is left to end with the process",
-                stacklevel=2,
-            )
+            warnings.warn(f"steplog: the system metrics thread of {self.path} did not stop within {timeout} s; "
+                          f"it is left to end with the process", stacklevel=2)
 
     def _loop(self) -> None:
         clock = time.thread_time
@@ -366,20 +306,9 @@ class SystemSampler:
         try:
             self._gpus, nvml = _open_gpus(self.gpus)
             described = self._gpus.described if self._gpus is not None else []
-            self._append(
-                {
-                    "e": "start",
-                    "t": time.time(),
-                    "rank": self.rank,
-                    "local_rank": self.local_rank,
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "interval": self.interval,
-                    "host_figures": self.host_figures,
-                    "gpus": described,
-                    "nvml": nvml,
-                }
-            )
+            self._append({"e": "start", "t": time.time(), "rank": self.rank, "local_rank": self.local_rank,
+                          "pid": os.getpid(), "host": socket.gethostname(), "interval": self.interval,
+                          "host_figures": self.host_figures, "gpus": described, "nvml": nvml})
             self._sample(primed=False)
         except Exception as exc:
             self._warn(exc)
@@ -408,13 +337,9 @@ class SystemSampler:
     def _append(self, record: dict[str, Any]) -> None:
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         written = os.write(self._fd, line)  # type: ignore[arg-type]
-        if written != len(
-            line
-        ):  # a short write (disk full): end the line so the next one starts clean
+        if written != len(line):  # a short write (disk full): end the line so the next one starts clean
             os.write(self._fd, b"\n")  # type: ignore[arg-type]
-            raise OSError(
-                f"short write to {self.path} ({written} of {len(line)} bytes)"
-            )
+            raise OSError(f"short write to {self.path} ({written} of {len(line)} bytes)")
 
     def _close(self) -> None:
         if self._gpus is not None:
@@ -429,11 +354,8 @@ class SystemSampler:
     def _warn(self, exc: BaseException) -> None:
         if not self._warned:
             self._warned = True
-            warnings.warn(
-                f"steplog: system metrics of {self.path} failed ({type(exc).__name__}: {exc}); "
-                f"training goes on, this is not reported again",
-                stacklevel=2,
-            )
+            warnings.warn(f"steplog: system metrics of {self.path} failed ({type(exc).__name__}: {exc}); "
+                          f"training goes on, this is not reported again", stacklevel=2)
 
 
 def _open_append(path: Path) -> int:
@@ -441,12 +363,10 @@ def _open_append(path: Path) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         with open(path, "rb") as f:
-            if (
-                f.seek(0, os.SEEK_END)
-                and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n"
-            ):
+            if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
                 os.write(fd, b"\n")
     except BaseException:
         os.close(fd)
         raise
     return fd
+

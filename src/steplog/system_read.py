@@ -19,13 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import store
-from .system_metrics import (
-    FILE_GLOB,
-    FILE_PATTERN,
-    GPU_FIGURES,
-    HOST_FIGURES,
-    system_file,
-)
+from .system_metrics import FILE_GLOB, FILE_PATTERN, GPU_FIGURES, HOST_FIGURES, system_file
 
 if TYPE_CHECKING:
     import polars as pl
@@ -51,24 +45,15 @@ def read_system(run_dir: str | os.PathLike) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
     for rank, path in _system_files(Path(run_dir)):
         rows.extend(_read_samples(path, rank))
-    figures = sorted(
-        {key for row in rows for key in row if key not in ("time", "rank")},
-        key=_figure_order,
-    )
-    schema = {
-        "time": pl.Float64,
-        "rank": pl.Int64,
-        **{name: pl.Float64 for name in figures},
-    }
+    figures = sorted({key for row in rows for key in row if key not in ("time", "rank")}, key=_figure_order)
+    schema = {"time": pl.Float64, "rank": pl.Int64, **{name: pl.Float64 for name in figures}}
     frame = pl.from_dicts(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
-    return frame.with_columns(
-        (pl.col("time") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
-    )
+    return frame.with_columns((pl.col("time") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC")))
 
 
 def _figure_order(name: str) -> tuple[int, int, int, str]:
     """proc_ figures, then host_ ones, then each GPU's by index; each group in the order written."""
-    if name.startswith("gpu") and "_" in name and name[3 : name.index("_")].isdigit():
+    if name.startswith("gpu") and "_" in name and name[3:name.index("_")].isdigit():
         index, figure = name[3:].split("_", 1)
         return 2, int(index), _known(GPU_FIGURES, figure), name
     group = 0 if name.startswith("proc_") else 1 if name.startswith("host_") else 3
@@ -99,17 +84,9 @@ def _read_samples(path: Path, rank: int) -> list[dict[str, Any]]:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if (
-            not isinstance(record, dict)
-            or "e" in record
-            or not _is_number(record.get("t"))
-        ):
+        if not isinstance(record, dict) or "e" in record or not _is_number(record.get("t")):
             continue
-        row = {
-            key: value
-            for key, value in record.items()
-            if key != "t" and _is_number(value)
-        }
+        row = {key: value for key, value in record.items() if key != "t" and _is_number(value)}
         row["time"], row["rank"] = record["t"], rank
         rows.append(row)
     return rows
@@ -119,9 +96,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def system(
-    run: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs"
-) -> pl.DataFrame:
+def system(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs") -> pl.DataFrame:
     """The system metrics of a run (id, unique id prefix, name or run directory) as ``read_system``
     returns them: time on the x axis, one row per sample and rank.
 
@@ -158,31 +133,20 @@ def summary_lines(frame: pl.DataFrame) -> list[str]:
         return []
     figures = [name for name in frame.columns if name not in ("time", "rank")]
     stats = frame.select(
-        pl.col("rank").n_unique().alias("_ranks"),
-        (pl.col("time").max() - pl.col("time").min()).alias("_span"),
+        pl.col("rank").n_unique().alias("_ranks"), (pl.col("time").max() - pl.col("time").min()).alias("_span"),
         *[pl.col(name).mean().alias(f"mean {name}") for name in figures],
         *[pl.col(name).max().alias(f"max {name}") for name in figures],
     ).row(0, named=True)
     ranks, span = stats["_ranks"], stats["_span"].total_seconds()
-    lines = [
-        f"system metrics: {frame.height} samples from {ranks} rank{'s' if ranks != 1 else ''} over {span:.0f} s"
-    ]
+    lines = [f"system metrics: {frame.height} samples from {ranks} rank{'s' if ranks != 1 else ''} over {span:.0f} s"]
     width = max(len(name) for name in figures) if figures else 0
     for name in figures:
-        mean, most = (
-            _readable(name, stats[f"{kind} {name}"]) for kind in ("mean", "max")
-        )
+        mean, most = (_readable(name, stats[f"{kind} {name}"]) for kind in ("mean", "max"))
         lines.append(f"  {name:<{width}}   mean {mean:<10}  max {most}".rstrip())
     return lines
 
 
-_UNITS = (
-    ("_bytes", ""),
-    ("_percent", "%"),
-    ("_watts", "W"),
-    ("_temp_c", "°C"),
-    ("_mhz", "MHz"),
-)
+_UNITS = (("_bytes", ""), ("_percent", "%"), ("_watts", "W"), ("_temp_c", "°C"), ("_mhz", "MHz"))
 
 
 def _readable(name: str, value: float | None) -> str:

@@ -56,9 +56,7 @@ def format_value(value: Any, significant: int | None = None) -> str:
         if not math.isfinite(value):
             return "nan" if value != value else ("inf" if value > 0 else "-inf")
         if significant is not None:
-            if (
-                value.is_integer() and abs(value) < 1e15
-            ):  # counts (gradient steps, tokens) read as whole numbers
+            if value.is_integer() and abs(value) < 1e15:  # counts (gradient steps, tokens) read as whole numbers
                 return str(int(value))
             return f"{value:.{significant}g}"
         size = abs(value)
@@ -110,14 +108,11 @@ def truncate(text: str, width: int, *, middle: bool = False) -> str:
     if not middle:
         return text[: width - 1] + ELLIPSIS
     head = (width - 1) // 2
-    return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head) :]
+    return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head):]
 
 
-def formatted(
-    frame: pl.DataFrame,
-    significant: int | None = None,
-    formats: dict[str, Callable[[Any], str]] | None = None,
-) -> pl.DataFrame:
+def formatted(frame: pl.DataFrame, significant: int | None = None,
+              formats: dict[str, Callable[[Any], str]] | None = None) -> pl.DataFrame:
     """``frame`` with every cell written as text (``format_value``, or ``formats[column]``).
 
     Example:
@@ -129,28 +124,14 @@ def formatted(
     columns = []
     for name in frame.columns:
         write = formats.get(name) or (lambda v: format_value(v, significant))
-        columns.append(
-            pl.Series(
-                name,
-                [write(v) for v in frame.get_column(name).to_list()],
-                dtype=pl.String,
-            )
-        )
-    return (
-        pl.DataFrame(
-            columns, schema={name: pl.String for name in frame.columns}, orient="col"
-        )
-        if columns
+        columns.append(pl.Series(name, [write(v) for v in frame.get_column(name).to_list()], dtype=pl.String))
+    return pl.DataFrame(columns, schema={name: pl.String for name in frame.columns}, orient="col") if columns \
         else pl.DataFrame()
-    )
 
 
-def _cells(
-    frame: pl.DataFrame,
-    significant: int | None = None,
-    formats: dict[str, Callable[[Any], str]] | None = None,
-    right: Sequence[str] = (),
-) -> tuple[list[str], list[list[str]], list[bool]]:
+def _cells(frame: pl.DataFrame, significant: int | None = None,
+           formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = ()
+           ) -> tuple[list[str], list[list[str]], list[bool]]:
     header = list(frame.columns)
     text = formatted(frame, significant, formats)
     numeric = [frame.schema[name].is_numeric() or name in right for name in header]
@@ -158,18 +139,10 @@ def _cells(
     return header, rows, numeric
 
 
-def text_table(
-    frame: pl.DataFrame,
-    *,
-    width: int | None = None,
-    significant: int | None = None,
-    formats: dict[str, Callable[[Any], str]] | None = None,
-    right: Sequence[str] = (),
-    truncatable: Sequence[str] = (),
-    droppable: Sequence[str] = (),
-    split_headers: bool = False,
-    min_truncated: int = MIN_TRUNCATED_WIDTH,
-) -> str:
+def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: int | None = None,
+               formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = (),
+               truncatable: Sequence[str] = (), droppable: Sequence[str] = (),
+               split_headers: bool = False, min_truncated: int = MIN_TRUNCATED_WIDTH) -> str:
     """``frame`` as an aligned plain-text table: a header line, a rule, one line per row.
 
     ``significant`` and ``formats`` (column -> function of a value) choose how cells are written;
@@ -202,19 +175,10 @@ def text_table(
         columns: loss.last)
     """
     header, rows, numeric = _cells(frame, significant, formats, right)
-    widths = [
-        max([_header_width(h, split_headers), *(len(r[i]) for r in rows)])
-        for i, h in enumerate(header)
-    ]
+    widths = [max([_header_width(h, split_headers), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     shown = list(range(len(header)))
     if width is None:
-        return _render(
-            [_header_lines(h, split_headers) for h in header],
-            rows,
-            numeric,
-            widths,
-            shown,
-        )
+        return _render([_header_lines(h, split_headers) for h in header], rows, numeric, widths, shown)
 
     titles = [_header_lines(h, split_headers) for h in header]
 
@@ -224,9 +188,7 @@ def text_table(
                 target = max(widths[i] - (_total(widths, columns) - width), limit)
                 if target < widths[i]:
                     widths[i] = target
-                    titles[i] = [
-                        truncate(part, target, middle=True) for part in titles[i]
-                    ]
+                    titles[i] = [truncate(part, target, middle=True) for part in titles[i]]
                     for row in rows:
                         row[i] = truncate(row[i], target, middle=True)
 
@@ -239,34 +201,18 @@ def text_table(
             shown.remove(header.index(name))
             dropped.append(name)
     cut(min_truncated, shown)
-    note = (
-        textwrap.wrap(
-            f"(left out to fit {width} columns: {', '.join(dropped)})",
-            width,
-            break_on_hyphens=False,
-        )
-        if dropped
-        else []
-    )
+    note = textwrap.wrap(f"(left out to fit {width} columns: {', '.join(dropped)})", width,
+                         break_on_hyphens=False) if dropped else []
     keep = min(1, len(shown))  # the first column, repeated in every block
     if shown[keep:]:  # the widest block, one column beside the kept ones, must fit too
-        cut(
-            MIN_TRUNCATED_WIDTH,
-            max(
-                (shown[:keep] + [i] for i in shown[keep:]),
-                key=lambda c: _total(widths, c),
-            ),
-        )
+        cut(MIN_TRUNCATED_WIDTH, max((shown[:keep] + [i] for i in shown[keep:]), key=lambda c: _total(widths, c)))
     blocks: list[list[int]] = []
     for index in shown[keep:]:
         if blocks and _total(widths, shown[:keep] + blocks[-1] + [index]) <= width:
             blocks[-1].append(index)
         else:
             blocks.append([index])
-    parts = [
-        _render(titles, rows, numeric, widths, shown[:keep] + block)
-        for block in blocks or [[]]
-    ]
+    parts = [_render(titles, rows, numeric, widths, shown[:keep] + block) for block in blocks or [[]]]
     return "\n\n".join(parts) + "".join("\n" + line for line in note)
 
 
@@ -283,29 +229,14 @@ def _total(widths: list[int], columns: Iterable[int]) -> int:
     return sum(chosen) + len(_GAP) * max(len(chosen) - 1, 0)
 
 
-def _render(
-    titles: list[list[str]],
-    rows: list[list[str]],
-    numeric: list[bool],
-    widths: list[int],
-    columns: list[int],
-) -> str:
+def _render(titles: list[list[str]], rows: list[list[str]], numeric: list[bool], widths: list[int],
+            columns: list[int]) -> str:
     def line(cells: list[str]) -> str:
-        aligned = (
-            cells[i].rjust(widths[i]) if numeric[i] else cells[i].ljust(widths[i])
-            for i in columns
-        )
+        aligned = (cells[i].rjust(widths[i]) if numeric[i] else cells[i].ljust(widths[i]) for i in columns)
         return _GAP.join(aligned).rstrip()
 
     head = [line([t[0] for t in titles])] if any(titles[i][0] for i in columns) else []
-    return "\n".join(
-        [
-            *head,
-            line([t[1] for t in titles]),
-            line(["-" * w for w in widths]),
-            *(line(r) for r in rows),
-        ]
-    )
+    return "\n".join([*head, line([t[1] for t in titles]), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
@@ -321,11 +252,7 @@ def markdown_table(frame: pl.DataFrame) -> str:
     header, rows, numeric = _cells(frame)
 
     def line(cells: list[str]) -> str:
-        return (
-            "| "
-            + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells)
-            + " |"
-        )
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
     rule = "| " + " | ".join("--:" if num else ":--" for num in numeric) + " |"
     return "\n".join([line(header), rule, *(line(r) for r in rows)])

@@ -54,11 +54,8 @@ SEED_COLUMNS = ("iteration", GRADIENT_STEP, "wallclock_time")
 _DEFAULT_COMPARED = ("train_loss", "val_loss")
 #: The options ExperimentTracker passes to ``steplog.init``: its keyword-only parameters, read from its
 #: signature so that the two never drift apart.
-_INIT_OPTIONS = tuple(
-    name
-    for name, parameter in inspect.signature(init).parameters.items()
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-)
+_INIT_OPTIONS = tuple(name for name, parameter in inspect.signature(init).parameters.items()
+                      if parameter.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -118,17 +115,10 @@ class ExperimentConfig:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if (
-            not isinstance(self.experiment_name, str)
-            or not self.experiment_name.strip()
-        ):
-            raise ValueError(
-                f"experiment_name must be a non-empty string, got {self.experiment_name!r}"
-            )
+        if not isinstance(self.experiment_name, str) or not self.experiment_name.strip():
+            raise ValueError(f"experiment_name must be a non-empty string, got {self.experiment_name!r}")
         if not isinstance(self.extra, Mapping):
-            raise TypeError(
-                f"extra must be a mapping (e.g. a dict), got {type(self.extra).__name__}"
-            )
+            raise TypeError(f"extra must be a mapping (e.g. a dict), got {type(self.extra).__name__}")
         object.__setattr__(self, "extra", types.MappingProxyType(dict(self.extra)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,16 +144,10 @@ class ExperimentConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in data.items() if k in names and k != "extra"}
         given = data.get("extra")
-        extra = (
-            dict(given)
-            if isinstance(given, Mapping)
-            else ({} if given is None else {"extra": given})
-        )
+        extra = dict(given) if isinstance(given, Mapping) else ({} if given is None else {"extra": given})
         extra.update({k: v for k, v in data.items() if k not in names})
         if "experiment_name" not in fields:
-            raise ValueError(
-                f"cannot make an ExperimentConfig without 'experiment_name'; got keys {sorted(data)}"
-            )
+            raise ValueError(f"cannot make an ExperimentConfig without 'experiment_name'; got keys {sorted(data)}")
         return cls(**fields, extra=extra)
 
 
@@ -189,13 +173,7 @@ class MetricsSnapshot:
     extra_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-_SNAPSHOT_METRICS = (
-    "train_loss",
-    "val_loss",
-    "learning_rate",
-    "tokens_per_sec",
-    "iter_time_ms",
-)
+_SNAPSHOT_METRICS = ("train_loss", "val_loss", "learning_rate", "tokens_per_sec", "iter_time_ms")
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -225,39 +203,25 @@ class ExperimentTracker:
         'run.json'
     """
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        log_dir: str | os.PathLike = "experiment_logs",
-        **options: Any,
-    ) -> None:
+    def __init__(self, config: ExperimentConfig, log_dir: str | os.PathLike = "experiment_logs",
+                 **options: Any) -> None:
         if not isinstance(config, ExperimentConfig):
-            raise TypeError(
-                f"config must be an ExperimentConfig, got {type(config).__name__}; "
-                f"e.g. ExperimentConfig(experiment_name='baseline', learning_rate=3e-4)"
-            )
+            raise TypeError(f"config must be an ExperimentConfig, got {type(config).__name__}; "
+                            f"e.g. ExperimentConfig(experiment_name='baseline', learning_rate=3e-4)")
         unknown = sorted(set(options) - set(_INIT_OPTIONS))
         if unknown:
-            raise TypeError(
-                f"unknown option(s) {', '.join(unknown)} for ExperimentTracker; "
-                f"options are passed to steplog.init: {', '.join(_INIT_OPTIONS)}"
-            )
+            raise TypeError(f"unknown option(s) {', '.join(unknown)} for ExperimentTracker; "
+                            f"options are passed to steplog.init: {', '.join(_INIT_OPTIONS)}")
         self.config = config
         self.log_dir = Path(log_dir)
         self.options = options
         self.gradient_step = 0
         self.run: Run | None = None
         self._finished = False
-        self._last_iteration: int | None = (
-            None  # logged by this tracker (not by a segment before a resume)
-        )
+        self._last_iteration: int | None = None  # logged by this tracker (not by a segment before a resume)
 
     def __repr__(self) -> str:
-        state = (
-            "not started"
-            if self.run is None
-            else ("finished" if self._finished else f"run {self.run.id}")
-        )
+        state = "not started" if self.run is None else ("finished" if self._finished else f"run {self.run.id}")
         return f"<ExperimentTracker {self.config.experiment_name!r} {state}>"
 
     @property
@@ -282,30 +246,17 @@ class ExperimentTracker:
         """
         if self.run is None:
             self._last_iteration = None
-            self.run = init(
-                name=self.config.experiment_name,
-                config=self.config.to_dict(),
-                root=self.log_dir,
-                **self.options,
-            )
+            self.run = init(name=self.config.experiment_name, config=self.config.to_dict(), root=self.log_dir,
+                            **self.options)
 
     def _open_run(self) -> Run:
         if self.run is None:
-            raise RuntimeError(
-                f"experiment {self.config.experiment_name!r} is not started; call tracker.start() first "
-                f"(or use `with ExperimentTracker(config) as tracker:`)"
-            )
+            raise RuntimeError(f"experiment {self.config.experiment_name!r} is not started; call tracker.start() first "
+                               f"(or use `with ExperimentTracker(config) as tracker:`)")
         return self.run
 
-    def log_metrics(
-        self,
-        iteration: int,
-        train_loss: Any = None,
-        learning_rate: Any = None,
-        tokens_per_sec: Any = None,
-        iter_time_ms: Any = None,
-        **extra_metrics: Any,
-    ) -> None:
+    def log_metrics(self, iteration: int, train_loss: Any = None, learning_rate: Any = None, tokens_per_sec: Any = None,
+                    iter_time_ms: Any = None, **extra_metrics: Any) -> None:
         """Record one training snapshot at ``iteration`` (with the current gradient step and the
         wall-clock time). Values: numbers, numpy scalars, tensors with ``.item()``; None is skipped.
 
@@ -320,22 +271,10 @@ class ExperimentTracker:
             TypeError: metric 'train_loss': cannot log a value of type str ('low'); pass int, float, bool, ...
             >>> tracker.finish()
         """
-        self._log(
-            iteration,
-            extra_metrics,
-            train_loss=train_loss,
-            learning_rate=learning_rate,
-            tokens_per_sec=tokens_per_sec,
-            iter_time_ms=iter_time_ms,
-        )
+        self._log(iteration, extra_metrics, train_loss=train_loss, learning_rate=learning_rate,
+                  tokens_per_sec=tokens_per_sec, iter_time_ms=iter_time_ms)
 
-    def log_eval(
-        self,
-        iteration: int,
-        train_loss: Any = None,
-        val_loss: Any = None,
-        **extra_metrics: Any,
-    ) -> None:
+    def log_eval(self, iteration: int, train_loss: Any = None, val_loss: Any = None, **extra_metrics: Any) -> None:
         """Record evaluation results at ``iteration``; they join the training snapshot of the
         same iteration in one row (a value given again replaces the earlier one).
 
@@ -350,11 +289,7 @@ class ExperimentTracker:
         run = self._open_run()
         # The first call at an iteration records the count: the tracker's own last iteration, not
         # run.step, which after a resume is the crashed segment's last step.
-        metrics = (
-            {}
-            if iteration == self._last_iteration
-            else {GRADIENT_STEP: self.gradient_step}
-        )
+        metrics = {} if iteration == self._last_iteration else {GRADIENT_STEP: self.gradient_step}
         for key, value in named.items():
             if value is not None:
                 metrics[key] = value
@@ -377,9 +312,7 @@ class ExperimentTracker:
             raise ValueError(f"increment_gradient_step(n={n!r}): n must be an int >= 0")
         self.gradient_step += n
 
-    def finish(
-        self, train_loss: Any = None, val_loss: Any = None, notes: str = ""
-    ) -> None:
+    def finish(self, train_loss: Any = None, val_loss: Any = None, notes: str = "") -> None:
         """End the run. Final ``train_loss``/``val_loss``, if given, are logged at the last
         iteration logged (replacing that iteration's values); ``notes`` are stored with the run
         (``runs()``'s ``notes`` column). Calling it again does nothing.
@@ -394,11 +327,7 @@ class ExperimentTracker:
         if self._finished:
             return
         if train_loss is not None or val_loss is not None:
-            self.log_eval(
-                0 if run.step is None else run.step,
-                train_loss=train_loss,
-                val_loss=val_loss,
-            )
+            self.log_eval(0 if run.step is None else run.step, train_loss=train_loss, val_loss=val_loss)
         run.finish(notes=notes or None)
         self._finished = True
 
@@ -427,11 +356,9 @@ class ExperimentTracker:
 
         ((_, outcome, detail),) = compact_each(self.log_dir, runs=[run.dir], quiet=True)
         if outcome == "skipped":
-            warnings.warn(
-                f"steplog: run {run.id} ({run.name!r}) was not compacted: {detail}. Its events are complete "
-                f"in {run.dir / fmt.EVENTS_FILE}; call save() again or run `steplog compact` later",
-                stacklevel=2,
-            )
+            warnings.warn(f"steplog: run {run.id} ({run.name!r}) was not compacted: {detail}. Its events are complete "
+                          f"in {run.dir / fmt.EVENTS_FILE}; call save() again or run `steplog compact` later",
+                          stacklevel=2)
             return run.dir / fmt.EVENTS_FILE
         return run.dir / fmt.SIDECAR_FILE
 
@@ -467,20 +394,12 @@ class ExperimentTracker:
 def _extra(extra_metrics: dict[str, Any]) -> dict[str, Any]:
     taken = [k for k in extra_metrics if k in SEED_COLUMNS]
     if taken:
-        raise ValueError(
-            f"metric name(s) {', '.join(map(repr, taken))} are written by the tracker itself; "
-            f"use increment_gradient_step() for gradient steps, or rename the metric"
-        )
+        raise ValueError(f"metric name(s) {', '.join(map(repr, taken))} are written by the tracker itself; "
+                         f"use increment_gradient_step() for gradient steps, or rename the metric")
     return {k: v for k, v in extra_metrics.items() if v is not None}
 
 
-_READING = (
-    "ExperimentLog",
-    "ExperimentAnalyzer",
-    "load_experiment",
-    "format_summary",
-    "seed_frame",
-)
+_READING = ("ExperimentLog", "ExperimentAnalyzer", "load_experiment", "format_summary", "seed_frame")
 
 
 def __getattr__(name: str) -> Any:

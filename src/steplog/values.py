@@ -47,15 +47,11 @@ def to_metric_value(key: str, value: Any) -> float:
         ...
         TypeError: metric 'loss': cannot log a value of type str ('2.3'); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
     """
-    if isinstance(
-        value, (float, int, numbers.Real)
-    ):  # bool is an int; numpy scalars of every width are Real
+    if isinstance(value, (float, int, numbers.Real)):  # bool is an int; numpy scalars of every width are Real
         try:
             return float(value)
         except OverflowError:
-            raise TypeError(
-                f"metric {key!r}: {value!r:.40} is too large for a 64-bit float"
-            ) from None
+            raise TypeError(f"metric {key!r}: {value!r:.40} is too large for a 64-bit float") from None
     item = getattr(value, "item", None)
     if item is not None and callable(item) and not isinstance(value, (str, bytes)):
         try:
@@ -71,9 +67,7 @@ def to_metric_value(key: str, value: Any) -> float:
             f"metric {key!r}: {type(value).__name__}.item() returned {type(inner).__name__} ({inner!r:.40}); "
             f"pass {_ACCEPTED}"
         )
-    raise TypeError(
-        f"metric {key!r}: cannot log a value of type {type(value).__name__} ({value!r:.40}); pass {_ACCEPTED}"
-    )
+    raise TypeError(f"metric {key!r}: cannot log a value of type {type(value).__name__} ({value!r:.40}); pass {_ACCEPTED}")
 
 
 def is_device_value(value: Any) -> bool:
@@ -96,9 +90,7 @@ def is_device_value(value: Any) -> bool:
     return value.device.type != "cpu"
 
 
-def split_metric_values(
-    metrics: Mapping[str, Any],
-) -> tuple[dict[str, float | None], DeviceValues | None]:
+def split_metric_values(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], DeviceValues | None]:
     """Convert every value of a metrics mapping with ``to_metric_value``, except accelerator tensors
     (``is_device_value``): those are checked without a device sync and returned as ``DeviceValues``,
     their keys holding ``None`` in the dict (which keeps the caller's key order) until
@@ -124,9 +116,7 @@ def _check_device_value(key: str, value: Any) -> None:
     """The checks ``.item()`` would make, from the tensor's metadata only (no device sync)."""
     dtype = value.dtype
     if dtype.is_complex or getattr(value, "is_quantized", False):
-        raise TypeError(
-            f"metric {key!r}: a tensor of dtype {dtype} is not a real number; log a real value, e.g. x.abs()"
-        )
+        raise TypeError(f"metric {key!r}: a tensor of dtype {dtype} is not a real number; log a real value, e.g. x.abs()")
     if value.numel() != 1:
         raise TypeError(
             f"metric {key!r}: a tensor of shape {tuple(value.shape)} holds {value.numel()} values; log a single number, "
@@ -157,10 +147,7 @@ class DeviceValues:
         if groups:
             import torch  # only reached with torch tensors in hand: torch is already imported
 
-            self.stacks = [
-                torch.stack([value.detach().reshape(()) for _, value in group])
-                for group in groups.values()
-            ]
+            self.stacks = [torch.stack([value.detach().reshape(()) for _, value in group]) for group in groups.values()]
 
 
 def materialise(batches: list[DeviceValues]) -> list[dict[str, float]]:
@@ -180,17 +167,10 @@ def materialise(batches: list[DeviceValues]) -> list[dict[str, float]]:
     for batch in batches:
         for stack in batch.stacks:
             chunks.setdefault((stack.device, stack.dtype), []).append(stack)
-    floats = {
-        group: iter(torch.cat(stacks).cpu().tolist())
-        for group, stacks in chunks.items()
-    }
+    floats = {group: iter(torch.cat(stacks).cpu().tolist()) for group, stacks in chunks.items()}
     result = []
     for batch in batches:
-        values = [
-            float(next(floats[(stack.device, stack.dtype)]))
-            for stack in batch.stacks
-            for _ in range(len(stack))
-        ]
+        values = [float(next(floats[(stack.device, stack.dtype)])) for stack in batch.stacks for _ in range(len(stack))]
         result.append(dict(zip(batch.keys, values)))
     return result
 
@@ -217,10 +197,7 @@ def to_jsonable(obj: Any, *, what: str = "config") -> Any:
     try:
         return _convert(obj, what, 0, set())
     except Exception as exc:  # a hostile __repr__ or __iter__: training comes first
-        warnings.warn(
-            f"steplog: could not capture {what} ({type(exc).__name__}: {exc}); stored as a string",
-            stacklevel=2,
-        )
+        warnings.warn(f"steplog: could not capture {what} ({type(exc).__name__}: {exc}); stored as a string", stacklevel=2)
         try:
             return repr(obj)
         except Exception:
@@ -231,9 +208,7 @@ def _convert(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, int):
-        return (
-            int(obj) if -(2**63) <= obj < 2**64 else str(obj)
-        )  # JSON readers stop at 64 bits
+        return int(obj) if -(2**63) <= obj < 2**64 else str(obj)  # JSON readers stop at 64 bits
     if isinstance(obj, float):
         if math.isfinite(obj):
             return float(obj)
@@ -251,18 +226,12 @@ def _convert_container(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
     """``_convert`` for what holds other values (mappings, dataclasses, sequences, sets, numpy
     values, namespaces), or its repr with a warning."""
     if isinstance(obj, Mapping):
-        return {
-            str(k): _convert(v, f"{where}.{k}", depth + 1, seen) for k, v in obj.items()
-        }
+        return {str(k): _convert(v, f"{where}.{k}", depth + 1, seen) for k, v in obj.items()}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            f.name: _convert(getattr(obj, f.name), f"{where}.{f.name}", depth + 1, seen)
-            for f in dataclasses.fields(obj)
-        }
+        return {f.name: _convert(getattr(obj, f.name), f"{where}.{f.name}", depth + 1, seen)
+                for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
-        return [
-            _convert(v, f"{where}[{i}]", depth + 1, seen) for i, v in enumerate(obj)
-        ]
+        return [_convert(v, f"{where}[{i}]", depth + 1, seen) for i, v in enumerate(obj)]
     if isinstance(obj, (set, frozenset)):
         items = [_convert(v, f"{where}[]", depth + 1, seen) for v in obj]
         try:
@@ -276,19 +245,14 @@ def _convert_container(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
     if isinstance(obj, bytes):
         return obj.decode("utf-8", errors="backslashreplace")
     attributes = getattr(obj, "__dict__", None)
-    if isinstance(attributes, dict) and type(obj).__name__ in (
-        "Namespace",
-        "SimpleNamespace",
-    ):
+    if isinstance(attributes, dict) and type(obj).__name__ in ("Namespace", "SimpleNamespace"):
         return _convert(attributes, where, depth + 1, seen)
     return _as_repr(obj, where, f"a {type(obj).__name__} is not plain data")
 
 
 def _as_repr(obj: Any, where: str, why: str) -> str:
     text = repr(obj)
-    warnings.warn(
-        f"steplog: {where}: {why}; stored as its repr {text[:60]!r}", stacklevel=4
-    )
+    warnings.warn(f"steplog: {where}: {why}; stored as its repr {text[:60]!r}", stacklevel=4)
     return text
 
 
@@ -306,9 +270,7 @@ def check_step(step: Any) -> int:
         TypeError: step must be a non-negative int, got bool (True)
     """
     if isinstance(step, bool) or not hasattr(step, "__index__"):
-        raise TypeError(
-            f"step must be a non-negative int, got {type(step).__name__} ({step!r:.40})"
-        )
+        raise TypeError(f"step must be a non-negative int, got {type(step).__name__} ({step!r:.40})")
     value = step.__index__()
     if not 0 <= value <= MAX_STEP:
         raise ValueError(f"step must be an int from 0 to 2**63-1, got {value}")
@@ -326,10 +288,8 @@ def check_mapping(metrics: Any) -> dict[str, Any]:
     """
     if isinstance(metrics, Mapping):
         return dict(metrics)
-    raise TypeError(
-        f"log() takes a dict of metric name -> number, got {type(metrics).__name__}; "
-        f"e.g. run.log({{'loss': 0.5}})"
-    )
+    raise TypeError(f"log() takes a dict of metric name -> number, got {type(metrics).__name__}; "
+                    f"e.g. run.log({{'loss': 0.5}})")
 
 
 def check_metric_names(names: Any, reserved: frozenset[str] | set[str]) -> None:
@@ -347,12 +307,8 @@ def check_metric_names(names: Any, reserved: frozenset[str] | set[str]) -> None:
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError(
-                f"metric name {key!r} is not valid unicode (a lone surrogate); "
-                f"decode it properly or rename the metric"
-            ) from None
+            raise ValueError(f"metric name {key!r} is not valid unicode (a lone surrogate); "
+                             f"decode it properly or rename the metric") from None
         if key in reserved:
-            raise ValueError(
-                f"metric name {key!r} is reserved by steplog (reserved: {', '.join(sorted(reserved))}); "
-                f"pass the step with log(..., step=N) and rename the metric, e.g. 'train/{key}'"
-            )
+            raise ValueError(f"metric name {key!r} is reserved by steplog (reserved: {', '.join(sorted(reserved))}); "
+                             f"pass the step with log(..., step=N) and rename the metric, e.g. 'train/{key}'")

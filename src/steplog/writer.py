@@ -113,39 +113,17 @@ def init(
         >>> again.log({"train_loss": 2.30})
         >>> again.finish()
     """
-    _check_options(
-        durability,
-        fsync_interval,
-        buffer_size,
-        buffer_interval,
-        tensor_flush_steps,
-        tensor_flush_seconds,
-    )
-    if (
-        isinstance(system_interval, bool)
-        or not isinstance(system_interval, (int, float))
-        or not system_interval > 0
-    ):
-        raise ValueError(
-            f"system_interval={system_interval!r} must be a number of seconds > 0 (default 10)"
-        )
+    _check_options(durability, fsync_interval, buffer_size, buffer_interval, tensor_flush_steps, tensor_flush_seconds)
+    if isinstance(system_interval, bool) or not isinstance(system_interval, (int, float)) or not system_interval > 0:
+        raise ValueError(f"system_interval={system_interval!r} must be a number of seconds > 0 (default 10)")
     if start_step is not None and resume is None:
-        raise ValueError(
-            "start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well"
-        )
+        raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string or None, got {type(name).__name__}")
-    options = dict(
-        durability=durability,
-        fsync_interval=fsync_interval,
-        buffer_size=buffer_size,
-        buffer_interval=buffer_interval,
-        tensor_flush_steps=tensor_flush_steps,
-        tensor_flush_seconds=tensor_flush_seconds,
-    )
-    if "://" in os.fspath(
-        root
-    ):  # an object-store URL: refused, pointing to push and sync
+    options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size,
+                   buffer_interval=buffer_interval, tensor_flush_steps=tensor_flush_steps,
+                   tensor_flush_seconds=tensor_flush_seconds)
+    if "://" in os.fspath(root):  # an object-store URL: refused, pointing to push and sync
         from .storage import refuse_url_root
 
         refuse_url_root(root)
@@ -155,19 +133,11 @@ def init(
     return run
 
 
-def _open(
-    name: str | None,
-    config: Any,
-    root: str | os.PathLike,
-    resume: str | os.PathLike | None,
-    start_step: int | None,
-    options: dict[str, Any],
-) -> Run:
+def _open(name: str | None, config: Any, root: str | os.PathLike, resume: str | os.PathLike | None,
+          start_step: int | None, options: dict[str, Any]) -> Run:
     if resume == "auto":
         if name is None:
-            raise ValueError(
-                "resume='auto' resumes the latest run of a name if it crashed: pass name= as well"
-            )
+            raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
         named = store.runs_named(name, root)
         if not named or store.current_status(named[-1]) != fmt.CRASHED:
             return _start(name, config, Path(root), options)
@@ -186,47 +156,22 @@ def _system_sampler(run: Run, option: bool | None, interval: float) -> Any:
     return system_metrics.SystemSampler(run.dir, interval=interval).start()
 
 
-def _check_options(
-    durability: str,
-    fsync_interval: float,
-    buffer_size: int,
-    buffer_interval: float,
-    tensor_flush_steps: int,
-    tensor_flush_seconds: float,
-) -> None:
+def _check_options(durability: str, fsync_interval: float, buffer_size: int, buffer_interval: float,
+                   tensor_flush_steps: int, tensor_flush_seconds: float) -> None:
     if durability not in DURABILITY_MODES:
-        raise ValueError(
-            f"durability={durability!r} is not a mode; choose one of {', '.join(DURABILITY_MODES)}"
-        )
+        raise ValueError(f"durability={durability!r} is not a mode; choose one of {', '.join(DURABILITY_MODES)}")
     if durability == "fsync" and not fsync_interval >= 0:
-        raise ValueError(
-            f"fsync_interval={fsync_interval!r} must be a number of seconds >= 0"
-        )
+        raise ValueError(f"fsync_interval={fsync_interval!r} must be a number of seconds >= 0")
     if durability == "buffered":
-        if (
-            not isinstance(buffer_size, int)
-            or buffer_size < 1
-            or not buffer_interval > 0
-        ):
-            raise ValueError(
-                f"buffer_size={buffer_size!r} must be an int >= 1 and "
-                f"buffer_interval={buffer_interval!r} > 0 seconds"
-            )
-        warnings.warn(
-            'steplog: durability="buffered" is deprecated: "mmap" (the default) is faster and loses '
-            'nothing on a SIGKILL (benchmarks/RESULTS.md); pass durability="mmap" or leave it out',
-            DeprecationWarning,
-            stacklevel=4,
-        )
-    if (
-        not isinstance(tensor_flush_steps, int)
-        or tensor_flush_steps < 1
-        or not tensor_flush_seconds > 0
-    ):
-        raise ValueError(
-            f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
-            f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds"
-        )
+        if not isinstance(buffer_size, int) or buffer_size < 1 or not buffer_interval > 0:
+            raise ValueError(f"buffer_size={buffer_size!r} must be an int >= 1 and "
+                             f"buffer_interval={buffer_interval!r} > 0 seconds")
+        warnings.warn('steplog: durability="buffered" is deprecated: "mmap" (the default) is faster and loses '
+                      'nothing on a SIGKILL (benchmarks/RESULTS.md); pass durability="mmap" or leave it out',
+                      DeprecationWarning, stacklevel=4)
+    if not isinstance(tensor_flush_steps, int) or tensor_flush_steps < 1 or not tensor_flush_seconds > 0:
+        raise ValueError(f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
+                         f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds")
 
 
 def _effective_durability(durability: str, run_dir: Path) -> str:
@@ -239,11 +184,8 @@ def _effective_durability(durability: str, run_dir: Path) -> str:
         return durability
     if network not in _warned_network:
         _warned_network.add(network)
-        warnings.warn(
-            f"steplog: {run_dir.parent} is on {network}, where memory mappings are not coherent "
-            f"across hosts; runs there use durability='process' (one write(2) per event)",
-            stacklevel=4,
-        )
+        warnings.warn(f"steplog: {run_dir.parent} is on {network}, where memory mappings are not coherent "
+                      f"across hosts; runs there use durability='process' (one write(2) per event)", stacklevel=4)
     return "process"
 
 
@@ -253,45 +195,21 @@ def _start(name: str | None, config: Any, root: Path, options: dict[str, Any]) -
     store.acquire_lock(run_dir, now)
     options["durability"] = _effective_durability(options["durability"], run_dir)
     start = fmt.encode_control_event(
-        fmt.START,
-        v=fmt.FORMAT_VERSION,
-        run_id=run_id,
-        name=name if name is not None else run_id,
-        time=now,
-        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(),
-        durability=options["durability"],
+        fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name=name if name is not None else run_id, time=now,
+        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(), durability=options["durability"],
         config=to_jsonable(config if config is not None else {}, what="config"),
         meta=to_jsonable(metadata(), what="metadata"),
     )
     fd = os.open(run_dir / fmt.EVENTS_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     write_all(fd, start)
-    for directory in (
-        run_dir,
-        root,
-    ):  # the new entries survive a power loss once a later fsync does
+    for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
         store.fsync_directory(directory)
-    return Run(
-        run_id,
-        name if name is not None else run_id,
-        run_dir,
-        fd,
-        segment=0,
-        last_step=None,
-        next_step=0,
-        wallclock_offset=0.0,
-        written=len(start),
-        **options,
-    )
+    return Run(run_id, name if name is not None else run_id, run_dir, fd, segment=0, last_step=None,
+               next_step=0, wallclock_offset=0.0, written=len(start), **options)
 
 
-def _resume(
-    ref: str | os.PathLike,
-    root: Path,
-    start_step: int | None,
-    name: str | None,
-    config: Any,
-    options: dict[str, Any],
-) -> Run:
+def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: str | None, config: Any,
+            options: dict[str, Any]) -> Run:
     if start_step is not None:
         start_step = check_step(start_step)
     run_dir = store.resolve_run(ref, root)
@@ -304,47 +222,24 @@ def _resume(
         options["durability"] = _effective_durability(options["durability"], run_dir)
         fd = os.open(events, os.O_RDWR | os.O_APPEND)
         resume = fmt.encode_control_event(
-            fmt.RESUME,
-            segment=state["segments"],
-            start_step=start_step,
-            time=_time(),
-            w=state["wallclock"],
-            durability=options["durability"],
-            meta=to_jsonable(metadata(), what="metadata"),
-        )
+            fmt.RESUME, segment=state["segments"], start_step=start_step, time=_time(), w=state["wallclock"],
+            durability=options["durability"], meta=to_jsonable(metadata(), what="metadata"))
         write_all(fd, resume)
     except BaseException:
         store.release_lock(run_dir)
         raise
     next_step = start_step if start_step is not None else state["next_step"]
-    return Run(
-        state["run_id"],
-        state["name"],
-        run_dir,
-        fd,
-        segment=state["segments"],
-        last_step=state["last_step"],
-        next_step=next_step,
-        wallclock_offset=state["wallclock"],
-        written=os.fstat(fd).st_size,
-        **options,
-    )
+    return Run(state["run_id"], state["name"], run_dir, fd, segment=state["segments"], last_step=state["last_step"],
+               next_step=next_step, wallclock_offset=state["wallclock"], written=os.fstat(fd).st_size, **options)
 
 
-def _warn_resume_differs(
-    run_dir: Path, state: dict[str, Any], name: str | None, config: Any
-) -> None:
+def _warn_resume_differs(run_dir: Path, state: dict[str, Any], name: str | None, config: Any) -> None:
     if name is not None and name != state["name"]:
-        warnings.warn(
-            f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored",
-            stacklevel=5,
-        )
+        warnings.warn(f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored",
+                      stacklevel=5)
     if config is not None and to_jsonable(config, what="config") != state["config"]:
-        warnings.warn(
-            f"steplog: resuming run {run_dir.name}: the config passed differs from the one it started "
-            f"with; the run keeps its original config",
-            stacklevel=5,
-        )
+        warnings.warn(f"steplog: resuming run {run_dir.name}: the config passed differs from the one it started "
+                      f"with; the run keeps its original config", stacklevel=5)
 
 
 __all__ = ["init", "Run", "DURABILITY_MODES", "DEFAULT_DURABILITY"]

@@ -109,10 +109,8 @@ def _root(args: argparse.Namespace, *, url: bool = False) -> Any:
     if is_url(args.root):
         if url:
             return args.root
-        raise CommandError(
-            f"--root {args.root} is an object-store URL; this command works on a local folder "
-            f"(ls, show, compare, best, plot, export and sql read buckets)"
-        )
+        raise CommandError(f"--root {args.root} is an object-store URL; this command works on a local folder "
+                           f"(ls, show, compare, best, plot, export and sql read buckets)")
     root = Path(args.root)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
@@ -145,19 +143,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(
-        orjson.dumps(
-            _jsonable(value), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
-        ).decode()
-    )
+    sys.stdout.write(orjson.dumps(_jsonable(value), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode())
 
 
 def _write_text(path: Path, text: str) -> None:
     from ..atomic import write_atomically
 
-    write_atomically(
-        path, text.encode("utf-8")
-    )  # an OSError says "cannot write <path>: <reason>"
+    write_atomically(path, text.encode("utf-8"))  # an OSError says "cannot write <path>: <reason>"
 
 
 def _local_minute(value: _dt.datetime | None) -> str:

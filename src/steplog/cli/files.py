@@ -25,18 +25,9 @@ from .common import (
 
 
 def _compact_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "runs",
-        nargs="*",
-        metavar="RUN",
-        help="runs to compact (default: every run under --root)",
-    )
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compact (default: every run under --root)")
     _add_root(parser)
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="list what would be compacted and what skipped, and why",
-    )
+    parser.add_argument("--dry-run", action="store_true", help="list what would be compacted and what skipped, and why")
     parser.description = (
         f"{parser.description}\n\nexit code 1 when a run could not be compacted (files not "
         f"writable, no start event); running runs are skipped, which is not an error"
@@ -49,14 +40,8 @@ def _compact(args: argparse.Namespace) -> int:
 
     root = _root(args)
     if not args.dry_run:
-        outcomes = compact_each(
-            root, args.runs or None
-        )  # progress and a summary line on stderr
-        failed = [
-            run_dir.name
-            for run_dir, outcome, detail in outcomes
-            if is_failure(outcome, detail)
-        ]
+        outcomes = compact_each(root, args.runs or None)  # progress and a summary line on stderr
+        failed = [run_dir.name for run_dir, outcome, detail in outcomes if is_failure(outcome, detail)]
         if failed:
             raise CommandError(
                 f"{len(failed)} run(s) could not be compacted: {', '.join(failed)} (the reasons are above)"
@@ -64,15 +49,9 @@ def _compact(args: argparse.Namespace) -> int:
         return 0
     plan = plan_compaction(root, args.runs or None)
     short = _short_ids(root)
-    labels = {
-        "compact": "would compact",
-        "current": "up to date",
-        "skipped": "would skip",
-    }
+    labels = {"compact": "would compact", "current": "up to date", "skipped": "would skip"}
     for run_dir, action, why in plan:
-        print(
-            f"{labels[action]:<13}  {short.get(run_dir.name, run_dir.name)}  {run_name(run_dir) or '?'}: {why}"
-        )
+        print(f"{labels[action]:<13}  {short.get(run_dir.name, run_dir.name)}  {run_name(run_dir) or '?'}: {why}")
     counts = {action: sum(p[1] == action for p in plan) for action in labels}
     print(
         f"dry run: {counts['compact']} to compact, {counts['current']} already compacted, "
@@ -85,11 +64,7 @@ def _compact(args: argparse.Namespace) -> int:
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "run",
-        metavar="RUN",
-        help="a run id, a unique id prefix, or a name (its latest run)",
-    )
+    parser.add_argument("run", metavar="RUN", help="a run id, a unique id prefix, or a name (its latest run)")
     parser.add_argument(
         "-o",
         "--output",
@@ -121,19 +96,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _tail_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "run",
-        metavar="RUN",
-        help="a run id, a unique id prefix, or a name (its latest run)",
-    )
+    parser.add_argument("run", metavar="RUN", help="a run id, a unique id prefix, or a name (its latest run)")
     _add_root(parser)
     parser.add_argument(
-        "-n",
-        "--lines",
-        type=int,
-        default=10,
-        metavar="N",
-        help="how many of the last steps to print (default: 10)",
+        "-n", "--lines", type=int, default=10, metavar="N", help="how many of the last steps to print (default: 10)"
     )
     parser.add_argument(
         "-f",
@@ -141,9 +107,7 @@ def _tail_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep printing steps as the run logs them, until it finishes (Ctrl-C stops)",
     )
-    parser.add_argument(
-        "--poll", type=float, default=0.5, metavar="SECONDS", help=argparse.SUPPRESS
-    )
+    parser.add_argument("--poll", type=float, default=0.5, metavar="SECONDS", help=argparse.SUPPRESS)
 
 
 def _tail(args: argparse.Namespace) -> int:
@@ -157,9 +121,7 @@ def _tail(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run, _root(args))
     live = args.follow and current_status(run_dir) == fmt.RUNNING
     try:
-        events = (
-            follow(run_dir, poll_interval=args.poll, from_start=False) if live else None
-        )
+        events = follow(run_dir, poll_interval=args.poll, from_start=False) if live else None
         rows = history(run_dir, all_segments=True)
         segment = rows["segment"].max() if rows.height else 0
         current = rows.filter(~pl.col("superseded")).drop("segment", "superseded")
@@ -167,16 +129,9 @@ def _tail(args: argparse.Namespace) -> int:
         for row in current.tail(max(args.lines, 0)).iter_rows(named=True):
             print(_step_line(row), flush=True)
         if args.follow and not live:
-            print(
-                f"(run {run_dir.name} is {current_status(run_dir)}: nothing to follow)",
-                file=sys.stderr,
-            )
+            print(f"(run {run_dir.name} is {current_status(run_dir)}: nothing to follow)", file=sys.stderr)
         for event in events or ():
-            if (
-                event["segment"] == segment
-                and last_step is not None
-                and event["step"] <= last_step
-            ):
+            if event["segment"] == segment and last_step is not None and event["step"] <= last_step:
                 continue  # printed above from the history
             print(_step_line(event), flush=True)
     except KeyboardInterrupt:
@@ -209,19 +164,12 @@ def _size(text: str) -> tuple[int, int]:
             f"{text!r} is not a size; write WIDTHxHEIGHT in pixels, e.g. 1200x800"
         ) from None
     if width < MIN_SIZE or height < MIN_SIZE:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is too small for a plot; use at least {MIN_SIZE}x{MIN_SIZE} pixels"
-        )
+        raise argparse.ArgumentTypeError(f"{text!r} is too small for a plot; use at least {MIN_SIZE}x{MIN_SIZE} pixels")
     return width, height
 
 
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN",
-        help="runs to plot (ids, id prefixes or names)",
-    )
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="runs to plot (ids, id prefixes or names)")
     _add_root(parser)
     parser.add_argument(
         "--metric",
@@ -235,19 +183,10 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
         default="step",
         help="the x axis: step, wallclock (seconds of training) or time (default: step)",
     )
-    parser.add_argument(
-        "--smooth",
-        type=_positive_int,
-        metavar="N",
-        help="draw a rolling mean over N points",
-    )
+    parser.add_argument("--smooth", type=_positive_int, metavar="N", help="draw a rolling mean over N points")
     parser.add_argument("--logy", action="store_true", help="a logarithmic y axis")
     parser.add_argument(
-        "--size",
-        type=_size,
-        default=(1200, 800),
-        metavar="WxH",
-        help="the PNG size in pixels (default: 1200x800)",
+        "--size", type=_size, default=(1200, 800), metavar="WxH", help="the PNG size in pixels (default: 1200x800)"
     )
     parser.add_argument("--title", help="a title over the panels")
     parser.add_argument(
@@ -275,9 +214,7 @@ def _plot(args: argparse.Namespace) -> int:
         size=args.size,
         title=args.title,
     )
-    print(
-        f"wrote {path} ({args.size[0]}x{args.size[1]}: {', '.join(metrics)} of {len(args.runs)} run(s) by {args.x})"
-    )
+    print(f"wrote {path} ({args.size[0]}x{args.size[1]}: {', '.join(metrics)} of {len(args.runs)} run(s) by {args.x})")
     return 0
 
 
@@ -286,11 +223,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     _add_root(parser)
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a few seconds instead of about half a minute",
-    )
+    parser.add_argument("--quick", action="store_true", help="a few seconds instead of about half a minute")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -305,18 +238,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
     _add_root(parser)
-    parser.add_argument(
-        "--markdown",
-        action="store_true",
-        help="a Markdown table (default: aligned text)",
-    )
+    parser.add_argument("--markdown", action="store_true", help="a Markdown table (default: aligned text)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="write the report to FILE instead of printing it",
+        "-o", "--output", type=Path, metavar="FILE", help="write the report to FILE instead of printing it"
     )
     where.add_argument(
         "--fill",
@@ -352,11 +277,7 @@ def _report(args: argparse.Namespace) -> int:
     else:
         frame = runs_report_frame(root, args.metrics)
         text = (
-            _report_text(
-                frame,
-                root,
-                None if args.output is not None and not args.width else _width(args),
-            )
+            _report_text(frame, root, None if args.output is not None and not args.width else _width(args))
             if frame.height
             else f"(no runs in {root})"
         )
@@ -375,9 +296,9 @@ def _report_text(frame: Any, root: Path, width: int | None) -> str:
 
     from ..tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
 
-    shown = frame.with_columns(
-        pl.col("run_id").replace_strict(_short_ids(root), default=pl.col("run_id"))
-    ).rename({"run_id": "id", "duration_s": "time"})
+    shown = frame.with_columns(pl.col("run_id").replace_strict(_short_ids(root), default=pl.col("run_id"))).rename(
+        {"run_id": "id", "duration_s": "time"}
+    )
     config = [c for c in shown.columns if c.startswith("config.")]
     return text_table(
         shown,

@@ -30,9 +30,7 @@ def _ls_arguments(parser: argparse.ArgumentParser) -> None:
     _add_root(parser)
     parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
     parser.add_argument(
-        "--name",
-        metavar="GLOB",
-        help="only runs whose name matches GLOB (shell pattern: lr_*, *base*)",
+        "--name", metavar="GLOB", help="only runs whose name matches GLOB (shell pattern: lr_*, *base*)"
     )
     parser.add_argument(
         "--metrics",
@@ -52,29 +50,19 @@ def _ls(args: argparse.Namespace) -> int:
     from ..tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
 
     root = _root(args, url=True)
-    table = runs(
-        root, metrics="all", figures=("best", "last"), mode="auto"
-    ).reverse()  # newest first
+    table = runs(root, metrics="all", figures=("best", "last"), mode="auto").reverse()  # newest first
     if args.status:
         table = table.filter(pl.col("status") == args.status)
     if args.name:
-        table = table.filter(
-            pl.Series([fnmatch.fnmatchcase(n or "", args.name) for n in table["name"]])
-        )
-    logged = [
-        c[: -len(".last")]
-        for c in table.columns
-        if c.endswith(".last") and not c.startswith("config.")
-    ]
+        table = table.filter(pl.Series([fnmatch.fnmatchcase(n or "", args.name) for n in table["name"]]))
+    logged = [c[: -len(".last")] for c in table.columns if c.endswith(".last") and not c.startswith("config.")]
     if args.metrics:
         check_metrics(args.metrics, logged, root)
     if args.json:
         _print_json(table.to_dicts())
         return 0
     if table.height == 0:
-        print(
-            f"(no runs in {root}{' matching the filters' if args.status or args.name else ''})"
-        )
+        print(f"(no runs in {root}{' matching the filters' if args.status or args.name else ''})")
         return 0
     chosen = args.metrics or main_metrics(table, logged)
     short = _short_ids(root)
@@ -103,9 +91,7 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def main_metrics(
-    table: Any, logged: Sequence[str], count: int = MAIN_METRICS
-) -> list[str]:
+def main_metrics(table: Any, logged: Sequence[str], count: int = MAIN_METRICS) -> list[str]:
     """The metrics ``ls`` shows: of the metrics logged (``<m>.last`` columns of ``table``), those
     whose name contains "loss" first, then the ones most runs logged, then in order of appearance.
 
@@ -117,15 +103,8 @@ def main_metrics(
     """
     import polars as pl
 
-    runs_logging = (
-        table.select(pl.col(f"{m}.last").is_not_null().sum() for m in logged).row(0)
-        if logged
-        else ()
-    )
-    order = sorted(
-        range(len(logged)),
-        key=lambda i: ("loss" not in logged[i].lower(), -runs_logging[i], i),
-    )
+    runs_logging = table.select(pl.col(f"{m}.last").is_not_null().sum() for m in logged).row(0) if logged else ()
+    order = sorted(range(len(logged)), key=lambda i: ("loss" not in logged[i].lower(), -runs_logging[i], i))
     return [logged[i] for i in order[:count]]
 
 
@@ -133,11 +112,7 @@ def main_metrics(
 
 
 def _show_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "run",
-        metavar="RUN",
-        help="a run id, a unique id prefix, or a name (its latest run)",
-    )
+    parser.add_argument("run", metavar="RUN", help="a run id, a unique id prefix, or a name (its latest run)")
     _add_root(parser)
     _add_json(parser)
     _add_width(parser)
@@ -157,23 +132,12 @@ def _show(args: argparse.Namespace) -> int:
         meta["argv"] = " ".join(map(str, meta["argv"]))
     first = [k for k in ("git_commit", "git_dirty", "host", "argv") if k in meta]
     lines = _section("run", _run_facts(info), width)
-    lines += [
-        "",
-        *_section(
-            "metadata",
-            {k: meta[k] for k in [*first, *(k for k in meta if k not in first)]},
-            width,
-        ),
-    ]
+    lines += ["", *_section("metadata", {k: meta[k] for k in [*first, *(k for k in meta if k not in first)]}, width)]
     lines += ["", *_section("config", flatten_config(info["config"], prefix=""), width)]
     if info["segments"]:
         lines += ["", "segments:", _segments_table(info["segments"], width)]
     summary = info["summary"]
-    lines += (
-        ["", "metrics:", _metrics_table(summary, width)]
-        if summary
-        else ["", "metrics: none logged"]
-    )
+    lines += ["", "metrics:", _metrics_table(summary, width)] if summary else ["", "metrics: none logged"]
     lines += _system_lines(Path(info["dir"]))
     print("\n".join(lines))
     return 0
@@ -194,21 +158,13 @@ def _section(title: str, pairs: dict[str, Any], width: int) -> list[str]:
     if not pairs:
         return [f"{title}: none"]
     pad = max(len(k) for k in pairs)
-    return [
-        f"{title}:",
-        *(
-            truncate(f"  {k:<{pad}}  {format_value(v, 6)}", width)
-            for k, v in pairs.items()
-        ),
-    ]
+    return [f"{title}:", *(truncate(f"  {k:<{pad}}  {format_value(v, 6)}", width) for k, v in pairs.items())]
 
 
 def _run_facts(info: dict[str, Any]) -> dict[str, Any]:
     from ..tables import format_duration
 
-    steps = f"{info['num_steps']}" + (
-        f" ({info['first_step']} to {info['last_step']})" if info["num_steps"] else ""
-    )
+    steps = f"{info['num_steps']}" + (f" ({info['first_step']} to {info['last_step']})" if info["num_steps"] else "")
     return {
         "name": info["name"],
         "id": info["run_id"],
@@ -219,9 +175,7 @@ def _run_facts(info: dict[str, Any]) -> dict[str, Any]:
         "segments": len(info["segments"]),
         "error": info["error"],
         "notes": info["notes"],
-        "stored": "compacted (metrics.parquet + run.json)"
-        if info["compacted"]
-        else "events.jsonl (not compacted)",
+        "stored": "compacted (metrics.parquet + run.json)" if info["compacted"] else "events.jsonl (not compacted)",
         "dir": info["dir"],
     }
 
@@ -238,18 +192,10 @@ def _segments_table(segments: list[dict[str, Any]], width: int) -> str:
         "rows",
         pl.col("superseded_rows").alias("superseded"),
         pl.col("start_time").alias("started"),
-        (pl.col("end_time") - pl.col("start_time"))
-        .dt.total_microseconds()
-        .truediv(1e6)
-        .alias("time"),
+        (pl.col("end_time") - pl.col("start_time")).dt.total_microseconds().truediv(1e6).alias("time"),
         "status",
     )
-    return text_table(
-        frame,
-        width=width,
-        formats={"time": format_duration, "started": _local_minute},
-        right=["time"],
-    )
+    return text_table(frame, width=width, formats={"time": format_duration, "started": _local_minute}, right=["time"])
 
 
 def _metrics_table(summary: dict[str, dict[str, Any]], width: int) -> str:
@@ -259,28 +205,11 @@ def _metrics_table(summary: dict[str, dict[str, Any]], width: int) -> str:
     from ..tables import text_table
 
     figures = pl.DataFrame(
-        [
-            {"metric": m, **{f: s.get(f) for f in SUMMARY_FIELDS}}
-            for m, s in summary.items()
-        ],
+        [{"metric": m, **{f: s.get(f) for f in SUMMARY_FIELDS}} for m, s in summary.items()],
         schema={"metric": pl.String, **SUMMARY_TYPES},
     )
-    figures = figures.rename(
-        {"nan_count": "nans", "step_of_min": "min_at", "step_of_max": "max_at"}
-    )
-    order = (
-        "metric",
-        "count",
-        "nans",
-        "last",
-        "min",
-        "min_at",
-        "max",
-        "max_at",
-        "first",
-        "mean",
-        "std",
-    )
+    figures = figures.rename({"nan_count": "nans", "step_of_min": "min_at", "step_of_max": "max_at"})
+    order = ("metric", "count", "nans", "last", "min", "min_at", "max", "max_at", "first", "mean", "std")
     figures = figures.select(order)
     return text_table(figures, width=width, significant=4)
 
@@ -289,19 +218,9 @@ def _metrics_table(summary: dict[str, dict[str, Any]], width: int) -> str:
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "runs",
-        nargs="*",
-        metavar="RUN",
-        help="runs to compare (default: every run under --root)",
-    )
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compare (default: every run under --root)")
     _add_root(parser)
-    parser.add_argument(
-        "--metrics",
-        type=_metric_list,
-        metavar="M1,M2",
-        help="the metrics to show (default: all)",
-    )
+    parser.add_argument("--metrics", type=_metric_list, metavar="M1,M2", help="the metrics to show (default: all)")
     _add_json(parser)
     _add_width(parser)
 
@@ -312,9 +231,7 @@ def _compare(args: argparse.Namespace) -> int:
     from ..tables import SOFT_TRUNCATED_WIDTH, formatted, text_table
 
     root = _root(args, url=True)
-    table = compare(
-        args.runs or None, metrics=args.metrics, root=root, mode="auto"
-    )  # unknown metrics raise
+    table = compare(args.runs or None, metrics=args.metrics, root=root, mode="auto")  # unknown metrics raise
     if args.json:
         _print_json(table.to_dicts())
         return 0
@@ -328,17 +245,11 @@ def _compare(args: argparse.Namespace) -> int:
         for name, run_id in zip(names, table["run_id"])
     ]
     cells = formatted(table.drop("name", "run_id"), significant=4)
-    side_by_side = cells.transpose(
-        include_header=True, header_name="", column_names=labels
-    )
+    side_by_side = cells.transpose(include_header=True, header_name="", column_names=labels)
     differing = sum(c.startswith("config.") for c in table.columns)
     print(
         text_table(
-            side_by_side,
-            width=_width(args),
-            truncatable=labels,
-            right=labels,
-            min_truncated=SOFT_TRUNCATED_WIDTH,
+            side_by_side, width=_width(args), truncatable=labels, right=labels, min_truncated=SOFT_TRUNCATED_WIDTH
         )
     )
     if differing == 0 and table.height > 1:
@@ -350,13 +261,9 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _best_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "metric", metavar="METRIC", help="the metric to rank runs by, e.g. val_loss"
-    )
+    parser.add_argument("metric", metavar="METRIC", help="the metric to rank runs by, e.g. val_loss")
     _add_root(parser)
-    parser.add_argument(
-        "--max", action="store_true", help="higher is better (default: lower is better)"
-    )
+    parser.add_argument("--max", action="store_true", help="higher is better (default: lower is better)")
     _add_json(parser)
 
 

@@ -58,25 +58,11 @@ class Source:
         [((3, 12.0), {'acc': 0.5, 'loss': 1.0}), ((3, 13.0), {'lr': 0.1})]
     """
 
-    def __init__(
-        self,
-        kind: str,
-        path: str | os.PathLike,
-        source_id: str,
-        *,
-        name: str,
-        start_time: float | None = None,
-        end_time: float | None = None,
-        config: Mapping[str, Any] | None = None,
-        meta: Mapping[str, Any] | None = None,
-        status: str | None = fmt.FINISHED,
-    ) -> None:
-        self.kind, self.path, self.id, self.name = (
-            kind,
-            os.path.abspath(path),
-            str(source_id),
-            name,
-        )
+    def __init__(self, kind: str, path: str | os.PathLike, source_id: str, *, name: str,
+                 start_time: float | None = None,
+                 end_time: float | None = None, config: Mapping[str, Any] | None = None,
+                 meta: Mapping[str, Any] | None = None, status: str | None = fmt.FINISHED) -> None:
+        self.kind, self.path, self.id, self.name = kind, os.path.abspath(path), str(source_id), name
         self.start_time, self.end_time, self.status = start_time, end_time, status
         self.config: dict[str, Any] = dict(config or {})
         self.meta: dict[str, Any] = dict(meta or {})
@@ -92,13 +78,7 @@ class Source:
         else:
             event.update((k, float(v)) for k, v in metrics.items())
 
-    def add_columns(
-        self,
-        metric: str,
-        steps: Iterable[int],
-        times: Iterable[float],
-        values: Iterable[float],
-    ) -> None:
+    def add_columns(self, metric: str, steps: Iterable[int], times: Iterable[float], values: Iterable[float]) -> None:
         """Record one metric's whole history: parallel sequences of steps, Unix times and values."""
         events = self.events
         for step, when, value in zip(steps, times, values):
@@ -128,19 +108,12 @@ def imported_runs(root: str | os.PathLike) -> dict[tuple[Any, Any, Any], str]:
         meta = (start or {}).get("meta") or store.raw_sidecar(run_dir).get("meta")
         origin = meta.get("imported_from") if isinstance(meta, dict) else None
         if isinstance(origin, dict):
-            found[(origin.get("source"), origin.get("path"), origin.get("id"))] = (
-                run_dir.name
-            )
+            found[(origin.get("source"), origin.get("path"), origin.get("id"))] = run_dir.name
     return found
 
 
-def write_run(
-    root: str | os.PathLike,
-    source: Source,
-    known: dict | None = None,
-    *,
-    sync_root: bool = True,
-) -> tuple[str, bool]:
+def write_run(root: str | os.PathLike, source: Source, known: dict | None = None, *,
+              sync_root: bool = True) -> tuple[str, bool]:
     """Write ``source`` as a finished steplog run under ``root``; returns (run id, whether it was
     created). A source imported before (same kind, path and id, see ``imported_runs``) is not
     written again: its existing run id is returned with False. ``known`` is ``imported_runs(root)``
@@ -154,19 +127,13 @@ def write_run(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     times = [when for _, when in source.events]
-    start = (
-        source.start_time
-        if source.start_time is not None
-        else min(times, default=time.time())
-    )
+    start = source.start_time if source.start_time is not None else min(times, default=time.time())
     while True:  # until the run id is free when the finished folder is renamed to it (it nearly always is)
         run_id = store.new_run_id(_dt.datetime.fromtimestamp(start, _dt.timezone.utc))
         tmp = root / f".import-{secrets.token_hex(6)}"
         tmp.mkdir()
         try:
-            _write_events(
-                tmp / fmt.EVENTS_FILE, run_id, start, source, max(times, default=start)
-            )
+            _write_events(tmp / fmt.EVENTS_FILE, run_id, start, source, max(times, default=start))
             store.fsync_directory(tmp)
             published = _publish(tmp, root / run_id)
         except BaseException:
@@ -181,37 +148,19 @@ def write_run(
     return run_id, True
 
 
-def _write_events(
-    path: Path, run_id: str, start: float, source: Source, last: float
-) -> None:
-    meta = {
-        **to_jsonable(source.meta, what="metadata"),
-        "imported_from": source.origin,
-        "imported": {"time": time.time(), "steplog_version": __version__},
-    }
+def _write_events(path: Path, run_id: str, start: float, source: Source, last: float) -> None:
+    meta = {**to_jsonable(source.meta, what="metadata"), "imported_from": source.origin,
+            "imported": {"time": time.time(), "steplog_version": __version__}}
     head = fmt.encode_control_event(
-        fmt.START,
-        v=fmt.FORMAT_VERSION,
-        run_id=run_id,
-        name=source.name,
-        time=start,
-        start_time=_dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(),
-        durability="imported",
-        config=to_jsonable(source.config, what="config"),
-        meta=meta,
-    )
+        fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name=source.name, time=start,
+        start_time=_dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(), durability="imported",
+        config=to_jsonable(source.config, what="config"), meta=meta)
     end = source.end_time if source.end_time is not None else last
     with open(path, "wb") as f:
         f.write(head)
         _write_metric_lines(f, source, start)
-        if (
-            source.status is not None
-        ):  # a run the source shows as still running reads as crashed
-            f.write(
-                fmt.encode_control_event(
-                    fmt.FINISH, status=source.status, time=end, w=end - start, segment=0
-                )
-            )
+        if source.status is not None:  # a run the source shows as still running reads as crashed
+            f.write(fmt.encode_control_event(fmt.FINISH, status=source.status, time=end, w=end - start, segment=0))
         f.flush()
         os.fsync(f.fileno())
 
@@ -221,25 +170,11 @@ def _write_metric_lines(f: Any, source: Source, start: float) -> None:
     does (inlined, as in ``Run.log``: a million events per import; a test checks the bytes). Lines go
     out 64 at a time: orjson.dumps gets ~10x slower while more than ~1,000 of its results are alive
     (measured: 0.44 us per event with 64 kept, 4.5 us with 8,192); the file object buffers the writes."""
-    dumps, option, add_nonfinite = (
-        orjson.dumps,
-        orjson.OPT_APPEND_NEWLINE,
-        fmt.add_nonfinite,
-    )
-    step_key, time_key, wallclock_key, metrics_key = (
-        fmt.STEP,
-        fmt.TIME,
-        fmt.WALLCLOCK,
-        fmt.METRICS,
-    )
+    dumps, option, add_nonfinite = orjson.dumps, orjson.OPT_APPEND_NEWLINE, fmt.add_nonfinite
+    step_key, time_key, wallclock_key, metrics_key = fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS
     chunk: list[bytes] = []
     for (step, when), metrics in sorted(source.events.items()):
-        event = {
-            step_key: step,
-            time_key: when,
-            wallclock_key: when - start,
-            metrics_key: metrics,
-        }
+        event = {step_key: step, time_key: when, wallclock_key: when - start, metrics_key: metrics}
         total = sum(metrics.values())
         if total - total != 0.0:  # a NaN or an infinity: record its code under "nf"
             add_nonfinite(event, metrics)
@@ -261,14 +196,8 @@ def _publish(tmp: Path, target: Path) -> bool:
     return True  # the caller fsyncs the root (once for a whole batch)
 
 
-def write_runs(
-    root: str | os.PathLike,
-    sources: Iterable[Source],
-    *,
-    name: str | None = None,
-    count: int | None = None,
-    quiet: bool = False,
-) -> list[str]:
+def write_runs(root: str | os.PathLike, sources: Iterable[Source], *, name: str | None = None,
+               count: int | None = None, quiet: bool = False) -> list[str]:
     """Write every source (``write_run``), naming them after ``name`` when given: a single source is
     named ``name``, several ``name/<source name>``. Shows a progress bar on stderr unless ``quiet``.
     Returns the run ids, one per source, in order (existing ids for sources imported before).
@@ -294,9 +223,7 @@ def write_runs(
                     source.name = name if total == 1 else f"{name}/{source.name}"
                 run_id, created = write_run(root, source, known, sync_root=False)
                 ids.append(run_id)
-                bar.update(
-                    f"{source.name}: {'imported' if created else 'already imported'} as {run_id}"
-                )
+                bar.update(f"{source.name}: {'imported' if created else 'already imported'} as {run_id}")
     finally:  # the runs written so far (also when a later source fails) are made durable
         if Path(root).is_dir():
             store.fsync_directory(Path(root))
@@ -313,9 +240,7 @@ class _Progress:
                 from tqdm import tqdm
             except ImportError:
                 return
-            self.bar = tqdm(
-                total=total, unit="run", desc="import", file=sys.stderr, leave=True
-            )
+            self.bar = tqdm(total=total, unit="run", desc="import", file=sys.stderr, leave=True)
 
     def __enter__(self) -> _Progress:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self

@@ -34,27 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'iter'
     """
     parser.add_argument("source", choices=SOURCES, help="what PATH holds")
-    parser.add_argument(
-        "path",
-        help="the source: event file or log folder (tensorboard), mlflow.db or mlruns folder "
-        "(mlflow), wandb folder or offline run folder (wandb), trackio database or folder "
-        "(trackio), a file or folder of files (csv, jsonl)",
-    )
-    parser.add_argument(
-        "--root",
-        default="experiment_logs",
-        help="steplog root to import into (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--name",
-        default=None,
-        help="name of the imported run; prefix (NAME/<run>) when there are several",
-    )
-    parser.add_argument(
-        "--step-col",
-        default="step",
-        help="csv/jsonl: the column holding the step (default: %(default)s)",
-    )
+    parser.add_argument("path", help="the source: event file or log folder (tensorboard), mlflow.db or mlruns folder "
+                                     "(mlflow), wandb folder or offline run folder (wandb), trackio database or folder "
+                                     "(trackio), a file or folder of files (csv, jsonl)")
+    parser.add_argument("--root", default="experiment_logs", help="steplog root to import into (default: %(default)s)")
+    parser.add_argument("--name", default=None,
+                        help="name of the imported run; prefix (NAME/<run>) when there are several")
+    parser.add_argument("--step-col", default="step",
+                        help="csv/jsonl: the column holding the step (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -69,27 +56,14 @@ def run(args: argparse.Namespace) -> int:
     """
     from . import SourceError, csv, jsonl, mlflow, tensorboard, trackio, wandb
 
-    importers = {
-        "tensorboard": tensorboard,
-        "mlflow": mlflow,
-        "wandb": wandb,
-        "trackio": trackio,
-    }
+    importers = {"tensorboard": tensorboard, "mlflow": mlflow, "wandb": wandb, "trackio": trackio}
     quiet = getattr(args, "quiet", False)
     try:
         if args.source in ("csv", "jsonl"):
             table = csv if args.source == "csv" else jsonl
-            ids = table(
-                args.path,
-                root=args.root,
-                name=args.name,
-                step_col=args.step_col,
-                quiet=quiet,
-            )
+            ids = table(args.path, root=args.root, name=args.name, step_col=args.step_col, quiet=quiet)
         else:
-            ids = importers[args.source](
-                args.path, root=args.root, name=args.name, quiet=quiet
-            )
+            ids = importers[args.source](args.path, root=args.root, name=args.name, quiet=quiet)
     except (SourceError, OSError) as exc:
         print(f"steplog import: {exc}", file=sys.stderr)
         return 1

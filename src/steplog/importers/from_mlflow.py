@@ -38,13 +38,8 @@ _STATUS = {"FINISHED": fmt.FINISHED, "FAILED": fmt.FAILED, "KILLED": fmt.FAILED}
 _MAX = sys.float_info.max
 
 
-def mlflow(
-    path: str | os.PathLike,
-    root: str | os.PathLike = "experiment_logs",
-    name: str | None = None,
-    *,
-    quiet: bool = False,
-) -> list[str]:
+def mlflow(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
+           quiet: bool = False) -> list[str]:
     """Import every run of an MLflow tracking store (``mlflow.db`` or an ``mlruns`` folder); returns the run ids.
 
     Example:
@@ -59,9 +54,7 @@ def mlflow(
         return _import_sqlite(path, root, name, quiet)
     if path.is_dir():
         return _import_file_store(path, root, name, quiet)
-    raise SourceError(
-        f"{path} does not exist; pass an MLflow SQLite file (mlflow.db) or an mlruns folder"
-    )
+    raise SourceError(f"{path} does not exist; pass an MLflow SQLite file (mlflow.db) or an mlruns folder")
 
 
 def _value(value: float, is_nan: Any) -> float:
@@ -74,37 +67,26 @@ def _value(value: float, is_nan: Any) -> float:
 
 # --- SQLite store ------------------------------------------------------------------------------
 
-
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        tables = {
-            row[0]
-            for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
-        raise SourceError(
-            f"{path} is not an SQLite database ({exc}); pass an MLflow mlflow.db"
-        ) from exc
+        raise SourceError(f"{path} is not an SQLite database ({exc}); pass an MLflow mlflow.db") from exc
     missing = {"experiments", "runs", "metrics", "params", "tags"} - tables
     if missing:
-        raise SourceError(
-            f"{path} is not an MLflow tracking database: no table {', '.join(sorted(missing))}"
-        )
+        raise SourceError(f"{path} is not an MLflow tracking database: no table {', '.join(sorted(missing))}")
     return db
 
 
-def _import_sqlite(
-    path: Path, root: str | os.PathLike, name: str | None, quiet: bool
-) -> list[str]:
+def _import_sqlite(path: Path, root: str | os.PathLike, name: str | None, quiet: bool) -> list[str]:
     db = _connect(path)
     try:
         runs = db.execute(
             "SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, r.experiment_id, e.name "
             "FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id "
             "WHERE r.lifecycle_stage != 'deleted' AND e.lifecycle_stage != 'deleted' "
-            "ORDER BY r.start_time, r.run_uuid"
-        ).fetchall()
+            "ORDER BY r.start_time, r.run_uuid").fetchall()
         sources = (_sqlite_run(db, path, row) for row in runs)
         return write_runs(root, sources, name=name, count=len(runs), quiet=quiet)
     except sqlite3.DatabaseError as exc:
@@ -115,41 +97,14 @@ def _import_sqlite(
 
 def _sqlite_run(db: sqlite3.Connection, path: Path, row: tuple) -> Source:
     run_uuid, run_name, status, start, end, experiment_id, experiment = row
-    params = dict(
-        db.execute(
-            "SELECT key, value FROM params WHERE run_uuid = ?", (run_uuid,)
-        ).fetchall()
-    )
-    tags = dict(
-        db.execute(
-            "SELECT key, value FROM tags WHERE run_uuid = ?", (run_uuid,)
-        ).fetchall()
-    )
-    source = _source(
-        path,
-        run_uuid,
-        run_name or tags.get("mlflow.runName"),
-        status,
-        start,
-        end,
-        experiment_id,
-        experiment,
-        params,
-        tags,
-    )
-    metrics = db.execute(
-        "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ? "
-        "ORDER BY timestamp, step",
-        (run_uuid,),
-    ).fetchall()
+    params = dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_uuid,)).fetchall())
+    tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_uuid,)).fetchall())
+    source = _source(path, run_uuid, run_name or tags.get("mlflow.runName"), status, start, end, experiment_id,
+                     experiment, params, tags)
+    metrics = db.execute("SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ? "
+                         "ORDER BY timestamp, step", (run_uuid,)).fetchall()
     events = source.events
-    for (
-        key,
-        value,
-        timestamp,
-        step,
-        is_nan,
-    ) in metrics:  # Source.add inlined: a million rows per import
+    for key, value, timestamp, step, is_nan in metrics:  # Source.add inlined: a million rows per import
         if is_nan or value == _MAX or value == -_MAX or type(value) is not float:
             value = _value(value, is_nan)
         when = (step, timestamp / 1000.0)
@@ -161,42 +116,17 @@ def _sqlite_run(db: sqlite3.Connection, path: Path, row: tuple) -> Source:
     return source
 
 
-def _source(
-    path: Path,
-    run_uuid: str,
-    run_name: str | None,
-    status: str | None,
-    start: Any,
-    end: Any,
-    experiment_id: Any,
-    experiment: str | None,
-    params: dict,
-    tags: dict,
-) -> Source:
-    meta = {
-        "mlflow": {
-            "run_id": run_uuid,
-            "experiment_id": str(experiment_id),
-            "experiment": experiment,
-            "status": status,
-        },
-        "tags": tags,
-    }
-    return Source(
-        "mlflow",
-        path,
-        run_uuid,
-        name=run_name or run_uuid,
-        start_time=start / 1000.0 if start is not None else None,
-        end_time=end / 1000.0 if end is not None else None,
-        config=params,
-        meta=meta,
-        status=_STATUS.get(status or "", None),
-    )
+def _source(path: Path, run_uuid: str, run_name: str | None, status: str | None, start: Any, end: Any,
+            experiment_id: Any, experiment: str | None, params: dict, tags: dict) -> Source:
+    meta = {"mlflow": {"run_id": run_uuid, "experiment_id": str(experiment_id), "experiment": experiment,
+                       "status": status}, "tags": tags}
+    return Source("mlflow", path, run_uuid, name=run_name or run_uuid,
+                  start_time=start / 1000.0 if start is not None else None,
+                  end_time=end / 1000.0 if end is not None else None,
+                  config=params, meta=meta, status=_STATUS.get(status or "", None))
 
 
 # --- file store --------------------------------------------------------------------------------
-
 
 def _yaml(path: Path) -> dict[str, str]:
     """The top-level ``key: value`` lines of an MLflow meta.yaml (all it needs here)."""
@@ -212,9 +142,7 @@ def _yaml(path: Path) -> dict[str, str]:
     return found
 
 
-def _import_file_store(
-    path: Path, root: str | os.PathLike, name: str | None, quiet: bool
-) -> list[str]:
+def _import_file_store(path: Path, root: str | os.PathLike, name: str | None, quiet: bool) -> list[str]:
     run_dirs = []
     for experiment_meta in sorted(path.glob("*/meta.yaml")):
         experiment = _yaml(experiment_meta)
@@ -223,9 +151,7 @@ def _import_file_store(
         for run_meta in sorted(experiment_meta.parent.glob("*/meta.yaml")):
             run_dirs.append((run_meta.parent, experiment))
     if not run_dirs:
-        raise SourceError(
-            f"no MLflow run under {path} (expected <experiment id>/<run id>/meta.yaml)"
-        )
+        raise SourceError(f"no MLflow run under {path} (expected <experiment id>/<run id>/meta.yaml)")
     sources = (_file_run(run_dir, experiment) for run_dir, experiment in run_dirs)
     return write_runs(root, sources, name=name, count=len(run_dirs), quiet=quiet)
 
@@ -234,39 +160,18 @@ def _read_keyed(folder: Path) -> dict[str, str]:
     """``{key: text}`` of a params or tags folder (keys may hold '/': files in subfolders)."""
     if not folder.is_dir():
         return {}
-    return {
-        f.relative_to(folder).as_posix(): f.read_text()
-        for f in sorted(folder.rglob("*"))
-        if f.is_file()
-    }
+    return {f.relative_to(folder).as_posix(): f.read_text() for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
 def _file_run(run_dir: Path, experiment: dict[str, str]) -> Source:
     meta = _yaml(run_dir / "meta.yaml")
     tags = _read_keyed(run_dir / "tags")
-    status = {
-        "1": "RUNNING",
-        "2": "SCHEDULED",
-        "3": "FINISHED",
-        "4": "FAILED",
-        "5": "KILLED",
-    }.get(meta.get("status", ""), meta.get("status"))
-    start, end = (
-        int(meta[k]) if meta.get(k, "").isdigit() else None
-        for k in ("start_time", "end_time")
-    )
-    source = _source(
-        run_dir,
-        meta.get("run_id") or run_dir.name,
-        meta.get("run_name") or tags.get("mlflow.runName"),
-        status,
-        start,
-        end,
-        experiment.get("experiment_id"),
-        experiment.get("name"),
-        _read_keyed(run_dir / "params"),
-        tags,
-    )
+    status = {"1": "RUNNING", "2": "SCHEDULED", "3": "FINISHED", "4": "FAILED", "5": "KILLED"}.get(
+        meta.get("status", ""), meta.get("status"))
+    start, end = (int(meta[k]) if meta.get(k, "").isdigit() else None for k in ("start_time", "end_time"))
+    source = _source(run_dir, meta.get("run_id") or run_dir.name, meta.get("run_name") or tags.get("mlflow.runName"),
+                     status, start, end, experiment.get("experiment_id"), experiment.get("name"),
+                     _read_keyed(run_dir / "params"), tags)
     metrics = run_dir / "metrics"
     for file in sorted(metrics.rglob("*")) if metrics.is_dir() else []:
         if file.is_file():
@@ -283,9 +188,7 @@ def _file_metric(file: Path, key: str, source: Source) -> None:
             timestamp, value = int(parts[0]), float(parts[1])
             step = int(parts[2]) if len(parts) > 2 else 0
         except (ValueError, IndexError):
-            raise SourceError(
-                f"{file}, line {number}: {line!r} is not 'timestamp value step'"
-            ) from None
+            raise SourceError(f"{file}, line {number}: {line!r} is not 'timestamp value step'") from None
         source.add(step, timestamp / 1000.0, {key: _value(value, math.isnan(value))})
 
 

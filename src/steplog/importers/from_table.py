@@ -26,14 +26,8 @@ from ._runs import Source, SourceError, write_runs
 TIME_COLUMNS = ("time", "timestamp", "wall_time", "_timestamp")
 
 
-def csv(
-    path: str | os.PathLike,
-    root: str | os.PathLike = "experiment_logs",
-    name: str | None = None,
-    *,
-    step_col: str = "step",
-    quiet: bool = False,
-) -> list[str]:
+def csv(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
+        step_col: str = "step", quiet: bool = False) -> list[str]:
     """Import a CSV file (or every ``*.csv`` of a folder, one run each); returns the run ids.
 
     Example:
@@ -46,14 +40,8 @@ def csv(
     return _import_tables(path, root, name, step_col, quiet, "csv")
 
 
-def jsonl(
-    path: str | os.PathLike,
-    root: str | os.PathLike = "experiment_logs",
-    name: str | None = None,
-    *,
-    step_col: str = "step",
-    quiet: bool = False,
-) -> list[str]:
+def jsonl(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
+          step_col: str = "step", quiet: bool = False) -> list[str]:
     """Import a JSON Lines file (one object per line; or every ``*.jsonl`` of a folder); returns the run ids.
 
     Example:
@@ -66,27 +54,17 @@ def jsonl(
     return _import_tables(path, root, name, step_col, quiet, "jsonl")
 
 
-def _import_tables(
-    path: str | os.PathLike,
-    root: str | os.PathLike,
-    name: str | None,
-    step_col: str,
-    quiet: bool,
-    kind: str,
-) -> list[str]:
+def _import_tables(path: str | os.PathLike, root: str | os.PathLike, name: str | None, step_col: str, quiet: bool,
+                   kind: str) -> list[str]:
     path = Path(path)
     if path.is_dir():
         files = sorted(path.rglob(f"*.{kind}"))
         if not files:
-            raise SourceError(
-                f"no *.{kind} file in {path}; pass a {kind} file or a folder holding some"
-            )
+            raise SourceError(f"no *.{kind} file in {path}; pass a {kind} file or a folder holding some")
     elif path.is_file():
         files = [path]
     else:
-        raise SourceError(
-            f"{path} does not exist; pass a {kind} file or a folder of them"
-        )
+        raise SourceError(f"{path} does not exist; pass a {kind} file or a folder of them")
     sources = (_read_table(f, kind, step_col) for f in files)
     return write_runs(root, sources, name=name, count=len(files), quiet=quiet)
 
@@ -107,55 +85,28 @@ def _read_table(path: Path, kind: str, step_col: str) -> Source:
 
     frame = _frame(path, kind)
     if step_col not in frame.columns:
-        raise SourceError(
-            f"{path} has no step column {step_col!r} (columns: {', '.join(frame.columns)}); "
-            f"name it with --step-col / step_col="
-        )
+        raise SourceError(f"{path} has no step column {step_col!r} (columns: {', '.join(frame.columns)}); "
+                          f"name it with --step-col / step_col=")
     steps = frame[step_col]
-    if (
-        not steps.dtype.is_integer()
-        or steps.null_count()
-        or (steps.len() and steps.min() < 0)
-    ):
-        raise SourceError(
-            f"{path}: step column {step_col!r} must hold integers >= 0 in every row (found {steps.dtype}"
-            f"{', with empty cells' if steps.null_count() else ''}); name the right one with --step-col"
-        )
+    if not steps.dtype.is_integer() or steps.null_count() or (steps.len() and steps.min() < 0):
+        raise SourceError(f"{path}: step column {step_col!r} must hold integers >= 0 in every row (found {steps.dtype}"
+                          f"{', with empty cells' if steps.null_count() else ''}); name the right one with --step-col")
     times, time_col = _times(frame, path)
     frame = frame.with_columns(_text_numbers(frame, (step_col, time_col)))
-    numeric = [
-        c
-        for c in frame.columns
-        if c not in (step_col, time_col) and frame[c].dtype.is_numeric()
-    ]
-    skipped = [
-        c for c in frame.columns if c not in (step_col, time_col) and c not in numeric
-    ]
+    numeric = [c for c in frame.columns if c not in (step_col, time_col) and frame[c].dtype.is_numeric()]
+    skipped = [c for c in frame.columns if c not in (step_col, time_col) and c not in numeric]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     meta: dict[str, Any] = {"step_column": step_col, "time_column": time_col}
     if skipped:
         meta["skipped_columns"] = skipped
-    source = Source(
-        kind,
-        path,
-        digest,
-        name=path.stem,
-        start_time=min(times, default=None),
-        meta=meta,
-    )
+    source = Source(kind, path, digest, name=path.stem, start_time=min(times, default=None), meta=meta)
     for column in numeric:
         values = frame[column].cast(pl.Float64)
         keep = values.is_not_null()
-        source.add_columns(
-            column,
-            steps.filter(keep).to_list(),
-            pl.Series(times).filter(keep).to_list(),
-            values.filter(keep).to_list(),
-        )
+        source.add_columns(column, steps.filter(keep).to_list(), pl.Series(times).filter(keep).to_list(),
+                           values.filter(keep).to_list())
     if not numeric:
-        raise SourceError(
-            f"{path} has no numeric column besides {step_col!r}: nothing to import"
-        )
+        raise SourceError(f"{path} has no numeric column besides {step_col!r}: nothing to import")
     return source
 
 
@@ -184,18 +135,9 @@ def _times(frame, path: Path) -> tuple[list[float], str | None]:
                 series = series.dt.epoch("us").cast(pl.Float64) / 1e6
             elif series.dtype == pl.String:
                 try:
-                    series = (
-                        series.str.to_datetime(time_zone="UTC")
-                        .dt.epoch("us")
-                        .cast(pl.Float64)
-                        / 1e6
-                    )
-                except (
-                    Exception
-                ) as exc:  # polars raises several types for unparseable dates
-                    raise SourceError(
-                        f"{path}: time column {column!r} holds text that is not a date: {exc}"
-                    ) from exc
+                    series = series.str.to_datetime(time_zone="UTC").dt.epoch("us").cast(pl.Float64) / 1e6
+                except Exception as exc:  # polars raises several types for unparseable dates
+                    raise SourceError(f"{path}: time column {column!r} holds text that is not a date: {exc}") from exc
             if series.dtype.is_numeric() and not series.null_count():
                 return series.cast(pl.Float64).to_list(), column
     mtime = path.stat().st_mtime

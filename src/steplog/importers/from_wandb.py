@@ -37,13 +37,8 @@ _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 _HISTORY, _SUMMARY, _CONFIG, _RUN, _EXIT = 2, 3, 5, 17, 18
 
 
-def wandb(
-    path: str | os.PathLike,
-    root: str | os.PathLike = "experiment_logs",
-    name: str | None = None,
-    *,
-    quiet: bool = False,
-) -> list[str]:
+def wandb(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
+          quiet: bool = False) -> list[str]:
     """Import W&B offline runs (a ``wandb`` folder, an ``offline-run-*`` folder or a ``.wandb`` file);
     returns the run ids."""
     path = Path(path)
@@ -52,17 +47,11 @@ def wandb(
     elif path.is_dir():
         files = sorted(path.rglob("run-*.wandb"))
         if not files:
-            raise SourceError(
-                f"no W&B run file (run-*.wandb) under {path}; "
-                f"pass a wandb folder or an offline-run folder"
-            )
+            raise SourceError(f"no W&B run file (run-*.wandb) under {path}; "
+                              f"pass a wandb folder or an offline-run folder")
     else:
-        raise SourceError(
-            f"{path} does not exist; pass a wandb folder, an offline-run-* folder or a run-*.wandb file"
-        )
-    return write_runs(
-        root, (_read_run(f) for f in files), name=name, count=len(files), quiet=quiet
-    )
+        raise SourceError(f"{path} does not exist; pass a wandb folder, an offline-run-* folder or a run-*.wandb file")
+    return write_runs(root, (_read_run(f) for f in files), name=name, count=len(files), quiet=quiet)
 
 
 def records(path: Path) -> list[bytes]:
@@ -77,20 +66,16 @@ def records(path: Path) -> list[bytes]:
     """
     data = path.read_bytes()
     if not data.startswith(_HEADER):
-        raise SourceError(
-            f"{path} is not a W&B run file (it does not start with {_HEADER!r})"
-        )
+        raise SourceError(f"{path} is not a W&B run file (it does not start with {_HEADER!r})")
     found, parts, pos = [], [], 7
     while pos + 7 <= len(data):
-        if (
-            _BLOCK - pos % _BLOCK < 7
-        ):  # too little room left in the block for a header: padding
+        if _BLOCK - pos % _BLOCK < 7:  # too little room left in the block for a header: padding
             pos += _BLOCK - pos % _BLOCK
             continue
         _, length, kind = _RECORD_HEAD.unpack_from(data, pos)
         if kind == 0 and length == 0:  # zero padding (a preallocated or torn tail)
             break
-        body = data[pos + 7 : pos + 7 + length]
+        body = data[pos + 7:pos + 7 + length]
         if len(body) < length or kind not in (_FULL, _FIRST, _MIDDLE, _LAST):
             break
         pos += 7 + length
@@ -107,12 +92,10 @@ def records(path: Path) -> list[bytes]:
 
 
 def _text(data: bytes, span: tuple[int, int]) -> str:
-    return data[span[0] : span[1]].decode()
+    return data[span[0]:span[1]].decode()
 
 
-def _items(
-    data: bytes, span: tuple[int, int], item_field: int
-) -> list[tuple[str, Any]]:
+def _items(data: bytes, span: tuple[int, int], item_field: int) -> list[tuple[str, Any]]:
     """(key, decoded JSON value) of each item (key 1, nested_key 2, value_json 16) of a record."""
     items = []
     for number, wire, value in fields(data, *span):
@@ -137,9 +120,7 @@ def _read_run(path: Path) -> Source:
     except (IndexError, ValueError, UnicodeDecodeError, struct.error) as exc:
         if isinstance(exc, SourceError):
             raise
-        raise SourceError(
-            f"{path}: a record is not a W&B record ({exc}); the file is corrupt"
-        ) from exc
+        raise SourceError(f"{path}: a record is not a W&B record ({exc}); the file is corrupt") from exc
 
 
 def _decode_run(path: Path, found: list[bytes]) -> Source:
@@ -161,25 +142,13 @@ def _decode_run(path: Path, found: list[bytes]) -> Source:
             elif number == _RUN:
                 info.update(_run_record(data, value, config))
             elif number == _EXIT:
-                exit_code = next(
-                    (v for n, w, v in fields(data, *value) if n == 1 and w == 0), 0
-                )
+                exit_code = next((v for n, w, v in fields(data, *value) if n == 1 and w == 0), 0)
     return _source(path, info, config, summary, rows, exit_code)
 
 
-def _run_record(
-    data: bytes, span: tuple[int, int], config: dict[str, Any]
-) -> dict[str, Any]:
+def _run_record(data: bytes, span: tuple[int, int], config: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"tags": []}
-    names = {
-        1: "run_id",
-        2: "entity",
-        3: "project",
-        7: "job_type",
-        8: "display_name",
-        9: "notes",
-        6: "group",
-    }
+    names = {1: "run_id", 2: "entity", 3: "project", 7: "job_type", 8: "display_name", 9: "notes", 6: "group"}
     for number, wire, value in fields(data, *span):
         if number in names and wire == 2:
             info[names[number]] = _text(data, value)
@@ -199,58 +168,28 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _source(
-    path: Path,
-    info: dict[str, Any],
-    config: dict[str, Any],
-    summary: dict[str, Any],
-    rows: list[dict[str, Any]],
-    exit_code: int | None,
-) -> Source:
+def _source(path: Path, info: dict[str, Any], config: dict[str, Any], summary: dict[str, Any],
+            rows: list[dict[str, Any]], exit_code: int | None) -> Source:
     run_id = info.get("run_id") or path.stem.removeprefix("run-")
     internal = config.pop("_wandb", None)
-    config = {
-        k: v.get("value")
-        if isinstance(v, dict) and set(v) <= {"value", "desc"} and "value" in v
-        else v
-        for k, v in config.items()
-    }
-    meta = {
-        "wandb": {k: v for k, v in info.items() if k != "start_time"},
-        "summary": summary,
-    }
+    config = {k: v.get("value") if isinstance(v, dict) and set(v) <= {"value", "desc"} and "value" in v else v
+              for k, v in config.items()}
+    meta = {"wandb": {k: v for k, v in info.items() if k != "start_time"}, "summary": summary}
     if internal is not None:
         meta["wandb"]["internal"] = internal
-    status = (
-        None if exit_code is None else (fmt.FINISHED if exit_code == 0 else fmt.FAILED)
-    )
-    source = Source(
-        "wandb",
-        path,
-        run_id,
-        name=info.get("display_name") or run_id,
-        start_time=info.get("start_time"),
-        config=config,
-        meta=meta,
-        status=status,
-    )
+    status = None if exit_code is None else (fmt.FINISHED if exit_code == 0 else fmt.FAILED)
+    source = Source("wandb", path, run_id, name=info.get("display_name") or run_id,
+                    start_time=info.get("start_time"), config=config, meta=meta, status=status)
     for index, row in enumerate(rows):
         step = row.pop("_step", index)
         when = _number(row.pop("_timestamp", None))
         row.pop("_runtime", None)
-        values = {
-            k: v for k, v in ((k, _number(v)) for k, v in row.items()) if v is not None
-        }
+        values = {k: v for k, v in ((k, _number(v)) for k, v in row.items()) if v is not None}
         if values:
-            source.add(
-                int(step),
-                when if when is not None else source.start_time or 0.0,
-                values,
-            )
+            source.add(int(step), when if when is not None else source.start_time or 0.0, values)
     if source.start_time is None and source.events:
         source.start_time = min(when for _, when in source.events)
     if source.start_time is None:
-        raise SourceError(
-            f"{path} holds no run record and no history: not a W&B run, or empty"
-        )
+        raise SourceError(f"{path} holds no run record and no history: not a W&B run, or empty")
     return source
+

@@ -34,9 +34,7 @@ def numeric(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def _is_number(value: Any) -> bool:
     if isinstance(value, numbers.Number):
         return not isinstance(value, complex)
-    return hasattr(value, "item") and (
-        getattr(value, "ndim", None) == 0 or tuple(getattr(value, "shape", ())) == (1,)
-    )
+    return hasattr(value, "item") and (getattr(value, "ndim", None) == 0 or tuple(getattr(value, "shape", ())) == (1,))
 
 
 class RunHolder:
@@ -51,22 +49,9 @@ class RunHolder:
         >>> holder.close("failed")
     """
 
-    def __init__(
-        self,
-        name: str | None = None,
-        root: str | os.PathLike = "experiment_logs",
-        config: Any = None,
-        resume: str | os.PathLike | None = None,
-        start_step: int | None = None,
-        **init_kwargs: Any,
-    ) -> None:
-        self.name, self.root, self.config, self.resume, self.start_step = (
-            name,
-            root,
-            config,
-            resume,
-            start_step,
-        )
+    def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None,
+                 resume: str | os.PathLike | None = None, start_step: int | None = None, **init_kwargs: Any) -> None:
+        self.name, self.root, self.config, self.resume, self.start_step = name, root, config, resume, start_step
         self.init_kwargs = init_kwargs
         self._run: Run | None = None
         self._closed = False
@@ -96,32 +81,17 @@ class RunHolder:
             self._closed = False
         return self._run
 
-    def open(
-        self, resume: str | os.PathLike | None = None, start_step: int | None = None
-    ) -> Run:
+    def open(self, resume: str | os.PathLike | None = None, start_step: int | None = None) -> Run:
         """Open the run: a new one, or (``resume``, else the holder's ``resume``) an existing one,
         continuing from ``start_step`` (the checkpoint's step; None: the holder's, else the first step logged)."""
         if resume is None:
-            resume, start_step = (
-                self.resume,
-                start_step if start_step is not None else self.start_step,
-            )
+            resume, start_step = self.resume, start_step if start_step is not None else self.start_step
         if resume is None:
-            self._run = init(
-                name=self.name, config=self.config, root=self.root, **self.init_kwargs
-            )
+            self._run = init(name=self.name, config=self.config, root=self.root, **self.init_kwargs)
         else:
-            config = (
-                self.config if resume == "auto" else None
-            )  # "auto" may start a new run
-            self._run = init(
-                name=self.name,
-                config=config,
-                root=self.root,
-                resume=resume,
-                start_step=start_step,
-                **self.init_kwargs,
-            )
+            config = self.config if resume == "auto" else None  # "auto" may start a new run
+            self._run = init(name=self.name, config=config, root=self.root, resume=resume, start_step=start_step,
+                             **self.init_kwargs)
         self._closed = False
         return self._run
 
@@ -146,11 +116,7 @@ class RunHolder:
         if self._run is None or self._closed:
             return
         if status == fmt.FAILED:
-            self._run.fail(
-                error
-                if error is not None
-                else "the training framework reported a failure"
-            )
+            self._run.fail(error if error is not None else "the training framework reported a failure")
         else:
             self._run.finish()
         self._closed = True

@@ -41,20 +41,10 @@ class SteplogCallback(keras.callbacks.Callback):
         True
     """
 
-    def __init__(
-        self,
-        name: str | None = None,
-        root: str | os.PathLike = "experiment_logs",
-        config: Any = None,
-        *,
-        log_batches: bool = True,
-        resume: str | os.PathLike | None = None,
-        **init_kwargs: Any,
-    ) -> None:
+    def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None, *,
+                 log_batches: bool = True, resume: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
         super().__init__()
-        self._holder = RunHolder(
-            name=name, root=root, config=config, resume=resume, **init_kwargs
-        )
+        self._holder = RunHolder(name=name, root=root, config=config, resume=resume, **init_kwargs)
         self.log_batches = log_batches
         self._step = -1
 
@@ -69,43 +59,24 @@ class SteplogCallback(keras.callbacks.Callback):
         self._step = run.step if run.step is not None else -1
         config: dict[str, Any] = {}
         if self.params:
-            config["fit"] = {
-                k: v
-                for k, v in self.params.items()
-                if isinstance(v, (int, float, str, bool))
-            }
-        optimizer = (
-            getattr(self.model, "optimizer", None) if self._model_set() else None
-        )
+            config["fit"] = {k: v for k, v in self.params.items() if isinstance(v, (int, float, str, bool))}
+        optimizer = getattr(self.model, "optimizer", None) if self._model_set() else None
         if optimizer is not None and hasattr(optimizer, "get_config"):
             try:
                 config["optimizer"] = optimizer.get_config()
-            except (
-                TypeError,
-                ValueError,
-                AttributeError,
-                NotImplementedError,
-            ) as exc:  # never stop training
-                warnings.warn(
-                    f"steplog: the optimizer's config could not be read ({exc}); not recorded",
-                    stacklevel=2,
-                )
+            except (TypeError, ValueError, AttributeError, NotImplementedError) as exc:  # never stop training
+                warnings.warn(f"steplog: the optimizer's config could not be read ({exc}); not recorded", stacklevel=2)
         self._holder.update_config(config)
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         """Log the batch's logs as ``batch/<name>`` at the global batch step."""
         self._step += 1
         if self.log_batches and logs:
-            self._holder.log(
-                {f"batch/{k}": v for k, v in logs.items()}, max(self._step, 0)
-            )
+            self._holder.log({f"batch/{k}": v for k, v in logs.items()}, max(self._step, 0))
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         """Log the epoch's logs as ``epoch/<name>`` (and ``epoch``) at the step of its last batch."""
-        self._holder.log(
-            {"epoch": epoch, **{f"epoch/{k}": v for k, v in (logs or {}).items()}},
-            max(self._step, 0),
-        )
+        self._holder.log({"epoch": epoch, **{f"epoch/{k}": v for k, v in (logs or {}).items()}}, max(self._step, 0))
 
     def on_train_end(self, logs=None) -> None:
         """Finish the run."""

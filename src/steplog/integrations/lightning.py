@@ -56,11 +56,7 @@ def run_of_checkpoint(path: str | os.PathLike) -> str | None:
         '20260101-120000-000-abcdef'
     """
     parent = Path(path).parent
-    return (
-        parent.parent.name
-        if parent.name == "checkpoints" and is_run_id(parent.parent.name)
-        else None
-    )
+    return parent.parent.name if parent.name == "checkpoints" and is_run_id(parent.parent.name) else None
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:
@@ -73,9 +69,7 @@ def checkpoint_step(path: str | os.PathLike) -> int | None:
     import torch
 
     try:
-        step = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get(
-            "global_step"
-        )
+        step = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get("global_step")
     except (OSError, RuntimeError, ValueError, AttributeError, EOFError):
         return None
     return step if isinstance(step, int) else None
@@ -95,34 +89,19 @@ class SteplogLogger(Logger):
         ['failed']
     """
 
-    def __init__(
-        self,
-        name: str | None = None,
-        root: str | os.PathLike = "experiment_logs",
-        config: Any = None,
-        *,
-        resume: str | os.PathLike | None = None,
-        **init_kwargs: Any,
-    ) -> None:
+    def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None, *,
+                 resume: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
         super().__init__()
         start_step = None
         if resume is not None and str(resume).endswith(".ckpt"):
             found = run_of_checkpoint(resume)
             if found is None:
-                raise ValueError(
-                    f"resume={str(resume)!r}: this checkpoint path does not name a steplog run "
-                    f"(<dir>/<name>/<run id>/checkpoints/<file>.ckpt); pass the run id instead"
-                )
+                raise ValueError(f"resume={str(resume)!r}: this checkpoint path does not name a steplog run "
+                                 f"(<dir>/<name>/<run id>/checkpoints/<file>.ckpt); pass the run id instead")
             resume, start_step = found, checkpoint_step(resume)
         self._name = name
-        self._holder = RunHolder(
-            name=name,
-            root=root,
-            config=config,
-            resume=resume,
-            start_step=start_step,
-            **init_kwargs,
-        )
+        self._holder = RunHolder(name=name, root=root, config=config, resume=resume, start_step=start_step,
+                                 **init_kwargs)
 
     @property
     def name(self) -> str:
@@ -150,9 +129,7 @@ class SteplogLogger(Logger):
         return self._holder.run
 
     @rank_zero_only
-    def log_hyperparams(
-        self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any
-    ) -> None:
+    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
         """Add the hyperparameters to the run's config (``Run.update_config``)."""
         if isinstance(params, Namespace):
             params = vars(params)

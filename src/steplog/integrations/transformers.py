@@ -53,18 +53,9 @@ class SteplogCallback(TrainerCallback, ExportableState):
         {'args': {}, 'attributes': {'run_id': None}}
     """
 
-    def __init__(
-        self,
-        name: str | None = None,
-        root: str | os.PathLike = "experiment_logs",
-        config: Any = None,
-        *,
-        resume: str | os.PathLike | None = None,
-        **init_kwargs: Any,
-    ) -> None:
-        self._holder = RunHolder(
-            name=name, root=root, config=config, resume=resume, **init_kwargs
-        )
+    def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None, *,
+                 resume: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
+        self._holder = RunHolder(name=name, root=root, config=config, resume=resume, **init_kwargs)
 
     @property
     def run(self):
@@ -73,30 +64,17 @@ class SteplogCallback(TrainerCallback, ExportableState):
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback: the run id, so resuming continues the run."""
-        return {
-            "args": {},
-            "attributes": {
-                "run_id": self._holder.run_id if self._holder.opened else None
-            },
-        }
+        return {"args": {}, "attributes": {"run_id": self._holder.run_id if self._holder.opened else None}}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs) -> None:
         """Open the run (or resume the checkpoint's, rewound to its step) and record the config."""
         if not state.is_world_process_zero:
             return
-        saved = (getattr(state, "stateful_callbacks", None) or {}).get(
-            type(self).__name__
-        )
-        run_id = (
-            saved.get("attributes", {}).get("run_id")
-            if isinstance(saved, dict)
-            else None
-        )
+        saved = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
+        run_id = saved.get("attributes", {}).get("run_id") if isinstance(saved, dict) else None
         if self._holder.name is None and getattr(args, "run_name", None):
             self._holder.name = args.run_name
-        if state.global_step > 0 and (
-            run_id or self._holder.resume
-        ):  # resume_from_checkpoint
+        if state.global_step > 0 and (run_id or self._holder.resume):  # resume_from_checkpoint
             if self._holder.opened:
                 self._holder.close("finished")
             self._holder.open(resume=run_id, start_step=state.global_step)
@@ -106,10 +84,7 @@ class SteplogCallback(TrainerCallback, ExportableState):
         model_config = getattr(model, "config", None)
         if model_config is not None and hasattr(model_config, "to_dict"):
             config["model"] = model_config.to_dict()
-        config["trainer"] = {
-            k: getattr(state, k, None)
-            for k in ("max_steps", "num_train_epochs", "train_batch_size")
-        }
+        config["trainer"] = {k: getattr(state, k, None) for k in ("max_steps", "num_train_epochs", "train_batch_size")}
         self._holder.update_config(config)
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:

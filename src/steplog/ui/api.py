@@ -43,13 +43,9 @@ def handle(data: Data, path: str, query: str) -> tuple[int, dict[str, Any]]:
     routes = {"/api/runs": _runs, "/api/run": _run, "/api/series": _series}
     route = routes.get(path)
     if route is None:
-        return 404, {
-            "error": f"no API endpoint {path!r}; there are {', '.join(routes)}"
-        }
+        return 404, {"error": f"no API endpoint {path!r}; there are {', '.join(routes)}"}
     try:
-        params = parse_qs(
-            query, keep_blank_values=True, strict_parsing=False, max_num_fields=1000
-        )
+        params = parse_qs(query, keep_blank_values=True, strict_parsing=False, max_num_fields=1000)
         return 200, route(data, params)
     except ApiError as exc:
         return exc.status, {"error": str(exc)}
@@ -71,9 +67,7 @@ def _series(data: Data, params: dict[str, list[str]]) -> dict[str, Any]:
     run_dir = data.resolve(_one(params, "run"))
     metrics = params.get("metric") or []
     if not metrics or not all(metrics):
-        raise ApiError(
-            400, "metric is required (repeat it for several: metric=loss&metric=acc)"
-        )
+        raise ApiError(400, "metric is required (repeat it for several: metric=loss&metric=acc)")
     x = _one(params, "x", "step")
     if x not in X_AXES:
         raise ApiError(400, f"x must be one of {', '.join(X_AXES)}, got {x!r}")
@@ -111,14 +105,10 @@ def _number(params: dict[str, list[str]], name: str) -> float | None:
     return value
 
 
-def _integer(
-    params: dict[str, list[str]], name: str, default: int | None, low: int, high: int
-) -> Any:
+def _integer(params: dict[str, list[str]], name: str, default: int | None, low: int, high: int) -> Any:
     text = _one(params, name, "")
     if text == "":
         return default
     if not text.isdigit() or not low <= int(text) <= high:
-        raise ApiError(
-            400, f"{name} must be a whole number from {low} to {high}, got {text!r}"
-        )
+        raise ApiError(400, f"{name} must be a whole number from {low} to {high}, got {text!r}")
     return int(text)

@@ -23,22 +23,11 @@ HELP = "serve a live dashboard of the runs (charts of every point, runs table) a
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``steplog ui`` on ``parser``."""
-    parser.add_argument(
-        "--root",
-        default="experiment_logs",
-        help="folder holding the runs (default: experiment_logs)",
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1: this machine only)",
-    )
-    parser.add_argument(
-        "--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)"
-    )
-    parser.add_argument(
-        "--open", action="store_true", help="open the dashboard in a web browser"
-    )
+    parser.add_argument("--root", default="experiment_logs", help="folder holding the runs (default: experiment_logs)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    parser.add_argument("--open", action="store_true", help="open the dashboard in a web browser")
 
 
 def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
@@ -49,14 +38,9 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     try:
         server = serve(args.root, host=args.host, port=args.port)
     except (OSError, ValueError) as exc:
-        print(
-            f"steplog ui: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
-            file=sys.stderr,
-        )
+        print(f"steplog ui: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}", file=sys.stderr)
         return 2
-    print(
-        f"steplog ui: serving {args.root} at {server.url} (Ctrl-C to stop)", flush=True
-    )
+    print(f"steplog ui: serving {args.root} at {server.url} (Ctrl-C to stop)", flush=True)
     if args.open:
         webbrowser.open(server.url)
     try:

@@ -54,20 +54,9 @@ class Data:
     def resolve(self, ref: str) -> Path:
         """The directory of run ``ref`` (id, id prefix or name), always inside the root. Raises
         ValueError for anything path-like and RunNotFoundError for no such run."""
-        if (
-            not ref
-            or ref.startswith(".")
-            or "/" in ref
-            or "\\" in ref
-            or "\0" in ref
-            or os.path.isabs(ref)
-        ):
-            raise ValueError(
-                f"run must be a run id, id prefix or name, not a path: got {ref!r}"
-            )
-        run_dir = (
-            self.root / ref
-        )  # the page always asks by id: no listing of the root then
+        if not ref or ref.startswith(".") or "/" in ref or "\\" in ref or "\0" in ref or os.path.isabs(ref):
+            raise ValueError(f"run must be a run id, id prefix or name, not a path: got {ref!r}")
+        run_dir = self.root / ref  # the page always asks by id: no listing of the root then
         if not store.is_run_dir(run_dir):
             run_dir = store.resolve_run(ref, self.root)
         if run_dir.resolve().parent != self.root.resolve():
@@ -77,12 +66,8 @@ class Data:
     def live(self, run_dir: Path) -> LiveRun | None:
         """The incremental reader of a run that has an events file (None once compacted), updated."""
         path = store.events_path(run_dir)
-        if not path.exists() or (
-            path != run_dir / fmt.EVENTS_FILE and (run_dir / fmt.SIDECAR_FILE).exists()
-        ):
-            self._live.pop(
-                run_dir, None
-            )  # compacted since: its Parquet file is read instead
+        if not path.exists() or (path != run_dir / fmt.EVENTS_FILE and (run_dir / fmt.SIDECAR_FILE).exists()):
+            self._live.pop(run_dir, None)  # compacted since: its Parquet file is read instead
             return None
         with self._lock:
             live = self._live.get(run_dir)
@@ -104,12 +89,7 @@ class Data:
         for run_dir in reversed(store.run_dirs(self.root)):
             try:
                 row = self._row(run_dir)
-            except (
-                OSError,
-                ValueError,
-                store.RunNotFoundError,
-                pl.exceptions.PolarsError,
-            ):
+            except (OSError, ValueError, store.RunNotFoundError, pl.exceptions.PolarsError):
                 continue  # half-created or being compacted right now: shown on the next poll
             if row is not None:
                 table.append(row)
@@ -118,76 +98,39 @@ class Data:
     def _row(self, run_dir: Path) -> dict[str, Any] | None:
         key = _signature(run_dir)
         cached = self._rows.get(run_dir)
-        if (
-            cached is not None and cached[0] == key
-        ):  # unchanged since the last poll: two stat calls
+        if cached is not None and cached[0] == key:  # unchanged since the last poll: two stat calls
             row = cached[1]
             if row["status"] == fmt.RUNNING:
                 row["status"] = store.current_status(run_dir)
             return row
         live = self.live(run_dir)
-        found = (
-            _live_row(run_dir, live)
-            if live is not None
-            else _compacted_row(run_dir, self.root)
-        )
+        found = _live_row(run_dir, live) if live is not None else _compacted_row(run_dir, self.root)
         if found is not None:
             self._rows[run_dir] = (key, found)
         return found
 
     # --- series -----------------------------------------------------------------------------
 
-    def series(
-        self,
-        run_dir: Path,
-        metrics: list[str],
-        x: str,
-        lo: float | None,
-        hi: float | None,
-        width: int,
-        cursor: int | None,
-    ) -> dict[str, Any]:
+    def series(self, run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None,
+               width: int, cursor: int | None) -> dict[str, Any]:
         """Points of ``metrics`` of one run against ``x`` in ``[lo, hi]`` for ``width`` pixels; with a
         ``cursor`` (the ``cursor`` of an earlier answer), only the points added since."""
         live = self.live(run_dir)
         if live is None:
             series = self._compacted_series(run_dir, metrics, x, lo, hi, width)
-            marks, cursor_out, reset = (
-                self._compacted_marks(run_dir, x),
-                None,
-                cursor is not None,
-            )
+            marks, cursor_out, reset = self._compacted_marks(run_dir, x), None, cursor is not None
         else:
             frame, cursor_out, reset = _live_frame(live, metrics, x, cursor)
             rows = live.rows
-            marks = (
-                _marks(rows.select("segment", _x_expr(x, compacted=False).alias("x")))
-                if rows.width
-                else []
-            )
+            marks = _marks(rows.select("segment", _x_expr(x, compacted=False).alias("x"))) if rows.width else []
             if cursor is not None and not reset:
                 lo = hi = None  # new points: all of them, whatever the zoom
-            series = {
-                m: _series_points(*_arrays(frame, m), lo, hi, width) for m in metrics
-            }
-        return {
-            "x": x,
-            "cursor": cursor_out,
-            "reset": reset,
-            "series": series,
-            "marks": marks,
-            "status": store.current_status(run_dir),
-        }
+            series = {m: _series_points(*_arrays(frame, m), lo, hi, width) for m in metrics}
+        return {"x": x, "cursor": cursor_out, "reset": reset, "series": series, "marks": marks,
+                "status": store.current_status(run_dir)}
 
-    def _compacted_series(
-        self,
-        run_dir: Path,
-        metrics: list[str],
-        x: str,
-        lo: float | None,
-        hi: float | None,
-        width: int,
-    ) -> dict[str, Any]:
+    def _compacted_series(self, run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None,
+                          width: int) -> dict[str, Any]:
         """A compacted run's series: from the in-memory column cache when it holds them (a zoom then
         reads nothing), else from Parquet: the whole run (then cached) or, zoomed, only the range."""
         version = _mtime(run_dir / fmt.PARQUET_FILE)
@@ -197,42 +140,23 @@ class Data:
             if cached is not None:
                 arrays[m] = cached
         done = {}
-        if (
-            x == "step"
-        ):  # the run's precomputed levels, when the range needs bucketing anyway
+        if x == "step":  # the run's precomputed levels, when the range needs bucketing anyway
             for m in metrics:
-                if (
-                    m not in arrays
-                    and (found := self._from_level(run_dir, m, version, lo, hi, width))
-                    is not None
-                ):
+                if m not in arrays and (found := self._from_level(run_dir, m, version, lo, hi, width)) is not None:
                     done[m] = found
         missing = [m for m in metrics if m not in arrays and m not in done]
         if missing:
             zoomed = (lo is not None or hi is not None) and x == "step"
-            frame = _compacted_frame(
-                run_dir, missing, x, lo if zoomed else None, hi if zoomed else None
-            )
+            frame = _compacted_frame(run_dir, missing, x, lo if zoomed else None, hi if zoomed else None)
             for m in missing:
                 xs, ys = arrays[m] = _arrays(frame, m)
                 if not zoomed:
                     self._columns.put((run_dir, m, x, version), xs, ys)
-        return {
-            m: done[m]
-            if m in done
-            else _series_points(arrays[m][0], arrays[m][1], lo, hi, width)
-            for m in metrics
-        }
+        return {m: done[m] if m in done else _series_points(arrays[m][0], arrays[m][1], lo, hi, width)
+                for m in metrics}
 
-    def _from_level(
-        self,
-        run_dir: Path,
-        metric: str,
-        version: int,
-        lo: float | None,
-        hi: float | None,
-        width: int,
-    ) -> dict[str, Any] | None:
+    def _from_level(self, run_dir: Path, metric: str, version: int, lo: float | None, hi: float | None,
+                    width: int) -> dict[str, Any] | None:
         """The series from the levels file when it holds enough points in the range to bucket."""
         key = (run_dir, metric, "level", version)
         level = self._levels.get(key, False)
@@ -253,18 +177,9 @@ class Data:
         cached = self._marks.get((run_dir, x))
         if cached is None or cached[0] != version:
             segments = store.raw_sidecar(run_dir).get("segments")
-            resumed = (
-                not isinstance(segments, list) or len(segments) > 1
-            )  # else nothing to mark: no scan
-            marks = (
-                _marks(
-                    _scan_current(run_dir).select(
-                        "segment", _x_expr(x, compacted=True).alias("x")
-                    )
-                )
-                if resumed
-                else []
-            )
+            resumed = not isinstance(segments, list) or len(segments) > 1  # else nothing to mark: no scan
+            marks = _marks(_scan_current(run_dir).select("segment", _x_expr(x, compacted=True).alias("x"))) \
+                if resumed else []
             cached = self._marks[(run_dir, x)] = (version, marks)
         return cached[1]
 
@@ -274,10 +189,7 @@ class Data:
         for key in ("start_time", "end_time"):
             info[key] = _epoch(info[key])
         for segment in info["segments"]:
-            segment["start_time"], segment["end_time"] = (
-                _epoch(segment["start_time"]),
-                _epoch(segment["end_time"]),
-            )
+            segment["start_time"], segment["end_time"] = _epoch(segment["start_time"]), _epoch(segment["end_time"])
         info.pop("dir", None)
         return info
 
@@ -312,58 +224,25 @@ def _live_row(run_dir: Path, live: LiveRun) -> dict[str, Any] | None:
     metrics = live.metrics()
     summary = {}
     if rows.height:
-        figures = rows.select(
-            [
-                pl.struct(
-                    last=pl.col(m).drop_nulls().last(),
-                    min=pl.col(m).fill_nan(None).min(),
-                    max=pl.col(m).fill_nan(None).max(),
-                ).alias(m)
-                for m in metrics
-            ]
-        ).row(0)
+        figures = rows.select([pl.struct(last=pl.col(m).drop_nulls().last(), min=pl.col(m).fill_nan(None).min(),
+                                         max=pl.col(m).fill_nan(None).max()).alias(m) for m in metrics]).row(0)
         summary = dict(zip(metrics, figures))
     last = rows.row(-1, named=True) if rows.height else {}
-    return {
-        "id": start.get("run_id", run_dir.name),
-        "name": start.get("name"),
-        "status": store.current_status(run_dir),
-        "start": start.get("time"),
-        "end": last.get("time"),
-        "duration": last.get("wallclock"),
-        "steps": rows["step"].n_unique() if rows.height else 0,
-        "last_step": last.get("step"),
-        "segments": 1 + len(live.resumes),
-        "error": finish.get("error"),
-        "notes": finish.get("notes"),
-        "config": start.get("config") if isinstance(start.get("config"), dict) else {},
-        "metrics": summary,
-        "compacted": False,
-    }
+    return {"id": start.get("run_id", run_dir.name), "name": start.get("name"), "status": store.current_status(run_dir),
+            "start": start.get("time"), "end": last.get("time"), "duration": last.get("wallclock"),
+            "steps": rows["step"].n_unique() if rows.height else 0, "last_step": last.get("step"),
+            "segments": 1 + len(live.resumes), "error": finish.get("error"), "notes": finish.get("notes"),
+            "config": start.get("config") if isinstance(start.get("config"), dict) else {},
+            "metrics": summary, "compacted": False}
 
 
 def _compacted_row(run_dir: Path, root: Path) -> dict[str, Any] | None:
     info = run_info(run_dir, root=root)
-    summary = {
-        m: {"last": s.get("last"), "min": s.get("min"), "max": s.get("max")}
-        for m, s in info["summary"].items()
-    }
-    return {
-        "id": info["run_id"],
-        "name": info["name"],
-        "status": info["status"],
-        "start": _epoch(info["start_time"]),
-        "end": _epoch(info["end_time"]),
-        "duration": info["duration_s"],
-        "steps": info["num_steps"],
-        "last_step": info["last_step"],
-        "segments": len(info["segments"]),
-        "error": info["error"],
-        "notes": info["notes"],
-        "config": info["config"],
-        "metrics": summary,
-        "compacted": True,
-    }
+    summary = {m: {"last": s.get("last"), "min": s.get("min"), "max": s.get("max")} for m, s in info["summary"].items()}
+    return {"id": info["run_id"], "name": info["name"], "status": info["status"], "start": _epoch(info["start_time"]),
+            "end": _epoch(info["end_time"]), "duration": info["duration_s"], "steps": info["num_steps"],
+            "last_step": info["last_step"], "segments": len(info["segments"]), "error": info["error"],
+            "notes": info["notes"], "config": info["config"], "metrics": summary, "compacted": True}
 
 
 def _x_expr(x: str, compacted: bool) -> pl.Expr:
@@ -374,9 +253,7 @@ def _x_expr(x: str, compacted: bool) -> pl.Expr:
     return pl.col(x).cast(pl.Float64)
 
 
-def _live_frame(
-    live: LiveRun, metrics: list[str], x: str, cursor: int | None
-) -> tuple[pl.DataFrame, int, bool]:
+def _live_frame(live: LiveRun, metrics: list[str], x: str, cursor: int | None) -> tuple[pl.DataFrame, int, bool]:
     rows, offset, reset_offset = live.snapshot()
     reset = cursor is not None and (cursor < reset_offset or cursor > offset)
     if cursor is not None and not reset and rows.width:
@@ -384,13 +261,7 @@ def _live_frame(
     present = [m for m in metrics if m in rows.columns]
     if not rows.width:
         return pl.DataFrame({"x": []}, schema={"x": pl.Float64}), offset, reset
-    return (
-        rows.select(
-            _x_expr(x, compacted=False).alias("x"), *[pl.col(m) for m in present]
-        ),
-        offset,
-        reset,
-    )
+    return rows.select(_x_expr(x, compacted=False).alias("x"), *[pl.col(m) for m in present]), offset, reset
 
 
 def _scan_current(run_dir: Path) -> pl.LazyFrame:
@@ -398,15 +269,11 @@ def _scan_current(run_dir: Path) -> pl.LazyFrame:
     return frame.filter(~pl.col("superseded"))
 
 
-def _compacted_frame(
-    run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None
-) -> pl.DataFrame:
+def _compacted_frame(run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None) -> pl.DataFrame:
     frame = _scan_current(run_dir)
     present = [m for m in metrics if m in frame.collect_schema().names()]
     expr = _x_expr(x, compacted=True)
-    if (
-        x == "step"
-    ):  # pushed down to the Parquet row groups' statistics; the neighbours come along
+    if x == "step":  # pushed down to the Parquet row groups' statistics; the neighbours come along
         if lo is not None:
             frame = frame.filter(pl.col("step") >= int(np.floor(lo)) - 1)
         if hi is not None:
@@ -420,9 +287,7 @@ def _arrays(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     if metric not in frame.columns:
         return np.empty(0), np.empty(0)
     points = frame.select("x", metric)
-    if points[
-        metric
-    ].null_count():  # steps that did not log it (no copy when every step did)
+    if points[metric].null_count():  # steps that did not log it (no copy when every step did)
         points = points.filter(pl.col(metric).is_not_null())
     xs, ys = points["x"].to_numpy(), points[metric].to_numpy()
     if len(xs) > 1 and not points["x"].is_sorted():
@@ -431,9 +296,7 @@ def _arrays(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def _series_points(
-    xs: np.ndarray, ys: np.ndarray, lo: float | None, hi: float | None, width: int
-) -> dict[str, Any]:
+def _series_points(xs: np.ndarray, ys: np.ndarray, lo: float | None, hi: float | None, width: int) -> dict[str, Any]:
     i0, i1 = window(xs, lo, hi)
     return downsample(xs[i0:i1], ys[i0:i1], width)
 
@@ -467,22 +330,11 @@ class ColumnCache:
         with self._lock:
             self._items.pop(key, None)
             self._items[key] = (xs, ys)
-            while (
-                sum(a.nbytes + b.nbytes for a, b in self._items.values()) > self.budget
-            ):
+            while sum(a.nbytes + b.nbytes for a, b in self._items.values()) > self.budget:
                 del self._items[next(iter(self._items))]
 
 
 def _marks(frame: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
     """The x where each resumed segment begins (``segment`` > 0), for markers on the x axis."""
-    starts = (
-        frame.lazy()
-        .filter(pl.col("segment") > 0)
-        .group_by("segment")
-        .agg(pl.col("x").min())
-        .sort("segment")
-    )
-    return [
-        {"kind": "resume", "segment": s, "x": v}
-        for s, v in starts.collect().iter_rows()
-    ]
+    starts = frame.lazy().filter(pl.col("segment") > 0).group_by("segment").agg(pl.col("x").min()).sort("segment")
+    return [{"kind": "resume", "segment": s, "x": v} for s, v in starts.collect().iter_rows()]

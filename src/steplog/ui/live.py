@@ -98,11 +98,8 @@ class LiveRun:
             events = parse_events(data, self.path)
         self.skipped += len(caught)
         rows = events.rows.with_columns(pl.lit(end, pl.Int64).alias(OFFSET))
-        self.rows = (
-            rows
-            if self.rows.width == 0
-            else pl.concat([self.rows, rows], how="diagonal_relaxed", rechunk=False)
-        )
+        self.rows = rows if self.rows.width == 0 else pl.concat([self.rows, rows], how="diagonal_relaxed",
+                                                                  rechunk=False)
         self._chunks += 1
         for event in events.controls:
             self._control(event, end)
@@ -121,12 +118,8 @@ class LiveRun:
             segment = event.get("segment", len(self.resumes) + 1)
             start = event.get("start_step")
             self.resumes.append((start if isinstance(start, int) else None, end))
-            if isinstance(
-                start, int
-            ):  # the segment rewinds to start: earlier segments' later steps go
-                self.rows = self.rows.filter(
-                    (pl.col("segment") >= segment) | (pl.col("step") < start)
-                )
+            if isinstance(start, int):  # the segment rewinds to start: earlier segments' later steps go
+                self.rows = self.rows.filter((pl.col("segment") >= segment) | (pl.col("step") < start))
             self.reset_offset = end
 
     def snapshot(self) -> tuple[pl.DataFrame, int, int]:
@@ -136,8 +129,4 @@ class LiveRun:
 
     def metrics(self) -> list[str]:
         """The metric names seen so far, in order of first appearance."""
-        return [
-            c
-            for c in self.rows.columns
-            if c not in ("step", "time", "wallclock", "segment", OFFSET)
-        ]
+        return [c for c in self.rows.columns if c not in ("step", "time", "wallclock", "segment", OFFSET)]

@@ -67,65 +67,35 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if url.path.startswith("/api/"):
                 status, payload = handle(self.server.data, url.path, url.query)
-                self._send(
-                    status,
-                    orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
-                    "application/json",
-                )
+                self._send(status, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), "application/json")
             elif url.path in self.server.files:
                 body, kind = self.server.files[url.path]
                 self._send(200, body, kind, cache="no-cache")
             else:
-                self._send(
-                    404,
-                    orjson.dumps({"error": f"no such page {url.path!r}"}),
-                    "application/json",
-                )
+                self._send(404, orjson.dumps({"error": f"no such page {url.path!r}"}), "application/json")
         except (BrokenPipeError, ConnectionResetError):
             pass
         except Exception as exc:  # logged, answered with JSON: never a traceback page
             log.exception("steplog ui: %s failed", self.path)
-            self._send(
-                500,
-                orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}),
-                "application/json",
-            )
+            self._send(500, orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}), "application/json")
 
     def do_HEAD(self) -> None:
         self._refuse()
 
     def _refuse(self) -> None:
-        self._send(
-            405,
-            orjson.dumps(
-                {
-                    "error": f"{self.command} is not allowed: the dashboard is read-only (GET)"
-                }
-            ),
-            "application/json",
-            allow="GET",
-        )
+        self._send(405, orjson.dumps({"error": f"{self.command} is not allowed: the dashboard is read-only (GET)"}),
+                   "application/json", allow="GET")
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        kind: str,
-        cache: str = "no-store",
-        allow: str | None = None,
-    ) -> None:
+    def _send(self, status: int, body: bytes, kind: str, cache: str = "no-store", allow: str | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; "
-            "style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'",
-        )
+        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+                         "style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'")
         if allow:
             self.send_header("Allow", allow)
         self.end_headers()
@@ -153,9 +123,7 @@ class Server:
         port = httpd.server_address[1]
         self.host, self.port = host, port
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, args=(0.1,), name="steplog-ui", daemon=True
-        )
+        self._thread = threading.Thread(target=httpd.serve_forever, args=(0.1,), name="steplog-ui", daemon=True)
         self._thread.start()
         # Read the runs table once in the background, so that the first page is answered from memory;
         # serving starts at once whatever the root holds.
@@ -165,10 +133,7 @@ class Server:
         try:
             self._httpd.data.runs_table()
         except Exception:  # a page asking will report it
-            log.debug(
-                "steplog ui: reading the runs table in the background failed",
-                exc_info=True,
-            )
+            log.debug("steplog ui: reading the runs table in the background failed", exc_info=True)
 
     def stop(self) -> None:
         """Stop serving and free the port."""
@@ -183,11 +148,7 @@ class Server:
         self.stop()
 
 
-def serve(
-    root: str | os.PathLike = "experiment_logs",
-    host: str = "127.0.0.1",
-    port: int = 8765,
-) -> Server:
+def serve(root: str | os.PathLike = "experiment_logs", host: str = "127.0.0.1", port: int = 8765) -> Server:
     """Serve the dashboard of the runs under ``root`` in a background thread; return the server
     (``.url``, ``.stop()``). ``port=0`` picks a free port. Nothing is read until a page asks.
 
@@ -199,27 +160,17 @@ def serve(
     """
     root = Path(root)
     if "://" in str(root):
-        raise ValueError(
-            f"steplog ui reads a local folder; {root} is a URL (sync it to a folder first)"
-        )
+        raise ValueError(f"steplog ui reads a local folder; {root} is a URL (sync it to a folder first)")
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"no folder {root}: give the root that holds your runs (--root)"
-        )
+        raise FileNotFoundError(f"no folder {root}: give the root that holds your runs (--root)")
     if host not in LOCAL_HOSTS:
-        print(
-            f"steplog ui: warning: serving on {host}: anyone who can reach port {port} can read every run "
-            f"under {root}",
-            file=sys.stderr,
-        )
+        print(f"steplog ui: warning: serving on {host}: anyone who can reach port {port} can read every run "
+              f"under {root}", file=sys.stderr)
     try:
         httpd = _Server((host, port), Data(root))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise OSError(
-                exc.errno,
-                f"port {port} on {host} is in use: stop what uses it, or choose another "
-                f"port (--port N, or --port 0 for a free one)",
-            ) from None
+            raise OSError(exc.errno, f"port {port} on {host} is in use: stop what uses it, or choose another "
+                                     f"port (--port N, or --port 0 for a free one)") from None
         raise
     return Server(httpd, host)

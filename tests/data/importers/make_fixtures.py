@@ -31,17 +31,8 @@ def values(step: int) -> dict[str, float]:
 
 
 def encoded(rows: dict[int, dict[str, float]]) -> dict[str, dict[str, object]]:
-    return {
-        str(s): {
-            k: (
-                v
-                if math.isfinite(v)
-                else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-            )
-            for k, v in m.items()
-        }
-        for s, m in rows.items()
-    }
+    return {str(s): {k: (v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")))
+                     for k, v in m.items()} for s, m in rows.items()}
 
 
 def tensorboard() -> dict:
@@ -68,69 +59,43 @@ def mlflow() -> dict:
         ml.log_params({"lr": 0.1, "layers": 2})
         ml.set_tag("team", "vision")
         for step in STEPS:
-            ml.log_metrics(
-                values(step), step=step, timestamp=1_700_000_000_000 + 1000 * step
-            )
+            ml.log_metrics(values(step), step=step, timestamp=1_700_000_000_000 + 1000 * step)
     import sqlite3
 
-    with sqlite3.connect(
-        db
-    ) as connection:  # MLflow's schema is mostly empty tables: keep the fixture small
+    with sqlite3.connect(db) as connection:  # MLflow's schema is mostly empty tables: keep the fixture small
         connection.execute("VACUUM")
-    return {
-        "rows": encoded({s: values(s) for s in STEPS}),
-        "config": {"lr": "0.1", "layers": "2"},
-    }
+    return {"rows": encoded({s: values(s) for s in STEPS}), "config": {"lr": "0.1", "layers": "2"}}
 
 
 def wandb() -> dict:
-    folder = (
-        HERE / "wandb"
-    )  # where wandb writes; moved to wandb_offline (a folder named wandb would shadow
-    shutil.rmtree(
-        folder, ignore_errors=True
-    )  # the package when pytest puts this folder on sys.path)
+    folder = HERE / "wandb"  # where wandb writes; moved to wandb_offline (a folder named wandb would shadow
+    shutil.rmtree(folder, ignore_errors=True)  # the package when pytest puts this folder on sys.path)
     shutil.rmtree(HERE / "wandb_offline", ignore_errors=True)
-    code = (
-        f"import wandb, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
-        f"run = wandb.init(project='fixture', name='run-a', dir={str(HERE)!r}, config={{'lr': 0.1, 'model': {{'d': 4}}}})\n"
-        "for s in STEPS: run.log(values(s), step=s)\n"
-        "run.summary['best'] = 0.25\nrun.finish()\n"
-    )
+    code = (f"import wandb, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
+            f"run = wandb.init(project='fixture', name='run-a', dir={str(HERE)!r}, config={{'lr': 0.1, 'model': {{'d': 4}}}})\n"
+            "for s in STEPS: run.log(values(s), step=s)\n"
+            "run.summary['best'] = 0.25\nrun.finish()\n")
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
-    for offline in folder.glob(
-        "offline-run-*"
-    ):  # keep only the run file: logs and tmp folders are not needed
+    for offline in folder.glob("offline-run-*"):  # keep only the run file: logs and tmp folders are not needed
         for extra in offline.iterdir():
             if not extra.name.endswith(".wandb"):
                 shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
     for extra in folder.iterdir():
         if not extra.name.startswith("offline-run-"):
-            shutil.rmtree(
-                extra
-            ) if extra.is_dir() and not extra.is_symlink() else extra.unlink()
+            shutil.rmtree(extra) if extra.is_dir() and not extra.is_symlink() else extra.unlink()
     folder.rename(HERE / "wandb_offline")
-    return {
-        "rows": encoded({s: values(s) for s in STEPS}),
-        "config": {"lr": 0.1, "model": {"d": 4}},
-    }
+    return {"rows": encoded({s: values(s) for s in STEPS}), "config": {"lr": 0.1, "model": {"d": 4}}}
 
 
 def trackio() -> dict:
     folder = HERE / "trackio_store"
     shutil.rmtree(folder, ignore_errors=True)
-    code = (
-        f"import trackio, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
-        "trackio.init(project='fixture', name='run-a', config={'lr': 0.1})\n"
-        "for s in STEPS: trackio.log(values(s), step=s)\n"
-        "trackio.finish()\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code],
-        check=True,
-        env=dict(os.environ, TRACKIO_DIR=str(folder)),
-    )
+    code = (f"import trackio, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
+            "trackio.init(project='fixture', name='run-a', config={'lr': 0.1})\n"
+            "for s in STEPS: trackio.log(values(s), step=s)\n"
+            "trackio.finish()\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, TRACKIO_DIR=str(folder)))
     for extra in folder.iterdir():
         if extra.suffix != ".db":
             shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
@@ -138,15 +103,8 @@ def trackio() -> dict:
 
 
 def main() -> None:
-    expected = {
-        "tensorboard": tensorboard(),
-        "mlflow": mlflow(),
-        "wandb": wandb(),
-        "trackio": trackio(),
-    }
-    (HERE / "expected.json").write_text(
-        json.dumps(expected, indent=1, sort_keys=True) + "\n"
-    )
+    expected = {"tensorboard": tensorboard(), "mlflow": mlflow(), "wandb": wandb(), "trackio": trackio()}
+    (HERE / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
