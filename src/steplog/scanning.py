@@ -12,22 +12,19 @@ Example:
     >>> for name in ("a", "b"):
     ...     with steplog.init(name=name, root=root) as run:
     ...         run.log({"loss": 1.0})
-    >>> [part.name for part in scan_parts(store.run_dirs(root))]
+    >>> [part.name for part in scan_parts(roots.resolve_runs(None, root))]
     ['a', 'b']
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
-from . import format as fmt
-from . import store
+from . import roots
 from .model import current_rows, load_run
 from .reader import metric_col, resolve_history
 
@@ -43,7 +40,7 @@ class ScanPart:
 
     run_id: str
     name: str
-    run_dir: Path
+    run_dir: roots.RunDir
     metrics: tuple[str, ...]
     compacted: bool
     frame: pl.LazyFrame
@@ -58,7 +55,7 @@ class ScanPart:
                                   for c in schema])
 
 
-def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
+def scan(root: roots.Root = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
     """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``,
     ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
     did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
@@ -77,7 +74,7 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
         >>> steplog.scan(root).group_by("name").agg(pl.col("loss").min()).sort("name").collect().rows()
         [('a', 0.1), ('b', 0.2)]
     """
-    parts = scan_parts(store.resolve_runs(runs, root))
+    parts = scan_parts(roots.resolve_runs(runs, root))
     metrics: dict[str, None] = {}
     for part in parts:
         metrics.update(dict.fromkeys(part.metrics))
@@ -104,19 +101,22 @@ def _frame_of(group: list[ScanPart], schema: pl.Schema) -> pl.LazyFrame:
     """One group's rows with ``schema``: its part's frame, or one Parquet scan over its files."""
     if len(group) == 1:
         return group[0].aligned(schema)
-    frame = pl.scan_parquet([part.run_dir / fmt.PARQUET_FILE for part in group], hive_partitioning=False)
+    frame = roots.scan_parquet([part.run_dir for part in group])
     first = group[0]
     return dataclasses.replace(first, frame=current_rows(frame, True)).aligned(schema)
 
 
-def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
+def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
     """The ``ScanPart`` of each run directory holding a readable run, in the order given.
 
     Example:
+        >>> from pathlib import Path
         >>> scan_parts([Path("/no/such/run")])
         []
     """
     parts = []
+    run_dirs = list(run_dirs)
+    roots.prefetch(run_dirs)  # an object store's sidecars, read in parallel
     for run_dir in run_dirs:
         events, sidecar = load_run(run_dir)
         if events is None and sidecar is None:
@@ -133,11 +133,11 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
     return parts
 
 
-def _compacted_part(run_id: str, name: str, run_dir: Path, sidecar: dict) -> ScanPart:
+def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict) -> ScanPart:
     """A compacted run's part: its Parquet file, scanned. Files of sidecar layout 1 have no
     ``name`` column: it is added as a constant (such a run is skipped by a name filter only
     after its rows are read)."""
-    frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
+    frame = roots.scan_parquet([run_dir])
     frame = current_rows(frame, bool(sidecar.get("steps_sorted")))
     columns = (sidecar.get("parquet") or {}).get("columns") or []
     if "name" not in columns:
