@@ -390,7 +390,7 @@ def _dict(value: Any) -> dict[str, Any]:
 def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Frame:
     """The rows of an all-segments history (``resolve_history(events, all_segments=True)``, or
     ``metrics.parquet``, of one run or several) as ``steplog.history`` shows them: without the rows
-    a resume superseded, sorted by step (within ``run_id`` when there is one). ``steps_sorted``
+    a resume superseded, sorted by step (within ``run_id`` and ``rank`` where there are such columns). ``steps_sorted``
     says they are in step order already (a sidecar's ``steps_sorted``: no sort needed); None finds
     out (a DataFrame only). A resumed segment that logs steps below its start step needs the sort.
 
@@ -405,7 +405,8 @@ def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Fram
         steps_sorted = isinstance(current, pl.DataFrame) and bool(current["step"].is_sorted())
     if steps_sorted:
         return current
-    keys = ["run_id", "step"] if "run_id" in current.collect_schema().names() else ["step"]
+    names = current.collect_schema().names()
+    keys = [key for key in ("run_id", "rank") if key in names] + ["step"]  # rank: a run of several processes
     return current.sort(keys, maintain_order=True)
 
 
