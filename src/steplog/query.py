@@ -40,7 +40,7 @@ from . import store
 from .atomic import write_atomically
 from .model import Loaded, RunRecord, current_rows, load_record, load_run, read_sidecar, summarize
 from .rankread import RANK_DTYPE, check_rank, no_such_rank, rank_history
-from .reader import read_events, resolve_history
+from .reader import metric_col, read_events, resolve_history
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -98,7 +98,8 @@ def _compacted_history(run_dir: Path, sidecar: dict[str, Any], all_segments: boo
         raise no_such_rank(run_dir, rank, sorted(known))
     metrics = known[rank].get("metrics") or []
     every = _all_metrics(sidecar)
-    keep = [c for c in frame.collect_schema().names() if c != "rank" and (c in metrics or c not in every)]
+    names = frame.collect_schema().names()
+    keep = [metric_col(c, names) for c in names if c != "rank" and (c in metrics or c not in every)]
     return frame.filter(pl.col("rank") == rank).select(keep)
 
 
