@@ -94,7 +94,7 @@ CRASHED = "crashed"
 STATUSES = (RUNNING, FINISHED, FAILED, CRASHED)
 
 #: Metric names that would collide with the columns steplog adds to every history table.
-RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "superseded", "run_id", "name"})
+RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "superseded", "run_id", "name", "rank"})
 
 #: The codes under ``nf`` and the floats they stand for.
 NONFINITE_CODES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}

@@ -192,7 +192,10 @@ def run_info(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_lo
     ``end_time`` (UTC datetimes), ``duration_s``, ``num_steps``, ``first_step``, ``last_step``,
     ``num_rows``, ``superseded_rows``, ``error``, ``notes``, ``segments`` (one dict per segment:
     ``segment``, ``start_step``, ``first_step``, ``last_step``, ``rows``, ``superseded_rows``,
-    ``start_time``, ``end_time``, ``durability``, ``status``) and ``summary`` (``summary()``).
+    ``start_time``, ``end_time``, ``durability``, ``status``), ``summary`` (``summary()``), and for
+    a run of several processes ``world_size``, ``ranks`` (one dict per rank: ``rank``, ``status``,
+    ``host``, ``pid``, ``local_rank``, ``device``, ``world_size``, ``restart``, ``segments``,
+    ``steps``, ``last_step``; [] for one process) and ``crashed_ranks``.
     A compacted run is described from its sidecar alone.
 
     Example:
@@ -235,6 +238,8 @@ def info_dict(record: RunRecord) -> dict[str, Any]:
         "error": record.finish.error_text if record.finish else None,
         "notes": record.finish.notes if record.finish else None,
         "segments": segments, "summary": record.summary_dicts(),
+        "world_size": record.world_size, "ranks": [dict(f) for f in record.ranks],
+        "crashed_ranks": record.crashed_ranks,
     }
 
 
