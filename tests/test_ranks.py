@@ -229,3 +229,16 @@ def test_runs_of_earlier_versions_read_as_rank_zero(root):
     assert steplog.history("old", root=root, rank="all").select("rank", "loss").rows() == [(0, 1.0)]
     assert steplog.scan(root).select("rank", "loss").collect().rows() == [(0, 1.0)]
     assert steplog.runs(root).select("world_size", "rank_status").row(0) == (1, None)
+
+
+def test_show_names_the_crashed_ranks(root):
+    for rank in range(3):
+        run = steplog.init(name="x", root=root, rank=rank, world_size=3, run_id="job-9")
+        run.log({"loss": 1.0})
+        if rank != 1:
+            run.finish()
+    steplog.store.release_lock(run.dir, 1)  # as if rank 1 had been killed: its lock is free, no finish event
+    out = subprocess.run([sys.executable, "-m", "steplog", "show", "x", "--root", str(root)], capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=SRC), check=True).stdout
+    assert "crashed (rank 1 died without finishing)" in out
+    assert "ranks (world size 3):" in out and out.count("finished") >= 2
