@@ -93,6 +93,18 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
     return [path for _, path in sorted((_cached_start_order(path, inode), path) for path, inode in found)]
 
 
+def may_name_run(name: str) -> bool:
+    """Whether ``name`` may be a run directory's name: a generated run id, or a shared one (a job's,
+    or one given with ``run_id=`` / ``STEPLOG_RUN_ID``: ``steplog.ranks``); such a folder is a run
+    only if it holds run files (``is_run_dir``).
+
+    Example:
+        >>> may_name_run("job-1234-gpt-3f741a"), may_name_run("_catalog"), may_name_run("..")
+        (True, False, False)
+    """
+    return is_run_id(name) or _SHARED_ID.match(name) is not None
+
+
 def _may_be_run(entry: os.DirEntry) -> bool:
     """A directory named by a generated run id, or by a shared id (``steplog.ranks``: a job's, or
     one given with ``run_id=``) that holds a run."""

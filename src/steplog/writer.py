@@ -140,6 +140,10 @@ def init(
     shared = ranks.shared_run_id(place, name, run_id)
     if start_step is not None and resume is None and shared is None:
         raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
+    if resume is not None and place.world_size > 1:
+        raise ValueError(f"resume={resume!r} in a job of {place.world_size} ranks: each rank continues the run by "
+                         f"itself on a restart (the launcher's restart count says so); drop resume= and pass "
+                         f"start_step= (the checkpoint's step)")
     if not _logs(place.rank, log_ranks):
         return _silent(name, root, shared, place, system_metrics, system_interval)
     options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size,
