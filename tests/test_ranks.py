@@ -242,3 +242,28 @@ def test_show_names_the_crashed_ranks(root):
                          text=True, env=dict(os.environ, PYTHONPATH=SRC), check=True).stdout
     assert "crashed (rank 1 died without finishing)" in out
     assert "ranks (world size 3):" in out and out.count("finished") >= 2
+
+
+def test_one_process_under_a_launcher_gets_runs_of_its_own(root, monkeypatch):
+    for var, value in slurm_env(0, 1).items():  # e.g. pytest or a sweep inside a one-task SLURM job
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("STEPLOG_RUN_ID", raising=False)
+    first = steplog.init(name="trial", root=root)
+    first.finish()
+    second = steplog.init(name="trial", root=root)
+    second.finish()
+    assert first.id != second.id and steplog.runs(root).height == 2
+
+
+def test_a_damaged_parquet_file_falls_back_to_every_rank_archived_events(root):
+    for rank in range(2):
+        run = steplog.init(name="x", root=root, rank=rank, world_size=2, run_id="job-3")
+        run.log({"loss": float(rank)})
+        run.finish()
+    live = steplog.history("x", root=root, rank="all")
+    steplog.compact(root, quiet=True)
+    (run.dir / "metrics.parquet").write_bytes(b"not parquet")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert_frame_equal(steplog.history("x", root=root, rank="all"), live)
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert steplog.history("x", root=root, rank=1)["loss"].to_list() == [1.0]

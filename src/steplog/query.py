@@ -131,6 +131,8 @@ def _history(run_dir: Path, all_segments: bool = False, rank: int | str = 0) -> 
         warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "
                       f"Run steplog.compact() again after moving it back to {run_dir / fmt.EVENTS_FILE} to rebuild it",
                       stacklevel=3)
+        if rank != 0:  # every rank's archived events are there too
+            return rank_history(run_dir, rank, all_segments)
         return resolve_history(read_events(archived), all_segments=all_segments)
 
 

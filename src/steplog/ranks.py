@@ -7,7 +7,8 @@ every rank sees alike. Precedence, first found wins:
   then SLURM (``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_NTASKS``); then Open MPI's mpirun
   (``OMPI_COMM_WORLD_RANK``, ``OMPI_COMM_WORLD_LOCAL_RANK``, ``OMPI_COMM_WORLD_SIZE``); else rank 0
   of a world of 1 (a single process).
-* the run id: ``init(run_id=)``; then ``STEPLOG_RUN_ID``; then, in a job, ``job-<job id>-<name>-<hash>``
+* the run id: ``init(run_id=)``; then ``STEPLOG_RUN_ID``; then, in a job of more than one rank,
+  ``job-<job id>-<name>-<hash>``
   from the job id (torchrun's ``TORCHELASTIC_RUN_ID`` unless it is the default ``none``; SLURM's
   ``SLURM_ARRAY_JOB_ID_SLURM_ARRAY_TASK_ID`` or ``SLURM_JOB_ID``; mpirun's ``OMPI_MCA_ess_base_jobid``
   or ``PMIX_NAMESPACE``) and the run name; else a fresh id (``store.new_run_id``). A job of more than
@@ -175,7 +176,7 @@ def shared_run_id(place: Place, name: str | None, run_id: str | None,
         return check_run_id(run_id)
     if env.get("STEPLOG_RUN_ID"):
         return check_run_id(env["STEPLOG_RUN_ID"], "STEPLOG_RUN_ID=")
-    if place.job_id is not None and place.launcher is not None:
+    if place.job_id is not None and place.world_size > 1:  # one process under a launcher: a run of its own
         return job_run_id(place.job_id, name)
     if place.world_size > 1:
         raise ValueError(f"rank {place.rank} of {place.world_size} found no job id to name the run all ranks share; "
