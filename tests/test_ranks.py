@@ -267,3 +267,15 @@ def test_a_damaged_parquet_file_falls_back_to_every_rank_archived_events(root):
         assert_frame_equal(steplog.history("x", root=root, rank="all"), live)
     with pytest.warns(UserWarning, match="unreadable"):
         assert steplog.history("x", root=root, rank=1)["loss"].to_list() == [1.0]
+
+
+def test_system_metrics_follow_the_rank(root, monkeypatch):
+    for rank in range(2):  # one host, two ranks: the host's CPU and memory from local rank 0 only
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        with steplog.init(name="sys", root=root, rank=rank, world_size=2, run_id="job-s", system_metrics=True,
+                          system_interval=60) as run:
+            run.log({"loss": 1.0})
+    frame = steplog.system("sys", root=root)
+    assert sorted(frame["rank"].unique().to_list()) == [0, 1]
+    host = frame.filter(pl.col("host_cpu_percent").is_not_null())["rank"].unique().to_list()
+    assert host == [0] and frame.filter(pl.col("rank") == 1)["proc_rss_bytes"].min() > 0

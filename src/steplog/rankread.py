@@ -87,7 +87,7 @@ def rank_history(run_dir: Path, rank: int | str, all_segments: bool = False) -> 
         steplog.store.RunNotFoundError: run run has no rank 1 (ranks: none); pass one of them or rank="all"
     """
     if rank != "all":
-        path = store.rank_files(run_dir).get(rank)  # type: ignore[call-overload]
+        path = store.rank_files(run_dir).get(int(rank))
         if path is None or not path.exists():
             raise no_such_rank(run_dir, rank, sorted(r for r, p in store.rank_files(run_dir).items() if p.exists()))
         return resolve_history(read_events(path), all_segments=all_segments)
@@ -118,7 +118,7 @@ def _facts(rank: int, events: RunEvents, status: str) -> dict[str, Any]:
     """One rank's row: where it ran and how far it got (the latest start or resume event says where)."""
     latest = [e for e in [events.start or {}, *events.controls] if e.get(fmt.KIND) in (fmt.START, fmt.RESUME)][-1:]
     head = latest[0] if latest else {}
-    meta = head.get("meta") if isinstance(head.get("meta"), dict) else {}
+    meta: dict[str, Any] = head["meta"] if isinstance(head.get("meta"), dict) else {}
     steps = events.rows["step"] if events.rows.height else pl.Series([], dtype=pl.Int64)
     return {"rank": rank, "status": status, "host": meta.get("host"), "pid": meta.get("pid"),
             "local_rank": head.get("local_rank", 0), "device": head.get("device"),

@@ -137,9 +137,9 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
 def _live_part(run_id: str, name: str, run_dir: Path, events: RunEvents) -> ScanPart:
     """A live run's part: rank 0's history (``events``), and every other rank's, with a rank column."""
     ranks = {0: events, **{rank: ev for rank, ev in rank_events(run_dir).items() if rank}}
-    frame = pl.concat([with_rank(resolve_history(ev), rank) for rank, ev in ranks.items()], how="diagonal_relaxed")
+    rows = pl.concat([with_rank(resolve_history(ev), rank) for rank, ev in ranks.items()], how="diagonal_relaxed")
     metrics = tuple(dict.fromkeys(m for ev in ranks.values() for m in ev.metric_names))
-    frame = frame.lazy().select(pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"),
+    frame = rows.lazy().select(pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"),
                                 pl.all())
     return ScanPart(run_id, name, run_dir, metrics, False, frame)
 

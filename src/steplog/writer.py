@@ -83,7 +83,7 @@ def init(
     world_size: int | None = None,
     run_id: str | None = None,
     log_ranks: str | Iterable[int] = "all",
-) -> Run:
+) -> Run | SilentRun:
     """Start a new run (or, with ``resume=``, reopen an existing one) and return its ``Run``.
 
     ``name`` is stored as given (any string); the run's directory is named by its id, so a name
