@@ -279,3 +279,15 @@ def test_system_metrics_follow_the_rank(root, monkeypatch):
     assert sorted(frame["rank"].unique().to_list()) == [0, 1]
     host = frame.filter(pl.col("host_cpu_percent").is_not_null())["rank"].unique().to_list()
     assert host == [0] and frame.filter(pl.col("rank") == 1)["proc_rss_bytes"].min() > 0
+
+
+def test_a_read_from_the_logging_thread_sees_every_rank_it_has_open(root):
+    opened = []
+    for rank in range(3):  # buffered: nothing is written until a flush
+        with pytest.warns(DeprecationWarning):
+            opened.append(steplog.init(root=root, rank=rank, world_size=3, run_id="job-b", durability="buffered"))
+        opened[-1].log({"loss": float(rank)})
+    assert steplog.history("job-b", root=root, rank="all").select("rank", "loss").rows() == [
+        (0, 0.0), (1, 1.0), (2, 2.0)]
+    for run in opened:
+        run.finish()

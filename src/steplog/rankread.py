@@ -20,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
+from .openruns import flush_open_runs
 from .reader import RunEvents, read_events, resolve_history
 
 #: The dtype of the ``rank`` column (history, scan, metrics.parquet).
@@ -50,19 +53,27 @@ def check_rank(rank: Any) -> int | str:
 
 
 def rank_events(run_dir: Path) -> dict[int, RunEvents]:
-    """``{rank: its events}`` for every rank file of a run (live or archived) that can be read.
+    """``{rank: its events}`` for every rank file of a run (live or archived) that can be read,
+    several files parsed at once in threads.
 
     Example:
         >>> rank_events(Path("/no/such/run"))
         {}
     """
-    found = {}
-    for rank, path in store.rank_files(run_dir).items():
-        try:
-            found[rank] = read_events(path)
-        except FileNotFoundError:  # not written yet, or moved by a compaction while we looked
-            continue
-    return found
+    files = store.rank_files(run_dir)
+    if len(files) == 1:
+        return {rank: ev for rank, ev in zip(files, map(_read_or_none, files.values())) if ev is not None}
+    flush_open_runs(run_dir)  # from this thread: the files' own reads run in a pool, where it would do nothing
+    with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1)) as pool:  # Arrow parses without the GIL
+        read = list(pool.map(_read_or_none, files.values()))
+    return {rank: ev for rank, ev in zip(files, read) if ev is not None}
+
+
+def _read_or_none(path: Path) -> RunEvents | None:
+    try:
+        return read_events(path)
+    except FileNotFoundError:  # not written yet, or moved by a compaction while we looked
+        return None
 
 
 def with_rank(history: pl.DataFrame, rank: int) -> pl.DataFrame:
