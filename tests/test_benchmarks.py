@@ -67,3 +67,10 @@ def test_bench_tracker_runs_at_tiny_size(capsys):
     results = load_benchmark("bench_tracker.py").main(["--tiny"])
     assert results["bare_us"] > 0 and results["tracked_us"] > 0
     assert "log_metrics + increment_gradient_step" in capsys.readouterr().out
+
+
+def test_bench_ranks_runs_at_tiny_size(capsys):
+    results = load_benchmark("bench_ranks.py").main(["--tiny"])
+    assert results["cpu"]["ratio"] > 0 and results["history"]["compacted_s"] > 0
+    out = capsys.readouterr().out
+    assert "4 ranks / 1 process, mean CPU per call" in out and "history(rank='all'), 8 ranks" in out

@@ -107,7 +107,7 @@ def test_parquet_file_layout(tmp_path):
     steplog.compact(tmp_path, quiet=True)
     path = run.dir / fmt.PARQUET_FILE
     frame = pl.read_parquet(path)
-    assert frame.columns == ["run_id", "name", "segment", "step", "wallclock", "time", "superseded", "loss", "acc"]
+    assert frame.columns == ["run_id", "name", "rank", "segment", "step", "wallclock", "time", "superseded", "loss", "acc"]
     assert frame.schema["time"] == pl.Datetime("us", "UTC")
     assert frame["run_id"].unique().to_list() == [run.id] and frame["name"].unique().to_list() == ["r"]
     for key in ("run_id", "name"):  # statistics let a filter on either skip other runs' row groups

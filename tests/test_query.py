@@ -31,7 +31,8 @@ def _run(root: Path, name: str, rows: list[dict], config: dict | None = None, fi
 
 
 def _with_identity(frame: pl.DataFrame, run: steplog.Run) -> pl.DataFrame:
-    return frame.select(pl.lit(run.id).alias("run_id"), pl.lit(run.name).alias("name"), pl.all())
+    return frame.select(pl.lit(run.id).alias("run_id"), pl.lit(run.name).alias("name"),
+                        pl.lit(0, pl.Int32).alias("rank"), pl.all())
 
 
 def _mixed_root(root: Path) -> tuple[steplog.Run, steplog.Run, steplog.Run]:
@@ -46,11 +47,11 @@ def test_scan_over_compacted_finished_and_running_runs(tmp_path):
     a, b, c = _mixed_root(tmp_path)
     expected = pl.concat([_with_identity(steplog.history(r.id, root=tmp_path), r) for r in (a, b, c)], how="diagonal_relaxed")
     scanned = steplog.scan(tmp_path).collect()
-    assert scanned.columns == ["run_id", "name", "step", "wallclock", "time", "loss", "acc", "val", "x"]
+    assert scanned.columns == ["run_id", "name", "rank", "step", "wallclock", "time", "loss", "acc", "val", "x"]
     assert_frame_equal(scanned, expected)
     assert scanned.schema["time"] == pl.Datetime("us", "UTC")
     assert_frame_equal(steplog.scan(tmp_path, runs=["b"]).collect(), expected.filter(pl.col("name") == "b").select(
-        "run_id", "name", "step", "wallclock", "time", "loss", "val"))
+        "run_id", "name", "rank", "step", "wallclock", "time", "loss", "val"))
     assert steplog.scan(tmp_path).select("name", "x").drop_nulls().collect().rows() == [("c", 1.0)]
     assert steplog.scan(tmp_path).head(4).collect().height == 4
     c.finish()

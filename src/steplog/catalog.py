@@ -49,6 +49,7 @@ _BASE = {
     "run_id": pl.String, "name": pl.String, "status": pl.String,
     "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64,
     "num_steps": pl.Int64, "last_step": pl.Int64, "segments": pl.Int64, "error": pl.String, "notes": pl.String,
+    "world_size": pl.Int64, "rank_status": pl.String,
 }
 
 
@@ -79,7 +80,8 @@ def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
         >>> row["config.m.d"], row["summary.loss.min"], row["segments"], str(row["end_time"])
         (8, 0.5, 1, '1970-01-01 00:00:01+00:00')
     """
-    from .runtable import flatten_config  # the run table's config columns, as runs() makes them
+    from .model import sidecar_ranks
+    from .runtable import flatten_config, rank_status_text  # the run table's columns, as runs() makes them
 
     finish = sidecar.get("finish") or {}
     error = finish.get("error")
@@ -89,7 +91,8 @@ def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
         "duration_s": sidecar.get("duration_s"), "num_steps": sidecar.get("num_steps"),
         "last_step": sidecar.get("last_step"), "segments": len(sidecar.get("segments") or []),
         "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
-        "notes": finish.get("notes"),
+        "notes": finish.get("notes"), "world_size": sidecar.get("world_size") or 1,
+        "rank_status": rank_status_text(sidecar_ranks(sidecar)),
     }
     config = sidecar.get("config")
     row.update(flatten_config(config if isinstance(config, dict) else {}))

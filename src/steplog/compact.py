@@ -51,7 +51,9 @@ from . import store
 from .atomic import remove_file, remove_stale_temps, write_atomically
 from .progress import Progress
 from .model import SIDECAR_VERSION, RunRecord, encode_summary, read_sidecar, record_from_events
+from .rankread import final_statuses, rank_events, rank_facts, with_rank, world_size
 from .reader import RunEvents, parse_events, resolve_history
+from .store import combine_statuses
 
 #: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
 ROW_GROUP_SIZE = 131_072
@@ -154,7 +156,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
     if source is None:
         return action, detail
     try:
-        store.acquire_lock(run_dir, time.time())  # keeps writers (resume) out while we work
+        held = _lock_ranks(run_dir)  # keeps writers (resume) of every rank out while we work
     except store.RunLockedError as exc:
         return "skipped", f"{_RUNNING} ({exc})"
     try:
@@ -167,7 +169,22 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         for name in (fmt.PARQUET_FILE, fmt.SIDECAR_FILE):
             remove_file(run_dir / (name + _OLD_TMP))
         remove_stale_temps(run_dir, every=True)  # we hold the lock: any temporary file left is a killed writer's
-        store.release_lock(run_dir)
+        for rank in held:
+            store.release_lock(run_dir, rank)
+
+
+def _lock_ranks(run_dir: Path) -> list[int]:
+    """Take the writer lock of every rank of the run (rank 0 first); all or none."""
+    held: list[int] = []
+    try:
+        for rank in store.rank_files(run_dir):
+            store.acquire_lock(run_dir, time.time(), rank)
+            held.append(rank)
+    except store.RunLockedError:
+        for rank in held:
+            store.release_lock(run_dir, rank)
+        raise
+    return held
 
 
 def _write_levels(run_dir: Path) -> None:
@@ -190,6 +207,9 @@ def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None
     events_path = run_dir / fmt.EVENTS_FILE
     archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
     sidecar = read_sidecar(run_dir)
+    if not events_path.exists() and _live_other_ranks(run_dir):  # a rank resumed after compaction
+        events_path = archived
+        sidecar = None
     if events_path.exists():
         why = "its events changed since it was compacted (resumed)" if sidecar is not None else "not compacted yet"
         return "compact", why, events_path, sidecar
@@ -220,8 +240,9 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
     for run_dir in store.resolve_runs(runs, root):
         action, why, source, _ = _decide(run_dir)
         if source is not None:
-            if store.writer_is_alive(run_dir):
-                lock = store.read_lock(run_dir)
+            alive = store.live_ranks(run_dir)
+            if alive:
+                lock = store.read_lock(run_dir, alive[0])
                 who = f"pid {lock.pid} on host {lock.host}" if lock else "another process"
                 action, why = "skipped", f"{_RUNNING} (written by {who})"
             else:
@@ -256,9 +277,17 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     if history_all.height != expected_rows:
         return "skipped", (f"history has {history_all.height} rows but the events hold {expected_rows} "
                            f"(segment, step) pairs")
-    record = record_from_events(run_dir, events, _final_status(events), history_all)
-    table = history_all.select(pl.lit(record.run_id, pl.String).alias("run_id"),
-                               pl.lit(record.name, pl.String).alias("name"), pl.all())
+    for rank, path in store.rank_files(run_dir).items():
+        if rank and path.parent == run_dir:
+            fmt.cut_zero_tail(path)  # as rank 0's above
+    others = {rank: ev for rank, ev in rank_events(run_dir).items() if rank}
+    statuses = final_statuses({0: events, **others})
+    record = record_from_events(run_dir, events, combine_statuses(statuses), history_all)
+    histories = {0: history_all, **{rank: resolve_history(ev, all_segments=True) for rank, ev in others.items()}}
+    expected_rows += sum(h.height for rank, h in histories.items() if rank)
+    table = pl.concat([with_rank(h, rank) for rank, h in histories.items()], how="diagonal_relaxed").select(
+        pl.lit(record.run_id, pl.String).alias("run_id"), pl.lit(record.name, pl.String).alias("name"), pl.all())
+    ranks = _rank_entries(run_dir, {0: events, **others}, statuses, histories)
     try:
         parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)
     except _NotVerified as exc:
@@ -268,16 +297,23 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
              "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
                         "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
                         "torn_tail_bytes": events.torn_tail_bytes}}
-    write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files))
-    if source.parent == run_dir:
-        _archive_events(run_dir)
-    return "compacted", f"{record.num_steps:,} steps, {record.status}"
+    write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files, ranks, table))
+    _archive_events(run_dir)
+    return "compacted", f"{record.num_steps:,} steps, {record.status}" + (f", {len(ranks)} ranks" if others else "")
 
 
-def _final_status(events: RunEvents) -> str:
-    """We hold the writer lock, so no writer is alive: a run without a finish event crashed."""
-    finish = events.last_finish
-    return finish.get("status") if finish and finish.get("status") in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
+def _live_other_ranks(run_dir: Path) -> bool:
+    """Whether a rank other than 0 has a live (not archived) events file."""
+    return any(rank and path.parent == run_dir for rank, path in store.rank_files(run_dir).items())
+
+
+def _rank_entries(run_dir: Path, events: dict[int, RunEvents], statuses: dict[int, str],
+                  histories: dict[int, pl.DataFrame]) -> list[dict[str, Any]]:
+    """The sidecar's ``ranks``: each rank's facts (``rank_facts``) with its metric names."""
+    facts = rank_facts(run_dir, events, statuses)
+    for entry in facts:
+        entry["metrics"] = list(events[entry["rank"]].metric_names)
+    return facts
 
 
 def _expected_rows(events: RunEvents, history_all: pl.DataFrame) -> int:
@@ -300,14 +336,18 @@ def _write_parquet(path: Path, table: pl.DataFrame, expected_rows: int) -> Path:
         f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE), check=verify)
 
 
-def _sidecar_bytes(record: RunRecord, files: dict[str, Any]) -> bytes:
-    """The sidecar (``run.json``) of a run being compacted: its record, metric names, summary and files."""
-    assert record.history_all is not None, "a run being compacted is read from its events"
+def _sidecar_bytes(record: RunRecord, files: dict[str, Any], ranks: list[dict[str, Any]], table: pl.DataFrame) -> bytes:
+    """The sidecar (``run.json``) of a run being compacted: its record, metric names, summary, ranks and files."""
+    current = table.filter(~pl.col("superseded")).select("rank", "step")
     sidecar = {
         "sidecar_version": SIDECAR_VERSION,
         **record.sidecar_facts(),
         "metrics": {name: "Float64" for name in record.metrics},
-        "steps_sorted": bool(record.history_all.filter(~pl.col("superseded"))["step"].is_sorted()),
+        "world_size": world_size(ranks),
+        "ranks": ranks,
+        # rows grouped by rank in order, and each rank's steps in order: readers need no sort
+        "steps_sorted": bool(current.select((pl.col("rank").diff().fill_null(0) >= 0).all()
+                                            & (pl.col("step").diff().fill_null(0).over("rank") >= 0).all()).item()),
         "summary": encode_summary(record.summary),
         **files,
         "compacted_at": time.time(),
@@ -323,9 +363,12 @@ def _parquet_matches(run_dir: Path, sidecar: dict[str, Any] | None) -> bool:
 
 
 def _archive_events(run_dir: Path) -> None:
+    """Move every rank's live events file to ``archive/`` (rank 0's last: until then, readers read the events)."""
     archive = run_dir / fmt.ARCHIVE_DIR
     archive.mkdir(exist_ok=True)
-    os.replace(run_dir / fmt.EVENTS_FILE, archive / fmt.EVENTS_FILE)
+    for rank, path in sorted(store.rank_files(run_dir).items(), reverse=True):
+        if path.parent == run_dir and path.exists():
+            os.replace(path, archive / path.name)
     store.fsync_directory(archive)
     store.fsync_directory(run_dir)
 

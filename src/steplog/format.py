@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,29 @@ LEVELS_FILE = "metrics.levels.parquet"
 ARCHIVE_DIR = "archive"
 #: Where compaction keeps a run's events file, relative to the run directory.
 ARCHIVED_EVENTS_FILE = f"{ARCHIVE_DIR}/{EVENTS_FILE}"
+#: The events file of rank k > 0 of a multi-process run; rank 0 (and a single process) writes EVENTS_FILE.
+RANK_EVENTS_PATTERN = re.compile(r"^events\.rank([1-9][0-9]*)\.jsonl$")
+
+
+def rank_events_file(rank: int) -> str:
+    """The events file of ``rank`` in a run directory: ``events.jsonl`` for rank 0 (a single
+    process is rank 0 of a world of 1), ``events.rank<k>.jsonl`` for the others.
+
+    Example:
+        >>> rank_events_file(0), rank_events_file(3)
+        ('events.jsonl', 'events.rank3.jsonl')
+    """
+    return EVENTS_FILE if rank == 0 else f"events.rank{rank}.jsonl"
+
+
+def rank_lock_file(rank: int) -> str:
+    """The writer lock of ``rank``'s events file: ``writer.lock`` for rank 0, ``writer.rank<k>.lock`` else.
+
+    Example:
+        >>> rank_lock_file(0), rank_lock_file(2)
+        ('writer.lock', 'writer.rank2.lock')
+    """
+    return LOCK_FILE if rank == 0 else f"writer.rank{rank}.lock"
 
 # Keys of a metric event.
 STEP = "s"
@@ -72,7 +96,7 @@ CRASHED = "crashed"
 STATUSES = (RUNNING, FINISHED, FAILED, CRASHED)
 
 #: Metric names that would collide with the columns steplog adds to every history table.
-RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "superseded", "run_id", "name"})
+RESERVED_NAMES = frozenset({"step", "wallclock", "time", "segment", "superseded", "run_id", "name", "rank"})
 
 #: The codes under ``nf`` and the floats they stand for.
 NONFINITE_CODES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}

@@ -52,6 +52,8 @@ def write_levels(run_dir: Path) -> Path:
     if sha is None:
         raise FileNotFoundError(f"{run_dir} is not a compacted run ({fmt.SIDECAR_FILE} with its events' sha256)")
     frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False).filter(~pl.col("superseded"))
+    if "rank" in frame.collect_schema().names():  # a run of several processes: rank 0's history
+        frame = frame.filter(pl.col("rank") == 0)
     metrics = [c for c in frame.collect_schema().names() if c not in fmt.RESERVED_NAMES and c != "superseded"]
     parts = [_level(frame, m) for m in metrics]
     table = pl.concat(parts) if parts else pl.DataFrame(schema={"metric": pl.String, "i": pl.Int64,

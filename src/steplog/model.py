@@ -36,6 +36,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
+from .rankread import rank_events, rank_facts, world_size
 from .reader import RunEvents, metric_col, read_events, resolve_history
 
 #: Version of the sidecar and Parquet layout, written into every ``run.json``; readers accept
@@ -271,6 +272,18 @@ class RunRecord:
     files: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     history_all: pl.DataFrame | None = dataclasses.field(default=None, repr=False, compare=False)
     stored_summary: dict[str, MetricSummary] | None = dataclasses.field(default=None, repr=False)
+    #: one dict per rank of a multi-process run (``rankread.rank_facts``); () for a single process
+    ranks: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def world_size(self) -> int:
+        """The number of ranks of the run's current attempt (1 for a single process)."""
+        return world_size(list(self.ranks)) if self.ranks else 1
+
+    @property
+    def crashed_ranks(self) -> list[int]:
+        """The ranks that died without finishing ([] for a single process: its status says it)."""
+        return [f["rank"] for f in self.ranks if f.get("status") == "crashed"]
 
     @cached_property
     def summary(self) -> dict[str, MetricSummary]:
@@ -334,7 +347,15 @@ def record_from_events(run_dir: RunDir, events: RunEvents, status: str | None = 
         num_steps=steps[0], first_step=steps[1], last_step=steps[2], num_rows=history_all.height,
         superseded_rows=history_all.height - steps[0], finish=Finish.from_event(finish),
         segments=_segments(events, history_all, start), metrics=tuple(events.metric_names), compacted=False,
-        history_all=history_all)
+        history_all=history_all, ranks=_ranks_of(run_dir, events))
+
+
+def _ranks_of(run_dir: Path, events: RunEvents) -> tuple[dict[str, Any], ...]:
+    """The rank facts of a live run of several processes (its rank 0 events already read); ()."""
+    if all(rank == 0 for rank in store.rank_files(run_dir)):
+        return ()
+    others = {rank: ev for rank, ev in rank_events(run_dir).items() if rank}
+    return tuple(rank_facts(run_dir, {0: events, **others}))
 
 
 def _config(events: RunEvents) -> dict[str, Any]:
@@ -364,7 +385,13 @@ def record_from_sidecar(run_dir: RunDir, sidecar: dict[str, Any]) -> RunRecord:
         segments=tuple(Segment.from_dict(s) for s in sidecar.get("segments") or ()),
         metrics=tuple(sidecar.get("metrics") or ()), compacted=True,
         files={k: sidecar.get(k) for k in ("parquet", "events", "steps_sorted", "compacted_at")},
-        stored_summary=sidecar["summary"])
+        stored_summary=sidecar["summary"], ranks=sidecar_ranks(sidecar))
+
+
+def sidecar_ranks(sidecar: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The sidecar's ranks of a run of several processes; () for one process (or an older sidecar)."""
+    ranks = tuple(f for f in sidecar.get("ranks") or () if isinstance(f, dict))
+    return ranks if len(ranks) > 1 else ()
 
 
 def _segments(events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any]) -> tuple[Segment, ...]:
@@ -404,7 +431,7 @@ def _dict(value: Any) -> dict[str, Any]:
 def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Frame:
     """The rows of an all-segments history (``resolve_history(events, all_segments=True)``, or
     ``metrics.parquet``, of one run or several) as ``steplog.history`` shows them: without the rows
-    a resume superseded, sorted by step (within ``run_id`` when there is one). ``steps_sorted``
+    a resume superseded, sorted by step (within ``run_id`` and ``rank`` where there are such columns). ``steps_sorted``
     says they are in step order already (a sidecar's ``steps_sorted``: no sort needed); None finds
     out (a DataFrame only). A resumed segment that logs steps below its start step needs the sort.
 
@@ -419,7 +446,8 @@ def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Fram
         steps_sorted = isinstance(current, pl.DataFrame) and bool(current["step"].is_sorted())
     if steps_sorted:
         return current
-    keys = ["run_id", "step"] if "run_id" in current.collect_schema().names() else ["step"]
+    names = current.collect_schema().names()
+    keys = [key for key in ("run_id", "rank") if key in names] + ["step"]  # rank: a run of several processes
     return current.sort(keys, maintain_order=True)
 
 

@@ -38,8 +38,9 @@ import polars as pl
 from . import format as fmt
 from . import roots, store
 from .atomic import write_atomically
-from .model import Loaded, RunRecord, current_rows, load_record, load_run, summarize
-from .reader import read_events, resolve_history
+from .model import Loaded, RunRecord, current_rows, load_record, load_run, read_sidecar, summarize
+from .rankread import RANK_DTYPE, check_rank, no_such_rank, rank_history
+from .reader import metric_col, read_events, resolve_history
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -80,33 +81,69 @@ def root_keyword_only(positional: int, moved: tuple[str, ...]) -> Callable[[_F],
 # --- one run, from wherever it lives ----------------------------------------------------------
 
 
-def _compacted_history(run_dir: roots.RunDir, sidecar: dict[str, Any], all_segments: bool) -> pl.LazyFrame:
+def _compacted_history(run_dir: roots.RunDir, sidecar: dict[str, Any], all_segments: bool,
+                       rank: int | str = 0) -> pl.LazyFrame:
     frame = roots.scan_parquet([run_dir])
     frame = frame if all_segments else current_rows(frame, bool(sidecar.get("steps_sorted")))
-    return frame.drop("run_id", "name", strict=False)
+    frame = frame.drop("run_id", "name", strict=False)
+    columns = (sidecar.get("parquet") or {}).get("columns") or []
+    if "rank" not in columns:  # written before ranks (or by one process of an older steplog): all rank 0
+        if rank not in (0, "all"):
+            raise no_such_rank(run_dir, rank, [0])
+        return frame.select(pl.lit(0, RANK_DTYPE).alias("rank"), pl.all()) if rank == "all" else frame
+    if rank == "all":
+        return frame
+    known = {f.get("rank"): f for f in sidecar.get("ranks") or [{"rank": 0, "metrics": sidecar.get("metrics")}]}
+    if rank not in known:
+        raise no_such_rank(run_dir, rank, sorted(known))
+    metrics = known[rank].get("metrics") or []
+    every = _all_metrics(sidecar)
+    names = frame.collect_schema().names()
+    keep = [metric_col(c, names) for c in names if c != "rank" and (c in metrics or c not in every)]
+    return frame.filter(pl.col("rank") == rank).select(keep)
 
 
-def _history(run_dir: roots.RunDir, all_segments: bool = False) -> pl.DataFrame:
-    events, sidecar = load_run(run_dir)
+def _all_metrics(sidecar: dict[str, Any]) -> set[str]:
+    """Every metric column of a compacted run's Parquet file (any rank's)."""
+    names = set(sidecar.get("metrics") or ())
+    for facts in sidecar.get("ranks") or ():
+        names.update(facts.get("metrics") or ())
+    return names
+
+
+def _history(run_dir: roots.RunDir, all_segments: bool = False, rank: int | str = 0) -> pl.DataFrame:
+    events, sidecar = (None, None) if rank != 0 else load_run(run_dir)
+    if rank != 0:
+        if isinstance(run_dir, Path):
+            sidecar = read_sidecar(run_dir) if not (run_dir / fmt.EVENTS_FILE).exists() else None
+        else:
+            sidecar = load_run(run_dir)[1]
+        if sidecar is None:
+            if not isinstance(run_dir, Path):
+                raise ValueError(f"history(rank={rank!r}) of a live run in object storage is not supported; "
+                                 f"read it where it runs, or once it is compacted and pushed")
+            return rank_history(run_dir, rank, all_segments)
     if events is not None:
         return resolve_history(events, all_segments=all_segments)
     if sidecar is None:
         raise store.RunNotFoundError(f"{run_dir} holds no run ({fmt.EVENTS_FILE}, {fmt.SIDECAR_FILE} and "
                                      f"{fmt.ARCHIVED_EVENTS_FILE} are all missing)")
     try:
-        return _compacted_history(run_dir, sidecar, all_segments).collect()
+        return _compacted_history(run_dir, sidecar, all_segments, rank).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
         if not isinstance(run_dir, Path) or not (archived := run_dir / fmt.ARCHIVED_EVENTS_FILE).exists():
             raise
         warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "
                       f"Run steplog.compact() again after moving it back to {run_dir / fmt.EVENTS_FILE} to rebuild it",
                       stacklevel=3)
+        if rank != 0:  # every rank's archived events are there too
+            return rank_history(run_dir, rank, all_segments)
         return resolve_history(read_events(archived), all_segments=all_segments)
 
 
 @root_keyword_only(1, ("root",))
 def history(run: str | os.PathLike | roots.RemoteRunDir, *, root: roots.Root = "experiment_logs",
-            all_segments: bool = False) -> pl.DataFrame:
+            all_segments: bool = False, rank: int | str = 0) -> pl.DataFrame:
     """The history of one run: one row per step, sorted by step.
 
     ``run`` is a run id, a unique id prefix, or a name (the latest run of that name). Columns:
@@ -114,6 +151,10 @@ def history(run: str | os.PathLike | roots.RemoteRunDir, *, root: roots.Root = "
     one Float64 column per metric; null where a step did not log a metric, NaN kept as NaN.
     ``all_segments=True`` also returns rows superseded by a resume (see ``steplog.init``), with
     ``segment`` and ``superseded`` columns. Compacted or not, a run gives the same frame.
+
+    A run of several processes (docs/distributed.md): ``rank=0`` (default) is rank 0's history,
+    ``rank=k`` rank k's, ``rank="all"`` every rank's with a ``rank`` column (Int32) in front, ranks
+    in order, each rank's rows by step, null where a rank did not log a metric.
 
     Example:
         >>> import tempfile, steplog
@@ -123,7 +164,7 @@ def history(run: str | os.PathLike | roots.RemoteRunDir, *, root: roots.Root = "
         >>> steplog.history("x", root=root).select("step", "loss", "val_loss").rows()
         [(0, 2.0, None), (1, 1.5, 1.7)]
     """
-    return _history(roots.resolve_run(run, root), all_segments)
+    return _history(roots.resolve_run(run, root), all_segments, check_rank(rank))
 
 
 @root_keyword_only(1, ("root",))
@@ -158,7 +199,10 @@ def run_info(run: str | os.PathLike, *, root: roots.Root = "experiment_logs") ->
     ``end_time`` (UTC datetimes), ``duration_s``, ``num_steps``, ``first_step``, ``last_step``,
     ``num_rows``, ``superseded_rows``, ``error``, ``notes``, ``segments`` (one dict per segment:
     ``segment``, ``start_step``, ``first_step``, ``last_step``, ``rows``, ``superseded_rows``,
-    ``start_time``, ``end_time``, ``durability``, ``status``) and ``summary`` (``summary()``).
+    ``start_time``, ``end_time``, ``durability``, ``status``), ``summary`` (``summary()``), and for
+    a run of several processes ``world_size``, ``ranks`` (one dict per rank: ``rank``, ``status``,
+    ``host``, ``pid``, ``local_rank``, ``device``, ``world_size``, ``restart``, ``segments``,
+    ``steps``, ``last_step``; [] for one process) and ``crashed_ranks``.
     A compacted run is described from its sidecar alone.
 
     Example:
@@ -201,6 +245,8 @@ def info_dict(record: RunRecord) -> dict[str, Any]:
         "error": record.finish.error_text if record.finish else None,
         "notes": record.finish.notes if record.finish else None,
         "segments": segments, "summary": record.summary_dicts(),
+        "world_size": record.world_size, "ranks": [dict(f) for f in record.ranks],
+        "crashed_ranks": record.crashed_ranks,
     }
 
 

@@ -22,15 +22,16 @@ import orjson
 from . import format as fmt
 
 
-def reopen_compacted(run_dir: Path) -> None:
-    """Make a compacted run live again (under its lock): its archived events move back, and the
-    derived Parquet file and sidecar, now out of date, are removed; the next compaction folds it anew."""
-    events = run_dir / fmt.EVENTS_FILE
-    archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
+def reopen_compacted(run_dir: Path, rank: int = 0) -> None:
+    """Make a compacted run live again (under the lock of ``rank``): that rank's archived events move
+    back, and the derived Parquet file and sidecar, now out of date, are removed; the next
+    compaction folds the run anew (the other ranks' archived events are read where they are)."""
+    events = run_dir / fmt.rank_events_file(rank)
+    archived = run_dir / fmt.ARCHIVE_DIR / fmt.rank_events_file(rank)
     if not events.exists() and archived.exists():
         os.replace(archived, events)
     if not events.exists():
-        raise FileNotFoundError(f"run {run_dir.name} has no {fmt.EVENTS_FILE} (nor {fmt.ARCHIVED_EVENTS_FILE}) "
+        raise FileNotFoundError(f"run {run_dir.name} has no {events.name} (nor {fmt.ARCHIVE_DIR}/{events.name}) "
                                 f"to append to; it cannot be resumed")
     for derived in (fmt.SIDECAR_FILE, fmt.PARQUET_FILE):
         try:

@@ -42,7 +42,8 @@ class Run:
 
     Attributes: ``id`` (the run id), ``name``, ``dir`` (pathlib.Path of the run directory),
     ``step`` (the last step logged, None before the first ``log``), ``durability`` (the mode in
-    use). Not thread-safe: log from the training loop's thread.
+    use), ``rank`` (this process's rank in a multi-process job, 0 alone). Not thread-safe: log from
+    the training loop's thread.
 
     Example:
         >>> import tempfile, steplog
@@ -53,11 +54,14 @@ class Run:
         >>> run.finish()
     """
 
+    logging = True  # False on a SilentRun (a rank that log_ranks= leaves out)
+
     def __init__(self, run_id: str, name: str, run_dir: Path, fd: int, *, segment: int, last_step: int | None,
                  next_step: int, wallclock_offset: float, durability: str, fsync_interval: float,
                  buffer_size: int, buffer_interval: float, tensor_flush_steps: int = 100,
-                 tensor_flush_seconds: float = 10.0, written: int = 0) -> None:
+                 tensor_flush_seconds: float = 10.0, written: int = 0, rank: int = 0, restart: int = 0) -> None:
         self.id, self.name, self.dir, self.durability = run_id, name, run_dir, durability
+        self.rank, self._restart = rank, restart  # this process's rank in its job, the launcher's restart count
         self._fd = fd
         self._pid = os.getpid()
         self._segment = segment
@@ -348,7 +352,8 @@ class Run:
     def _on_write_error(self, exc: OSError) -> None:
         if not self._write_failed:
             warnings.warn(
-                f"steplog: could not append to {self.dir / fmt.EVENTS_FILE} ({exc}); events are dropped "
+                f"steplog: could not append to {self.dir / fmt.rank_events_file(self.rank)} ({exc}); events are "
+                f"dropped "
                 f"until writing works again (disk full?). Training goes on.", stacklevel=4
             )
         self._write_failed = True
@@ -374,7 +379,8 @@ class Run:
 
     def _warn_unmapped(self, exc: BaseException) -> None:
         self.durability = "process"
-        warnings.warn(f"steplog: could not reserve space to map {self.dir / fmt.EVENTS_FILE} ({exc}); run {self.id} "
+        where = self.dir / fmt.rank_events_file(self.rank)
+        warnings.warn(f"steplog: could not reserve space to map {where} ({exc}); run {self.id} "
                       f"goes on with one write(2) per event (durability 'process')", stacklevel=5)
 
     def _fsync(self, now: float) -> None:
@@ -397,6 +403,8 @@ class Run:
     def _write_finish(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
         fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0,
                                   "segment": self._segment}
+        if self._restart:
+            fields["restart"] = self._restart
         if error is not None:
             fields["error"] = ({"type": type(error).__name__, "message": str(error)}
                                if isinstance(error, BaseException) else {"type": "Error", "message": str(error)})
@@ -413,5 +421,5 @@ class Run:
         self._closed = True
         self._set_sink()
         os.close(self._fd)
-        store.release_lock(self.dir)
+        store.release_lock(self.dir, self.rank)
         open_runs.discard(self)

@@ -26,8 +26,9 @@ _git_cache: dict[tuple[int, str], dict[str, Any]] = {}
 _static: dict[str, Any] = {}
 
 
-def metadata() -> dict[str, Any]:
-    """The metadata of a run started now (see the module docstring).
+def metadata(git: bool = True) -> dict[str, Any]:
+    """The metadata of a run started now (see the module docstring); ``git=False`` leaves out the
+    git state (ranks other than 0 of a job: rank 0 records it once for the run).
 
     Example:
         >>> metadata()["pid"] == os.getpid()
@@ -41,7 +42,8 @@ def metadata() -> dict[str, Any]:
     meta: dict[str, Any] = {"host": _static["host"], "pid": os.getpid(), "python": _static["python"],
                             "platform": _static["platform"], "argv": list(sys.argv), "cwd": cwd,
                             "steplog_version": __version__}
-    meta.update(git_state(cwd))
+    if git:
+        meta.update(git_state(cwd))
     return meta
 
 

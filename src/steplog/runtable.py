@@ -29,7 +29,7 @@ RUN_COLUMNS: dict[str, pl.DataType] = {
     "run_id": pl.String(), "name": pl.String(), "status": pl.String(),
     "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64(),
     "num_steps": pl.Int64(), "last_step": pl.Int64(), "segments": pl.Int64(), "error": pl.String(),
-    "notes": pl.String(),
+    "notes": pl.String(), "world_size": pl.Int64(), "rank_status": pl.String(),
 }
 
 
@@ -41,8 +41,10 @@ def runs(root: roots.Root = "experiment_logs", *, metrics: Iterable[str] | str |
 
     Columns: ``run_id``, ``name``, ``status`` (running / finished / failed / crashed),
     ``start_time``, ``end_time`` (UTC datetimes; the last event for a run that has not finished),
-    ``duration_s``, ``num_steps``, ``last_step``, ``segments``, ``error``, ``notes``, then the
-    config flattened into ``config.<key>`` columns (nested keys joined with '.').
+    ``duration_s``, ``num_steps``, ``last_step``, ``segments``, ``error``, ``notes``,
+    ``world_size`` (1 for one process) and ``rank_status`` (a run of several processes: each
+    rank's status, e.g. ``"finished: 0, 2-3; crashed: 1"``; else null), then the config flattened
+    into ``config.<key>`` columns (nested keys joined with '.').
 
     ``metrics`` (a list, or ``"all"`` for every metric logged) adds ``<metric>.<figure>`` columns
     as ``compare`` does (``figures``, ``mode``), from the sidecar's summary for a compacted run.
@@ -235,8 +237,34 @@ def run_row(record: RunRecord) -> dict[str, Any]:
         "start_time": utc(record.start_time), "end_time": utc(record.end_time), "duration_s": record.duration_s,
         "num_steps": record.num_steps, "last_step": record.last_step, "segments": len(record.segments),
         "error": finish.error_text if finish else None, "notes": finish.notes if finish else None,
-        "config": record.config,
+        "config": record.config, "world_size": record.world_size, "rank_status": rank_status_text(record.ranks),
     }
+
+
+def rank_status_text(ranks: tuple[dict[str, Any], ...]) -> str | None:
+    """Each rank's status in a few words, e.g. ``"finished: 0, 2-3; crashed: 1"``; None for one process.
+
+    Example:
+        >>> rank_status_text(({"rank": 0, "status": "finished"}, {"rank": 1, "status": "crashed"},
+        ...                   {"rank": 2, "status": "finished"}, {"rank": 3, "status": "finished"}))
+        'finished: 0, 2-3; crashed: 1'
+    """
+    if not ranks:
+        return None
+    by_status: dict[str, list[int]] = {}
+    for facts in ranks:
+        by_status.setdefault(str(facts.get("status")), []).append(int(facts["rank"]))
+    return "; ".join(f"{status}: {_spans(sorted(numbers))}" for status, numbers in by_status.items())
+
+
+def _spans(numbers: list[int]) -> str:
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _records_frame(records: list[RunRecord]) -> pl.DataFrame:

@@ -21,16 +21,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
 from . import roots
 from .model import current_rows, load_run
-from .reader import metric_col, resolve_history
+from .rankread import RANK_DTYPE, rank_events, with_rank
+from .reader import RunEvents, metric_col, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
-_BASE: dict[str, pl.DataType] = {"run_id": pl.String(), "name": pl.String(), "step": pl.Int64(),
-                                  "wallclock": pl.Float64(), "time": _TIME}
+_BASE: dict[str, pl.DataType] = {"run_id": pl.String(), "name": pl.String(), "rank": RANK_DTYPE,
+                                  "step": pl.Int64(), "wallclock": pl.Float64(), "time": _TIME}
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,11 @@ class ScanPart:
 
 
 def scan(root: roots.Root = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
-    """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``,
+    """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``, ``rank``,
     ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
-    did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
+    did not log one). ``runs`` limits it to some runs (ids, id prefixes or names). ``rank`` is the
+    process that logged the row: 0 for a single process, every rank of a multi-process run
+    (``pl.col("rank") == 0`` keeps what ``history`` shows).
 
     Lazy where the data is large: a compacted run is a Parquet scan, so only the columns a query
     uses are read, and a filter on ``run_id`` or ``name`` skips the other runs' data pages (their
@@ -127,10 +131,19 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
             parts.append(_compacted_part(run_id, name, run_dir, sidecar))
         else:
             assert events is not None
-            frame = resolve_history(events).lazy().select(
-                pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
-            parts.append(ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame))
+            parts.append(_live_part(run_id, name, run_dir, events))
     return parts
+
+
+def _live_part(run_id: str, name: str, run_dir: roots.RunDir, events: RunEvents) -> ScanPart:
+    """A live run's part: rank 0's history (``events``), and every other rank's, with a rank column."""
+    others = rank_events(run_dir).items() if isinstance(run_dir, Path) else ()
+    ranks = {0: events, **{rank: ev for rank, ev in others if rank}}
+    rows = pl.concat([with_rank(resolve_history(ev), rank) for rank, ev in ranks.items()], how="diagonal_relaxed")
+    metrics = tuple(dict.fromkeys(m for ev in ranks.values() for m in ev.metric_names))
+    frame = rows.lazy().select(pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"),
+                                pl.all())
+    return ScanPart(run_id, name, run_dir, metrics, False, frame)
 
 
 def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict) -> ScanPart:
@@ -142,5 +155,10 @@ def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict
     columns = (sidecar.get("parquet") or {}).get("columns") or []
     if "name" not in columns:
         frame = frame.with_columns(pl.lit(name, pl.String).alias("name"))
-    shares_scan = "name" in columns and bool(sidecar.get("steps_sorted"))
-    return ScanPart(run_id, name, run_dir, tuple(sidecar.get("metrics") or ()), True, frame, shares_scan)
+    if "rank" not in columns:  # written before ranks: one process, rank 0
+        frame = frame.with_columns(pl.lit(0, RANK_DTYPE).alias("rank"))
+    metrics = dict.fromkeys(sidecar.get("metrics") or ())
+    for facts in sidecar.get("ranks") or ():
+        metrics.update(dict.fromkeys(facts.get("metrics") or ()))
+    shares_scan = "name" in columns and "rank" in columns and bool(sidecar.get("steps_sorted"))
+    return ScanPart(run_id, name, run_dir, tuple(metrics), True, frame, shares_scan)

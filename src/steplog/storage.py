@@ -232,7 +232,7 @@ class LocalStorage(Storage):
         if run_ids is None:
             try:
                 with os.scandir(folder) as entries:
-                    run_ids = sorted(e.name for e in entries if store.is_run_id(e.name) and e.is_dir())
+                    run_ids = sorted(e.name for e in entries if store.may_name_run(e.name) and e.is_dir())
             except (FileNotFoundError, NotADirectoryError):
                 return {}
         found: dict[str, dict[str, str]] = {}
@@ -248,7 +248,8 @@ class LocalStorage(Storage):
                 files[fmt.PARQUET_FILE] = "?"
             elif not files and os.path.isdir(os.path.join(folder, run_id, PARTS_DIR)):
                 files[PARTS_DIR] = "?"  # synced here as parts (steplog sync to a folder)
-            found[run_id] = files
+            if files or store.is_run_id(run_id):  # a folder of another shape is a run only with run files
+                found[run_id] = files
         return found
 
     def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
@@ -412,7 +413,7 @@ class ObjectStorage(Storage):
                         return found
                     if name.startswith(f"{PARTS_DIR}/"):
                         name = PARTS_DIR  # a live run synced as parts: listed as such, not stamped
-                    if store.is_run_id(run_id) and "/" not in name:
+                    if store.may_name_run(run_id) and "/" not in name:
                         stamp = meta.get("e_tag") or meta["last_modified"]
                         found.setdefault(run_id, {})[name] = f"{meta['size']}:{stamp}"
         except self._failures as exc:

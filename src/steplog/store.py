@@ -89,9 +89,31 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     with entries:
-        found = [(Path(e.path), e.inode()) for e in entries if is_run_id(e.name) and e.is_dir()]
+        found = [(Path(e.path), e.inode()) for e in entries if _may_be_run(e)]
     return [path for _, path in sorted((_cached_start_order(path, inode), path) for path, inode in found)]
 
+
+def may_name_run(name: str) -> bool:
+    """Whether ``name`` may be a run directory's name: a generated run id, or a shared one (a job's,
+    or one given with ``run_id=`` / ``STEPLOG_RUN_ID``: ``steplog.ranks``); such a folder is a run
+    only if it holds run files (``is_run_dir``).
+
+    Example:
+        >>> may_name_run("job-1234-gpt-3f741a"), may_name_run("_catalog"), may_name_run("..")
+        (True, False, False)
+    """
+    return is_run_id(name) or _SHARED_ID.match(name) is not None
+
+
+def _may_be_run(entry: os.DirEntry) -> bool:
+    """A directory named by a generated run id, or by a shared id (``steplog.ranks``: a job's, or
+    one given with ``run_id=``) that holds a run."""
+    if is_run_id(entry.name):
+        return entry.is_dir()
+    return _SHARED_ID.match(entry.name) is not None and entry.is_dir() and is_run_dir(Path(entry.path))
+
+
+_SHARED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 #: start_order of the run directories seen, by (path, inode): a run's start event never changes.
 _start_orders: dict[tuple[str, int], tuple[int, str]] = {}
@@ -296,11 +318,11 @@ class LockInfo:
 _held: dict[str, int] = {}
 
 
-def _lock_key(run_dir: Path) -> str:
-    return os.path.realpath(run_dir)
+def _lock_key(run_dir: Path, rank: int = 0) -> str:
+    return os.path.join(os.path.realpath(run_dir), fmt.rank_lock_file(rank))
 
 
-def read_lock(run_dir: Path) -> LockInfo | None:
+def read_lock(run_dir: Path, rank: int = 0) -> LockInfo | None:
     """What a run's lock file says of its holder; None when there is no readable lock file.
     Whether that holder is alive is ``writer_is_alive``'s to say.
 
@@ -309,24 +331,25 @@ def read_lock(run_dir: Path) -> LockInfo | None:
         True
     """
     try:
-        data = orjson.loads((run_dir / fmt.LOCK_FILE).read_bytes())
+        data = orjson.loads((run_dir / fmt.rank_lock_file(rank)).read_bytes())
         return LockInfo(pid=int(data["pid"]), host=str(data["host"]), time=float(data["time"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing, being written, or damaged
 
 
-def acquire_lock(run_dir: Path, now: float) -> None:
-    """Take the writer lock of a run (a lock whose writer died is free); raises RunLockedError,
-    naming the holder, while a live process holds it.
+def acquire_lock(run_dir: Path, now: float, rank: int = 0) -> None:
+    """Take the writer lock of a run's ``rank`` (a lock whose writer died is free); raises
+    RunLockedError, naming the holder, while a live process holds it. Each rank has its own lock.
 
     Example:
         >>> import tempfile, time
         >>> d = Path(tempfile.mkdtemp()); acquire_lock(d, time.time()); release_lock(d)
     """
-    path = run_dir / fmt.LOCK_FILE
-    key = _lock_key(run_dir)
+    path = run_dir / fmt.rank_lock_file(rank)
+    key = _lock_key(run_dir, rank)
+    what = f"run {run_dir.name}" + (f" (rank {rank})" if rank else "")
     if key in _held:
-        raise RunLockedError(f"run {run_dir.name} is already open for writing in this process; finish() it first")
+        raise RunLockedError(f"{what} is already open for writing in this process; finish() it first")
     for attempt in range(50):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -336,9 +359,9 @@ def acquire_lock(run_dir: Path, now: float) -> None:
             if attempt < 10:  # a reader checking liveness holds it for microseconds: try again
                 time.sleep(0.01)
                 continue
-            holder = read_lock(run_dir)
+            holder = read_lock(run_dir, rank)
             who = f"pid {holder.pid} on host {holder.host}" if holder else "another process"
-            raise RunLockedError(f"run {run_dir.name} is being written by {who}; one writer per run") from None
+            raise RunLockedError(f"{what} is being written by {who}; one writer per run and rank") from None
         try:
             same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -346,11 +369,11 @@ def acquire_lock(run_dir: Path, now: float) -> None:
         if not same_file:  # released and removed while we waited for it: take the new file
             os.close(fd)
             continue
-        holder = read_lock(run_dir)
+        holder = read_lock(run_dir, rank)
         if holder is not None and holder.host != socket.gethostname():
             os.close(fd)
             raise RunLockedError(
-                f"run {run_dir.name} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
+                f"{what} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
                 f"If that process is gone, delete {path}")
         os.ftruncate(fd, 0)
         os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
@@ -359,33 +382,33 @@ def acquire_lock(run_dir: Path, now: float) -> None:
     raise RunLockedError(f"could not take the writer lock {path}: other processes keep taking it")
 
 
-def release_lock(run_dir: Path) -> None:
+def release_lock(run_dir: Path, rank: int = 0) -> None:
     """Drop the writer lock this process holds on a run (nothing happens if it holds none).
 
     Example:
         >>> release_lock(Path("/no/such/run"))
     """
-    fd = _held.pop(_lock_key(run_dir), None)
+    fd = _held.pop(_lock_key(run_dir, rank), None)
     if fd is None:
         return
     try:
-        (run_dir / fmt.LOCK_FILE).unlink()  # removed while still held: a waiter sees the file changed
+        (run_dir / fmt.rank_lock_file(rank)).unlink()  # removed while still held: a waiter sees the file changed
     except FileNotFoundError:
         pass
     finally:
         os.close(fd)
 
 
-def writer_is_alive(run_dir: Path) -> bool:
-    """Whether a live writer holds the run's lock (this process included).
+def writer_is_alive(run_dir: Path, rank: int = 0) -> bool:
+    """Whether a live writer holds the lock of the run's ``rank`` (this process included).
 
     Example:
         >>> writer_is_alive(Path("/no/such/run"))
         False
     """
-    if _lock_key(run_dir) in _held:
+    if _lock_key(run_dir, rank) in _held:
         return True
-    path = run_dir / fmt.LOCK_FILE
+    path = run_dir / fmt.rank_lock_file(rank)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -396,7 +419,7 @@ def writer_is_alive(run_dir: Path) -> bool:
         return True
     finally:
         os.close(fd)  # also drops the shared lock taken just to look
-    holder = read_lock(run_dir)
+    holder = read_lock(run_dir, rank)
     return holder is not None and holder.host != socket.gethostname()
 
 
@@ -442,17 +465,112 @@ def runs_named(name: str, root: str | os.PathLike) -> list[Path]:
 
 
 def run_status(run_dir: Path, finish_status: str | None) -> str:
-    """The status of a run given the status of its last ``finish`` event (None when the current
-    segment has none): ``finished``/``failed`` as recorded, else ``running`` while its writer is
-    alive, else ``crashed``.
+    """The status of a run given the status of rank 0's last ``finish`` event (None when its
+    current segment has none): ``finished``/``failed`` as recorded, else ``running`` while its
+    writer is alive, else ``crashed``; in a run of several ranks, combined with the others'
+    (``rank_statuses``, ``combine_statuses``).
 
     Example:
         >>> run_status(Path("/no/such/run"), None)
         'crashed'
     """
     if finish_status in (fmt.FINISHED, fmt.FAILED):
-        return finish_status
-    return fmt.RUNNING if writer_is_alive(run_dir) else fmt.CRASHED
+        own = finish_status
+    else:
+        own = fmt.RUNNING if writer_is_alive(run_dir) else fmt.CRASHED
+    others = [rank for rank in rank_files(run_dir) if rank]
+    if not others:
+        return own
+    return combine_statuses(rank_statuses(run_dir, known={0: own}))
+
+
+def rank_files(run_dir: Path) -> dict[int, Path]:
+    """``{rank: its events file}`` of a run, live or archived, by rank (rank 0's is ``events_path``;
+    a single-process run has rank 0 only).
+
+    Example:
+        >>> rank_files(Path("/no/such/run"))
+        {0: PosixPath('/no/such/run/events.jsonl')}
+    """
+    found = {0: events_path(run_dir)}
+    for where in (run_dir / fmt.ARCHIVE_DIR, run_dir):  # a live file wins over an archived one
+        try:
+            names = os.listdir(where)
+        except OSError:
+            continue
+        for name in names:
+            match = fmt.RANK_EVENTS_PATTERN.match(name)
+            if match:
+                found[int(match.group(1))] = where / name
+    return dict(sorted(found.items()))
+
+
+def rank_statuses(run_dir: Path, known: dict[int, str] | None = None) -> dict[int, str]:
+    """``{rank: status}`` for every rank of the current attempt of a run: ``finished``/``failed``
+    as its last event says, else ``running`` while its writer lives, else ``crashed``. Ranks left
+    over from an earlier attempt (a restart with fewer ranks: their last segment's ``restart``
+    count is below the newest) are left out. ``known`` gives statuses already found.
+
+    Example:
+        >>> rank_statuses(Path("/no/such/run"))
+        {0: 'crashed'}
+    """
+    states = {}
+    for rank, path in rank_files(run_dir).items():
+        status = (known or {}).get(rank)
+        last = fmt.read_last_event(path) or {}
+        if status is None:
+            finished = last.get("status") if last.get(fmt.KIND) == fmt.FINISH else None
+            status = finished if finished in (fmt.FINISHED, fmt.FAILED) else (
+                fmt.RUNNING if writer_is_alive(run_dir, rank) else fmt.CRASHED)
+        restart = last.get("restart") if last.get(fmt.KIND) == fmt.FINISH else None
+        if restart is None and status == fmt.CRASHED:
+            restart = _last_restart(path)
+        states[rank] = (status, restart if isinstance(restart, int) else 0)
+    newest = max((restart for status, restart in states.values() if status != fmt.RUNNING), default=0)
+    return {rank: status for rank, (status, restart) in states.items()
+            if status == fmt.RUNNING or restart >= newest or rank == 0}
+
+
+def _last_restart(path: Path) -> int:
+    """The ``restart`` count of the last start or resume event of an events file (0 if none says)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return 0
+    for begin, end in reversed(fmt.control_line_spans(data)):
+        try:
+            event = orjson.loads(data[begin:end])
+        except ValueError:
+            continue
+        if event.get(fmt.KIND) in (fmt.START, fmt.RESUME):
+            restart = event.get("restart")
+            return restart if isinstance(restart, int) else 0
+    return 0
+
+
+def combine_statuses(statuses: dict[int, str]) -> str:
+    """One run's status from its ranks': ``running`` while any rank runs, else ``failed`` if any
+    failed, else ``crashed`` if any died without finishing, else ``finished``.
+
+    Example:
+        >>> combine_statuses({0: "finished", 1: "crashed", 2: "finished"})
+        'crashed'
+    """
+    for status in (fmt.RUNNING, fmt.FAILED, fmt.CRASHED):
+        if status in statuses.values():
+            return status
+    return fmt.FINISHED
+
+
+def live_ranks(run_dir: Path) -> list[int]:
+    """The ranks of a run whose writer is alive now.
+
+    Example:
+        >>> live_ranks(Path("/no/such/run"))
+        []
+    """
+    return [rank for rank in rank_files(run_dir) if writer_is_alive(run_dir, rank)]
 
 
 

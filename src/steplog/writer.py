@@ -40,16 +40,19 @@ import datetime as _dt
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from . import format as fmt
 from . import store
 from .eventfile import network_filesystem, write_all
+from . import ranks
 from .openruns import install_excepthook, open_runs
 from .resuming import reopen_compacted, tail_state
 from .runlog import Run
 from .runmeta import metadata
+from .silentrun import SilentRun
 from .values import check_step, to_jsonable
 
 DURABILITY_MODES = ("mmap", "process", "fsync", "buffered")
@@ -76,7 +79,11 @@ def init(
     tensor_flush_seconds: float = 10.0,
     system_metrics: bool | None = None,
     system_interval: float = 10.0,
-) -> Run:
+    rank: int | None = None,
+    world_size: int | None = None,
+    run_id: str | None = None,
+    log_ranks: str | Iterable[int] = "all",
+) -> Run | SilentRun:
     """Start a new run (or, with ``resume=``, reopen an existing one) and return its ``Run``.
 
     ``name`` is stored as given (any string); the run's directory is named by its id, so a name
@@ -103,6 +110,17 @@ def init(
     memory and GPU figures every ``system_interval`` seconds in a thread of its own, until finish
     (``steplog.system_metrics``; read them with ``steplog.system(run)``).
 
+    Several processes, one run (docs/distributed.md): in a job started by torchrun, SLURM or mpirun
+    (or with ``rank=`` and ``world_size=``), every rank joins the run whose id all ranks derive from
+    the job id and ``name`` (or ``run_id=`` / ``STEPLOG_RUN_ID``; ``steplog.ranks`` has the
+    precedence) and appends to its own events file. Rank 0 records the config and git state; every
+    rank its host, local rank, pid and device. ``log_ranks`` (default ``"all"``) lists the ranks that
+    log: elsewhere ``init`` returns a ``SilentRun`` whose ``log`` does nothing. When the launcher's
+    restart count (``TORCHELASTIC_RESTART_COUNT``, ``SLURM_RESTART_COUNT``) says the job restarted,
+    or this rank's file already exists, the rank continues the run as a new segment from
+    ``start_step`` (as ``resume=`` does), so one ``init(name=..., start_step=...)`` line serves
+    every attempt.
+
     Example:
         >>> import tempfile
         >>> root = tempfile.mkdtemp()
@@ -116,10 +134,18 @@ def init(
     _check_options(durability, fsync_interval, buffer_size, buffer_interval, tensor_flush_steps, tensor_flush_seconds)
     if isinstance(system_interval, bool) or not isinstance(system_interval, (int, float)) or not system_interval > 0:
         raise ValueError(f"system_interval={system_interval!r} must be a number of seconds > 0 (default 10)")
-    if start_step is not None and resume is None:
-        raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string or None, got {type(name).__name__}")
+    place = ranks.detect(rank=rank, world_size=world_size)
+    shared = ranks.shared_run_id(place, name, run_id)
+    if start_step is not None and resume is None and shared is None:
+        raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
+    if resume is not None and place.world_size > 1:
+        raise ValueError(f"resume={resume!r} in a job of {place.world_size} ranks: each rank continues the run by "
+                         f"itself on a restart (the launcher's restart count says so); drop resume= and pass "
+                         f"start_step= (the checkpoint's step)")
+    if not _logs(place.rank, log_ranks):
+        return _silent(name, root, shared, place, system_metrics, system_interval)
     options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size,
                    buffer_interval=buffer_interval, tensor_flush_steps=tensor_flush_steps,
                    tensor_flush_seconds=tensor_flush_seconds)
@@ -128,9 +154,48 @@ def init(
 
         refuse_url_root(root)
     install_excepthook()
-    run = _open(name, config, root, resume, start_step, options)
-    run._sampler = _system_sampler(run, system_metrics, system_interval)
+    if shared is not None and resume is None:
+        run = _join(name, config, Path(root), shared, place, start_step, options)
+    else:
+        run = _open(name, config, root, resume, start_step, options)
+    run._sampler = _system_sampler(run, system_metrics, system_interval, place)
     return run
+
+
+def _logs(rank: int, log_ranks: str | Iterable[int]) -> bool:
+    """Whether ``rank`` logs under ``log_ranks`` (``"all"`` or some ranks)."""
+    if log_ranks == "all":
+        return True
+    if isinstance(log_ranks, (str, bytes)) or not isinstance(log_ranks, Iterable):
+        raise TypeError(f"log_ranks={log_ranks!r} must be 'all' or a list of ranks, e.g. [0]")
+    chosen = list(log_ranks)
+    if not all(isinstance(r, int) and not isinstance(r, bool) for r in chosen):
+        raise TypeError(f"log_ranks={chosen!r} must hold ints (ranks), e.g. [0]")
+    return rank in chosen
+
+
+def _silent(name: str | None, root: str | os.PathLike, shared: str | None, place: ranks.Place,
+            system_metrics: bool | None, interval: float) -> SilentRun:
+    """The run of a rank that does not log: no file of its own (its sampler, if asked for, writes)."""
+    run_id = shared if shared is not None else store.new_run_id()
+    run = SilentRun(run_id, name if name is not None else run_id, Path(root) / run_id, place.rank)
+    if shared is not None and system_metrics:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        run._sampler = _system_sampler(run, system_metrics, interval, place)
+    return run
+
+
+def _join(name: str | None, config: Any, root: Path, run_id: str, place: ranks.Place, start_step: int | None,
+          options: dict[str, Any]) -> Run:
+    """This rank's part of the run ``run_id`` that all ranks share: a new events file, or a new
+    segment of this rank's file when it already exists (a restart)."""
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mine = run_dir / fmt.rank_events_file(place.rank)
+    archived = run_dir / fmt.ARCHIVE_DIR / fmt.rank_events_file(place.rank)
+    if mine.exists() or archived.exists():
+        return _resume(run_dir, root, start_step, name, config, options, place)
+    return _start(name, config, root, options, place, run_dir, start_step)
 
 
 def _open(name: str | None, config: Any, root: str | os.PathLike, resume: str | os.PathLike | None,
@@ -147,13 +212,17 @@ def _open(name: str | None, config: Any, root: str | os.PathLike, resume: str | 
     return _start(name, config, Path(root), options)
 
 
-def _system_sampler(run: Run, option: bool | None, interval: float) -> Any:
-    """A started system metrics sampler for ``run`` when they are asked for (else None)."""
+def _system_sampler(run: Run | SilentRun, option: bool | None, interval: float, place: ranks.Place) -> Any:
+    """A started system metrics sampler for ``run`` when they are asked for (else None): host
+    figures from local rank 0 only, and in a job of several ranks, the GPU of this rank only."""
     from . import system_metrics
 
     if not system_metrics.enabled(option):
         return None
-    return system_metrics.SystemSampler(run.dir, interval=interval).start()
+    device = ranks.device_of(place.local_rank) if place.world_size > 1 else "cpu"
+    gpus = [int(device.split(":")[1])] if device.startswith("cuda:") else None
+    return system_metrics.SystemSampler(run.dir, rank=place.rank, local_rank=place.local_rank,
+                                        interval=interval, gpus=gpus).start()
 
 
 def _check_options(durability: str, fsync_interval: float, buffer_size: int, buffer_interval: float,
@@ -189,48 +258,69 @@ def _effective_durability(durability: str, run_dir: Path) -> str:
     return "process"
 
 
-def _start(name: str | None, config: Any, root: Path, options: dict[str, Any]) -> Run:
+def _start(name: str | None, config: Any, root: Path, options: dict[str, Any], place: ranks.Place | None = None,
+           run_dir: Path | None = None, start_step: int | None = None) -> Run:
+    """A new run (``run_dir`` None: in a fresh directory), or this rank's first file in a shared one."""
     now = _time()
-    run_id, run_dir = store.create_run_dir(root)
-    store.acquire_lock(run_dir, now)
+    place = place or ranks.Place()
+    if run_dir is None:
+        run_id, run_dir = store.create_run_dir(root)
+    run_id = run_dir.name
+    store.acquire_lock(run_dir, now, place.rank)
     options["durability"] = _effective_durability(options["durability"], run_dir)
     start = fmt.encode_control_event(
         fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name=name if name is not None else run_id, time=now,
         start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(), durability=options["durability"],
-        config=to_jsonable(config if config is not None else {}, what="config"),
-        meta=to_jsonable(metadata(), what="metadata"),
+        config=to_jsonable(config if config is not None and place.rank == 0 else {}, what="config"),
+        meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"), **_rank_fields(place),
     )
-    fd = os.open(run_dir / fmt.EVENTS_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(run_dir / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     write_all(fd, start)
     for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
         store.fsync_directory(directory)
     return Run(run_id, name if name is not None else run_id, run_dir, fd, segment=0, last_step=None,
-               next_step=0, wallclock_offset=0.0, written=len(start), **options)
+               next_step=start_step or 0, wallclock_offset=0.0, written=len(start), rank=place.rank,
+               restart=place.restart, **options)
+
+
+def _rank_fields(place: ranks.Place) -> dict[str, Any]:
+    """What a start or resume event says of the rank writing it (nothing for a single process)."""
+    fields: dict[str, Any] = {}
+    if place.launcher is not None or place.world_size > 1:
+        fields.update(rank=place.rank, local_rank=place.local_rank, world_size=place.world_size,
+                      launcher=place.launcher, device=ranks.device_of(place.local_rank))
+    if place.restart:
+        fields["restart"] = place.restart
+    return fields
 
 
 def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: str | None, config: Any,
-            options: dict[str, Any]) -> Run:
+            options: dict[str, Any], place: ranks.Place | None = None) -> Run:
     if start_step is not None:
         start_step = check_step(start_step)
-    run_dir = store.resolve_run(ref, root)
-    events = run_dir / fmt.EVENTS_FILE
-    store.acquire_lock(run_dir, _time())
+    run_dir = Path(ref) if place is not None else store.resolve_run(ref, root)  # _join: this rank's own file
+    place = place or ranks.Place()
+    events = run_dir / fmt.rank_events_file(place.rank)
+    store.acquire_lock(run_dir, _time(), place.rank)
     try:
-        reopen_compacted(run_dir)
+        reopen_compacted(run_dir, place.rank)
         state = tail_state(events)
-        _warn_resume_differs(run_dir, state, name, config)
+        if place.rank == 0:
+            _warn_resume_differs(run_dir, state, name, config)
         options["durability"] = _effective_durability(options["durability"], run_dir)
         fd = os.open(events, os.O_RDWR | os.O_APPEND)
         resume = fmt.encode_control_event(
             fmt.RESUME, segment=state["segments"], start_step=start_step, time=_time(), w=state["wallclock"],
-            durability=options["durability"], meta=to_jsonable(metadata(), what="metadata"))
+            durability=options["durability"], meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
+            **_rank_fields(place))
         write_all(fd, resume)
     except BaseException:
-        store.release_lock(run_dir)
+        store.release_lock(run_dir, place.rank)
         raise
     next_step = start_step if start_step is not None else state["next_step"]
     return Run(state["run_id"], state["name"], run_dir, fd, segment=state["segments"], last_step=state["last_step"],
-               next_step=next_step, wallclock_offset=state["wallclock"], written=os.fstat(fd).st_size, **options)
+               next_step=next_step, wallclock_offset=state["wallclock"], written=os.fstat(fd).st_size,
+               rank=place.rank, restart=place.restart, **options)
 
 
 def _warn_resume_differs(run_dir: Path, state: dict[str, Any], name: str | None, config: Any) -> None:

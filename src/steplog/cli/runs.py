@@ -136,6 +136,8 @@ def _show(args: argparse.Namespace) -> int:
     lines += ["", *_section("config", flatten_config(info["config"], prefix=""), width)]
     if info["segments"]:
         lines += ["", "segments:", _segments_table(info["segments"], width)]
+    if info.get("ranks"):
+        lines += ["", f"ranks (world size {info['world_size']}):", _ranks_table(info["ranks"], width)]
     summary = info["summary"]
     lines += ["", "metrics:", _metrics_table(summary, width)] if summary else ["", "metrics: none logged"]
     lines += _system_lines(Path(info["dir"]))
@@ -168,7 +170,7 @@ def _run_facts(info: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": info["name"],
         "id": info["run_id"],
-        "status": info["status"],
+        "status": info["status"] + _crashed_ranks(info.get("crashed_ranks") or []),
         "started": _local_second(info["start_time"]),
         "duration": format_duration(info["duration_s"]),
         "steps": steps,
@@ -196,6 +198,23 @@ def _segments_table(segments: list[dict[str, Any]], width: int) -> str:
         "status",
     )
     return text_table(frame, width=width, formats={"time": format_duration, "started": _local_minute}, right=["time"])
+
+
+def _crashed_ranks(crashed: list[int]) -> str:
+    if not crashed:
+        return ""
+    return f" (rank{'s' if len(crashed) > 1 else ''} {', '.join(map(str, crashed))} died without finishing)"
+
+
+def _ranks_table(ranks: list[dict[str, Any]], width: int) -> str:
+    """One line per rank: where it ran, its status and how far it got."""
+    import polars as pl
+
+    from ..tables import text_table
+
+    columns = ["rank", "status", "host", "local_rank", "pid", "device", "restart", "steps", "last_step"]
+    frame = pl.DataFrame([{k: f.get(k) for k in columns} for f in ranks], strict=False)
+    return text_table(frame, width=width)
 
 
 def _metrics_table(summary: dict[str, dict[str, Any]], width: int) -> str:

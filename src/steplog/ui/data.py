@@ -266,7 +266,8 @@ def _live_frame(live: LiveRun, metrics: list[str], x: str, cursor: int | None) -
 
 def _scan_current(run_dir: Path) -> pl.LazyFrame:
     frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
-    return frame.filter(~pl.col("superseded"))
+    frame = frame.filter(~pl.col("superseded"))
+    return frame.filter(pl.col("rank") == 0) if "rank" in frame.collect_schema().names() else frame  # rank 0's
 
 
 def _compacted_frame(run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None) -> pl.DataFrame:
