@@ -37,11 +37,13 @@ def masked_crc():
         from crc32c import crc32c
     except ImportError:
         from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
         return masked_crc32c
 
     def masked(data: bytes) -> int:
         crc = crc32c(data)
         return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
     return masked
 
 
@@ -82,12 +84,15 @@ def write_mlflow_db(path: Path, runs: int, steps: int) -> int:
     for r in range(runs):
         uuid = f"{r:032x}"
         start = 1_700_000_000_000 + r * 10_000_000
-        db.execute("INSERT INTO runs VALUES (?, ?, 'FINISHED', ?, ?, 'active', 0)",
-                   (uuid, f"run-{r}", start, start + steps))
+        db.execute(
+            "INSERT INTO runs VALUES (?, ?, 'FINISHED', ?, ?, 'active', 0)", (uuid, f"run-{r}", start, start + steps)
+        )
         db.executemany("INSERT INTO params VALUES (?, ?, ?)", [(f"p{i}", str(rng.random()), uuid) for i in range(5)])
         db.executemany("INSERT INTO tags VALUES (?, ?, ?)", [("mlflow.user", "me", uuid), ("team", "a", uuid)])
-        db.executemany("INSERT INTO metrics VALUES ('loss', ?, ?, ?, ?, 0)",
-                       [(rng.random(), start + s, uuid, s) for s in range(steps)])
+        db.executemany(
+            "INSERT INTO metrics VALUES ('loss', ?, ?, ?, ?, 0)",
+            [(rng.random(), start + s, uuid, s) for s in range(steps)],
+        )
     db.execute("CREATE INDEX metrics_run ON metrics (run_uuid)")  # MLflow's primary key starts with the run too
     db.commit()
     db.close()
@@ -108,8 +113,10 @@ def timed(fn, repeat: int) -> tuple[list[float], list[float]]:
 
 def line(label: str, times: tuple[list[float], list[float]]) -> str:
     walls, cpus = times
-    return (f"| {label} | {statistics.mean(walls):.3f} | {statistics.median(walls):.3f} | {max(walls):.3f} "
-            f"| {statistics.mean(cpus):.3f} |")
+    return (
+        f"| {label} | {statistics.mean(walls):.3f} | {statistics.median(walls):.3f} | {max(walls):.3f} "
+        f"| {statistics.mean(cpus):.3f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

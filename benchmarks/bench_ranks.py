@@ -56,8 +56,15 @@ print(json.dumps({"mean": total / calls, "blocks": blocks}))
 def log_cpu(root: Path, ranks: int, calls: int, run_id: str) -> list[dict]:
     """Start ``ranks`` processes at once, each logging ``calls`` steps; their CPU figures."""
     env = dict(os.environ, PYTHONPATH=SRC)
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(r), str(ranks), str(calls), run_id],
-                              stdout=subprocess.PIPE, text=True, env=env) for r in range(ranks)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(root), str(r), str(ranks), str(calls), run_id],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for r in range(ranks)
+    ]
     outs = [json.loads(p.communicate()[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     return outs
@@ -73,12 +80,22 @@ def cpu_figures(root: Path, calls: int, repeats: int) -> dict[str, float]:
 
     def figures(outs: list[dict]) -> tuple[float, float, float]:
         blocks = sorted(b for o in outs for b in o["blocks"])
-        return (statistics.fmean(o["mean"] for o in outs), blocks[len(blocks) // 2],
-                blocks[min(len(blocks) - 1, int(len(blocks) * 0.99))])
+        return (
+            statistics.fmean(o["mean"] for o in outs),
+            blocks[len(blocks) // 2],
+            blocks[min(len(blocks) - 1, int(len(blocks) * 0.99))],
+        )
 
     (m1, p50_1, p99_1), (m4, p50_4, p99_4) = figures(one), figures(four)
-    return {"one_mean_us": m1 * 1e6, "one_p50_us": p50_1 * 1e6, "one_p99_us": p99_1 * 1e6,
-            "four_mean_us": m4 * 1e6, "four_p50_us": p50_4 * 1e6, "four_p99_us": p99_4 * 1e6, "ratio": m4 / m1}
+    return {
+        "one_mean_us": m1 * 1e6,
+        "one_p50_us": p50_1 * 1e6,
+        "one_p99_us": p99_1 * 1e6,
+        "four_mean_us": m4 * 1e6,
+        "four_p50_us": p50_4 * 1e6,
+        "four_p99_us": p99_4 * 1e6,
+        "ratio": m4 / m1,
+    }
 
 
 class _Empty:
@@ -114,8 +131,13 @@ def history_figures(root: Path, ranks: int, steps: int) -> dict[str, float]:
     live, live_cpu = best()
     steplog.compact(root, quiet=True)
     compacted, compacted_cpu = best()
-    return {"live_s": live, "live_cpu_s": live_cpu, "compacted_s": compacted, "compacted_cpu_s": compacted_cpu,
-            "load": os.getloadavg()[0]}
+    return {
+        "live_s": live,
+        "live_cpu_s": live_cpu,
+        "compacted_s": compacted,
+        "compacted_cpu_s": compacted_cpu,
+        "load": os.getloadavg()[0],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -124,22 +146,27 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
     calls, repeats, steps, number = (2000, 1, 1000, 10_000) if args.tiny else (200_000, 3, 100_000, 1_000_000)
     with tempfile.TemporaryDirectory() as tmp:
-        results = {"cpu": cpu_figures(Path(tmp) / "cpu", calls, repeats), "silent": silent_figures(number),
-                   "history": history_figures(Path(tmp) / "history", 8, steps)}
+        results = {
+            "cpu": cpu_figures(Path(tmp) / "cpu", calls, repeats),
+            "silent": silent_figures(number),
+            "history": history_figures(Path(tmp) / "history", 8, steps),
+        }
     cpu, silent, history = results["cpu"], results["silent"], results["history"]
-    print(f"| measure | value | target |\n| --- | --- | --- |\n"
-          f"| log() CPU per call, 1 process alone: mean (p50 / p99) | {cpu['one_mean_us']:.2f} us "
-          f"({cpu['one_p50_us']:.2f} / {cpu['one_p99_us']:.2f}) | |\n"
-          f"| log() CPU per call, each of 4 ranks at once: mean (p50 / p99) | {cpu['four_mean_us']:.2f} us "
-          f"({cpu['four_p50_us']:.2f} / {cpu['four_p99_us']:.2f}) | |\n"
-          f"| 4 ranks / 1 process, mean CPU per call | {cpu['ratio']:.2f}x | <= 1.3x |\n"
-          f"| log() on a rank log_ranks leaves out (empty method: {silent['empty_method_us']:.3f} us) | "
-          f"{silent['silent_us']:.3f} us | < 0.2 us |\n"
-          f"| history(rank='all'), 8 ranks x {steps:,} steps, live: wall (CPU) | {history['live_s']:.3f} s "
-          f"({history['live_cpu_s']:.3f} s) | <= 1 s |\n"
-          f"| history(rank='all'), 8 ranks x {steps:,} steps, compacted: wall (CPU) | {history['compacted_s']:.3f} s "
-          f"({history['compacted_cpu_s']:.3f} s) | <= 1 s |\n"
-          f"| load average (1 min) during the history reads, {os.cpu_count()} cores | {history['load']:.1f} | |")
+    print(
+        f"| measure | value | target |\n| --- | --- | --- |\n"
+        f"| log() CPU per call, 1 process alone: mean (p50 / p99) | {cpu['one_mean_us']:.2f} us "
+        f"({cpu['one_p50_us']:.2f} / {cpu['one_p99_us']:.2f}) | |\n"
+        f"| log() CPU per call, each of 4 ranks at once: mean (p50 / p99) | {cpu['four_mean_us']:.2f} us "
+        f"({cpu['four_p50_us']:.2f} / {cpu['four_p99_us']:.2f}) | |\n"
+        f"| 4 ranks / 1 process, mean CPU per call | {cpu['ratio']:.2f}x | <= 1.3x |\n"
+        f"| log() on a rank log_ranks leaves out (empty method: {silent['empty_method_us']:.3f} us) | "
+        f"{silent['silent_us']:.3f} us | < 0.2 us |\n"
+        f"| history(rank='all'), 8 ranks x {steps:,} steps, live: wall (CPU) | {history['live_s']:.3f} s "
+        f"({history['live_cpu_s']:.3f} s) | <= 1 s |\n"
+        f"| history(rank='all'), 8 ranks x {steps:,} steps, compacted: wall (CPU) | {history['compacted_s']:.3f} s "
+        f"({history['compacted_cpu_s']:.3f} s) | <= 1 s |\n"
+        f"| load average (1 min) during the history reads, {os.cpu_count()} cores | {history['load']:.1f} | |"
+    )
     return results
 
 

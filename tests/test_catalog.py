@@ -110,8 +110,10 @@ def test_runs_table_adds_live_runs_from_their_events(root):
     live.log({"loss": 4.0})
     try:
         table = catalog.runs_table(root)
-        assert table.select("name", "status", "summary.loss.last").rows() == [("done", "finished", 1.0),
-                                                                             ("live", "running", 4.0)]
+        assert table.select("name", "status", "summary.loss.last").rows() == [
+            ("done", "finished", 1.0),
+            ("live", "running", 4.0),
+        ]
     finally:
         live.finish()
 

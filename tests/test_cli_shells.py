@@ -54,16 +54,21 @@ def test_catalog_rebuild_and_push_to_a_folder(tmp_path: Path, capsys: pytest.Cap
     _two_runs(root)
     assert main(["push", "--to", str(remote), "--root", str(root), "--compact"]) == 0
     assert sorted(p.name for p in remote.iterdir() if not p.name.startswith("_")) == sorted(
-        p.name for p in root.iterdir() if not p.name.startswith("_"))
+        p.name for p in root.iterdir() if not p.name.startswith("_")
+    )
     assert main(["catalog", "--rebuild", "--root", str(root)]) == 0
     assert "2 runs" in capsys.readouterr().out
 
 
 def test_ui_serves_the_runs_until_stopped(tmp_path: Path) -> None:
     _two_runs(tmp_path)
-    process = subprocess.Popen([sys.executable, "-m", "steplog", "ui", "--root", str(tmp_path), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**__import__("os").environ, "PYTHONPATH": SRC})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "steplog", "ui", "--root", str(tmp_path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": SRC},
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()

@@ -44,8 +44,9 @@ def test_per_run_queries_over_the_bucket_equal_the_local_ones(pushed, tmp_path):
     local, remote, ids, _, _ = pushed
     for ref in (ids[1], ids[2][:-3], "run3"):
         assert_frame_equal(steplog.history(ref, root=remote), steplog.history(ref, root=local))
-    assert_frame_equal(steplog.history("run0", root=remote, all_segments=True),
-                       steplog.history("run0", root=local, all_segments=True))
+    assert_frame_equal(
+        steplog.history("run0", root=remote, all_segments=True), steplog.history("run0", root=local, all_segments=True)
+    )
     assert json.dumps(steplog.summary("run2", root=remote)) == json.dumps(steplog.summary("run2", root=local))
     info, expected = run_info("run1", root=remote), run_info("run1", root=local)
     assert info.pop("dir") == f"{remote.url}/{ids[1]}"
@@ -58,12 +59,16 @@ def test_per_run_queries_over_the_bucket_equal_the_local_ones(pushed, tmp_path):
 def test_table_queries_over_the_bucket_equal_the_local_ones(pushed):
     local, remote, ids, _, _ = pushed
     assert_frame_equal(steplog.runs(remote), steplog.runs(local))
-    assert_frame_equal(steplog.runs(remote, metrics="all", figures=("best", "step_of_best", "mean"), mode="auto"),
-                       steplog.runs(local, metrics="all", figures=("best", "step_of_best", "mean"), mode="auto"))
+    assert_frame_equal(
+        steplog.runs(remote, metrics="all", figures=("best", "step_of_best", "mean"), mode="auto"),
+        steplog.runs(local, metrics="all", figures=("best", "step_of_best", "mean"), mode="auto"),
+    )
     assert_frame_equal(steplog.runs(remote, runs=["run2", ids[0]]), steplog.runs(local, runs=["run2", ids[0]]))
     assert_frame_equal(steplog.compare(root=remote), steplog.compare(root=local))
-    assert_frame_equal(steplog.compare(["run1", "run3"], ["val_loss"], root=remote, figures=("best", "last")),
-                       steplog.compare(["run1", "run3"], ["val_loss"], root=local, figures=("best", "last")))
+    assert_frame_equal(
+        steplog.compare(["run1", "run3"], ["val_loss"], root=remote, figures=("best", "last")),
+        steplog.compare(["run1", "run3"], ["val_loss"], root=local, figures=("best", "last")),
+    )
     for metric, mode in (("loss", "min"), ("val_loss", "max"), ("loss", "auto")):
         assert steplog.best(metric, mode, root=remote) == steplog.best(metric, mode, root=local)
     with pytest.raises(ValueError, match="did you mean 'val_loss'"):
@@ -76,8 +81,9 @@ def test_scan_over_the_bucket_equals_the_local_one_and_pushes_projections_down(p
     local, remote = pushed[:2]
     assert_frame_equal(steplog.scan(remote).collect(), steplog.scan(local).collect())
     query = steplog.scan(remote).filter(pl.col("name") == "run1").select("step", "loss")
-    assert_frame_equal(query.collect(), steplog.scan(local).filter(pl.col("name") == "run1").select("step", "loss")
-                       .collect())
+    assert_frame_equal(
+        query.collect(), steplog.scan(local).filter(pl.col("name") == "run1").select("step", "loss").collect()
+    )
     plan = query.explain()
     assert "s3://" in plan and "metrics.parquet" in plan
     read, of = map(int, re.search(r"PROJECT (\d+)/(\d+) COLUMNS", plan).groups())

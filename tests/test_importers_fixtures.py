@@ -17,8 +17,12 @@ from steplog.importers import command
 DATA = Path(__file__).parent / "data" / "importers"
 EXPECTED = json.loads((DATA / "expected.json").read_text())
 # Folder names differ from the packages': pytest puts this folder on sys.path to import make_fixtures.py
-SOURCES = {"tensorboard": DATA / "tb_logs", "mlflow": DATA / "mlflow.db", "wandb": DATA / "wandb_offline",
-           "trackio": DATA / "trackio_store"}
+SOURCES = {
+    "tensorboard": DATA / "tb_logs",
+    "mlflow": DATA / "mlflow.db",
+    "wandb": DATA / "wandb_offline",
+    "trackio": DATA / "trackio_store",
+}
 
 
 def written(kind: str) -> dict[int, dict[str, float]]:
@@ -99,8 +103,15 @@ def test_tensorboard_tensor_scalars_of_the_scalars_plugin(tmp_path, root):
         tensor = _key(1, 0) + _encode_varint(dtype) + tensor_field
         return _message(1, _message(1, tag.encode()) + _message(9, metadata) + _message(8, tensor))
 
-    events = [_event(1_700_000_000.0 + s, s, value("f32", 1, _message(4, struct.pack("<f", s / 3)))
-                     + value("f64", 2, _message(6, struct.pack("<d", s / 3)))) for s in range(3)]
+    events = [
+        _event(
+            1_700_000_000.0 + s,
+            s,
+            value("f32", 1, _message(4, struct.pack("<f", s / 3)))
+            + value("f64", 2, _message(6, struct.pack("<d", s / 3))),
+        )
+        for s in range(3)
+    ]
     (tmp_path / "events.out.tfevents.1.tf").write_bytes(b"".join(_record(e) for e in events))
     [run_id] = importers.tensorboard(tmp_path, root=root, quiet=True)
     history = steplog.history(run_id, root=root)

@@ -70,8 +70,10 @@ def test_file_store(tmp_path, root):
     (run / "metrics" / "train").mkdir(parents=True)
     (run / "params").mkdir()
     (tmp_path / "mlruns" / "1" / "meta.yaml").write_text("experiment_id: '1'\nlifecycle_stage: active\nname: exp\n")
-    (run / "meta.yaml").write_text("run_id: abc123\nrun_name: old-run\nstatus: 3\nstart_time: 1700000000000\n"
-                                   "end_time: 1700000100000\nlifecycle_stage: active\n")
+    (run / "meta.yaml").write_text(
+        "run_id: abc123\nrun_name: old-run\nstatus: 3\nstart_time: 1700000000000\n"
+        "end_time: 1700000100000\nlifecycle_stage: active\n"
+    )
     (run / "params" / "lr").write_text("0.1")
     (run / "metrics" / "train" / "loss").write_text("1700000001000 2.5 0\n1700000002000 nan 1\n1700000003000 1.25 2\n")
     [run_id] = importers.mlflow(tmp_path / "mlruns", root=root, quiet=True)

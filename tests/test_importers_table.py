@@ -28,8 +28,10 @@ def test_csv_values_gaps_text_and_mtime(tmp_path, root):
 
 def test_jsonl_with_time_column_and_custom_step(tmp_path, root):
     path = tmp_path / "log.jsonl"
-    path.write_text('{"iter": 10, "time": 1700000000.5, "loss": 1.0}\n{"iter": 20, "time": 1700000003.0, "loss": 0.5, '
-                    '"lr": 0.001}\n')
+    path.write_text(
+        '{"iter": 10, "time": 1700000000.5, "loss": 1.0}\n{"iter": 20, "time": 1700000003.0, "loss": 0.5, '
+        '"lr": 0.001}\n'
+    )
     [run_id] = importers.jsonl(path, root=root, name="old", step_col="iter", quiet=True)
     assert_values(run_id, root, {10: {"loss": 1.0}, 20: {"loss": 0.5, "lr": 0.001}})
     history = steplog.history("old", root=root)
@@ -47,12 +49,15 @@ def test_folder_of_files_and_name_prefix(tmp_path, root):
     assert len(importers.csv(tmp_path / "a.csv", root=root, quiet=True)) == 1 and len(steplog.runs(root)) == 3
 
 
-@pytest.mark.parametrize("content, message", [
-    ("loss,acc\n1,2\n", "no step column 'step'"),
-    ("step,loss\n0,1\n,2\n", "must hold integers"),
-    ("step,loss\n-1,1\n", "must hold integers"),
-    ("step,phase\n0,a\n", "no numeric column"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("loss,acc\n1,2\n", "no step column 'step'"),
+        ("step,loss\n0,1\n,2\n", "must hold integers"),
+        ("step,loss\n-1,1\n", "must hold integers"),
+        ("step,phase\n0,a\n", "no numeric column"),
+    ],
+)
 def test_bad_tables_name_the_file(tmp_path, root, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)

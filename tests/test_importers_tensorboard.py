@@ -56,7 +56,8 @@ def test_torch_summary_writer_and_hparams(tmp_path, root):
     assert (hp["config.lr"], hp["config.optimizer"], hp["config.amp"]) == (0.01, "adam", True)
     assert steplog.history(runs["run_id"][1], root=root)["hparam/best"].to_list() == [0.25]
     assert steplog.history(runs["run_id"][0], root=root)["train/loss"].to_list() == [
-        float(np.float32(1.0 / (s + 1))) for s in range(4)]
+        float(np.float32(1.0 / (s + 1))) for s in range(4)
+    ]
 
 
 def test_torn_tail_is_counted_and_the_rest_imported(tmp_path, root):

@@ -31,16 +31,24 @@ for step in range(0, 60, 3):
 
 def run_writer(code: str, tmp_path, seed: int, env: dict) -> dict:
     script = textwrap.dedent(WRITE) + textwrap.dedent(code) + "\nprint(json.dumps({s: m for s, m in rows.items()}))\n"
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(seed)], check=True, capture_output=True,
-                         text=True, env={**os.environ, **env}, cwd=tmp_path).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(seed)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=tmp_path,
+    ).stdout
     import json
 
     rows = json.loads(out.strip().splitlines()[-1].replace("NaN", '"nan"').replace("-Infinity", '"-inf"'))
     flat = {}
     for step, metrics in rows.items():
         nested = metrics.pop("nested")
-        flat[int(step)] = {k: (float(v) if not isinstance(v, str) else {"nan": math.nan, "-inf": -math.inf}[v])
-                           for k, v in metrics.items()}
+        flat[int(step)] = {
+            k: (float(v) if not isinstance(v, str) else {"nan": math.nan, "-inf": -math.inf}[v])
+            for k, v in metrics.items()
+        }
         flat[int(step)]["nested/a" if "wandb" in code else "nested"] = nested["a"]
     return flat
 

@@ -67,8 +67,17 @@ def loader(seed=0):
 
 
 def trainer(tmp_path, loggers, epochs, every=1, **kwargs):
-    return lp.Trainer(max_epochs=epochs, logger=loggers, log_every_n_steps=every, accelerator="cpu", devices=1,
-                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    return lp.Trainer(
+        max_epochs=epochs,
+        logger=loggers,
+        log_every_n_steps=every,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 def expected_rows(recorded):

@@ -34,8 +34,15 @@ class Recorder(TrainerCallback):
 
 def tiny_model():
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=16, num_labels=2)
+    config = BertConfig(
+        vocab_size=32,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
     return BertForSequenceClassification(config)
 
 
@@ -46,11 +53,23 @@ def dataset(n=16, seed=0):
 
 
 def trainer(tmp_path, callbacks, max_steps=6, **kwargs):
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=max_steps, logging_steps=1,
-                             per_device_train_batch_size=4, eval_strategy="steps", eval_steps=3, save_steps=3,
-                             report_to="none", use_cpu=True, disable_tqdm=True, run_name="tiny-bert", **kwargs)
-    return Trainer(model=tiny_model(), args=args, train_dataset=dataset(), eval_dataset=dataset(8, 1),
-                   callbacks=callbacks)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=max_steps,
+        logging_steps=1,
+        per_device_train_batch_size=4,
+        eval_strategy="steps",
+        eval_steps=3,
+        save_steps=3,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        run_name="tiny-bert",
+        **kwargs,
+    )
+    return Trainer(
+        model=tiny_model(), args=args, train_dataset=dataset(), eval_dataset=dataset(8, 1), callbacks=callbacks
+    )
 
 
 def expected_rows(logged):

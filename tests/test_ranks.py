@@ -42,31 +42,54 @@ run.finish()
 
 
 def torchrun_env(rank: int, world: int, job: str = "job42", restart: int = 0) -> dict[str, str]:
-    return {"RANK": str(rank), "LOCAL_RANK": str(rank % 2), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": "2",
-            "TORCHELASTIC_RUN_ID": job, "TORCHELASTIC_RESTART_COUNT": str(restart),
-            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    return {
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank % 2),
+        "WORLD_SIZE": str(world),
+        "LOCAL_WORLD_SIZE": "2",
+        "TORCHELASTIC_RUN_ID": job,
+        "TORCHELASTIC_RESTART_COUNT": str(restart),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
+    }
 
 
 def slurm_env(rank: int, world: int, job: str = "1234", restart: int = 0) -> dict[str, str]:
-    env = {"SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank % 2), "SLURM_NTASKS": str(world),
-           "SLURM_JOB_ID": job}
+    env = {"SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank % 2), "SLURM_NTASKS": str(world), "SLURM_JOB_ID": job}
     if restart:
         env["SLURM_RESTART_COUNT"] = str(restart)
     return env
 
 
-def launch(root: Path, envs: list[dict[str, str]], name: str = "ddp", steps: int = STEPS, start: int = 0,
-           tag: int = 0, kill_at: dict[int, int] | None = None) -> list[subprocess.Popen]:
+def launch(
+    root: Path,
+    envs: list[dict[str, str]],
+    name: str = "ddp",
+    steps: int = STEPS,
+    start: int = 0,
+    tag: int = 0,
+    kill_at: dict[int, int] | None = None,
+) -> list[subprocess.Popen]:
     """Start one worker per environment (a clean environment: no launcher variables of ours leak in)."""
     procs = []
     for rank, extra in enumerate(envs):
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SLURM_", "TORCHELASTIC_", "OMPI_", "PMIX_", "STEPLOG_"))
-               and k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLURM_", "TORCHELASTIC_", "OMPI_", "PMIX_", "STEPLOG_"))
+            and k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+        }
         env.update(extra, PYTHONPATH=SRC, PYTHONUNBUFFERED="1")
         args = [str(root), name, str(steps), str(start), str(tag), str((kill_at or {}).get(rank, -1))]
-        procs.append(subprocess.Popen([sys.executable, "-c", textwrap.dedent(WORKER), *args], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(WORKER), *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
@@ -90,7 +113,11 @@ def test_four_ranks_one_run(root, make_env):
     run_id = ids[0]
     run_dir = root / run_id
     assert sorted(p.name for p in run_dir.glob("events*.jsonl")) == [
-        "events.jsonl", "events.rank1.jsonl", "events.rank2.jsonl", "events.rank3.jsonl"]
+        "events.jsonl",
+        "events.rank1.jsonl",
+        "events.rank2.jsonl",
+        "events.rank3.jsonl",
+    ]
     for rank in range(4):
         h = steplog.history(run_id, root=root, rank=rank)
         assert h["step"].to_list() == list(range(STEPS)) and h["value"].to_list() == expected(rank, range(STEPS))
@@ -107,8 +134,11 @@ def test_four_ranks_one_run(root, make_env):
     assert scanned.group_by("rank").len().sort("rank")["len"].to_list() == [STEPS] * 4
     before = (every, scanned, table.drop("end_time", "duration_s"))
     assert steplog.compact(root, quiet=True) == [run_id]
-    after = (steplog.history(run_id, root=root, rank="all"), steplog.scan(root).collect(),
-             steplog.runs(root).drop("end_time", "duration_s"))
+    after = (
+        steplog.history(run_id, root=root, rank="all"),
+        steplog.scan(root).collect(),
+        steplog.runs(root).drop("end_time", "duration_s"),
+    )
     for old, new in zip(before, after):
         assert_frame_equal(old, new)
     for rank in range(4):
@@ -158,8 +188,9 @@ def test_a_restart_with_fewer_ranks(root):
 
 
 def test_explicit_ranks_in_one_process_and_log_ranks(root):
-    runs = [steplog.init(name="x", root=root, rank=r, world_size=3, run_id="sweep-1", log_ranks=[0, 2])
-            for r in range(3)]
+    runs = [
+        steplog.init(name="x", root=root, rank=r, world_size=3, run_id="sweep-1", log_ranks=[0, 2]) for r in range(3)
+    ]
     assert [run.logging for run in runs] == [True, False, True]
     for run in runs:
         run.log({"loss": float(run.rank)})
@@ -184,8 +215,14 @@ def test_rank_detection_precedence_and_errors():
     place = ranks.detect(env)  # torchrun's variables win over SLURM's (torchrun inside an allocation)
     assert (place.rank, place.world_size, place.launcher, place.job_id) == (1, 2, "torchrun", "abc")
     assert ranks.detect(env, rank=0, world_size=1).launcher == "explicit"
-    mpi = ranks.detect({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "0",
-                        "OMPI_MCA_ess_base_jobid": "99"})
+    mpi = ranks.detect(
+        {
+            "OMPI_COMM_WORLD_RANK": "2",
+            "OMPI_COMM_WORLD_SIZE": "4",
+            "OMPI_COMM_WORLD_LOCAL_RANK": "0",
+            "OMPI_MCA_ess_base_jobid": "99",
+        }
+    )
     assert (mpi.rank, mpi.world_size, mpi.job_id, mpi.launcher) == (2, 4, "99", "mpirun")
     array = ranks.detect({**slurm_env(0, 2), "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "3"})
     assert array.job_id == "7_3"
@@ -220,6 +257,7 @@ def test_runs_of_earlier_versions_read_as_rank_zero(root):
     frame = pl.read_parquet(run.dir / "metrics.parquet").drop("rank")
     frame.write_parquet(run.dir / "metrics.parquet")
     import orjson
+
     data = orjson.loads(sidecar.read_bytes())
     data.pop("ranks"), data.pop("world_size")
     data["parquet"]["columns"] = frame.columns
@@ -238,8 +276,13 @@ def test_show_names_the_crashed_ranks(root):
         if rank != 1:
             run.finish()
     steplog.store.release_lock(run.dir, 1)  # as if rank 1 had been killed: its lock is free, no finish event
-    out = subprocess.run([sys.executable, "-m", "steplog", "show", "x", "--root", str(root)], capture_output=True,
-                         text=True, env=dict(os.environ, PYTHONPATH=SRC), check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "steplog", "show", "x", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=SRC),
+        check=True,
+    ).stdout
     assert "crashed (rank 1 died without finishing)" in out
     assert "ranks (world size 3):" in out and out.count("finished") >= 2
 
@@ -272,8 +315,9 @@ def test_a_damaged_parquet_file_falls_back_to_every_rank_archived_events(root):
 def test_system_metrics_follow_the_rank(root, monkeypatch):
     for rank in range(2):  # one host, two ranks: the host's CPU and memory from local rank 0 only
         monkeypatch.setenv("LOCAL_RANK", str(rank))
-        with steplog.init(name="sys", root=root, rank=rank, world_size=2, run_id="job-s", system_metrics=True,
-                          system_interval=60) as run:
+        with steplog.init(
+            name="sys", root=root, rank=rank, world_size=2, run_id="job-s", system_metrics=True, system_interval=60
+        ) as run:
             run.log({"loss": 1.0})
     frame = steplog.system("sys", root=root)
     assert sorted(frame["rank"].unique().to_list()) == [0, 1]
@@ -288,6 +332,9 @@ def test_a_read_from_the_logging_thread_sees_every_rank_it_has_open(root):
             opened.append(steplog.init(root=root, rank=rank, world_size=3, run_id="job-b", durability="buffered"))
         opened[-1].log({"loss": float(rank)})
     assert steplog.history("job-b", root=root, rank="all").select("rank", "loss").rows() == [
-        (0, 0.0), (1, 1.0), (2, 2.0)]
+        (0, 0.0),
+        (1, 1.0),
+        (2, 2.0),
+    ]
     for run in opened:
         run.finish()

@@ -56,8 +56,13 @@ def test_torchrun_gloo_job_logs_every_rank_into_one_run(tmp_path):
     root = tmp_path / "logs"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "STEPLOG_", "TORCHELASTIC_"))}
     env.update(PYTHONPATH=SRC, OMP_NUM_THREADS="1")
-    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "4", str(script), str(root), str(STEPS)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node", "4", str(script), str(root), str(STEPS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = steplog.runs(root)
     assert runs.height == 1 and runs.select("status", "world_size").row(0) == ("finished", 4)

@@ -23,13 +23,17 @@ def _runs(root):
 
 def test_sql_over_runs_and_metrics_live_and_compacted_agree(root):
     _runs(root)
-    query = ('SELECT r."config.model.size" AS size, r."config.lr" AS lr, min(m.val_loss) AS best '
-             'FROM metrics m JOIN runs r ON m.run_id = r.run_id GROUP BY size, lr ORDER BY size, best')
+    query = (
+        'SELECT r."config.model.size" AS size, r."config.lr" AS lr, min(m.val_loss) AS best '
+        "FROM metrics m JOIN runs r ON m.run_id = r.run_id GROUP BY size, lr ORDER BY size, best"
+    )
     live = sql(query, root=root)
     steplog.compact(root, quiet=True)
     assert sql(query, root=root).equals(live)
-    assert live.group_by("size", maintain_order=True).first().rows() == [(64, 1e-3, pytest.approx(1 / 64 + 1e-3)),
-                                                                         (128, 1e-3, pytest.approx(1 / 128 + 1e-3))]
+    assert live.group_by("size", maintain_order=True).first().rows() == [
+        (64, 1e-3, pytest.approx(1 / 64 + 1e-3)),
+        (128, 1e-3, pytest.approx(1 / 128 + 1e-3)),
+    ]
 
 
 def test_sql_errors_name_the_tables(root):

@@ -51,8 +51,9 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
-def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *,
-                     check: Callable[[Path], None] | None = None) -> Path:
+def write_atomically(
+    path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *, check: Callable[[Path], None] | None = None
+) -> Path:
     """Write ``path`` so that it is never seen half-written: ``content`` (bytes, or a function
     writing to the open binary file) goes to a temporary file of its own in the same folder
     (``temp_path``), is fsynced, checked by ``check(temporary path)`` if given (it raises to stop),

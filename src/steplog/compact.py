@@ -49,8 +49,8 @@ import pyarrow.parquet as pq
 from . import format as fmt
 from . import store
 from .atomic import remove_file, remove_stale_temps, write_atomically
-from .progress import Progress
 from .model import SIDECAR_VERSION, RunRecord, encode_summary, read_sidecar, record_from_events
+from .progress import Progress
 from .rankread import final_statuses, rank_events, rank_facts, with_rank, world_size
 from .reader import RunEvents, parse_events, resolve_history
 from .store import combine_statuses
@@ -64,8 +64,9 @@ _RUNNING = "running"  # how the detail of a run skipped for being written starts
 # --- compaction -------------------------------------------------------------------------------
 
 
-def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
-            quiet: bool = False) -> list[str]:
+def compact(
+    root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *, quiet: bool = False
+) -> list[str]:
     """Compact every run under ``root`` that is over (or only ``runs``: ids, id prefixes or names)
     and return the ids of the runs compacted, oldest first.
 
@@ -85,8 +86,9 @@ def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | N
     return [run_dir.name for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet) if outcome == "compacted"]
 
 
-def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
-                 quiet: bool = False) -> list[tuple[Path, str, str]]:
+def compact_each(
+    root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *, quiet: bool = False
+) -> list[tuple[Path, str, str]]:
     """``compact``, returning what happened to each run, oldest first: ``(run dir, outcome,
     detail)`` as ``compact_run`` returns them. ``is_failure`` tells the skipped runs that are an
     error (unwritable files, no start event) from those skipped because they are running.
@@ -99,8 +101,9 @@ def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str
         [('compacted', '0 steps, finished')]
     """
     dirs = store.resolve_runs(runs, root)
-    progress = Progress("steplog compact", len(dirs), quiet=quiet, quiet_outcomes=("current",),
-                        loud_outcomes=("skipped",))
+    progress = Progress(
+        "steplog compact", len(dirs), quiet=quiet, quiet_outcomes=("current",), loud_outcomes=("skipped",)
+    )
     outcomes = []
     for run_dir in dirs:
         outcome, detail = compact_run(run_dir)
@@ -119,10 +122,13 @@ def _update_catalog(root: str | os.PathLike, compacted: list[Path]) -> None:
     from . import catalog  # catalog reads sidecars as compaction writes them: it comes after compact
 
     try:
-        catalog.update(root, compacted)
+        catalog.update(root, list(map(os.fspath, compacted)))
     except OSError as exc:
-        warnings.warn(f"steplog: could not update the catalog of {root} ({exc}); queries read the sidecars "
-                      f"instead; `steplog catalog --rebuild` makes it again", stacklevel=3)
+        warnings.warn(
+            f"steplog: could not update the catalog of {root} ({exc}); queries read the sidecars "
+            f"instead; `steplog catalog --rebuild` makes it again",
+            stacklevel=3,
+        )
 
 
 def is_failure(outcome: str, detail: str) -> bool:
@@ -197,8 +203,11 @@ def _write_levels(run_dir: Path) -> None:
     try:
         write_levels(run_dir)
     except OSError as exc:  # derived data for the dashboard: it reads the Parquet file without them
-        warnings.warn(f"steplog: could not write {run_dir / fmt.LEVELS_FILE} ({exc}); the dashboard reads "
-                      f"{fmt.PARQUET_FILE} instead", stacklevel=4)
+        warnings.warn(
+            f"steplog: could not write {run_dir / fmt.LEVELS_FILE} ({exc}); the dashboard reads "
+            f"{fmt.PARQUET_FILE} instead",
+            stacklevel=4,
+        )
 
 
 def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None]:
@@ -218,12 +227,17 @@ def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None
     if not archived.exists():
         return "skipped", f"no events file ({fmt.EVENTS_FILE}) and no sidecar to go on", None, sidecar
     # derived files missing or damaged: rebuild them from the archived events
-    return "compact", f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVED_EVENTS_FILE}", \
-        archived, sidecar
+    return (
+        "compact",
+        f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVED_EVENTS_FILE}",
+        archived,
+        sidecar,
+    )
 
 
-def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None
-                    ) -> list[tuple[Path, str, str]]:
+def plan_compaction(
+    root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None
+) -> list[tuple[Path, str, str]]:
     """What ``compact(root, runs)`` would do, without doing it: one ``(run dir, action, why)`` per
     run, oldest first, where action is ``"compact"`` (why: the run's status and events size, and
     why it needs it), ``"current"`` (already compacted) or ``"skipped"`` (why: running, or nothing
@@ -253,11 +267,12 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
 
 
 def _size(count: int) -> str:
+    size = float(count)
     for unit in ("bytes", "KiB", "MiB"):
-        if count < 1024:
-            return f"{count:,} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
+        if size < 1024:
+            return f"{count:,} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:
@@ -265,8 +280,13 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     data = source.read_bytes()
     checksum = hashlib.sha256(data).hexdigest()
     recorded = (sidecar or {}).get("events") or {}
-    if (source.name == fmt.EVENTS_FILE and source.parent == run_dir and recorded.get("bytes") == len(data)
-            and recorded.get("sha256") == checksum and _parquet_matches(run_dir, sidecar)):
+    if (
+        source.name == fmt.EVENTS_FILE
+        and source.parent == run_dir
+        and recorded.get("bytes") == len(data)
+        and recorded.get("sha256") == checksum
+        and _parquet_matches(run_dir, sidecar)
+    ):
         _archive_events(run_dir)  # an earlier compaction stopped just before the move
         return "compacted", "finished an interrupted compaction"
     events = parse_events(data, source)
@@ -275,8 +295,9 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     history_all = resolve_history(events, all_segments=True)
     expected_rows = _expected_rows(events, history_all)
     if history_all.height != expected_rows:
-        return "skipped", (f"history has {history_all.height} rows but the events hold {expected_rows} "
-                           f"(segment, step) pairs")
+        return "skipped", (
+            f"history has {history_all.height} rows but the events hold {expected_rows} (segment, step) pairs"
+        )
     for rank, path in store.rank_files(run_dir).items():
         if rank and path.parent == run_dir:
             fmt.cut_zero_tail(path)  # as rank 0's above
@@ -286,17 +307,31 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     histories = {0: history_all, **{rank: resolve_history(ev, all_segments=True) for rank, ev in others.items()}}
     expected_rows += sum(h.height for rank, h in histories.items() if rank)
     table = pl.concat([with_rank(h, rank) for rank, h in histories.items()], how="diagonal_relaxed").select(
-        pl.lit(record.run_id, pl.String).alias("run_id"), pl.lit(record.name, pl.String).alias("name"), pl.all())
+        pl.lit(record.run_id, pl.String).alias("run_id"), pl.lit(record.name, pl.String).alias("name"), pl.all()
+    )
     ranks = _rank_entries(run_dir, {0: events, **others}, statuses, histories)
     try:
         parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)
     except _NotVerified as exc:
         return "skipped", str(exc)
-    files = {"parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet.stat().st_size,
-                         "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
-             "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
-                        "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
-                        "torn_tail_bytes": events.torn_tail_bytes}}
+    files = {
+        "parquet": {
+            "file": fmt.PARQUET_FILE,
+            "rows": table.height,
+            "bytes": parquet.stat().st_size,
+            "columns": table.columns,
+            "compression": "zstd",
+            "row_group_size": ROW_GROUP_SIZE,
+        },
+        "events": {
+            "file": fmt.ARCHIVED_EVENTS_FILE,
+            "bytes": len(data),
+            "sha256": checksum,
+            "metric_events": events.rows.height,
+            "skipped_lines": events.skipped_lines,
+            "torn_tail_bytes": events.torn_tail_bytes,
+        },
+    }
     write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files, ranks, table))
     _archive_events(run_dir)
     return "compacted", f"{record.num_steps:,} steps, {record.status}" + (f", {len(ranks)} ranks" if others else "")
@@ -307,8 +342,9 @@ def _live_other_ranks(run_dir: Path) -> bool:
     return any(rank and path.parent == run_dir for rank, path in store.rank_files(run_dir).items())
 
 
-def _rank_entries(run_dir: Path, events: dict[int, RunEvents], statuses: dict[int, str],
-                  histories: dict[int, pl.DataFrame]) -> list[dict[str, Any]]:
+def _rank_entries(
+    run_dir: Path, events: dict[int, RunEvents], statuses: dict[int, str], histories: dict[int, pl.DataFrame]
+) -> list[dict[str, Any]]:
     """The sidecar's ``ranks``: each rank's facts (``rank_facts``) with its metric names."""
     facts = rank_facts(run_dir, events, statuses)
     for entry in facts:
@@ -326,14 +362,19 @@ def _expected_rows(events: RunEvents, history_all: pl.DataFrame) -> int:
 
 def _write_parquet(path: Path, table: pl.DataFrame, expected_rows: int) -> Path:
     """Write ``metrics.parquet`` atomically, checked (rows and columns) before it is renamed into place."""
+
     def verify(tmp: Path) -> None:
         written = pq.read_metadata(tmp)
         if written.num_rows != expected_rows or written.schema.names != table.columns:
-            raise _NotVerified(f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; "
-                               f"events untouched")
+            raise _NotVerified(
+                f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; events untouched"
+            )
 
-    return write_atomically(path, lambda f: table.write_parquet(
-        f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE), check=verify)
+    return write_atomically(
+        path,
+        lambda f: table.write_parquet(f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE),
+        check=verify,
+    )
 
 
 def _sidecar_bytes(record: RunRecord, files: dict[str, Any], ranks: list[dict[str, Any]], table: pl.DataFrame) -> bytes:
@@ -346,8 +387,12 @@ def _sidecar_bytes(record: RunRecord, files: dict[str, Any], ranks: list[dict[st
         "world_size": world_size(ranks),
         "ranks": ranks,
         # rows grouped by rank in order, and each rank's steps in order: readers need no sort
-        "steps_sorted": bool(current.select((pl.col("rank").diff().fill_null(0) >= 0).all()
-                                            & (pl.col("step").diff().fill_null(0).over("rank") >= 0).all()).item()),
+        "steps_sorted": bool(
+            current.select(
+                (pl.col("rank").diff().fill_null(0) >= 0).all()
+                & (pl.col("step").diff().fill_null(0).over("rank") >= 0).all()
+            ).item()
+        ),
         "summary": encode_summary(record.summary),
         **files,
         "compacted_at": time.time(),

@@ -72,6 +72,7 @@ def rank_lock_file(rank: int) -> str:
     """
     return LOCK_FILE if rank == 0 else f"writer.rank{rank}.lock"
 
+
 # Keys of a metric event.
 STEP = "s"
 TIME = "t"
@@ -399,8 +400,9 @@ def metric_event_problem(event: Any) -> str | None:
         if type(event.get(key)) not in (int, float):
             return f"no valid {key!r}"
     metrics = event.get(METRICS)
-    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool)
-                                            for v in metrics.values()):
+    if not isinstance(metrics, dict) or any(
+        v is not None and type(v) not in (int, float, bool) for v in metrics.values()
+    ):
         return "metrics are not an object of numbers"
     if type(event.get(SEGMENT, 0)) is not int:
         return "segment is not an int"

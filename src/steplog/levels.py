@@ -56,8 +56,11 @@ def write_levels(run_dir: Path) -> Path:
         frame = frame.filter(pl.col("rank") == 0)
     metrics = [c for c in frame.collect_schema().names() if c not in fmt.RESERVED_NAMES and c != "superseded"]
     parts = [_level(frame, m) for m in metrics]
-    table = pl.concat(parts) if parts else pl.DataFrame(schema={"metric": pl.String, "i": pl.Int64,
-                                                                 "x": pl.Float64, "y": pl.Float64})
+    table = (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(schema={"metric": pl.String, "i": pl.Int64, "x": pl.Float64, "y": pl.Float64})
+    )
     arrow = table.to_arrow()
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), _KEY: sha.encode()})
     return write_atomically(run_dir / LEVELS_FILE, lambda f: pq.write_table(arrow, f, compression="zstd"))
@@ -71,8 +74,14 @@ def _level(frame: pl.LazyFrame, metric: str) -> pl.DataFrame:
     keep = kept_indices(np.where(np.isfinite(ys), ys, np.nan), LEVEL_BUCKET) if len(ys) else np.empty(0, np.int64)
     if len(bad):  # the first NaN/inf of each bucket, as logged, so that it is still marked
         keep = np.union1d(keep, bad[np.unique(bad // LEVEL_BUCKET, return_index=True)[1]])
-    return pl.DataFrame({"metric": pl.repeat(metric, len(keep), eager=True, dtype=pl.String),
-                         "i": keep.astype(np.int64), "x": xs[keep], "y": ys[keep]})
+    return pl.DataFrame(
+        {
+            "metric": pl.repeat(metric, len(keep), eager=True, dtype=pl.String),
+            "i": keep.astype(np.int64),
+            "x": xs[keep],
+            "y": ys[keep],
+        }
+    )
 
 
 def read_level(run_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -59,30 +59,38 @@ def root_keyword_only(positional: int, moved: tuple[str, ...]) -> Callable[[_F],
         ...     where("a", "elsewhere"), caught[0].category.__name__
         (('a', 'elsewhere'), 'DeprecationWarning')
     """
+
     def wrap(func: _F) -> _F:
         @functools.wraps(func)
         def call(*args: Any, **kwargs: Any) -> Any:
             if len(args) > positional:
                 extra = args[positional:]
                 if len(extra) > len(moved):
-                    raise TypeError(f"{func.__name__}() takes {positional} positional arguments but {len(args)} "
-                                    f"were given")
-                names = moved[:len(extra)]
-                warnings.warn(f"steplog.{func.__name__}(): passing {', '.join(names)} by position is deprecated and "
-                              f"stops working in the next release; pass {', '.join(f'{n}=...' for n in names)}",
-                              DeprecationWarning, stacklevel=2)
+                    raise TypeError(
+                        f"{func.__name__}() takes {positional} positional arguments but {len(args)} were given"
+                    )
+                names = moved[: len(extra)]
+                warnings.warn(
+                    f"steplog.{func.__name__}(): passing {', '.join(names)} by position is deprecated and "
+                    f"stops working in the next release; pass {', '.join(f'{n}=...' for n in names)}",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
                 kwargs.update(zip(names, extra))
                 args = args[:positional]
             return func(*args, **kwargs)
+
         return call  # type: ignore[return-value]
+
     return wrap
 
 
 # --- one run, from wherever it lives ----------------------------------------------------------
 
 
-def _compacted_history(run_dir: roots.RunDir, sidecar: dict[str, Any], all_segments: bool,
-                       rank: int | str = 0) -> pl.LazyFrame:
+def _compacted_history(
+    run_dir: roots.RunDir, sidecar: dict[str, Any], all_segments: bool, rank: int | str = 0
+) -> pl.LazyFrame:
     frame = roots.scan_parquet([run_dir])
     frame = frame if all_segments else current_rows(frame, bool(sidecar.get("steps_sorted")))
     frame = frame.drop("run_id", "name", strict=False)
@@ -120,30 +128,41 @@ def _history(run_dir: roots.RunDir, all_segments: bool = False, rank: int | str 
             sidecar = load_run(run_dir)[1]
         if sidecar is None:
             if not isinstance(run_dir, Path):
-                raise ValueError(f"history(rank={rank!r}) of a live run in object storage is not supported; "
-                                 f"read it where it runs, or once it is compacted and pushed")
+                raise ValueError(
+                    f"history(rank={rank!r}) of a live run in object storage is not supported; "
+                    f"read it where it runs, or once it is compacted and pushed"
+                )
             return rank_history(run_dir, rank, all_segments)
     if events is not None:
         return resolve_history(events, all_segments=all_segments)
     if sidecar is None:
-        raise store.RunNotFoundError(f"{run_dir} holds no run ({fmt.EVENTS_FILE}, {fmt.SIDECAR_FILE} and "
-                                     f"{fmt.ARCHIVED_EVENTS_FILE} are all missing)")
+        raise store.RunNotFoundError(
+            f"{run_dir} holds no run ({fmt.EVENTS_FILE}, {fmt.SIDECAR_FILE} and "
+            f"{fmt.ARCHIVED_EVENTS_FILE} are all missing)"
+        )
     try:
         return _compacted_history(run_dir, sidecar, all_segments, rank).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
         if not isinstance(run_dir, Path) or not (archived := run_dir / fmt.ARCHIVED_EVENTS_FILE).exists():
             raise
-        warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "
-                      f"Run steplog.compact() again after moving it back to {run_dir / fmt.EVENTS_FILE} to rebuild it",
-                      stacklevel=3)
+        warnings.warn(
+            f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "
+            f"Run steplog.compact() again after moving it back to {run_dir / fmt.EVENTS_FILE} to rebuild it",
+            stacklevel=3,
+        )
         if rank != 0:  # every rank's archived events are there too
             return rank_history(run_dir, rank, all_segments)
         return resolve_history(read_events(archived), all_segments=all_segments)
 
 
 @root_keyword_only(1, ("root",))
-def history(run: str | os.PathLike | roots.RemoteRunDir, *, root: roots.Root = "experiment_logs",
-            all_segments: bool = False, rank: int | str = 0) -> pl.DataFrame:
+def history(
+    run: str | os.PathLike | roots.RemoteRunDir,
+    *,
+    root: roots.Root = "experiment_logs",
+    all_segments: bool = False,
+    rank: int | str = 0,
+) -> pl.DataFrame:
     """The history of one run: one row per step, sorted by step.
 
     ``run`` is a run id, a unique id prefix, or a name (the latest run of that name). Columns:
@@ -232,20 +251,43 @@ def info_dict(record: RunRecord) -> dict[str, Any]:
         >>> info_dict(load_record(run.dir))["compacted"]
         False
     """
-    segments = [{"segment": s.segment, "start_step": s.start_step, "first_step": s.first_step,
-                 "last_step": s.last_step, "rows": s.rows, "superseded_rows": s.superseded_rows,
-                 "start_time": utc(s.start_time), "end_time": utc(s.end_time), "durability": s.durability,
-                 "status": s.finish.status if s.finish else None} for s in record.segments]
+    segments = [
+        {
+            "segment": s.segment,
+            "start_step": s.start_step,
+            "first_step": s.first_step,
+            "last_step": s.last_step,
+            "rows": s.rows,
+            "superseded_rows": s.superseded_rows,
+            "start_time": utc(s.start_time),
+            "end_time": utc(s.end_time),
+            "durability": s.durability,
+            "status": s.finish.status if s.finish else None,
+        }
+        for s in record.segments
+    ]
     return {
-        "run_id": record.run_id, "name": record.name, "status": record.status, "dir": str(record.run_dir),
-        "compacted": record.compacted, "config": record.config, "meta": record.meta,
-        "start_time": utc(record.start_time), "end_time": utc(record.end_time), "duration_s": record.duration_s,
-        "num_steps": record.num_steps, "first_step": record.first_step, "last_step": record.last_step,
-        "num_rows": record.num_rows, "superseded_rows": record.superseded_rows,
+        "run_id": record.run_id,
+        "name": record.name,
+        "status": record.status,
+        "dir": str(record.run_dir),
+        "compacted": record.compacted,
+        "config": record.config,
+        "meta": record.meta,
+        "start_time": utc(record.start_time),
+        "end_time": utc(record.end_time),
+        "duration_s": record.duration_s,
+        "num_steps": record.num_steps,
+        "first_step": record.first_step,
+        "last_step": record.last_step,
+        "num_rows": record.num_rows,
+        "superseded_rows": record.superseded_rows,
         "error": record.finish.error_text if record.finish else None,
         "notes": record.finish.notes if record.finish else None,
-        "segments": segments, "summary": record.summary_dicts(),
-        "world_size": record.world_size, "ranks": [dict(f) for f in record.ranks],
+        "segments": segments,
+        "summary": record.summary_dicts(),
+        "world_size": record.world_size,
+        "ranks": [dict(f) for f in record.ranks],
         "crashed_ranks": record.crashed_ranks,
     }
 
@@ -291,8 +333,23 @@ def check_mode(metric: str, mode: str) -> str:
     return mode
 
 
-_HIGHER_IS_BETTER = frozenset({"acc", "accuracy", "score", "reward", "return", "auc", "f1", "bleu", "rouge",
-                               "precision", "recall", "throughput", "mfu"})
+_HIGHER_IS_BETTER = frozenset(
+    {
+        "acc",
+        "accuracy",
+        "score",
+        "reward",
+        "return",
+        "auc",
+        "f1",
+        "bleu",
+        "rouge",
+        "precision",
+        "recall",
+        "throughput",
+        "mfu",
+    }
+)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -306,13 +363,17 @@ def higher_is_better(metric: str) -> bool:
         [False, True, True, True, False]
     """
     words = set(re.split(r"[^a-z0-9]+", metric.lower()))
-    return bool(words & _HIGHER_IS_BETTER) or bool(re.search(r"per_s(ec)?$", metric.lower())) \
+    return (
+        bool(words & _HIGHER_IS_BETTER)
+        or bool(re.search(r"per_s(ec)?$", metric.lower()))
         or any(w.endswith(("accuracy", "acc")) for w in words if w.startswith("top"))
+    )
 
 
 @root_keyword_only(2, ("root",))
-def best(metric: str, mode: str = "min", *, root: roots.Root = "experiment_logs",
-         runs: Iterable[str] | None = None) -> dict[str, Any]:
+def best(
+    metric: str, mode: str = "min", *, root: roots.Root = "experiment_logs", runs: Iterable[str] | None = None
+) -> dict[str, Any]:
     """The run with the best value of ``metric`` over its whole history: ``{"run_id", "name",
     "value", "step"}``. ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for names like
     accuracy or tokens_per_sec: ``higher_is_better``). Runs that never logged the metric (or
@@ -342,15 +403,20 @@ def _best_of_table(table: pl.DataFrame, metric: str, direction: str, root: roots
     value, step = f"summary.{metric}.{direction}", f"summary.{metric}.step_of_{direction}"
     winner = pl.DataFrame(schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
     if value in table.columns:
-        winner = table.select("run_id", "name", pl.col(value).cast(pl.Float64).alias("value"),
-                              pl.col(step).cast(pl.Int64).alias("step"))
+        winner = table.select(
+            "run_id", "name", pl.col(value).cast(pl.Float64).alias("value"), pl.col(step).cast(pl.Int64).alias("step")
+        )
         winner = winner.filter(pl.col("value").is_not_null() & ~pl.col("value").is_nan())
         winner = winner.sort("value", descending=direction == "max", maintain_order=True).head(1)
     if winner.height == 0:
-        logged = [c[len("summary."):-len(".count")] for c in table.columns
-                  if c.startswith("summary.") and c.endswith(".count") and table[c].null_count() < table.height]
-        raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); "
-                         f"{metric_hint(metric, logged)}")
+        logged = [
+            c[len("summary.") : -len(".count")]
+            for c in table.columns
+            if c.startswith("summary.") and c.endswith(".count") and table[c].null_count() < table.height
+        ]
+        raise ValueError(
+            f"no run under {root} has a value for metric {metric!r} (NaN aside); {metric_hint(metric, logged)}"
+        )
     return winner.row(0, named=True)
 
 
@@ -389,8 +455,13 @@ def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: roots.Roo
 
 
 @root_keyword_only(2, ("root",))
-def export(run: str | os.PathLike | roots.RemoteRunDir, path: str | os.PathLike, *, root: roots.Root = "experiment_logs",
-           all_segments: bool = False) -> Path:
+def export(
+    run: str | os.PathLike | roots.RemoteRunDir,
+    path: str | os.PathLike,
+    *,
+    root: roots.Root = "experiment_logs",
+    all_segments: bool = False,
+) -> Path:
     """Write a run's history (``steplog.history``) to ``path``: CSV for ``.csv``, Parquet for
     ``.parquet``/``.pq``. The file is written with ``steplog.atomic.write_atomically`` (a
     temporary name of its own, fsync, rename), so it is never seen half-written, and processes

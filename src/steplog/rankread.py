@@ -102,8 +102,9 @@ def rank_history(run_dir: Path, rank: int | str, all_segments: bool = False) -> 
         if path is None or not path.exists():
             raise no_such_rank(run_dir, rank, sorted(r for r, p in store.rank_files(run_dir).items() if p.exists()))
         return resolve_history(read_events(path), all_segments=all_segments)
-    frames = [with_rank(resolve_history(events, all_segments=all_segments), r)
-              for r, events in rank_events(run_dir).items()]
+    frames = [
+        with_rank(resolve_history(events, all_segments=all_segments), r) for r, events in rank_events(run_dir).items()
+    ]
     if not frames:
         raise no_such_rank(run_dir, "all", [])
     return pl.concat(frames, how="diagonal_relaxed")
@@ -112,8 +113,9 @@ def rank_history(run_dir: Path, rank: int | str, all_segments: bool = False) -> 
 def no_such_rank(run_dir: Path, rank: int | str, ranks: list[int]) -> store.RunNotFoundError:
     """The error for a rank a run does not have."""
     shown = ", ".join(map(str, ranks)) or "none"
-    return store.RunNotFoundError(f"run {run_dir.name} has no rank {rank} (ranks: {shown}); pass one of them "
-                                  f'or rank="all"')
+    return store.RunNotFoundError(
+        f'run {run_dir.name} has no rank {rank} (ranks: {shown}); pass one of them or rank="all"'
+    )
 
 
 def _restart(events: RunEvents) -> int:
@@ -131,15 +133,24 @@ def _facts(rank: int, events: RunEvents, status: str) -> dict[str, Any]:
     head = latest[0] if latest else {}
     meta: dict[str, Any] = head["meta"] if isinstance(head.get("meta"), dict) else {}
     steps = events.rows["step"] if events.rows.height else pl.Series([], dtype=pl.Int64)
-    return {"rank": rank, "status": status, "host": meta.get("host"), "pid": meta.get("pid"),
-            "local_rank": head.get("local_rank", 0), "device": head.get("device"),
-            "world_size": head.get("world_size", 1), "restart": _restart(events),
-            "segments": 1 + len(events.resumes), "steps": int(steps.n_unique()),
-            "last_step": None if steps.is_empty() else int(steps[-1])}
+    return {
+        "rank": rank,
+        "status": status,
+        "host": meta.get("host"),
+        "pid": meta.get("pid"),
+        "local_rank": head.get("local_rank", 0),
+        "device": head.get("device"),
+        "world_size": head.get("world_size", 1),
+        "restart": _restart(events),
+        "segments": 1 + len(events.resumes),
+        "steps": int(steps.n_unique()),
+        "last_step": None if steps.is_empty() else int(steps[-1]),
+    }
 
 
-def rank_facts(run_dir: Path, events: dict[int, RunEvents] | None = None,
-               statuses: dict[int, str] | None = None) -> list[dict[str, Any]]:
+def rank_facts(
+    run_dir: Path, events: dict[int, RunEvents] | None = None, statuses: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
     """One dict per rank of the run, by rank: ``rank``, ``status``, ``host``, ``pid``,
     ``local_rank``, ``device``, ``world_size`` (as that rank was told), ``restart``, ``segments``,
     ``steps`` (distinct steps logged) and ``last_step`` (the last one logged). ``statuses`` None:

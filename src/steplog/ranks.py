@@ -78,8 +78,10 @@ def detect(env: Mapping[str, str] | None = None, rank: int | None = None, world_
         if rank_var in env and size_var in env:
             found_rank, size = _int_var(env, rank_var, 0), _int_var(env, size_var, 1)
             if not 0 <= found_rank < size:
-                raise ValueError(f"{rank_var}={found_rank} is not a rank of a world of {size_var}={size}; "
-                                 f"check the launcher's environment")
+                raise ValueError(
+                    f"{rank_var}={found_rank} is not a rank of a world of {size_var}={size}; "
+                    f"check the launcher's environment"
+                )
             return Place(found_rank, _int_var(env, local_var, 0), size, job_id, restart, launcher)
     return Place(job_id=job_id, restart=restart)
 
@@ -102,8 +104,9 @@ def _int_var(env: Mapping[str, str], var: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"environment variable {var}={text!r} is not an integer; fix the launcher's "
-                         f"environment or unset it") from None
+        raise ValueError(
+            f"environment variable {var}={text!r} is not an integer; fix the launcher's environment or unset it"
+        ) from None
 
 
 def _restart(env: Mapping[str, str]) -> int:
@@ -151,13 +154,16 @@ def check_run_id(run_id: Any, source: str = "run_id=") -> str:
         ValueError: run_id='../x' is not a usable run id: use letters, digits, '.', '_' and '-' ...
     """
     if not isinstance(run_id, str) or not _SAFE_ID.match(run_id):
-        raise ValueError(f"{source.rstrip('=')}={run_id!r} is not a usable run id: use letters, digits, '.', '_' "
-                         f"and '-' (at most 128, starting with a letter or digit)")
+        raise ValueError(
+            f"{source.rstrip('=')}={run_id!r} is not a usable run id: use letters, digits, '.', '_' "
+            f"and '-' (at most 128, starting with a letter or digit)"
+        )
     return run_id
 
 
-def shared_run_id(place: Place, name: str | None, run_id: str | None,
-                  env: Mapping[str, str] | None = None) -> str | None:
+def shared_run_id(
+    place: Place, name: str | None, run_id: str | None, env: Mapping[str, str] | None = None
+) -> str | None:
     """The run id every rank of the job computes alike, by the precedence of the module docstring;
     None for a single process with none given (it gets a fresh id).
 
@@ -179,9 +185,11 @@ def shared_run_id(place: Place, name: str | None, run_id: str | None,
     if place.job_id is not None and place.world_size > 1:  # one process under a launcher: a run of its own
         return job_run_id(place.job_id, name)
     if place.world_size > 1:
-        raise ValueError(f"rank {place.rank} of {place.world_size} found no job id to name the run all ranks share; "
-                         f"pass init(run_id=...) or set STEPLOG_RUN_ID to the same value on every rank "
-                         f"(torchrun: --rdzv-id; SLURM sets SLURM_JOB_ID)")
+        raise ValueError(
+            f"rank {place.rank} of {place.world_size} found no job id to name the run all ranks share; "
+            f"pass init(run_id=...) or set STEPLOG_RUN_ID to the same value on every rank "
+            f"(torchrun: --rdzv-id; SLURM sets SLURM_JOB_ID)"
+        )
     return None
 
 

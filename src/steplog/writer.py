@@ -45,9 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from . import format as fmt
-from . import store
+from . import ranks, store
 from .eventfile import network_filesystem, write_all
-from . import ranks
 from .openruns import install_excepthook, open_runs
 from .resuming import reopen_compacted, tail_state
 from .runlog import Run
@@ -141,14 +140,21 @@ def init(
     if start_step is not None and resume is None and shared is None:
         raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
     if resume is not None and place.world_size > 1:
-        raise ValueError(f"resume={resume!r} in a job of {place.world_size} ranks: each rank continues the run by "
-                         f"itself on a restart (the launcher's restart count says so); drop resume= and pass "
-                         f"start_step= (the checkpoint's step)")
+        raise ValueError(
+            f"resume={resume!r} in a job of {place.world_size} ranks: each rank continues the run by "
+            f"itself on a restart (the launcher's restart count says so); drop resume= and pass "
+            f"start_step= (the checkpoint's step)"
+        )
     if not _logs(place.rank, log_ranks):
         return _silent(name, root, shared, place, system_metrics, system_interval)
-    options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size,
-                   buffer_interval=buffer_interval, tensor_flush_steps=tensor_flush_steps,
-                   tensor_flush_seconds=tensor_flush_seconds)
+    options = dict(
+        durability=durability,
+        fsync_interval=fsync_interval,
+        buffer_size=buffer_size,
+        buffer_interval=buffer_interval,
+        tensor_flush_steps=tensor_flush_steps,
+        tensor_flush_seconds=tensor_flush_seconds,
+    )
     if "://" in os.fspath(root):  # an object-store URL: refused, pointing to push and sync
         from .storage import refuse_url_root
 
@@ -174,8 +180,14 @@ def _logs(rank: int, log_ranks: str | Iterable[int]) -> bool:
     return rank in chosen
 
 
-def _silent(name: str | None, root: str | os.PathLike, shared: str | None, place: ranks.Place,
-            system_metrics: bool | None, interval: float) -> SilentRun:
+def _silent(
+    name: str | None,
+    root: str | os.PathLike,
+    shared: str | None,
+    place: ranks.Place,
+    system_metrics: bool | None,
+    interval: float,
+) -> SilentRun:
     """The run of a rank that does not log: no file of its own (its sampler, if asked for, writes)."""
     run_id = shared if shared is not None else store.new_run_id()
     run = SilentRun(run_id, name if name is not None else run_id, Path(root) / run_id, place.rank)
@@ -185,8 +197,15 @@ def _silent(name: str | None, root: str | os.PathLike, shared: str | None, place
     return run
 
 
-def _join(name: str | None, config: Any, root: Path, run_id: str, place: ranks.Place, start_step: int | None,
-          options: dict[str, Any]) -> Run:
+def _join(
+    name: str | None,
+    config: Any,
+    root: Path,
+    run_id: str,
+    place: ranks.Place,
+    start_step: int | None,
+    options: dict[str, Any],
+) -> Run:
     """This rank's part of the run ``run_id`` that all ranks share: a new events file, or a new
     segment of this rank's file when it already exists (a restart)."""
     run_dir = root / run_id
@@ -198,8 +217,14 @@ def _join(name: str | None, config: Any, root: Path, run_id: str, place: ranks.P
     return _start(name, config, root, options, place, run_dir, start_step)
 
 
-def _open(name: str | None, config: Any, root: str | os.PathLike, resume: str | os.PathLike | None,
-          start_step: int | None, options: dict[str, Any]) -> Run:
+def _open(
+    name: str | None,
+    config: Any,
+    root: str | os.PathLike,
+    resume: str | os.PathLike | None,
+    start_step: int | None,
+    options: dict[str, Any],
+) -> Run:
     if resume == "auto":
         if name is None:
             raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
@@ -221,26 +246,39 @@ def _system_sampler(run: Run | SilentRun, option: bool | None, interval: float, 
         return None
     device = ranks.device_of(place.local_rank) if place.world_size > 1 else "cpu"
     gpus = [int(device.split(":")[1])] if device.startswith("cuda:") else None
-    return system_metrics.SystemSampler(run.dir, rank=place.rank, local_rank=place.local_rank,
-                                        interval=interval, gpus=gpus).start()
+    return system_metrics.SystemSampler(
+        run.dir, rank=place.rank, local_rank=place.local_rank, interval=interval, gpus=gpus
+    ).start()
 
 
-def _check_options(durability: str, fsync_interval: float, buffer_size: int, buffer_interval: float,
-                   tensor_flush_steps: int, tensor_flush_seconds: float) -> None:
+def _check_options(
+    durability: str,
+    fsync_interval: float,
+    buffer_size: int,
+    buffer_interval: float,
+    tensor_flush_steps: int,
+    tensor_flush_seconds: float,
+) -> None:
     if durability not in DURABILITY_MODES:
         raise ValueError(f"durability={durability!r} is not a mode; choose one of {', '.join(DURABILITY_MODES)}")
     if durability == "fsync" and not fsync_interval >= 0:
         raise ValueError(f"fsync_interval={fsync_interval!r} must be a number of seconds >= 0")
     if durability == "buffered":
         if not isinstance(buffer_size, int) or buffer_size < 1 or not buffer_interval > 0:
-            raise ValueError(f"buffer_size={buffer_size!r} must be an int >= 1 and "
-                             f"buffer_interval={buffer_interval!r} > 0 seconds")
-        warnings.warn('steplog: durability="buffered" is deprecated: "mmap" (the default) is faster and loses '
-                      'nothing on a SIGKILL (benchmarks/RESULTS.md); pass durability="mmap" or leave it out',
-                      DeprecationWarning, stacklevel=4)
+            raise ValueError(
+                f"buffer_size={buffer_size!r} must be an int >= 1 and buffer_interval={buffer_interval!r} > 0 seconds"
+            )
+        warnings.warn(
+            'steplog: durability="buffered" is deprecated: "mmap" (the default) is faster and loses '
+            'nothing on a SIGKILL (benchmarks/RESULTS.md); pass durability="mmap" or leave it out',
+            DeprecationWarning,
+            stacklevel=4,
+        )
     if not isinstance(tensor_flush_steps, int) or tensor_flush_steps < 1 or not tensor_flush_seconds > 0:
-        raise ValueError(f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
-                         f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds")
+        raise ValueError(
+            f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
+            f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds"
+        )
 
 
 def _effective_durability(durability: str, run_dir: Path) -> str:
@@ -253,13 +291,23 @@ def _effective_durability(durability: str, run_dir: Path) -> str:
         return durability
     if network not in _warned_network:
         _warned_network.add(network)
-        warnings.warn(f"steplog: {run_dir.parent} is on {network}, where memory mappings are not coherent "
-                      f"across hosts; runs there use durability='process' (one write(2) per event)", stacklevel=4)
+        warnings.warn(
+            f"steplog: {run_dir.parent} is on {network}, where memory mappings are not coherent "
+            f"across hosts; runs there use durability='process' (one write(2) per event)",
+            stacklevel=4,
+        )
     return "process"
 
 
-def _start(name: str | None, config: Any, root: Path, options: dict[str, Any], place: ranks.Place | None = None,
-           run_dir: Path | None = None, start_step: int | None = None) -> Run:
+def _start(
+    name: str | None,
+    config: Any,
+    root: Path,
+    options: dict[str, Any],
+    place: ranks.Place | None = None,
+    run_dir: Path | None = None,
+    start_step: int | None = None,
+) -> Run:
     """A new run (``run_dir`` None: in a fresh directory), or this rank's first file in a shared one."""
     now = _time()
     place = place or ranks.Place()
@@ -269,33 +317,62 @@ def _start(name: str | None, config: Any, root: Path, options: dict[str, Any], p
     store.acquire_lock(run_dir, now, place.rank)
     options["durability"] = _effective_durability(options["durability"], run_dir)
     start = fmt.encode_control_event(
-        fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name=name if name is not None else run_id, time=now,
-        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(), durability=options["durability"],
+        fmt.START,
+        v=fmt.FORMAT_VERSION,
+        run_id=run_id,
+        name=name if name is not None else run_id,
+        time=now,
+        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(),
+        durability=options["durability"],
         config=to_jsonable(config if config is not None and place.rank == 0 else {}, what="config"),
-        meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"), **_rank_fields(place),
+        meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
+        **_rank_fields(place),
     )
     fd = os.open(run_dir / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     write_all(fd, start)
     for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
         store.fsync_directory(directory)
-    return Run(run_id, name if name is not None else run_id, run_dir, fd, segment=0, last_step=None,
-               next_step=start_step or 0, wallclock_offset=0.0, written=len(start), rank=place.rank,
-               restart=place.restart, **options)
+    return Run(
+        run_id,
+        name if name is not None else run_id,
+        run_dir,
+        fd,
+        segment=0,
+        last_step=None,
+        next_step=start_step or 0,
+        wallclock_offset=0.0,
+        written=len(start),
+        rank=place.rank,
+        restart=place.restart,
+        **options,
+    )
 
 
 def _rank_fields(place: ranks.Place) -> dict[str, Any]:
     """What a start or resume event says of the rank writing it (nothing for a single process)."""
     fields: dict[str, Any] = {}
     if place.launcher is not None or place.world_size > 1:
-        fields.update(rank=place.rank, local_rank=place.local_rank, world_size=place.world_size,
-                      launcher=place.launcher, device=ranks.device_of(place.local_rank))
+        fields.update(
+            rank=place.rank,
+            local_rank=place.local_rank,
+            world_size=place.world_size,
+            launcher=place.launcher,
+            device=ranks.device_of(place.local_rank),
+        )
     if place.restart:
         fields["restart"] = place.restart
     return fields
 
 
-def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: str | None, config: Any,
-            options: dict[str, Any], place: ranks.Place | None = None) -> Run:
+def _resume(
+    ref: str | os.PathLike,
+    root: Path,
+    start_step: int | None,
+    name: str | None,
+    config: Any,
+    options: dict[str, Any],
+    place: ranks.Place | None = None,
+) -> Run:
     if start_step is not None:
         start_step = check_step(start_step)
     run_dir = Path(ref) if place is not None else store.resolve_run(ref, root)  # _join: this rank's own file
@@ -310,26 +387,47 @@ def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: st
         options["durability"] = _effective_durability(options["durability"], run_dir)
         fd = os.open(events, os.O_RDWR | os.O_APPEND)
         resume = fmt.encode_control_event(
-            fmt.RESUME, segment=state["segments"], start_step=start_step, time=_time(), w=state["wallclock"],
-            durability=options["durability"], meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
-            **_rank_fields(place))
+            fmt.RESUME,
+            segment=state["segments"],
+            start_step=start_step,
+            time=_time(),
+            w=state["wallclock"],
+            durability=options["durability"],
+            meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
+            **_rank_fields(place),
+        )
         write_all(fd, resume)
     except BaseException:
         store.release_lock(run_dir, place.rank)
         raise
     next_step = start_step if start_step is not None else state["next_step"]
-    return Run(state["run_id"], state["name"], run_dir, fd, segment=state["segments"], last_step=state["last_step"],
-               next_step=next_step, wallclock_offset=state["wallclock"], written=os.fstat(fd).st_size,
-               rank=place.rank, restart=place.restart, **options)
+    return Run(
+        state["run_id"],
+        state["name"],
+        run_dir,
+        fd,
+        segment=state["segments"],
+        last_step=state["last_step"],
+        next_step=next_step,
+        wallclock_offset=state["wallclock"],
+        written=os.fstat(fd).st_size,
+        rank=place.rank,
+        restart=place.restart,
+        **options,
+    )
 
 
 def _warn_resume_differs(run_dir: Path, state: dict[str, Any], name: str | None, config: Any) -> None:
     if name is not None and name != state["name"]:
-        warnings.warn(f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored",
-                      stacklevel=5)
+        warnings.warn(
+            f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored", stacklevel=5
+        )
     if config is not None and to_jsonable(config, what="config") != state["config"]:
-        warnings.warn(f"steplog: resuming run {run_dir.name}: the config passed differs from the one it started "
-                      f"with; the run keeps its original config", stacklevel=5)
+        warnings.warn(
+            f"steplog: resuming run {run_dir.name}: the config passed differs from the one it started "
+            f"with; the run keeps its original config",
+            stacklevel=5,
+        )
 
 
 __all__ = ["init", "Run", "DURABILITY_MODES", "DEFAULT_DURABILITY"]

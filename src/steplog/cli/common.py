@@ -109,8 +109,10 @@ def _root(args: argparse.Namespace, *, url: bool = False) -> Any:
     if is_url(args.root):
         if url:
             return args.root
-        raise CommandError(f"--root {args.root} is an object-store URL; this command works on a local folder "
-                           f"(ls, show, compare, best, plot, export and sql read buckets)")
+        raise CommandError(
+            f"--root {args.root} is an object-store URL; this command works on a local folder "
+            f"(ls, show, compare, best, plot, export and sql read buckets)"
+        )
     root = Path(args.root)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"

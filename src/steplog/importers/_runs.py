@@ -58,10 +58,19 @@ class Source:
         [((3, 12.0), {'acc': 0.5, 'loss': 1.0}), ((3, 13.0), {'lr': 0.1})]
     """
 
-    def __init__(self, kind: str, path: str | os.PathLike, source_id: str, *, name: str,
-                 start_time: float | None = None,
-                 end_time: float | None = None, config: Mapping[str, Any] | None = None,
-                 meta: Mapping[str, Any] | None = None, status: str | None = fmt.FINISHED) -> None:
+    def __init__(
+        self,
+        kind: str,
+        path: str | os.PathLike,
+        source_id: str,
+        *,
+        name: str,
+        start_time: float | None = None,
+        end_time: float | None = None,
+        config: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        status: str | None = fmt.FINISHED,
+    ) -> None:
         self.kind, self.path, self.id, self.name = kind, os.path.abspath(path), str(source_id), name
         self.start_time, self.end_time, self.status = start_time, end_time, status
         self.config: dict[str, Any] = dict(config or {})
@@ -112,8 +121,9 @@ def imported_runs(root: str | os.PathLike) -> dict[tuple[Any, Any, Any], str]:
     return found
 
 
-def write_run(root: str | os.PathLike, source: Source, known: dict | None = None, *,
-              sync_root: bool = True) -> tuple[str, bool]:
+def write_run(
+    root: str | os.PathLike, source: Source, known: dict | None = None, *, sync_root: bool = True
+) -> tuple[str, bool]:
     """Write ``source`` as a finished steplog run under ``root``; returns (run id, whether it was
     created). A source imported before (same kind, path and id, see ``imported_runs``) is not
     written again: its existing run id is returned with False. ``known`` is ``imported_runs(root)``
@@ -149,12 +159,22 @@ def write_run(root: str | os.PathLike, source: Source, known: dict | None = None
 
 
 def _write_events(path: Path, run_id: str, start: float, source: Source, last: float) -> None:
-    meta = {**to_jsonable(source.meta, what="metadata"), "imported_from": source.origin,
-            "imported": {"time": time.time(), "steplog_version": __version__}}
+    meta = {
+        **to_jsonable(source.meta, what="metadata"),
+        "imported_from": source.origin,
+        "imported": {"time": time.time(), "steplog_version": __version__},
+    }
     head = fmt.encode_control_event(
-        fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name=source.name, time=start,
-        start_time=_dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(), durability="imported",
-        config=to_jsonable(source.config, what="config"), meta=meta)
+        fmt.START,
+        v=fmt.FORMAT_VERSION,
+        run_id=run_id,
+        name=source.name,
+        time=start,
+        start_time=_dt.datetime.fromtimestamp(start, _dt.timezone.utc).isoformat(),
+        durability="imported",
+        config=to_jsonable(source.config, what="config"),
+        meta=meta,
+    )
     end = source.end_time if source.end_time is not None else last
     with open(path, "wb") as f:
         f.write(head)
@@ -196,8 +216,14 @@ def _publish(tmp: Path, target: Path) -> bool:
     return True  # the caller fsyncs the root (once for a whole batch)
 
 
-def write_runs(root: str | os.PathLike, sources: Iterable[Source], *, name: str | None = None,
-               count: int | None = None, quiet: bool = False) -> list[str]:
+def write_runs(
+    root: str | os.PathLike,
+    sources: Iterable[Source],
+    *,
+    name: str | None = None,
+    count: int | None = None,
+    quiet: bool = False,
+) -> list[str]:
     """Write every source (``write_run``), naming them after ``name`` when given: a single source is
     named ``name``, several ``name/<source name>``. Shows a progress bar on stderr unless ``quiet``.
     Returns the run ids, one per source, in order (existing ids for sources imported before).
@@ -242,7 +268,7 @@ class _Progress:
                 return
             self.bar = tqdm(total=total, unit="run", desc="import", file=sys.stderr, leave=True)
 
-    def __enter__(self) -> _Progress:  # noqa: PYI034 (typing.Self needs Python 3.11)
+    def __enter__(self) -> _Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:

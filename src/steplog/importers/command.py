@@ -34,14 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'iter'
     """
     parser.add_argument("source", choices=SOURCES, help="what PATH holds")
-    parser.add_argument("path", help="the source: event file or log folder (tensorboard), mlflow.db or mlruns folder "
-                                     "(mlflow), wandb folder or offline run folder (wandb), trackio database or folder "
-                                     "(trackio), a file or folder of files (csv, jsonl)")
+    parser.add_argument(
+        "path",
+        help="the source: event file or log folder (tensorboard), mlflow.db or mlruns folder "
+        "(mlflow), wandb folder or offline run folder (wandb), trackio database or folder "
+        "(trackio), a file or folder of files (csv, jsonl)",
+    )
     parser.add_argument("--root", default="experiment_logs", help="steplog root to import into (default: %(default)s)")
-    parser.add_argument("--name", default=None,
-                        help="name of the imported run; prefix (NAME/<run>) when there are several")
-    parser.add_argument("--step-col", default="step",
-                        help="csv/jsonl: the column holding the step (default: %(default)s)")
+    parser.add_argument(
+        "--name", default=None, help="name of the imported run; prefix (NAME/<run>) when there are several"
+    )
+    parser.add_argument(
+        "--step-col", default="step", help="csv/jsonl: the column holding the step (default: %(default)s)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

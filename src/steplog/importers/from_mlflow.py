@@ -38,8 +38,13 @@ _STATUS = {"FINISHED": fmt.FINISHED, "FAILED": fmt.FAILED, "KILLED": fmt.FAILED}
 _MAX = sys.float_info.max
 
 
-def mlflow(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
-           quiet: bool = False) -> list[str]:
+def mlflow(
+    path: str | os.PathLike,
+    root: str | os.PathLike = "experiment_logs",
+    name: str | None = None,
+    *,
+    quiet: bool = False,
+) -> list[str]:
     """Import every run of an MLflow tracking store (``mlflow.db`` or an ``mlruns`` folder); returns the run ids.
 
     Example:
@@ -67,6 +72,7 @@ def _value(value: float, is_nan: Any) -> float:
 
 # --- SQLite store ------------------------------------------------------------------------------
 
+
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -86,7 +92,8 @@ def _import_sqlite(path: Path, root: str | os.PathLike, name: str | None, quiet:
             "SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, r.experiment_id, e.name "
             "FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id "
             "WHERE r.lifecycle_stage != 'deleted' AND e.lifecycle_stage != 'deleted' "
-            "ORDER BY r.start_time, r.run_uuid").fetchall()
+            "ORDER BY r.start_time, r.run_uuid"
+        ).fetchall()
         sources = (_sqlite_run(db, path, row) for row in runs)
         return write_runs(root, sources, name=name, count=len(runs), quiet=quiet)
     except sqlite3.DatabaseError as exc:
@@ -99,10 +106,22 @@ def _sqlite_run(db: sqlite3.Connection, path: Path, row: tuple) -> Source:
     run_uuid, run_name, status, start, end, experiment_id, experiment = row
     params = dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_uuid,)).fetchall())
     tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_uuid,)).fetchall())
-    source = _source(path, run_uuid, run_name or tags.get("mlflow.runName"), status, start, end, experiment_id,
-                     experiment, params, tags)
-    metrics = db.execute("SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ? "
-                         "ORDER BY timestamp, step", (run_uuid,)).fetchall()
+    source = _source(
+        path,
+        run_uuid,
+        run_name or tags.get("mlflow.runName"),
+        status,
+        start,
+        end,
+        experiment_id,
+        experiment,
+        params,
+        tags,
+    )
+    metrics = db.execute(
+        "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ? ORDER BY timestamp, step",
+        (run_uuid,),
+    ).fetchall()
     events = source.events
     for key, value, timestamp, step, is_nan in metrics:  # Source.add inlined: a million rows per import
         if is_nan or value == _MAX or value == -_MAX or type(value) is not float:
@@ -116,17 +135,37 @@ def _sqlite_run(db: sqlite3.Connection, path: Path, row: tuple) -> Source:
     return source
 
 
-def _source(path: Path, run_uuid: str, run_name: str | None, status: str | None, start: Any, end: Any,
-            experiment_id: Any, experiment: str | None, params: dict, tags: dict) -> Source:
-    meta = {"mlflow": {"run_id": run_uuid, "experiment_id": str(experiment_id), "experiment": experiment,
-                       "status": status}, "tags": tags}
-    return Source("mlflow", path, run_uuid, name=run_name or run_uuid,
-                  start_time=start / 1000.0 if start is not None else None,
-                  end_time=end / 1000.0 if end is not None else None,
-                  config=params, meta=meta, status=_STATUS.get(status or "", None))
+def _source(
+    path: Path,
+    run_uuid: str,
+    run_name: str | None,
+    status: str | None,
+    start: Any,
+    end: Any,
+    experiment_id: Any,
+    experiment: str | None,
+    params: dict,
+    tags: dict,
+) -> Source:
+    meta = {
+        "mlflow": {"run_id": run_uuid, "experiment_id": str(experiment_id), "experiment": experiment, "status": status},
+        "tags": tags,
+    }
+    return Source(
+        "mlflow",
+        path,
+        run_uuid,
+        name=run_name or run_uuid,
+        start_time=start / 1000.0 if start is not None else None,
+        end_time=end / 1000.0 if end is not None else None,
+        config=params,
+        meta=meta,
+        status=_STATUS.get(status or "", None),
+    )
 
 
 # --- file store --------------------------------------------------------------------------------
+
 
 def _yaml(path: Path) -> dict[str, str]:
     """The top-level ``key: value`` lines of an MLflow meta.yaml (all it needs here)."""
@@ -167,11 +206,21 @@ def _file_run(run_dir: Path, experiment: dict[str, str]) -> Source:
     meta = _yaml(run_dir / "meta.yaml")
     tags = _read_keyed(run_dir / "tags")
     status = {"1": "RUNNING", "2": "SCHEDULED", "3": "FINISHED", "4": "FAILED", "5": "KILLED"}.get(
-        meta.get("status", ""), meta.get("status"))
+        meta.get("status", ""), meta.get("status")
+    )
     start, end = (int(meta[k]) if meta.get(k, "").isdigit() else None for k in ("start_time", "end_time"))
-    source = _source(run_dir, meta.get("run_id") or run_dir.name, meta.get("run_name") or tags.get("mlflow.runName"),
-                     status, start, end, experiment.get("experiment_id"), experiment.get("name"),
-                     _read_keyed(run_dir / "params"), tags)
+    source = _source(
+        run_dir,
+        meta.get("run_id") or run_dir.name,
+        meta.get("run_name") or tags.get("mlflow.runName"),
+        status,
+        start,
+        end,
+        experiment.get("experiment_id"),
+        experiment.get("name"),
+        _read_keyed(run_dir / "params"),
+        tags,
+    )
     metrics = run_dir / "metrics"
     for file in sorted(metrics.rglob("*")) if metrics.is_dir() else []:
         if file.is_file():

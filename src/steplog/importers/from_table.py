@@ -26,8 +26,14 @@ from ._runs import Source, SourceError, write_runs
 TIME_COLUMNS = ("time", "timestamp", "wall_time", "_timestamp")
 
 
-def csv(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
-        step_col: str = "step", quiet: bool = False) -> list[str]:
+def csv(
+    path: str | os.PathLike,
+    root: str | os.PathLike = "experiment_logs",
+    name: str | None = None,
+    *,
+    step_col: str = "step",
+    quiet: bool = False,
+) -> list[str]:
     """Import a CSV file (or every ``*.csv`` of a folder, one run each); returns the run ids.
 
     Example:
@@ -40,8 +46,14 @@ def csv(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", na
     return _import_tables(path, root, name, step_col, quiet, "csv")
 
 
-def jsonl(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
-          step_col: str = "step", quiet: bool = False) -> list[str]:
+def jsonl(
+    path: str | os.PathLike,
+    root: str | os.PathLike = "experiment_logs",
+    name: str | None = None,
+    *,
+    step_col: str = "step",
+    quiet: bool = False,
+) -> list[str]:
     """Import a JSON Lines file (one object per line; or every ``*.jsonl`` of a folder); returns the run ids.
 
     Example:
@@ -54,8 +66,9 @@ def jsonl(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", 
     return _import_tables(path, root, name, step_col, quiet, "jsonl")
 
 
-def _import_tables(path: str | os.PathLike, root: str | os.PathLike, name: str | None, step_col: str, quiet: bool,
-                   kind: str) -> list[str]:
+def _import_tables(
+    path: str | os.PathLike, root: str | os.PathLike, name: str | None, step_col: str, quiet: bool, kind: str
+) -> list[str]:
     path = Path(path)
     if path.is_dir():
         files = sorted(path.rglob(f"*.{kind}"))
@@ -85,12 +98,16 @@ def _read_table(path: Path, kind: str, step_col: str) -> Source:
 
     frame = _frame(path, kind)
     if step_col not in frame.columns:
-        raise SourceError(f"{path} has no step column {step_col!r} (columns: {', '.join(frame.columns)}); "
-                          f"name it with --step-col / step_col=")
+        raise SourceError(
+            f"{path} has no step column {step_col!r} (columns: {', '.join(frame.columns)}); "
+            f"name it with --step-col / step_col="
+        )
     steps = frame[step_col]
     if not steps.dtype.is_integer() or steps.null_count() or (steps.len() and steps.min() < 0):
-        raise SourceError(f"{path}: step column {step_col!r} must hold integers >= 0 in every row (found {steps.dtype}"
-                          f"{', with empty cells' if steps.null_count() else ''}); name the right one with --step-col")
+        raise SourceError(
+            f"{path}: step column {step_col!r} must hold integers >= 0 in every row (found {steps.dtype}"
+            f"{', with empty cells' if steps.null_count() else ''}); name the right one with --step-col"
+        )
     times, time_col = _times(frame, path)
     frame = frame.with_columns(_text_numbers(frame, (step_col, time_col)))
     numeric = [c for c in frame.columns if c not in (step_col, time_col) and frame[c].dtype.is_numeric()]
@@ -103,8 +120,9 @@ def _read_table(path: Path, kind: str, step_col: str) -> Source:
     for column in numeric:
         values = frame[column].cast(pl.Float64)
         keep = values.is_not_null()
-        source.add_columns(column, steps.filter(keep).to_list(), pl.Series(times).filter(keep).to_list(),
-                           values.filter(keep).to_list())
+        source.add_columns(
+            column, steps.filter(keep).to_list(), pl.Series(times).filter(keep).to_list(), values.filter(keep).to_list()
+        )
     if not numeric:
         raise SourceError(f"{path} has no numeric column besides {step_col!r}: nothing to import")
     return source

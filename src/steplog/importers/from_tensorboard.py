@@ -38,8 +38,13 @@ _F64 = struct.Struct("<d")
 _HEADER = struct.Struct("<QI")
 
 
-def tensorboard(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
-                quiet: bool = False) -> list[str]:
+def tensorboard(
+    path: str | os.PathLike,
+    root: str | os.PathLike = "experiment_logs",
+    name: str | None = None,
+    *,
+    quiet: bool = False,
+) -> list[str]:
     """Import a TensorBoard event file or log directory (one run per folder of event files); returns the run ids.
 
     Example:
@@ -71,8 +76,13 @@ def _run_folders(path: Path) -> list[tuple[Path, list[Path]]]:
 
 def _read_run(folder: Path, files: list[Path], top: Path) -> Source:
     relative = folder.relative_to(top).as_posix() if folder != top else folder.name
-    source = Source("tensorboard", folder, files[0].name, name=relative or folder.name,
-                    meta={"value_precision": "float32", "event_files": [f.name for f in files]})
+    source = Source(
+        "tensorboard",
+        folder,
+        files[0].name,
+        name=relative or folder.name,
+        meta={"value_precision": "float32", "event_files": [f.name for f in files]},
+    )
     torn = 0
     for file in files:
         torn += _read_file(file, source)
@@ -99,8 +109,10 @@ def _read_file(file: Path, source: Source) -> int:
         try:
             wall, step, values = _decode_event(data, body, body + length, hparams)
         except (IndexError, struct.error, ValueError, UnicodeDecodeError) as exc:
-            raise SourceError(f"{file}: record at byte {body - 12} is not a TensorBoard event ({exc}); "
-                              f"the file is corrupt or not an event file") from exc
+            raise SourceError(
+                f"{file}: record at byte {body - 12} is not a TensorBoard event ({exc}); "
+                f"the file is corrupt or not an event file"
+            ) from exc
         if wall is not None and (source.start_time is None or wall < source.start_time):
             source.start_time = wall
         if values:
@@ -134,7 +146,7 @@ def _decode_value(data: bytes, span: tuple[int, int], values: dict[str, float], 
     tag, simple, tensor, plugin, content = None, None, None, None, None
     for number, wire, value in _fields(data, *span):
         if number == 1 and wire == 2:
-            tag = data[value[0]:value[1]].decode()
+            tag = data[value[0] : value[1]].decode()
         elif number == 2 and wire == 5:
             simple = _F32.unpack_from(data, value[0])[0]
         elif number == 8 and wire == 2:
@@ -160,7 +172,7 @@ def _plugin(data: bytes, span: tuple[int, int]) -> tuple[str | None, tuple[int, 
             name, content = None, None
             for pnum, pwire, pvalue in _fields(data, *value):
                 if pnum == 1 and pwire == 2:
-                    name = data[pvalue[0]:pvalue[1]].decode()
+                    name = data[pvalue[0] : pvalue[1]].decode()
                 elif pnum == 2 and pwire == 2:
                     content = pvalue
             return name, content
@@ -174,11 +186,11 @@ def _tensor_scalar(data: bytes, span: tuple[int, int]) -> float | None:
         if number == 1 and wire == 0:
             dtype = value
         elif number == 4 and wire == 2:
-            content = data[value[0]:value[1]]
+            content = data[value[0] : value[1]]
         elif number == 5:
-            floats = data[value[0]:value[0] + 4] if wire in (2, 5) else None
+            floats = data[value[0] : value[0] + 4] if wire in (2, 5) else None
         elif number == 6:
-            doubles = data[value[0]:value[0] + 8] if wire in (1, 2) else None
+            doubles = data[value[0] : value[0] + 8] if wire in (1, 2) else None
     if dtype == 1:
         raw = content if content and len(content) == 4 else floats
         return _F32.unpack(raw)[0] if raw and len(raw) == 4 else None
@@ -199,7 +211,7 @@ def _hparams(data: bytes, span: tuple[int, int]) -> dict[str, Any]:
                 key, item = None, None
                 for enum, ewire, evalue in _fields(data, *entry):
                     if enum == 1 and ewire == 2:
-                        key = data[evalue[0]:evalue[1]].decode()
+                        key = data[evalue[0] : evalue[1]].decode()
                     elif enum == 2 and ewire == 2:
                         item = _protobuf_value(data, evalue)
                 if key is not None:
@@ -213,13 +225,14 @@ def _protobuf_value(data: bytes, span: tuple[int, int]) -> Any:
         if number == 2 and wire == 1:
             return _F64.unpack_from(data, value[0])[0]
         if number == 3 and wire == 2:
-            return data[value[0]:value[1]].decode()
+            return data[value[0] : value[1]].decode()
         if number == 4 and wire == 0:
             return bool(value)
     return None
 
 
 # --- writing, for examples and fixture files only -----------------------------------------------
+
 
 def _key(number: int, wire: int) -> bytes:
     return _encode_varint(number << 3 | wire)

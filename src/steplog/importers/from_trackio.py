@@ -30,8 +30,13 @@ from ._runs import Source, SourceError, write_runs
 _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
-def trackio(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
-            quiet: bool = False) -> list[str]:
+def trackio(
+    path: str | os.PathLike,
+    root: str | os.PathLike = "experiment_logs",
+    name: str | None = None,
+    *,
+    quiet: bool = False,
+) -> list[str]:
     """Import every run of a trackio database (``<project>.db``) or of every database in a folder;
     returns the run ids."""
     path = Path(path)
@@ -94,8 +99,14 @@ def _read_run(path: Path, run: tuple[str, str]) -> Source:
         config = _config(db, key, run_key)
         project = path.stem
         trackio_meta = {k: config.pop(k) for k in [k for k in config if k.startswith("_")]}
-        source = Source("trackio", path, f"{project}/{run_key}", name=run_name, config=config,
-                        meta={"trackio": {"project": project, "run_id": run_key, **trackio_meta}})
+        source = Source(
+            "trackio",
+            path,
+            f"{project}/{run_key}",
+            name=run_name,
+            config=config,
+            meta={"trackio": {"project": project, "run_id": run_key, **trackio_meta}},
+        )
         for step, stamp, values in rows:
             numbers = {k: v for k, v in ((k, _number(v)) for k, v in json.loads(values).items()) if v is not None}
             if numbers:

@@ -37,8 +37,13 @@ _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 _HISTORY, _SUMMARY, _CONFIG, _RUN, _EXIT = 2, 3, 5, 17, 18
 
 
-def wandb(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", name: str | None = None, *,
-          quiet: bool = False) -> list[str]:
+def wandb(
+    path: str | os.PathLike,
+    root: str | os.PathLike = "experiment_logs",
+    name: str | None = None,
+    *,
+    quiet: bool = False,
+) -> list[str]:
     """Import W&B offline runs (a ``wandb`` folder, an ``offline-run-*`` folder or a ``.wandb`` file);
     returns the run ids."""
     path = Path(path)
@@ -47,8 +52,9 @@ def wandb(path: str | os.PathLike, root: str | os.PathLike = "experiment_logs", 
     elif path.is_dir():
         files = sorted(path.rglob("run-*.wandb"))
         if not files:
-            raise SourceError(f"no W&B run file (run-*.wandb) under {path}; "
-                              f"pass a wandb folder or an offline-run folder")
+            raise SourceError(
+                f"no W&B run file (run-*.wandb) under {path}; pass a wandb folder or an offline-run folder"
+            )
     else:
         raise SourceError(f"{path} does not exist; pass a wandb folder, an offline-run-* folder or a run-*.wandb file")
     return write_runs(root, (_read_run(f) for f in files), name=name, count=len(files), quiet=quiet)
@@ -75,7 +81,7 @@ def records(path: Path) -> list[bytes]:
         _, length, kind = _RECORD_HEAD.unpack_from(data, pos)
         if kind == 0 and length == 0:  # zero padding (a preallocated or torn tail)
             break
-        body = data[pos + 7:pos + 7 + length]
+        body = data[pos + 7 : pos + 7 + length]
         if len(body) < length or kind not in (_FULL, _FIRST, _MIDDLE, _LAST):
             break
         pos += 7 + length
@@ -92,7 +98,7 @@ def records(path: Path) -> list[bytes]:
 
 
 def _text(data: bytes, span: tuple[int, int]) -> str:
-    return data[span[0]:span[1]].decode()
+    return data[span[0] : span[1]].decode()
 
 
 def _items(data: bytes, span: tuple[int, int], item_field: int) -> list[tuple[str, Any]]:
@@ -168,18 +174,34 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _source(path: Path, info: dict[str, Any], config: dict[str, Any], summary: dict[str, Any],
-            rows: list[dict[str, Any]], exit_code: int | None) -> Source:
+def _source(
+    path: Path,
+    info: dict[str, Any],
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    rows: list[dict[str, Any]],
+    exit_code: int | None,
+) -> Source:
     run_id = info.get("run_id") or path.stem.removeprefix("run-")
     internal = config.pop("_wandb", None)
-    config = {k: v.get("value") if isinstance(v, dict) and set(v) <= {"value", "desc"} and "value" in v else v
-              for k, v in config.items()}
+    config = {
+        k: v.get("value") if isinstance(v, dict) and set(v) <= {"value", "desc"} and "value" in v else v
+        for k, v in config.items()
+    }
     meta = {"wandb": {k: v for k, v in info.items() if k != "start_time"}, "summary": summary}
     if internal is not None:
         meta["wandb"]["internal"] = internal
     status = None if exit_code is None else (fmt.FINISHED if exit_code == 0 else fmt.FAILED)
-    source = Source("wandb", path, run_id, name=info.get("display_name") or run_id,
-                    start_time=info.get("start_time"), config=config, meta=meta, status=status)
+    source = Source(
+        "wandb",
+        path,
+        run_id,
+        name=info.get("display_name") or run_id,
+        start_time=info.get("start_time"),
+        config=config,
+        meta=meta,
+        status=status,
+    )
     for index, row in enumerate(rows):
         step = row.pop("_step", index)
         when = _number(row.pop("_timestamp", None))
@@ -192,4 +214,3 @@ def _source(path: Path, info: dict[str, Any], config: dict[str, Any], summary: d
     if source.start_time is None:
         raise SourceError(f"{path} holds no run record and no history: not a W&B run, or empty")
     return source
-

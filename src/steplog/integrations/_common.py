@@ -49,8 +49,15 @@ class RunHolder:
         >>> holder.close("failed")
     """
 
-    def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None,
-                 resume: str | os.PathLike | None = None, start_step: int | None = None, **init_kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        root: str | os.PathLike = "experiment_logs",
+        config: Any = None,
+        resume: str | os.PathLike | None = None,
+        start_step: int | None = None,
+        **init_kwargs: Any,
+    ) -> None:
         self.name, self.root, self.config, self.resume, self.start_step = name, root, config, resume, start_step
         self.init_kwargs = init_kwargs
         self._run: Run | None = None
@@ -90,8 +97,9 @@ class RunHolder:
             self._run = init(name=self.name, config=self.config, root=self.root, **self.init_kwargs)
         else:
             config = self.config if resume == "auto" else None  # "auto" may start a new run
-            self._run = init(name=self.name, config=config, root=self.root, resume=resume, start_step=start_step,
-                             **self.init_kwargs)
+            self._run = init(
+                name=self.name, config=config, root=self.root, resume=resume, start_step=start_step, **self.init_kwargs
+            )
         self._closed = False
         return self._run
 

@@ -5,6 +5,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # keras.py's doctest: CI has torch, not TensorFlow
 
-collect_ignore = [f"{module}.py" for module, package in
-                  (("lightning", "lightning"), ("transformers", "transformers"), ("keras", "keras"))
-                  if importlib.util.find_spec(package) is None]
+collect_ignore = [
+    f"{module}.py"
+    for module, package in (("lightning", "lightning"), ("transformers", "transformers"), ("keras", "keras"))
+    if importlib.util.find_spec(package) is None
+]

@@ -41,8 +41,16 @@ class SteplogCallback(keras.callbacks.Callback):
         True
     """
 
-    def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None, *,
-                 log_batches: bool = True, resume: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        root: str | os.PathLike = "experiment_logs",
+        config: Any = None,
+        *,
+        log_batches: bool = True,
+        resume: str | os.PathLike | None = None,
+        **init_kwargs: Any,
+    ) -> None:
         super().__init__()
         self._holder = RunHolder(name=name, root=root, config=config, resume=resume, **init_kwargs)
         self.log_batches = log_batches

@@ -41,8 +41,8 @@ try:
     from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 except ImportError:  # the older package name
-    from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
-    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+    from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment  # type: ignore[assignment, unused-ignore]
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only  # type: ignore[assignment, unused-ignore]
 
 _STATUS = {"success": fmt.FINISHED, "finished": fmt.FINISHED, "failed": fmt.FAILED}
 
@@ -89,19 +89,29 @@ class SteplogLogger(Logger):
         ['failed']
     """
 
-    def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None, *,
-                 resume: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        root: str | os.PathLike = "experiment_logs",
+        config: Any = None,
+        *,
+        resume: str | os.PathLike | None = None,
+        **init_kwargs: Any,
+    ) -> None:
         super().__init__()
         start_step = None
         if resume is not None and str(resume).endswith(".ckpt"):
             found = run_of_checkpoint(resume)
             if found is None:
-                raise ValueError(f"resume={str(resume)!r}: this checkpoint path does not name a steplog run "
-                                 f"(<dir>/<name>/<run id>/checkpoints/<file>.ckpt); pass the run id instead")
+                raise ValueError(
+                    f"resume={str(resume)!r}: this checkpoint path does not name a steplog run "
+                    f"(<dir>/<name>/<run id>/checkpoints/<file>.ckpt); pass the run id instead"
+                )
             resume, start_step = found, checkpoint_step(resume)
         self._name = name
-        self._holder = RunHolder(name=name, root=root, config=config, resume=resume, start_step=start_step,
-                                 **init_kwargs)
+        self._holder = RunHolder(
+            name=name, root=root, config=config, resume=resume, start_step=start_step, **init_kwargs
+        )
 
     @property
     def name(self) -> str:

@@ -53,8 +53,15 @@ class SteplogCallback(TrainerCallback, ExportableState):
         {'args': {}, 'attributes': {'run_id': None}}
     """
 
-    def __init__(self, name: str | None = None, root: str | os.PathLike = "experiment_logs", config: Any = None, *,
-                 resume: str | os.PathLike | None = None, **init_kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        root: str | os.PathLike = "experiment_logs",
+        config: Any = None,
+        *,
+        resume: str | os.PathLike | None = None,
+        **init_kwargs: Any,
+    ) -> None:
         self._holder = RunHolder(name=name, root=root, config=config, resume=resume, **init_kwargs)
 
     @property

@@ -31,8 +31,13 @@ def values(step: int) -> dict[str, float]:
 
 
 def encoded(rows: dict[int, dict[str, float]]) -> dict[str, dict[str, object]]:
-    return {str(s): {k: (v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")))
-                     for k, v in m.items()} for s, m in rows.items()}
+    return {
+        str(s): {
+            k: (v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")))
+            for k, v in m.items()
+        }
+        for s, m in rows.items()
+    }
 
 
 def tensorboard() -> dict:
@@ -71,10 +76,13 @@ def wandb() -> dict:
     folder = HERE / "wandb"  # where wandb writes; moved to wandb_offline (a folder named wandb would shadow
     shutil.rmtree(folder, ignore_errors=True)  # the package when pytest puts this folder on sys.path)
     shutil.rmtree(HERE / "wandb_offline", ignore_errors=True)
-    code = (f"import wandb, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
-            f"run = wandb.init(project='fixture', name='run-a', dir={str(HERE)!r}, config={{'lr': 0.1, 'model': {{'d': 4}}}})\n"
-            "for s in STEPS: run.log(values(s), step=s)\n"
-            "run.summary['best'] = 0.25\nrun.finish()\n")
+    code = (
+        f"import wandb, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
+        f"run = wandb.init(project='fixture', name='run-a', dir={str(HERE)!r}, "
+        f"config={{'lr': 0.1, 'model': {{'d': 4}}}})\n"
+        "for s in STEPS: run.log(values(s), step=s)\n"
+        "run.summary['best'] = 0.25\nrun.finish()\n"
+    )
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     for offline in folder.glob("offline-run-*"):  # keep only the run file: logs and tmp folders are not needed
@@ -91,10 +99,12 @@ def wandb() -> dict:
 def trackio() -> dict:
     folder = HERE / "trackio_store"
     shutil.rmtree(folder, ignore_errors=True)
-    code = (f"import trackio, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
-            "trackio.init(project='fixture', name='run-a', config={'lr': 0.1})\n"
-            "for s in STEPS: trackio.log(values(s), step=s)\n"
-            "trackio.finish()\n")
+    code = (
+        f"import trackio, sys; sys.path.insert(0, {str(HERE)!r}); from make_fixtures import values, STEPS\n"
+        "trackio.init(project='fixture', name='run-a', config={'lr': 0.1})\n"
+        "for s in STEPS: trackio.log(values(s), step=s)\n"
+        "trackio.finish()\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, TRACKIO_DIR=str(folder)))
     for extra in folder.iterdir():
         if extra.suffix != ".db":
