@@ -26,7 +26,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .store import AmbiguousRunError, RunLockedError, RunNotFoundError  # noqa: E402
+from .store import AmbiguousRunError, RunLockedError, RunNotFoundError, StoreError  # noqa: E402
 from .writer import Run, init  # noqa: E402
 
 #: Public names imported at first use: name -> module (they need Polars / PyArrow, or the tracker).
@@ -89,6 +89,7 @@ __all__ = [
     "RunNotFoundError",
     "AmbiguousRunError",
     "RunLockedError",
+    "StoreError",
     "CorruptEventsError",
     "ExperimentConfig",
     "MetricsSnapshot",

@@ -95,7 +95,7 @@ def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str
         >>> [(outcome, detail) for _, outcome, detail in compact_each(root, quiet=True)]
         [('compacted', '0 steps, finished')]
     """
-    dirs = store.resolve_runs(runs, root)
+    dirs = store.resolve_runs(runs, root, started=False)
     progress = Progress("steplog compact", len(dirs), quiet=quiet, quiet_outcomes=("current",),
                         loud_outcomes=("skipped",))
     outcomes = []
@@ -185,7 +185,7 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
         [('compact', 'finished')]
     """
     plan = []
-    for run_dir in store.resolve_runs(runs, root):
+    for run_dir in store.resolve_runs(runs, root, started=False):
         action, why, source, _ = _decide(run_dir)
         if source is not None:
             if store.writer_is_alive(run_dir):

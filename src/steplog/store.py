@@ -50,6 +50,39 @@ class RunLockedError(RuntimeError):
     """Another live process holds the writer lock of a run."""
 
 
+class StoreError(OSError):
+    """steplog could not read or write its files (a full disk, a read-only root, a damaged file).
+
+    Raised for every storage failure steplog reports; the message names the run, the path and what
+    to do. A subclass of OSError, so ``except OSError`` still catches it; ``errno`` is the cause's.
+
+    Example:
+        >>> import errno
+        >>> err = storage_error(OSError(errno.ENOSPC, "No space left on device"), "could not start a run in",
+        ...                     Path("/logs"), "free space, then start it again")
+        >>> isinstance(err, OSError), err.errno == errno.ENOSPC
+        (True, True)
+        >>> str(err)
+        'could not start a run in /logs: No space left on device; free space, then start it again'
+    """
+
+    def __str__(self) -> str:
+        return self.strerror if isinstance(self.strerror, str) else super().__str__()
+
+
+def storage_error(exc: BaseException, what: str, path: Path | str, todo: str) -> StoreError:
+    """A ``StoreError`` for ``exc``: "``what`` ``path``: the cause; ``todo``" (errno kept).
+
+    Example:
+        >>> str(storage_error(PermissionError(13, "Permission denied"), "cannot write", "/ro", "pick a writable root"))
+        'cannot write /ro: Permission denied; pick a writable root'
+    """
+    cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    error = StoreError(getattr(exc, "errno", None), f"{what} {path}: {cause}; {todo}")
+    error.filename = str(path)
+    return error
+
+
 def new_run_id(now: _dt.datetime | None = None) -> str:
     """A fresh run id for a run starting at ``now`` (UTC).
 
@@ -76,9 +109,11 @@ def is_run_id(text: str) -> bool:
     return bool(_RUN_ID.match(text))
 
 
-def run_dirs(root: str | os.PathLike) -> list[Path]:
+def run_dirs(root: str | os.PathLike, *, started: bool = True) -> list[Path]:
     """The run directories under ``root``, oldest first: by ``start_order`` (the start event's time
     at full resolution, then the id), whatever the shape of the ids; [] when root does not exist.
+    A directory whose run has no complete start event (being created, or left by a failed start) is
+    not a run yet and is left out, unless ``started=False`` (compaction, to report it).
 
     Example:
         >>> run_dirs("/no/such/root")
@@ -90,7 +125,8 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
         return []
     with entries:
         found = [(Path(e.path), e.inode()) for e in entries if is_run_id(e.name) and e.is_dir()]
-    return [path for _, path in sorted((_cached_start_order(path, inode), path) for path, inode in found)]
+    ordered = sorted((_cached_start_order(path, inode), path) for path, inode in found)
+    return [path for order, path in ordered if not started or order[0] != _LAST]
 
 
 #: start_order of the run directories seen, by (path, inode): a run's start event never changes.
@@ -175,6 +211,52 @@ def create_run_dir(root: str | os.PathLike) -> tuple[str, Path]:
         except FileExistsError:
             continue
         return run_id, path
+
+
+#: Prefix of the directory a run is created in before it is renamed to its id (never a run id).
+STAGING_PREFIX = ".creating-"
+
+
+def create_staging_dir(root: str | os.PathLike) -> tuple[str, Path]:
+    """A new run id and the hidden directory to build its run in (``publish_run_dir`` gives it
+    its name once its start event is complete, so no reader sees a half-created run).
+
+    Example:
+        >>> import tempfile
+        >>> rid, path = create_staging_dir(tempfile.mkdtemp())
+        >>> path.name == STAGING_PREFIX + rid
+        True
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = new_run_id()
+        path = root / (STAGING_PREFIX + run_id)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        if not (root / run_id).exists():
+            return run_id, path
+        path.rmdir()
+
+
+def publish_run_dir(staging: Path, run_id: str) -> Path:
+    """Rename a staging directory to its run id (the writer lock taken in it moves along).
+
+    Example:
+        >>> import tempfile
+        >>> rid, staging = create_staging_dir(tempfile.mkdtemp())
+        >>> publish_run_dir(staging, rid).name == rid
+        True
+    """
+    final = staging.parent / run_id
+    key = _lock_key(staging)
+    os.rename(staging, final)
+    fd = _held.pop(key, None)
+    if fd is not None:
+        _held[_lock_key(final)] = fd
+    return final
 
 
 def events_path(run_dir: Path) -> Path:
@@ -457,7 +539,7 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
 
 
 def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
-                 root: str | os.PathLike = "experiment_logs") -> list[Path]:
+                 root: str | os.PathLike = "experiment_logs", *, started: bool = True) -> list[Path]:
     """The run directories ``refs`` name (``resolve_run`` each; one ref may be given alone), each
     once, in the order named; every run under ``root`` (``run_dirs``) when ``refs`` is None.
 
@@ -466,7 +548,7 @@ def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
         []
     """
     if refs is None:
-        return run_dirs(root)
+        return run_dirs(root, started=started)
     if isinstance(refs, (str, os.PathLike)):
         refs = [refs]
     return list(dict.fromkeys(resolve_run(ref, root) for ref in refs))
