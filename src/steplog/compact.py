@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -62,7 +63,7 @@ _RUNNING = "running"  # how the detail of a run skipped for being written starts
 
 
 def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
-            quiet: bool = False) -> list[str]:
+            quiet: bool = False, rebuild: bool = False) -> list[str]:
     """Compact every run under ``root`` that is over (or only ``runs``: ids, id prefixes or names)
     and return the ids of the runs compacted, oldest first.
 
@@ -70,7 +71,10 @@ def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | N
     event, a write error) are reported on stderr with the reason, one line each. Runs already
     compacted are skipped; a run whose events changed since (resumed) is compacted again.
     Progress goes to stderr (``steplog.progress``): a tqdm bar on a terminal when tqdm is installed,
-    else one line per run; ``quiet=True`` silences it.
+    else one line per run; ``quiet=True`` silences it. ``rebuild=True`` rebuilds the compacted
+    files of runs already compacted from their archived events (a damaged ``metrics.parquet``).
+    A full disk raises ``steplog.StoreError`` naming the run and the file; the runs compacted
+    before it stay compacted, and no partial file is left.
 
     Example:
         >>> import tempfile, steplog
@@ -79,11 +83,12 @@ def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | N
         >>> len(compact(root, quiet=True))
         1
     """
-    return [run_dir.name for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet) if outcome == "compacted"]
+    return [run_dir.name for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet, rebuild=rebuild)
+            if outcome == "compacted"]
 
 
 def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
-                 quiet: bool = False) -> list[tuple[Path, str, str]]:
+                 quiet: bool = False, rebuild: bool = False) -> list[tuple[Path, str, str]]:
     """``compact``, returning what happened to each run, oldest first: ``(run dir, outcome,
     detail)`` as ``compact_run`` returns them. ``is_failure`` tells the skipped runs that are an
     error (unwritable files, no start event) from those skipped because they are running.
@@ -100,7 +105,7 @@ def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str
                         loud_outcomes=("skipped",))
     outcomes = []
     for run_dir in dirs:
-        outcome, detail = compact_run(run_dir)
+        outcome, detail = compact_run(run_dir, rebuild=rebuild)
         outcomes.append((run_dir, outcome, detail))
         progress.update(f"{run_dir.name} ({store.run_name(run_dir)})", outcome, detail)
     progress.close(order=("compacted", "current", "skipped"), names={"current": "already compacted"})
@@ -118,7 +123,7 @@ def is_failure(outcome: str, detail: str) -> bool:
     return outcome == "skipped" and not detail.startswith(_RUNNING)
 
 
-def compact_run(run_dir: Path) -> tuple[str, str]:
+def compact_run(run_dir: Path, *, rebuild: bool = False) -> tuple[str, str]:
     """Compact one run directory. Returns (outcome, detail): ``("compacted", what)``,
     ``("current", ...)`` when it already is, or ``("skipped", why)``.
 
@@ -126,7 +131,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         >>> compact_run(Path("/no/such/run"))
         ('skipped', 'no events file (events.jsonl) and no sidecar to go on')
     """
-    action, detail, source, sidecar = _decide(run_dir)
+    action, detail, source, sidecar = _decide(run_dir, rebuild)
     if action == "current":
         if (run_dir / fmt.LOCK_FILE).exists():  # left by a compaction killed after its last rename
             try:
@@ -143,6 +148,8 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         return "skipped", f"{_RUNNING} ({exc})"
     try:
         return _compact_locked(run_dir, source, sidecar)
+    except store.StoreError:
+        raise
     except OSError as exc:
         return "skipped", f"could not write its compacted files ({exc}); its events are untouched"
     finally:
@@ -152,7 +159,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         store.release_lock(run_dir)
 
 
-def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None]:
+def _decide(run_dir: Path, rebuild: bool = False) -> tuple[str, str, Path | None, dict[str, Any] | None]:
     """(action, why, events file to compact from, sidecar): ``"current"`` or ``"skipped"`` with no
     events file, or ``"compact"`` with the file (whether a writer holds the run is not checked)."""
     events_path = run_dir / fmt.EVENTS_FILE
@@ -161,6 +168,8 @@ def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None
     if events_path.exists():
         why = "its events changed since it was compacted (resumed)" if sidecar is not None else "not compacted yet"
         return "compact", why, events_path, sidecar
+    if rebuild and archived.exists():
+        return "compact", f"rebuilt from {fmt.ARCHIVED_EVENTS_FILE} (--rebuild)", archived, sidecar
     if sidecar is not None and _parquet_matches(run_dir, sidecar):
         return "current", "already compacted", None, sidecar
     if not archived.exists():
@@ -231,15 +240,32 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)
     except _NotVerified as exc:
         return "skipped", str(exc)
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        _raise_if_full(run_dir, run_dir / fmt.PARQUET_FILE, exc)
+        raise
     files = {"parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet.stat().st_size,
                          "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
              "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
                         "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
                         "torn_tail_bytes": events.torn_tail_bytes}}
-    write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files))
-    if source.parent == run_dir:
-        _archive_events(run_dir)
+    try:
+        write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files))
+        if source.parent == run_dir:
+            _archive_events(run_dir)
+    except OSError as exc:
+        _raise_if_full(run_dir, run_dir / fmt.SIDECAR_FILE, exc)
+        raise
     return "compacted", f"{record.num_steps:,} steps, {record.status}"
+
+
+def _raise_if_full(run_dir: Path, path: Path, exc: BaseException) -> None:
+    """A full disk while writing a run's compacted files raises a ``StoreError`` naming the run, the path
+    and what to do. Other errors are left to the caller (an OSError reports the run as skipped)."""
+    if getattr(exc, "errno", None) != errno.ENOSPC and "No space left on device" not in str(exc):
+        return
+    raise store.storage_error(exc, f"could not compact run {run_dir.name} ({store.run_name(run_dir)!r}): writing",
+                               path, "free space, then run `steplog compact` again (the runs compacted before it "
+                               "are kept; its events are untouched)") from exc
 
 
 def _final_status(events: RunEvents) -> str:

@@ -97,11 +97,11 @@ def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
         return _compacted_history(run_dir, sidecar, all_segments).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
         archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
-        if not archived.exists():
-            raise
-        warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "
-                      f"Run steplog.compact() again after moving it back to {run_dir / fmt.EVENTS_FILE} to rebuild it",
-                      stacklevel=3)
+        if not archived.is_file():
+            raise store.storage_error(exc, f"run {run_dir.name}: cannot read", run_dir / fmt.PARQUET_FILE,
+                                      store.rebuild_hint(run_dir)) from exc
+        warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead; "
+                      f"{store.rebuild_hint(run_dir)}", stacklevel=3)
         return resolve_history(read_events(archived), all_segments=all_segments)
 
 

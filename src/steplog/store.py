@@ -78,9 +78,7 @@ def storage_error(exc: BaseException, what: str, path: Path | str, todo: str) ->
         'cannot write /ro: Permission denied; pick a writable root'
     """
     cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    error = StoreError(getattr(exc, "errno", None), f"{what} {path}: {cause}; {todo}")
-    error.filename = str(path)
-    return error
+    return StoreError(getattr(exc, "errno", None), f"{what} {path}: {cause}; {todo}")
 
 
 def new_run_id(now: _dt.datetime | None = None) -> str:
@@ -302,14 +300,15 @@ def raw_sidecar(run_dir: Path) -> dict[str, Any]:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` holds a run: an events file (live or not yet compacted) or a sidecar
-    (compacted: ``run.json`` + ``metrics.parquet``, the events moved to ``archive/``).
+    """Whether ``path`` holds a run: an events file (live or not yet compacted), a sidecar
+    (compacted: ``run.json`` + ``metrics.parquet``, the events moved to ``archive/``), or archived
+    events alone (a compacted run whose sidecar was lost).
 
     Example:
         >>> is_run_dir(Path("/no/such/run"))
         False
     """
-    return (path / fmt.EVENTS_FILE).exists() or (path / fmt.SIDECAR_FILE).exists()
+    return any((path / name).exists() for name in (fmt.EVENTS_FILE, fmt.SIDECAR_FILE, fmt.ARCHIVED_EVENTS_FILE))
 
 
 def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> Path:
@@ -572,3 +571,16 @@ def fsync_directory(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def rebuild_hint(run_dir: Path) -> str:
+    """What to do about a damaged ``metrics.parquet``: rebuild it from the archived events when
+    the run has them, else restore it from a copy.
+
+    Example:
+        >>> rebuild_hint(Path("/logs/20260101-000000-000-abcdef"))
+        'its events were not archived, so it cannot be rebuilt: restore the file from a copy, or delete the run'
+    """
+    if (run_dir / fmt.ARCHIVED_EVENTS_FILE).is_file():
+        return f"rebuild it from the archived events: steplog compact --rebuild {run_dir.name}"
+    return "its events were not archived, so it cannot be rebuilt: restore the file from a copy, or delete the run"

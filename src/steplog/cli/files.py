@@ -28,6 +28,9 @@ def _compact_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compact (default: every run under --root)")
     _add_root(parser)
     parser.add_argument("--dry-run", action="store_true", help="list what would be compacted and what skipped, and why")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="rebuild the compacted files of compacted runs from their archived events (a damaged "
+                             "metrics.parquet)")
     parser.description = (
         f"{parser.description}\n\nexit code 1 when a run could not be compacted (files not "
         f"writable, no start event); running runs are skipped, which is not an error"
@@ -40,7 +43,7 @@ def _compact(args: argparse.Namespace) -> int:
 
     root = _root(args)
     if not args.dry_run:
-        outcomes = compact_each(root, args.runs or None)  # progress and a summary line on stderr
+        outcomes = compact_each(root, args.runs or None, rebuild=args.rebuild)  # progress and a summary line on stderr
         failed = [run_dir.name for run_dir, outcome, detail in outcomes if is_failure(outcome, detail)]
         if failed:
             raise CommandError(
