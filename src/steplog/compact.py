@@ -146,6 +146,9 @@ def compact_run(run_dir: Path, *, rebuild: bool = False) -> tuple[str, str]:
         store.acquire_lock(run_dir, time.time())  # keeps writers (resume) out while we work
     except store.RunLockedError as exc:
         return "skipped", f"{_RUNNING} ({exc})"
+    except OSError as exc:
+        _raise_if_full(run_dir, run_dir / fmt.LOCK_FILE, exc)
+        raise
     try:
         return _compact_locked(run_dir, source, sidecar)
     except store.StoreError:
@@ -236,6 +239,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     record = record_from_events(run_dir, events, _final_status(events), history_all)
     table = history_all.select(pl.lit(record.run_id, pl.String).alias("run_id"),
                                pl.lit(record.name, pl.String).alias("name"), pl.all())
+    _clear_the_way(run_dir)
     try:
         parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)
     except _NotVerified as exc:
@@ -256,6 +260,17 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         _raise_if_full(run_dir, run_dir / fmt.SIDECAR_FILE, exc)
         raise
     return "compacted", f"{record.num_steps:,} steps, {record.status}"
+
+
+def _clear_the_way(run_dir: Path) -> None:
+    """An empty directory where a compacted file goes (left by a mishap) is removed, so the file can be written."""
+    for name in (fmt.PARQUET_FILE, fmt.SIDECAR_FILE):
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            try:
+                path.rmdir()
+            except OSError:
+                pass  # not empty: the write fails and says so
 
 
 def _raise_if_full(run_dir: Path, path: Path, exc: BaseException) -> None:

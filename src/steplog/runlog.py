@@ -145,7 +145,7 @@ class Run:
             if metrics is None:
                 return  # device values: the event waits for them
         elif not -_EXACT <= total <= _EXACT:  # a large sum (or NaN): maybe an integer beyond 2**53
-            self._warn_inexact(metrics, 4)
+            self._warn_inexact(metrics, 3)
         now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
         self._put(self._encode(step, now, metrics, total), step, now)
         self._step = step
@@ -283,7 +283,7 @@ class Run:
     def _checked_values(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, float] | None, float]:
         """The careful path for values the sum gate of ``log`` did not pass: convert them (or raise
         TypeError naming the key); device tensors defer the event (returns None)."""
-        self._warn_inexact(metrics, 5)
+        self._warn_inexact(metrics, 4)
         converted, on_device = split_metric_values(metrics)
         if on_device is not None:
             self._defer(step, converted, on_device)

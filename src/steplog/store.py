@@ -77,7 +77,7 @@ def storage_error(exc: BaseException, what: str, path: Path | str, todo: str) ->
         >>> str(storage_error(PermissionError(13, "Permission denied"), "cannot write", "/ro", "pick a writable root"))
         'cannot write /ro: Permission denied; pick a writable root'
     """
-    cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    cause = " ".join((getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).split())
     return StoreError(getattr(exc, "errno", None), f"{what} {path}: {cause}; {todo}")
 
 
@@ -433,11 +433,24 @@ def acquire_lock(run_dir: Path, now: float) -> None:
             raise RunLockedError(
                 f"run {run_dir.name} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
                 f"If that process is gone, delete {path}")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
+        except OSError:  # a full disk: leave no lock file behind
+            _drop_lock_file(path, fd)
+            raise
         _held[key] = fd
         return
     raise RunLockedError(f"could not take the writer lock {path}: other processes keep taking it")
+
+
+def _drop_lock_file(path: Path, fd: int) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def release_lock(run_dir: Path) -> None:
@@ -533,7 +546,12 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
     """
     if finish_status in (fmt.FINISHED, fmt.FAILED):
         return finish_status
-    return fmt.RUNNING if writer_is_alive(run_dir) else fmt.CRASHED
+    if writer_is_alive(run_dir):
+        return fmt.RUNNING
+    last = fmt.read_last_event(events_path(run_dir))  # the writer may have finished since the caller read
+    if last is not None and last.get(fmt.KIND) == fmt.FINISH and last.get("status") in (fmt.FINISHED, fmt.FAILED):
+        return last["status"]
+    return fmt.CRASHED
 
 
 
