@@ -373,3 +373,74 @@ def test_run_id_and_segment(tmp_path):
 def test_store_error_is_exported_and_an_oserror():
     assert issubclass(steplog.StoreError, OSError) and "StoreError" in steplog.__all__
     assert orjson.loads(orjson.dumps({"ok": 1})) == {"ok": 1}
+
+
+# --- 5, 8. names and widths in tables --------------------------------------------------------
+
+ODD_NAMES = ["line\nbreak", "tab\there", "esc\x1b[31mred", "名前の実験-長い名前", "emoji 🙂🙂", "plain"]
+
+
+def _fits(text: str, width: int) -> None:
+    from steplog.tables import display_width
+
+    for line in text.splitlines():
+        assert display_width(line) <= width, line
+        assert line.isprintable(), repr(line)
+
+
+@pytest.fixture
+def odd_root(tmp_path):
+    for i, name in enumerate(ODD_NAMES):
+        with steplog.init(name=name, config={"lr": 0.1 * (i + 1), "experiment_name": name, "seed": 1},
+                          root=tmp_path) as run:
+            for step in range(5):
+                run.log({"train_loss": 1.0 / (step + 1 + i), "val_accuracy": step / 5 + i, "learning_rate": 0.1,
+                         "gradient_step": 0.0, "val_perplexity": 3.0 + i})
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["compare"], ["compare", "--all"], ["report"], ["show", "plain"],
+                                  ["tail", "plain"], ["sql", "SELECT name, train_loss FROM metrics"]])
+def test_odd_names_keep_every_cli_table_aligned_and_within_the_width(odd_root, capsys, argv):
+    width = 72
+    extra = [] if argv[0] in ("show", "sql") else ["--width", str(width)]
+    code, out, err = _cli(capsys, *argv, "--root", str(odd_root), *extra)
+    assert code == 0, err
+    if argv[0] in ("show", "sql"):
+        assert all(line.isprintable() for line in out.splitlines())
+    else:
+        _fits(out, width)
+    if argv[0] == "ls":
+        assert "line\\nbreak" in out and "名前の実験" in out
+
+
+def test_python_tables_escape_and_measure_names(odd_root):
+    from steplog.tables import display_width, markdown_table, text_table
+
+    runs = steplog.runs(odd_root).select("name", "status")
+    text = text_table(runs)
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(ODD_NAMES)
+    assert len({display_width(line.rstrip()) for line in lines[2:]} | {display_width(lines[1])}) == 1  # aligned
+    assert markdown_table(runs).count("\n") == 1 + len(ODD_NAMES)
+    analyzer = steplog.ExperimentAnalyzer(odd_root)
+    _fits(analyzer.get_comparison_table(width=80), 80)
+
+
+def test_cli_compare_shows_what_helps_a_comparison(odd_root, capsys):
+    code, out, _ = _cli(capsys, "compare", "--root", str(odd_root), "--width", "200")
+    rows = [line.split()[0] for line in out.splitlines()[2:] if line.strip()]
+    assert rows == ["config.lr", "train_loss.best", "train_loss.last", "val_accuracy.best", "val_accuracy.last",
+                    "val_perplexity.best", "val_perplexity.last"]
+    code, out, _ = _cli(capsys, "compare", "--all", "--root", str(odd_root), "--width", "200")
+    assert "learning_rate.best" in out and "config.experiment_name" in out
+    assert "learning_rate.best" in steplog.compare(root=odd_root).columns  # the Python function keeps its defaults
+
+
+def test_tail_of_a_thousand_metrics_fits_the_terminal(tmp_path, capsys):
+    with steplog.init(name="wide", root=tmp_path) as run:
+        run.log({f"metric_{i:04d}": i * 0.5 for i in range(1000)})
+    code, out, _ = _cli(capsys, "tail", "wide", "--root", str(tmp_path), "--width", "100")
+    assert code == 0
+    _fits(out, 100)
+    assert out.count("metric_") == 1000
