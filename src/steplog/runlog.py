@@ -293,12 +293,15 @@ class Run:
     def _warn_inexact(self, metrics: dict[str, Any], stacklevel: int) -> None:
         """Warn once per metric when an integer beyond 2**53 arrives: it is read back as a rounded Float64."""
         for key in inexact_integers(metrics):
+            try:
+                rounded = float(metrics[key])
+            except OverflowError:
+                continue  # beyond any float: converting it raises TypeError, naming the key
             if key not in self._inexact_warned:
                 self._inexact_warned.add(key)
                 warnings.warn(f"steplog: metric {key!r} of run {self.id}: {metrics[key]!r} is an integer beyond 2**53; "
-                              f"metrics are read back as Float64, which rounds it (to "
-                              f"{float(metrics[key]):.17g}). Log it in larger units (e.g. millions of tokens) to keep "
-                              f"it exact", stacklevel=stacklevel)
+                              f"metrics are read back as Float64, which rounds it (to {rounded:.17g}). Log it in "
+                              f"larger units (e.g. millions of tokens) to keep it exact", stacklevel=stacklevel)
 
     def _admit_keys(self, metrics: dict[str, Any]) -> None:
         check_metric_names([key for key in metrics if key not in self._known_keys], fmt.RESERVED_NAMES)
