@@ -152,6 +152,17 @@ def test_a_damaged_sidecar_falls_back_to_the_archived_events(tmp_path, capsys, h
         assert code == 0, (argv, err)
 
 
+@pytest.mark.parametrize("how", CHEAP_DAMAGE + ["overwritten"])
+def test_a_damaged_sidecar_without_events_is_left_out_with_a_warning(tmp_path, how):
+    dirs = _make_runs(tmp_path)
+    (dirs["b"] / fmt.ARCHIVED_EVENTS_FILE).unlink()
+    _damage(dirs["b"] / fmt.SIDECAR_FILE, how)
+    with pytest.warns(UserWarning, match=f"run {dirs['b'].name} is left out: its run.json"):
+        assert steplog.runs(tmp_path)["name"].to_list() == ["a", "c"]
+    with pytest.warns(UserWarning, match="left out"):
+        assert sorted(set(steplog.scan(tmp_path).collect()["name"])) == ["a", "c"]
+
+
 @pytest.mark.parametrize("how", CHEAP_DAMAGE)
 def test_every_cli_command_survives_a_damaged_parquet(tmp_path, capsys, how):
     dirs = _make_runs(tmp_path)

@@ -124,7 +124,29 @@ def run_dirs(root: str | os.PathLike, *, started: bool = True) -> list[Path]:
     with entries:
         found = [(Path(e.path), e.inode()) for e in entries if is_run_id(e.name) and e.is_dir()]
     ordered = sorted((_cached_start_order(path, inode), path) for path, inode in found)
-    return [path for order, path in ordered if not started or order[0] != _LAST]
+    if not started:
+        return [path for _, path in ordered]
+    for order, path in ordered:
+        if order[0] == _LAST and (path / fmt.PARQUET_FILE).exists():
+            warn_unreadable_compacted(path)
+    return [path for order, path in ordered if order[0] != _LAST]
+
+
+def warn_unreadable_compacted(run_dir: Path) -> None:
+    """Say that a compacted run whose sidecar is unreadable and whose events are gone is left out.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always"); warn_unreadable_compacted(Path("/logs/r"))
+        >>> "run r is left out" in str(caught[0].message)
+        True
+    """
+    import warnings
+
+    warnings.warn(f"steplog: run {run_dir.name} is left out: its {fmt.SIDECAR_FILE} is missing or unreadable and it "
+                  f"has no events ({fmt.ARCHIVED_EVENTS_FILE}) to read instead; restore {run_dir / fmt.SIDECAR_FILE} "
+                  f"from a copy", stacklevel=3)
 
 
 #: start_order of the run directories seen, by (path, inode): a run's start event never changes.
