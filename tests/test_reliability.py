@@ -456,3 +456,17 @@ def test_tail_of_a_thousand_metrics_fits_the_terminal(tmp_path, capsys):
     assert code == 0
     _fits(out, 100)
     assert out.count("metric_") == 1000
+
+
+def test_export_on_a_full_disk_raises_store_error_and_leaves_no_file(small_disk, tmp_path):
+    root = tmp_path / "logs"
+    with steplog.init(name="x", root=root) as run:
+        for step in range(3000):
+            run.log({"loss": 1.0 / (step + 1), "noise": step * 1.1})
+    filler = _fill(small_disk)
+    for target in ("x.csv", "x.parquet"):
+        with pytest.raises(steplog.StoreError, match=f"cannot write {small_disk / target}.*free space"):
+            steplog.export("x", small_disk / target, root=root)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+    filler.unlink()
+    assert steplog.export("x", small_disk / "x.csv", root=root).stat().st_size > 0
