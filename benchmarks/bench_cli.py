@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"steplog ls --json over {runs_count:,} compacted runs": ("ls_json_s", ("ls", "--json", "--root", r)),
             f"steplog best val_loss over {runs_count:,} compacted runs": ("best_s", ("best", "val_loss", "--root", r)),
             f"steplog compare --metrics val_loss over {runs_count:,} runs": (
-                "compare_s", ("compare", "--metrics", "val_loss", "--json", "--root", r)),
+                "compare_s",
+                ("compare", "--metrics", "val_loss", "--json", "--root", r),
+            ),
             "steplog show RUN (one compacted run, by id)": ("show_s", ("show", one, "--root", r)),
         }
         results: dict[str, float] = {}
@@ -74,9 +76,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             results[key] = median
             rows.append(f"| {label} | {median:.3f} s |")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.2f}; "
-              f"Python {platform.python_version()}, polars {pl.__version__}, steplog {steplog.__version__}")
-        print(f"Fixture: {runs_count:,} runs x {steps:,} steps written in {written:.1f} s, compacted in {compacted:.1f} s")
+        print(
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.2f}; "
+            f"Python {platform.python_version()}, polars {pl.__version__}, steplog {steplog.__version__}"
+        )
+        print(
+            f"Fixture: {runs_count:,} runs x {steps:,} steps written in {written:.1f} s, compacted in {compacted:.1f} s"
+        )
         print(f"Median of {args.repeat}:\n")
         print("| measure | figure |\n|---|---|")
         print("\n".join(rows))

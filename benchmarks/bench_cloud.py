@@ -45,8 +45,9 @@ CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "
 def make_runs(root: Path, count: int, steps: int = 200) -> list[str]:
     """``count`` compacted runs of ``steps`` steps (train_loss, val_loss, lr) via the public API."""
     for i in range(count):
-        with steplog.init(name=f"run{i}", config={"lr": 10.0 ** -(2 + i % 3), "model": {"size": 64 << (i % 4)}},
-                          root=root) as run:
+        with steplog.init(
+            name=f"run{i}", config={"lr": 10.0 ** -(2 + i % 3), "model": {"size": 64 << (i % 4)}}, root=root
+        ) as run:
             for step in range(steps):
                 run.log({"train_loss": 2.0 / (step + 1) + i * 1e-3, "val_loss": 2.1 / (step + 1), "lr": 1e-3})
     return steplog.compact(root, quiet=True)
@@ -73,8 +74,12 @@ def timed(function, repeat: int) -> dict[str, float]:
         function()
         times.append(time.perf_counter() - start)
     times.sort()
-    return {"mean": statistics.fmean(times), "p50": statistics.median(times),
-            "p99": times[min(len(times) - 1, round(0.99 * (len(times) - 1)))], "min": times[0]}
+    return {
+        "mean": statistics.fmean(times),
+        "p50": statistics.median(times),
+        "p99": times[min(len(times) - 1, round(0.99 * (len(times) - 1)))],
+        "min": times[0],
+    }
 
 
 def start_server() -> tuple[object, str]:
@@ -91,8 +96,9 @@ def start_server() -> tuple[object, str]:
 def create_bucket(endpoint: str, name: str) -> None:
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
-                 region_name="us-east-1").create_bucket(Bucket=name)
+    boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+    ).create_bucket(Bucket=name)
 
 
 def plain_puts(url: str, options: dict, files: list[tuple[str, Path]]) -> None:
@@ -107,7 +113,12 @@ def plain_puts(url: str, options: dict, files: list[tuple[str, Path]]) -> None:
 def bench_push(root: Path, endpoint: str, pushes: int) -> list[str]:
     options = {"aws_endpoint_url": endpoint, **CREDENTIALS}
     create_bucket(endpoint, "bench")
-    files = [(f"{d.name}/{n}", d / n) for d in sorted(root.iterdir()) for n in ("metrics.parquet", "run.json")]
+    files = [
+        (f"{d.name}/{n}", d / n)
+        for d in sorted(root.iterdir())
+        if not d.name.startswith("_")
+        for n in ("metrics.parquet", "run.json")
+    ]
     size_mb = sum(p.stat().st_size for _, p in files) / 1e6
     start = time.perf_counter()
     plain_puts("s3://bench/plain", options, files)
@@ -119,16 +130,21 @@ def bench_push(root: Path, endpoint: str, pushes: int) -> list[str]:
     steplog.push("s3://bench/steplog", root=root, storage_options=options, quiet=True)
     again = time.perf_counter() - start
     return [
-        (f"| push {pushes:,} runs ({size_mb:.1f} MB) | {pushed:.2f} s | {pushes / pushed:,.0f} runs/s, "
-         f"{size_mb / pushed:.1f} MB/s |"),
-        (f"| plain concurrent obstore puts, same files | {plain:.2f} s | {pushes / plain:,.0f} runs/s, "
-         f"{size_mb / plain:.1f} MB/s; push / plain = {pushed / plain:.2f}x |"),
+        (
+            f"| push {pushes:,} runs ({size_mb:.1f} MB) | {pushed:.2f} s | {pushes / pushed:,.0f} runs/s, "
+            f"{size_mb / pushed:.1f} MB/s |"
+        ),
+        (
+            f"| plain concurrent obstore puts, same files | {plain:.2f} s | {pushes / plain:,.0f} runs/s, "
+            f"{size_mb / plain:.1f} MB/s; push / plain = {pushed / plain:.2f}x |"
+        ),
         f"| push again (all there: listing + sidecar compare) | {again:.2f} s | {pushes / again:,.0f} runs/s |",
     ]
 
 
-def bench_listing(root: Path, runs: int, repeat: int, url: str | None = None, options: dict | None = None,
-                  label: str = "local") -> list[str]:
+def bench_listing(
+    root: Path, runs: int, repeat: int, url: str | None = None, options: dict | None = None, label: str = "local"
+) -> list[str]:
     where = url or root
     catalog.rebuild(where, storage_options=options)
     with_catalog = timed(lambda: catalog.read(where, storage_options=options), repeat)
@@ -153,20 +169,30 @@ def bench_remote_scan(url: str, options: dict, runs: int, repeat: int) -> list[s
     import polars as pl
 
     remote = storage.open_root(url, options)
-    scan = timed(lambda: pl.scan_parquet(f"{url}/*/metrics.parquet", storage_options=options)
-                 .group_by("run_id").agg(pl.col("val_loss").min()).collect(), repeat)
+    scan = timed(
+        lambda: (
+            pl.scan_parquet(f"{url}/*/metrics.parquet", storage_options=options)
+            .group_by("run_id")
+            .agg(pl.col("val_loss").min())
+            .collect()
+        ),
+        repeat,
+    )
     names = [n for n in remote.list() if n.endswith("/metrics.parquet")]
 
     def whole() -> None:
         with ThreadPoolExecutor(8) as pool:
-            frames = pool.map(lambda n: pl.read_parquet(io.BytesIO(bytes(obstore.get(remote._store, n).bytes()))),
-                              names)
+            frames = pool.map(
+                lambda n: pl.read_parquet(io.BytesIO(bytes(obstore.get(remote._store, n).bytes()))), names
+            )
             pl.concat([f.select("run_id", "val_loss") for f in frames]).group_by("run_id").agg(pl.col("val_loss").min())
 
     baseline = timed(whole, max(1, repeat // 2))
-    return [_row(f"two-column scan of {runs:,} runs from the bucket (Polars, pushdown)", scan),
-            _row(f"baseline: download the {runs:,} files whole (8 threads) and aggregate", baseline),
-            f"| scan / whole download | {scan['mean'] / baseline['mean']:.2f}x | mean |"]
+    return [
+        _row(f"two-column scan of {runs:,} runs from the bucket (Polars, pushdown)", scan),
+        _row(f"baseline: download the {runs:,} files whole (8 threads) and aggregate", baseline),
+        f"| scan / whole download | {scan['mean'] / baseline['mean']:.2f}x | mean |",
+    ]
 
 
 def _row(label: str, t: dict[str, float]) -> str:

@@ -54,16 +54,28 @@ def write_run(root: Path, name: str, steps: int, seed: int, config: dict) -> str
     t0 = 1_764_000_000.0 + seed
     train = (2.0 / np.sqrt(np.arange(steps) + 1.0) + rng.normal(0, 0.01, steps)).tolist()
     val = (2.1 / np.sqrt(np.arange(steps) + 1.0) + rng.normal(0, 0.01, steps)).tolist()
-    lines = [fmt.encode_control_event(fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name=name, time=t0,
-                                      start_time=dt.datetime.fromtimestamp(t0, dt.timezone.utc).isoformat(),
-                                      durability="process", config=config, meta={"host": "bench"})]
+    lines = [
+        fmt.encode_control_event(
+            fmt.START,
+            v=fmt.FORMAT_VERSION,
+            run_id=run_id,
+            name=name,
+            time=t0,
+            start_time=dt.datetime.fromtimestamp(t0, dt.timezone.utc).isoformat(),
+            durability="process",
+            config=config,
+            meta={"host": "bench"},
+        )
+    ]
     encode = fmt.encode_metric_event
     for step in range(steps):
         metrics = {"train_loss": train[step], "lr": 3e-4}
         if step % 10 == 9:
             metrics["val_loss"] = val[step]
         lines.append(encode(step, t0 + step * 0.01, step * 0.01, metrics))
-    lines.append(fmt.encode_control_event(fmt.FINISH, status="finished", time=t0 + steps * 0.01, w=steps * 0.01, segment=0))
+    lines.append(
+        fmt.encode_control_event(fmt.FINISH, status="finished", time=t0 + steps * 0.01, w=steps * 0.01, segment=0)
+    )
     (run_dir / fmt.EVENTS_FILE).write_bytes(b"".join(lines))
     return run_id
 
@@ -127,8 +139,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 def measure_many(many: Path, runs_count: int, steps: int, repeat: int, results: dict[str, float]) -> None:
     """runs(), best() and two scans over many compacted runs."""
     start = time.perf_counter()
-    ids = [write_run(many, f"run-{i}", steps, i + 1, {"lr": 1e-4 * (1 + i % 7), "layers": 4 + i % 3, "seed": i})
-           for i in range(runs_count)]
+    ids = [
+        write_run(many, f"run-{i}", steps, i + 1, {"lr": 1e-4 * (1 + i % 7), "layers": 4 + i % 3, "seed": i})
+        for i in range(runs_count)
+    ]
     results["fixture_write_s"] = time.perf_counter() - start
     start = time.perf_counter()
     assert len(steplog.compact(many, quiet=True)) == runs_count
@@ -137,37 +151,56 @@ def measure_many(many: Path, runs_count: int, steps: int, repeat: int, results: 
     results["best_s"], _ = timed(lambda: steplog.best("val_loss", root=many), repeat)
     one = ids[len(ids) // 2]
     results["scan_one_run_s"], _ = timed(
-        lambda: steplog.scan(many).filter(pl.col("run_id") == one).select("step", "val_loss").collect(), repeat)
+        lambda: steplog.scan(many).filter(pl.col("run_id") == one).select("step", "val_loss").collect(), repeat
+    )
     results["scan_all_val_loss_s"], _ = timed(
-        lambda: steplog.scan(many).group_by("run_id").agg(pl.col("val_loss").min()).collect(), repeat)
+        lambda: steplog.scan(many).group_by("run_id").agg(pl.col("val_loss").min()).collect(), repeat
+    )
 
 
 def report(results: dict[str, float], size: str, events: int, runs_count: int, steps: int, repeat: int) -> None:
-    print(f"## steplog bench_queries ({size}): {dt.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, polars {pl.__version__}, pyarrow {pyarrow.__version__}, "
-          f"steplog {steplog.__version__}; median of {repeat}")
+    print(
+        f"## steplog bench_queries ({size}): {dt.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, polars {pl.__version__}, pyarrow {pyarrow.__version__}, "
+        f"steplog {steplog.__version__}; median of {repeat}"
+    )
     print()
-    print(f"1-minute load average after the one-big-run measures: {results['load_average']:.2f} "
-          f"on {os.cpu_count()} cores (other processes share the machine).")
+    print(
+        f"1-minute load average after the one-big-run measures: {results['load_average']:.2f} "
+        f"on {os.cpu_count()} cores (other processes share the machine)."
+    )
     print()
     print("| measure | figure | target |")
     print("|---|---|---|")
-    ok = lambda good: "met" if good else "MISSED"  # noqa: E731
-    print(f"| compact one run of {events:,} events | {results['compact_s']:.3f} s = "
-          f"{results['compact_events_per_s']:,.0f} events/s | >= 1,000,000 events/s"
-          f"{' (' + ok(results['compact_events_per_s'] >= 1e6) + ')' if size == 'full' else ''} |")
-    print(f"| history of an uncompacted run of {events:,} events | {results['history_s']:.3f} s | <= 2 s"
-          f"{' (' + ok(results['history_s'] <= 2) + ')' if size == 'full' else ''} |")
+    ok = lambda good: "met" if good else "MISSED"
+    print(
+        f"| compact one run of {events:,} events | {results['compact_s']:.3f} s = "
+        f"{results['compact_events_per_s']:,.0f} events/s | >= 1,000,000 events/s"
+        f"{' (' + ok(results['compact_events_per_s'] >= 1e6) + ')' if size == 'full' else ''} |"
+    )
+    print(
+        f"| history of an uncompacted run of {events:,} events | {results['history_s']:.3f} s | <= 2 s"
+        f"{' (' + ok(results['history_s'] <= 2) + ')' if size == 'full' else ''} |"
+    )
     if "runs_s" not in results:
         return
-    print(f"| runs() over {runs_count:,} compacted runs | {results['runs_s']:.3f} s | <= 0.5 s"
-          f"{' (' + ok(results['runs_s'] <= 0.5) + ')' if size == 'full' else ''} |")
-    print(f"| best('val_loss') over {runs_count:,} compacted runs x {steps:,} steps | {results['best_s']:.3f} s | <= 2 s"
-          f"{' (' + ok(results['best_s'] <= 2) + ')' if size == 'full' else ''} |")
-    print(f"| scan(root).filter(run_id == one).collect() over {runs_count:,} runs | {results['scan_one_run_s']:.3f} s | - |")
+    print(
+        f"| runs() over {runs_count:,} compacted runs | {results['runs_s']:.3f} s | <= 0.5 s"
+        f"{' (' + ok(results['runs_s'] <= 0.5) + ')' if size == 'full' else ''} |"
+    )
+    print(
+        f"| best('val_loss') over {runs_count:,} compacted runs x {steps:,} steps | {results['best_s']:.3f} s | <= 2 s"
+        f"{' (' + ok(results['best_s'] <= 2) + ')' if size == 'full' else ''} |"
+    )
+    print(
+        f"| scan(root).filter(run_id == one).collect() over {runs_count:,} runs "
+        f"| {results['scan_one_run_s']:.3f} s | - |"
+    )
     print(f"| scan(root) min val_loss per run, {runs_count:,} runs | {results['scan_all_val_loss_s']:.3f} s | - |")
-    print(f"| (fixture) write {runs_count:,} event files / compact them | {results['fixture_write_s']:.1f} s / "
-          f"{results['fixture_compact_s']:.1f} s | - |")
+    print(
+        f"| (fixture) write {runs_count:,} event files / compact them | {results['fixture_write_s']:.1f} s / "
+        f"{results['fixture_compact_s']:.1f} s | - |"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ print(json.dumps({"inits": inits, "finishes": finishes}))
 
 def _child(code: str, *args: str) -> str:
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300, check=True
+    )
     return out.stdout.strip().splitlines()[-1]
 
 

@@ -32,7 +32,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from steplog.system_metrics import DEFAULT_INTERVAL, SystemSampler  # noqa: E402
+from steplog.system_metrics import DEFAULT_INTERVAL, SystemSampler
 
 INTERVAL = 0.01
 TARGET_PERCENT = 0.1
@@ -119,27 +119,36 @@ def measure(samples: int, blocks: int) -> dict[str, float | str]:
             nvml = orjson.loads(sampler.path.read_bytes().split(b"\n", 1)[0])["nvml"]
     mean, baseline_mean = sampler_cpu / sampler_count, baseline_cpu / baseline_count
     quantiles = statistics.quantiles(sampled, n=100)
-    return {"samples": sampler_count, "mean": mean, "p50": quantiles[49], "p99": quantiles[98],
-            "baseline": baseline_mean, "process": process_in_sampler / sampler_count,
-            "percent": mean / DEFAULT_INTERVAL * 100, "nvml": nvml}
+    return {
+        "samples": sampler_count,
+        "mean": mean,
+        "p50": quantiles[49],
+        "p99": quantiles[98],
+        "baseline": baseline_mean,
+        "process": process_in_sampler / sampler_count,
+        "percent": mean / DEFAULT_INTERVAL * 100,
+        "nvml": nvml,
+    }
 
 
 def table(figures: dict[str, float | str]) -> str:
     us = {key: figures[key] * 1e6 for key in ("mean", "p50", "p99", "baseline", "process")}  # type: ignore[operator]
     percent = float(figures["percent"])
     verdict = "met" if percent < TARGET_PERCENT else "NOT met"
-    return "\n".join([
-        "| figure | value | target |",
-        "|---|---|---|",
-        f"| sampler thread CPU per sample: mean (all its work) / p50 / p99 | "
-        f"{us['mean']:.0f} / {us['p50']:.0f} / {us['p99']:.0f} us | |",
-        f"| baseline thread (wake up, append a time stamp) per wake-up: mean | {us['baseline']:.0f} us | |",
-        f"| sampler / baseline, mean | {figures['mean'] / figures['baseline']:.1f}x | |",  # type: ignore[operator]
-        f"| process CPU per sample while sampling (getrusage; main thread waiting) | {us['process']:.0f} us | |",
-        f"| share of one core at the default {DEFAULT_INTERVAL:.0f} s interval | **{percent:.4f} %** ({verdict}) "
-        f"| < {TARGET_PERCENT} % |",
-        f"| GPU figures (NVML) | {figures['nvml']} | |",
-    ])
+    return "\n".join(
+        [
+            "| figure | value | target |",
+            "|---|---|---|",
+            f"| sampler thread CPU per sample: mean (all its work) / p50 / p99 | "
+            f"{us['mean']:.0f} / {us['p50']:.0f} / {us['p99']:.0f} us | |",
+            f"| baseline thread (wake up, append a time stamp) per wake-up: mean | {us['baseline']:.0f} us | |",
+            f"| sampler / baseline, mean | {figures['mean'] / figures['baseline']:.1f}x | |",  # type: ignore[operator]
+            f"| process CPU per sample while sampling (getrusage; main thread waiting) | {us['process']:.0f} us | |",
+            f"| share of one core at the default {DEFAULT_INTERVAL:.0f} s interval | **{percent:.4f} %** ({verdict}) "
+            f"| < {TARGET_PERCENT} % |",
+            f"| GPU figures (NVML) | {figures['nvml']} | |",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float | str]:
@@ -148,9 +157,11 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
     args = parser.parse_args(argv)
     samples, blocks = (40, 2) if args.tiny else (1000, 5)
     figures = measure(samples, blocks)
-    print(f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores; python "
-          f"{platform.python_version()}. {figures['samples']} samples every {INTERVAL * 1000:.0f} ms "
-          f"in {blocks} blocks, alternating with the baseline.\n")
+    print(
+        f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores; python "
+        f"{platform.python_version()}. {figures['samples']} samples every {INTERVAL * 1000:.0f} ms "
+        f"in {blocks} blocks, alternating with the baseline.\n"
+    )
     print(table(figures))
     return figures
 

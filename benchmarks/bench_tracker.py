@@ -14,12 +14,15 @@ import time
 import steplog
 from steplog import ExperimentConfig, ExperimentTracker
 
+
 def bare(root: str, calls: int) -> float:
     run = steplog.init(name="bare", root=root)
     t0 = time.perf_counter()
     for i in range(calls):
-        run.log({"gradient_step": i, "train_loss": 1.0, "learning_rate": 1e-3, "tokens_per_sec": 1e5,
-                 "iter_time_ms": 5.0}, step=i)
+        run.log(
+            {"gradient_step": i, "train_loss": 1.0, "learning_rate": 1e-3, "tokens_per_sec": 1e5, "iter_time_ms": 5.0},
+            step=i,
+        )
     seconds = time.perf_counter() - t0
     run.finish()
     return seconds / calls * 1e6
@@ -48,8 +51,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tracked_us = min(tracked(root, calls) for _ in range(rounds))
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print(f"Run.log (5 metrics):                          {bare_us:.2f} us/call")
-    print(f"log_metrics + increment_gradient_step:        {tracked_us:.2f} us/call "
-          f"({tracked_us / bare_us:.2f}x, +{tracked_us - bare_us:.2f} us)")
+    print(
+        f"log_metrics + increment_gradient_step:        {tracked_us:.2f} us/call "
+        f"({tracked_us / bare_us:.2f}x, +{tracked_us - bare_us:.2f} us)"
+    )
     return {"bare_us": bare_us, "tracked_us": tracked_us}
 
 

@@ -40,8 +40,14 @@ _spec = importlib.util.spec_from_file_location("bench_queries", Path(__file__).w
 bench_queries = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_queries)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def fetch(url: str) -> tuple[float, float, bytes]:
@@ -72,15 +78,21 @@ def runs_table(work: Path, count: int, browser: bool) -> list[str]:
         page = fetch(server.url)
         cold = fetch(server.url + "api/runs")
         warm = [fetch(server.url + "api/runs") for _ in range(5)]
-        lines = [f"| server start, {count} runs | {started * 1000:.1f} ms |",
-                 f"| page first byte | {page[0] * 1000:.1f} ms |",
-                 (f"| `/api/runs` cold (first read of {count} runs) | first byte {cold[0] * 1000:.0f} ms, "
-                 f"whole {cold[1] * 1000:.0f} ms, {len(cold[2]) / 1e6:.2f} MB |"),
-                 f"| `/api/runs` warm (a poll) | {stats([w[1] for w in warm])} |"]
+        lines = [
+            f"| server start, {count} runs | {started * 1000:.1f} ms |",
+            f"| page first byte | {page[0] * 1000:.1f} ms |",
+            (
+                f"| `/api/runs` cold (first read of {count} runs) | first byte {cold[0] * 1000:.0f} ms, "
+                f"whole {cold[1] * 1000:.0f} ms, {len(cold[2]) / 1e6:.2f} MB |"
+            ),
+            f"| `/api/runs` warm (a poll) | {stats([w[1] for w in warm])} |",
+        ]
         if browser:
             in_page, driven = interactive(server.url, 5)
-            lines.append(f"| page interactive in headless Chromium: navigation start to the charts drawn, as the "
-                         f"page measures it | {stats(in_page)} |")
+            lines.append(
+                f"| page interactive in headless Chromium: navigation start to the charts drawn, as the "
+                f"page measures it | {stats(in_page)} |"
+            )
             lines.append(f"| the same seen from the test driver (adds playwright's round trips) | {stats(driven)} |")
     finally:
         server.stop()
@@ -92,8 +104,7 @@ def interactive(url: str, repeat: int) -> tuple[list[float], list[float]]:
 
     times, in_page = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                    args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
         for _ in range(repeat):
             page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)
             start = time.perf_counter()
@@ -117,9 +128,17 @@ def write_long_run(root: Path, steps: int) -> str:
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
     t0 = 1_764_000_000.0
-    start = fmt.encode_control_event(fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name="long", time=t0,
-                                     start_time="2025-11-24T16:00:00+00:00", durability="process", config={},
-                                     meta={"host": "bench"})
+    start = fmt.encode_control_event(
+        fmt.START,
+        v=fmt.FORMAT_VERSION,
+        run_id=run_id,
+        name="long",
+        time=t0,
+        start_time="2025-11-24T16:00:00+00:00",
+        durability="process",
+        config={},
+        meta={"host": "bench"},
+    )
     rng = np.random.default_rng(0)
     with open(run_dir / fmt.EVENTS_FILE, "wb") as f:
         f.write(start)
@@ -127,11 +146,14 @@ def write_long_run(root: Path, steps: int) -> str:
             step = np.arange(begin, min(steps, begin + 1_000_000))
             loss = 2.0 / np.sqrt(step + 1.0) + rng.normal(0, 0.01, len(step))
             loss[step == steps // 2] = 50.0
-            events = [{"s": s, "t": t0 + s * 1e-3, "w": s * 1e-3, "m": {"train_loss": v}}
-                      for s, v in zip(step.tolist(), loss.tolist())]
+            events = [
+                {"s": s, "t": t0 + s * 1e-3, "w": s * 1e-3, "m": {"train_loss": v}}
+                for s, v in zip(step.tolist(), loss.tolist())
+            ]
             f.write(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-        f.write(fmt.encode_control_event(fmt.FINISH, status="finished", time=t0 + steps * 1e-3, w=steps * 1e-3,
-                                         segment=0))
+        f.write(
+            fmt.encode_control_event(fmt.FINISH, status="finished", time=t0 + steps * 1e-3, w=steps * 1e-3, segment=0)
+        )
     steplog.compact(root, quiet=True)
     return run_id
 
@@ -159,19 +181,28 @@ def long_run(work: Path, steps: int, repeat: int) -> list[str]:
     finally:
         server.stop()
     levels = with_levels(root / run_id, url.replace(server.url, ""), repeat)
-    return [f"| {steps:,}-step compacted run: fixture written and compacted | {made:.1f} s |",
-            f"| baseline: `steplog.history` of the run (step, train_loss) | {baseline * 1000:.0f} ms |",
-            (f"| one metric, full range, 2,000 px ({len(body['x']):,} points sent), first request | "
-            f"{cold * 1000:.0f} ms; {cold / baseline:.2f}x the baseline |"),
-            (f"| the same again (another panel, a reset zoom) | {stats(full)}; "
-            f"{statistics.fmean(full) / baseline:.3f}x the baseline |"),
-            (f"| zoom re-query (1 % of the run, 2,000 px) | {stats(zooms)}; "
-             f"{statistics.fmean(zooms) / baseline:.3f}x the baseline |"), *levels]
+    return [
+        f"| {steps:,}-step compacted run: fixture written and compacted | {made:.1f} s |",
+        f"| baseline: `steplog.history` of the run (step, train_loss) | {baseline * 1000:.0f} ms |",
+        (
+            f"| one metric, full range, 2,000 px ({len(body['x']):,} points sent), first request | "
+            f"{cold * 1000:.0f} ms; {cold / baseline:.2f}x the baseline |"
+        ),
+        (
+            f"| the same again (another panel, a reset zoom) | {stats(full)}; "
+            f"{statistics.fmean(full) / baseline:.3f}x the baseline |"
+        ),
+        (
+            f"| zoom re-query (1 % of the run, 2,000 px) | {stats(zooms)}; "
+            f"{statistics.fmean(zooms) / baseline:.3f}x the baseline |"
+        ),
+        *levels,
+    ]
 
 
 def with_levels(run_dir: Path, path: str, repeat: int) -> list[str]:
     """The full-range request on a fresh server once the run has precomputed levels."""
-    from steplog.ui.levels import write_levels
+    from steplog.levels import write_levels
 
     start = time.perf_counter()
     size = write_levels(run_dir).stat().st_size
@@ -185,9 +216,13 @@ def with_levels(run_dir: Path, path: str, repeat: int) -> list[str]:
             assert max(body["y"]) == 50.0, "the spike must survive the levels"
         finally:
             server.stop()
-    return [(f"| precomputed levels (`steplog.ui.levels.write_levels`, for compaction to call): writing them | "
-             f"{written:.2f} s, {size / 1e6:.1f} MB |"),
-            f"| one metric, full range, 2,000 px, first request on a fresh server, with the levels | {stats(firsts)} |"]
+    return [
+        (
+            f"| precomputed levels (`steplog.levels.write_levels`, for compaction to call): writing them | "
+            f"{written:.2f} s, {size / 1e6:.1f} MB |"
+        ),
+        f"| one metric, full range, 2,000 px, first request on a fresh server, with the levels | {stats(firsts)} |",
+    ]
 
 
 _WRITER = """
@@ -207,8 +242,9 @@ for run in runs:
     run.finish()
 """
 
-_SERVER = ("import sys, steplog.ui, time; s = steplog.ui.serve(sys.argv[1], port=0); print(s.url, flush=True); "
-           "time.sleep(1e6)")
+_SERVER = (
+    "import sys, steplog.ui, time; s = steplog.ui.serve(sys.argv[1], port=0); print(s.url, flush=True); time.sleep(1e6)"
+)
 
 
 def live_runs(work: Path, count: int, rate: int, seconds: float) -> list[str]:
@@ -218,8 +254,15 @@ def live_runs(work: Path, count: int, rate: int, seconds: float) -> list[str]:
     root.mkdir()
     env = dict(os.environ, PYTHONPATH=str(Path(steplog.__file__).parents[1]))
     per_process = str(count // 4 or 1)  # 4 writer processes
-    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(root), per_process, str(rate), str(seconds)],
-                                stdout=subprocess.PIPE, text=True, env=env) for _ in range(min(4, count))]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(root), per_process, str(rate), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(min(4, count))
+    ]
     for w in writers:
         w.stdout.readline()
     server = subprocess.Popen([sys.executable, "-c", _SERVER, str(root)], stdout=subprocess.PIPE, text=True, env=env)
@@ -232,12 +275,16 @@ def live_runs(work: Path, count: int, rate: int, seconds: float) -> list[str]:
             w.wait()
         server.kill()
         server.wait()
-    return [f"| {count} live runs x {rate:,} steps/s: latency from log() to the client (x=time) | {stats(latencies)} |",
-            f"| server CPU while polled as the page does | {cpu:.1f} % of one core |",
-            (f"| bytes per live update of one run (2 metrics, 1 s of new points) | "
-             f"mean {statistics.fmean(sizes):,.0f} B "
+    return [
+        f"| {count} live runs x {rate:,} steps/s: latency from log() to the client (x=time) | {stats(latencies)} |",
+        f"| server CPU while polled as the page does | {cpu:.1f} % of one core |",
+        (
+            f"| bytes per live update of one run (2 metrics, 1 s of new points) | "
+            f"mean {statistics.fmean(sizes):,.0f} B "
             f"vs {len(full):,} B to re-fetch every point of the series after {seconds:.0f} s (trackio; grows with "
-            f"the run): {len(full) / statistics.fmean(sizes):,.0f}x less |")]
+            f"the run): {len(full) / statistics.fmean(sizes):,.0f}x less |"
+        ),
+    ]
 
 
 def poll_like_the_page(url: str, seconds: float, server) -> tuple[list[float], list[int], float]:
@@ -284,9 +331,11 @@ def main(argv: list[str] | None = None) -> list[str]:
     lines = ["| what | measured |", "|---|---|"]
     print("\n".join(lines), flush=True)
     try:
-        parts = {"table": lambda: runs_table(work, count, browser=not args.no_browser),
-                 "long": lambda: long_run(work, steps, repeat=3 if args.tiny else 7),
-                 "live": lambda: live_runs(work, live, 100 if args.tiny else 1_000, 6 if args.tiny else 20)}
+        parts = {
+            "table": lambda: runs_table(work, count, browser=not args.no_browser),
+            "long": lambda: long_run(work, steps, repeat=3 if args.tiny else 7),
+            "live": lambda: live_runs(work, live, 100 if args.tiny else 1_000, 6 if args.tiny else 20),
+        }
         for name in args.parts.split(","):
             found = parts[name]()
             print("\n".join(found), flush=True)

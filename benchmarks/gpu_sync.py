@@ -31,7 +31,9 @@ import steplog
 from steplog import values
 
 SIZES = {
-    "full": dict(vocab=10_000, d_model=512, layers=4, heads=16, d_ff=1344, batch=64, context=256, steps=200, warmup=30, rounds=3),
+    "full": dict(
+        vocab=10_000, d_model=512, layers=4, heads=16, d_ff=1344, batch=64, context=256, steps=200, warmup=30, rounds=3
+    ),
     "tiny": dict(vocab=128, d_model=32, layers=2, heads=2, d_ff=64, batch=2, context=16, steps=4, warmup=1, rounds=1),
 }
 MODES = ("none", "item", "steplog")
@@ -85,7 +87,9 @@ def sync(device: torch.device) -> None:
 def train(mode: str, size: dict, device: torch.device, root: str) -> float:
     """Steps per second of ``size['steps']`` training steps (after a warm-up) under ``mode``."""
     torch.manual_seed(0)
-    model = TransformerLM(size["vocab"], size["d_model"], size["layers"], size["heads"], size["d_ff"], size["context"]).to(device)
+    model = TransformerLM(
+        size["vocab"], size["d_model"], size["layers"], size["heads"], size["d_ff"], size["context"]
+    ).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
     run = steplog.init(name=f"gpu-sync-{mode}", root=root) if mode == "steplog" else None
     kept: list[float] = []
@@ -119,7 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="a tiny model on CPU, in seconds")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--defer-cpu", action="store_true", help="treat CPU tensors as accelerator tensors (tests the path)")
+    parser.add_argument(
+        "--defer-cpu", action="store_true", help="treat CPU tensors as accelerator tensors (tests the path)"
+    )
     args = parser.parse_args(argv)
     size = SIZES["tiny" if args.tiny else "full"]
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu"))

@@ -28,7 +28,7 @@ def stages(run, step: int, now: float):
         ("metric-name check", lambda d: known.issuperset(d)),
         ("value check (sum gate)", lambda d: type(sum(d.values())) is not float),
         ("encode", lambda d: run._encode(step, now, d, 4.0)),  # a finite sum: as for finite values
-        ("sink", lambda d, line=run._encode(step, now, {k: 0.5 for k in KEYS}, 4.0): run._put(line, step, now)),
+        ("sink", lambda d, line=run._encode(step, now, {k: 0.5 for k in KEYS}, 4.0): run._put(line, step, now)),  # noqa: B008
     ]
 
 
@@ -37,7 +37,7 @@ def measure(mode: str, rounds: int) -> dict[str, float]:
     run = steplog.init(root=tempfile.mkdtemp(prefix="steplog-breakdown-"), durability=mode)
     rng = random.Random(0)
     pool = [rng.random() for _ in range(1_100)]
-    steps = [dict(zip(KEYS, pool[i:i + 8])) for i in range(1_000)]
+    steps = [dict(zip(KEYS, pool[i : i + 8])) for i in range(1_000)]
     run.log(dict(steps[0]))
     parts = [("whole log()", run.log), *stages(run, 1, 0.5)]
     clock = time.perf_counter_ns

@@ -45,15 +45,33 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 KEYS = [f"metric_{i}" for i in range(8)]
 #: Issue 11's fixture: 8 named metrics, the step passed explicitly (beside the 8 anonymous ones, step implicit).
-NAMED_KEYS = ["train_loss", "lr", "tokens_per_sec", "grad_norm", "iter_time_ms", "val_loss", "perplexity",
-              "weight_norm"]
+NAMED_KEYS = [
+    "train_loss",
+    "lr",
+    "tokens_per_sec",
+    "grad_norm",
+    "iter_time_ms",
+    "val_loss",
+    "perplexity",
+    "weight_norm",
+]
 FIXTURES = {"8 metrics": (KEYS, False), "8 named metrics, step=": (NAMED_KEYS, True)}
 MODES = ("mmap", "process", "buffered", "fsync")
 SIZES = {
-    "full": {"calls": {"8 metrics": 100_000, "8 named metrics, step=": 50_000}, "block": 2_000, "repeats": 3,
-             "rss_steps": 1_000_000, "reference_steps": 20_000},
-    "tiny": {"calls": {"8 metrics": 2_000, "8 named metrics, step=": 1_000}, "block": 500, "repeats": 1,
-             "rss_steps": 20_000, "reference_steps": 200},
+    "full": {
+        "calls": {"8 metrics": 100_000, "8 named metrics, step=": 50_000},
+        "block": 2_000,
+        "repeats": 3,
+        "rss_steps": 1_000_000,
+        "reference_steps": 20_000,
+    },
+    "tiny": {
+        "calls": {"8 metrics": 2_000, "8 named metrics, step=": 1_000},
+        "block": 500,
+        "repeats": 1,
+        "rss_steps": 20_000,
+        "reference_steps": 200,
+    },
 }
 #: Mean per call including every flush (and the final finish), as a multiple of the bare write.
 TARGETS = {"mmap": 0.7, "process": 1.3, "buffered": 0.8}
@@ -65,7 +83,7 @@ def metric_dicts(count: int, seed: int = 0, keys: list[str] = KEYS) -> list[dict
     """``count`` distinct steps of 8 float metrics."""
     rng = random.Random(seed)
     pool = [rng.random() for _ in range(count + 8)]
-    return [dict(zip(keys, pool[i:i + 8])) for i in range(count)]
+    return [dict(zip(keys, pool[i : i + 8])) for i in range(count)]
 
 
 def timer_overhead(samples: int = 20_000) -> int:
@@ -79,8 +97,9 @@ def timer_overhead(samples: int = 20_000) -> int:
     return int(statistics.median(costs))
 
 
-def measure_log(mode: str, calls: int, block: int, root: Path, keys: list[str], explicit_step: bool
-                ) -> tuple[list[int], list[int], int]:
+def measure_log(
+    mode: str, calls: int, block: int, root: Path, keys: list[str], explicit_step: bool
+) -> tuple[list[int], list[int], int]:
     """Per-call times (ns) of the baseline and of ``Run.log`` in ``mode``, in alternating blocks
     (ABBA order, so that drift hits both alike), and the time of ``finish`` (ns)."""
     clock, now, perf, dumps, write = time.perf_counter_ns, time.time, time.perf_counter, orjson.dumps, os.write
@@ -96,7 +115,7 @@ def measure_log(mode: str, calls: int, block: int, root: Path, keys: list[str], 
     log = run.log
     step = 0
     for number in range(calls // block):
-        for which in ((0, 1) if number % 2 == 0 else (1, 0)):
+        for which in (0, 1) if number % 2 == 0 else (1, 0):
             if which == 0:
                 for i, d in enumerate(steps):
                     d = dict(d)
@@ -129,8 +148,12 @@ def measure_log(mode: str, calls: int, block: int, root: Path, keys: list[str], 
 def summary(times: list[int], overhead: int, extra: int = 0) -> dict[str, float]:
     """Median, p99, max and mean (the mean with ``extra`` ns, e.g. the final finish, spread over the calls)."""
     ordered = sorted(t - overhead for t in times)
-    return {"median": statistics.median(ordered), "p99": ordered[int(len(ordered) * 0.99)], "max": ordered[-1],
-            "mean": (sum(ordered) + extra) / len(ordered)}
+    return {
+        "median": statistics.median(ordered),
+        "p99": ordered[int(len(ordered) * 0.99)],
+        "max": ordered[-1],
+        "mean": (sum(ordered) + extra) / len(ordered),
+    }
 
 
 def log_figures(size: dict, root: Path) -> dict[str, dict]:
@@ -152,8 +175,13 @@ def log_figures(size: dict, root: Path) -> dict[str, dict]:
                 finishes += finish
                 per_repeat.append(summary(mine, overhead, finish)["mean"] / summary(base, overhead)["mean"])
             b, m = summary(base_all, overhead), summary(mine_all, overhead, finishes)
-            figures[(fixture, mode)] = {"baseline": b, "log": m, "ratio_median": m["median"] / b["median"],
-                                        "ratio_mean": m["mean"] / b["mean"], "repeat_ratios": per_repeat}
+            figures[(fixture, mode)] = {
+                "baseline": b,
+                "log": m,
+                "ratio_median": m["median"] / b["median"],
+                "ratio_mean": m["mean"] / b["mean"],
+                "repeat_ratios": per_repeat,
+            }
     return figures
 
 
@@ -168,11 +196,11 @@ def rss_child(steps: int, mode: str, root: str) -> None:
     run = steplog.init(name=f"rss-{mode}", root=root, durability=mode)
     values = [random.random() for _ in range(1_000)]
     for step in range(10_000):  # warm up: caches, key set, allocator arenas
-        run.log(dict(zip(KEYS, values[step % 990: step % 990 + 8])))
+        run.log(dict(zip(KEYS, values[step % 990 : step % 990 + 8])))
     gc.collect()
     before = rss()
     for step in range(steps):
-        run.log(dict(zip(KEYS, values[step % 990: step % 990 + 8])))
+        run.log(dict(zip(KEYS, values[step % 990 : step % 990 + 8])))
     gc.collect()
     after = rss()
     run.finish()
@@ -183,8 +211,13 @@ def rss_figures(steps: int, root: Path) -> dict[str, tuple[float, float, float]]
     """Per mode: (growth, RSS before, RSS after), in MB."""
     growth = {}
     for mode in ("mmap", "process"):
-        out = subprocess.run([sys.executable, __file__, "--rss-child", str(steps), mode, str(root / f"rss-{mode}")],
-                             capture_output=True, text=True, check=True, timeout=600)
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(steps), mode, str(root / f"rss-{mode}")],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
         numbers = json.loads(out.stdout.strip().splitlines()[-1])
         before, after = numbers["before"] / 2**20, numbers["after"] / 2**20
         growth[mode] = (after - before, before, after)
@@ -241,8 +274,12 @@ def reference_figures(steps: int, root: Path) -> dict[str, float | str]:
     figures: dict[str, float | str] = {}
     for name in REFERENCES:
         try:
-            out = subprocess.run([sys.executable, __file__, "--reference-child", name, str(steps),
-                                  str(root / f"ref-{len(figures)}")], capture_output=True, text=True, timeout=600)
+            out = subprocess.run(
+                [sys.executable, __file__, "--reference-child", name, str(steps), str(root / f"ref-{len(figures)}")],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
         except subprocess.TimeoutExpired:
             figures[name] = "not measured: took over 10 minutes"
             continue
@@ -289,8 +326,14 @@ def versions() -> str:
     import polars
     import pyarrow
 
-    parts = [f"python {platform.python_version()}", f"steplog {steplog.__version__}", f"orjson {orjson.__version__}",
-             f"polars {polars.__version__}", f"pyarrow {pyarrow.__version__}", f"numpy {numpy.__version__}"]
+    parts = [
+        f"python {platform.python_version()}",
+        f"steplog {steplog.__version__}",
+        f"orjson {orjson.__version__}",
+        f"polars {polars.__version__}",
+        f"pyarrow {pyarrow.__version__}",
+        f"numpy {numpy.__version__}",
+    ]
     try:
         import torch
 
@@ -321,20 +364,27 @@ def log_rows(logs: dict) -> list[str]:
             f = logs[(fixture, mode)]
             b, m = f["baseline"], f["log"]
             spread = ", ".join(f"{r:.2f}" for r in f["repeat_ratios"])
-            lines.append(f"| {fixture}: log() `{mode}` mean (incl. flushes, finish) / p50 / p99 / max | "
-                         f"{m['mean']:.0f} / {m['median']:.0f} / {m['p99']:.0f} / {m['max']:.0f} ns (bare write "
-                         f"{b['mean']:.0f} / {b['median']:.0f} / {b['p99']:.0f} / {b['max']:.0f} ns) | | |")
+            lines.append(
+                f"| {fixture}: log() `{mode}` mean (incl. flushes, finish) / p50 / p99 / max | "
+                f"{m['mean']:.0f} / {m['median']:.0f} / {m['p99']:.0f} / {m['max']:.0f} ns (bare write "
+                f"{b['mean']:.0f} / {b['median']:.0f} / {b['p99']:.0f} / {b['max']:.0f} ns) | | |"
+            )
             target = TARGETS.get(mode)
-            lines.append(f"| {fixture}: `{mode}` / bare write, mean (median) | **{f['ratio_mean']:.2f}x** "
-                         f"({f['ratio_median']:.2f}x); per repeat {spread} | {'<= %.1fx' % target if target else ''} | "
-                         f"{verdict(f['ratio_mean'], target) if target else ''} |")
+            lines.append(
+                f"| {fixture}: `{mode}` / bare write, mean (median) | **{f['ratio_mean']:.2f}x** "
+                f"({f['ratio_median']:.2f}x); per repeat {spread} | {f'<= {target:.1f}x' if target else ''} | "
+                f"{verdict(f['ratio_mean'], target) if target else ''} |"
+            )
             if mode in ("mmap", "buffered"):
                 p99 = m["p99"] / m["mean"]
-                lines.append(f"| {fixture}: `{mode}` p99 / its own mean | {p99:.1f}x | <= {P99_TARGET:.0f}x | "
-                             f"{verdict(p99, P99_TARGET)} |")
+                lines.append(
+                    f"| {fixture}: `{mode}` p99 / its own mean | {p99:.1f}x | <= {P99_TARGET:.0f}x | "
+                    f"{verdict(p99, P99_TARGET)} |"
+                )
         buffered = logs[(fixture, "buffered")]["log"]["mean"] / logs[(fixture, "process")]["log"]["mean"]
-        lines.append(f"| {fixture}: `buffered` / `process`, mean | {buffered:.2f}x | <= 0.8x | "
-                     f"{verdict(buffered, 0.8)} |")
+        lines.append(
+            f"| {fixture}: `buffered` / `process`, mean | {buffered:.2f}x | <= 0.8x | {verdict(buffered, 0.8)} |"
+        )
     return lines
 
 
@@ -342,29 +392,46 @@ def startup_rows(startup: dict) -> list[str]:
     if not startup:
         return ["| import and init cost (bench_startup.py) | skipped | | |"]
     s = startup
-    lines = [f"| `import steplog` adds (over `import orjson`: {s['import orjson s']:.3f} s, "
-             f"{s['import orjson MiB']:.1f} MiB) | "
-             f"{s['import added s']:.3f} s, {s['import added MiB']:.1f} MiB | <= 0.1 s, <= 10 MiB | "
-             f"{verdict(s['import added s'], 0.1) if s['import added MiB'] <= 10 else 'FAIL'} |"]
+    lines = [
+        f"| `import steplog` adds (over `import orjson`: {s['import orjson s']:.3f} s, "
+        f"{s['import orjson MiB']:.1f} MiB) | "
+        f"{s['import added s']:.3f} s, {s['import added MiB']:.1f} MiB | <= 0.1 s, <= 10 MiB | "
+        f"{verdict(s['import added s'], 0.1) if s['import added MiB'] <= 10 else 'FAIL'} |"
+    ]
     for mode in ("mmap", "process"):
         first = max(s[f"{mode} first init ms"], s[f"{mode} first finish ms"])
         later = max(s[f"{mode} later init ms"], s[f"{mode} later finish ms"])
-        lines.append(f"| `{mode}`: init / finish, first run of a process | {s[f'{mode} first init ms']:.1f} / "
-                     f"{s[f'{mode} first finish ms']:.1f} ms | <= 15 ms each | {verdict(first, 15)} |")
-        lines.append(f"| `{mode}`: init / finish, later runs (median) | {s[f'{mode} later init ms']:.1f} / "
-                     f"{s[f'{mode} later finish ms']:.1f} ms (one fsync here: {s['one fsync ms']:.1f} ms) | "
-                     f"<= 2 ms each | {verdict(later, 2)} |")
+        lines.append(
+            f"| `{mode}`: init / finish, first run of a process | {s[f'{mode} first init ms']:.1f} / "
+            f"{s[f'{mode} first finish ms']:.1f} ms | <= 15 ms each | {verdict(first, 15)} |"
+        )
+        lines.append(
+            f"| `{mode}`: init / finish, later runs (median) | {s[f'{mode} later init ms']:.1f} / "
+            f"{s[f'{mode} later finish ms']:.1f} ms (one fsync here: {s['one fsync ms']:.1f} ms) | "
+            f"<= 2 ms each | {verdict(later, 2)} |"
+        )
     return lines
 
 
-def table(size_name: str, size: dict, logs: dict, breakdown: dict, rss: dict, references: dict, queries, gpu,
-          startup: dict | None = None) -> str:
+def table(
+    size_name: str,
+    size: dict,
+    logs: dict,
+    breakdown: dict,
+    rss: dict,
+    references: dict,
+    queries,
+    gpu,
+    startup: dict | None = None,
+) -> str:
     lines = ["| figure | value | target | verdict |", "|---|---|---|---|", *log_rows(logs)]
     for part, cost in breakdown.items():
         lines.append(f"| log() stage (log_breakdown.py): {part} | {cost:.0f} ns | | |")
     for mode, (growth, before, after) in rss.items():
-        lines.append(f"| RSS growth over {size['rss_steps']:,} steps, `{mode}` | {growth:.2f} MB ({before:.1f} -> "
-                     f"{after:.1f} MB) | < {RSS_TARGET_MB:.0f} MB | {verdict(growth, RSS_TARGET_MB)} |")
+        lines.append(
+            f"| RSS growth over {size['rss_steps']:,} steps, `{mode}` | {growth:.2f} MB ({before:.1f} -> "
+            f"{after:.1f} MB) | < {RSS_TARGET_MB:.0f} MB | {verdict(growth, RSS_TARGET_MB)} |"
+        )
     lines += startup_rows(startup or {})
     for name, value in references.items():
         shown = f"{value * 1e6:.1f} us/step" if isinstance(value, float) else value
@@ -391,7 +458,9 @@ def startup_figures(tiny: bool) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="every benchmark at a tiny size (a smoke test); saves nothing")
+    parser.add_argument(
+        "--tiny", action="store_true", help="every benchmark at a tiny size (a smoke test); saves nothing"
+    )
     parser.add_argument("--no-save", action="store_true", help="print the table only")
     parser.add_argument("--skip-references", action="store_true", help="do not measure other trackers")
     parser.add_argument("--skip-queries", action="store_true", help="do not run bench_queries.py")
@@ -419,10 +488,12 @@ def main(argv: list[str] | None = None) -> str:
     print(text)
     if not args.tiny and not args.no_save:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        header = (f"\n### {stamp}: benchmarks/run.py\n\nMachine: {machine()}. Versions: {versions()}.\n"
-                  f"{', '.join(f'{n:,} calls ({k})' for k, n in size['calls'].items())} per mode in blocks of "
-                  f"{size['block']:,}, x{size['repeats']} repeats; "
-                  f"timer overhead {logs['timer_overhead_ns']} ns subtracted.\n\n")
+        header = (
+            f"\n### {stamp}: benchmarks/run.py\n\nMachine: {machine()}. Versions: {versions()}.\n"
+            f"{', '.join(f'{n:,} calls ({k})' for k, n in size['calls'].items())} per mode in blocks of "
+            f"{size['block']:,}, x{size['repeats']} repeats; "
+            f"timer overhead {logs['timer_overhead_ns']} ns subtracted.\n\n"
+        )
         with open(RESULTS, "a") as f:
             f.write(header + text + "\n")
         print(f"\nappended to {RESULTS}")

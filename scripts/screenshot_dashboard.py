@@ -17,8 +17,14 @@ import steplog
 import steplog.ui
 from steplog.demo import run_demo
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def make_root() -> tuple[Path, steplog.Run]:
@@ -27,8 +33,12 @@ def make_root() -> tuple[Path, steplog.Run]:
     run_demo(root, quick=True)
     live = steplog.init(name="lr3e-3-long", config={"learning_rate": 3e-3, "context": 4}, root=root)
     for step in range(3000):
-        live.log({"train_loss": 2.6 * 0.9993 ** step + 1.55 + 0.05 * ((step * 7919) % 13) / 13,
-                  "lr": 3e-3 * min(1.0, step / 300)})
+        live.log(
+            {
+                "train_loss": 2.6 * 0.9993**step + 1.55 + 0.05 * ((step * 7919) % 13) / 13,
+                "lr": 3e-3 * min(1.0, step / 300),
+            }
+        )
     live.flush()
     return root, live
 
@@ -44,10 +54,12 @@ def main() -> None:
     server = steplog.ui.serve(root, port=0)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                        args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 900},
-                                    color_scheme="dark" if args.dark else "light", bypass_csp=True)
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS
+            )
+            page = browser.new_page(
+                viewport={"width": 1400, "height": 900}, color_scheme="dark" if args.dark else "light", bypass_csp=True
+            )
             page.goto(server.url + "?metrics=loss,lr")
             page.wait_for_function("window.steplog && window.steplog.ready")
             page.wait_for_timeout(500)

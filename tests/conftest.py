@@ -23,8 +23,14 @@ def root(tmp_path: Path) -> Path:
 def python_subprocess(code: str, *args: str, **kwargs) -> subprocess.Popen:
     """Start `python -c code args...` with steplog importable; stdout is a pipe of text lines."""
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
 
 
 _CRASHING_WRITER = """

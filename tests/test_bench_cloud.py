@@ -11,9 +11,19 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_cloud.py
 
 
 def test_bench_cloud_runs_at_a_tiny_size():
-    out = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--repeat", "2"], capture_output=True, text=True,
-                         timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--repeat", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    for measure in ("push 10 runs", "plain concurrent obstore puts", "push again",
-                    "catalog.read, 50 runs, local, catalog current", "local S3 server"):
+    for measure in (
+        "push 10 runs",
+        "plain concurrent obstore puts",
+        "push again",
+        "catalog.read, 50 runs, local, catalog current",
+        "local S3 server",
+    ):
         assert measure in out.stdout

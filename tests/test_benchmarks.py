@@ -36,8 +36,13 @@ def test_the_suite_runs_at_a_tiny_size_and_saves_nothing():
             assert f"{fixture}: `{mode}` / bare write, mean (median)" in table
     mmap_row = next(line for line in table.splitlines() if line.startswith("| 8 metrics: `mmap` / bare write"))
     assert mmap_row.split("|")[3].strip() == "<= 0.7x" and mmap_row.split("|")[4].strip() in ("pass", "FAIL")
-    for row in ("RSS growth over 20,000 steps, `mmap`", "log() stage (log_breakdown.py): encode, mmap",
-                "`import steplog` adds", "`mmap`: init / finish, later runs", "reference: steplog (process)"):
+    for row in (
+        "RSS growth over 20,000 steps, `mmap`",
+        "log() stage (log_breakdown.py): encode, mmap",
+        "`import steplog` adds",
+        "`mmap`: init / finish, later runs",
+        "reference: steplog (process)",
+    ):
         assert row in table
     assert "queries (bench_queries.py)" in table
     assert (results.read_bytes() if results.exists() else None) == before
@@ -59,7 +64,9 @@ def test_bench_queries_runs_at_tiny_size(tmp_path, capsys):
 
 def test_bench_cli_runs_at_tiny_size(tmp_path, capsys):
     results = load_benchmark("bench_cli.py").main(["--tiny", "--repeat", "1", "--root", str(tmp_path)])
-    assert set(results) == {"ls_s", "ls_json_s", "best_s", "compare_s", "show_s"} and all(v > 0 for v in results.values())
+    assert set(results) == {"ls_s", "ls_json_s", "best_s", "compare_s", "show_s"} and all(
+        v > 0 for v in results.values()
+    )
     assert "| steplog ls over 10 compacted runs |" in capsys.readouterr().out
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import python_subprocess
 
 import steplog
-from conftest import python_subprocess
 from steplog.cli import COMMANDS, main
 from steplog.report import BEGIN_MARKER, END_MARKER, fill_experiment_log
 from steplog.tracker import ExperimentConfig, ExperimentTracker
@@ -137,8 +137,24 @@ def _fits(text: str, width: int = 80) -> None:
 
 def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     names = {c.name for c in COMMANDS}
-    assert names == {"ls", "show", "compare", "best", "compact", "export", "tail", "plot", "demo", "report", "sql", "push",
-                     "sync", "catalog"}
+    assert names == {
+        "ls",
+        "show",
+        "compare",
+        "best",
+        "compact",
+        "export",
+        "tail",
+        "plot",
+        "demo",
+        "report",
+        "sql",
+        "push",
+        "sync",
+        "catalog",
+        "ui",
+        "import",
+    }
     for name in names:
         code, out, _ = _run(capsys, name, "--help")
         assert code == 0 and "example:" in out and f"steplog {name}" in out.split("example:")[1]
@@ -149,8 +165,12 @@ def test_ls_newest_first_fits_80_columns(runs_root: Path, capsys: pytest.Capture
     assert code == 0 and err == ""
     _fits(out)
     lines = out.splitlines()
-    assert "train_loss" in lines[0] and "val_loss" in lines[0] and lines[1].split()[:4] == ["name", "id", "status", "steps"]
-    body = [line.split()[0] for line in lines[3:3 + 5]]
+    assert (
+        "train_loss" in lines[0]
+        and "val_loss" in lines[0]
+        and lines[1].split()[:4] == ["name", "id", "status", "steps"]
+    )
+    body = [line.split()[0] for line in lines[3 : 3 + 5]]
     assert body[0] == "crashed" and body[1] == "diverged" and body[-1] == "baseline"  # newest first
     assert "\u2026" in out and LONG_NAME not in out  # the long name is cut with an ellipsis ...
     assert "warmup_500" in out and "a_very_lo" in out  # ... in the middle: both ends stay
@@ -160,12 +180,19 @@ def test_ls_newest_first_fits_80_columns(runs_root: Path, capsys: pytest.Capture
     assert diverged.split()[-2:] == ["2", "2.5"]  # best train_loss and val_loss: NaN/inf never win
     baseline = next(line for line in lines if line.startswith("baseline"))
     assert baseline.split()[-2:] == ["0.4082", "0.4286"]  # 4 significant digits, from the sidecar
-    ids = [line.split()[1] for line in lines[3:3 + 5]]
-    assert all(steplog.store.resolve_run(i, runs_root).name.startswith(i) for i in ids) and all(len(i) < 26 for i in ids)
+    ids = [line.split()[1] for line in lines[3 : 3 + 5]]
+    assert all(steplog.store.resolve_run(i, runs_root).name.startswith(i) for i in ids) and all(
+        len(i) < 26 for i in ids
+    )
 
     code, wide, _ = _run(capsys, "ls", "--root", str(runs_root), "--width", "200")
     assert code == 0 and "started" in wide and "left out" not in wide and LONG_NAME in wide
-    assert next(line for line in wide.splitlines() if line.startswith("diverged")).split()[-4:] == ["2", "nan", "2.5", "nan"]
+    assert next(line for line in wide.splitlines() if line.startswith("diverged")).split()[-4:] == [
+        "2",
+        "nan",
+        "2.5",
+        "nan",
+    ]
 
 
 def test_ls_filters_metrics_and_json(runs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -205,8 +232,17 @@ def test_show_text_and_json(runs_root: Path, capsys: pytest.CaptureFixture[str])
     code, out, _ = _run(capsys, "show", "baseline", "--root", str(runs_root))
     assert code == 0
     _fits(out)
-    for expected in ("status    finished", "stored    compacted", "git_commit" if "git_commit" in out else "host",
-                     "argv", "lr", "segments:", "metrics:", "train_loss", "val_loss"):
+    for expected in (
+        "status    finished",
+        "stored    compacted",
+        "git_commit" if "git_commit" in out else "host",
+        "argv",
+        "lr",
+        "segments:",
+        "metrics:",
+        "train_loss",
+        "val_loss",
+    ):
         assert expected in out
     code, out, _ = _run(capsys, "show", "crashed", "--root", str(runs_root))
     assert code == 0 and "status    crashed" in out and "30 (0 to 29)" in out
@@ -219,8 +255,13 @@ def test_show_text_and_json(runs_root: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_unknown_and_ambiguous_runs(runs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for command in (["show", "basline"], ["tail", "basline"], ["export", "basline", "-o", "x.csv"],
-                    ["plot", "basline"], ["compare", "basline"]):
+    for command in (
+        ["show", "basline"],
+        ["tail", "basline"],
+        ["export", "basline", "-o", "x.csv"],
+        ["plot", "basline"],
+        ["compare", "basline"],
+    ):
         code, _, err = _run(capsys, *command, "--root", str(runs_root))
         assert code == 1 and "did you mean 'baseline'" in _one_error_line(err), command
     code, _, err = _run(capsys, "show", "20", "--root", str(runs_root))
@@ -229,8 +270,17 @@ def test_unknown_and_ambiguous_runs(runs_root: Path, capsys: pytest.CaptureFixtu
 
 def test_missing_root_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = str(tmp_path / "nowhere")
-    for command in (["ls"], ["show", "x"], ["compare"], ["best", "loss"], ["compact"], ["export", "x", "-o", "x.csv"],
-                    ["tail", "x"], ["plot", "x"], ["report"]):
+    for command in (
+        ["ls"],
+        ["show", "x"],
+        ["compare"],
+        ["best", "loss"],
+        ["compact"],
+        ["export", "x", "-o", "x.csv"],
+        ["tail", "x"],
+        ["plot", "x"],
+        ["report"],
+    ):
         code, _, err = _run(capsys, *command, "--root", missing)
         assert code == 1 and "does not exist; pass --root DIR" in _one_error_line(err), command
 
@@ -241,7 +291,9 @@ def test_compare(runs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _fits(out)
     assert "config.lr" in out and "config.layers" not in out  # only the keys that differ
     assert "train_loss.best" in out and "val_loss.last" in out
-    code, out, _ = _run(capsys, "compare", "baseline", "sweep_lr_0.003", "--metrics", "val_loss", "--root", str(runs_root))
+    code, out, _ = _run(
+        capsys, "compare", "baseline", "sweep_lr_0.003", "--metrics", "val_loss", "--root", str(runs_root)
+    )
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["baseline", "sweep_lr_0.003"] and "train_loss" not in out
     assert lines[2].split() == ["config.lr", "0.001", "0.003"]
@@ -301,7 +353,9 @@ def test_export(runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     from_csv = pl.read_csv(tmp_path / "h.csv")
     assert from_csv.columns == ["step", "wallclock", "time", "train_loss", "val_loss"] and from_csv.height == 3
     assert pl.read_parquet(tmp_path / "h.parquet")["train_loss"].is_nan().to_list() == [False, False, True]
-    code, _, err = _run(capsys, "export", "baseline", "-o", str(tmp_path / "no" / "dir" / "h.csv"), "--root", str(runs_root))
+    code, _, err = _run(
+        capsys, "export", "baseline", "-o", str(tmp_path / "no" / "dir" / "h.csv"), "--root", str(runs_root)
+    )
     assert code == 1 and "cannot write" in _one_error_line(err) and "h.csv" in err
     code, _, err = _run(capsys, "export", "baseline", "-o", str(tmp_path / "h.txt"), "--root", str(runs_root))
     assert code == 1 and "use .csv, .parquet" in _one_error_line(err)
@@ -334,8 +388,13 @@ def test_tail_follow_sees_a_live_writer_and_ends_with_it(root: Path) -> None:
     writer = python_subprocess(WRITER, str(root), stdin=subprocess.PIPE)
     run_id = writer.stdout.readline().strip()
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    tail = subprocess.Popen([sys.executable, "-m", "steplog", "tail", run_id[:19], "-f", "--poll", "0.02", "--root", str(root)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "steplog", "tail", run_id[:19], "-f", "--poll", "0.02", "--root", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     first = tail.stdout.readline()
     assert first.startswith("step 0 ") and "loss=1" in first  # printed from the history while the run is live
     writer.stdin.write("go\n")
@@ -352,8 +411,13 @@ def test_tail_follow_ctrl_c_exits_quietly(root: Path) -> None:
     writer = python_subprocess(WRITER, str(root), stdin=subprocess.PIPE)
     run_id = writer.stdout.readline().strip()
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    tail = subprocess.Popen([sys.executable, "-m", "steplog", "tail", "live", "-f", "--root", str(root)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "steplog", "tail", "live", "-f", "--root", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert tail.stdout.readline().startswith("step 0 ")
     tail.send_signal(signal.SIGINT)
     out, err = tail.communicate(timeout=30)
@@ -366,12 +430,31 @@ def test_tail_follow_ctrl_c_exits_quietly(root: Path) -> None:
 def test_plot_png_of_the_requested_size(runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = pytest.importorskip("matplotlib.image")
     out_png = tmp_path / "curves.png"
-    code, out, _ = _run(capsys, "plot", "baseline", "sweep_lr_0.003", "--metric", "train_loss", "--metric", "val_loss",
-                        "--smooth", "3", "--logy", "--size", "640x480", "-o", str(out_png), "--root", str(runs_root))
+    code, out, _ = _run(
+        capsys,
+        "plot",
+        "baseline",
+        "sweep_lr_0.003",
+        "--metric",
+        "train_loss",
+        "--metric",
+        "val_loss",
+        "--smooth",
+        "3",
+        "--logy",
+        "--size",
+        "640x480",
+        "-o",
+        str(out_png),
+        "--root",
+        str(runs_root),
+    )
     assert code == 0 and str(out_png) in out
     pixels = image.imread(out_png)
     assert pixels.shape[:2] == (480, 640) and pixels[..., :3].var() > 0.01
-    code, _, err = _run(capsys, "plot", "baseline", "--metric", "val_los", "-o", str(tmp_path / "x.png"), "--root", str(runs_root))
+    code, _, err = _run(
+        capsys, "plot", "baseline", "--metric", "val_los", "-o", str(tmp_path / "x.png"), "--root", str(runs_root)
+    )
     assert code == 1 and "did you mean 'val_loss'" in _one_error_line(err)
     code, _, err = _run(capsys, "plot", "baseline", "-o", str(tmp_path / "no" / "x.png"), "--root", str(runs_root))
     assert code == 1 and "cannot write the plot" in _one_error_line(err)
@@ -379,8 +462,9 @@ def test_plot_png_of_the_requested_size(runs_root: Path, tmp_path: Path, capsys:
     assert _run(capsys, "plot", "baseline", "--x", "epoch", "--root", str(runs_root))[0] == 2
 
 
-def test_plot_without_matplotlib_says_how_to_install(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_plot_without_matplotlib_says_how_to_install(
+    runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     code, _, err = _run(capsys, "plot", "baseline", "-o", str(tmp_path / "x.png"), "--root", str(runs_root))
@@ -399,10 +483,16 @@ def test_report_to_a_file(runs_root: Path, tmp_path: Path, capsys: pytest.Captur
 
 def test_subprocess_errors_have_no_traceback(runs_root: Path) -> None:
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-m", "steplog", "show", "nope", "--root", str(runs_root)],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "steplog", "show", "nope", "--root", str(runs_root)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 1 and done.stdout == "" and _one_error_line(done.stderr)
-    done = subprocess.run([sys.executable, "-m", "steplog", "ls", "--root", str(runs_root)], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "steplog", "ls", "--root", str(runs_root)], capture_output=True, text=True, env=env
+    )
     assert done.returncode == 0 and "baseline" in done.stdout
 
 
@@ -444,14 +534,18 @@ def test_ls_left_out_note_wraps_to_the_width(tmp_path: Path, capsys: pytest.Capt
     code, out, _ = _run(capsys, "ls", "--root", str(root))
     assert code == 0 and "left out to fit 80 columns" in out
     _fits(out)
-    note = out[out.index("(left out"):]
+    note = out[out.index("(left out") :]
     assert all(m + ".last" in " ".join(note.split()) for m in long_metrics)
     names = {line.split()[0] for line in out.splitlines() if line.startswith("swee")}
-    assert names == {"sweep_lea\u2026mup_2000_a", "sweep_lea\u2026mup_2000_b"}  # 20 characters kept: the end tells them apart
+    assert names == {
+        "sweep_lea\u2026mup_2000_a",
+        "sweep_lea\u2026mup_2000_b",
+    }  # 20 characters kept: the end tells them apart
 
 
-def test_compact_exit_code_says_whether_a_run_could_not_be_compacted(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_compact_exit_code_says_whether_a_run_could_not_be_compacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "logs"
     with steplog.init(name="fine", root=root) as run:
         run.log({"loss": 1.0})
@@ -466,30 +560,39 @@ def test_compact_exit_code_says_whether_a_run_could_not_be_compacted(tmp_path: P
         with pytest.warns(UserWarning, match="damaged line"):
             code, _, err = _run(capsys, "compact", "--root", str(root))
         assert code == 1 and "no readable start event" in err
-        assert _one_error_line(err.splitlines(keepends=True)[-1]) and "could not be compacted: 20260101-000000-000-abcdef" in err
+        assert (
+            _one_error_line(err.splitlines(keepends=True)[-1])
+            and "could not be compacted: 20260101-000000-000-abcdef" in err
+        )
     finally:
         live.finish()
     code, out, _ = _run(capsys, "compact", "--help")
     assert "exit code 1" in " ".join(out.split())
 
 
-def test_plot_size_below_the_minimum_is_a_usage_error(runs_root: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "plot", "baseline", "--size", "10x10", "-o", str(tmp_path / "x.png"), "--root", str(runs_root))
+def test_plot_size_below_the_minimum_is_a_usage_error(
+    runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(
+        capsys, "plot", "baseline", "--size", "10x10", "-o", str(tmp_path / "x.png"), "--root", str(runs_root)
+    )
     assert code == 2 and "at least 100x100" in err and not (tmp_path / "x.png").exists()
 
 
-def test_files_written_are_atomic_and_errors_name_the_target(runs_root: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_files_written_are_atomic_and_errors_name_the_target(
+    runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = _run(capsys, "report", "--fill", "/nonexistent/log.md", "--root", str(runs_root))
     assert code == 1 and "cannot write /nonexistent/log.md: No such file or directory" in _one_error_line(err)
     assert ".tmp" not in err
     synced = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
-    for command in (["report", "--fill", str(tmp_path / "log.md")], ["report", "-o", str(tmp_path / "r.txt")],
-                    ["export", "baseline", "-o", str(tmp_path / "h.csv")]):
+    for command in (
+        ["report", "--fill", str(tmp_path / "log.md")],
+        ["report", "-o", str(tmp_path / "r.txt")],
+        ["export", "baseline", "-o", str(tmp_path / "h.csv")],
+    ):
         synced.clear()
         code, _, err = _run(capsys, *command, "--root", str(runs_root))
         assert code == 0 and synced, command  # the file (and its folder) reach the disk before the rename
@@ -499,11 +602,17 @@ def test_files_written_are_atomic_and_errors_name_the_target(runs_root: Path, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "h.csv", "log.md", "r.txt"]
 
 
-def test_an_unknown_metric_is_named_with_the_root_everywhere(runs_root: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_metric_is_named_with_the_root_everywhere(
+    runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("matplotlib")
-    for command in (["ls", "--metrics", "val_los"], ["compare", "--metrics", "val_los"],
-                    ["plot", "baseline", "--metric", "val_los", "-o", str(tmp_path / "x.png")]):
+    for command in (
+        ["ls", "--metrics", "val_los"],
+        ["compare", "--metrics", "val_los"],
+        ["plot", "baseline", "--metric", "val_los", "-o", str(tmp_path / "x.png")],
+    ):
         code, _, err = _run(capsys, *command, "--root", str(runs_root))
-        assert code == 1 and f"no run in {runs_root} logged metric 'val_los'; did you mean 'val_loss'" in \
-            _one_error_line(err), command
+        assert (
+            code == 1
+            and f"no run in {runs_root} logged metric 'val_los'; did you mean 'val_loss'" in _one_error_line(err)
+        ), command

@@ -46,16 +46,22 @@ def bucket(s3_endpoint, monkeypatch):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     name = f"steplog-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket=name)
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=name)
     return f"s3://{name}/team/logs", {"aws_endpoint_url": s3_endpoint, **CREDENTIALS}
 
 
 def make_runs(root: Path, count: int, steps: int = 5) -> list[str]:
     ids = []
     for i in range(count):
-        with steplog.init(name=f"run{i}", config={"lr": 10.0 ** -(i % 3 + 2), "model": {"size": 64 * (1 + i % 2)}},
-                          root=root) as run:
+        with steplog.init(
+            name=f"run{i}", config={"lr": 10.0 ** -(i % 3 + 2), "model": {"size": 64 * (1 + i % 2)}}, root=root
+        ) as run:
             for step in range(steps):
                 run.log({"loss": 1.0 / (step + 1 + i), "val_loss": float("nan") if step == 1 else 2.0 - step * 0.1})
         ids.append(run.id)
@@ -73,9 +79,10 @@ def test_history_read_back_from_the_bucket_equals_the_local_one(root, bucket):
         assert_frame_equal(remote, local)  # values, dtypes, NaN where it was
         assert remote["val_loss"].is_nan().sum() == 1
     lazy = pl.scan_parquet(f"{url}/*/metrics.parquet", storage_options=options).select("run_id", "loss")
-    assert_frame_equal(lazy.collect().sort("run_id", maintain_order=True),
-                       pl.concat([pl.read_parquet(root / r / "metrics.parquet", columns=["run_id", "loss"])
-                                  for r in ids]))
+    assert_frame_equal(
+        lazy.collect().sort("run_id", maintain_order=True),
+        pl.concat([pl.read_parquet(root / r / "metrics.parquet", columns=["run_id", "loss"]) for r in ids]),
+    )
 
 
 def test_a_run_pushed_twice_is_stored_once(root, bucket):
@@ -87,8 +94,9 @@ def test_a_run_pushed_twice_is_stored_once(root, bucket):
     results = push_each(url, root=root, storage_options=options, quiet=True)
     assert [outcome for _, outcome, _ in results] == ["current", "current"]
     assert remote.list() == before
-    assert sorted(before) == sorted([f"{r}/{n}" for r in ids for n in ("metrics.parquet", "run.json")]
-                                    + [catalog.CATALOG_FILE])
+    assert sorted(before) == sorted(
+        [f"{r}/{n}" for r in ids for n in ("metrics.parquet", "run.json")] + [catalog.CATALOG_FILE]
+    )
 
 
 def test_a_push_killed_midway_is_finished_by_running_it_again(root, bucket):
@@ -96,13 +104,15 @@ def test_a_push_killed_midway_is_finished_by_running_it_again(root, bucket):
     ids = make_runs(root, 12, steps=3)
     # A real push in another process, slowed between each run's Parquet file and its sidecar so the
     # kill lands mid-push; SIGKILL it once some objects are there.
-    code = (f"import sys, time, steplog.push, steplog.storage as s\n"
-            f"p = sys.modules['steplog.push']  # steplog.push is also the function\n"
-            f"put = s.ObjectStorage.put\n"
-            f"def slow(self, path, data):\n"
-            f"    put(self, path, data); time.sleep(0.2 if path.endswith('.parquet') else 0)\n"
-            f"s.ObjectStorage.put = slow; p.CONCURRENCY = 1\n"
-            f"p.push({url!r}, root={str(root)!r}, storage_options={options!r}, quiet=True)\n")
+    code = (
+        f"import sys, time, steplog.push, steplog.storage as s\n"
+        f"p = sys.modules['steplog.push']  # steplog.push is also the function\n"
+        f"put = s.ObjectStorage.put\n"
+        f"def slow(self, path, data):\n"
+        f"    put(self, path, data); time.sleep(0.2 if path.endswith('.parquet') else 0)\n"
+        f"s.ObjectStorage.put = slow; p.CONCURRENCY = 1\n"
+        f"p.push({url!r}, root={str(root)!r}, storage_options={options!r}, quiet=True)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     remote = storage.open_root(url, options)
     try:
@@ -115,8 +125,9 @@ def test_a_push_killed_midway_is_finished_by_running_it_again(root, bucket):
     assert catalog.CATALOG_FILE not in partial and 0 < len(partial) < 2 * len(ids)
     assert push(url, root=root, storage_options=options, quiet=True)  # sends what was missing
     complete = remote.list()
-    assert sorted(complete) == sorted([f"{r}/{n}" for r in ids for n in ("metrics.parquet", "run.json")]
-                                      + [catalog.CATALOG_FILE])
+    assert sorted(complete) == sorted(
+        [f"{r}/{n}" for r in ids for n in ("metrics.parquet", "run.json")] + [catalog.CATALOG_FILE]
+    )
     for run_id in ids:
         assert remote.read(f"{run_id}/run.json") == (root / run_id / "run.json").read_bytes()
         assert remote.read(f"{run_id}/metrics.parquet") == (root / run_id / "metrics.parquet").read_bytes()
@@ -162,13 +173,23 @@ def test_an_unreachable_endpoint_fails_quickly_naming_the_url(root):
 def test_a_missing_bucket_is_named(root, s3_endpoint):
     make_runs(root, 1, steps=1)
     with pytest.raises(storage.StorageError, match="bucket 'no-such-bucket' does not exist"):
-        push("s3://no-such-bucket/x", root=root, storage_options={"aws_endpoint_url": s3_endpoint, **CREDENTIALS},
-             quiet=True)
+        push(
+            "s3://no-such-bucket/x",
+            root=root,
+            storage_options={"aws_endpoint_url": s3_endpoint, **CREDENTIALS},
+            quiet=True,
+        )
 
 
 def test_missing_credentials_say_what_to_set(root, s3_endpoint, monkeypatch):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
@@ -213,8 +234,10 @@ def test_sql_over_the_bucket_answers_as_the_local_root_does(root, bucket):
     url, options = bucket
     make_runs(root, 4)
     push(url, root=root, storage_options=options, quiet=True)
-    query = ('SELECT r."config.model.size" AS size, r."config.lr" AS lr, min(m.val_loss) AS best, count(*) AS n '
-             'FROM metrics m JOIN runs r USING (run_id) GROUP BY size, lr ORDER BY size, lr')
+    query = (
+        'SELECT r."config.model.size" AS size, r."config.lr" AS lr, min(m.val_loss) AS best, count(*) AS n '
+        "FROM metrics m JOIN runs r USING (run_id) GROUP BY size, lr ORDER BY size, lr"
+    )
     remote = sql(query, root=url, storage_options=options)
     assert remote.height == 4 and remote.equals(sql(query, root=root))
     names = sql("SELECT DISTINCT name FROM metrics ORDER BY name", root=url, storage_options=options)

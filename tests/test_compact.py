@@ -68,23 +68,39 @@ def _dead_pid() -> int:
 
 # --- identity -------------------------------------------------------------------------------
 
-values = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.sampled_from([NAN, INF, -INF, 0.0, -0.0]),
-                   st.integers(-10, 10))
-log_call = st.tuples(st.one_of(st.none(), st.integers(0, 8)),
-                     st.dictionaries(st.sampled_from(["loss", "val_loss", "*", "^a.*$"]), values, min_size=0, max_size=3))
-segment = st.tuples(st.lists(log_call, max_size=12), st.one_of(st.none(), st.integers(0, 8)), st.sampled_from(["finish", "fail"]))
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.sampled_from([NAN, INF, -INF, 0.0, -0.0]),
+    st.integers(-10, 10),
+)
+log_call = st.tuples(
+    st.one_of(st.none(), st.integers(0, 8)),
+    st.dictionaries(st.sampled_from(["loss", "val_loss", "*", "^a.*$"]), values, min_size=0, max_size=3),
+)
+segment = st.tuples(
+    st.lists(log_call, max_size=12), st.one_of(st.none(), st.integers(0, 8)), st.sampled_from(["finish", "fail"])
+)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(segments=st.lists(segment, min_size=1, max_size=3), config=st.dictionaries(st.sampled_from(["lr", "layers", "opt"]),
-       st.one_of(st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=False), st.text(max_size=5), st.booleans()), max_size=3))
+@given(
+    segments=st.lists(segment, min_size=1, max_size=3),
+    config=st.dictionaries(
+        st.sampled_from(["lr", "layers", "opt"]),
+        st.one_of(st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False), st.text(max_size=5), st.booleans()),
+        max_size=3,
+    ),
+)
 def test_compaction_changes_no_query_result(segments, config):
     root = Path(tempfile.mkdtemp())
     try:
         run = None
         for index, (calls, start_step, end) in enumerate(segments):
-            run = (steplog.init(name="h", config=config, root=root) if index == 0
-                   else steplog.init(resume=run.id, root=root, start_step=start_step))
+            run = (
+                steplog.init(name="h", config=config, root=root)
+                if index == 0
+                else steplog.init(resume=run.id, root=root, start_step=start_step)
+            )
             for step, metrics in calls:
                 run.log(metrics, step=step)
             run.fail(ValueError("boom")) if end == "fail" else run.finish()
@@ -130,7 +146,9 @@ def test_sidecar_contents(tmp_path):
     events_bytes = (run.dir / fmt.EVENTS_FILE).read_bytes()
     steplog.compact(tmp_path, quiet=True)
     sidecar = orjson.loads((run.dir / fmt.SIDECAR_FILE).read_bytes())
-    assert sidecar["sidecar_version"] == compact_module.SIDECAR_VERSION and sidecar["format_version"] == fmt.FORMAT_VERSION
+    assert (
+        sidecar["sidecar_version"] == compact_module.SIDECAR_VERSION and sidecar["format_version"] == fmt.FORMAT_VERSION
+    )
     assert (sidecar["run_id"], sidecar["name"], sidecar["status"]) == (run.id, "r", "failed")
     assert sidecar["config"] == {"lr": 0.1, "model": {"d": 64}} and sidecar["meta"]["steplog_version"]
     assert (sidecar["num_steps"], sidecar["first_step"], sidecar["last_step"]) == (9, 0, 8)
@@ -141,7 +159,12 @@ def test_sidecar_contents(tmp_path):
     assert sidecar["finish"]["error"] == {"type": "RuntimeError", "message": "diverged"}
     first, second = sidecar["segments"]
     assert (first["rows"], first["superseded_rows"], first["finish"]["notes"]) == (10, 2, "done")
-    assert (second["start_step"], second["first_step"], second["last_step"], second["finish"]["status"]) == (8, 8, 8, "failed")
+    assert (second["start_step"], second["first_step"], second["last_step"], second["finish"]["status"]) == (
+        8,
+        8,
+        8,
+        "failed",
+    )
     assert sidecar["events"]["bytes"] == len(events_bytes)
     assert sidecar["events"]["sha256"] == __import__("hashlib").sha256(events_bytes).hexdigest()
     assert (run.dir / fmt.ARCHIVE_DIR / fmt.EVENTS_FILE).read_bytes() == events_bytes  # moved, not deleted
@@ -157,7 +180,12 @@ def test_nonfinite_summary_figures_survive_the_sidecar(tmp_path):
     steplog.compact(tmp_path, quiet=True)
     after = steplog.summary("inf", root=tmp_path)
     assert repr(before) == repr(after)
-    assert (after["x"]["min"], after["x"]["max"], after["x"]["step_of_min"], after["x"]["step_of_max"]) == (-INF, INF, 1, 3)
+    assert (after["x"]["min"], after["x"]["max"], after["x"]["step_of_min"], after["x"]["step_of_max"]) == (
+        -INF,
+        INF,
+        1,
+        3,
+    )
     assert math.isnan(after["x"]["first"]) and math.isnan(after["x"]["last"]) and math.isnan(after["x"]["mean"])
     assert after["only_nan"]["min"] is None and after["only_nan"]["nan_count"] == 5 and after["only_nan"]["count"] == 5
 
@@ -199,8 +227,9 @@ def io_bytes(data: bytes):
     return io.BytesIO(data)
 
 
-@pytest.mark.parametrize("stage", ["parquet_tmp_torn", "parquet_tmp_done", "both_tmp", "parquet_renamed",
-                                   "both_renamed", "moved_lock_left"])
+@pytest.mark.parametrize(
+    "stage", ["parquet_tmp_torn", "parquet_tmp_done", "both_tmp", "parquet_renamed", "both_renamed", "moved_lock_left"]
+)
 def test_a_kill_at_any_stage_reads_correctly_and_a_rerun_finishes(tmp_path, stage):
     root = tmp_path / "root"
     run_dir, expected = _compacted_copy(root)
@@ -257,6 +286,7 @@ def test_an_interrupted_compaction_is_finished_by_a_rerun(tmp_path, monkeypatch,
             if count["n"] == call:
                 raise KeyboardInterrupt("killed")
             return real(*args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(compact_module.os, "replace", interrupting("replace", real_replace))
@@ -325,10 +355,12 @@ def test_running_runs_are_skipped_with_a_reason(tmp_path, capsys):
 
 
 def test_a_crashed_run_is_compacted_as_crashed(tmp_path):
-    script = ("import os, signal, steplog\n"
-              f"run = steplog.init(name='crash', root={str(tmp_path)!r})\n"
-              "for i in range(50): run.log({'loss': 1.0 / (i + 1)})\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    script = (
+        "import os, signal, steplog\n"
+        f"run = steplog.init(name='crash', root={str(tmp_path)!r})\n"
+        "for i in range(50): run.log({'loss': 1.0 / (i + 1)})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script])
     assert proc.returncode == -signal.SIGKILL
     before = _snapshot(tmp_path, "crash")

@@ -7,9 +7,9 @@ import time
 
 import polars as pl
 import pytest
+from conftest import python_subprocess
 
 import steplog
-from conftest import python_subprocess
 
 WRITER = """
 import sys, steplog
@@ -65,7 +65,11 @@ def test_a_running_writer_reads_as_running_and_readers_see_growing_prefixes(root
             assert steps == list(range(len(steps)))  # a consistent prefix: no gaps, no torn rows
             if previous is not None:
                 assert hist.height >= previous.height
-                assert hist.head(previous.height).select("step", "train_loss").equals(previous.select("step", "train_loss"))
+                assert (
+                    hist.head(previous.height)
+                    .select("step", "train_loss")
+                    .equals(previous.select("step", "train_loss"))
+                )
             previous = hist
             reads += 1
         assert previous is not None and previous.height > 50

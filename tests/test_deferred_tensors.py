@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 import steplog
-from steplog import format as fmt
 from steplog import deferred, values
+from steplog import format as fmt
 
 try:
     import torch
@@ -40,8 +40,15 @@ def training_log(run) -> None:
     run.log({"train_loss": torch.tensor(2.5, requires_grad=True) * 1.0, "lr": 3e-4})
     run.log({"train_loss": torch.tensor(float("nan")), "grad_norm": torch.tensor([float("inf")])})
     run.log({"lr": 2e-4, "epoch": 1})
-    run.log({"train_loss": torch.tensor(1.25, dtype=torch.bfloat16), "tokens": torch.tensor(2**40 + 1),
-             "ok": torch.tensor(True), "x64": torch.tensor(0.1, dtype=torch.float64), "neg": torch.tensor(-math.inf)})
+    run.log(
+        {
+            "train_loss": torch.tensor(1.25, dtype=torch.bfloat16),
+            "tokens": torch.tensor(2**40 + 1),
+            "ok": torch.tensor(True),
+            "x64": torch.tensor(0.1, dtype=torch.float64),
+            "neg": torch.tensor(-math.inf),
+        }
+    )
     run.log({"val_loss": torch.tensor(1.5)}, step=3)
     run.log({"val_loss": 1.4}, step=3)
     run.log({"train_loss": torch.tensor(0.5, dtype=torch.float16)}, step=10)
@@ -196,8 +203,10 @@ def test_only_torch_tensors_off_the_cpu_are_device_values():
 
 
 def test_logging_floats_never_imports_torch():
-    code = ("import sys, tempfile, steplog\n"
-            "run = steplog.init(root=tempfile.mkdtemp()); run.log({'a': 1.0, 'b': 2}); run.flush(); run.finish()\n"
-            "steplog.runs(root=str(run.dir.parent))\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys, tempfile, steplog\n"
+        "run = steplog.init(root=tempfile.mkdtemp()); run.log({'a': 1.0, 'b': 2}); run.flush(); run.finish()\n"
+        "steplog.runs(root=str(run.dir.parent))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -64,8 +64,13 @@ def test_adamw_and_the_schedule() -> None:
 def test_steplog_demo_quick_trains_and_reports(tmp_path: Path) -> None:
     root = tmp_path / "logs"
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-m", "steplog", "demo", "--quick", "--root", str(root)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "steplog", "demo", "--quick", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "entropy rate" in out and "best run: demo_lr_" in out and str(root.resolve()) in out
@@ -92,11 +97,19 @@ def test_steplog_demo_quick_trains_and_reports(tmp_path: Path) -> None:
 def test_the_demo_table_fits_the_width_and_the_demo_ends_with_what_next(tmp_path: Path, width: int) -> None:
     from steplog.demo import DemoSettings, run_demo
 
-    tiny = DemoSettings(learning_rates=(1e-2, 3e-2, 1e-1), iterations=20, eval_interval=10, eval_examples=128,
-                        train_sequences=8, sequence_length=64, warmup=2)
+    tiny = DemoSettings(
+        learning_rates=(1e-2, 3e-2, 1e-1),
+        iterations=20,
+        eval_interval=10,
+        eval_examples=128,
+        train_sequences=8,
+        sequence_length=64,
+        warmup=2,
+    )
     printed: list[str] = []
-    result = run_demo(tmp_path / "a_rather_long_folder_name_for_the_demo_runs", settings=tiny, out=printed.append,
-                      width=width)
+    result = run_demo(
+        tmp_path / "a_rather_long_folder_name_for_the_demo_runs", settings=tiny, out=printed.append, width=width
+    )
     table = next(block for block in printed if "val_loss" in block and "\n" in block)
     assert all(len(line) <= width for line in table.splitlines()), table
     assert all(name in table or "\u2026" in table for name in result.names)  # every run is there, cut or not

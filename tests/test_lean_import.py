@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from conftest import python_subprocess
 
 HEAVY = ("polars", "pyarrow", "numpy", "torch")
@@ -78,13 +76,16 @@ print(steplog.history(run.id, root=sys.argv[1]).select("a", "b", "c", "d").row(1
 
 
 def test_the_query_side_loads_at_the_first_query(root):
-    code = THROUGH_RUN.format(heavy=HEAVY) + """
+    code = (
+        THROUGH_RUN.format(heavy=HEAVY)
+        + """
 assert "polars" not in sys.modules
 frame = steplog.history("mmap", root=sys.argv[1])
 assert type(frame).__module__.startswith("polars") and frame.height == 10_000
 assert callable(steplog.compact) and callable(steplog.runs) and steplog.CorruptEventsError
 print("ok")
 """
+    )
     proc = python_subprocess(code, str(root))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err

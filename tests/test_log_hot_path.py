@@ -24,13 +24,17 @@ def metric_lines(run) -> list[bytes]:
 
 
 floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e308, -1e308, 0.0, -0.0])
-metric_dicts = st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: k not in fmt.RESERVED_NAMES), floats,
-                               min_size=0, max_size=10)
+metric_dicts = st.dictionaries(
+    st.text(min_size=1, max_size=12).filter(lambda k: k not in fmt.RESERVED_NAMES), floats, min_size=0, max_size=10
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(steps=st.lists(st.tuples(st.integers(0, 2**40), metric_dicts), min_size=1, max_size=5), resumed=st.booleans(),
-       durability=st.sampled_from(["mmap", "process"]))
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 2**40), metric_dicts), min_size=1, max_size=5),
+    resumed=st.booleans(),
+    durability=st.sampled_from(["mmap", "process"]),
+)
 def test_log_writes_exactly_what_the_format_encodes(steps, resumed, durability):
     root = tempfile.mkdtemp()
     run = steplog.init(name="x", root=root, durability=durability)

@@ -202,8 +202,9 @@ def test_a_full_disk_falls_back_to_write_without_sigbus(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True, capture_output=True
+        )
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.fail(f"this test mounts a small tmpfs and needs root (CI runs as root): {exc}")
     try:

@@ -33,8 +33,16 @@ def sweep(root):
 @pytest.mark.parametrize("x, smooth, logy", [("step", None, False), ("wallclock", 10, True), ("time", 3, False)])
 def test_plot_is_a_png_of_the_requested_size_and_not_blank(sweep, tmp_path, x, smooth, logy):
     out = tmp_path / "curves.png"
-    path = plot_curves(["lr=0.001", "lr=0.003", "lr=0.01"], ["train_loss", "val_loss"], root=sweep, x=x,
-                       smooth=smooth, logy=logy, output=out, size=(900, 600))
+    path = plot_curves(
+        ["lr=0.001", "lr=0.003", "lr=0.01"],
+        ["train_loss", "val_loss"],
+        root=sweep,
+        x=x,
+        smooth=smooth,
+        logy=logy,
+        output=out,
+        size=(900, 600),
+    )
     assert path == out and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pixels = image.imread(out)
     assert pixels.shape[:2] == (600, 900)

@@ -44,13 +44,17 @@ def _mixed_root(root: Path) -> tuple[steplog.Run, steplog.Run, steplog.Run]:
 
 def test_scan_over_compacted_finished_and_running_runs(tmp_path):
     a, b, c = _mixed_root(tmp_path)
-    expected = pl.concat([_with_identity(steplog.history(r.id, root=tmp_path), r) for r in (a, b, c)], how="diagonal_relaxed")
+    expected = pl.concat(
+        [_with_identity(steplog.history(r.id, root=tmp_path), r) for r in (a, b, c)], how="diagonal_relaxed"
+    )
     scanned = steplog.scan(tmp_path).collect()
     assert scanned.columns == ["run_id", "name", "step", "wallclock", "time", "loss", "acc", "val", "x"]
     assert_frame_equal(scanned, expected)
     assert scanned.schema["time"] == pl.Datetime("us", "UTC")
-    assert_frame_equal(steplog.scan(tmp_path, runs=["b"]).collect(), expected.filter(pl.col("name") == "b").select(
-        "run_id", "name", "step", "wallclock", "time", "loss", "val"))
+    assert_frame_equal(
+        steplog.scan(tmp_path, runs=["b"]).collect(),
+        expected.filter(pl.col("name") == "b").select("run_id", "name", "step", "wallclock", "time", "loss", "val"),
+    )
     assert steplog.scan(tmp_path).select("name", "x").drop_nulls().collect().rows() == [("c", 1.0)]
     assert steplog.scan(tmp_path).head(4).collect().height == 4
     c.finish()
@@ -73,7 +77,9 @@ def test_a_filter_on_run_id_or_name_does_not_open_other_runs_files(tmp_path):
     _break_data(bad.dir / fmt.PARQUET_FILE)  # its footer (statistics included) stays readable
     with pytest.raises(pl.exceptions.PolarsError):
         steplog.scan(tmp_path).collect()  # the broken pages are read when the run is not filtered out
-    expected = _with_identity(steplog.history(good.id, root=tmp_path), good).with_columns(pl.lit(None, pl.Float64).alias("other"))
+    expected = _with_identity(steplog.history(good.id, root=tmp_path), good).with_columns(
+        pl.lit(None, pl.Float64).alias("other")
+    )
     lazy = steplog.scan(tmp_path)
     assert_frame_equal(lazy.filter(pl.col("run_id") == good.id).collect(), expected)
     assert_frame_equal(lazy.filter(pl.col("name") == "good").collect(), expected)
@@ -93,12 +99,15 @@ def test_runs_compacted_by_layout_1_without_a_name_column_still_read(tmp_path):
     table.write_parquet(a.dir / fmt.PARQUET_FILE)
     sidecar = orjson.loads((a.dir / fmt.SIDECAR_FILE).read_bytes())
     assert sidecar["sidecar_version"] == 2 and sidecar["parquet"]["columns"][:2] == ["run_id", "name"]
-    sidecar.update(sidecar_version=1, parquet={**sidecar["parquet"], "columns": table.columns,
-                                               "bytes": (a.dir / fmt.PARQUET_FILE).stat().st_size})
+    sidecar.update(
+        sidecar_version=1,
+        parquet={**sidecar["parquet"], "columns": table.columns, "bytes": (a.dir / fmt.PARQUET_FILE).stat().st_size},
+    )
     (a.dir / fmt.SIDECAR_FILE).write_bytes(orjson.dumps(sidecar))
     assert_frame_equal(steplog.scan(tmp_path).collect(), expected["scan"])
-    assert_frame_equal(steplog.scan(tmp_path).filter(pl.col("name") == "a").collect(),
-                       expected["scan"].filter(pl.col("name") == "a"))
+    assert_frame_equal(
+        steplog.scan(tmp_path).filter(pl.col("name") == "a").collect(), expected["scan"].filter(pl.col("name") == "a")
+    )
     assert_frame_equal(steplog.history("a", root=tmp_path), expected["history"])
     c.finish()
 
@@ -111,7 +120,7 @@ def _break_column(path: Path, column: str) -> None:
     for group in range(meta.num_row_groups):
         chunk = meta.row_group(group).column(index)
         start = chunk.dictionary_page_offset or chunk.data_page_offset
-        data[start:start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+        data[start : start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
     path.write_bytes(bytes(data))
 
 
@@ -156,12 +165,27 @@ def test_compacted_runs_resolve_by_id_prefix_name_and_path(tmp_path):
 
 def _hand_made(root: Path) -> dict[str, steplog.Run]:
     runs = {
-        "a": _run(root, "a", [{"val_loss": 3.0, "acc": 0.5}, {"val_loss": NAN, "acc": 0.7}, {"val_loss": 1.0}],
-                  {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}}),
-        "b": _run(root, "b", [{"val_loss": 2.0}, {"val_loss": 1.0}, {"val_loss": 1.0}],  # ties a's best, later run
-                  {"lr": 0.2, "layers": 4, "opt": {"name": "adam"}}),
-        "c": _run(root, "c", [{"acc": 0.9}, {"acc": 0.9}], {"lr": 0.1, "layers": 4, "opt": {"name": "sgd"}, "warmup": 10}),
-        "d": _run(root, "d", [{"val_loss": NAN}, {"val_loss": NAN, "acc": NAN}], {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}}),
+        "a": _run(
+            root,
+            "a",
+            [{"val_loss": 3.0, "acc": 0.5}, {"val_loss": NAN, "acc": 0.7}, {"val_loss": 1.0}],
+            {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}},
+        ),
+        "b": _run(
+            root,
+            "b",
+            [{"val_loss": 2.0}, {"val_loss": 1.0}, {"val_loss": 1.0}],  # ties a's best, later run
+            {"lr": 0.2, "layers": 4, "opt": {"name": "adam"}},
+        ),
+        "c": _run(
+            root, "c", [{"acc": 0.9}, {"acc": 0.9}], {"lr": 0.1, "layers": 4, "opt": {"name": "sgd"}, "warmup": 10}
+        ),
+        "d": _run(
+            root,
+            "d",
+            [{"val_loss": NAN}, {"val_loss": NAN, "acc": NAN}],
+            {"lr": 0.1, "layers": 4, "opt": {"name": "adam"}},
+        ),
     }
     return runs
 
@@ -174,21 +198,47 @@ def test_best_and_compare_have_known_answers(tmp_path, compacted):
     elif compacted == "some":
         steplog.compact(tmp_path, runs=["a", "c"], quiet=True)
     a, b, c, d = (runs[k] for k in "abcd")
-    assert steplog.best("val_loss", root=tmp_path) == {"run_id": a.id, "name": "a", "value": 1.0, "step": 2}  # tie: earlier run
+    assert steplog.best("val_loss", root=tmp_path) == {
+        "run_id": a.id,
+        "name": "a",
+        "value": 1.0,
+        "step": 2,
+    }  # tie: earlier run
     assert steplog.best("val_loss", "max", root=tmp_path) == {"run_id": a.id, "name": "a", "value": 3.0, "step": 0}
-    assert steplog.best("acc", "max", root=tmp_path) == {"run_id": c.id, "name": "c", "value": 0.9, "step": 0}  # tie: earlier step
-    assert steplog.best("val_loss", root=tmp_path, runs=["b", "d"]) == {"run_id": b.id, "name": "b", "value": 1.0, "step": 1}
+    assert steplog.best("acc", "max", root=tmp_path) == {
+        "run_id": c.id,
+        "name": "c",
+        "value": 0.9,
+        "step": 0,
+    }  # tie: earlier step
+    assert steplog.best("val_loss", root=tmp_path, runs=["b", "d"]) == {
+        "run_id": b.id,
+        "name": "b",
+        "value": 1.0,
+        "step": 1,
+    }
     with pytest.raises(ValueError, match="no run .* has a value for metric 'val_loss'"):
         steplog.best("val_loss", root=tmp_path, runs=["c", "d"])  # d has only NaN, c none at all
     with pytest.raises(ValueError, match="mode"):
         steplog.best("val_loss", "lowest", root=tmp_path)
 
     table = steplog.compare(root=tmp_path, mode={"acc": "max"})
-    assert table.columns == ["run_id", "name", "config.lr", "config.opt.name", "config.warmup",
-                             "val_loss.best", "val_loss.last", "acc.best", "acc.last"]
+    assert table.columns == [
+        "run_id",
+        "name",
+        "config.lr",
+        "config.opt.name",
+        "config.warmup",
+        "val_loss.best",
+        "val_loss.last",
+        "acc.best",
+        "acc.last",
+    ]
     rows = {r["name"]: r for r in table.to_dicts()}
     assert (rows["a"]["val_loss.best"], rows["a"]["val_loss.last"], rows["a"]["acc.best"]) == (1.0, 1.0, 0.7)
-    assert rows["c"]["val_loss.best"] is None and rows["c"]["config.warmup"] == 10 and rows["a"]["config.warmup"] is None
+    assert (
+        rows["c"]["val_loss.best"] is None and rows["c"]["config.warmup"] == 10 and rows["a"]["config.warmup"] is None
+    )
     assert rows["d"]["val_loss.best"] is None and math.isnan(rows["d"]["val_loss.last"])
     assert table["run_id"].to_list() == [a.id, b.id, c.id, d.id]
 
@@ -207,7 +257,15 @@ def test_summary_figures(tmp_path):
     assert repr(steplog.summary("s", root=tmp_path)) == repr(live)
     m = live["m"]
     assert {k: m[k] for k in ("count", "nan_count", "min", "max", "first", "last", "step_of_min", "step_of_max")} == {
-        "count": 5, "nan_count": 1, "min": 1.0, "max": 4.0, "first": 4.0, "last": 1.0, "step_of_min": 3, "step_of_max": 0}
+        "count": 5,
+        "nan_count": 1,
+        "min": 1.0,
+        "max": 4.0,
+        "first": 4.0,
+        "last": 1.0,
+        "step_of_min": 3,
+        "step_of_max": 0,
+    }
     assert m["mean"] == pytest.approx(2.5) and m["std"] == pytest.approx(math.sqrt(3.0))
     assert live["other"]["std"] is None  # one value: no sample std
 
@@ -276,8 +334,8 @@ def test_best_auto_maximises_accuracy_and_minimises_loss(tmp_path):
     root = tmp_path / "logs"
     for name, acc, loss in (("a", [0.5, 0.7], [2.0, 1.5]), ("b", [0.6, 0.9], [2.5, 1.7])):
         with steplog.init(name=name, root=root) as run:
-            for a, l in zip(acc, loss):
-                run.log({"val_accuracy": a, "val_loss": l})
+            for a, lo in zip(acc, loss):
+                run.log({"val_accuracy": a, "val_loss": lo})
     best_acc = steplog.best("val_accuracy", mode="auto", root=root)
     assert (best_acc["name"], best_acc["value"], best_acc["step"]) == ("b", 0.9, 1)
     best_loss = steplog.best("val_loss", mode="auto", root=root)
@@ -289,8 +347,9 @@ def test_scan_resolves_each_live_run_once_per_scan_however_often_collected(tmp_p
         _run(tmp_path, name, [{"loss": 1.0}, {"loss": 0.5}])
     resolved = []
     real = scanning.resolve_history
-    monkeypatch.setattr(scanning, "resolve_history", lambda events, **kw: resolved.append(events.start["name"])
-                        or real(events, **kw))
+    monkeypatch.setattr(
+        scanning, "resolve_history", lambda events, **kw: resolved.append(events.start["name"]) or real(events, **kw)
+    )
     frame = steplog.scan(tmp_path).filter(pl.col("name") == "keep")
     assert sorted(resolved) == ["keep", "other", "third"]  # when scan() is called, once per run
     assert frame.collect_schema().names()[-1] == "loss"
@@ -343,12 +402,16 @@ def test_root_is_keyword_only_where_a_run_or_metric_comes_first_and_positional_s
     calls = {
         "history": (lambda: steplog.history("a", tmp_path), lambda: steplog.history("a", root=tmp_path)),
         "summary": (lambda: steplog.summary("a", tmp_path), lambda: steplog.summary("a", root=tmp_path)),
-        "run_info": (lambda: steplog.query.run_info("a", tmp_path)["num_steps"],
-                     lambda: steplog.query.run_info("a", root=tmp_path)["num_steps"]),
+        "run_info": (
+            lambda: steplog.query.run_info("a", tmp_path)["num_steps"],
+            lambda: steplog.query.run_info("a", root=tmp_path)["num_steps"],
+        ),
         "best": (lambda: steplog.best("loss", "min", tmp_path), lambda: steplog.best("loss", "min", root=tmp_path)),
         "compare": (lambda: steplog.compare(None, None, tmp_path), lambda: steplog.compare(root=tmp_path)),
-        "export": (lambda: steplog.export("a", tmp_path / "a.csv", tmp_path).name,
-                   lambda: steplog.export("a", tmp_path / "a.csv", root=tmp_path).name),
+        "export": (
+            lambda: steplog.export("a", tmp_path / "a.csv", tmp_path).name,
+            lambda: steplog.export("a", tmp_path / "a.csv", root=tmp_path).name,
+        ),
     }
     for name, (positional, keyword) in calls.items():
         with pytest.warns(DeprecationWarning, match=rf"steplog.{name}\(\): passing root by position is deprecated"):

@@ -29,13 +29,16 @@ def no_warnings(fn):
         return fn()
 
 
-@pytest.mark.parametrize("tail", [
-    b'{"s":5,"t":1.0,"w":0.5,"m":{"loss":1',  # half a number
-    b'{"s":5,"t":1.0,"w":0.5,"m":{"lo',  # half a key
-    b'{"s":5,"t":1.0,"w":0.5,"m":{"loss":1.0}}',  # complete JSON, but no newline yet
-    '{"s":5,"t":1.0,"w":0.5,"m":{"损'.encode()[:-1],  # a UTF-8 character cut in two
-    b"\xff\xfe\x00",  # invalid UTF-8 at the tail
-])
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b'{"s":5,"t":1.0,"w":0.5,"m":{"loss":1',  # half a number
+        b'{"s":5,"t":1.0,"w":0.5,"m":{"lo',  # half a key
+        b'{"s":5,"t":1.0,"w":0.5,"m":{"loss":1.0}}',  # complete JSON, but no newline yet
+        '{"s":5,"t":1.0,"w":0.5,"m":{"损'.encode()[:-1],  # a UTF-8 character cut in two
+        b"\xff\xfe\x00",  # invalid UTF-8 at the tail
+    ],
+)
 def test_torn_tail_is_ignored_silently(root, finished_run, tail):
     append(finished_run, tail)
     hist = no_warnings(lambda: steplog.history("r", root=root))
@@ -43,13 +46,16 @@ def test_torn_tail_is_ignored_silently(root, finished_run, tail):
     assert hist["nan"].is_nan().all()
 
 
-@pytest.mark.parametrize("bad_line", [
-    b'{"s":2,"t":1.0,"w"::}',  # not JSON
-    b"\xff\xfe garbage \xc3",  # invalid UTF-8
-    b'{"s":"two","t":1.0,"w":0.5,"m":{"loss":1.0}}',  # wrong type of step
-    b'{"s":2,"t":1.0,"w":0.5,"m":{"loss":"high"}}',  # a string metric
-    b"[1, 2, 3]",
-])
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        b'{"s":2,"t":1.0,"w"::}',  # not JSON
+        b"\xff\xfe garbage \xc3",  # invalid UTF-8
+        b'{"s":"two","t":1.0,"w":0.5,"m":{"loss":1.0}}',  # wrong type of step
+        b'{"s":2,"t":1.0,"w":0.5,"m":{"loss":"high"}}',  # a string metric
+        b"[1, 2, 3]",
+    ],
+)
 def test_corrupt_middle_line_is_skipped_with_a_warning_naming_file_and_line(root, finished_run, bad_line):
     path = finished_run.dir / "events.jsonl"
     lines = path.read_bytes().split(b"\n")

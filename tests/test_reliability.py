@@ -97,8 +97,11 @@ def test_scan_reads_a_damaged_parquet_from_the_archived_events(tmp_path, how):
         frame = steplog.scan(tmp_path)
     after = frame.collect()
     assert after.sort("run_id", "step").equals(before.sort("run_id", "step"))
-    assert steplog.sql("SELECT name, count(*) AS n FROM metrics GROUP BY name ORDER BY name",
-                       root=tmp_path).rows() == [("a", 30), ("b", 30), ("c", 30)]
+    assert steplog.sql("SELECT name, count(*) AS n FROM metrics GROUP BY name ORDER BY name", root=tmp_path).rows() == [
+        ("a", 30),
+        ("b", 30),
+        ("c", 30),
+    ]
 
 
 @pytest.mark.parametrize("how", CHEAP_DAMAGE)
@@ -146,8 +149,15 @@ def test_a_damaged_sidecar_falls_back_to_the_archived_events(tmp_path, capsys, h
     assert steplog.best("loss", root=tmp_path)["name"] == "c"
     assert steplog.history("b", root=tmp_path).height == 30
     assert steplog.scan(tmp_path).collect().height == 90
-    for argv in (["ls"], ["show", "b"], ["compare"], ["best", "loss"], ["tail", "b"], ["report"],
-                 ["sql", "SELECT count(*) FROM metrics"]):
+    for argv in (
+        ["ls"],
+        ["show", "b"],
+        ["compare"],
+        ["best", "loss"],
+        ["tail", "b"],
+        ["report"],
+        ["sql", "SELECT count(*) FROM metrics"],
+    ):
         code, _, err = _cli(capsys, *argv, "--root", str(tmp_path))
         assert code == 0, (argv, err)
 
@@ -168,8 +178,16 @@ def test_every_cli_command_survives_a_damaged_parquet(tmp_path, capsys, how):
     dirs = _make_runs(tmp_path)
     _damage(dirs["b"] / fmt.PARQUET_FILE, how)
     warnings.simplefilter("ignore")
-    for argv in (["ls"], ["show", "b"], ["compare"], ["best", "loss"], ["tail", "b"], ["report"],
-                 ["export", "b", "-o", str(tmp_path / "b.csv")], ["sql", "SELECT count(*) FROM metrics"]):
+    for argv in (
+        ["ls"],
+        ["show", "b"],
+        ["compare"],
+        ["best", "loss"],
+        ["tail", "b"],
+        ["report"],
+        ["export", "b", "-o", str(tmp_path / "b.csv")],
+        ["sql", "SELECT count(*) FROM metrics"],
+    ):
         code, _, err = _cli(capsys, *argv, "--root", str(tmp_path))
         assert code == 0, (argv, err)
     code, _, err = _cli(capsys, "compact", "--root", str(tmp_path))  # rebuilds it from the archived events
@@ -270,8 +288,11 @@ def test_compaction_on_a_full_disk_raises_store_error_and_keeps_what_was_done(sm
                 run.log({f"m{i}": step * 1.000001 + i for i in range(8)})
     assert steplog.compact(root, ["small"], quiet=True)
     filler = _fill(small_disk)
-    with pytest.raises(steplog.StoreError, match=r"could not compact run .*'big'.*free space, then run `steplog "
-                                                 r"compact` again"):
+    with pytest.raises(
+        steplog.StoreError,
+        match=r"could not compact run .*'big'.*free space, then run `steplog "
+        r"compact` again",
+    ):
         steplog.compact(root, quiet=True)
     big = store_dir(root, "big")
     assert sorted(p.name for p in big.iterdir()) == [fmt.EVENTS_FILE]  # no partial file
@@ -402,16 +423,34 @@ def _fits(text: str, width: int) -> None:
 @pytest.fixture
 def odd_root(tmp_path):
     for i, name in enumerate(ODD_NAMES):
-        with steplog.init(name=name, config={"lr": 0.1 * (i + 1), "experiment_name": name, "seed": 1},
-                          root=tmp_path) as run:
+        with steplog.init(
+            name=name, config={"lr": 0.1 * (i + 1), "experiment_name": name, "seed": 1}, root=tmp_path
+        ) as run:
             for step in range(5):
-                run.log({"train_loss": 1.0 / (step + 1 + i), "val_accuracy": step / 5 + i, "learning_rate": 0.1,
-                         "gradient_step": 0.0, "val_perplexity": 3.0 + i})
+                run.log(
+                    {
+                        "train_loss": 1.0 / (step + 1 + i),
+                        "val_accuracy": step / 5 + i,
+                        "learning_rate": 0.1,
+                        "gradient_step": 0.0,
+                        "val_perplexity": 3.0 + i,
+                    }
+                )
     return tmp_path
 
 
-@pytest.mark.parametrize("argv", [["ls"], ["compare"], ["compare", "--all"], ["report"], ["show", "plain"],
-                                  ["tail", "plain"], ["sql", "SELECT name, train_loss FROM metrics"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls"],
+        ["compare"],
+        ["compare", "--all"],
+        ["report"],
+        ["show", "plain"],
+        ["tail", "plain"],
+        ["sql", "SELECT name, train_loss FROM metrics"],
+    ],
+)
 def test_odd_names_keep_every_cli_table_aligned_and_within_the_width(odd_root, capsys, argv):
     width = 72
     extra = [] if argv[0] in ("show", "sql") else ["--width", str(width)]
@@ -442,8 +481,15 @@ def test_cli_compare_shows_what_helps_a_comparison(odd_root, capsys):
     code, out, _ = _cli(capsys, "compare", "--root", str(odd_root), "--width", "200")
     assert code == 0
     rows = [line.split()[0] for line in out.splitlines()[2:] if line.strip()]
-    assert rows == ["config.lr", "train_loss.best", "train_loss.last", "val_accuracy.best", "val_accuracy.last",
-                    "val_perplexity.best", "val_perplexity.last"]
+    assert rows == [
+        "config.lr",
+        "train_loss.best",
+        "train_loss.last",
+        "val_accuracy.best",
+        "val_accuracy.last",
+        "val_perplexity.best",
+        "val_perplexity.last",
+    ]
     _, out, _ = _cli(capsys, "compare", "--all", "--root", str(odd_root), "--width", "200")
     assert "learning_rate.best" in out and "config.experiment_name" in out
     assert "learning_rate.best" in steplog.compare(root=odd_root).columns  # the Python function keeps its defaults

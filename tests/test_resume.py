@@ -8,9 +8,9 @@ import subprocess
 import time
 
 import pytest
+from conftest import make_crashed_run, python_subprocess
 
 import steplog
-from conftest import make_crashed_run, python_subprocess
 
 SEGMENT_WRITER = """
 import sys, steplog
@@ -100,7 +100,13 @@ def test_resume_without_start_step_takes_the_first_step_logged(root):
     again.log({"loss": 50.0})
     again.finish()
     assert steplog.history("r", root=root).select("step", "loss").rows() == [
-        (0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0), (5, 50.0)]
+        (0, 0.0),
+        (1, 1.0),
+        (2, 2.0),
+        (3, 3.0),
+        (4, 40.0),
+        (5, 50.0),
+    ]
     more = steplog.init(resume="r", root=root)
     more.log({"loss": 60.0})  # step=None continues after the last step logged
     more.finish()
@@ -115,6 +121,7 @@ def test_resume_cuts_a_torn_tail_before_appending(root):
     again.log({"loss": 3.0})
     again.finish()
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing damaged remains
         assert steplog.history("r", root=root)["loss"].to_list() == [1.0, 2.0, 3.0]
@@ -140,12 +147,16 @@ def test_resume_auto_picks_the_latest_crashed_run_of_the_name(root):
 
 
 def test_resuming_a_running_run_is_refused(root):
-    proc = python_subprocess("""
+    proc = python_subprocess(
+        """
 import sys, steplog
 run = steplog.init(name="busy", root=sys.argv[1])
 print(run.id, flush=True)
 sys.stdin.read()
-""", str(root), stdin=subprocess.PIPE)
+""",
+        str(root),
+        stdin=subprocess.PIPE,
+    )
     run_id = proc.stdout.readline().strip()
     try:
         with pytest.raises(steplog.RunLockedError, match="one writer per run"):

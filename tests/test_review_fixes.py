@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import warnings
 
-import orjson
 import pytest
+from conftest import make_crashed_run, python_subprocess
 
 import steplog
-from conftest import make_crashed_run, python_subprocess
 
 
 def test_a_run_dropped_without_finish_is_flushed_and_closed_at_exit(root):
@@ -157,8 +156,8 @@ def test_ints_and_bools_logged_beside_floats_read_back_as_floats(root):
     run = steplog.init(name="mixed", root=root)
     run.log({"loss": 1.5, "tokens": 1024, "is_best": True})
     run.log({"loss": 1.25, "tokens": 2**60 + 1, "is_best": False})
-    run.log({"loss": 1.0, "tokens": 2**70, "flag": 0.5})   # beyond 64 bits: converted to a float
-    run.log({"loss": 0.5, "flag": True})                    # a metric both float and bool
+    run.log({"loss": 1.0, "tokens": 2**70, "flag": 0.5})  # beyond 64 bits: converted to a float
+    run.log({"loss": 0.5, "flag": True})  # a metric both float and bool
     run.finish()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is taken for damage

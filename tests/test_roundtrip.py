@@ -74,7 +74,16 @@ def test_round_trip_buffered(logged):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 8), st.dictionaries(st.sampled_from("abcd"), st.floats(allow_nan=True)), ), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 8),
+            st.dictionaries(st.sampled_from("abcd"), st.floats(allow_nan=True)),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_repeated_and_unordered_steps_merge_with_the_later_value_winning(calls):
     root = tempfile.mkdtemp()
     try:

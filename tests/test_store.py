@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 
 import orjson
 import polars as pl
 import pytest
+from conftest import make_crashed_run, python_subprocess
 from hypothesis import given
 from hypothesis import strategies as st
 
 import steplog
-from conftest import make_crashed_run, python_subprocess
 
 
 def test_resolve_by_id_prefix_and_name(root):
@@ -147,8 +146,10 @@ def test_lock_of_another_host_counts_as_live(root):
         steplog.init(resume="x", root=root)
 
 
-@given(st.lists(st.text(alphabet="0123456789-abcdef", min_size=1, max_size=12), min_size=1, max_size=30),
-       st.integers(min_value=1, max_value=14))
+@given(
+    st.lists(st.text(alphabet="0123456789-abcdef", min_size=1, max_size=12), min_size=1, max_size=30),
+    st.integers(min_value=1, max_value=14),
+)
 def test_unique_prefixes_are_unique_prefixes(ids, min_length):
     from steplog.store import unique_prefixes
 
@@ -182,8 +183,9 @@ def test_runs_created_in_a_tight_loop_keep_their_order(root, monkeypatch, one_mi
 
 
 def _start_times(root) -> list[float]:
-    return [orjson.loads((d / "events.jsonl").read_bytes().split(b"\n")[0])["time"]
-            for d in steplog.store.run_dirs(root)]
+    return [
+        orjson.loads((d / "events.jsonl").read_bytes().split(b"\n")[0])["time"] for d in steplog.store.run_dirs(root)
+    ]
 
 
 def test_runs_created_by_threads_at_once_are_in_start_order_everywhere(root):

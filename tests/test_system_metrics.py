@@ -18,12 +18,11 @@ from pathlib import Path
 import orjson
 import psutil
 import pytest
+from conftest import python_subprocess
 
 import steplog
 from steplog import compact, system_metrics
 from steplog.system_read import read_system, summary_lines, system
-
-from conftest import python_subprocess
 
 
 def sampler_threads() -> list[threading.Thread]:
@@ -51,8 +50,13 @@ def test_a_run_records_sane_figures_every_interval(root):
     assert frame.height >= 5  # the ones counted plus the last one at finish
     assert frame["rank"].unique().to_list() == [0]
     assert frame.columns[:2] == ["time", "rank"]
-    for name in ("proc_cpu_percent", "proc_rss_bytes", "host_cpu_percent", "host_mem_used_bytes",
-                 "host_mem_total_bytes"):
+    for name in (
+        "proc_cpu_percent",
+        "proc_rss_bytes",
+        "host_cpu_percent",
+        "host_mem_used_bytes",
+        "host_mem_total_bytes",
+    ):
         assert str(frame[name].dtype) == "Float64", name
     total = psutil.virtual_memory().total
     assert (frame["host_mem_total_bytes"] == total).all()
@@ -133,8 +137,10 @@ def test_without_psutil_one_warning_and_no_thread(root):
     assert proc.returncode == 0, err
     lines = out.splitlines()
     assert lines[:2] == ["threads 0", "threads 0"]
-    assert lines[2:] == ["warning steplog: system metrics need psutil (and nvidia-ml-py for GPUs): "
-                         "pip install 'steplog[system]'; this run records none"]
+    assert lines[2:] == [
+        "warning steplog: system metrics need psutil (and nvidia-ml-py for GPUs): "
+        "pip install 'steplog[system]'; this run records none"
+    ]
     assert not list(root.glob("*/system.rank*.jsonl"))
     assert steplog.runs(root)["status"].to_list() == ["finished", "finished"]
 
@@ -197,8 +203,10 @@ def _parsable(path) -> list[dict]:
 
 
 def test_ranks_streams_are_read_together_with_host_figures_from_local_rank_zero(tmp_path):
-    samplers = [system_metrics.SystemSampler(tmp_path, rank=rank, local_rank=rank % 2, interval=0.01).start()
-                for rank in (0, 1, 2)]
+    samplers = [
+        system_metrics.SystemSampler(tmp_path, rank=rank, local_rank=rank % 2, interval=0.01).start()
+        for rank in (0, 1, 2)
+    ]
     for sampler in samplers:
         sampler.stop()
     frame = read_system(tmp_path)
@@ -262,6 +270,7 @@ def test_the_real_nvml_records_each_gpu_or_says_why_there_is_none(tmp_path):
 
 # --- the GPU path, with a fake pynvml -----------------------------------------------------------
 
+
 class NVMLError(Exception):
     pass
 
@@ -279,6 +288,7 @@ def fake_pynvml(calls: list[str], fail_init: bool = False) -> types.ModuleType:
             if isinstance(result, Exception):
                 raise result
             return result(*args) if callable(result) else result
+
         setattr(nv, name, call)
 
     record("nvmlInit", NVMLError("Driver Not Loaded") if fail_init else None)
@@ -300,8 +310,12 @@ def fake_pynvml(calls: list[str], fail_init: bool = False) -> types.ModuleType:
     record("nvmlDeviceGetPowerUsage", power)
     record("nvmlDeviceGetTemperature", lambda h, sensor: 60 + h[1] if sensor == 0 else -1)
     record("nvmlDeviceGetClockInfo", lambda h, clock: 1980 if clock == 1 else -1)
-    for name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses",
-                 "nvmlDeviceGetProcessUtilization", "nvmlDeviceGetAccountingPids"):
+    for name in (
+        "nvmlDeviceGetComputeRunningProcesses",
+        "nvmlDeviceGetGraphicsRunningProcesses",
+        "nvmlDeviceGetProcessUtilization",
+        "nvmlDeviceGetAccountingPids",
+    ):
         record(name, [])
     return nv
 
@@ -336,15 +350,19 @@ def test_nvml_figures_of_every_gpu_are_parsed_and_unsupported_ones_dropped(monke
     assert any(line.split()[0] == "gpu1_power_watts" and line.endswith("250.0 W") for line in summary_lines(frame))
 
 
-@pytest.mark.parametrize(("visible", "gpus", "recorded"), [
-    ("2,0", None, [2, 0]),
-    ("GPU-fake-1", None, [1]),
-    ("2,0", [1], [0]),  # a CUDA ordinal under CUDA_VISIBLE_DEVICES, recorded by its host-wide index
-    (None, [1], [1]),
-    ("", None, []),
-])
-def test_the_gpus_recorded_follow_cuda_visible_devices_and_the_selection(monkeypatch, tmp_path, visible, gpus,
-                                                                        recorded):
+@pytest.mark.parametrize(
+    ("visible", "gpus", "recorded"),
+    [
+        ("2,0", None, [2, 0]),
+        ("GPU-fake-1", None, [1]),
+        ("2,0", [1], [0]),  # a CUDA ordinal under CUDA_VISIBLE_DEVICES, recorded by its host-wide index
+        (None, [1], [1]),
+        ("", None, []),
+    ],
+)
+def test_the_gpus_recorded_follow_cuda_visible_devices_and_the_selection(
+    monkeypatch, tmp_path, visible, gpus, recorded
+):
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:

@@ -13,11 +13,17 @@ numbers = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, wi
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(names, min_size=1, max_size=6), st.integers(min_value=1, max_value=8), st.data(),
-       st.integers(min_value=40, max_value=140))
+@given(
+    st.lists(names, min_size=1, max_size=6),
+    st.integers(min_value=1, max_value=8),
+    st.data(),
+    st.integers(min_value=40, max_value=140),
+)
 def test_a_fitted_table_keeps_every_value_within_the_width(row_names, metric_count, data, width):
-    metrics = {f"m{i}.best": data.draw(st.lists(numbers, min_size=len(row_names), max_size=len(row_names)))
-               for i in range(metric_count)}
+    metrics = {
+        f"m{i}.best": data.draw(st.lists(numbers, min_size=len(row_names), max_size=len(row_names)))
+        for i in range(metric_count)
+    }
     frame = pl.DataFrame({"name": row_names, **metrics}, schema={"name": pl.String, **{m: pl.Float64 for m in metrics}})
     text = text_table(frame, width=width, significant=4, truncatable=["name"], split_headers=True)
     assert all(len(line) <= width for line in text.splitlines())
@@ -37,10 +43,21 @@ def test_droppable_columns_go_first_and_are_named():
 
 
 def test_durations():
-    assert [format_duration(s) for s in (0.04, 9.96, 59.4, 60, 3599.6, 86400 * 3 + 7200)] == \
-        ["0.0s", "10s", "59s", "1m00s", "1h00m", "3d02h"]
+    assert [format_duration(s) for s in (0.04, 9.96, 59.4, 60, 3599.6, 86400 * 3 + 7200)] == [
+        "0.0s",
+        "10s",
+        "59s",
+        "1m00s",
+        "1h00m",
+        "3d02h",
+    ]
 
 
 def test_numbers_read_as_four_significant_digits_and_counts_in_full():
-    assert [format_value(v, significant=4) for v in (1.23456, 465512.3, 19998.0, 0.000123456, -2.0)] == \
-        ["1.235", "4.655e+05", "19998", "0.0001235", "-2"]
+    assert [format_value(v, significant=4) for v in (1.23456, 465512.3, 19998.0, 0.000123456, -2.0)] == [
+        "1.235",
+        "4.655e+05",
+        "19998",
+        "0.0001235",
+        "-2",
+    ]

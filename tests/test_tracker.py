@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import python_subprocess
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,19 +22,28 @@ from steplog import format as fmt
 from steplog.analyzer import ExperimentAnalyzer, ExperimentLog, load_experiment
 from steplog.tracker import ExperimentConfig, ExperimentTracker, MetricsSnapshot
 
-from conftest import python_subprocess
-
 
 def test_the_whole_seed_flow(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = ExperimentConfig(experiment_name="baseline_tinystories", d_model=512, num_heads=8, max_iters=40,
-                              learning_rate=3e-3, extra={"tokenizer": "bpe-10k"})
+    config = ExperimentConfig(
+        experiment_name="baseline_tinystories",
+        d_model=512,
+        num_heads=8,
+        max_iters=40,
+        learning_rate=3e-3,
+        extra={"tokenizer": "bpe-10k"},
+    )
     tracker = ExperimentTracker(config, log_dir=root)
     tracker.start()
     accumulation = 2  # one optimizer step every 2 iterations: gradient steps != iterations
     for it in range(40):
         train_loss = 3.0 * math.exp(-it / 15) + 1.0
-        tracker.log_metrics(iteration=it, train_loss=train_loss, learning_rate=3e-3 * (1 - it / 40),
-                            tokens_per_sec=1000.0 + it, iter_time_ms=12.5)
+        tracker.log_metrics(
+            iteration=it,
+            train_loss=train_loss,
+            learning_rate=3e-3 * (1 - it / 40),
+            tokens_per_sec=1000.0 + it,
+            iter_time_ms=12.5,
+        )
         if it % accumulation == accumulation - 1:
             tracker.increment_gradient_step()
         if it % 10 == 9:
@@ -98,13 +108,22 @@ def test_config_is_frozen_and_round_trips() -> None:
         ExperimentConfig("x", extra=[1, 2])  # type: ignore[arg-type]
 
 
-_plain = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9), st.text(max_size=8),
-                   st.floats(allow_nan=False, allow_infinity=False))
+_plain = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**9), 10**9),
+    st.text(max_size=8),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
 
 
 @settings(max_examples=30, deadline=None)
-@given(name=st.text(min_size=1, max_size=12).filter(str.strip), lr=st.floats(1e-8, 10), layers=st.integers(1, 96),
-       extra=st.dictionaries(st.text(min_size=1, max_size=8), _plain, max_size=4))
+@given(
+    name=st.text(min_size=1, max_size=12).filter(str.strip),
+    lr=st.floats(1e-8, 10),
+    layers=st.integers(1, 96),
+    extra=st.dictionaries(st.text(min_size=1, max_size=8), _plain, max_size=4),
+)
 def test_config_survives_the_run_config_round_trip(tmp_path_factory, name, lr, layers, extra) -> None:
     root = tmp_path_factory.mktemp("logs")
     config = ExperimentConfig(name, learning_rate=lr, num_layers=layers, extra=extra)
@@ -266,7 +285,12 @@ def test_snapshots_and_curves(root: Path) -> None:
     assert isinstance(log, ExperimentLog)
     first, second, third = log.snapshots
     assert isinstance(first, MetricsSnapshot)
-    assert (first.iteration, first.gradient_step, first.train_loss, first.extra_metrics) == (0, 0, 2.0, {"grad_norm": 1.5})
+    assert (first.iteration, first.gradient_step, first.train_loss, first.extra_metrics) == (
+        0,
+        0,
+        2.0,
+        {"grad_norm": 1.5},
+    )
     assert (second.learning_rate, second.train_loss, second.extra_metrics) == (0.2, None, {})
     assert (third.val_loss, third.gradient_step) == (1.5, 1)
     assert third.wallclock_time >= second.wallclock_time >= first.wallclock_time >= 0
@@ -388,10 +412,22 @@ def test_the_comparison_and_the_report_read_each_run_once(root: Path, monkeypatc
     read = []
     model = sys.modules["steplog.model"]
     real = model.read_events
-    monkeypatch.setattr(model, "read_events", lambda path, *a, **k: read.append(path.parent.name) or real(path, *a, **k))
+    monkeypatch.setattr(
+        model, "read_events", lambda path, *a, **k: read.append(path.parent.name) or real(path, *a, **k)
+    )
     frame = ExperimentAnalyzer(root).comparison_frame()
-    assert frame.columns == ["name", "run_id", "status", "iterations", "duration_s", "config.learning_rate",
-                             "train_loss.best", "train_loss.last", "val_loss.best", "val_loss.last"]
+    assert frame.columns == [
+        "name",
+        "run_id",
+        "status",
+        "iterations",
+        "duration_s",
+        "config.learning_rate",
+        "train_loss.best",
+        "train_loss.last",
+        "val_loss.best",
+        "val_loss.last",
+    ]
     assert sorted(read) == sorted(frame["run_id"].to_list())
     read.clear()
     report = runs_report_frame(root)
@@ -450,8 +486,9 @@ def test_the_reading_side_is_still_importable_from_steplog_tracker():
 
 
 def test_every_option_of_init_passes_through_the_tracker(root):
-    tracker = ExperimentTracker(ExperimentConfig("opts"), log_dir=root, tensor_flush_steps=5, tensor_flush_seconds=1.0,
-                                durability="buffered")
+    tracker = ExperimentTracker(
+        ExperimentConfig("opts"), log_dir=root, tensor_flush_steps=5, tensor_flush_seconds=1.0, durability="buffered"
+    )
     tracker.start()
     tracker.log_metrics(0, train_loss=1.0)
     tracker.finish()

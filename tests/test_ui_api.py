@@ -15,7 +15,7 @@ import pytest
 
 import steplog
 import steplog.ui
-from steplog.ui.downsample import downsample
+from steplog.downsample import downsample
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -48,8 +48,11 @@ def test_runs_table_lists_every_run_newest_first_with_config_and_figures(root, s
     assert [r["name"] for r in body["runs"]] == ["second", "first"]
     row = body["runs"][0]
     assert (row["status"], row["steps"], row["last_step"], row["config"]) == ("finished", 5, 4, {"opt": {"lr": 0.01}})
-    assert row["metrics"]["loss"] == {"last": pytest.approx(0.21), "min": pytest.approx(0.21),
-                                      "max": pytest.approx(1.01)}
+    assert row["metrics"]["loss"] == {
+        "last": pytest.approx(0.21),
+        "min": pytest.approx(0.21),
+        "max": pytest.approx(1.01),
+    }
 
 
 def test_compacted_and_live_runs_give_the_same_rows_and_series(root, server):
@@ -119,7 +122,7 @@ def test_downsample_keeps_every_buckets_min_and_max():
             continue
         kept = set(out["x"].astype(int).tolist())
         for start in range(0, n, size):
-            bucket = y[start:start + size]
+            bucket = y[start : start + size]
             for i in (start, start + int(bucket.argmin()), start + int(bucket.argmax()), start + len(bucket) - 1):
                 assert i in kept
         assert len(kept) <= 4 * -(-n // size)
@@ -159,13 +162,22 @@ def test_a_resume_that_rewinds_resets_older_cursors_and_is_marked(root, server):
 
 
 def test_a_killed_run_turns_crashed(root, server):
-    from conftest import simulate_writer_death
+    import signal
 
-    run = steplog.init(name="doomed", root=root)
-    run.log({"loss": 1.0})
-    run.flush()
-    assert get(server, "/api/runs")[1]["runs"][0]["status"] == "running"
-    simulate_writer_death(run)
+    from conftest import python_subprocess
+
+    writer = python_subprocess(
+        "import sys, time, steplog\n"
+        "run = steplog.init(name='doomed', root=sys.argv[1]); run.log({'loss': 1.0})\n"
+        "print(run.id, flush=True); time.sleep(60)\n",
+        str(root),
+    )
+    try:
+        assert writer.stdout.readline().strip()
+        assert get(server, "/api/runs")[1]["runs"][0]["status"] == "running"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
     assert get(server, "/api/runs")[1]["runs"][0]["status"] == "crashed"
 
 
@@ -197,17 +209,20 @@ def test_only_the_packaged_files_are_served(server, path):
     assert caught.value.code == 404 and json.loads(caught.value.read())["error"].startswith("no such page")
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"metric": "loss"}, "run is required"),
-    ({"run": "a"}, "metric is required"),
-    ({"run": "a", "metric": "loss", "x": "epoch"}, "x must be one of step, wallclock, time"),
-    ({"run": "a", "metric": "loss", "width": "wide"}, "width must be a whole number"),
-    ({"run": "a", "metric": "loss", "width": "0"}, "width must be a whole number"),
-    ({"run": "a", "metric": "loss", "cursor": "-1"}, "cursor must be a whole number"),
-    ({"run": "a", "metric": "loss", "from": "nan"}, "from must be a finite number"),
-    ({"run": "a", "metric": "loss", "from": "5", "to": "1"}, "from (5.0) must not be greater than to (1.0)"),
-    ({"run": ["a", "b"], "metric": "loss"}, "run was given 2 times"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"metric": "loss"}, "run is required"),
+        ({"run": "a"}, "metric is required"),
+        ({"run": "a", "metric": "loss", "x": "epoch"}, "x must be one of step, wallclock, time"),
+        ({"run": "a", "metric": "loss", "width": "wide"}, "width must be a whole number"),
+        ({"run": "a", "metric": "loss", "width": "0"}, "width must be a whole number"),
+        ({"run": "a", "metric": "loss", "cursor": "-1"}, "cursor must be a whole number"),
+        ({"run": "a", "metric": "loss", "from": "nan"}, "from must be a finite number"),
+        ({"run": "a", "metric": "loss", "from": "5", "to": "1"}, "from (5.0) must not be greater than to (1.0)"),
+        ({"run": ["a", "b"], "metric": "loss"}, "run was given 2 times"),
+    ],
+)
 def test_malformed_parameters_get_400_naming_the_parameter(root, server, params, message):
     steplog.init(name="a", root=root).finish()
     status, body = get(server, "/api/series", **params)
@@ -277,7 +292,7 @@ def test_command_serves_until_stopped_and_reports_a_missing_root(root, capsys):
 
 
 def test_precomputed_levels_answer_the_whole_run_with_every_buckets_extremes(root, server):
-    from steplog.ui.levels import read_level, write_levels
+    from steplog.levels import read_level, write_levels
 
     values, run_id = _spiky_run(root, n=60_000, nan_at=40_000)
     steplog.compact(root, quiet=True)  # the spiky run, compacted, then its levels

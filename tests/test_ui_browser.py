@@ -14,8 +14,14 @@ import steplog
 import steplog.ui
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +69,7 @@ def defined(values: list) -> list:
 def make_runs(root: Path, count: int = 3, steps: int = 20) -> list[steplog.Run]:
     runs = []
     for i in range(count):
-        with steplog.init(name=f"lr{i}", config={"lr": 10.0 ** -i, "depth": 4}, root=root) as run:
+        with steplog.init(name=f"lr{i}", config={"lr": 10.0**-i, "depth": 4}, root=root) as run:
             for step in range(steps):
                 run.log({"loss": (i + 1) * 10.0 - step * 0.5, "acc": step / steps})
         runs.append(run)
@@ -80,7 +86,8 @@ def test_table_lists_runs_and_choosing_two_draws_exactly_their_points(root, open
     data = series_of(page, "loss")
     assert len(data) == 3 and data[0] == list(range(20))
     assert sorted([defined(data[1]), defined(data[2])]) == sorted(
-        [[10.0 - s * 0.5 for s in range(20)], [30.0 - s * 0.5 for s in range(20)]])
+        [[10.0 - s * 0.5 for s in range(20)], [30.0 - s * 0.5 for s in range(20)]]
+    )
     page.locator("#runs-body tr", has_text="lr1").click()  # a click adds a run
     page.wait_for_function("window.steplog.data('loss').length === 4")
     assert f"runs={runs[2].id},{runs[1].id},{runs[0].id}" in page.url
@@ -119,8 +126,7 @@ def test_a_live_run_grows_in_place_without_reload(root, open_page):
     requests = page.evaluate("window.steplog.requests")
     assert any("cursor=" in r for r in requests)  # only the new points were asked for
     run.finish()
-    page.wait_for_function("document.querySelector('#runs-body td.status').textContent === 'finished'",
-                           timeout=10_000)
+    page.wait_for_function("document.querySelector('#runs-body td.status').textContent === 'finished'", timeout=10_000)
     with steplog.init(name="newcomer", root=root) as other:
         other.log({"loss": 1.0})
     page.wait_for_selector("#runs-body td.name >> text=newcomer", timeout=10_000)
@@ -163,7 +169,7 @@ def test_drag_zoom_asks_for_the_finer_range_and_the_url_keeps_it(root, open_page
     xs, ys = series_of(page, "loss")[:2]
     inside = [(x, v) for x, v in zip(xs, ys) if lo <= x <= hi]
     assert [x for x, _ in inside] == list(range(int(np.ceil(lo)), int(np.floor(hi)) + 1))  # every step
-    assert [v for _, v in inside] == values[int(np.ceil(lo)):int(np.floor(hi)) + 1].tolist()
+    assert [v for _, v in inside] == values[int(np.ceil(lo)) : int(np.floor(hi)) + 1].tolist()
     assert "from=" in page.url and "to=" in page.url
     page.reload()
     page.wait_for_function("window.steplog && window.steplog.ready === true")

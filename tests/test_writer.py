@@ -13,9 +13,9 @@ import numpy as np
 import orjson
 import polars as pl
 import pytest
+from conftest import python_subprocess
 
 import steplog
-from conftest import python_subprocess
 
 
 def events_of(run) -> list[dict]:
@@ -39,7 +39,11 @@ def test_log_finish_and_history(root):
     assert hist.schema["time"] == pl.Datetime("us", "UTC")
     assert hist.schema["train_loss"] == pl.Float64
     assert hist.select("step", "train_loss", "lr", "val_loss").rows() == [
-        (0, 2.5, 3e-4, None), (1, 2.0, None, 2.2), (10, 1.0, None, None), (11, 0.9, None, None)]
+        (0, 2.5, 3e-4, None),
+        (1, 2.0, None, 2.2),
+        (10, 1.0, None, None),
+        (11, 0.9, None, None),
+    ]
     assert hist["wallclock"].is_sorted() and hist["wallclock"][0] >= 0
 
 
@@ -62,11 +66,23 @@ def test_every_event_records_step_wallclock_and_absolute_time(root):
     assert metric["s"] == 0 and metric["w"] >= 0 and abs(metric["t"] - start["time"]) < 60
 
 
-@pytest.mark.parametrize("value, expected", [
-    (1, 1.0), (True, 1.0), (np.float32(0.5), 0.5), (np.int64(7), 7.0), (np.float16(2.0), 2.0),
-    (np.array(3.5), 3.5), (np.bool_(False), 0.0), (float("nan"), math.nan), (float("inf"), math.inf),
-    (-math.inf, -math.inf), (np.float64("nan"), math.nan), (np.array(-np.inf, dtype=np.float32), -math.inf),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1, 1.0),
+        (True, 1.0),
+        (np.float32(0.5), 0.5),
+        (np.int64(7), 7.0),
+        (np.float16(2.0), 2.0),
+        (np.array(3.5), 3.5),
+        (np.bool_(False), 0.0),
+        (float("nan"), math.nan),
+        (float("inf"), math.inf),
+        (-math.inf, -math.inf),
+        (np.float64("nan"), math.nan),
+        (np.array(-np.inf, dtype=np.float32), -math.inf),
+    ],
+)
 def test_accepted_values_round_trip(root, value, expected):
     class Tensorish:  # anything with .item() returning a number, like a torch tensor
         def item(self):
@@ -225,9 +241,15 @@ def test_config_capture(root):
     run.finish()
     stored = events_of(run)[0]["config"]
     assert stored == {
-        "model": {"d_model": 512, "betas": [0.9, 0.95]}, "path": "/data/train.bin", "color": "red",
-        "np_scalar": 0.5, "np_array": [0, 1, 2], "nested": {"deep": {"x": [1, [2, 3]]}, "5": "int key"},
-        "nan": "NaN", "opaque": "<Opaque thing>", "set": [1, 2, 3],
+        "model": {"d_model": 512, "betas": [0.9, 0.95]},
+        "path": "/data/train.bin",
+        "color": "red",
+        "np_scalar": 0.5,
+        "np_array": [0, 1, 2],
+        "nested": {"deep": {"x": [1, [2, 3]]}, "5": "int key"},
+        "nan": "NaN",
+        "opaque": "<Opaque thing>",
+        "set": [1, 2, 3],
     }
     table = steplog.runs(root=root)
     assert table["config.model.d_model"].to_list() == [512]
@@ -274,7 +296,9 @@ def test_metadata_records_git_commit_and_dirty_flag(root, tmp_path, monkeypatch)
     (repo / "f.txt").write_text("1")
     subprocess.run(["git", "-C", str(repo), "add", "f.txt"], check=True)
     subprocess.run([*git, "-C", str(repo), "commit", "-qm", "x"], check=True)
-    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     monkeypatch.chdir(repo)
     run = steplog.init(root=root)
     run.finish()
@@ -284,8 +308,9 @@ def test_metadata_records_git_commit_and_dirty_flag(root, tmp_path, monkeypatch)
     run = steplog.init(root=root)  # taken once per process and directory: this process still says clean
     run.finish()
     assert events_of(run)[0]["meta"]["git_dirty"] is False
-    proc = python_subprocess("import steplog, sys; r = steplog.init(root=sys.argv[1]); r.finish(); print(r.id)",
-                             str(root), cwd=repo)
+    proc = python_subprocess(
+        "import steplog, sys; r = steplog.init(root=sys.argv[1]); r.finish(); print(r.id)", str(root), cwd=repo
+    )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     fresh = steplog.store.resolve_run(out.strip(), root) / "events.jsonl"

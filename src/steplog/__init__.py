@@ -26,18 +26,31 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .store import AmbiguousRunError, RunLockedError, RunNotFoundError, StoreError  # noqa: E402
-from .writer import Run, init  # noqa: E402
+from .store import AmbiguousRunError, RunLockedError, RunNotFoundError, StoreError
+from .writer import Run, init
 
 #: Public names imported at first use: name -> module (they need Polars / PyArrow, or the tracker).
 _LAZY = {
     "compact": "compact",
-    "best": "query", "export": "query", "history": "query", "summary": "query",
-    "compare": "runtable", "runs": "runtable", "scan": "scanning",
-    "push": "push", "sync": "sync", "sql": "sql", "system": "system_read",
-    "CorruptEventsError": "reader", "follow": "follow", "read_events": "reader",
-    "ExperimentAnalyzer": "analyzer", "ExperimentLog": "analyzer",
-    "ExperimentConfig": "tracker", "ExperimentTracker": "tracker", "MetricsSnapshot": "tracker",
+    "best": "query",
+    "export": "query",
+    "history": "query",
+    "summary": "query",
+    "compare": "runtable",
+    "runs": "runtable",
+    "scan": "scanning",
+    "push": "push",
+    "sync": "sync",
+    "sql": "sql",
+    "system": "system_read",
+    "CorruptEventsError": "reader",
+    "follow": "follow",
+    "read_events": "reader",
+    "ExperimentAnalyzer": "analyzer",
+    "ExperimentLog": "analyzer",
+    "ExperimentConfig": "tracker",
+    "ExperimentTracker": "tracker",
+    "MetricsSnapshot": "tracker",
 }
 
 

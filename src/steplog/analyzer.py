@@ -31,9 +31,15 @@ from . import format as fmt
 from . import query, runtable, store
 from .model import RunRecord, load_record
 from .tables import format_value, text_table
-from .tracker import _DEFAULT_COMPARED, _SNAPSHOT_METRICS, GRADIENT_STEP, SEED_COLUMNS
-from .tracker import ExperimentConfig, MetricsSnapshot
-from .tracker import ExperimentTracker  # noqa: F401 (the examples below use it)
+from .tracker import (
+    _DEFAULT_COMPARED,
+    _SNAPSHOT_METRICS,
+    GRADIENT_STEP,
+    SEED_COLUMNS,
+    ExperimentConfig,
+    ExperimentTracker,  # noqa: F401 (the examples below use it)
+    MetricsSnapshot,
+)
 
 
 class ExperimentLog:
@@ -63,8 +69,10 @@ class ExperimentLog:
         try:
             self.config = ExperimentConfig.from_dict({"experiment_name": self.name, **config})
         except (TypeError, ValueError) as exc:  # a config not written by the tracker: keep it all in extra
-            warnings.warn(f"steplog: run {self.run_id}: config is not an ExperimentConfig ({exc}); "
-                          f"it is kept under config.extra", stacklevel=2)
+            warnings.warn(
+                f"steplog: run {self.run_id}: config is not an ExperimentConfig ({exc}); it is kept under config.extra",
+                stacklevel=2,
+            )
             self.config = ExperimentConfig(experiment_name=self.name, extra=config)
         self.start_time: _dt.datetime | None = query.utc(record.start_time)
         self.end_time: _dt.datetime | None = query.utc(record.end_time)
@@ -112,8 +120,8 @@ class ExperimentLog:
         snapshots = []
         for row in self.metrics.iter_rows(named=True):
             extra = {k: row[k] for k in extra_names if row[k] is not None}
-            snapshots.append(MetricsSnapshot(**{k: row.get(k) for k in (*SEED_COLUMNS, *_SNAPSHOT_METRICS)},
-                                             extra_metrics=extra))
+            fields: dict[str, Any] = {k: row.get(k) for k in (*SEED_COLUMNS, *_SNAPSHOT_METRICS)}
+            snapshots.append(MetricsSnapshot(**fields, extra_metrics=extra))
         return snapshots
 
 
@@ -131,8 +139,11 @@ def seed_frame(history: pl.DataFrame) -> pl.DataFrame:
         ['iteration', 'gradient_step', 'wallclock_time', 'loss']
     """
     frame = history.drop("time", strict=False).rename({"step": "iteration", "wallclock": "wallclock_time"})
-    gradient = (pl.col(GRADIENT_STEP).cast(pl.Int64) if GRADIENT_STEP in frame.columns
-                else pl.lit(None, dtype=pl.Int64).alias(GRADIENT_STEP))
+    gradient = (
+        pl.col(GRADIENT_STEP).cast(pl.Int64)
+        if GRADIENT_STEP in frame.columns
+        else pl.lit(None, dtype=pl.Int64).alias(GRADIENT_STEP)
+    )
     rest = [c for c in frame.columns if c not in SEED_COLUMNS]
     return frame.select("iteration", gradient, "wallclock_time", *rest)
 
@@ -238,17 +249,18 @@ class ExperimentAnalyzer:
             >>> ExperimentAnalyzer("/no/such/root").load_all()
             []
         """
-        loaded: dict[str, tuple[tuple[Any, ...], ExperimentLog]] = {}
-        for run_dir in store.run_dirs(self.log_dir):
-            loaded[run_dir.name] = self._load(run_dir)
+        loaded = {run_dir.name: self._load(run_dir) for run_dir in store.run_dirs(self.log_dir)}
         self._cache = {k: v for k, v in loaded.items() if v is not None}
         return [log for _, log in self._cache.values()]
 
     def _load(self, run_dir: Path) -> tuple[tuple[Any, ...], ExperimentLog] | None:
         key = _files_key(run_dir)
         cached = self._cache.get(run_dir.name)
-        if cached is not None and cached[0] == key and (cached[1].status != fmt.RUNNING
-                                                        or store.writer_is_alive(run_dir)):
+        if (
+            cached is not None
+            and cached[0] == key
+            and (cached[1].status != fmt.RUNNING or store.writer_is_alive(run_dir))
+        ):
             return cached
         record = load_record(run_dir)
         return None if record is None else (key, ExperimentLog(record, self.log_dir))
@@ -271,8 +283,9 @@ class ExperimentAnalyzer:
         self._cache[run_dir.name] = entry
         return entry[1]
 
-    def comparison_frame(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None, *,
-                         with_notes: bool = False) -> pl.DataFrame:
+    def comparison_frame(
+        self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None, *, with_notes: bool = False
+    ) -> pl.DataFrame:
         """The comparison as a Polars frame, one row per run (every run, also several of one
         name; ``runs`` limits it to some: names, ids or id prefixes): ``name``, ``run_id``,
         ``status``, ``iterations``, ``duration_s`` (``with_notes=True``: then ``started`` and
@@ -292,18 +305,32 @@ class ExperimentAnalyzer:
             >>> ExperimentAnalyzer(root).comparison_frame().drop("run_id", "duration_s").rows()
             [('sweep', 'finished', 2, 0.001, 1.001, 1.001), ('sweep', 'finished', 2, 0.01, 1.01, 1.01)]
         """
-        table = runtable.runs(self.log_dir, runs=runs, metrics="all" if metrics is None else list(metrics),
-                           figures=("best", "last"), mode="auto")
+        table = runtable.runs(
+            self.log_dir,
+            runs=runs,
+            metrics="all" if metrics is None else list(metrics),
+            figures=("best", "last"),
+            mode="auto",
+        )
         if metrics is None:
             logged = [c[: -len(".best")] for c in table.columns if c.endswith(".best") and not c.startswith("config.")]
             metrics = [m for m in _DEFAULT_COMPARED if m in logged] or logged
-        details = [pl.col("start_time").alias("started"), "notes"] if with_notes else []
+        details: list[Any] = [pl.col("start_time").alias("started"), "notes"] if with_notes else []
         config = [c for c in runtable.differing_config(table) if c != "config.experiment_name"]  # that is the name
-        return table.select("name", "run_id", "status", pl.col("num_steps").alias("iterations"), "duration_s",
-                            *details, *config, *[f"{m}.{figure}" for m in metrics for figure in ("best", "last")])
+        return table.select(
+            "name",
+            "run_id",
+            "status",
+            pl.col("num_steps").alias("iterations"),
+            "duration_s",
+            *details,
+            *config,
+            *[f"{m}.{figure}" for m in metrics for figure in ("best", "last")],
+        )
 
-    def get_comparison_table(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None,
-                             width: int | None = None) -> str:
+    def get_comparison_table(
+        self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None, width: int | None = None
+    ) -> str:
         """An aligned text table of ``comparison_frame``: one row per run, fitted to ``width``
         columns (default: the terminal's width when printing to one, else no limit): long names are
         cut in the middle, and columns that do not fit go to a block below, the name repeated.
@@ -412,7 +439,7 @@ class ExperimentAnalyzer:
 
 def _files_key(run_dir: Path) -> tuple[Any, ...]:
     """What identifies the state of a run's files: size and mtime of each file a reader uses."""
-    key = [run_dir.name]
+    key: list[Any] = [run_dir.name]
     for name in (fmt.EVENTS_FILE, fmt.SIDECAR_FILE, fmt.PARQUET_FILE, fmt.LOCK_FILE):
         try:
             st = os.stat(run_dir / name)

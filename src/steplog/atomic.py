@@ -52,8 +52,9 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
-def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *,
-                     check: Callable[[Path], None] | None = None) -> Path:
+def write_atomically(
+    path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None], *, check: Callable[[Path], None] | None = None
+) -> Path:
     """Write ``path`` so that it is never seen half-written: ``content`` (bytes, or a function
     writing to the open binary file) goes to a temporary file of its own in the same folder
     (``temp_path``), is fsynced, checked by ``check(temporary path)`` if given (it raises to stop),
@@ -89,14 +90,16 @@ def write_atomically(path: str | os.PathLike, content: bytes | Callable[[BinaryI
     except OSError as exc:
         reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <path>"
         if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc):
-            raise store.StoreError(exc.errno or errno.ENOSPC,
-                                   f"cannot write {path}: {reason}; free space, then try again") from None
+            raise store.StoreError(
+                exc.errno or errno.ENOSPC, f"cannot write {path}: {reason}; free space, then try again"
+            ) from None
         raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
     except Exception as exc:
         if "No space left on device" not in str(exc):  # a library's own error for a full disk (Polars)
             raise
-        raise store.StoreError(errno.ENOSPC, f"cannot write {path}: No space left on device; free space, "
-                               f"then try again") from exc
+        raise store.StoreError(
+            errno.ENOSPC, f"cannot write {path}: No space left on device; free space, then try again"
+        ) from exc
     finally:
         remove_file(tmp)
     store.fsync_directory(path.parent)

@@ -39,7 +39,6 @@ import orjson
 import polars as pl
 
 from . import format as fmt
-from . import store
 from .model import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
 from .storage import PARTS_DIR, LocalStorage, Storage, open_root
 
@@ -47,9 +46,17 @@ from .storage import PARTS_DIR, LocalStorage, Storage, open_root
 CATALOG_FILE = "_catalog/runs.parquet"
 _STAMP = "_sidecar_stamp"
 _BASE = {
-    "run_id": pl.String, "name": pl.String, "status": pl.String,
-    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64,
-    "num_steps": pl.Int64, "last_step": pl.Int64, "segments": pl.Int64, "error": pl.String, "notes": pl.String,
+    "run_id": pl.String,
+    "name": pl.String,
+    "status": pl.String,
+    "start_time": pl.Datetime("us", "UTC"),
+    "end_time": pl.Datetime("us", "UTC"),
+    "duration_s": pl.Float64,
+    "num_steps": pl.Int64,
+    "last_step": pl.Int64,
+    "segments": pl.Int64,
+    "error": pl.String,
+    "notes": pl.String,
 }
 
 
@@ -85,10 +92,15 @@ def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
     finish = sidecar.get("finish") or {}
     error = finish.get("error")
     row = {
-        "run_id": sidecar.get("run_id"), "name": sidecar.get("name"), "status": sidecar.get("status"),
-        "start_time": _utc(sidecar.get("start_time")), "end_time": _utc(sidecar.get("end_time")),
-        "duration_s": sidecar.get("duration_s"), "num_steps": sidecar.get("num_steps"),
-        "last_step": sidecar.get("last_step"), "segments": len(sidecar.get("segments") or []),
+        "run_id": sidecar.get("run_id"),
+        "name": sidecar.get("name"),
+        "status": sidecar.get("status"),
+        "start_time": _utc(sidecar.get("start_time")),
+        "end_time": _utc(sidecar.get("end_time")),
+        "duration_s": sidecar.get("duration_s"),
+        "num_steps": sidecar.get("num_steps"),
+        "last_step": sidecar.get("last_step"),
+        "segments": len(sidecar.get("segments") or []),
         "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
         "notes": finish.get("notes"),
     }
@@ -130,6 +142,7 @@ def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 def _sidecar_rows(storage: Storage, stamps: dict[str, str]) -> list[dict[str, Any]]:
     """Catalog rows of the runs ``stamps`` names ({run id: sidecar stamp}), read in parallel."""
+
     def one(item: tuple[str, str]) -> dict[str, Any] | None:
         run_id, stamp = item
         try:
@@ -150,8 +163,11 @@ def _sidecar_rows(storage: Storage, stamps: dict[str, str]) -> list[dict[str, An
 
 def _compacted(files: dict[str, dict[str, str]]) -> dict[str, str]:
     """{run id: sidecar stamp} of the compacted runs of a ``run_files`` listing."""
-    return {run_id: names[fmt.SIDECAR_FILE] for run_id, names in files.items()
-            if fmt.SIDECAR_FILE in names and fmt.PARQUET_FILE in names and fmt.EVENTS_FILE not in names}
+    return {
+        run_id: names[fmt.SIDECAR_FILE]
+        for run_id, names in files.items()
+        if fmt.SIDECAR_FILE in names and fmt.PARQUET_FILE in names and fmt.EVENTS_FILE not in names
+    }
 
 
 def _load_catalog(storage: Storage) -> pl.DataFrame | None:
@@ -160,8 +176,11 @@ def _load_catalog(storage: Storage) -> pl.DataFrame | None:
     except FileNotFoundError:
         return None
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # damaged: read every sidecar (slower, right)
-        print(f"steplog: the catalog {storage.uri(CATALOG_FILE)} is unreadable ({exc}); reading sidecars; "
-              f"`steplog catalog --rebuild` rewrites it", file=sys.stderr)
+        print(
+            f"steplog: the catalog {storage.uri(CATALOG_FILE)} is unreadable ({exc}); reading sidecars; "
+            f"`steplog catalog --rebuild` rewrites it",
+            file=sys.stderr,
+        )
         return None
     return frame if {"run_id", _STAMP} <= set(frame.columns) else None
 
@@ -172,8 +191,9 @@ def _write(storage: Storage, frame: pl.DataFrame) -> None:
     storage.put(CATALOG_FILE, buffer.getvalue())
 
 
-def rebuild(root: str | os.PathLike | Storage = "experiment_logs", *,
-            storage_options: dict[str, Any] | None = None) -> int:
+def rebuild(
+    root: str | os.PathLike | Storage = "experiment_logs", *, storage_options: dict[str, Any] | None = None
+) -> int:
     """Write the catalog again from the sidecars of every compacted run; returns the row count.
 
     Example:
@@ -187,8 +207,12 @@ def rebuild(root: str | os.PathLike | Storage = "experiment_logs", *,
     return len(rows)
 
 
-def update(root: str | os.PathLike | Storage, run_ids: list[str] | list[os.PathLike], *,
-           storage_options: dict[str, Any] | None = None) -> None:
+def update(
+    root: str | os.PathLike | Storage,
+    run_ids: list[str] | list[os.PathLike],
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> None:
     """Bring the catalog's rows for ``run_ids`` (ids, or run directories) up to date with their
     sidecars, leaving other rows as they are (a run no longer compacted loses its row). Called by
     compaction and push; cheap: it reads the catalog, those sidecars, and writes the catalog.
@@ -236,8 +260,9 @@ def _merge(storage: Storage, ids: set[str], rows: list[dict[str, Any]]) -> None:
     _write(storage, pl.concat([*kept, rows_frame(rows)], how="diagonal_relaxed"))
 
 
-def read(root: str | os.PathLike | Storage = "experiment_logs", *,
-         storage_options: dict[str, Any] | None = None) -> CatalogRead:
+def read(
+    root: str | os.PathLike | Storage = "experiment_logs", *, storage_options: dict[str, Any] | None = None
+) -> CatalogRead:
     """The compacted runs of a root as one frame, from the catalog where it is current and from
     sidecars where it is not (missing, stale, corrupt); never a row the sidecar would not give.
 
@@ -253,10 +278,13 @@ def read(root: str | os.PathLike | Storage = "experiment_logs", *,
         files = storage.run_files()
     else:  # list the bucket in parallel ranges, split where the catalog's runs say
         ids = catalog["run_id"].sort().to_list()
-        files = storage.run_files(splits=ids[len(ids) // 8::max(len(ids) // 8, 1)][:7] if len(ids) >= 2000 else [])
+        files = storage.run_files(splits=ids[len(ids) // 8 :: max(len(ids) // 8, 1)][:7] if len(ids) >= 2000 else [])
     compacted = _compacted(files)
-    live = sorted(run_id for run_id, names in files.items()
-                  if run_id not in compacted and (fmt.EVENTS_FILE in names or PARTS_DIR in names))
+    live = sorted(
+        run_id
+        for run_id, names in files.items()
+        if run_id not in compacted and (fmt.EVENTS_FILE in names or PARTS_DIR in names)
+    )
     parts, from_catalog = [], 0
     missing = dict(compacted)
     if catalog is not None and compacted:
@@ -295,8 +323,9 @@ def live_row(run_dir: Path) -> dict[str, Any] | None:
     return sidecar_row({**record.sidecar_facts(), "summary": record.summary_dicts()})
 
 
-def runs_table(root: str | os.PathLike = "experiment_logs", *,
-               storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
+def runs_table(
+    root: str | os.PathLike = "experiment_logs", *, storage_options: dict[str, Any] | None = None
+) -> pl.DataFrame:
     """Every run of a root, one row each, oldest first: compacted runs by ``read``, and on a local
     root the runs that are not compacted (running, resumed, not compacted yet) from their events.
     (Live runs of an object-store root are uploaded by ``steplog sync`` as parts; reading those
@@ -336,8 +365,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["--rebuild"]).rebuild
         True
     """
-    parser.add_argument("--rebuild", action="store_true",
-                        help=f"write <root>/{CATALOG_FILE} again from every compacted run's sidecar")
+    parser.add_argument(
+        "--rebuild", action="store_true", help=f"write <root>/{CATALOG_FILE} again from every compacted run's sidecar"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -355,6 +385,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"catalog {storage.uri(CATALOG_FILE)}: rebuilt, {count} run{'s' if count != 1 else ''}")
         return 0
     found = read(storage)
-    print(f"catalog {storage.uri(CATALOG_FILE)}: {found.table.height} compacted runs, {found.from_catalog} from the "
-          f"catalog, {found.from_sidecars} from sidecars (stale or missing), {len(found.live)} not compacted")
+    print(
+        f"catalog {storage.uri(CATALOG_FILE)}: {found.table.height} compacted runs, {found.from_catalog} from the "
+        f"catalog, {found.from_sidecars} from sidecars (stale or missing), {len(found.live)} not compacted"
+    )
     return 0

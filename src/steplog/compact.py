@@ -38,6 +38,7 @@ import errno
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,8 @@ import pyarrow.parquet as pq
 from . import format as fmt
 from . import store
 from .atomic import remove_file, remove_stale_temps, write_atomically
-from .progress import Progress
 from .model import SIDECAR_VERSION, RunRecord, encode_summary, read_sidecar, record_from_events
+from .progress import Progress
 from .reader import RunEvents, parse_events, resolve_history
 
 #: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
@@ -62,8 +63,13 @@ _RUNNING = "running"  # how the detail of a run skipped for being written starts
 # --- compaction -------------------------------------------------------------------------------
 
 
-def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
-            quiet: bool = False, rebuild: bool = False) -> list[str]:
+def compact(
+    root: str | os.PathLike = "experiment_logs",
+    runs: Iterable[str] | None = None,
+    *,
+    quiet: bool = False,
+    rebuild: bool = False,
+) -> list[str]:
     """Compact every run under ``root`` that is over (or only ``runs``: ids, id prefixes or names)
     and return the ids of the runs compacted, oldest first.
 
@@ -83,12 +89,20 @@ def compact(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | N
         >>> len(compact(root, quiet=True))
         1
     """
-    return [run_dir.name for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet, rebuild=rebuild)
-            if outcome == "compacted"]
+    return [
+        run_dir.name
+        for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet, rebuild=rebuild)
+        if outcome == "compacted"
+    ]
 
 
-def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *,
-                 quiet: bool = False, rebuild: bool = False) -> list[tuple[Path, str, str]]:
+def compact_each(
+    root: str | os.PathLike = "experiment_logs",
+    runs: Iterable[str] | None = None,
+    *,
+    quiet: bool = False,
+    rebuild: bool = False,
+) -> list[tuple[Path, str, str]]:
     """``compact``, returning what happened to each run, oldest first: ``(run dir, outcome,
     detail)`` as ``compact_run`` returns them. ``is_failure`` tells the skipped runs that are an
     error (unwritable files, no start event) from those skipped because they are running.
@@ -101,15 +115,34 @@ def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str
         [('compacted', '0 steps, finished')]
     """
     dirs = store.resolve_runs(runs, root, started=False)
-    progress = Progress("steplog compact", len(dirs), quiet=quiet, quiet_outcomes=("current",),
-                        loud_outcomes=("skipped",))
+    progress = Progress(
+        "steplog compact", len(dirs), quiet=quiet, quiet_outcomes=("current",), loud_outcomes=("skipped",)
+    )
     outcomes = []
     for run_dir in dirs:
         outcome, detail = compact_run(run_dir, rebuild=rebuild)
         outcomes.append((run_dir, outcome, detail))
         progress.update(f"{run_dir.name} ({store.run_name(run_dir)})", outcome, detail)
     progress.close(order=("compacted", "current", "skipped"), names={"current": "already compacted"})
+    _update_catalog(root, [run_dir for run_dir, outcome, _ in outcomes if outcome == "compacted"])
     return outcomes
+
+
+def _update_catalog(root: str | os.PathLike, compacted: list[Path]) -> None:
+    """Bring the root's catalog (``steplog.catalog``) up to date with the runs just compacted. The
+    catalog is derived data that readers check against the sidecars, so a failure warns and goes on."""
+    if not compacted:
+        return
+    from . import catalog  # catalog reads sidecars as compaction writes them: it comes after compact
+
+    try:
+        catalog.update(root, list(map(os.fspath, compacted)))
+    except OSError as exc:
+        warnings.warn(
+            f"steplog: could not update the catalog of {root} ({exc}); queries read the sidecars "
+            f"instead; `steplog catalog --rebuild` makes it again",
+            stacklevel=3,
+        )
 
 
 def is_failure(outcome: str, detail: str) -> bool:
@@ -150,7 +183,9 @@ def compact_run(run_dir: Path, *, rebuild: bool = False) -> tuple[str, str]:
         _raise_if_full(run_dir, run_dir / fmt.LOCK_FILE, exc)
         raise
     try:
-        return _compact_locked(run_dir, source, sidecar)
+        outcome = _compact_locked(run_dir, source, sidecar)
+        _write_levels(run_dir)
+        return outcome
     except store.StoreError:
         raise
     except OSError as exc:
@@ -160,6 +195,23 @@ def compact_run(run_dir: Path, *, rebuild: bool = False) -> tuple[str, str]:
             remove_file(run_dir / (name + _OLD_TMP))
         remove_stale_temps(run_dir, every=True)  # we hold the lock: any temporary file left is a killed writer's
         store.release_lock(run_dir)
+
+
+def _write_levels(run_dir: Path) -> None:
+    """Write the dashboard's precomputed levels (``steplog.levels``) of a long run just compacted."""
+    from .levels import LEVELS_MIN_ROWS, write_levels
+
+    sidecar = read_sidecar(run_dir)
+    if sidecar is None or (sidecar.get("num_rows") or 0) < LEVELS_MIN_ROWS:
+        return
+    try:
+        write_levels(run_dir)
+    except OSError as exc:  # derived data for the dashboard: it reads the Parquet file without them
+        warnings.warn(
+            f"steplog: could not write {run_dir / fmt.LEVELS_FILE} ({exc}); the dashboard reads "
+            f"{fmt.PARQUET_FILE} instead",
+            stacklevel=4,
+        )
 
 
 def _decide(run_dir: Path, rebuild: bool = False) -> tuple[str, str, Path | None, dict[str, Any] | None]:
@@ -178,12 +230,17 @@ def _decide(run_dir: Path, rebuild: bool = False) -> tuple[str, str, Path | None
     if not archived.exists():
         return "skipped", f"no events file ({fmt.EVENTS_FILE}) and no sidecar to go on", None, sidecar
     # derived files missing or damaged: rebuild them from the archived events
-    return "compact", f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVED_EVENTS_FILE}", \
-        archived, sidecar
+    return (
+        "compact",
+        f"its compacted files are missing or damaged; rebuilt from {fmt.ARCHIVED_EVENTS_FILE}",
+        archived,
+        sidecar,
+    )
 
 
-def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None
-                    ) -> list[tuple[Path, str, str]]:
+def plan_compaction(
+    root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None
+) -> list[tuple[Path, str, str]]:
     """What ``compact(root, runs)`` would do, without doing it: one ``(run dir, action, why)`` per
     run, oldest first, where action is ``"compact"`` (why: the run's status and events size, and
     why it needs it), ``"current"`` (already compacted) or ``"skipped"`` (why: running, or nothing
@@ -212,11 +269,12 @@ def plan_compaction(root: str | os.PathLike = "experiment_logs", runs: Iterable[
 
 
 def _size(count: int) -> str:
+    size = float(count)
     for unit in ("bytes", "KiB", "MiB"):
-        if count < 1024:
-            return f"{count:,} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
+        if size < 1024:
+            return f"{count:,} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:
@@ -224,8 +282,13 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     data = source.read_bytes()
     checksum = hashlib.sha256(data).hexdigest()
     recorded = (sidecar or {}).get("events") or {}
-    if (source.name == fmt.EVENTS_FILE and source.parent == run_dir and recorded.get("bytes") == len(data)
-            and recorded.get("sha256") == checksum and _parquet_matches(run_dir, sidecar)):
+    if (
+        source.name == fmt.EVENTS_FILE
+        and source.parent == run_dir
+        and recorded.get("bytes") == len(data)
+        and recorded.get("sha256") == checksum
+        and _parquet_matches(run_dir, sidecar)
+    ):
         _archive_events(run_dir)  # an earlier compaction stopped just before the move
         return "compacted", "finished an interrupted compaction"
     events = parse_events(data, source)
@@ -234,11 +297,13 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     history_all = resolve_history(events, all_segments=True)
     expected_rows = _expected_rows(events, history_all)
     if history_all.height != expected_rows:
-        return "skipped", (f"history has {history_all.height} rows but the events hold {expected_rows} "
-                           f"(segment, step) pairs")
+        return "skipped", (
+            f"history has {history_all.height} rows but the events hold {expected_rows} (segment, step) pairs"
+        )
     record = record_from_events(run_dir, events, _final_status(events), history_all)
-    table = history_all.select(pl.lit(record.run_id, pl.String).alias("run_id"),
-                               pl.lit(record.name, pl.String).alias("name"), pl.all())
+    table = history_all.select(
+        pl.lit(record.run_id, pl.String).alias("run_id"), pl.lit(record.name, pl.String).alias("name"), pl.all()
+    )
     _clear_the_way(run_dir)
     try:
         parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)
@@ -247,11 +312,24 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     except (OSError, pl.exceptions.ComputeError) as exc:
         _raise_if_full(run_dir, run_dir / fmt.PARQUET_FILE, exc)
         raise
-    files = {"parquet": {"file": fmt.PARQUET_FILE, "rows": table.height, "bytes": parquet.stat().st_size,
-                         "columns": table.columns, "compression": "zstd", "row_group_size": ROW_GROUP_SIZE},
-             "events": {"file": fmt.ARCHIVED_EVENTS_FILE, "bytes": len(data), "sha256": checksum,
-                        "metric_events": events.rows.height, "skipped_lines": events.skipped_lines,
-                        "torn_tail_bytes": events.torn_tail_bytes}}
+    files = {
+        "parquet": {
+            "file": fmt.PARQUET_FILE,
+            "rows": table.height,
+            "bytes": parquet.stat().st_size,
+            "columns": table.columns,
+            "compression": "zstd",
+            "row_group_size": ROW_GROUP_SIZE,
+        },
+        "events": {
+            "file": fmt.ARCHIVED_EVENTS_FILE,
+            "bytes": len(data),
+            "sha256": checksum,
+            "metric_events": events.rows.height,
+            "skipped_lines": events.skipped_lines,
+            "torn_tail_bytes": events.torn_tail_bytes,
+        },
+    }
     try:
         write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files))
         if source.parent == run_dir:
@@ -278,15 +356,19 @@ def _raise_if_full(run_dir: Path, path: Path, exc: BaseException) -> None:
     and what to do. Other errors are left to the caller (an OSError reports the run as skipped)."""
     if getattr(exc, "errno", None) != errno.ENOSPC and "No space left on device" not in str(exc):
         return
-    raise store.storage_error(exc, f"could not compact run {run_dir.name} ({store.run_name(run_dir)!r}): writing",
-                               path, "free space, then run `steplog compact` again (the runs compacted before it "
-                               "are kept; its events are untouched)") from exc
+    raise store.storage_error(
+        exc,
+        f"could not compact run {run_dir.name} ({store.run_name(run_dir)!r}): writing",
+        path,
+        "free space, then run `steplog compact` again (the runs compacted before it "
+        "are kept; its events are untouched)",
+    ) from exc
 
 
 def _final_status(events: RunEvents) -> str:
     """We hold the writer lock, so no writer is alive: a run without a finish event crashed."""
-    finish = events.last_finish
-    return finish.get("status") if finish and finish.get("status") in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
+    status = (events.last_finish or {}).get("status")
+    return status if status in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
 
 
 def _expected_rows(events: RunEvents, history_all: pl.DataFrame) -> int:
@@ -299,14 +381,19 @@ def _expected_rows(events: RunEvents, history_all: pl.DataFrame) -> int:
 
 def _write_parquet(path: Path, table: pl.DataFrame, expected_rows: int) -> Path:
     """Write ``metrics.parquet`` atomically, checked (rows and columns) before it is renamed into place."""
+
     def verify(tmp: Path) -> None:
         written = pq.read_metadata(tmp)
         if written.num_rows != expected_rows or written.schema.names != table.columns:
-            raise _NotVerified(f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; "
-                               f"events untouched")
+            raise _NotVerified(
+                f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; events untouched"
+            )
 
-    return write_atomically(path, lambda f: table.write_parquet(
-        f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE), check=verify)
+    return write_atomically(
+        path,
+        lambda f: table.write_parquet(f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE),
+        check=verify,
+    )
 
 
 def _sidecar_bytes(record: RunRecord, files: dict[str, Any]) -> bytes:

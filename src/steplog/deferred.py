@@ -50,8 +50,11 @@ class PendingEvents:
         try:
             values = iter(materialise(batches))
         except Exception as exc:  # e.g. the device failed: the training loop will hear of it itself
-            warnings.warn(f"steplog: could not copy {len(batches)} logged device value(s) of run {run} to the host "
-                          f"({type(exc).__name__}: {exc}); their events are lost", stacklevel=4)
+            warnings.warn(
+                f"steplog: could not copy {len(batches)} logged device value(s) of run {run} to the host "
+                f"({type(exc).__name__}: {exc}); their events are lost",
+                stacklevel=4,
+            )
             values = None
         lines = []
         for entry in self.entries:

@@ -75,8 +75,14 @@ class DemoSettings:
         return cls(iterations=1500, warmup=50, eval_interval=100, eval_examples=4096, train_sequences=128)
 
 
-def train_run(learning_rate: float, settings: DemoSettings, source: MarkovSource, data: dict[str, np.ndarray],
-              root: str | os.PathLike, name: str) -> ExperimentTracker:
+def train_run(
+    learning_rate: float,
+    settings: DemoSettings,
+    source: MarkovSource,
+    data: dict[str, np.ndarray],
+    root: str | os.PathLike,
+    name: str,
+) -> ExperimentTracker:
     """Train one model at ``learning_rate``, logging every iteration; returns the finished tracker.
 
     Example:
@@ -90,20 +96,46 @@ def train_run(learning_rate: float, settings: DemoSettings, source: MarkovSource
     """
     s = settings
     config = ExperimentConfig(
-        experiment_name=name, vocab_size=len(source.alphabet), context_length=s.context, d_model=s.embed_dim,
-        num_layers=1, num_heads=1, d_ff=s.hidden, batch_size=s.batch_size, max_iters=s.iterations,
-        learning_rate=learning_rate, min_learning_rate=learning_rate / 10, warmup_iters=s.warmup,
-        cosine_cycle_iters=s.iterations, weight_decay=s.weight_decay, beta1=0.9, beta2=0.99, eps=1e-8, grad_clip=1.0,
-        eval_interval=s.eval_interval, eval_iters=max(1, s.eval_examples // s.batch_size), log_interval=1,
-        seed=s.seed, device="cpu", dtype="float32",
+        experiment_name=name,
+        vocab_size=len(source.alphabet),
+        context_length=s.context,
+        d_model=s.embed_dim,
+        num_layers=1,
+        num_heads=1,
+        d_ff=s.hidden,
+        batch_size=s.batch_size,
+        max_iters=s.iterations,
+        learning_rate=learning_rate,
+        min_learning_rate=learning_rate / 10,
+        warmup_iters=s.warmup,
+        cosine_cycle_iters=s.iterations,
+        weight_decay=s.weight_decay,
+        beta1=0.9,
+        beta2=0.99,
+        eps=1e-8,
+        grad_clip=1.0,
+        eval_interval=s.eval_interval,
+        eval_iters=max(1, s.eval_examples // s.batch_size),
+        log_interval=1,
+        seed=s.seed,
+        device="cpu",
+        dtype="float32",
         train_data=f"markov(order={s.order}, alphabet={len(source.alphabet)}, seed={s.seed})",
         val_data=f"markov(order={s.order}, alphabet={len(source.alphabet)}, seed={s.seed}), held-out sequences",
-        extra={"model": "char-mlp (embedding, tanh hidden layer, softmax)",
-               "source_entropy_rate": round(source.entropy_rate, 6)},
+        extra={
+            "model": "char-mlp (embedding, tanh hidden layer, softmax)",
+            "source_entropy_rate": round(source.entropy_rate, 6),
+        },
     )
     model = CharMLP(len(source.alphabet), s.context, s.embed_dim, s.hidden, seed=s.seed)
-    optimizer = AdamW(model.params, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
-                      weight_decay=config.weight_decay, grad_clip=config.grad_clip)
+    optimizer = AdamW(
+        model.params,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        grad_clip=config.grad_clip,
+    )
     x_train, y_train, x_val, y_val = data["x_train"], data["y_train"], data["x_val"], data["y_val"]
     batches = np.random.default_rng(s.seed + 1)
     tracker = ExperimentTracker(config, log_dir=root)
@@ -115,13 +147,20 @@ def train_run(learning_rate: float, settings: DemoSettings, source: MarkovSource
         loss, grads = model.loss_and_grads(x_train[index], y_train[index])
         grad_norm = optimizer.step(grads, lr)
         seconds = time.perf_counter() - t0
-        tracker.log_metrics(it, train_loss=loss, learning_rate=lr, tokens_per_sec=s.batch_size / seconds,
-                            iter_time_ms=seconds * 1000, grad_norm=grad_norm)
+        tracker.log_metrics(
+            it,
+            train_loss=loss,
+            learning_rate=lr,
+            tokens_per_sec=s.batch_size / seconds,
+            iter_time_ms=seconds * 1000,
+            grad_norm=grad_norm,
+        )
         tracker.increment_gradient_step()
         if it % s.eval_interval == 0:
             tracker.log_eval(it, val_loss=model.loss(x_val, y_val))
-    tracker.finish(val_loss=model.loss(x_val, y_val),
-                   notes=f"lr sweep; source entropy rate {source.entropy_rate:.4f} nats/char")
+    tracker.finish(
+        val_loss=model.loss(x_val, y_val), notes=f"lr sweep; source entropy rate {source.entropy_rate:.4f} nats/char"
+    )
     return tracker
 
 
@@ -140,8 +179,12 @@ def make_data(source: MarkovSource, settings: DemoSettings) -> dict[str, np.ndar
     val = source.sample(val_sequences, settings.sequence_length, rng)
     x_train, y_train = windows(train, settings.context)
     x_val, y_val = windows(val, settings.context)
-    return {"x_train": x_train, "y_train": y_train,
-            "x_val": x_val[: settings.eval_examples], "y_val": y_val[: settings.eval_examples]}
+    return {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_val": x_val[: settings.eval_examples],
+        "y_val": y_val[: settings.eval_examples],
+    }
 
 
 @dataclasses.dataclass
@@ -156,8 +199,13 @@ class DemoResult:
     best_val_loss: float
 
 
-def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, settings: DemoSettings | None = None,
-             out: Callable[[str], Any] = print, width: int | None = None) -> DemoResult:
+def run_demo(
+    root: str | os.PathLike = "experiment_logs",
+    quick: bool = False,
+    settings: DemoSettings | None = None,
+    out: Callable[[str], Any] = print,
+    width: int | None = None,
+) -> DemoResult:
     """Run the learning-rate sweep into ``root``, compact the runs, print the comparison table
     (fitted to ``width`` columns; default: the terminal's, else 80), the best run, where the files
     are and what to try next (through ``out``).
@@ -176,11 +224,15 @@ def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, s
     data = make_data(source, s)
     bound = source.entropy_rate
     out(f"steplog demo: a character-level MLP language model trained in numpy, {len(s.learning_rates)} learning rates")
-    out(f"data: an order-{s.order} Markov source over {len(source.alphabet)} characters (seed {s.seed}); "
-        f"{len(data['y_train']):,} training windows, {len(data['y_val']):,} validation windows")
-    out(f"best possible loss: the source's entropy rate, {bound:.4f} nats/char (the source itself scores "
+    out(
+        f"data: an order-{s.order} Markov source over {len(source.alphabet)} characters (seed {s.seed}); "
+        f"{len(data['y_train']):,} training windows, {len(data['y_val']):,} validation windows"
+    )
+    out(
+        f"best possible loss: the source's entropy rate, {bound:.4f} nats/char (the source itself scores "
         f"{source.cross_entropy(data['x_val'], data['y_val']):.4f} on this validation set; "
-        f"a uniform guess {math.log(len(source.alphabet)):.4f})")
+        f"a uniform guess {math.log(len(source.alphabet)):.4f})"
+    )
     out("")
     trackers = []
     for lr, name in zip(s.learning_rates, sweep_names(s.learning_rates)):
@@ -188,19 +240,25 @@ def run_demo(root: str | os.PathLike = "experiment_logs", quick: bool = False, s
         tracker = train_run(lr, s, source, data, root, name)
         tracker.save()  # compact the finished run: metrics.parquet + run.json
         trackers.append(tracker)
-        final = ExperimentAnalyzer(root).get_experiment(tracker.run_id).summary["final_val_loss"]
-        out(f"  {name:<16} {s.iterations} iterations in {time.perf_counter() - started:5.1f} s   "
-            f"val loss {final:.4f} (entropy rate + {final - bound:.4f})")
-    run_ids = [t.run_id for t in trackers]
+        final = ExperimentAnalyzer(root).get_experiment(str(tracker.run_id)).summary["final_val_loss"]
+        out(
+            f"  {name:<16} {s.iterations} iterations in {time.perf_counter() - started:5.1f} s   "
+            f"val loss {final:.4f} (entropy rate + {final - bound:.4f})"
+        )
+    run_ids = [str(t.run_id) for t in trackers]
     analyzer = ExperimentAnalyzer(root)
     analyzer.load_all()
     out("")
     out(comparison_text(analyzer, run_ids, width or terminal_width()))
-    finals = {t.config.experiment_name: analyzer.get_experiment(t.run_id).summary["final_val_loss"] for t in trackers}
+    finals = {
+        t.config.experiment_name: analyzer.get_experiment(str(t.run_id)).summary["final_val_loss"] for t in trackers
+    }
     best_name = min(finals, key=finals.__getitem__)
     out("")
-    out(f"best run: {best_name}, final val loss {finals[best_name]:.4f} "
-        f"(entropy rate {bound:.4f}, gap {finals[best_name] - bound:.4f})")
+    out(
+        f"best run: {best_name}, final val loss {finals[best_name]:.4f} "
+        f"(entropy rate {bound:.4f}, gap {finals[best_name] - bound:.4f})"
+    )
     out(f"files: one folder per run under {root.resolve()} (events compacted into metrics.parquet + run.json):")
     for tracker in trackers:
         out(f"  {tracker.run_dir}")
@@ -224,10 +282,23 @@ def comparison_text(analyzer: ExperimentAnalyzer, run_ids: list[str], width: int
         return "(no runs)"
     frame = analyzer.comparison_frame(["train_loss", "val_loss", "tokens_per_sec"], runs=run_ids)
     frame = frame.drop([c for c in frame.columns if c.startswith("config.") and c != "config.learning_rate"])
-    return text_table(frame.rename({"config.learning_rate": "lr"}, strict=False), width=width, significant=4,
-                      split_headers=True, truncatable=["name"], min_truncated=SOFT_TRUNCATED_WIDTH,
-                      droppable=["run_id", "duration_s", "tokens_per_sec.last", "status", "iterations",
-                                 "train_loss.last", "tokens_per_sec.best"])
+    return text_table(
+        frame.rename({"config.learning_rate": "lr"}, strict=False),
+        width=width,
+        significant=4,
+        split_headers=True,
+        truncatable=["name"],
+        min_truncated=SOFT_TRUNCATED_WIDTH,
+        droppable=[
+            "run_id",
+            "duration_s",
+            "tokens_per_sec.last",
+            "status",
+            "iterations",
+            "train_loss.last",
+            "tokens_per_sec.best",
+        ],
+    )
 
 
 def terminal_width() -> int:
@@ -264,8 +335,15 @@ def what_next(root: Path, best_name: str) -> str:
         (f'steplog.history("{best_name}", root="{root}")', "in Python: its history, a Polars frame"),
     ]
     pad = max(len(command) for command, _ in steps[:3]) + 2
-    return "\n".join(["what next:", *(f"  {command:<{pad}} {why}" if len(command) < pad else f"  {command}\n"
-                                       f"  {'':<{pad}} {why}" for command, why in steps)])
+    return "\n".join(
+        [
+            "what next:",
+            *(
+                f"  {command:<{pad}} {why}" if len(command) < pad else f"  {command}\n  {'':<{pad}} {why}"
+                for command, why in steps
+            ),
+        ]
+    )
 
 
 def _plot(run_ids: list[str], root: Path, bound: float) -> str:
@@ -274,8 +352,14 @@ def _plot(run_ids: list[str], root: Path, bound: float) -> str:
     from .plot import PlotUnavailableError, plot_curves
 
     try:
-        path = plot_curves(run_ids, ["train_loss", "val_loss"], root=root, smooth=50, output=root / "demo_curves.png",
-                           title=f"learning-rate sweep (best possible loss {bound:.4f} nats/char)")
+        path = plot_curves(
+            run_ids,
+            ["train_loss", "val_loss"],
+            root=root,
+            smooth=50,
+            output=root / "demo_curves.png",
+            title=f"learning-rate sweep (best possible loss {bound:.4f} nats/char)",
+        )
     except PlotUnavailableError:
         return "not drawn: install matplotlib (pip install 'steplog[plot]') to get them as a PNG"
     return str(path)

@@ -188,8 +188,13 @@ class CharMLP:
         dinputs = (dpre @ p["w1"].T).reshape(batch, x.shape[1], -1)
         dembed = np.zeros_like(p["embed"])
         np.add.at(dembed, x, dinputs)
-        grads = {"embed": dembed, "w1": inputs.T @ dpre, "b1": dpre.sum(axis=0),
-                 "w2": hidden.T @ dlogits, "b2": dlogits.sum(axis=0)}
+        grads = {
+            "embed": dembed,
+            "w1": inputs.T @ dpre,
+            "b1": dpre.sum(axis=0),
+            "w2": hidden.T @ dlogits,
+            "b2": dlogits.sum(axis=0),
+        }
         return loss, grads
 
 
@@ -204,8 +209,15 @@ class AdamW:
         (0.9, 2.0)
     """
 
-    def __init__(self, params: dict[str, np.ndarray], beta1: float = 0.9, beta2: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.01, grad_clip: float = 1.0) -> None:
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        grad_clip: float = 1.0,
+    ) -> None:
         self.params = params
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay, self.grad_clip = weight_decay, grad_clip

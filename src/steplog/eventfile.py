@@ -39,8 +39,15 @@ _PAGE = mmap.ALLOCATIONGRANULARITY
 _NEWLINE = 10
 
 #: statfs(2) f_type of the file systems where a shared mapping is not coherent across hosts.
-NETWORK_FILESYSTEMS = {0x6969: "NFS", 0x0BD00BD0: "Lustre", 0x517B: "SMB", 0xFF534D42: "CIFS",
-                       0xFE534D42: "SMB2", 0x01021997: "9p", 0x65735546: "FUSE"}
+NETWORK_FILESYSTEMS = {
+    0x6969: "NFS",
+    0x0BD00BD0: "Lustre",
+    0x517B: "SMB",
+    0xFF534D42: "CIFS",
+    0xFE534D42: "SMB2",
+    0x01021997: "9p",
+    0x65735546: "FUSE",
+}
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -54,7 +61,7 @@ def write_all(fd: int, data: bytes) -> None:
     """
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def network_filesystem(path: str | os.PathLike) -> str | None:
@@ -73,15 +80,26 @@ def network_filesystem(path: str | os.PathLike) -> str | None:
         return None
     if device not in _fs_by_device:
         kind = _mount_type(path)
-        _fs_by_device[device] = (NETWORK_FS_NAMES.get(kind.split(".")[0]) if kind is not None
-                                 else NETWORK_FILESYSTEMS.get(_statfs_type(path)))
+        _fs_by_device[device] = (
+            NETWORK_FS_NAMES.get(kind.split(".")[0])
+            if kind is not None
+            else NETWORK_FILESYSTEMS.get(_statfs_type(path))
+        )
     return _fs_by_device[device]
 
 
 _fs_by_device: dict[int, str | None] = {}
 #: The same file systems by the type /proc/self/mountinfo gives them ("fuse.sshfs" counts as "fuse").
-NETWORK_FS_NAMES = {"nfs": "NFS", "nfs4": "NFS", "lustre": "Lustre", "smb3": "SMB", "smbfs": "SMB", "cifs": "CIFS",
-                    "9p": "9p", "fuse": "FUSE"}
+NETWORK_FS_NAMES = {
+    "nfs": "NFS",
+    "nfs4": "NFS",
+    "lustre": "Lustre",
+    "smb3": "SMB",
+    "smbfs": "SMB",
+    "cifs": "CIFS",
+    "9p": "9p",
+    "fuse": "FUSE",
+}
 
 
 def _mount_type(path: str | os.PathLike) -> str | None:
@@ -138,8 +156,7 @@ class MappedEvents:
         self._on_full = on_full
 
     @classmethod
-    def open(cls, fd: int, written: int, on_full: Callable[[bytes, BaseException], None] | None = None
-             ) -> MappedEvents:
+    def open(cls, fd: int, written: int, on_full: Callable[[bytes, BaseException], None] | None = None) -> MappedEvents:
         """Map the first chunk after ``written`` bytes; raises ReserveFailed (the file cut to
         ``written``) when its blocks cannot be reserved. See the module docstring."""
         mapped = cls(fd, on_full or _raise)

@@ -29,8 +29,14 @@ from . import store
 from .openruns import flush_open_runs
 
 
-def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", *, poll_interval: float = 0.5,
-           from_start: bool = True, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+def follow(
+    run: str | os.PathLike,
+    root: str | os.PathLike = "experiment_logs",
+    *,
+    poll_interval: float = 0.5,
+    from_start: bool = True,
+    timeout: float | None = None,
+) -> Iterator[dict[str, Any]]:
     """Yield a run's metric events as its writer appends them; stop when the run finishes.
 
     Each item is one ``log`` call: ``{"step", "wallclock", "time" (UTC datetime), "segment",
@@ -62,8 +68,9 @@ def follow(run: str | os.PathLike, root: str | os.PathLike = "experiment_logs", 
     return _follow(run_dir, path, offset, line_number, segment, poll_interval, deadline)
 
 
-def _follow(run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float,
-            deadline: float | None) -> Iterator[dict[str, Any]]:
+def _follow(
+    run_dir: Path, path: Path, offset: int, line_number: int, segment: int, poll_interval: float, deadline: float | None
+) -> Iterator[dict[str, Any]]:
     cursor = _Cursor(run_dir, path, offset, line_number, segment)
     while True:
         flush_open_runs(run_dir)
@@ -82,7 +89,13 @@ class _Cursor:
     """Where ``follow`` is in an events file: byte offset, line number, segment, finished or not."""
 
     def __init__(self, run_dir: Path, path: Path, offset: int, line_number: int, segment: int) -> None:
-        self.run_dir, self.path, self.offset, self.line_number, self.segment = run_dir, path, offset, line_number, segment
+        self.run_dir, self.path, self.offset, self.line_number, self.segment = (
+            run_dir,
+            path,
+            offset,
+            line_number,
+            segment,
+        )
         self.finished = False
 
     def read_complete_lines(self) -> bytes:
@@ -112,8 +125,9 @@ class _Cursor:
                 continue
             problem = fmt.metric_event_problem(event) if event is not None else "not valid JSON"
             if problem is not None:
-                warnings.warn(f"steplog: skipped damaged line {self.line_number} of {self.path} ({problem})",
-                              stacklevel=4)
+                warnings.warn(
+                    f"steplog: skipped damaged line {self.line_number} of {self.path} ({problem})", stacklevel=4
+                )
                 continue
             yield _event_row(event)
 
@@ -133,6 +147,9 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
     }
     nonfinite = event.get(fmt.NONFINITE, {})
     for key, value in event[fmt.METRICS].items():
-        row[key] = fmt.decode_nonfinite(nonfinite[key]) if value is None and key in nonfinite else (
-            None if value is None else float(value))
+        row[key] = (
+            fmt.decode_nonfinite(nonfinite[key])
+            if value is None and key in nonfinite
+            else (None if value is None else float(value))
+        )
     return row

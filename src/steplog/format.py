@@ -41,6 +41,8 @@ EVENTS_FILE = "events.jsonl"
 LOCK_FILE = "writer.lock"
 PARQUET_FILE = "metrics.parquet"
 SIDECAR_FILE = "run.json"
+#: Precomputed per-bucket extremes of a long compacted run (``steplog.levels``), for the dashboard.
+LEVELS_FILE = "metrics.levels.parquet"
 #: Where compaction moves the events file (``<run dir>/archive/events.jsonl``): kept so the run stays rebuildable.
 ARCHIVE_DIR = "archive"
 #: Where compaction keeps a run's events file, relative to the run directory.
@@ -373,8 +375,9 @@ def metric_event_problem(event: Any) -> str | None:
         if type(event.get(key)) not in (int, float):
             return f"no valid {key!r}"
     metrics = event.get(METRICS)
-    if not isinstance(metrics, dict) or any(v is not None and type(v) not in (int, float, bool)
-                                            for v in metrics.values()):
+    if not isinstance(metrics, dict) or any(
+        v is not None and type(v) not in (int, float, bool) for v in metrics.values()
+    ):
         return "metrics are not an object of numbers"
     if type(event.get(SEGMENT, 0)) is not int:
         return "segment is not an int"

@@ -44,8 +44,10 @@ SIDECAR_VERSION = 2
 #: The per-metric figures of ``summarize``, in order.
 SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "last", "step_of_min", "step_of_max")
 #: The Polars type of each figure of ``SUMMARY_FIELDS``: counts and steps are Int64, values Float64.
-SUMMARY_TYPES = {field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
-                 for field in SUMMARY_FIELDS}
+SUMMARY_TYPES = {
+    field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
+    for field in SUMMARY_FIELDS
+}
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -144,8 +146,13 @@ def encode_summary(summary: dict[str, MetricSummary]) -> dict[str, dict[str, Any
         >>> encode_summary({"loss": MetricSummary(min=float("-inf"), count=2)})["loss"]["min"]
         '-inf'
     """
-    return {name: {k: (fmt.nonfinite_code(v) if isinstance(v, float) and not math.isfinite(v) else v)
-                   for k, v in figures.to_dict().items()} for name, figures in summary.items()}
+    return {
+        name: {
+            k: (fmt.nonfinite_code(v) if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in figures.to_dict().items()
+        }
+        for name, figures in summary.items()
+    }
 
 
 def decode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, MetricSummary]:
@@ -155,9 +162,15 @@ def decode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, MetricSummar
         >>> decode_summary({"loss": {"max": "inf", "count": 2}})["loss"].max
         inf
     """
-    return {name: MetricSummary.from_dict({
-        k: (fmt.decode_nonfinite(v) if isinstance(v, str) and SUMMARY_TYPES.get(k) == pl.Float64 else v)
-        for k, v in figures.items()}) for name, figures in summary.items()}
+    return {
+        name: MetricSummary.from_dict(
+            {
+                k: (fmt.decode_nonfinite(v) if isinstance(v, str) and SUMMARY_TYPES.get(k) == pl.Float64 else v)
+                for k, v in figures.items()
+            }
+        )
+        for name, figures in summary.items()
+    }
 
 
 # --- a run --------------------------------------------------------------------------------------
@@ -216,14 +229,19 @@ class Segment:
             2
         """
         fields = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
-        fields.update(rows=data.get("rows") or 0, superseded_rows=data.get("superseded_rows") or 0,
-                      finish=Finish.from_event(data.get("finish")))
+        fields.update(
+            rows=data.get("rows") or 0,
+            superseded_rows=data.get("superseded_rows") or 0,
+            finish=Finish.from_event(data.get("finish")),
+        )
         return cls(**fields)  # type: ignore[arg-type]  # a sidecar's values, as compaction wrote them
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's shape of a segment (``finish`` as a dict or None)."""
-        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-                "finish": None if self.finish is None else dataclasses.asdict(self.finish)}
+        return {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+            "finish": None if self.finish is None else dataclasses.asdict(self.finish),
+        }
 
 
 @dataclass(frozen=True)
@@ -274,18 +292,29 @@ class RunRecord:
     def sidecar_facts(self) -> dict[str, Any]:
         """The part of the sidecar (``run.json``) a record makes, in the sidecar's key order."""
         return {
-            "status": self.status, "run_id": self.run_id, "name": self.name, "format_version": self.format_version,
-            "config": self.config, "meta": self.meta, "start_time": self.start_time,
-            "start_time_ns": self.start_time_ns, "end_time": self.end_time, "duration_s": self.duration_s,
-            "num_steps": self.num_steps, "first_step": self.first_step, "last_step": self.last_step,
-            "num_rows": self.num_rows, "superseded_rows": self.superseded_rows,
+            "status": self.status,
+            "run_id": self.run_id,
+            "name": self.name,
+            "format_version": self.format_version,
+            "config": self.config,
+            "meta": self.meta,
+            "start_time": self.start_time,
+            "start_time_ns": self.start_time_ns,
+            "end_time": self.end_time,
+            "duration_s": self.duration_s,
+            "num_steps": self.num_steps,
+            "first_step": self.first_step,
+            "last_step": self.last_step,
+            "num_rows": self.num_rows,
+            "superseded_rows": self.superseded_rows,
             "finish": None if self.finish is None else dataclasses.asdict(self.finish),
             "segments": [segment.to_dict() for segment in self.segments],
         }
 
 
-def record_from_events(run_dir: Path, events: RunEvents, status: str | None = None,
-                       history_all: pl.DataFrame | None = None) -> RunRecord:
+def record_from_events(
+    run_dir: Path, events: RunEvents, status: str | None = None, history_all: pl.DataFrame | None = None
+) -> RunRecord:
     """The record of a run from its events (``history_all``: ``resolve_history(events,
     all_segments=True)`` when the caller has it). ``status`` None: as ``store.run_status`` says.
 
@@ -312,15 +341,28 @@ def record_from_events(run_dir: Path, events: RunEvents, status: str | None = No
     current = history_all.filter(~pl.col("superseded"))
     steps = current.select(pl.len(), pl.col("step").min().alias("first"), pl.col("step").max().alias("last")).row(0)
     return RunRecord(
-        run_id=start.get("run_id", run_dir.name), name=start.get("name", run_dir.name), status=status,
-        run_dir=run_dir, format_version=start.get("v"), config=_config(events), meta=_dict(start.get("meta")),
-        start_time=start_time, start_time_ns=start.get("time_ns") if type(start.get("time_ns")) is int else None,
+        run_id=start.get("run_id", run_dir.name),
+        name=start.get("name", run_dir.name),
+        status=status,
+        run_dir=run_dir,
+        format_version=start.get("v"),
+        config=_config(events),
+        meta=_dict(start.get("meta")),
+        start_time=start_time,
+        start_time_ns=start.get("time_ns") if type(start.get("time_ns")) is int else None,
         end_time=end_time,
         duration_s=end_time - start_time if start_time is not None and end_time is not None else None,
-        num_steps=steps[0], first_step=steps[1], last_step=steps[2], num_rows=history_all.height,
-        superseded_rows=history_all.height - steps[0], finish=Finish.from_event(finish),
-        segments=_segments(events, history_all, start), metrics=tuple(events.metric_names), compacted=False,
-        history_all=history_all)
+        num_steps=steps[0],
+        first_step=steps[1],
+        last_step=steps[2],
+        num_rows=history_all.height,
+        superseded_rows=history_all.height - steps[0],
+        finish=Finish.from_event(finish),
+        segments=_segments(events, history_all, start),
+        metrics=tuple(events.metric_names),
+        compacted=False,
+        history_all=history_all,
+    )
 
 
 def _config(events: RunEvents) -> dict[str, Any]:
@@ -339,24 +381,43 @@ def record_from_sidecar(run_dir: Path, sidecar: dict[str, Any]) -> RunRecord:
         ('a', 3, 1, True)
     """
     return RunRecord(
-        run_id=sidecar.get("run_id", run_dir.name), name=sidecar.get("name", run_dir.name),
-        status=str(sidecar.get("status")), run_dir=run_dir, format_version=sidecar.get("format_version"),
-        config=_dict(sidecar.get("config")), meta=_dict(sidecar.get("meta")),
-        start_time=sidecar.get("start_time"), start_time_ns=sidecar.get("start_time_ns"),
-        end_time=sidecar.get("end_time"), duration_s=sidecar.get("duration_s"),
-        num_steps=sidecar.get("num_steps") or 0, first_step=sidecar.get("first_step"),
-        last_step=sidecar.get("last_step"), num_rows=sidecar.get("num_rows") or 0,
-        superseded_rows=sidecar.get("superseded_rows") or 0, finish=Finish.from_event(sidecar.get("finish")),
+        run_id=sidecar.get("run_id", run_dir.name),
+        name=sidecar.get("name", run_dir.name),
+        status=str(sidecar.get("status")),
+        run_dir=run_dir,
+        format_version=sidecar.get("format_version"),
+        config=_dict(sidecar.get("config")),
+        meta=_dict(sidecar.get("meta")),
+        start_time=sidecar.get("start_time"),
+        start_time_ns=sidecar.get("start_time_ns"),
+        end_time=sidecar.get("end_time"),
+        duration_s=sidecar.get("duration_s"),
+        num_steps=sidecar.get("num_steps") or 0,
+        first_step=sidecar.get("first_step"),
+        last_step=sidecar.get("last_step"),
+        num_rows=sidecar.get("num_rows") or 0,
+        superseded_rows=sidecar.get("superseded_rows") or 0,
+        finish=Finish.from_event(sidecar.get("finish")),
         segments=tuple(Segment.from_dict(s) for s in sidecar.get("segments") or ()),
-        metrics=tuple(sidecar.get("metrics") or ()), compacted=True,
+        metrics=tuple(sidecar.get("metrics") or ()),
+        compacted=True,
         files={k: sidecar.get(k) for k in ("parquet", "events", "steps_sorted", "compacted_at")},
-        stored_summary=sidecar["summary"])
+        stored_summary=sidecar["summary"],
+    )
 
 
 def _segments(events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any]) -> tuple[Segment, ...]:
-    by_rows = {row["segment"]: row for row in history_all.group_by("segment").agg(
-        pl.len().alias("rows"), pl.col("superseded").sum().cast(pl.Int64).alias("superseded_rows"),
-        pl.col("step").min().alias("first_step"), pl.col("step").max().alias("last_step")).iter_rows(named=True)}
+    by_rows = {
+        row["segment"]: row
+        for row in history_all.group_by("segment")
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("superseded").sum().cast(pl.Int64).alias("superseded_rows"),
+            pl.col("step").min().alias("first_step"),
+            pl.col("step").max().alias("last_step"),
+        )
+        .iter_rows(named=True)
+    }
     last_time = dict(events.rows.group_by("segment").agg(pl.col("time").max()).iter_rows())
     finishes = {event.get("segment", 0): event for event in events.controls if event.get(fmt.KIND) == fmt.FINISH}
     opened = [start, *events.resumes]
@@ -365,14 +426,21 @@ def _segments(events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any
         control = opened[index] if index < len(opened) else {}
         rows, finish = by_rows.get(index, {}), finishes.get(index)
         begin = _number(control.get("time"))
-        segments.append(Segment(
-            segment=index, start_step=control.get("start_step") if index else None,
-            first_step=rows.get("first_step"), last_step=rows.get("last_step"), rows=rows.get("rows", 0),
-            superseded_rows=rows.get("superseded_rows", 0), start_time=begin,
-            end_time=_number(finish.get("time")) if finish else last_time.get(index, begin),
-            durability=control.get("durability"),
-            meta=control.get("meta") if index and isinstance(control.get("meta"), dict) else None,
-            finish=Finish.from_event(finish)))
+        segments.append(
+            Segment(
+                segment=index,
+                start_step=control.get("start_step") if index else None,
+                first_step=rows.get("first_step"),
+                last_step=rows.get("last_step"),
+                rows=rows.get("rows", 0),
+                superseded_rows=rows.get("superseded_rows", 0),
+                start_time=begin,
+                end_time=_number(finish.get("time")) if finish else last_time.get(index, begin),
+                durability=control.get("durability"),
+                meta=control.get("meta") if index and isinstance(control.get("meta"), dict) else None,
+                finish=Finish.from_event(finish),
+            )
+        )
     return tuple(segments)
 
 
@@ -418,8 +486,11 @@ def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
         True
     """
     sidecar = store.raw_sidecar(run_dir)
-    if not isinstance(sidecar.get("sidecar_version"), int) \
-            or sidecar["sidecar_version"] > SIDECAR_VERSION or not isinstance(sidecar.get("summary"), dict):
+    if (
+        not isinstance(sidecar.get("sidecar_version"), int)
+        or sidecar["sidecar_version"] > SIDECAR_VERSION
+        or not isinstance(sidecar.get("summary"), dict)
+    ):
         return None
     try:
         sidecar["summary"] = decode_summary(sidecar["summary"])

@@ -20,7 +20,6 @@ import sys
 import threading
 from typing import Any
 
-
 #: Runs opened by this process and not finished yet. Strong references on purpose: a run the
 #: program dropped without finish() is still flushed and closed at interpreter exit.
 open_runs: set[Any] = set()

@@ -124,7 +124,8 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.figure import Figure
     except ImportError:
         raise PlotUnavailableError(
-            "plotting needs matplotlib: pip install 'steplog[plot]' (or pip install matplotlib)") from None
+            "plotting needs matplotlib: pip install 'steplog[plot]' (or pip install matplotlib)"
+        ) from None
     return Figure, FigureCanvasAgg
 
 

@@ -36,8 +36,16 @@ class Progress:
         ['job [2/2] b: done: ok', 'job: 1 current, 1 done']
     """
 
-    def __init__(self, label: str, total: int, *, quiet: bool = False, stream: TextIO | None = None,
-                 quiet_outcomes: tuple[str, ...] = (), loud_outcomes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        *,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        quiet_outcomes: tuple[str, ...] = (),
+        loud_outcomes: tuple[str, ...] = (),
+    ) -> None:
         self.label, self.total, self.quiet, self.done = label, total, quiet, 0
         self.stream = sys.stderr if stream is None else stream
         self.quiet_outcomes, self.loud_outcomes = quiet_outcomes, loud_outcomes

@@ -36,8 +36,15 @@ from .storage import Storage, open_root
 CONCURRENCY = 8
 
 
-def push(to: str | os.PathLike, runs: Iterable[str] | str | None = None, *, root: str | os.PathLike = "experiment_logs",
-         storage_options: dict[str, Any] | None = None, compact: bool = False, quiet: bool = False) -> list[str]:
+def push(
+    to: str | os.PathLike,
+    runs: Iterable[str] | str | None = None,
+    *,
+    root: str | os.PathLike = "experiment_logs",
+    storage_options: dict[str, Any] | None = None,
+    compact: bool = False,
+    quiet: bool = False,
+) -> list[str]:
     """Upload the compacted runs of ``root`` (or only ``runs``: ids, id prefixes or names) to ``to``
     and return the ids uploaded, oldest first (runs already there are skipped, runs not compacted
     are reported on stderr and left). ``compact=True`` compacts them first. Progress goes to
@@ -50,13 +57,24 @@ def push(to: str | os.PathLike, runs: Iterable[str] | str | None = None, *, root
         >>> push(tempfile.mkdtemp(), root=root, quiet=True)  # not compacted yet: nothing to send
         []
     """
-    return [run_id for run_id, outcome, _ in push_each(to, runs, root=root, storage_options=storage_options,
-                                                       compact=compact, quiet=quiet) if outcome == "pushed"]
+    return [
+        run_id
+        for run_id, outcome, _ in push_each(
+            to, runs, root=root, storage_options=storage_options, compact=compact, quiet=quiet
+        )
+        if outcome == "pushed"
+    ]
 
 
-def push_each(to: str | os.PathLike, runs: Iterable[str] | str | None = None, *,
-              root: str | os.PathLike = "experiment_logs", storage_options: dict[str, Any] | None = None,
-              compact: bool = False, quiet: bool = False) -> list[tuple[str, str, str]]:
+def push_each(
+    to: str | os.PathLike,
+    runs: Iterable[str] | str | None = None,
+    *,
+    root: str | os.PathLike = "experiment_logs",
+    storage_options: dict[str, Any] | None = None,
+    compact: bool = False,
+    quiet: bool = False,
+) -> list[tuple[str, str, str]]:
     """``push``, returning ``(run id, outcome, detail)`` per run, outcome ``pushed``, ``current``
     (already there) or ``skipped`` (not compacted, or unreadable).
 
@@ -100,7 +118,7 @@ def _push_run(run_dir: Path, remote: Storage, there: dict[str, str]) -> tuple:
         return run_id, "skipped", "no sidecar and Parquet file to send"
     parquet_there = there.get(fmt.PARQUET_FILE, "")  # "<size>:<etag>"; a local folder says only "?" (present)
     if fmt.SIDECAR_FILE in there and parquet_there.split(":")[0] in ("?", str(size)):
-        if there[fmt.SIDECAR_FILE].split(":", 1)[1].strip('"') == hashlib.md5(sidecar).hexdigest():  # noqa: S324
+        if there[fmt.SIDECAR_FILE].split(":", 1)[1].strip('"') == hashlib.md5(sidecar).hexdigest():
             return run_id, "current", "already there"  # an S3 ETag of a plain PUT is the MD5: no read needed
         try:
             same = _sha(remote.read(f"{run_id}/{fmt.SIDECAR_FILE}")) == _sha(sidecar)
@@ -148,8 +166,12 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
         if not self.quiet:
-            print(f"steplog push {self.url}: {self.counts['pushed']} pushed, {self.counts['current']} already there, "
-                  f"{self.counts['skipped']} skipped", file=sys.stderr, flush=True)
+            print(
+                f"steplog push {self.url}: {self.counts['pushed']} pushed, {self.counts['current']} already there, "
+                f"{self.counts['skipped']} skipped",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 # --- the CLI command (registered by steplog.cli) -----------------------------------------------

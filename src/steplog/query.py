@@ -58,22 +58,29 @@ def root_keyword_only(positional: int, moved: tuple[str, ...]) -> Callable[[_F],
         ...     where("a", "elsewhere"), caught[0].category.__name__
         (('a', 'elsewhere'), 'DeprecationWarning')
     """
+
     def wrap(func: _F) -> _F:
         @functools.wraps(func)
         def call(*args: Any, **kwargs: Any) -> Any:
             if len(args) > positional:
                 extra = args[positional:]
                 if len(extra) > len(moved):
-                    raise TypeError(f"{func.__name__}() takes {positional} positional arguments but {len(args)} "
-                                    f"were given")
-                names = moved[:len(extra)]
-                warnings.warn(f"steplog.{func.__name__}(): passing {', '.join(names)} by position is deprecated and "
-                              f"stops working in the next release; pass {', '.join(f'{n}=...' for n in names)}",
-                              DeprecationWarning, stacklevel=2)
+                    raise TypeError(
+                        f"{func.__name__}() takes {positional} positional arguments but {len(args)} were given"
+                    )
+                names = moved[: len(extra)]
+                warnings.warn(
+                    f"steplog.{func.__name__}(): passing {', '.join(names)} by position is deprecated and "
+                    f"stops working in the next release; pass {', '.join(f'{n}=...' for n in names)}",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
                 kwargs.update(zip(names, extra))
                 args = args[:positional]
             return func(*args, **kwargs)
+
         return call  # type: ignore[return-value]
+
     return wrap
 
 
@@ -91,23 +98,30 @@ def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
     if events is not None:
         return resolve_history(events, all_segments=all_segments)
     if sidecar is None:
-        raise store.RunNotFoundError(f"{run_dir} holds no run ({fmt.EVENTS_FILE}, {fmt.SIDECAR_FILE} and "
-                                     f"{fmt.ARCHIVED_EVENTS_FILE} are all missing)")
+        raise store.RunNotFoundError(
+            f"{run_dir} holds no run ({fmt.EVENTS_FILE}, {fmt.SIDECAR_FILE} and "
+            f"{fmt.ARCHIVED_EVENTS_FILE} are all missing)"
+        )
     try:
         return _compacted_history(run_dir, sidecar, all_segments).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
         archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
         if not archived.is_file():
-            raise store.storage_error(exc, f"run {run_dir.name}: cannot read", run_dir / fmt.PARQUET_FILE,
-                                      store.rebuild_hint(run_dir)) from exc
-        warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead; "
-                      f"{store.rebuild_hint(run_dir)}", stacklevel=3)
+            raise store.storage_error(
+                exc, f"run {run_dir.name}: cannot read", run_dir / fmt.PARQUET_FILE, store.rebuild_hint(run_dir)
+            ) from exc
+        warnings.warn(
+            f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead; "
+            f"{store.rebuild_hint(run_dir)}",
+            stacklevel=3,
+        )
         return resolve_history(read_events(archived), all_segments=all_segments)
 
 
 @root_keyword_only(1, ("root",))
-def history(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs",
-            all_segments: bool = False) -> pl.DataFrame:
+def history(
+    run: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs", all_segments: bool = False
+) -> pl.DataFrame:
     """The history of one run: one row per step, sorted by step.
 
     ``run`` is a run id, a unique id prefix, or a name (the latest run of that name). Columns:
@@ -189,19 +203,41 @@ def info_dict(record: RunRecord) -> dict[str, Any]:
         >>> info_dict(load_record(run.dir))["compacted"]
         False
     """
-    segments = [{"segment": s.segment, "start_step": s.start_step, "first_step": s.first_step,
-                 "last_step": s.last_step, "rows": s.rows, "superseded_rows": s.superseded_rows,
-                 "start_time": utc(s.start_time), "end_time": utc(s.end_time), "durability": s.durability,
-                 "status": s.finish.status if s.finish else None} for s in record.segments]
+    segments = [
+        {
+            "segment": s.segment,
+            "start_step": s.start_step,
+            "first_step": s.first_step,
+            "last_step": s.last_step,
+            "rows": s.rows,
+            "superseded_rows": s.superseded_rows,
+            "start_time": utc(s.start_time),
+            "end_time": utc(s.end_time),
+            "durability": s.durability,
+            "status": s.finish.status if s.finish else None,
+        }
+        for s in record.segments
+    ]
     return {
-        "run_id": record.run_id, "name": record.name, "status": record.status, "dir": str(record.run_dir),
-        "compacted": record.compacted, "config": record.config, "meta": record.meta,
-        "start_time": utc(record.start_time), "end_time": utc(record.end_time), "duration_s": record.duration_s,
-        "num_steps": record.num_steps, "first_step": record.first_step, "last_step": record.last_step,
-        "num_rows": record.num_rows, "superseded_rows": record.superseded_rows,
+        "run_id": record.run_id,
+        "name": record.name,
+        "status": record.status,
+        "dir": str(record.run_dir),
+        "compacted": record.compacted,
+        "config": record.config,
+        "meta": record.meta,
+        "start_time": utc(record.start_time),
+        "end_time": utc(record.end_time),
+        "duration_s": record.duration_s,
+        "num_steps": record.num_steps,
+        "first_step": record.first_step,
+        "last_step": record.last_step,
+        "num_rows": record.num_rows,
+        "superseded_rows": record.superseded_rows,
         "error": record.finish.error_text if record.finish else None,
         "notes": record.finish.notes if record.finish else None,
-        "segments": segments, "summary": record.summary_dicts(),
+        "segments": segments,
+        "summary": record.summary_dicts(),
     }
 
 
@@ -244,8 +280,23 @@ def check_mode(metric: str, mode: str) -> str:
     return mode
 
 
-_HIGHER_IS_BETTER = frozenset({"acc", "accuracy", "score", "reward", "return", "auc", "f1", "bleu", "rouge",
-                               "precision", "recall", "throughput", "mfu"})
+_HIGHER_IS_BETTER = frozenset(
+    {
+        "acc",
+        "accuracy",
+        "score",
+        "reward",
+        "return",
+        "auc",
+        "f1",
+        "bleu",
+        "rouge",
+        "precision",
+        "recall",
+        "throughput",
+        "mfu",
+    }
+)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -259,13 +310,17 @@ def higher_is_better(metric: str) -> bool:
         [False, True, True, True, False]
     """
     words = set(re.split(r"[^a-z0-9]+", metric.lower()))
-    return bool(words & _HIGHER_IS_BETTER) or bool(re.search(r"per_s(ec)?$", metric.lower())) \
+    return (
+        bool(words & _HIGHER_IS_BETTER)
+        or bool(re.search(r"per_s(ec)?$", metric.lower()))
         or any(w.endswith(("accuracy", "acc")) for w in words if w.startswith("top"))
+    )
 
 
 @root_keyword_only(2, ("root",))
-def best(metric: str, mode: str = "min", *, root: str | os.PathLike = "experiment_logs",
-         runs: Iterable[str] | None = None) -> dict[str, Any]:
+def best(
+    metric: str, mode: str = "min", *, root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None
+) -> dict[str, Any]:
     """The run with the best value of ``metric`` over its whole history: ``{"run_id", "name",
     "value", "step"}``. ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for names like
     accuracy or tokens_per_sec: ``higher_is_better``). Runs that never logged the metric (or
@@ -293,14 +348,20 @@ def best(metric: str, mode: str = "min", *, root: str | os.PathLike = "experimen
             continue
         available.update(dict.fromkeys(record.summary))
         figures = record.summary.get(metric)
-        rows.append({"run_id": record.run_id, "name": record.name,
-                     "value": figures.figure(direction) if figures else None,
-                     "step": figures.figure(f"step_of_{direction}") if figures else None})
+        rows.append(
+            {
+                "run_id": record.run_id,
+                "name": record.name,
+                "value": figures.figure(direction) if figures else None,
+                "step": figures.figure(f"step_of_{direction}") if figures else None,
+            }
+        )
     table = pl.DataFrame(rows, schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
     winner = table.drop_nulls("value").sort("value", descending=direction == "max", maintain_order=True).head(1)
     if winner.height == 0:
-        raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); "
-                         f"{metric_hint(metric, available)}")
+        raise ValueError(
+            f"no run under {root} has a value for metric {metric!r} (NaN aside); {metric_hint(metric, available)}"
+        )
     return winner.row(0, named=True)
 
 
@@ -339,8 +400,13 @@ def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: str | os.
 
 
 @root_keyword_only(2, ("root",))
-def export(run: str | os.PathLike, path: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs",
-           all_segments: bool = False) -> Path:
+def export(
+    run: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    root: str | os.PathLike = "experiment_logs",
+    all_segments: bool = False,
+) -> Path:
     """Write a run's history (``steplog.history``) to ``path``: CSV for ``.csv``, Parquet for
     ``.parquet``/``.pq``. The file is written with ``steplog.atomic.write_atomically`` (a
     temporary name of its own, fsync, rename), so it is never seen half-written, and processes

@@ -144,12 +144,20 @@ def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
     if start is None and complete and 1 not in skipped:
         _bad_line(path, 1, "the first line is not a start event", strict, skipped)
     _warn_about(path, start, skipped, strict)
-    return RunEvents(path=path, start=start, controls=controls, rows=_to_rows(table), skipped_lines=skipped,
-                     torn_tail_bytes=torn, bytes_read=complete)
+    return RunEvents(
+        path=path,
+        start=start,
+        controls=controls,
+        rows=_to_rows(table),
+        skipped_lines=skipped,
+        torn_tail_bytes=torn,
+        bytes_read=complete,
+    )
 
 
-def _split_controls(data: bytes, complete: int, path: Path, strict: bool, skipped: list[int]
-                    ) -> tuple[list[dict[str, Any]], bytes, list[tuple[int, int]]]:
+def _split_controls(
+    data: bytes, complete: int, path: Path, strict: bool, skipped: list[int]
+) -> tuple[list[dict[str, Any]], bytes, list[tuple[int, int]]]:
     """The control events of the complete lines, the bytes of the metric lines between them, and
     the control lines' spans."""
     view = memoryview(data)[:complete]
@@ -161,7 +169,7 @@ def _split_controls(data: bytes, complete: int, path: Path, strict: bool, skippe
         pieces.append(view[previous_end:begin])
         previous_end = end
         try:
-            controls.append(fmt.decode_control_event(view[begin:end]))
+            controls.append(fmt.decode_control_event(bytes(view[begin:end])))
         except ValueError as exc:
             _bad_line(path, _line_number(data, begin), f"unreadable control event ({exc})", strict, skipped)
     pieces.append(view[previous_end:])
@@ -171,13 +179,17 @@ def _split_controls(data: bytes, complete: int, path: Path, strict: bool, skippe
 def _warn_about(path: Path, start: dict[str, Any] | None, skipped: list[int], strict: bool) -> None:
     version = (start or {}).get("v")
     if isinstance(version, int) and version > fmt.FORMAT_VERSION:
-        warnings.warn(f"steplog: {path} is in event format v{version}, newer than this steplog's "
-                      f"v{fmt.FORMAT_VERSION}; reading what it understands (upgrade steplog to read it all)",
-                      stacklevel=4)
+        warnings.warn(
+            f"steplog: {path} is in event format v{version}, newer than this steplog's "
+            f"v{fmt.FORMAT_VERSION}; reading what it understands (upgrade steplog to read it all)",
+            stacklevel=4,
+        )
     if skipped and not strict:
         shown = ", ".join(str(n) for n in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
-        warnings.warn(f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); "
-                      f"every other event was kept", stacklevel=4)
+        warnings.warn(
+            f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); every other event was kept",
+            stacklevel=4,
+        )
 
 
 def _bad_line(path: Path, line: int, why: str, strict: bool, skipped: list[int]) -> None:
@@ -203,33 +215,53 @@ def _parse_fast(metric_bytes: bytes) -> pa.Table | None:
 
 def _well_formed(table: pa.Table) -> bool:
     schema = table.schema
-    for name, kinds in ((fmt.STEP, ("int64",)), (fmt.TIME, ("double", "int64")), (fmt.WALLCLOCK, ("double", "int64")),
-                        (fmt.METRICS, ("struct",))):
+    for name, kinds in (
+        (fmt.STEP, ("int64",)),
+        (fmt.TIME, ("double", "int64")),
+        (fmt.WALLCLOCK, ("double", "int64")),
+        (fmt.METRICS, ("struct",)),
+    ):
         if name not in schema.names or not str(schema.field(name).type).startswith(kinds):
             return False
         if table.column(name).null_count:
             return False
     if not set(schema.names) <= fmt.METRIC_EVENT_KEYS:
         return False
-    if fmt.SEGMENT in schema.names and not pa.types.is_integer(schema.field(fmt.SEGMENT).type) and not pa.types.is_null(schema.field(fmt.SEGMENT).type):
+    if (
+        fmt.SEGMENT in schema.names
+        and not pa.types.is_integer(schema.field(fmt.SEGMENT).type)
+        and not pa.types.is_null(schema.field(fmt.SEGMENT).type)
+    ):
         return False
     if pc.min(table.column(fmt.STEP)).as_py() < 0:
         return False
     for child in schema.field(fmt.METRICS).type:
         child.name.encode()  # decoding a name made of invalid UTF-8 raises: the line-by-line path skips it
-        if not (pa.types.is_floating(child.type) or pa.types.is_integer(child.type) or pa.types.is_null(child.type)
-                or pa.types.is_boolean(child.type)):  # ints and bools are logged as JSON ints and true/false
+        if not (
+            pa.types.is_floating(child.type)
+            or pa.types.is_integer(child.type)
+            or pa.types.is_null(child.type)
+            or pa.types.is_boolean(child.type)
+        ):  # ints and bools are logged as JSON ints and true/false
             return False
     if fmt.NONFINITE in schema.names:
         nf_type = schema.field(fmt.NONFINITE).type
-        if not pa.types.is_struct(nf_type) or any(not (pa.types.is_string(c.type) or pa.types.is_null(c.type)) for c in nf_type):
+        if not pa.types.is_struct(nf_type) or any(
+            not (pa.types.is_string(c.type) or pa.types.is_null(c.type)) for c in nf_type
+        ):
             return False
     return True
 
 
 def _empty_table() -> pa.Table:
-    return pa.table({fmt.STEP: pa.array([], pa.int64()), fmt.TIME: pa.array([], pa.float64()),
-                     fmt.WALLCLOCK: pa.array([], pa.float64()), fmt.METRICS: pa.array([], pa.struct([]))})
+    return pa.table(
+        {
+            fmt.STEP: pa.array([], pa.int64()),
+            fmt.TIME: pa.array([], pa.float64()),
+            fmt.WALLCLOCK: pa.array([], pa.float64()),
+            fmt.METRICS: pa.array([], pa.struct([])),
+        }
+    )
 
 
 def _parse_checked(data: bytes, spans: list[tuple[int, int]], path: Path, strict: bool, skipped: list[int]) -> pa.Table:
@@ -265,9 +297,14 @@ def _table_from_events(events: list[dict[str, Any]]) -> pa.Table:
     names: dict[str, None] = {}
     for event in events:
         names.update(dict.fromkeys(event[fmt.METRICS]))
-    metrics = pa.StructArray.from_arrays(
-        [pa.array([_as_float(e[fmt.METRICS].get(n)) for e in events], pa.float64()) for n in names], names=list(names)
-    ) if names else pa.array([{}] * len(events), pa.struct([]))
+    metrics = (
+        pa.StructArray.from_arrays(
+            [pa.array([_as_float(e[fmt.METRICS].get(n)) for e in events], pa.float64()) for n in names],
+            names=list(names),
+        )
+        if names
+        else pa.array([{}] * len(events), pa.struct([]))
+    )
     nonfinite_names: dict[str, None] = {}
     for event in events:
         nonfinite_names.update(dict.fromkeys(event.get(fmt.NONFINITE, {})))
@@ -299,8 +336,11 @@ def _to_rows(table: pa.Table) -> pl.DataFrame:
         "step": pl.Series("step", table.column(fmt.STEP), dtype=pl.Int64),
         "time": pl.Series("time", table.column(fmt.TIME)).cast(pl.Float64),
         "wallclock": pl.Series("wallclock", table.column(fmt.WALLCLOCK)).cast(pl.Float64),
-        "segment": (pl.Series("segment", table.column(fmt.SEGMENT)).cast(pl.Int64).fill_null(0)
-                    if fmt.SEGMENT in table.column_names else pl.zeros(n, pl.Int64, eager=True).alias("segment")),
+        "segment": (
+            pl.Series("segment", table.column(fmt.SEGMENT)).cast(pl.Int64).fill_null(0)
+            if fmt.SEGMENT in table.column_names
+            else pl.zeros(n, pl.Int64, eager=True).alias("segment")
+        ),
     }
     for i, name in enumerate(names):
         columns[name] = pl.Series(name, metrics.field(i)).cast(pl.Float64)
@@ -314,7 +354,7 @@ def _to_rows(table: pa.Table) -> pl.DataFrame:
                 if name not in frame.columns:
                     continue  # a code for a metric the event does not have: nothing to restore
                 code = pl.Series(codes.field(i)).cast(pl.String)
-                value = pl.when(pl.lit(False)).then(None)
+                value: Any = pl.when(pl.lit(False)).then(None)
                 for text, number in fmt.NONFINITE_CODES.items():
                     value = value.when(code == text).then(number)
                 fixes.append(value.otherwise(metric_col(name, frame.columns)).cast(pl.Float64).alias(name))
@@ -353,9 +393,13 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
             aggregations.append(pl.col("superseded").first())
         aggregations += [metric_col(m, rows.columns).drop_nulls().last() for m in metrics]
         rows = rows.group_by(keys, maintain_order=True).agg(aggregations).sort(keys)
-    columns = [pl.col("step"), pl.col("wallclock"),
-               pl.from_epoch((pl.col("time") * 1_000_000).round().cast(pl.Int64), time_unit="us")
-               .dt.replace_time_zone("UTC").alias("time")]
+    columns = [
+        pl.col("step"),
+        pl.col("wallclock"),
+        pl.from_epoch((pl.col("time") * 1_000_000).round().cast(pl.Int64), time_unit="us")
+        .dt.replace_time_zone("UTC")
+        .alias("time"),
+    ]
     if all_segments:
         columns = [pl.col("segment"), *columns, pl.col("superseded")]
     return rows.select(*columns, *[metric_col(m, rows.columns).cast(pl.Float64) for m in metrics])
@@ -372,12 +416,13 @@ def _superseded(rows: pl.DataFrame, resumes: list[dict[str, Any]]) -> pl.Expr:
         segment = event.get("segment", index)
         start = event.get("start_step")
         starts[segment] = start if isinstance(start, int) else first_step.get(segment)
-    cutoff = {}
-    running = None
+    cutoff: dict[int, int | None] = {}
+    running: int | None = None
     for segment in range(max([*starts, *first_step]), -1, -1):
         cutoff[segment] = running
-        if starts.get(segment) is not None:
-            running = starts[segment] if running is None else min(running, starts[segment])
+        start = starts.get(segment)
+        if start is not None:
+            running = start if running is None else min(running, start)
     limits = pl.col("segment").replace_strict(cutoff, default=None, return_dtype=pl.Int64)
     latest = pl.col("segment") == pl.col("segment").max().over("step")
     return (pl.col("step") >= limits).fill_null(False) | ~latest

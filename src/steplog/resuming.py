@@ -30,8 +30,10 @@ def reopen_compacted(run_dir: Path) -> None:
     if not events.exists() and archived.exists():
         os.replace(archived, events)
     if not events.exists():
-        raise FileNotFoundError(f"run {run_dir.name} has no {fmt.EVENTS_FILE} (nor {fmt.ARCHIVED_EVENTS_FILE}) "
-                                f"to append to; it cannot be resumed")
+        raise FileNotFoundError(
+            f"run {run_dir.name} has no {fmt.EVENTS_FILE} (nor {fmt.ARCHIVED_EVENTS_FILE}) "
+            f"to append to; it cannot be resumed"
+        )
     for derived in (fmt.SIDECAR_FILE, fmt.PARQUET_FILE):
         try:
             (run_dir / derived).unlink()
@@ -49,14 +51,22 @@ def tail_state(events: Path) -> dict[str, Any]:
         raise ValueError(f"{events} has no readable start event; it cannot be resumed")
     version = start.get("v")
     if isinstance(version, int) and version > fmt.FORMAT_VERSION:
-        raise ValueError(f"{events} was written in event format v{version}, newer than this steplog's "
-                         f"v{fmt.FORMAT_VERSION}; upgrade steplog to resume it")
+        raise ValueError(
+            f"{events} was written in event format v{version}, newer than this steplog's "
+            f"v{fmt.FORMAT_VERSION}; upgrade steplog to resume it"
+        )
     last_step, next_step, wallclock = _walk_back(data)
     if next_step is None:
         next_step = 0 if last_step is None else last_step + 1
-    return {"run_id": start.get("run_id", events.parent.name), "name": start.get("name", events.parent.name),
-            "config": start.get("config"), "segments": 1 + fmt.count_resumes(data), "last_step": last_step,
-            "next_step": next_step, "wallclock": wallclock or 0.0}
+    return {
+        "run_id": start.get("run_id", events.parent.name),
+        "name": start.get("name", events.parent.name),
+        "config": start.get("config"),
+        "segments": 1 + fmt.count_resumes(data),
+        "last_step": last_step,
+        "next_step": next_step,
+        "wallclock": wallclock or 0.0,
+    }
 
 
 def _walk_back(data: bytes) -> tuple[int | None, int | None, float | None]:

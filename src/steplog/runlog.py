@@ -26,8 +26,17 @@ from . import store
 from .deferred import PendingEvents
 from .eventfile import MappedEvents, ReserveFailed, write_all
 from .openruns import open_runs
-from .values import (EXACT_INTEGER_LIMIT, MAX_STEP, DeviceValues, check_mapping, check_metric_names, check_step,
-                     inexact_integers, split_metric_values, to_jsonable)
+from .values import (
+    EXACT_INTEGER_LIMIT,
+    MAX_STEP,
+    DeviceValues,
+    check_mapping,
+    check_metric_names,
+    check_step,
+    inexact_integers,
+    split_metric_values,
+    to_jsonable,
+)
 
 _time = time.time
 _perf = time.perf_counter
@@ -55,10 +64,25 @@ class Run:
         >>> run.finish()
     """
 
-    def __init__(self, run_id: str, name: str, run_dir: Path, fd: int, *, segment: int, last_step: int | None,
-                 next_step: int, wallclock_offset: float, durability: str, fsync_interval: float,
-                 buffer_size: int, buffer_interval: float, tensor_flush_steps: int = 100,
-                 tensor_flush_seconds: float = 10.0, written: int = 0) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        name: str,
+        run_dir: Path,
+        fd: int,
+        *,
+        segment: int,
+        last_step: int | None,
+        next_step: int,
+        wallclock_offset: float,
+        durability: str,
+        fsync_interval: float,
+        buffer_size: int,
+        buffer_interval: float,
+        tensor_flush_steps: int = 100,
+        tensor_flush_seconds: float = 10.0,
+        written: int = 0,
+    ) -> None:
         self.id, self.name, self.dir, self.durability = run_id, name, run_dir, durability
         self._fd = fd
         self._pid = os.getpid()
@@ -123,7 +147,7 @@ class Run:
             >>> run.log({"train_loss": None})
             Traceback (most recent call last):
             ...
-            TypeError: metric 'train_loss': cannot log a value of type NoneType (None); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
+            TypeError: metric 'train_loss': cannot log a value of type NoneType (None); pass int, float, bool, ...
         """
         if step is None:
             step = self._next_step
@@ -194,12 +218,14 @@ class Run:
             >>> run = steplog.init(name="x", config={"lr": 0.1, "model": {"d": 64}}, root=root)
             >>> run.update_config({"batch_size": 32, "model": {"layers": 2}})
             >>> run.finish()
-            >>> steplog.runs(root).select("config.lr", "config.model.d", "config.model.layers", "config.batch_size").row(0)
-            (0.1, 64, 2, 32)
+            >>> steplog.runs(root).select("config.model.d", "config.model.layers", "config.batch_size").row(0)
+            (64, 2, 32)
         """
         if not isinstance(config, Mapping):
-            raise TypeError(f"update_config takes a mapping of config keys to values, got {type(config).__name__}; "
-                            f"pass e.g. {{'batch_size': 32}}")
+            raise TypeError(
+                f"update_config takes a mapping of config keys to values, got {type(config).__name__}; "
+                f"pass e.g. {{'batch_size': 32}}"
+            )
         if self._closed:
             self._raise_closed()
         converted = to_jsonable(dict(config), what="config")
@@ -247,8 +273,13 @@ class Run:
         held = self._closed or self._pending is not None or self._write_failed or self._fsync_interval is not None
         put: Callable[[bytes, int, float], None] = self._hold
         if not held:
-            put = (self._mapped.append if self._mapped is not None
-                   else self._put_buffer if self._buffer is not None else self._put_write)
+            put = (
+                self._mapped.append
+                if self._mapped is not None
+                else self._put_buffer
+                if self._buffer is not None
+                else self._put_write
+            )
         self._put = put
 
     def _put_write(self, line: bytes, step: int, now: float) -> None:
@@ -299,9 +330,12 @@ class Run:
                 continue  # beyond any float: converting it raises TypeError, naming the key
             if key not in self._inexact_warned:
                 self._inexact_warned.add(key)
-                warnings.warn(f"steplog: metric {key!r} of run {self.id}: {metrics[key]!r} is an integer beyond 2**53; "
-                              f"metrics are read back as Float64, which rounds it (to {rounded:.17g}). Log it in "
-                              f"larger units (e.g. millions of tokens) to keep it exact", stacklevel=stacklevel)
+                warnings.warn(
+                    f"steplog: metric {key!r} of run {self.id}: {metrics[key]!r} is an integer beyond 2**53; "
+                    f"metrics are read back as Float64, which rounds it (to {rounded:.17g}). Log it in "
+                    f"larger units (e.g. millions of tokens) to keep it exact",
+                    stacklevel=stacklevel,
+                )
 
     def _admit_keys(self, metrics: dict[str, Any]) -> None:
         check_metric_names([key for key in metrics if key not in self._known_keys], fmt.RESERVED_NAMES)
@@ -315,8 +349,9 @@ class Run:
             self._raise_closed()
         now = _perf() - self._perf0
         if self._pending is None:
-            self._pending = PendingEvents(step=step, now=now, flush_steps=self._tensor_flush_steps,
-                                          flush_seconds=self._tensor_flush_seconds)
+            self._pending = PendingEvents(
+                step=step, now=now, flush_steps=self._tensor_flush_steps, flush_seconds=self._tensor_flush_seconds
+            )
             self._set_sink()
         self._pending.add(step, _time(), now, metrics, on_device)
         self._step = step
@@ -380,7 +415,8 @@ class Run:
         if not self._write_failed:
             warnings.warn(
                 f"steplog: could not append to {self.dir / fmt.EVENTS_FILE} ({exc}); events are dropped "
-                f"until writing works again (disk full?). Training goes on.", stacklevel=4
+                f"until writing works again (disk full?). Training goes on.",
+                stacklevel=4,
             )
         self._write_failed = True
         self._set_sink()
@@ -405,8 +441,11 @@ class Run:
 
     def _warn_unmapped(self, exc: BaseException) -> None:
         self.durability = "process"
-        warnings.warn(f"steplog: could not reserve space to map {self.dir / fmt.EVENTS_FILE} ({exc}); run {self.id} "
-                      f"goes on with one write(2) per event (durability 'process')", stacklevel=5)
+        warnings.warn(
+            f"steplog: could not reserve space to map {self.dir / fmt.EVENTS_FILE} ({exc}); run {self.id} "
+            f"goes on with one write(2) per event (durability 'process')",
+            stacklevel=5,
+        )
 
     def _fsync(self, now: float) -> None:
         self._next_fsync = now + self._fsync_interval
@@ -426,11 +465,18 @@ class Run:
             self._write_finish(status, error, notes)
 
     def _write_finish(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
-        fields: dict[str, Any] = {"status": status, "time": _time(), "w": _perf() - self._perf0,
-                                  "segment": self._segment}
+        fields: dict[str, Any] = {
+            "status": status,
+            "time": _time(),
+            "w": _perf() - self._perf0,
+            "segment": self._segment,
+        }
         if error is not None:
-            fields["error"] = ({"type": type(error).__name__, "message": str(error)}
-                               if isinstance(error, BaseException) else {"type": "Error", "message": str(error)})
+            fields["error"] = (
+                {"type": type(error).__name__, "message": str(error)}
+                if isinstance(error, BaseException)
+                else {"type": "Error", "message": str(error)}
+            )
         if notes:
             fields["notes"] = str(notes)
         try:
@@ -453,7 +499,10 @@ class Run:
 
     def _warn_not_finished(self, status: str) -> None:
         """The finish event could not be written: the run stays open, so that a later finish records it."""
-        warnings.warn(f"steplog: run {self.id} ({self.name!r}) is NOT {status}: its finish event could not be "
-                      f"written to {self.dir / fmt.EVENTS_FILE} (disk full?). The run stays open: free space, "
-                      f"then call finish() again (at exit steplog tries once more); until then it reads as "
-                      f"running, and as crashed once this process ends", stacklevel=4)
+        warnings.warn(
+            f"steplog: run {self.id} ({self.name!r}) is NOT {status}: its finish event could not be "
+            f"written to {self.dir / fmt.EVENTS_FILE} (disk full?). The run stays open: free space, "
+            f"then call finish() again (at exit steplog tries once more); until then it reads as "
+            f"running, and as crashed once this process ends",
+            stacklevel=4,
+        )

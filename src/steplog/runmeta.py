@@ -38,9 +38,15 @@ def metadata() -> dict[str, Any]:
     if not _static:
         _static.update(host=socket.gethostname(), python=platform.python_version(), platform=platform.platform())
     cwd = os.getcwd()
-    meta: dict[str, Any] = {"host": _static["host"], "pid": os.getpid(), "python": _static["python"],
-                            "platform": _static["platform"], "argv": list(sys.argv), "cwd": cwd,
-                            "steplog_version": __version__}
+    meta: dict[str, Any] = {
+        "host": _static["host"],
+        "pid": os.getpid(),
+        "python": _static["python"],
+        "platform": _static["platform"],
+        "argv": list(sys.argv),
+        "cwd": cwd,
+        "steplog_version": __version__,
+    }
     meta.update(git_state(cwd))
     return meta
 
@@ -66,8 +72,13 @@ def _ask_git(cwd: str, timeout: float) -> dict[str, Any]:
         if head.returncode != 0:
             return {}
         state: dict[str, Any] = {"git_commit": head.stdout.strip(), "git_dirty": None}
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, timeout=timeout, text=True, cwd=cwd)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            timeout=timeout,
+            text=True,
+            cwd=cwd,
+        )
         if status.returncode == 0:
             state["git_dirty"] = bool(status.stdout.strip())
         return state

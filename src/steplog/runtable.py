@@ -26,16 +26,28 @@ from .query import check_metrics, check_mode, loaded_runs, root_keyword_only, ut
 
 #: The columns of ``runs()`` before the config columns, with their types.
 RUN_COLUMNS: dict[str, pl.DataType] = {
-    "run_id": pl.String(), "name": pl.String(), "status": pl.String(),
-    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"), "duration_s": pl.Float64(),
-    "num_steps": pl.Int64(), "last_step": pl.Int64(), "segments": pl.Int64(), "error": pl.String(),
+    "run_id": pl.String(),
+    "name": pl.String(),
+    "status": pl.String(),
+    "start_time": pl.Datetime("us", "UTC"),
+    "end_time": pl.Datetime("us", "UTC"),
+    "duration_s": pl.Float64(),
+    "num_steps": pl.Int64(),
+    "last_step": pl.Int64(),
+    "segments": pl.Int64(),
+    "error": pl.String(),
     "notes": pl.String(),
 }
 
 
-def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] | str | None = None,
-         figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
-         runs: Iterable[str] | None = None) -> pl.DataFrame:
+def runs(
+    root: str | os.PathLike = "experiment_logs",
+    *,
+    metrics: Iterable[str] | str | None = None,
+    figures: Iterable[str] = ("best", "last"),
+    mode: str | dict[str, str] = "min",
+    runs: Iterable[str] | None = None,
+) -> pl.DataFrame:
     """One row per run under ``root`` (or per run of ``runs``: ids, id prefixes or names), oldest
     first. Compacted runs are read from their sidecar only (their Parquet file is never opened).
 
@@ -62,14 +74,25 @@ def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] 
     """
     if metrics is None:
         return comparison_table(records_of(root, runs), root=root)
-    return comparison_table(records_of(root, runs), metrics=None if metrics == "all" else metrics,
-                            figures=figures, mode=mode, root=root, with_figures=True)
+    return comparison_table(
+        records_of(root, runs),
+        metrics=None if metrics == "all" else metrics,
+        figures=figures,
+        mode=mode,
+        root=root,
+        with_figures=True,
+    )
 
 
 @root_keyword_only(2, ("root",))
-def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = None, *,
-            root: str | os.PathLike = "experiment_logs", figures: Iterable[str] = ("best", "last"),
-            mode: str | dict[str, str] = "min") -> pl.DataFrame:
+def compare(
+    runs: Iterable[str] | None = None,
+    metrics: Iterable[str] | None = None,
+    *,
+    root: str | os.PathLike = "experiment_logs",
+    figures: Iterable[str] = ("best", "last"),
+    mode: str | dict[str, str] = "min",
+) -> pl.DataFrame:
     """One row per run (all runs under ``root``, or ``runs``: ids, id prefixes or names): ``run_id``,
     ``name``, the ``config.<key>`` columns whose values differ between these runs (a key missing
     from some runs differs), then ``<metric>.<figure>`` for each metric (default: every metric
@@ -88,8 +111,9 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
         >>> steplog.compare(root=root).columns[2:]
         ['config.lr', 'loss.best', 'loss.last']
     """
-    table = comparison_table(records_of(root, runs), metrics=metrics, figures=figures, mode=mode, root=root,
-                             with_figures=True)
+    table = comparison_table(
+        records_of(root, runs), metrics=metrics, figures=figures, mode=mode, root=root, with_figures=True
+    )
     figure_columns = [c for c in table.columns if c not in RUN_COLUMNS and not c.startswith("config.")]
     return table.select("run_id", "name", *differing_config(table), *figure_columns)
 
@@ -105,9 +129,15 @@ def records_of(root: str | os.PathLike, runs: Iterable[str] | str | None = None)
     return [record for record in found if record is not None]
 
 
-def comparison_table(records: list[RunRecord], *, metrics: Iterable[str] | str | None = None,
-                     figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
-                     root: str | os.PathLike = "experiment_logs", with_figures: bool = False) -> pl.DataFrame:
+def comparison_table(
+    records: list[RunRecord],
+    *,
+    metrics: Iterable[str] | str | None = None,
+    figures: Iterable[str] = ("best", "last"),
+    mode: str | dict[str, str] = "min",
+    root: str | os.PathLike = "experiment_logs",
+    with_figures: bool = False,
+) -> pl.DataFrame:
     """The one table of runs: ``RUN_COLUMNS``, the ``config.<key>`` columns, then (``with_figures``)
     ``<metric>.<figure>`` for each metric (``metrics``; None: every metric the runs logged, in order
     of first appearance) and figure: ``best``, ``step_of_best`` (by ``mode``: ``"min"``, ``"max"``,
@@ -144,8 +174,13 @@ std, first, last, step_of_min, step_of_max
     return figures
 
 
-def _figure_columns(summaries: list[dict[str, MetricSummary]], metrics: Iterable[str] | str | None,
-                    figures: list[str], mode: str | dict[str, str], root: str | os.PathLike) -> list[pl.Series]:
+def _figure_columns(
+    summaries: list[dict[str, MetricSummary]],
+    metrics: Iterable[str] | str | None,
+    figures: list[str],
+    mode: str | dict[str, str],
+    root: str | os.PathLike,
+) -> list[pl.Series]:
     if metrics is None:
         names: dict[str, None] = {}
         for figures_of_run in summaries:
@@ -187,10 +222,17 @@ def run_row(record: RunRecord) -> dict[str, Any]:
     """
     finish = record.finish
     return {
-        "run_id": record.run_id, "name": record.name, "status": record.status,
-        "start_time": utc(record.start_time), "end_time": utc(record.end_time), "duration_s": record.duration_s,
-        "num_steps": record.num_steps, "last_step": record.last_step, "segments": len(record.segments),
-        "error": finish.error_text if finish else None, "notes": finish.notes if finish else None,
+        "run_id": record.run_id,
+        "name": record.name,
+        "status": record.status,
+        "start_time": utc(record.start_time),
+        "end_time": utc(record.end_time),
+        "duration_s": record.duration_s,
+        "num_steps": record.num_steps,
+        "last_step": record.last_step,
+        "segments": len(record.segments),
+        "error": finish.error_text if finish else None,
+        "notes": finish.notes if finish else None,
         "config": record.config,
     }
 

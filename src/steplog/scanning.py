@@ -33,8 +33,13 @@ from .model import current_rows, load_run
 from .reader import metric_col, read_events, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
-_BASE: dict[str, pl.DataType] = {"run_id": pl.String(), "name": pl.String(), "step": pl.Int64(),
-                                  "wallclock": pl.Float64(), "time": _TIME}
+_BASE: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "name": pl.String(),
+    "step": pl.Int64(),
+    "wallclock": pl.Float64(),
+    "time": _TIME,
+}
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,9 @@ class ScanPart:
     def aligned(self, schema: pl.Schema) -> pl.LazyFrame:
         """``frame`` with exactly ``schema``'s columns, in its order (metrics it lacks are null)."""
         present = [*_BASE, *self.metrics]
-        return self.frame.select([metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c)
-                                  for c in schema])
+        return self.frame.select(
+            [metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c) for c in schema]
+        )
 
 
 def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
@@ -133,16 +139,20 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
             problem = parquet_problem(run_dir, sidecar)
             if problem is None:
                 head = sidecar
-                parts.append(_compacted_part(head.get("run_id", run_dir.name), head.get("name", run_dir.name),
-                                             run_dir, sidecar))
+                parts.append(
+                    _compacted_part(head.get("run_id", run_dir.name), head.get("name", run_dir.name), run_dir, sidecar)
+                )
                 continue
             events = _fall_back(run_dir, problem)
         if events is None:
             continue
         head = events.start or {}
         run_id, name = head.get("run_id", run_dir.name), head.get("name", run_dir.name)
-        frame = resolve_history(events).lazy().select(
-            pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
+        frame = (
+            resolve_history(events)
+            .lazy()
+            .select(pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
+        )
         parts.append(ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame))
     return parts
 
@@ -194,11 +204,17 @@ def _fall_back(run_dir: Path, problem: str):  # -> RunEvents | None
     try:
         events = read_events(archived)
     except (OSError, ValueError):
-        warnings.warn(f"steplog: {path} is unusable ({problem}) and the run has no archived events to read "
-                      f"instead: run {run_dir.name} is left out of this scan", stacklevel=4)
+        warnings.warn(
+            f"steplog: {path} is unusable ({problem}) and the run has no archived events to read "
+            f"instead: run {run_dir.name} is left out of this scan",
+            stacklevel=4,
+        )
         return None
-    warnings.warn(f"steplog: {path} is unusable ({problem}); run {run_dir.name} is read from {archived} instead; "
-                  f"{store.rebuild_hint(run_dir)}", stacklevel=4)
+    warnings.warn(
+        f"steplog: {path} is unusable ({problem}); run {run_dir.name} is read from {archived} instead; "
+        f"{store.rebuild_hint(run_dir)}",
+        stacklevel=4,
+    )
     return events
 
 
@@ -232,8 +248,8 @@ def damaged_file_error(run_dirs: Iterable[Path], cause: BaseException) -> store.
             continue
         try:
             pq.read_table(path)
-        except Exception as exc:  # noqa: BLE001 - whatever the decoder says, the file is damaged
-            return store.storage_error(exc, f"run {run_dir.name}: a data page is damaged in", path,
-                                       store.rebuild_hint(run_dir))
+        except Exception as exc:  # whatever the decoder says, the file is damaged
+            return store.storage_error(
+                exc, f"run {run_dir.name}: a data page is damaged in", path, store.rebuild_hint(run_dir)
+            )
     return None
-

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 import polars as pl
@@ -34,8 +33,9 @@ from .storage import open_root
 _HISTORY_ONLY = ("segment", "superseded")
 
 
-def tables(root: str | os.PathLike = "experiment_logs", *,
-           storage_options: dict[str, Any] | None = None) -> dict[str, pl.LazyFrame]:
+def tables(
+    root: str | os.PathLike = "experiment_logs", *, storage_options: dict[str, Any] | None = None
+) -> dict[str, pl.LazyFrame]:
     """``{"runs": ..., "metrics": ...}`` of a root as lazy frames (what ``sql`` queries).
 
     Example:
@@ -66,9 +66,10 @@ def _remote_metrics(storage: Any, runs: pl.DataFrame) -> pl.LazyFrame:
     schema = dict(first)
     for column in runs.columns:
         if column.startswith("summary."):
-            schema.setdefault(column[len("summary."):column.rfind(".")], pl.Float64())
-    frame = pl.scan_parquet(storage.uri("*/metrics.parquet"), storage_options=options, schema=schema,
-                            missing_columns="insert")
+            schema.setdefault(column[len("summary.") : column.rfind(".")], pl.Float64())
+    frame = pl.scan_parquet(
+        storage.uri("*/metrics.parquet"), storage_options=options, schema=schema, missing_columns="insert"
+    )
     names = runs.lazy().select("run_id", "name")
     frame = frame.filter(~pl.col("superseded")).drop(*_HISTORY_ONLY)
     if "name" not in schema:
@@ -76,8 +77,9 @@ def _remote_metrics(storage: Any, runs: pl.DataFrame) -> pl.LazyFrame:
     return frame
 
 
-def sql(query: str, root: str | os.PathLike = "experiment_logs", *,
-        storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
+def sql(
+    query: str, root: str | os.PathLike = "experiment_logs", *, storage_options: dict[str, Any] | None = None
+) -> pl.DataFrame:
     """Run a SQL query over the tables ``runs`` and ``metrics`` of a root (Polars' SQL dialect).
 
     Example:
@@ -94,10 +96,15 @@ def sql(query: str, root: str | os.PathLike = "experiment_logs", *,
     context = pl.SQLContext(tables(root, storage_options=storage_options))
     try:
         return context.execute(query, eager=True)
-    except (pl.exceptions.SQLInterfaceError, pl.exceptions.SQLSyntaxError, pl.exceptions.ColumnNotFoundError,
-            pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError) as exc:
+    except (
+        pl.exceptions.SQLInterfaceError,
+        pl.exceptions.SQLSyntaxError,
+        pl.exceptions.ColumnNotFoundError,
+        pl.exceptions.InvalidOperationError,
+        pl.exceptions.SchemaError,
+    ) as exc:
         first = str(exc).split("\n")[0]
-        raise ValueError(f"SQL error: {first} (tables: runs, metrics; quote dotted names: \"config.lr\")") from None
+        raise ValueError(f'SQL error: {first} (tables: runs, metrics; quote dotted names: "config.lr")') from None
     except (pl.exceptions.ComputeError, OSError) as exc:  # a damaged metrics.parquet: name it
         from .scanning import damaged_file_error
         from .store import run_dirs
@@ -119,8 +126,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["SELECT 1", "--json"]).format
         'json'
     """
-    parser.add_argument("query", help="SQL over the tables runs and metrics, e.g. "
-                                      "\"SELECT name, min(val_loss) AS best FROM metrics GROUP BY name ORDER BY best\"")
+    parser.add_argument(
+        "query",
+        help="SQL over the tables runs and metrics, e.g. "
+        '"SELECT name, min(val_loss) AS best FROM metrics GROUP BY name ORDER BY best"',
+    )
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", dest="format", action="store_const", const="json", help="JSON rows (one array)")
     out.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header")
@@ -128,8 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``steplog sql``: prints the result (a fitted table, ``--json`` or ``--csv``); 2 on a
-    SQL error, with the message on stderr.
+    """Run ``steplog sql``: prints the result (a fitted table, ``--json`` or ``--csv``). A SQL error
+    raises ValueError with the engine's message, which the command line prints as one line (exit 1).
 
     Example:
         >>> import tempfile, steplog
@@ -139,11 +149,7 @@ def run(args: argparse.Namespace) -> int:
         a,finished
         0
     """
-    try:
-        frame = sql(args.query, args.root)
-    except ValueError as exc:
-        print(f"steplog sql: {exc}", file=sys.stderr)
-        return 2
+    frame = sql(args.query, args.root)
     if args.format == "json":
         print(frame.write_json())
     elif args.format == "csv":
@@ -153,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
 
         from .tables import text_table
 
-        print(text_table(frame, width=shutil.get_terminal_size().columns,
-                         truncatable=[c for c, t in frame.schema.items() if t == pl.String]))
+        print(
+            text_table(
+                frame,
+                width=shutil.get_terminal_size().columns,
+                truncatable=[c for c, t in frame.schema.items() if t == pl.String],
+            )
+        )
     return 0

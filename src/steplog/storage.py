@@ -26,8 +26,8 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def parts_of(listing: dict[str, int], run_id: str) -> dict[str, list[tuple[int, 
     for name in listing:
         if not name.startswith(prefix):
             continue
-        events_file, _, span = name[len(prefix):].rpartition("/")
+        events_file, _, span = name[len(prefix) :].rpartition("/")
         start, _, end = span.partition("-")
         if events_file and start.isdigit() and end.isdigit():
             found.setdefault(events_file, []).append((int(start), int(end), name))
@@ -134,9 +134,11 @@ def refuse_url_root(root: str | os.PathLike) -> None:
     """
     if is_url(root):
         url = os.fspath(root)
-        raise ValueError(f"cannot log to {url!r}: object stores cannot append. Log to a local folder "
-                         f"(root=\"experiment_logs\") and copy runs with `steplog push --to {url}` (compacted runs) "
-                         f"or `steplog sync --to {url}` (running runs, live)")
+        raise ValueError(
+            f"cannot log to {url!r}: object stores cannot append. Log to a local folder "
+            f'(root="experiment_logs") and copy runs with `steplog push --to {url}` (compacted runs) '
+            f"or `steplog sync --to {url}` (running runs, live)"
+        )
 
 
 def open_root(root: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> Storage:
@@ -154,8 +156,10 @@ def open_root(root: str | os.PathLike, storage_options: dict[str, Any] | None = 
         return LocalStorage(text.removeprefix("file://"))
     scheme = text.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise ValueError(f"unsupported root URL {text!r}: steplog reads folders and s3:// URLs "
-                         f"(s3-compatible stores via AWS_ENDPOINT_URL)")
+        raise ValueError(
+            f"unsupported root URL {text!r}: steplog reads folders and s3:// URLs "
+            f"(s3-compatible stores via AWS_ENDPOINT_URL)"
+        )
     return ObjectStorage(text, storage_options)
 
 
@@ -181,8 +185,9 @@ class Storage:
         """Remove ``path``; nothing happens when it is already gone."""
         raise NotImplementedError
 
-    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
-                  ) -> dict[str, dict[str, str]]:
+    def run_files(
+        self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
+    ) -> dict[str, dict[str, str]]:
         """``{run id: {file name: stamp}}`` for the files directly in each run folder of the root
         (or of the runs ``run_ids`` names); a stamp (``"<size>:<mtime or etag>"``) changes whenever
         the file is rewritten. ``splits`` may let an object store list in parallel ranges. A
@@ -225,8 +230,9 @@ class LocalStorage(Storage):
                     continue
         return dict(sorted(found.items()))
 
-    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
-                  ) -> dict[str, dict[str, str]]:
+    def run_files(
+        self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
+    ) -> dict[str, dict[str, str]]:
         # os.scandir and plain strings: 10,000 runs in tens of milliseconds (pathlib costs 10x that)
         folder = os.fspath(self.folder)
         if run_ids is None:
@@ -295,8 +301,9 @@ class ObjectStorage(Storage):
             import obstore.exceptions
             from obstore.store import S3Store
         except ImportError:
-            raise ImportError(f"the root {url!r} is an object-store URL, which needs obstore: "
-                              f"pip install 'steplog[cloud]'") from None
+            raise ImportError(
+                f"the root {url!r} is an object-store URL, which needs obstore: pip install 'steplog[cloud]'"
+            ) from None
         self.url = url.rstrip("/")
         self.bucket, self.prefix = self.split(url)
         self.options = dict(storage_options or {})
@@ -304,8 +311,13 @@ class ObjectStorage(Storage):
         config, client = self._configs()
         self.endpoint = config.get("endpoint") or "AWS"
         self._check_credentials(config)
-        self._store = S3Store(self.bucket, prefix=self.prefix or None, config=config,  # type: ignore[arg-type]
-                              client_options=client, retry_config=dict(_RETRY))  # type: ignore[arg-type]
+        self._store = S3Store(
+            self.bucket,
+            prefix=self.prefix or None,
+            config=config,  # type: ignore[arg-type]  # plain dicts of obstore's TypedDict keys
+            client_options=client,  # type: ignore[arg-type]
+            retry_config=dict(_RETRY),  # type: ignore[arg-type]
+        )
 
     @staticmethod
     def split(url: str) -> tuple[str, str]:
@@ -319,15 +331,24 @@ class ObjectStorage(Storage):
     def _check_credentials(self, config: dict[str, Any]) -> None:
         """Fail at once, naming what to set, when no credentials can be found and the instance
         metadata service is disabled (``AWS_EC2_METADATA_DISABLED``): else obstore looks there."""
-        sources = ("AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                   "AWS_CONTAINER_CREDENTIALS_FULL_URI")
-        if config.get("access_key_id") or str(config.get("skip_signature", "")).lower() == "true" \
-                or any(os.environ.get(name) for name in sources):
+        sources = (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        )
+        if (
+            config.get("access_key_id")
+            or str(config.get("skip_signature", "")).lower() == "true"
+            or any(os.environ.get(name) for name in sources)
+        ):
             return
         if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
-            raise StorageError(f"cannot open {self.url} (endpoint {self.endpoint}): no AWS credentials: set "
-                               f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass storage_options="
-                               f"{{'aws_access_key_id': ..., 'aws_secret_access_key': ...}}")
+            raise StorageError(
+                f"cannot open {self.url} (endpoint {self.endpoint}): no AWS credentials: set "
+                f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass storage_options="
+                f"{{'aws_access_key_id': ..., 'aws_secret_access_key': ...}}"
+            )
 
     def _configs(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(obstore S3 config, client options) from the environment, then ``storage_options``."""
@@ -347,8 +368,10 @@ class ObjectStorage(Storage):
         return config, client
 
     def polars_options(self) -> dict[str, str]:
-        options = {key if key.startswith("aws_") or key in _CLIENT_KEYS else f"aws_{key}": str(value)
-                   for key, value in self.options.items()}
+        options = {
+            key if key.startswith("aws_") or key in _CLIENT_KEYS else f"aws_{key}": str(value)
+            for key, value in self.options.items()
+        }
         config, client = self._configs()
         if "endpoint" in config:
             options.setdefault("aws_endpoint_url", config["endpoint"])
@@ -364,8 +387,10 @@ class ObjectStorage(Storage):
         if "NoSuchBucket" in text:
             why = f"the bucket {self.bucket!r} does not exist; create it first"
         elif "169.254.169.254" in text or "credential" in text.lower() or "InvalidAccessKeyId" in text:
-            why = ("no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                   "or pass storage_options={'aws_access_key_id': ..., 'aws_secret_access_key': ...}")
+            why = (
+                "no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or pass storage_options={'aws_access_key_id': ..., 'aws_secret_access_key': ...}"
+            )
         elif "error sending request" in text or "connect" in text.lower() or "timed out" in text.lower():
             why = "the endpoint cannot be reached; check AWS_ENDPOINT_URL / storage_options['aws_endpoint_url']"
         else:
@@ -380,8 +405,9 @@ class ObjectStorage(Storage):
         except self._failures as exc:
             raise self._error(exc, "list", prefix) from None
 
-    def run_files(self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
-                  ) -> dict[str, dict[str, str]]:
+    def run_files(
+        self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
+    ) -> dict[str, dict[str, str]]:
         """As ``Storage.run_files``; ``splits`` (sorted run ids, e.g. from the catalog) list the
         key ranges between them in parallel: a listing is pages of 1,000 names, one after another."""
         wanted = None if run_ids is None else set(run_ids)

@@ -118,11 +118,11 @@ def run_dirs(root: str | os.PathLike, *, started: bool = True) -> list[Path]:
         []
     """
     try:
-        entries = os.scandir(root)
+        entries = os.scandir(os.fspath(root))
     except (FileNotFoundError, NotADirectoryError):
         return []
     with entries:
-        found = [(Path(e.path), e.inode()) for e in entries if is_run_id(e.name) and e.is_dir()]
+        found = [(Path(e.path), e.inode()) for e in entries if is_run_id(str(e.name)) and e.is_dir()]
     ordered = sorted((_cached_start_order(path, inode), path) for path, inode in found)
     if not started:
         return [path for _, path in ordered]
@@ -144,9 +144,12 @@ def warn_unreadable_compacted(run_dir: Path) -> None:
     """
     import warnings
 
-    warnings.warn(f"steplog: run {run_dir.name} is left out: its {fmt.SIDECAR_FILE} is missing or unreadable and it "
-                  f"has no events ({fmt.ARCHIVED_EVENTS_FILE}) to read instead; restore {run_dir / fmt.SIDECAR_FILE} "
-                  f"from a copy", stacklevel=3)
+    warnings.warn(
+        f"steplog: run {run_dir.name} is left out: its {fmt.SIDECAR_FILE} is missing or unreadable and it "
+        f"has no events ({fmt.ARCHIVED_EVENTS_FILE}) to read instead; restore {run_dir / fmt.SIDECAR_FILE} "
+        f"from a copy",
+        stacklevel=3,
+    )
 
 
 #: start_order of the run directories seen, by (path, inode): a run's start event never changes.
@@ -368,8 +371,9 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
         return by_name[-1]  # run_dirs are in start order: the latest run of that name
     if len(by_prefix) > 1:
         shown = ", ".join(d.name for d in by_prefix[:5]) + (" ..." if len(by_prefix) > 5 else "")
-        raise AmbiguousRunError(f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; "
-                                f"give more of the id")
+        raise AmbiguousRunError(
+            f"run prefix {ref!r} matches {len(by_prefix)} runs in {root}: {shown}; give more of the id"
+        )
     candidates = sorted({n for n in names.values() if n} | {d.name for d in dirs})
     close = difflib.get_close_matches(ref, candidates, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" ({len(dirs)} runs there)"
@@ -454,7 +458,8 @@ def acquire_lock(run_dir: Path, now: float) -> None:
             os.close(fd)
             raise RunLockedError(
                 f"run {run_dir.name} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
-                f"If that process is gone, delete {path}")
+                f"If that process is gone, delete {path}"
+            )
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
@@ -576,9 +581,12 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
     return fmt.CRASHED
 
 
-
-def resolve_runs(refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
-                 root: str | os.PathLike = "experiment_logs", *, started: bool = True) -> list[Path]:
+def resolve_runs(
+    refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
+    root: str | os.PathLike = "experiment_logs",
+    *,
+    started: bool = True,
+) -> list[Path]:
     """The run directories ``refs`` name (``resolve_run`` each; one ref may be given alone), each
     once, in the order named; every run under ``root`` (``run_dirs``) when ``refs`` is None.
 

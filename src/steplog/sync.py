@@ -40,9 +40,15 @@ from . import store
 from .storage import PARTS_DIR, Storage, open_root, part_name, parts_of
 
 
-def sync(to: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs", every: float | None = None,
-         storage_options: dict[str, Any] | None = None, passes: int | None = None,
-         quiet: bool = True) -> list[tuple[str, str, str]]:
+def sync(
+    to: str | os.PathLike,
+    *,
+    root: str | os.PathLike = "experiment_logs",
+    every: float | None = None,
+    storage_options: dict[str, Any] | None = None,
+    passes: int | None = None,
+    quiet: bool = True,
+) -> list[tuple[str, str, str]]:
     """One sync pass (``every=None``), or a pass every ``every`` seconds until interrupted (or
     ``passes`` passes). Returns what the last pass did: ``(run id, outcome, detail)`` with outcome
     ``synced`` (new lines sent), ``current`` (nothing new), ``compacted`` (compacted form pushed,
@@ -98,7 +104,7 @@ def complete_lines(data: bytes) -> bytes:
     nul = data.find(b"\0")
     if nul >= 0:
         data = data[:nul]
-    return data[:data.rfind(b"\n") + 1]
+    return data[: data.rfind(b"\n") + 1]
 
 
 def _sent(spans: list[tuple[int, int, str]]) -> int:
@@ -111,8 +117,9 @@ def _sent(spans: list[tuple[int, int, str]]) -> int:
     return offset
 
 
-def _send_new_lines(remote: Storage, run_dir: Path, files: list[Path],
-                    parts: dict[str, list[tuple[int, int, str]]]) -> tuple[str, str, str]:
+def _send_new_lines(
+    remote: Storage, run_dir: Path, files: list[Path], parts: dict[str, list[tuple[int, int, str]]]
+) -> tuple[str, str, str]:
     lines = sent_bytes = 0
     for path in files:
         spans = parts.get(path.name, [])
@@ -140,8 +147,9 @@ def _send_new_lines(remote: Storage, run_dir: Path, files: list[Path],
 def _finish(remote: Storage, run_dir: Path, parts: dict[str, list[tuple[int, int, str]]]) -> tuple[str, str, str]:
     from .push import push_each
 
-    [(_, outcome, detail)] = push_each(remote.url, [str(run_dir)], root=run_dir.parent,
-                                       storage_options=getattr(remote, "options", None), quiet=True)
+    [(_, outcome, detail)] = push_each(
+        remote.url, [str(run_dir)], root=run_dir.parent, storage_options=getattr(remote, "options", None), quiet=True
+    )
     if outcome == "skipped":
         return run_dir.name, "skipped", detail
     for spans in parts.values():
@@ -162,8 +170,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         30.0
     """
     parser.add_argument("--to", required=True, help="destination root: s3://bucket/prefix or a folder")
-    parser.add_argument("--every", type=float, default=None, metavar="SECONDS",
-                        help="keep syncing, a pass every SECONDS (default: one pass)")
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep syncing, a pass every SECONDS (default: one pass)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no line per run")
 
 

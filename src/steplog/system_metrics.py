@@ -85,8 +85,11 @@ def enabled(option: bool | None) -> bool:
     if value in _TRUE:
         return True
     if value not in _FALSE:
-        warnings.warn(f"steplog: {ENV_VAR}={os.environ[ENV_VAR]!r} is not understood; system metrics stay off "
-                      f"(set it to 1 to record them, or 0)", stacklevel=2)
+        warnings.warn(
+            f"steplog: {ENV_VAR}={os.environ[ENV_VAR]!r} is not understood; system metrics stay off "
+            f"(set it to 1 to record them, or 0)",
+            stacklevel=2,
+        )
     return False
 
 
@@ -242,9 +245,16 @@ class SystemSampler:
         (False, True, True)
     """
 
-    def __init__(self, run_dir: str | os.PathLike, rank: int = 0, local_rank: int = 0,
-                 interval: float = DEFAULT_INTERVAL, *, host_figures: bool | None = None,
-                 gpus: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        rank: int = 0,
+        local_rank: int = 0,
+        interval: float = DEFAULT_INTERVAL,
+        *,
+        host_figures: bool | None = None,
+        gpus: list[int] | None = None,
+    ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
             raise ValueError(f"system metrics interval={interval!r} must be a number of seconds > 0, e.g. 10")
         self.path = system_file(run_dir, rank)
@@ -275,8 +285,11 @@ class SystemSampler:
         except ImportError:
             if not _warned_no_psutil:
                 _warned_no_psutil = True
-                warnings.warn(f"steplog: system metrics need psutil (and nvidia-ml-py for GPUs): {INSTALL_HINT}; "
-                              f"this run records none", stacklevel=2)
+                warnings.warn(
+                    f"steplog: system metrics need psutil (and nvidia-ml-py for GPUs): {INSTALL_HINT}; "
+                    f"this run records none",
+                    stacklevel=2,
+                )
             return self
         try:
             self._host = _Host(psutil, self.host_figures)
@@ -297,8 +310,11 @@ class SystemSampler:
         if thread is not threading.current_thread():
             thread.join(timeout)
         if thread.is_alive():
-            warnings.warn(f"steplog: the system metrics thread of {self.path} did not stop within {timeout} s; "
-                          f"it is left to end with the process", stacklevel=2)
+            warnings.warn(
+                f"steplog: the system metrics thread of {self.path} did not stop within {timeout} s; "
+                f"it is left to end with the process",
+                stacklevel=2,
+            )
 
     def _loop(self) -> None:
         clock = time.thread_time
@@ -306,9 +322,20 @@ class SystemSampler:
         try:
             self._gpus, nvml = _open_gpus(self.gpus)
             described = self._gpus.described if self._gpus is not None else []
-            self._append({"e": "start", "t": time.time(), "rank": self.rank, "local_rank": self.local_rank,
-                          "pid": os.getpid(), "host": socket.gethostname(), "interval": self.interval,
-                          "host_figures": self.host_figures, "gpus": described, "nvml": nvml})
+            self._append(
+                {
+                    "e": "start",
+                    "t": time.time(),
+                    "rank": self.rank,
+                    "local_rank": self.local_rank,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "interval": self.interval,
+                    "host_figures": self.host_figures,
+                    "gpus": described,
+                    "nvml": nvml,
+                }
+            )
             self._sample(primed=False)
         except Exception as exc:
             self._warn(exc)
@@ -354,8 +381,11 @@ class SystemSampler:
     def _warn(self, exc: BaseException) -> None:
         if not self._warned:
             self._warned = True
-            warnings.warn(f"steplog: system metrics of {self.path} failed ({type(exc).__name__}: {exc}); "
-                          f"training goes on, this is not reported again", stacklevel=2)
+            warnings.warn(
+                f"steplog: system metrics of {self.path} failed ({type(exc).__name__}: {exc}); "
+                f"training goes on, this is not reported again",
+                stacklevel=2,
+            )
 
 
 def _open_append(path: Path) -> int:
@@ -369,4 +399,3 @@ def _open_append(path: Path) -> int:
         os.close(fd)
         raise
     return fd
-

@@ -53,7 +53,7 @@ def read_system(run_dir: str | os.PathLike) -> pl.DataFrame:
 
 def _figure_order(name: str) -> tuple[int, int, int, str]:
     """proc_ figures, then host_ ones, then each GPU's by index; each group in the order written."""
-    if name.startswith("gpu") and "_" in name and name[3:name.index("_")].isdigit():
+    if name.startswith("gpu") and "_" in name and name[3 : name.index("_")].isdigit():
         index, figure = name[3:].split("_", 1)
         return 2, int(index), _known(GPU_FIGURES, figure), name
     group = 0 if name.startswith("proc_") else 1 if name.startswith("host_") else 3
@@ -133,7 +133,8 @@ def summary_lines(frame: pl.DataFrame) -> list[str]:
         return []
     figures = [name for name in frame.columns if name not in ("time", "rank")]
     stats = frame.select(
-        pl.col("rank").n_unique().alias("_ranks"), (pl.col("time").max() - pl.col("time").min()).alias("_span"),
+        pl.col("rank").n_unique().alias("_ranks"),
+        (pl.col("time").max() - pl.col("time").min()).alias("_span"),
         *[pl.col(name).mean().alias(f"mean {name}") for name in figures],
         *[pl.col(name).max().alias(f"max {name}") for name in figures],
     ).row(0, named=True)

@@ -168,8 +168,9 @@ def truncate(text: str, width: int, *, middle: bool = False) -> str:
     return _cut_to(text, head) + ELLIPSIS + _cut_to(text, width - 1 - head, from_end=True)
 
 
-def formatted(frame: pl.DataFrame, significant: int | None = None,
-              formats: dict[str, Callable[[Any], str]] | None = None) -> pl.DataFrame:
+def formatted(
+    frame: pl.DataFrame, significant: int | None = None, formats: dict[str, Callable[[Any], str]] | None = None
+) -> pl.DataFrame:
     """``frame`` with every cell written as text (``format_value``, or ``formats[column]``).
 
     Example:
@@ -182,13 +183,19 @@ def formatted(frame: pl.DataFrame, significant: int | None = None,
     for name in frame.columns:
         write = formats.get(name) or (lambda v: format_value(v, significant))
         columns.append(pl.Series(name, [write(v) for v in frame.get_column(name).to_list()], dtype=pl.String))
-    return pl.DataFrame(columns, schema={name: pl.String for name in frame.columns}, orient="col") if columns \
+    return (
+        pl.DataFrame(columns, schema={name: pl.String for name in frame.columns}, orient="col")
+        if columns
         else pl.DataFrame()
+    )
 
 
-def _cells(frame: pl.DataFrame, significant: int | None = None,
-           formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = ()
-           ) -> tuple[list[str], list[list[str]], list[bool]]:
+def _cells(
+    frame: pl.DataFrame,
+    significant: int | None = None,
+    formats: dict[str, Callable[[Any], str]] | None = None,
+    right: Sequence[str] = (),
+) -> tuple[list[str], list[list[str]], list[bool]]:
     header = list(frame.columns)
     text = formatted(frame, significant, formats)
     numeric = [frame.schema[name].is_numeric() or name in right for name in header]
@@ -196,10 +203,18 @@ def _cells(frame: pl.DataFrame, significant: int | None = None,
     return header, rows, numeric
 
 
-def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: int | None = None,
-               formats: dict[str, Callable[[Any], str]] | None = None, right: Sequence[str] = (),
-               truncatable: Sequence[str] = (), droppable: Sequence[str] = (),
-               split_headers: bool = False, min_truncated: int = MIN_TRUNCATED_WIDTH) -> str:
+def text_table(
+    frame: pl.DataFrame,
+    *,
+    width: int | None = None,
+    significant: int | None = None,
+    formats: dict[str, Callable[[Any], str]] | None = None,
+    right: Sequence[str] = (),
+    truncatable: Sequence[str] = (),
+    droppable: Sequence[str] = (),
+    split_headers: bool = False,
+    min_truncated: int = MIN_TRUNCATED_WIDTH,
+) -> str:
     """``frame`` as an aligned plain-text table: a header line, a rule, one line per row.
 
     ``significant`` and ``formats`` (column -> function of a value) choose how cells are written;
@@ -232,8 +247,9 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
         columns: loss.last)
     """
     header, rows, numeric = _cells(frame, significant, formats, right)
-    widths = [max([_header_width(h, split_headers), *(display_width(r[i]) for r in rows)])
-              for i, h in enumerate(header)]
+    widths = [
+        max([_header_width(h, split_headers), *(display_width(r[i]) for r in rows)]) for i, h in enumerate(header)
+    ]
     shown = list(range(len(header)))
     if width is None:
         return _render([_header_lines(h, split_headers) for h in header], rows, numeric, widths, shown)
@@ -259,8 +275,11 @@ def text_table(frame: pl.DataFrame, *, width: int | None = None, significant: in
             shown.remove(header.index(name))
             dropped.append(name)
     cut(min_truncated, shown)
-    note = textwrap.wrap(f"(left out to fit {width} columns: {', '.join(dropped)})", width,
-                         break_on_hyphens=False) if dropped else []
+    note = (
+        textwrap.wrap(f"(left out to fit {width} columns: {', '.join(dropped)})", width, break_on_hyphens=False)
+        if dropped
+        else []
+    )
     keep = min(1, len(shown))  # the first column, repeated in every block
     if shown[keep:]:  # the widest block, one column beside the kept ones, must fit too
         cut(MIN_TRUNCATED_WIDTH, max((shown[:keep] + [i] for i in shown[keep:]), key=lambda c: _total(widths, c)))
@@ -288,8 +307,9 @@ def _total(widths: list[int], columns: Iterable[int]) -> int:
     return sum(chosen) + len(_GAP) * max(len(chosen) - 1, 0)
 
 
-def _render(titles: list[list[str]], rows: list[list[str]], numeric: list[bool], widths: list[int],
-            columns: list[int]) -> str:
+def _render(
+    titles: list[list[str]], rows: list[list[str]], numeric: list[bool], widths: list[int], columns: list[int]
+) -> str:
     def line(cells: list[str]) -> str:
         aligned = (pad(cells[i], widths[i], right=numeric[i]) for i in columns)
         return _GAP.join(aligned).rstrip()

@@ -54,8 +54,11 @@ SEED_COLUMNS = ("iteration", GRADIENT_STEP, "wallclock_time")
 _DEFAULT_COMPARED = ("train_loss", "val_loss")
 #: The options ExperimentTracker passes to ``steplog.init``: its keyword-only parameters, read from its
 #: signature so that the two never drift apart.
-_INIT_OPTIONS = tuple(name for name, parameter in inspect.signature(init).parameters.items()
-                      if parameter.kind is inspect.Parameter.KEYWORD_ONLY)
+_INIT_OPTIONS = tuple(
+    name
+    for name, parameter in inspect.signature(init).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -203,15 +206,20 @@ class ExperimentTracker:
         'run.json'
     """
 
-    def __init__(self, config: ExperimentConfig, log_dir: str | os.PathLike = "experiment_logs",
-                 **options: Any) -> None:
+    def __init__(
+        self, config: ExperimentConfig, log_dir: str | os.PathLike = "experiment_logs", **options: Any
+    ) -> None:
         if not isinstance(config, ExperimentConfig):
-            raise TypeError(f"config must be an ExperimentConfig, got {type(config).__name__}; "
-                            f"e.g. ExperimentConfig(experiment_name='baseline', learning_rate=3e-4)")
+            raise TypeError(
+                f"config must be an ExperimentConfig, got {type(config).__name__}; "
+                f"e.g. ExperimentConfig(experiment_name='baseline', learning_rate=3e-4)"
+            )
         unknown = sorted(set(options) - set(_INIT_OPTIONS))
         if unknown:
-            raise TypeError(f"unknown option(s) {', '.join(unknown)} for ExperimentTracker; "
-                            f"options are passed to steplog.init: {', '.join(_INIT_OPTIONS)}")
+            raise TypeError(
+                f"unknown option(s) {', '.join(unknown)} for ExperimentTracker; "
+                f"options are passed to steplog.init: {', '.join(_INIT_OPTIONS)}"
+            )
         self.config = config
         self.log_dir = Path(log_dir)
         self.options = options
@@ -246,17 +254,27 @@ class ExperimentTracker:
         """
         if self.run is None:
             self._last_iteration = None
-            self.run = init(name=self.config.experiment_name, config=self.config.to_dict(), root=self.log_dir,
-                            **self.options)
+            self.run = init(
+                name=self.config.experiment_name, config=self.config.to_dict(), root=self.log_dir, **self.options
+            )
 
     def _open_run(self) -> Run:
         if self.run is None:
-            raise RuntimeError(f"experiment {self.config.experiment_name!r} is not started; call tracker.start() first "
-                               f"(or use `with ExperimentTracker(config) as tracker:`)")
+            raise RuntimeError(
+                f"experiment {self.config.experiment_name!r} is not started; call tracker.start() first "
+                f"(or use `with ExperimentTracker(config) as tracker:`)"
+            )
         return self.run
 
-    def log_metrics(self, iteration: int, train_loss: Any = None, learning_rate: Any = None, tokens_per_sec: Any = None,
-                    iter_time_ms: Any = None, **extra_metrics: Any) -> None:
+    def log_metrics(
+        self,
+        iteration: int,
+        train_loss: Any = None,
+        learning_rate: Any = None,
+        tokens_per_sec: Any = None,
+        iter_time_ms: Any = None,
+        **extra_metrics: Any,
+    ) -> None:
         """Record one training snapshot at ``iteration`` (with the current gradient step and the
         wall-clock time). Values: numbers, numpy scalars, tensors with ``.item()``; None is skipped.
 
@@ -271,8 +289,14 @@ class ExperimentTracker:
             TypeError: metric 'train_loss': cannot log a value of type str ('low'); pass int, float, bool, ...
             >>> tracker.finish()
         """
-        self._log(iteration, extra_metrics, train_loss=train_loss, learning_rate=learning_rate,
-                  tokens_per_sec=tokens_per_sec, iter_time_ms=iter_time_ms)
+        self._log(
+            iteration,
+            extra_metrics,
+            train_loss=train_loss,
+            learning_rate=learning_rate,
+            tokens_per_sec=tokens_per_sec,
+            iter_time_ms=iter_time_ms,
+        )
 
     def log_eval(self, iteration: int, train_loss: Any = None, val_loss: Any = None, **extra_metrics: Any) -> None:
         """Record evaluation results at ``iteration``; they join the training snapshot of the
@@ -354,11 +378,13 @@ class ExperimentTracker:
             return run.dir / fmt.EVENTS_FILE
         from .compact import compact_each  # Polars is loaded only when the run is saved
 
-        ((_, outcome, detail),) = compact_each(self.log_dir, runs=[run.dir], quiet=True)
+        ((_, outcome, detail),) = compact_each(self.log_dir, runs=[str(run.dir)], quiet=True)
         if outcome == "skipped":
-            warnings.warn(f"steplog: run {run.id} ({run.name!r}) was not compacted: {detail}. Its events are complete "
-                          f"in {run.dir / fmt.EVENTS_FILE}; call save() again or run `steplog compact` later",
-                          stacklevel=2)
+            warnings.warn(
+                f"steplog: run {run.id} ({run.name!r}) was not compacted: {detail}. Its events are complete "
+                f"in {run.dir / fmt.EVENTS_FILE}; call save() again or run `steplog compact` later",
+                stacklevel=2,
+            )
             return run.dir / fmt.EVENTS_FILE
         return run.dir / fmt.SIDECAR_FILE
 
@@ -394,8 +420,10 @@ class ExperimentTracker:
 def _extra(extra_metrics: dict[str, Any]) -> dict[str, Any]:
     taken = [k for k in extra_metrics if k in SEED_COLUMNS]
     if taken:
-        raise ValueError(f"metric name(s) {', '.join(map(repr, taken))} are written by the tracker itself; "
-                         f"use increment_gradient_step() for gradient steps, or rename the metric")
+        raise ValueError(
+            f"metric name(s) {', '.join(map(repr, taken))} are written by the tracker itself; "
+            f"use increment_gradient_step() for gradient steps, or rename the metric"
+        )
     return {k: v for k, v in extra_metrics.items() if v is not None}
 
 

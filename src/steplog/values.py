@@ -45,7 +45,7 @@ def to_metric_value(key: str, value: Any) -> float:
         >>> to_metric_value("loss", "2.3")
         Traceback (most recent call last):
         ...
-        TypeError: metric 'loss': cannot log a value of type str ('2.3'); pass int, float, bool, a numpy scalar or 0-d array, or a tensor with .item()
+        TypeError: metric 'loss': cannot log a value of type str ('2.3'); pass int, float, bool, ...
     """
     if isinstance(value, (float, int, numbers.Real)):  # bool is an int; numpy scalars of every width are Real
         try:
@@ -67,7 +67,9 @@ def to_metric_value(key: str, value: Any) -> float:
             f"metric {key!r}: {type(value).__name__}.item() returned {type(inner).__name__} ({inner!r:.40}); "
             f"pass {_ACCEPTED}"
         )
-    raise TypeError(f"metric {key!r}: cannot log a value of type {type(value).__name__} ({value!r:.40}); pass {_ACCEPTED}")
+    raise TypeError(
+        f"metric {key!r}: cannot log a value of type {type(value).__name__} ({value!r:.40}); pass {_ACCEPTED}"
+    )
 
 
 def is_device_value(value: Any) -> bool:
@@ -116,10 +118,13 @@ def _check_device_value(key: str, value: Any) -> None:
     """The checks ``.item()`` would make, from the tensor's metadata only (no device sync)."""
     dtype = value.dtype
     if dtype.is_complex or getattr(value, "is_quantized", False):
-        raise TypeError(f"metric {key!r}: a tensor of dtype {dtype} is not a real number; log a real value, e.g. x.abs()")
+        raise TypeError(
+            f"metric {key!r}: a tensor of dtype {dtype} is not a real number; log a real value, e.g. x.abs()"
+        )
     if value.numel() != 1:
         raise TypeError(
-            f"metric {key!r}: a tensor of shape {tuple(value.shape)} holds {value.numel()} values; log a single number, "
+            f"metric {key!r}: a tensor of shape {tuple(value.shape)} holds {value.numel()} values; "
+            f"log a single number, "
             f"e.g. a 0-d tensor such as the loss or x.mean(), not a batch of values"
         )
 
@@ -197,7 +202,9 @@ def to_jsonable(obj: Any, *, what: str = "config") -> Any:
     try:
         return _convert(obj, what, 0, set())
     except Exception as exc:  # a hostile __repr__ or __iter__: training comes first
-        warnings.warn(f"steplog: could not capture {what} ({type(exc).__name__}: {exc}); stored as a string", stacklevel=2)
+        warnings.warn(
+            f"steplog: could not capture {what} ({type(exc).__name__}: {exc}); stored as a string", stacklevel=2
+        )
         try:
             return repr(obj)
         except Exception:
@@ -228,8 +235,10 @@ def _convert_container(obj: Any, where: str, depth: int, seen: set[int]) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): _convert(v, f"{where}.{k}", depth + 1, seen) for k, v in obj.items()}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _convert(getattr(obj, f.name), f"{where}.{f.name}", depth + 1, seen)
-                for f in dataclasses.fields(obj)}
+        return {
+            f.name: _convert(getattr(obj, f.name), f"{where}.{f.name}", depth + 1, seen)
+            for f in dataclasses.fields(obj)
+        }
     if isinstance(obj, (list, tuple)):
         return [_convert(v, f"{where}[{i}]", depth + 1, seen) for i, v in enumerate(obj)]
     if isinstance(obj, (set, frozenset)):
@@ -288,8 +297,9 @@ def check_mapping(metrics: Any) -> dict[str, Any]:
     """
     if isinstance(metrics, Mapping):
         return dict(metrics)
-    raise TypeError(f"log() takes a dict of metric name -> number, got {type(metrics).__name__}; "
-                    f"e.g. run.log({{'loss': 0.5}})")
+    raise TypeError(
+        f"log() takes a dict of metric name -> number, got {type(metrics).__name__}; e.g. run.log({{'loss': 0.5}})"
+    )
 
 
 def check_metric_names(names: Any, reserved: frozenset[str] | set[str]) -> None:
@@ -307,11 +317,14 @@ def check_metric_names(names: Any, reserved: frozenset[str] | set[str]) -> None:
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError(f"metric name {key!r} is not valid unicode (a lone surrogate); "
-                             f"decode it properly or rename the metric") from None
+            raise ValueError(
+                f"metric name {key!r} is not valid unicode (a lone surrogate); decode it properly or rename the metric"
+            ) from None
         if key in reserved:
-            raise ValueError(f"metric name {key!r} is reserved by steplog (reserved: {', '.join(sorted(reserved))}); "
-                             f"pass the step with log(..., step=N) and rename the metric, e.g. 'train/{key}'")
+            raise ValueError(
+                f"metric name {key!r} is reserved by steplog (reserved: {', '.join(sorted(reserved))}); "
+                f"pass the step with log(..., step=N) and rename the metric, e.g. 'train/{key}'"
+            )
 
 
 #: Integers beyond this magnitude have no exact float64 (metrics are read back as Float64).

@@ -123,9 +123,18 @@ def init(
     if start_step is not None and resume is None:
         raise ValueError("start_step= is for resuming a run; pass resume=RUN (or resume='auto') as well")
     _check_name(name)
-    options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size,
-                   buffer_interval=buffer_interval, tensor_flush_steps=tensor_flush_steps,
-                   tensor_flush_seconds=tensor_flush_seconds)
+    options = dict(
+        durability=durability,
+        fsync_interval=fsync_interval,
+        buffer_size=buffer_size,
+        buffer_interval=buffer_interval,
+        tensor_flush_steps=tensor_flush_steps,
+        tensor_flush_seconds=tensor_flush_seconds,
+    )
+    if "://" in os.fspath(root):  # an object-store URL: refused, pointing to push and sync
+        from .storage import refuse_url_root
+
+        refuse_url_root(root)
     install_excepthook()
     run = _open(name, config, root, resume, start_step, options)
     run._sampler = _system_sampler(run, system_metrics, system_interval)
@@ -137,12 +146,20 @@ def _check_name(name: str | None) -> None:
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string or None, got {type(name).__name__}")
     if name is not None and not name.strip():
-        raise ValueError(f"name={name!r} is empty: no query could find the run by it; pass a name with "
-                         f"visible characters, or leave name out (the run id is used)")
+        raise ValueError(
+            f"name={name!r} is empty: no query could find the run by it; pass a name with "
+            f"visible characters, or leave name out (the run id is used)"
+        )
 
 
-def _open(name: str | None, config: Any, root: str | os.PathLike, resume: str | os.PathLike | None,
-          start_step: int | None, options: dict[str, Any]) -> Run:
+def _open(
+    name: str | None,
+    config: Any,
+    root: str | os.PathLike,
+    resume: str | os.PathLike | None,
+    start_step: int | None,
+    options: dict[str, Any],
+) -> Run:
     if resume == "auto":
         if name is None:
             raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
@@ -164,22 +181,34 @@ def _system_sampler(run: Run, option: bool | None, interval: float) -> Any:
     return system_metrics.SystemSampler(run.dir, interval=interval).start()
 
 
-def _check_options(durability: str, fsync_interval: float, buffer_size: int, buffer_interval: float,
-                   tensor_flush_steps: int, tensor_flush_seconds: float) -> None:
+def _check_options(
+    durability: str,
+    fsync_interval: float,
+    buffer_size: int,
+    buffer_interval: float,
+    tensor_flush_steps: int,
+    tensor_flush_seconds: float,
+) -> None:
     if durability not in DURABILITY_MODES:
         raise ValueError(f"durability={durability!r} is not a mode; choose one of {', '.join(DURABILITY_MODES)}")
     if durability == "fsync" and not fsync_interval >= 0:
         raise ValueError(f"fsync_interval={fsync_interval!r} must be a number of seconds >= 0")
     if durability == "buffered":
         if not isinstance(buffer_size, int) or buffer_size < 1 or not buffer_interval > 0:
-            raise ValueError(f"buffer_size={buffer_size!r} must be an int >= 1 and "
-                             f"buffer_interval={buffer_interval!r} > 0 seconds")
-        warnings.warn('steplog: durability="buffered" is deprecated: "mmap" (the default) is faster and loses '
-                      'nothing on a SIGKILL (benchmarks/RESULTS.md); pass durability="mmap" or leave it out',
-                      DeprecationWarning, stacklevel=4)
+            raise ValueError(
+                f"buffer_size={buffer_size!r} must be an int >= 1 and buffer_interval={buffer_interval!r} > 0 seconds"
+            )
+        warnings.warn(
+            'steplog: durability="buffered" is deprecated: "mmap" (the default) is faster and loses '
+            'nothing on a SIGKILL (benchmarks/RESULTS.md); pass durability="mmap" or leave it out',
+            DeprecationWarning,
+            stacklevel=4,
+        )
     if not isinstance(tensor_flush_steps, int) or tensor_flush_steps < 1 or not tensor_flush_seconds > 0:
-        raise ValueError(f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
-                         f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds")
+        raise ValueError(
+            f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
+            f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds"
+        )
 
 
 def _effective_durability(durability: str, run_dir: Path) -> str:
@@ -192,8 +221,11 @@ def _effective_durability(durability: str, run_dir: Path) -> str:
         return durability
     if network not in _warned_network:
         _warned_network.add(network)
-        warnings.warn(f"steplog: {run_dir.parent} is on {network}, where memory mappings are not coherent "
-                      f"across hosts; runs there use durability='process' (one write(2) per event)", stacklevel=4)
+        warnings.warn(
+            f"steplog: {run_dir.parent} is on {network}, where memory mappings are not coherent "
+            f"across hosts; runs there use durability='process' (one write(2) per event)",
+            stacklevel=4,
+        )
     return "process"
 
 
@@ -221,8 +253,18 @@ def _start(name: str | None, config: Any, root: Path, options: dict[str, Any], s
     for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
         store.fsync_directory(directory)
     first = 0 if start_step is None else start_step
-    return Run(run_id, name if name is not None else run_id, run_dir, fd, segment=0, last_step=None,
-               next_step=first, wallclock_offset=0.0, written=len(start), **options)
+    return Run(
+        run_id,
+        name if name is not None else run_id,
+        run_dir,
+        fd,
+        segment=0,
+        last_step=None,
+        next_step=first,
+        wallclock_offset=0.0,
+        written=len(start),
+        **options,
+    )
 
 
 _INIT_TODO = "free space or pick a writable root=, then start the run again"
@@ -230,8 +272,13 @@ _INIT_TODO = "free space or pick a writable root=, then start the run again"
 
 def _start_event(run_id: str, name: str | None, config: Any, now: float, durability: str) -> bytes:
     return fmt.encode_control_event(
-        fmt.START, v=fmt.FORMAT_VERSION, run_id=run_id, name=name if name is not None else run_id, time=now,
-        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(), durability=durability,
+        fmt.START,
+        v=fmt.FORMAT_VERSION,
+        run_id=run_id,
+        name=name if name is not None else run_id,
+        time=now,
+        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(),
+        durability=durability,
         config=to_jsonable(config if config is not None else {}, what="config"),
         meta=to_jsonable(metadata(), what="metadata"),
     )
@@ -245,8 +292,9 @@ def _discard_staging(staging: Path, fd: int) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: str | None, config: Any,
-            options: dict[str, Any]) -> Run:
+def _resume(
+    ref: str | os.PathLike, root: Path, start_step: int | None, name: str | None, config: Any, options: dict[str, Any]
+) -> Run:
     if start_step is not None:
         start_step = check_step(start_step)
     run_dir = store.resolve_run(ref, root)
@@ -259,24 +307,44 @@ def _resume(ref: str | os.PathLike, root: Path, start_step: int | None, name: st
         options["durability"] = _effective_durability(options["durability"], run_dir)
         fd = os.open(events, os.O_RDWR | os.O_APPEND)
         resume = fmt.encode_control_event(
-            fmt.RESUME, segment=state["segments"], start_step=start_step, time=_time(), w=state["wallclock"],
-            durability=options["durability"], meta=to_jsonable(metadata(), what="metadata"))
+            fmt.RESUME,
+            segment=state["segments"],
+            start_step=start_step,
+            time=_time(),
+            w=state["wallclock"],
+            durability=options["durability"],
+            meta=to_jsonable(metadata(), what="metadata"),
+        )
         write_all(fd, resume)
     except BaseException:
         store.release_lock(run_dir)
         raise
     next_step = start_step if start_step is not None else state["next_step"]
-    return Run(state["run_id"], state["name"], run_dir, fd, segment=state["segments"], last_step=state["last_step"],
-               next_step=next_step, wallclock_offset=state["wallclock"], written=os.fstat(fd).st_size, **options)
+    return Run(
+        state["run_id"],
+        state["name"],
+        run_dir,
+        fd,
+        segment=state["segments"],
+        last_step=state["last_step"],
+        next_step=next_step,
+        wallclock_offset=state["wallclock"],
+        written=os.fstat(fd).st_size,
+        **options,
+    )
 
 
 def _warn_resume_differs(run_dir: Path, state: dict[str, Any], name: str | None, config: Any) -> None:
     if name is not None and name != state["name"]:
-        warnings.warn(f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored",
-                      stacklevel=5)
+        warnings.warn(
+            f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored", stacklevel=5
+        )
     if config is not None and to_jsonable(config, what="config") != state["config"]:
-        warnings.warn(f"steplog: resuming run {run_dir.name}: the config passed differs from the one it started "
-                      f"with; the run keeps its original config", stacklevel=5)
+        warnings.warn(
+            f"steplog: resuming run {run_dir.name}: the config passed differs from the one it started "
+            f"with; the run keeps its original config",
+            stacklevel=5,
+        )
 
 
 __all__ = ["init", "Run", "DURABILITY_MODES", "DEFAULT_DURABILITY"]

@@ -42,6 +42,7 @@ from .files import (
 )
 from .runs import _best, _best_arguments, _compare, _compare_arguments, _ls, _ls_arguments, _show, _show_arguments
 
+
 def shell_command(name: str, help: str, example: str, module: str, *, root: bool = True) -> Command:
     """A command whose arguments and handler live in the module ``steplog.<module>`` (its
     ``add_arguments(parser)`` and ``run(args) -> int``), imported only when the command is used or its
@@ -136,14 +137,44 @@ COMMANDS: list[Command] = [
         _report_arguments,
         _report,
     ),
-    shell_command("sql", "SQL over the tables runs and metrics (Polars SQL), as a table, --json or --csv",
-                  "steplog sql \"SELECT name, min(val_loss) AS best FROM metrics GROUP BY name ORDER BY best\"", "sql"),
-    shell_command("push", "upload compacted runs to object storage (s3://...) or a folder; again finishes a killed push",
-                  "steplog push --to s3://bucket/runs --compact", "push"),
-    shell_command("sync", "keep a remote copy of running runs current (new complete lines as part objects)",
-                  "steplog sync --to s3://bucket/runs --every 30", "sync"),
-    shell_command("catalog", "the root's run table (_catalog/runs.parquet): rebuild it from the sidecars",
-                  "steplog catalog --rebuild", "catalog"),
+    shell_command(
+        "sql",
+        "SQL over the tables runs and metrics (Polars SQL), as a table, --json or --csv",
+        'steplog sql "SELECT name, min(val_loss) AS best FROM metrics GROUP BY name ORDER BY best"',
+        "sql",
+    ),
+    shell_command(
+        "push",
+        "upload compacted runs to object storage (s3://...) or a folder; again finishes a killed push",
+        "steplog push --to s3://bucket/runs --compact",
+        "push",
+    ),
+    shell_command(
+        "sync",
+        "keep a remote copy of running runs current (new complete lines as part objects)",
+        "steplog sync --to s3://bucket/runs --every 30",
+        "sync",
+    ),
+    shell_command(
+        "ui",
+        "serve a live dashboard of the runs (every point, zoom, live updates) at http://127.0.0.1:8765",
+        "steplog ui --open",
+        "ui.command",
+        root=False,
+    ),
+    shell_command(
+        "import",
+        "bring runs over from TensorBoard, MLflow, W&B, trackio, CSV or JSONL",
+        "steplog import tensorboard runs/ --root experiment_logs",
+        "importers.command",
+        root=False,
+    ),
+    shell_command(
+        "catalog",
+        "the root's run table (_catalog/runs.parquet): rebuild it from the sidecars",
+        "steplog catalog --rebuild",
+        "catalog",
+    ),
 ]
 
 

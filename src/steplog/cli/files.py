@@ -29,9 +29,11 @@ def _compact_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compact (default: every run under --root)")
     _add_root(parser)
     parser.add_argument("--dry-run", action="store_true", help="list what would be compacted and what skipped, and why")
-    parser.add_argument("--rebuild", action="store_true",
-                        help="rebuild the compacted files of compacted runs from their archived events (a damaged "
-                             "metrics.parquet)")
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild the compacted files of compacted runs from their archived events (a damaged metrics.parquet)",
+    )
     parser.description = (
         f"{parser.description}\n\nexit code 1 when a run could not be compacted (files not "
         f"writable, no start event); running runs are skipped, which is not an error"
@@ -156,8 +158,11 @@ def _step_line(row: dict[str, Any], width: int = 10**6) -> str:
     """
     from ..tables import display_width, escape_control, format_duration, format_value, truncate
 
-    items = [f"{escape_control(k)}={format_value(v, 4)}" for k, v in row.items()
-             if k not in ("step", "wallclock", "time", "segment") and v is not None]
+    items = [
+        f"{escape_control(k)}={format_value(v, 4)}"
+        for k, v in row.items()
+        if k not in ("step", "wallclock", "time", "segment") and v is not None
+    ]
     lines = [f"step {row['step']}  {format_duration(row.get('wallclock'))}"]
     for item in items:
         if display_width(lines[-1]) + 2 + display_width(item) <= width:

@@ -6,6 +6,7 @@ import argparse
 import fnmatch
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .common import (
@@ -138,8 +139,17 @@ def _show(args: argparse.Namespace) -> int:
         lines += ["", "segments:", _segments_table(info["segments"], width)]
     summary = info["summary"]
     lines += ["", "metrics:", _metrics_table(summary, width)] if summary else ["", "metrics: none logged"]
+    lines += _system_lines(Path(info["dir"]))
     print("\n".join(lines))
     return 0
+
+
+def _system_lines(run_dir: Path) -> list[str]:
+    """The summary of the run's system metrics (``init(system_metrics=True)``), if it recorded any."""
+    from ..system_read import read_system, summary_lines
+
+    lines = summary_lines(read_system(run_dir))
+    return ["", *lines] if lines else []
 
 
 def _section(title: str, pairs: dict[str, Any], width: int) -> list[str]:
@@ -211,18 +221,39 @@ def _metrics_table(summary: dict[str, dict[str, Any]], width: int) -> str:
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compare (default: every run under --root)")
     _add_root(parser)
-    parser.add_argument("--metrics", type=_metric_list, metavar="M1,M2",
-                        help="the metrics to show (default: those named like a loss, an accuracy or a perplexity, "
-                             "else all)")
-    parser.add_argument("--all", action="store_true", dest="show_all",
-                        help="show every metric, and rows that are the same in every run")
+    parser.add_argument(
+        "--metrics",
+        type=_metric_list,
+        metavar="M1,M2",
+        help="the metrics to show (default: those named like a loss, an accuracy or a perplexity, else all)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", dest="show_all", help="show every metric, and rows that are the same in every run"
+    )
     _add_json(parser)
     _add_width(parser)
 
 
 #: Words of a metric name that make it worth comparing by default (``steplog compare`` on the command line).
-_COMPARED_WORDS = ("loss", "nll", "acc", "accuracy", "ppl", "perplexity", "error", "err", "f1", "bleu", "rouge",
-                   "auc", "score", "reward", "return", "bpb", "bpc")
+_COMPARED_WORDS = (
+    "loss",
+    "nll",
+    "acc",
+    "accuracy",
+    "ppl",
+    "perplexity",
+    "error",
+    "err",
+    "f1",
+    "bleu",
+    "rouge",
+    "auc",
+    "score",
+    "reward",
+    "return",
+    "bpb",
+    "bpc",
+)
 
 
 def comparison_columns(table: Any, names: list[str] | None = None) -> list[str]:
@@ -244,8 +275,12 @@ def comparison_columns(table: Any, names: list[str] | None = None) -> list[str]:
     if table.height < 2:
         return keep
     run_names = [str(n) for n in table["name"].to_list()] if "name" in table.columns else []
-    return [c for c in keep if table[c].n_unique() > 1
-            and not (c.startswith("config.") and [str(v) for v in table[c].to_list()] == run_names)]
+    return [
+        c
+        for c in keep
+        if table[c].n_unique() > 1
+        and not (c.startswith("config.") and [str(v) for v in table[c].to_list()] == run_names)
+    ]
 
 
 def _looks_compared(metric: str) -> bool:

@@ -24,8 +24,9 @@ HELP = "serve a live dashboard of the runs (charts of every point, runs table) a
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``steplog ui`` on ``parser``."""
     parser.add_argument("--root", default="experiment_logs", help="folder holding the runs (default: experiment_logs)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     parser.add_argument("--open", action="store_true", help="open the dashboard in a web browser")
 

@@ -29,9 +29,9 @@ import polars as pl
 
 from .. import format as fmt
 from .. import store
+from ..downsample import POINTS_PER_PIXEL, downsample, window
+from ..levels import read_level
 from ..query import run_info
-from .downsample import POINTS_PER_PIXEL, downsample, window
-from .levels import read_level
 from .live import OFFSET, LiveRun
 
 #: The x axes a chart can use.
@@ -111,8 +111,16 @@ class Data:
 
     # --- series -----------------------------------------------------------------------------
 
-    def series(self, run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None,
-               width: int, cursor: int | None) -> dict[str, Any]:
+    def series(
+        self,
+        run_dir: Path,
+        metrics: list[str],
+        x: str,
+        lo: float | None,
+        hi: float | None,
+        width: int,
+        cursor: int | None,
+    ) -> dict[str, Any]:
         """Points of ``metrics`` of one run against ``x`` in ``[lo, hi]`` for ``width`` pixels; with a
         ``cursor`` (the ``cursor`` of an earlier answer), only the points added since."""
         live = self.live(run_dir)
@@ -126,11 +134,18 @@ class Data:
             if cursor is not None and not reset:
                 lo = hi = None  # new points: all of them, whatever the zoom
             series = {m: _series_points(*_arrays(frame, m), lo, hi, width) for m in metrics}
-        return {"x": x, "cursor": cursor_out, "reset": reset, "series": series, "marks": marks,
-                "status": store.current_status(run_dir)}
+        return {
+            "x": x,
+            "cursor": cursor_out,
+            "reset": reset,
+            "series": series,
+            "marks": marks,
+            "status": store.current_status(run_dir),
+        }
 
-    def _compacted_series(self, run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None,
-                          width: int) -> dict[str, Any]:
+    def _compacted_series(
+        self, run_dir: Path, metrics: list[str], x: str, lo: float | None, hi: float | None, width: int
+    ) -> dict[str, Any]:
         """A compacted run's series: from the in-memory column cache when it holds them (a zoom then
         reads nothing), else from Parquet: the whole run (then cached) or, zoomed, only the range."""
         version = _mtime(run_dir / fmt.PARQUET_FILE)
@@ -152,11 +167,11 @@ class Data:
                 xs, ys = arrays[m] = _arrays(frame, m)
                 if not zoomed:
                     self._columns.put((run_dir, m, x, version), xs, ys)
-        return {m: done[m] if m in done else _series_points(arrays[m][0], arrays[m][1], lo, hi, width)
-                for m in metrics}
+        return {m: done[m] if m in done else _series_points(arrays[m][0], arrays[m][1], lo, hi, width) for m in metrics}
 
-    def _from_level(self, run_dir: Path, metric: str, version: int, lo: float | None, hi: float | None,
-                    width: int) -> dict[str, Any] | None:
+    def _from_level(
+        self, run_dir: Path, metric: str, version: int, lo: float | None, hi: float | None, width: int
+    ) -> dict[str, Any] | None:
         """The series from the levels file when it holds enough points in the range to bucket."""
         key = (run_dir, metric, "level", version)
         level = self._levels.get(key, False)
@@ -178,14 +193,17 @@ class Data:
         if cached is None or cached[0] != version:
             segments = store.raw_sidecar(run_dir).get("segments")
             resumed = not isinstance(segments, list) or len(segments) > 1  # else nothing to mark: no scan
-            marks = _marks(_scan_current(run_dir).select("segment", _x_expr(x, compacted=True).alias("x"))) \
-                if resumed else []
+            marks = (
+                _marks(_scan_current(run_dir).select("segment", _x_expr(x, compacted=True).alias("x")))
+                if resumed
+                else []
+            )
             cached = self._marks[(run_dir, x)] = (version, marks)
         return cached[1]
 
     def run_page(self, run_dir: Path) -> dict[str, Any]:
         """Everything ``steplog.query.run_info`` knows about a run, JSON-ready."""
-        info = run_info(run_dir, self.root)
+        info = run_info(run_dir, root=self.root)
         for key in ("start_time", "end_time"):
             info[key] = _epoch(info[key])
         for segment in info["segments"]:
@@ -224,25 +242,55 @@ def _live_row(run_dir: Path, live: LiveRun) -> dict[str, Any] | None:
     metrics = live.metrics()
     summary = {}
     if rows.height:
-        figures = rows.select([pl.struct(last=pl.col(m).drop_nulls().last(), min=pl.col(m).fill_nan(None).min(),
-                                         max=pl.col(m).fill_nan(None).max()).alias(m) for m in metrics]).row(0)
+        figures = rows.select(
+            [
+                pl.struct(
+                    last=pl.col(m).drop_nulls().last(),
+                    min=pl.col(m).fill_nan(None).min(),
+                    max=pl.col(m).fill_nan(None).max(),
+                ).alias(m)
+                for m in metrics
+            ]
+        ).row(0)
         summary = dict(zip(metrics, figures))
     last = rows.row(-1, named=True) if rows.height else {}
-    return {"id": start.get("run_id", run_dir.name), "name": start.get("name"), "status": store.current_status(run_dir),
-            "start": start.get("time"), "end": last.get("time"), "duration": last.get("wallclock"),
-            "steps": rows["step"].n_unique() if rows.height else 0, "last_step": last.get("step"),
-            "segments": 1 + len(live.resumes), "error": finish.get("error"), "notes": finish.get("notes"),
-            "config": start.get("config") if isinstance(start.get("config"), dict) else {},
-            "metrics": summary, "compacted": False}
+    return {
+        "id": start.get("run_id", run_dir.name),
+        "name": start.get("name"),
+        "status": store.current_status(run_dir),
+        "start": start.get("time"),
+        "end": last.get("time"),
+        "duration": last.get("wallclock"),
+        "steps": rows["step"].n_unique() if rows.height else 0,
+        "last_step": last.get("step"),
+        "segments": 1 + len(live.resumes),
+        "error": finish.get("error"),
+        "notes": finish.get("notes"),
+        "config": start.get("config") if isinstance(start.get("config"), dict) else {},
+        "metrics": summary,
+        "compacted": False,
+    }
 
 
 def _compacted_row(run_dir: Path, root: Path) -> dict[str, Any] | None:
-    info = run_info(run_dir, root)
+    info = run_info(run_dir, root=root)
     summary = {m: {"last": s.get("last"), "min": s.get("min"), "max": s.get("max")} for m, s in info["summary"].items()}
-    return {"id": info["run_id"], "name": info["name"], "status": info["status"], "start": _epoch(info["start_time"]),
-            "end": _epoch(info["end_time"]), "duration": info["duration_s"], "steps": info["num_steps"],
-            "last_step": info["last_step"], "segments": len(info["segments"]), "error": info["error"],
-            "notes": info["notes"], "config": info["config"], "metrics": summary, "compacted": True}
+    return {
+        "id": info["run_id"],
+        "name": info["name"],
+        "status": info["status"],
+        "start": _epoch(info["start_time"]),
+        "end": _epoch(info["end_time"]),
+        "duration": info["duration_s"],
+        "steps": info["num_steps"],
+        "last_step": info["last_step"],
+        "segments": len(info["segments"]),
+        "error": info["error"],
+        "notes": info["notes"],
+        "config": info["config"],
+        "metrics": summary,
+        "compacted": True,
+    }
 
 
 def _x_expr(x: str, compacted: bool) -> pl.Expr:

@@ -98,8 +98,9 @@ class LiveRun:
             events = parse_events(data, self.path)
         self.skipped += len(caught)
         rows = events.rows.with_columns(pl.lit(end, pl.Int64).alias(OFFSET))
-        self.rows = rows if self.rows.width == 0 else pl.concat([self.rows, rows], how="diagonal_relaxed",
-                                                                  rechunk=False)
+        self.rows = (
+            rows if self.rows.width == 0 else pl.concat([self.rows, rows], how="diagonal_relaxed", rechunk=False)
+        )
         self._chunks += 1
         for event in events.controls:
             self._control(event, end)

@@ -83,8 +83,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._refuse()
 
     def _refuse(self) -> None:
-        self._send(405, orjson.dumps({"error": f"{self.command} is not allowed: the dashboard is read-only (GET)"}),
-                   "application/json", allow="GET")
+        self._send(
+            405,
+            orjson.dumps({"error": f"{self.command} is not allowed: the dashboard is read-only (GET)"}),
+            "application/json",
+            allow="GET",
+        )
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
@@ -94,8 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
-                         "style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'")
+        self.send_header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; "
+            "style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'",
+        )
         if allow:
             self.send_header("Allow", allow)
         self.end_headers()
@@ -141,7 +148,7 @@ class Server:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> Server:  # noqa: PYI034 (Self needs Python 3.11)
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -164,13 +171,18 @@ def serve(root: str | os.PathLike = "experiment_logs", host: str = "127.0.0.1", 
     if not root.is_dir():
         raise FileNotFoundError(f"no folder {root}: give the root that holds your runs (--root)")
     if host not in LOCAL_HOSTS:
-        print(f"steplog ui: warning: serving on {host}: anyone who can reach port {port} can read every run "
-              f"under {root}", file=sys.stderr)
+        print(
+            f"steplog ui: warning: serving on {host}: anyone who can reach port {port} can read every run under {root}",
+            file=sys.stderr,
+        )
     try:
         httpd = _Server((host, port), Data(root))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise OSError(exc.errno, f"port {port} on {host} is in use: stop what uses it, or choose another "
-                                     f"port (--port N, or --port 0 for a free one)") from None
+            raise OSError(
+                exc.errno,
+                f"port {port} on {host} is in use: stop what uses it, or choose another "
+                f"port (--port N, or --port 0 for a free one)",
+            ) from None
         raise
     return Server(httpd, host)

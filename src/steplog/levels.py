@@ -6,7 +6,8 @@ steps (and the first NaN/inf of a bucket that has one), with the point's index a
 points. Those points are real points at their own steps, so bucketing them again for a chart keeps
 every bucket's true minimum and maximum. The file records the ``sha256`` of the events it derives
 from (the sidecar's), so a run compacted again makes it stale and it is ignored until rewritten.
-Compaction is where it belongs (like the Parquet file, it is derived and rebuildable).
+Compaction writes it for runs of at least ``LEVELS_MIN_ROWS`` rows (shorter runs are read whole
+fast enough); like the Parquet file, it is derived and rebuildable.
 
 Example:
     >>> import tempfile, steplog
@@ -29,12 +30,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .. import format as fmt
-from .. import store
+from . import format as fmt
+from . import store
+from .atomic import write_atomically
 from .downsample import kept_indices
 
 #: Name of the levels file in a compacted run's directory.
-LEVELS_FILE = "metrics.levels.parquet"
+LEVELS_FILE = fmt.LEVELS_FILE
+#: Compaction writes levels for runs of at least this many rows.
+LEVELS_MIN_ROWS = 1_000_000
 #: Raw points per bucket of the level.
 LEVEL_BUCKET = 256
 _KEY = b"steplog.events_sha256"
@@ -50,15 +54,14 @@ def write_levels(run_dir: Path) -> Path:
     frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False).filter(~pl.col("superseded"))
     metrics = [c for c in frame.collect_schema().names() if c not in fmt.RESERVED_NAMES and c != "superseded"]
     parts = [_level(frame, m) for m in metrics]
-    table = pl.concat(parts) if parts else pl.DataFrame(schema={"metric": pl.String, "i": pl.Int64,
-                                                                 "x": pl.Float64, "y": pl.Float64})
+    table = (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(schema={"metric": pl.String, "i": pl.Int64, "x": pl.Float64, "y": pl.Float64})
+    )
     arrow = table.to_arrow()
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), _KEY: sha.encode()})
-    target = run_dir / LEVELS_FILE
-    temporary = target.with_name(target.name + ".tmp")
-    pq.write_table(arrow, temporary, compression="zstd")
-    temporary.replace(target)
-    return target
+    return write_atomically(run_dir / LEVELS_FILE, lambda f: pq.write_table(arrow, f, compression="zstd"))
 
 
 def _level(frame: pl.LazyFrame, metric: str) -> pl.DataFrame:
@@ -69,8 +72,14 @@ def _level(frame: pl.LazyFrame, metric: str) -> pl.DataFrame:
     keep = kept_indices(np.where(np.isfinite(ys), ys, np.nan), LEVEL_BUCKET) if len(ys) else np.empty(0, np.int64)
     if len(bad):  # the first NaN/inf of each bucket, as logged, so that it is still marked
         keep = np.union1d(keep, bad[np.unique(bad // LEVEL_BUCKET, return_index=True)[1]])
-    return pl.DataFrame({"metric": pl.repeat(metric, len(keep), eager=True, dtype=pl.String),
-                         "i": keep.astype(np.int64), "x": xs[keep], "y": ys[keep]})
+    return pl.DataFrame(
+        {
+            "metric": pl.repeat(metric, len(keep), eager=True, dtype=pl.String),
+            "i": keep.astype(np.int64),
+            "x": xs[keep],
+            "y": ys[keep],
+        }
+    )
 
 
 def read_level(run_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
