@@ -26,7 +26,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .store import AmbiguousRunError, RunLockedError, RunNotFoundError
+from .store import AmbiguousRunError, RunLockedError, RunNotFoundError, StoreError
 from .writer import Run, init
 
 #: Public names imported at first use: name -> module (they need Polars / PyArrow, or the tracker).
@@ -102,6 +102,7 @@ __all__ = [
     "RunNotFoundError",
     "AmbiguousRunError",
     "RunLockedError",
+    "StoreError",
     "CorruptEventsError",
     "ExperimentConfig",
     "MetricsSnapshot",

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
+import sys
 import warnings
 from collections.abc import Iterable
 from functools import cached_property
@@ -326,8 +328,12 @@ class ExperimentAnalyzer:
             *[f"{m}.{figure}" for m in metrics for figure in ("best", "last")],
         )
 
-    def get_comparison_table(self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None) -> str:
-        """An aligned text table of ``comparison_frame``: one row per run.
+    def get_comparison_table(
+        self, metrics: Iterable[str] | None = None, runs: Iterable[str] | None = None, width: int | None = None
+    ) -> str:
+        """An aligned text table of ``comparison_frame``: one row per run, fitted to ``width``
+        columns (default: the terminal's width when printing to one, else no limit): long names are
+        cut in the middle, and columns that do not fit go to a block below, the name repeated.
 
         Example:
             >>> print(ExperimentAnalyzer("/no/such/root").get_comparison_table())
@@ -336,7 +342,9 @@ class ExperimentAnalyzer:
         frame = self.comparison_frame(metrics, runs)
         if frame.height == 0:
             return f"(no experiments in {self.log_dir})"
-        return text_table(frame)
+        if width is None and sys.stdout.isatty():
+            width = shutil.get_terminal_size((100, 24)).columns
+        return text_table(frame, width=width, truncatable=["name", "run_id"])
 
     def get_best_experiment(self, metric: str = "val_loss", mode: str = "min") -> tuple[str, float]:
         """``(name, value)`` of the run with the best value of ``metric`` over its whole history

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -58,7 +59,8 @@ def write_atomically(
     writing to the open binary file) goes to a temporary file of its own in the same folder
     (``temp_path``), is fsynced, checked by ``check(temporary path)`` if given (it raises to stop),
     renamed over ``path``, and the folder fsynced. On any error the temporary file is removed; an
-    OSError names ``path`` (``cannot write <path>: <reason>``), not the temporary file. Leftovers
+    OSError names ``path`` (``cannot write <path>: <reason>``), not the temporary file; a full disk
+    is a ``steplog.StoreError``. Leftovers
     of killed writers in the folder are removed first (``remove_stale_temps``). Returns ``path``.
 
     Example:
@@ -87,7 +89,17 @@ def write_atomically(
         os.replace(tmp, path)
     except OSError as exc:
         reason = exc.strerror or str(exc).split(" (os error")[0]  # Polars: "<reason> (os error N): <path>"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc):
+            raise store.StoreError(
+                exc.errno or errno.ENOSPC, f"cannot write {path}: {reason}; free space, then try again"
+            ) from None
         raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
+    except Exception as exc:
+        if "No space left on device" not in str(exc):  # a library's own error for a full disk (Polars)
+            raise
+        raise store.StoreError(
+            errno.ENOSPC, f"cannot write {path}: No space left on device; free space, then try again"
+        ) from exc
     finally:
         remove_file(tmp)
     store.fsync_directory(path.parent)

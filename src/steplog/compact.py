@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -65,7 +66,11 @@ _RUNNING = "running"  # how the detail of a run skipped for being written starts
 
 
 def compact(
-    root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *, quiet: bool = False
+    root: str | os.PathLike = "experiment_logs",
+    runs: Iterable[str] | None = None,
+    *,
+    quiet: bool = False,
+    rebuild: bool = False,
 ) -> list[str]:
     """Compact every run under ``root`` that is over (or only ``runs``: ids, id prefixes or names)
     and return the ids of the runs compacted, oldest first.
@@ -74,7 +79,10 @@ def compact(
     event, a write error) are reported on stderr with the reason, one line each. Runs already
     compacted are skipped; a run whose events changed since (resumed) is compacted again.
     Progress goes to stderr (``steplog.progress``): a tqdm bar on a terminal when tqdm is installed,
-    else one line per run; ``quiet=True`` silences it.
+    else one line per run; ``quiet=True`` silences it. ``rebuild=True`` rebuilds the compacted
+    files of runs already compacted from their archived events (a damaged ``metrics.parquet``).
+    A full disk raises ``steplog.StoreError`` naming the run and the file; the runs compacted
+    before it stay compacted, and no partial file is left.
 
     Example:
         >>> import tempfile, steplog
@@ -83,11 +91,19 @@ def compact(
         >>> len(compact(root, quiet=True))
         1
     """
-    return [run_dir.name for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet) if outcome == "compacted"]
+    return [
+        run_dir.name
+        for run_dir, outcome, _ in compact_each(root, runs, quiet=quiet, rebuild=rebuild)
+        if outcome == "compacted"
+    ]
 
 
 def compact_each(
-    root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None, *, quiet: bool = False
+    root: str | os.PathLike = "experiment_logs",
+    runs: Iterable[str] | None = None,
+    *,
+    quiet: bool = False,
+    rebuild: bool = False,
 ) -> list[tuple[Path, str, str]]:
     """``compact``, returning what happened to each run, oldest first: ``(run dir, outcome,
     detail)`` as ``compact_run`` returns them. ``is_failure`` tells the skipped runs that are an
@@ -100,13 +116,13 @@ def compact_each(
         >>> [(outcome, detail) for _, outcome, detail in compact_each(root, quiet=True)]
         [('compacted', '0 steps, finished')]
     """
-    dirs = store.resolve_runs(runs, root)
+    dirs = store.resolve_runs(runs, root, started=False)
     progress = Progress(
         "steplog compact", len(dirs), quiet=quiet, quiet_outcomes=("current",), loud_outcomes=("skipped",)
     )
     outcomes = []
     for run_dir in dirs:
-        outcome, detail = compact_run(run_dir)
+        outcome, detail = compact_run(run_dir, rebuild=rebuild)
         outcomes.append((run_dir, outcome, detail))
         progress.update(f"{run_dir.name} ({store.run_name(run_dir)})", outcome, detail)
     progress.close(order=("compacted", "current", "skipped"), names={"current": "already compacted"})
@@ -142,7 +158,7 @@ def is_failure(outcome: str, detail: str) -> bool:
     return outcome == "skipped" and not detail.startswith(_RUNNING)
 
 
-def compact_run(run_dir: Path) -> tuple[str, str]:
+def compact_run(run_dir: Path, *, rebuild: bool = False) -> tuple[str, str]:
     """Compact one run directory. Returns (outcome, detail): ``("compacted", what)``,
     ``("current", ...)`` when it already is, or ``("skipped", why)``.
 
@@ -150,7 +166,7 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         >>> compact_run(Path("/no/such/run"))
         ('skipped', 'no events file (events.jsonl) and no sidecar to go on')
     """
-    action, detail, source, sidecar = _decide(run_dir)
+    action, detail, source, sidecar = _decide(run_dir, rebuild)
     if action == "current":
         if (run_dir / fmt.LOCK_FILE).exists():  # left by a compaction killed after its last rename
             try:
@@ -165,10 +181,15 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
         held = _lock_ranks(run_dir)  # keeps writers (resume) of every rank out while we work
     except store.RunLockedError as exc:
         return "skipped", f"{_RUNNING} ({exc})"
+    except OSError as exc:
+        _raise_if_full(run_dir, run_dir / fmt.LOCK_FILE, exc)
+        raise
     try:
         outcome = _compact_locked(run_dir, source, sidecar)
         _write_levels(run_dir)
         return outcome
+    except store.StoreError:
+        raise
     except OSError as exc:
         return "skipped", f"could not write its compacted files ({exc}); its events are untouched"
     finally:
@@ -210,7 +231,7 @@ def _write_levels(run_dir: Path) -> None:
         )
 
 
-def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None]:
+def _decide(run_dir: Path, rebuild: bool = False) -> tuple[str, str, Path | None, dict[str, Any] | None]:
     """(action, why, events file to compact from, sidecar): ``"current"`` or ``"skipped"`` with no
     events file, or ``"compact"`` with the file (whether a writer holds the run is not checked)."""
     events_path = run_dir / fmt.EVENTS_FILE
@@ -222,6 +243,8 @@ def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None
     if events_path.exists():
         why = "its events changed since it was compacted (resumed)" if sidecar is not None else "not compacted yet"
         return "compact", why, events_path, sidecar
+    if rebuild and archived.exists():
+        return "compact", f"rebuilt from {fmt.ARCHIVED_EVENTS_FILE} (--rebuild)", archived, sidecar
     if sidecar is not None and _parquet_matches(run_dir, sidecar):
         return "current", "already compacted", None, sidecar
     if not archived.exists():
@@ -251,7 +274,7 @@ def plan_compaction(
         [('compact', 'finished')]
     """
     plan = []
-    for run_dir in store.resolve_runs(runs, root):
+    for run_dir in store.resolve_runs(runs, root, started=False):
         action, why, source, _ = _decide(run_dir)
         if source is not None:
             alive = store.live_ranks(run_dir)
@@ -310,10 +333,14 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         pl.lit(record.run_id, pl.String).alias("run_id"), pl.lit(record.name, pl.String).alias("name"), pl.all()
     )
     ranks = _rank_entries(run_dir, {0: events, **others}, statuses, histories)
+    _clear_the_way(run_dir)
     try:
         parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)
     except _NotVerified as exc:
         return "skipped", str(exc)
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        _raise_if_full(run_dir, run_dir / fmt.PARQUET_FILE, exc)
+        raise
     files = {
         "parquet": {
             "file": fmt.PARQUET_FILE,
@@ -332,9 +359,38 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
             "torn_tail_bytes": events.torn_tail_bytes,
         },
     }
-    write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files, ranks, table))
-    _archive_events(run_dir)
+    try:
+        write_atomically(run_dir / fmt.SIDECAR_FILE, _sidecar_bytes(record, files, ranks, table))
+        _archive_events(run_dir)
+    except OSError as exc:
+        _raise_if_full(run_dir, run_dir / fmt.SIDECAR_FILE, exc)
+        raise
     return "compacted", f"{record.num_steps:,} steps, {record.status}" + (f", {len(ranks)} ranks" if others else "")
+
+
+def _clear_the_way(run_dir: Path) -> None:
+    """An empty directory where a compacted file goes (left by a mishap) is removed, so the file can be written."""
+    for name in (fmt.PARQUET_FILE, fmt.SIDECAR_FILE):
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            try:
+                path.rmdir()
+            except OSError:
+                pass  # not empty: the write fails and says so
+
+
+def _raise_if_full(run_dir: Path, path: Path, exc: BaseException) -> None:
+    """A full disk while writing a run's compacted files raises a ``StoreError`` naming the run, the path
+    and what to do. Other errors are left to the caller (an OSError reports the run as skipped)."""
+    if getattr(exc, "errno", None) != errno.ENOSPC and "No space left on device" not in str(exc):
+        return
+    raise store.storage_error(
+        exc,
+        f"could not compact run {run_dir.name} ({store.run_name(run_dir)!r}): writing",
+        path,
+        "free space, then run `steplog compact` again (the runs compacted before it "
+        "are kept; its events are untouched)",
+    ) from exc
 
 
 def _live_other_ranks(run_dir: Path) -> bool:
@@ -411,7 +467,7 @@ def _archive_events(run_dir: Path) -> None:
     """Move every rank's live events file to ``archive/`` (rank 0's last: until then, readers read the events)."""
     archive = run_dir / fmt.ARCHIVE_DIR
     archive.mkdir(exist_ok=True)
-    for rank, path in sorted(store.rank_files(run_dir).items(), reverse=True):
+    for _rank, path in sorted(store.rank_files(run_dir).items(), reverse=True):
         if path.parent == run_dir and path.exists():
             os.replace(path, archive / path.name)
     store.fsync_directory(archive)

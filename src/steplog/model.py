@@ -577,6 +577,8 @@ def load_run(run_dir: RunDir) -> Loaded:
     try:
         return read_events(run_dir / fmt.ARCHIVED_EVENTS_FILE), None
     except FileNotFoundError:
+        if (run_dir / fmt.PARQUET_FILE).exists():  # compacted, but neither its sidecar nor its events can be read
+            store.warn_unreadable_compacted(run_dir)
         return None, None
 
 

@@ -143,11 +143,16 @@ def _history(run_dir: roots.RunDir, all_segments: bool = False, rank: int | str 
     try:
         return _compacted_history(run_dir, sidecar, all_segments, rank).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
-        if not isinstance(run_dir, Path) or not (archived := run_dir / fmt.ARCHIVED_EVENTS_FILE).exists():
+        if not isinstance(run_dir, Path):
             raise
+        archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
+        if not archived.is_file():
+            raise store.storage_error(
+                exc, f"run {run_dir.name}: cannot read", run_dir / fmt.PARQUET_FILE, store.rebuild_hint(run_dir)
+            ) from exc
         warnings.warn(
-            f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "
-            f"Run steplog.compact() again after moving it back to {run_dir / fmt.EVENTS_FILE} to rebuild it",
+            f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead; "
+            f"{store.rebuild_hint(run_dir)}",
             stacklevel=3,
         )
         if rank != 0:  # every rank's archived events are there too

@@ -27,11 +27,13 @@ from .deferred import PendingEvents
 from .eventfile import MappedEvents, ReserveFailed, write_all
 from .openruns import open_runs
 from .values import (
+    EXACT_INTEGER_LIMIT,
     MAX_STEP,
     DeviceValues,
     check_mapping,
     check_metric_names,
     check_step,
+    inexact_integers,
     split_metric_values,
     to_jsonable,
 )
@@ -42,22 +44,24 @@ _write = os.write
 _dumps = orjson.dumps
 _OPT_LINE = orjson.OPT_APPEND_NEWLINE
 _STEP, _TIME, _WALLCLOCK, _METRICS, _SEGMENT = fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT
+_EXACT = float(EXACT_INTEGER_LIMIT)
 
 
 class Run:
     """An open run: ``log`` metrics, then ``finish``. Made by ``steplog.init``.
 
-    Attributes: ``id`` (the run id), ``name``, ``dir`` (pathlib.Path of the run directory),
-    ``step`` (the last step logged, None before the first ``log``), ``durability`` (the mode in
-    use), ``rank`` (this process's rank in a multi-process job, 0 alone). Not thread-safe: log from
-    the training loop's thread.
+    Attributes: ``run_id`` (the run id, the ``run_id`` column of every table; ``id`` is the same),
+    ``name``, ``dir`` (pathlib.Path of the run directory), ``step`` (the last step logged, None
+    before the first ``log``), ``segment`` (0, then 1, 2... for each resume), ``durability`` (the
+    mode in use), ``rank`` (this process's rank in a multi-process job, 0 alone). Not thread-safe:
+    log from the training loop's thread.
 
     Example:
         >>> import tempfile, steplog
         >>> run = steplog.init(name="x", root=tempfile.mkdtemp())
         >>> run.log({"loss": 1.0}); run.log({"loss": 0.5}, step=10)
-        >>> run.step, run.dir.name == run.id
-        (10, True)
+        >>> run.step, run.dir.name == run.run_id == run.id, run.segment
+        (10, True, 0)
         >>> run.finish()
     """
 
@@ -93,6 +97,7 @@ class Run:
         self._next_step = next_step
         self._perf0 = _perf() - wallclock_offset  # wallclock = perf_counter() - _perf0
         self._known_keys: set[str] = set()
+        self._inexact_warned: set[str] = set()  # metrics warned about for an integer beyond 2**53
         self._closed = False
         self._write_failed = False
         self._fsync_interval = fsync_interval if durability == "fsync" else None
@@ -115,6 +120,16 @@ class Run:
     def step(self) -> int | None:
         """The last step logged (None before the first ``log``)."""
         return self._step
+
+    @property
+    def run_id(self) -> str:
+        """The run id (as in the ``run_id`` column of ``steplog.runs()``); the same as ``id``."""
+        return self.id
+
+    @property
+    def segment(self) -> int:
+        """Which segment of the run this is: 0 for a new run, n after its n-th resume."""
+        return self._segment
 
     def __repr__(self) -> str:
         state = "finished" if self._closed else "open"
@@ -159,6 +174,8 @@ class Run:
             metrics, total = self._checked_values(step, metrics)
             if metrics is None:
                 return  # device values: the event waits for them
+        elif not -_EXACT <= total <= _EXACT:  # a large sum (or NaN): maybe an integer beyond 2**53
+            self._warn_inexact(metrics, 3)
         now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
         self._put(self._encode(step, now, metrics, total), step, now)
         self._step = step
@@ -223,7 +240,9 @@ class Run:
 
     def finish(self, *, notes: str | None = None) -> None:
         """Mark the run finished, write what is buffered, fsync, and release the writer lock.
-        Calling it again does nothing.
+        Calling it again does nothing. When the ``finish`` event cannot be written (a full disk),
+        it warns and the run stays open (file and lock held): call ``finish()`` again once there
+        is space; the interpreter-exit hook makes a last attempt.
 
         Example:
             >>> import tempfile, steplog
@@ -301,11 +320,28 @@ class Run:
     def _checked_values(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, float] | None, float]:
         """The careful path for values the sum gate of ``log`` did not pass: convert them (or raise
         TypeError naming the key); device tensors defer the event (returns None)."""
+        self._warn_inexact(metrics, 4)
         converted, on_device = split_metric_values(metrics)
         if on_device is not None:
             self._defer(step, converted, on_device)
             return None, 0.0
         return converted, sum(converted.values(), 0.0)
+
+    def _warn_inexact(self, metrics: dict[str, Any], stacklevel: int) -> None:
+        """Warn once per metric when an integer beyond 2**53 arrives: it is read back as a rounded Float64."""
+        for key in inexact_integers(metrics):
+            try:
+                rounded = float(metrics[key])
+            except OverflowError:
+                continue  # beyond any float: converting it raises TypeError, naming the key
+            if key not in self._inexact_warned:
+                self._inexact_warned.add(key)
+                warnings.warn(
+                    f"steplog: metric {key!r} of run {self.id}: {metrics[key]!r} is an integer beyond 2**53; "
+                    f"metrics are read back as Float64, which rounds it (to {rounded:.17g}). Log it in "
+                    f"larger units (e.g. millions of tokens) to keep it exact",
+                    stacklevel=stacklevel,
+                )
 
     def _admit_keys(self, metrics: dict[str, Any]) -> None:
         check_metric_names([key for key in metrics if key not in self._known_keys], fmt.RESERVED_NAMES)
@@ -455,14 +491,28 @@ class Run:
             fields["notes"] = str(notes)
         try:
             self._write_data(fmt.encode_control_event(fmt.FINISH, **fields))
-            if self._mapped is not None:
-                self._mapped.close()  # cuts the zero tail, fsyncs
-            else:
-                os.fsync(self._fd)
+            if not self._write_failed:
+                if self._mapped is not None:
+                    self._mapped.close()  # cuts the zero tail, fsyncs
+                else:
+                    os.fsync(self._fd)
         except OSError as exc:
             self._on_write_error(exc)
+        if self._write_failed:
+            self._warn_not_finished(status)
+            return
         self._closed = True
         self._set_sink()
         os.close(self._fd)
         store.release_lock(self.dir, self.rank)
         open_runs.discard(self)
+
+    def _warn_not_finished(self, status: str) -> None:
+        """The finish event could not be written: the run stays open, so that a later finish records it."""
+        warnings.warn(
+            f"steplog: run {self.id} ({self.name!r}) is NOT {status}: its finish event could not be "
+            f"written to {self.dir / fmt.EVENTS_FILE} (disk full?). The run stays open: free space, "
+            f"then call finish() again (at exit steplog tries once more); until then it reads as "
+            f"running, and as crashed once this process ends",
+            stacklevel=4,
+        )

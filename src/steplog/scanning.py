@@ -19,16 +19,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from . import roots
+from . import format as fmt
+from . import roots, store
 from .model import current_rows, load_run
 from .rankread import RANK_DTYPE, rank_events, with_rank
-from .reader import RunEvents, metric_col, resolve_history
+from .reader import RunEvents, metric_col, read_events, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
 _BASE: dict[str, pl.DataType] = {
@@ -76,6 +78,13 @@ def scan(root: roots.Root = "experiment_logs", runs: Iterable[str] | None = None
     footers are read). A run that is not compacted has its events parsed and its history resolved
     once, when ``scan`` is called.
 
+    A compacted run whose ``metrics.parquet`` is missing, empty, not a file, cut short or of
+    another size than its sidecar records is read from its archived events instead (or left
+    out, where there are none), with a warning naming the file. Damage inside the file's data
+    pages is found only when they are read: ``polars`` then raises; ``damaged_file_error`` names
+    the file (``steplog.sql`` and the CLI do that for you), and ``steplog compact --rebuild RUN``
+    rebuilds it.
+
     Example:
         >>> import tempfile, steplog
         >>> root = tempfile.mkdtemp()
@@ -118,7 +127,9 @@ def _frame_of(group: list[ScanPart], schema: pl.Schema) -> pl.LazyFrame:
 
 
 def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
-    """The ``ScanPart`` of each run directory holding a readable run, in the order given.
+    """The ``ScanPart`` of each run directory holding a readable run, in the order given. A
+    compacted run whose Parquet file fails ``parquet_problem`` is read from its archived events
+    instead, or left out where there are none, with a warning naming the file.
 
     Example:
         >>> from pathlib import Path
@@ -130,15 +141,17 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
     roots.prefetch(run_dirs)  # an object store's sidecars, read in parallel
     for run_dir in run_dirs:
         events, sidecar = load_run(run_dir)
-        if events is None and sidecar is None:
-            continue
-        head = sidecar if sidecar is not None else ((events.start if events is not None else None) or {})
-        run_id, name = head.get("run_id", run_dir.name), head.get("name", run_dir.name)
         if sidecar is not None:
-            parts.append(_compacted_part(run_id, name, run_dir, sidecar))
-        else:
-            assert events is not None
-            parts.append(_live_part(run_id, name, run_dir, events))
+            problem = parquet_problem(run_dir, sidecar) if isinstance(run_dir, Path) else None
+            if problem is None:
+                run_id, name = sidecar.get("run_id", run_dir.name), sidecar.get("name", run_dir.name)
+                parts.append(_compacted_part(run_id, name, run_dir, sidecar))
+                continue
+            events = _fall_back(run_dir, problem)
+        if events is None:
+            continue
+        head = events.start or {}
+        parts.append(_live_part(head.get("run_id", run_dir.name), head.get("name", run_dir.name), run_dir, events))
     return parts
 
 
@@ -152,6 +165,67 @@ def _live_part(run_id: str, name: str, run_dir: roots.RunDir, events: RunEvents)
         pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all()
     )
     return ScanPart(run_id, name, run_dir, metrics, False, frame)
+
+
+def parquet_problem(run_dir: Path, sidecar: dict) -> str | None:
+    """What is wrong with a compacted run's ``metrics.parquet``, seen cheaply (no data read):
+    missing, not a file, empty, a size other than the sidecar's record, or no Parquet footer;
+    None when it looks whole.
+
+    Example:
+        >>> parquet_problem(Path("/no/such/run"), {})
+        'it is missing'
+    """
+    path = run_dir / fmt.PARQUET_FILE
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "it is missing"
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    recorded = (sidecar.get("parquet") or {}).get("bytes")
+    if not path.is_file():
+        return "it is not a file"
+    if info.st_size == 0:
+        return "it is empty (0 bytes)"
+    if isinstance(recorded, int) and info.st_size != recorded:
+        return f"it holds {info.st_size:,} bytes where {fmt.SIDECAR_FILE} records {recorded:,}"
+    return _footer_problem(path, info.st_size)
+
+
+def _footer_problem(path: Path, size: int) -> str | None:
+    """None when ``path`` ends in a Parquet footer of a plausible length (8 bytes read)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(max(size - 8, 0))
+            tail = f.read(8)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    if size < 12 or head != b"PAR1" or tail[4:] != b"PAR1" or int.from_bytes(tail[:4], "little") > size - 12:
+        return "it has no readable Parquet footer"
+    return None
+
+
+def _fall_back(run_dir: Path, problem: str):  # -> RunEvents | None
+    """The archived events of a run whose Parquet file is unusable (warned, naming the file), or None."""
+    path = run_dir / fmt.PARQUET_FILE
+    archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
+    try:
+        events = read_events(archived)
+    except (OSError, ValueError):
+        warnings.warn(
+            f"steplog: {path} is unusable ({problem}) and the run has no archived events to read "
+            f"instead: run {run_dir.name} is left out of this scan",
+            stacklevel=4,
+        )
+        return None
+    warnings.warn(
+        f"steplog: {path} is unusable ({problem}); run {run_dir.name} is read from {archived} instead; "
+        f"{store.rebuild_hint(run_dir)}",
+        stacklevel=4,
+    )
+    return events
 
 
 def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict) -> ScanPart:
@@ -170,3 +244,27 @@ def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict
         metrics.update(dict.fromkeys(facts.get("metrics") or ()))
     shares_scan = "name" in columns and "rank" in columns and bool(sidecar.get("steps_sorted"))
     return ScanPart(run_id, name, run_dir, tuple(metrics), True, frame, shares_scan)
+
+
+def damaged_file_error(run_dirs: Iterable[Path], cause: BaseException) -> store.StoreError | None:
+    """After collecting a scan failed with ``cause``: a ``StoreError`` naming the first compacted
+    run whose ``metrics.parquet`` cannot be read through (each is read in full, on this error path
+    only) and how to rebuild it; None when every file reads (the failure was elsewhere).
+
+    Example:
+        >>> damaged_file_error([Path("/no/such/run")], ValueError("x")) is None
+        True
+    """
+    import pyarrow.parquet as pq
+
+    for run_dir in run_dirs:
+        path = run_dir / fmt.PARQUET_FILE
+        if not (run_dir / fmt.SIDECAR_FILE).is_file() or not path.is_file():
+            continue
+        try:
+            pq.read_table(path)
+        except Exception as exc:  # whatever the decoder says, the file is damaged
+            return store.storage_error(
+                exc, f"run {run_dir.name}: a data page is damaged in", path, store.rebuild_hint(run_dir)
+            )
+    return None

@@ -105,6 +105,14 @@ def sql(
     ) as exc:
         first = str(exc).split("\n")[0]
         raise ValueError(f'SQL error: {first} (tables: runs, metrics; quote dotted names: "config.lr")') from None
+    except (pl.exceptions.ComputeError, OSError) as exc:  # a damaged metrics.parquet: name it
+        from .scanning import damaged_file_error
+        from .store import run_dirs
+
+        damaged = damaged_file_error(run_dirs(root), exc) if storage_options is None else None
+        if damaged is None:
+            raise
+        raise damaged from exc
 
 
 # --- the CLI command (registered by steplog.cli) -----------------------------------------------

@@ -50,6 +50,37 @@ class RunLockedError(RuntimeError):
     """Another live process holds the writer lock of a run."""
 
 
+class StoreError(OSError):
+    """steplog could not read or write its files (a full disk, a read-only root, a damaged file).
+
+    Raised for every storage failure steplog reports; the message names the run, the path and what
+    to do. A subclass of OSError, so ``except OSError`` still catches it; ``errno`` is the cause's.
+
+    Example:
+        >>> import errno
+        >>> err = storage_error(OSError(errno.ENOSPC, "No space left on device"), "could not start a run in",
+        ...                     Path("/logs"), "free space, then start it again")
+        >>> isinstance(err, OSError), err.errno == errno.ENOSPC
+        (True, True)
+        >>> str(err)
+        'could not start a run in /logs: No space left on device; free space, then start it again'
+    """
+
+    def __str__(self) -> str:
+        return self.strerror if isinstance(self.strerror, str) else super().__str__()
+
+
+def storage_error(exc: BaseException, what: str, path: Path | str, todo: str) -> StoreError:
+    """A ``StoreError`` for ``exc``: "``what`` ``path``: the cause; ``todo``" (errno kept).
+
+    Example:
+        >>> str(storage_error(PermissionError(13, "Permission denied"), "cannot write", "/ro", "pick a writable root"))
+        'cannot write /ro: Permission denied; pick a writable root'
+    """
+    cause = " ".join((getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).split())
+    return StoreError(getattr(exc, "errno", None), f"{what} {path}: {cause}; {todo}")
+
+
 def new_run_id(now: _dt.datetime | None = None) -> str:
     """A fresh run id for a run starting at ``now`` (UTC).
 
@@ -76,9 +107,11 @@ def is_run_id(text: str) -> bool:
     return bool(_RUN_ID.match(text))
 
 
-def run_dirs(root: str | os.PathLike) -> list[Path]:
+def run_dirs(root: str | os.PathLike, *, started: bool = True) -> list[Path]:
     """The run directories under ``root``, oldest first: by ``start_order`` (the start event's time
     at full resolution, then the id), whatever the shape of the ids; [] when root does not exist.
+    A directory whose run has no complete start event (being created, or left by a failed start) is
+    not a run yet and is left out, unless ``started=False`` (compaction, to report it).
 
     Example:
         >>> run_dirs("/no/such/root")
@@ -90,7 +123,33 @@ def run_dirs(root: str | os.PathLike) -> list[Path]:
         return []
     with entries:
         found = [(Path(e.path), e.inode()) for e in entries if _may_be_run(e)]
-    return [path for _, path in sorted((_cached_start_order(path, inode), path) for path, inode in found)]
+    ordered = sorted((_cached_start_order(path, inode), path) for path, inode in found)
+    if not started:
+        return [path for _, path in ordered]
+    for order, path in ordered:
+        if order[0] == _LAST and (path / fmt.PARQUET_FILE).exists():
+            warn_unreadable_compacted(path)
+    return [path for order, path in ordered if order[0] != _LAST]
+
+
+def warn_unreadable_compacted(run_dir: Path) -> None:
+    """Say that a compacted run whose sidecar is unreadable and whose events are gone is left out.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always"); warn_unreadable_compacted(Path("/logs/r"))
+        >>> "run r is left out" in str(caught[0].message)
+        True
+    """
+    import warnings
+
+    warnings.warn(
+        f"steplog: run {run_dir.name} is left out: its {fmt.SIDECAR_FILE} is missing or unreadable and it "
+        f"has no events ({fmt.ARCHIVED_EVENTS_FILE}) to read instead; restore {run_dir / fmt.SIDECAR_FILE} "
+        f"from a copy",
+        stacklevel=3,
+    )
 
 
 def may_name_run(name: str) -> bool:
@@ -199,6 +258,52 @@ def create_run_dir(root: str | os.PathLike) -> tuple[str, Path]:
         return run_id, path
 
 
+#: Prefix of the directory a run is created in before it is renamed to its id (never a run id).
+STAGING_PREFIX = ".creating-"
+
+
+def create_staging_dir(root: str | os.PathLike) -> tuple[str, Path]:
+    """A new run id and the hidden directory to build its run in (``publish_run_dir`` gives it
+    its name once its start event is complete, so no reader sees a half-created run).
+
+    Example:
+        >>> import tempfile
+        >>> rid, path = create_staging_dir(tempfile.mkdtemp())
+        >>> path.name == STAGING_PREFIX + rid
+        True
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = new_run_id()
+        path = root / (STAGING_PREFIX + run_id)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        if not (root / run_id).exists():
+            return run_id, path
+        path.rmdir()
+
+
+def publish_run_dir(staging: Path, run_id: str) -> Path:
+    """Rename a staging directory to its run id (the writer lock taken in it moves along).
+
+    Example:
+        >>> import tempfile
+        >>> rid, staging = create_staging_dir(tempfile.mkdtemp())
+        >>> publish_run_dir(staging, rid).name == rid
+        True
+    """
+    final = staging.parent / run_id
+    key = _lock_key(staging)
+    os.rename(staging, final)
+    fd = _held.pop(key, None)
+    if fd is not None:
+        _held[_lock_key(final)] = fd
+    return final
+
+
 def events_path(run_dir: Path) -> Path:
     """The events file of a run: ``events.jsonl`` while it is live, its archived copy once
     compacted (``events.jsonl`` if neither exists).
@@ -242,14 +347,15 @@ def raw_sidecar(run_dir: Path) -> dict[str, Any]:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` holds a run: an events file (live or not yet compacted) or a sidecar
-    (compacted: ``run.json`` + ``metrics.parquet``, the events moved to ``archive/``).
+    """Whether ``path`` holds a run: an events file (live or not yet compacted), a sidecar
+    (compacted: ``run.json`` + ``metrics.parquet``, the events moved to ``archive/``), or archived
+    events alone (a compacted run whose sidecar was lost).
 
     Example:
         >>> is_run_dir(Path("/no/such/run"))
         False
     """
-    return (path / fmt.EVENTS_FILE).exists() or (path / fmt.SIDECAR_FILE).exists()
+    return any((path / name).exists() for name in (fmt.EVENTS_FILE, fmt.SIDECAR_FILE, fmt.ARCHIVED_EVENTS_FILE))
 
 
 def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_logs") -> Path:
@@ -377,11 +483,24 @@ def acquire_lock(run_dir: Path, now: float, rank: int = 0) -> None:
                 f"{what} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
                 f"If that process is gone, delete {path}"
             )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
+        except OSError:  # a full disk: leave no lock file behind
+            _drop_lock_file(path, fd)
+            raise
         _held[key] = fd
         return
     raise RunLockedError(f"could not take the writer lock {path}: other processes keep taking it")
+
+
+def _drop_lock_file(path: Path, fd: int) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def release_lock(run_dir: Path, rank: int = 0) -> None:
@@ -478,8 +597,12 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
     """
     if finish_status in (fmt.FINISHED, fmt.FAILED):
         own = finish_status
+    elif writer_is_alive(run_dir):
+        own = fmt.RUNNING
     else:
-        own = fmt.RUNNING if writer_is_alive(run_dir) else fmt.CRASHED
+        last = fmt.read_last_event(events_path(run_dir))  # the writer may have finished since the caller read
+        finished = last is not None and last.get(fmt.KIND) == fmt.FINISH
+        own = last["status"] if finished and last.get("status") in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
     others = [rank for rank in rank_files(run_dir) if rank]
     if not others:
         return own
@@ -582,7 +705,10 @@ def live_ranks(run_dir: Path) -> list[int]:
 
 
 def resolve_runs(
-    refs: Iterable[str | os.PathLike] | str | os.PathLike | None, root: str | os.PathLike = "experiment_logs"
+    refs: Iterable[str | os.PathLike] | str | os.PathLike | None,
+    root: str | os.PathLike = "experiment_logs",
+    *,
+    started: bool = True,
 ) -> list[Path]:
     """The run directories ``refs`` name (``resolve_run`` each; one ref may be given alone), each
     once, in the order named; every run under ``root`` (``run_dirs``) when ``refs`` is None.
@@ -592,7 +718,7 @@ def resolve_runs(
         []
     """
     if refs is None:
-        return run_dirs(root)
+        return run_dirs(root, started=started)
     if isinstance(refs, (str, os.PathLike)):
         refs = [refs]
     return list(dict.fromkeys(resolve_run(ref, root) for ref in refs))
@@ -616,3 +742,16 @@ def fsync_directory(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def rebuild_hint(run_dir: Path) -> str:
+    """What to do about a damaged ``metrics.parquet``: rebuild it from the archived events when
+    the run has them, else restore it from a copy.
+
+    Example:
+        >>> rebuild_hint(Path("/logs/20260101-000000-000-abcdef"))
+        'its events were not archived, so it cannot be rebuilt: restore the file from a copy, or delete the run'
+    """
+    if (run_dir / fmt.ARCHIVED_EVENTS_FILE).is_file():
+        return f"rebuild it from the archived events: steplog compact --rebuild {run_dir.name}"
+    return "its events were not archived, so it cannot be rebuilt: restore the file from a copy, or delete the run"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import textwrap
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -91,9 +92,65 @@ def format_duration(seconds: float | None) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
+def escape_control(text: str) -> str:
+    """``text`` with its control characters (newlines, tabs, escape sequences, line separators)
+    written as Python escapes, so that one cell stays one line of a table and cannot move the cursor.
+
+    Example:
+        >>> print(escape_control("run\\nname\\t\\x1b[31m"))
+        run\\nname\\t\\x1b[31m
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+def display_width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: 2 for a wide character (CJK, most emoji), 0 for a
+    combining mark or a zero-width one, else 1 (``unicodedata.east_asian_width``).
+
+    Example:
+        >>> display_width("abc"), display_width("名前"), display_width("e\\u0301"), display_width("🙂")
+        (3, 4, 1, 2)
+    """
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(ch) for ch in text)
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _cut_to(text: str, width: int, from_end: bool = False) -> str:
+    """The longest start (or end) of ``text`` at most ``width`` columns wide."""
+    chars = reversed(text) if from_end else iter(text)
+    kept, used = [], 0
+    for ch in chars:
+        used += _char_width(ch)
+        if used > width:
+            break
+        kept.append(ch)
+    return "".join(reversed(kept)) if from_end else "".join(kept)
+
+
+def pad(text: str, width: int, right: bool = False) -> str:
+    """``text`` padded with spaces to ``width`` columns (``display_width``), on the left when ``right``.
+
+    Example:
+        >>> pad("名", 4) + "|", pad("a", 3, right=True)
+        ('名  |', '  a')
+    """
+    fill = " " * max(width - display_width(text), 0)
+    return fill + text if right else text + fill
+
+
 def truncate(text: str, width: int, *, middle: bool = False) -> str:
-    """``text`` cut to ``width`` characters with an ellipsis where something was cut: at the end,
-    or in the middle (``middle=True``, keeping both ends: run names of a sweep differ at the end).
+    """``text`` cut to ``width`` columns (``display_width``) with an ellipsis where something was cut:
+    at the end, or in the middle (``middle=True``, keeping both ends: run names of a sweep differ at
+    the end).
 
     Example:
         >>> truncate("a_very_long_run_name", 10), truncate("short", 10)
@@ -101,14 +158,14 @@ def truncate(text: str, width: int, *, middle: bool = False) -> str:
         >>> truncate("sweep_lr_0.0003", 10, middle=True)
         'swee\u2026.0003'
     """
-    if len(text) <= width:
+    if display_width(text) <= width:
         return text
     if width < 2:
-        return text[:width]
+        return _cut_to(text, width)
     if not middle:
-        return text[: width - 1] + ELLIPSIS
+        return _cut_to(text, width - 1) + ELLIPSIS
     head = (width - 1) // 2
-    return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head) :]
+    return _cut_to(text, head) + ELLIPSIS + _cut_to(text, width - 1 - head, from_end=True)
 
 
 def formatted(
@@ -142,7 +199,7 @@ def _cells(
     header = list(frame.columns)
     text = formatted(frame, significant, formats)
     numeric = [frame.schema[name].is_numeric() or name in right for name in header]
-    rows = [list(row) for row in text.iter_rows()]
+    rows = [[escape_control(cell) for cell in row] for row in text.iter_rows()]
     return header, rows, numeric
 
 
@@ -190,7 +247,9 @@ def text_table(
         columns: loss.last)
     """
     header, rows, numeric = _cells(frame, significant, formats, right)
-    widths = [max([_header_width(h, split_headers), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    widths = [
+        max([_header_width(h, split_headers), *(display_width(r[i]) for r in rows)]) for i, h in enumerate(header)
+    ]
     shown = list(range(len(header)))
     if width is None:
         return _render([_header_lines(h, split_headers) for h in header], rows, numeric, widths, shown)
@@ -235,10 +294,11 @@ def text_table(
 
 
 def _header_width(name: str, split: bool) -> int:
-    return max(len(part) for part in _header_lines(name, split))
+    return max(display_width(part) for part in _header_lines(name, split))
 
 
 def _header_lines(name: str, split: bool) -> list[str]:
+    name = escape_control(name)
     return name.rsplit(".", 1) if split and "." in name.strip(".") else ["", name]
 
 
@@ -251,7 +311,7 @@ def _render(
     titles: list[list[str]], rows: list[list[str]], numeric: list[bool], widths: list[int], columns: list[int]
 ) -> str:
     def line(cells: list[str]) -> str:
-        aligned = (cells[i].rjust(widths[i]) if numeric[i] else cells[i].ljust(widths[i]) for i in columns)
+        aligned = (pad(cells[i], widths[i], right=numeric[i]) for i in columns)
         return _GAP.join(aligned).rstrip()
 
     head = [line([t[0] for t in titles])] if any(titles[i][0] for i in columns) else []
@@ -271,7 +331,7 @@ def markdown_table(frame: pl.DataFrame) -> str:
     header, rows, numeric = _cells(frame)
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+        return "| " + " | ".join(escape_control(c).replace("|", "\\|") for c in cells) + " |"
 
     rule = "| " + " | ".join("--:" if num else ":--" for num in numeric) + " |"
     return "\n".join([line(header), rule, *(line(r) for r in rows)])

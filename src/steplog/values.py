@@ -325,3 +325,28 @@ def check_metric_names(names: Any, reserved: frozenset[str] | set[str]) -> None:
                 f"metric name {key!r} is reserved by steplog (reserved: {', '.join(sorted(reserved))}); "
                 f"pass the step with log(..., step=N) and rename the metric, e.g. 'train/{key}'"
             )
+
+
+#: Integers beyond this magnitude have no exact float64 (metrics are read back as Float64).
+EXACT_INTEGER_LIMIT = 2**53
+
+
+def inexact_integers(metrics: Mapping[str, Any]) -> list[str]:
+    """The keys of ``metrics`` whose value is an integer (Python, numpy or a CPU tensor's) beyond
+    2**53 in magnitude: read back as a Float64, it is rounded. Accelerator tensors are not looked
+    at (that would wait for the device).
+
+    Example:
+        >>> inexact_integers({"tokens": 2**53 + 1, "loss": 0.5, "step_tokens": 2**53, "flag": True})
+        ['tokens']
+    """
+    found = []
+    for key, value in metrics.items():
+        if not isinstance(value, int) and hasattr(value, "item") and not is_device_value(value):
+            try:
+                value = value.item()
+            except (TypeError, ValueError, RuntimeError):
+                continue
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > EXACT_INTEGER_LIMIT:
+            found.append(key)
+    return found

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterable
@@ -97,8 +98,11 @@ def init(
     superseded in history. A ``finished`` or ``failed`` run can be resumed too; a ``running`` one
     cannot (RunLockedError). ``resume="auto"`` with ``name=``: if the latest run of that name
     crashed, resume it, else start a new run (for jobs a scheduler restarts with the same command
-    line; an older crashed run behind a newer one is left alone). The config of a resumed run is
-    the one it started with.
+    line; an older crashed run behind a newer one is left alone); that new run starts at
+    ``start_step`` (its first automatic step), so a checkpoint whose logs were lost keeps its step
+    numbers. The config of a resumed run is the one it started with. ``name`` may not be empty.
+    A storage failure (a full disk, a read-only root) raises ``steplog.StoreError`` naming the
+    path, and leaves nothing behind.
 
     ``tensor_flush_steps`` and ``tensor_flush_seconds``: how long logged accelerator tensors (a GPU
     loss) may wait on the device before their values are copied to the host in one batched
@@ -133,8 +137,7 @@ def init(
     _check_options(durability, fsync_interval, buffer_size, buffer_interval, tensor_flush_steps, tensor_flush_seconds)
     if isinstance(system_interval, bool) or not isinstance(system_interval, (int, float)) or not system_interval > 0:
         raise ValueError(f"system_interval={system_interval!r} must be a number of seconds > 0 (default 10)")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name must be a string or None, got {type(name).__name__}")
+    _check_name(name)
     place = ranks.detect(rank=rank, world_size=world_size)
     shared = ranks.shared_run_id(place, name, run_id)
     if start_step is not None and resume is None and shared is None:
@@ -217,6 +220,17 @@ def _join(
     return _start(name, config, root, options, place, run_dir, start_step)
 
 
+def _check_name(name: str | None) -> None:
+    """Refuse a name no query could find: not a string, empty or only blanks."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a string or None, got {type(name).__name__}")
+    if name is not None and not name.strip():
+        raise ValueError(
+            f"name={name!r} is empty: no query could find the run by it; pass a name with "
+            f"visible characters, or leave name out (the run id is used)"
+        )
+
+
 def _open(
     name: str | None,
     config: Any,
@@ -229,8 +243,10 @@ def _open(
         if name is None:
             raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
         named = store.runs_named(name, root)
-        if not named or store.current_status(named[-1]) != fmt.CRASHED:
-            return _start(name, config, Path(root), options)
+        if not named or store.current_status(named[-1]) != fmt.CRASHED:  # a new run, from the checkpoint's step
+            return _start(
+                name, config, Path(root), options, start_step=None if start_step is None else check_step(start_step)
+            )
         resume = named[-1]
     if resume is not None:
         return _resume(resume, Path(root), start_step, name, config, options)
@@ -308,28 +324,20 @@ def _start(
     run_dir: Path | None = None,
     start_step: int | None = None,
 ) -> Run:
-    """A new run (``run_dir`` None: in a fresh directory), or this rank's first file in a shared one."""
+    """A new run (``run_dir`` None: built in a hidden staging directory and renamed to its id once its
+    start event is complete, so readers never see a half-created run; a failure removes what was
+    made), or this rank's first file in a run directory all ranks share."""
     now = _time()
     place = place or ranks.Place()
     if run_dir is None:
-        run_id, run_dir = store.create_run_dir(root)
+        run_dir, start, fd = _start_staged(root, name, config, now, options, place)
+    else:
+        store.acquire_lock(run_dir, now, place.rank)
+        options["durability"] = _effective_durability(options["durability"], run_dir)
+        start = _start_event(run_dir.name, name, config, now, options["durability"], place)
+        fd = os.open(run_dir / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        write_all(fd, start)
     run_id = run_dir.name
-    store.acquire_lock(run_dir, now, place.rank)
-    options["durability"] = _effective_durability(options["durability"], run_dir)
-    start = fmt.encode_control_event(
-        fmt.START,
-        v=fmt.FORMAT_VERSION,
-        run_id=run_id,
-        name=name if name is not None else run_id,
-        time=now,
-        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(),
-        durability=options["durability"],
-        config=to_jsonable(config if config is not None and place.rank == 0 else {}, what="config"),
-        meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
-        **_rank_fields(place),
-    )
-    fd = os.open(run_dir / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    write_all(fd, start)
     for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
         store.fsync_directory(directory)
     return Run(
@@ -339,7 +347,7 @@ def _start(
         fd,
         segment=0,
         last_step=None,
-        next_step=start_step or 0,
+        next_step=0 if start_step is None else start_step,
         wallclock_offset=0.0,
         written=len(start),
         rank=place.rank,
@@ -362,6 +370,57 @@ def _rank_fields(place: ranks.Place) -> dict[str, Any]:
     if place.restart:
         fields["restart"] = place.restart
     return fields
+
+
+_INIT_TODO = "free space or pick a writable root=, then start the run again"
+
+
+def _start_staged(
+    root: Path, name: str | None, config: Any, now: float, options: dict[str, Any], place: ranks.Place
+) -> tuple[Path, bytes, int]:
+    """A new run's directory, made under a hidden name and published once its start event is written:
+    (run dir, start event, events file descriptor)."""
+    try:
+        run_id, staging = store.create_staging_dir(root)
+    except OSError as exc:
+        raise store.storage_error(exc, "could not create a run directory in", root, _INIT_TODO) from exc
+    fd = -1
+    try:
+        store.acquire_lock(staging, now, place.rank)
+        options["durability"] = _effective_durability(options["durability"], staging)
+        start = _start_event(run_id, name, config, now, options["durability"], place)
+        fd = os.open(staging / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        write_all(fd, start)
+        return store.publish_run_dir(staging, run_id), start, fd
+    except BaseException as exc:
+        _discard_staging(staging, fd)
+        if isinstance(exc, OSError) and not isinstance(exc, store.StoreError):
+            raise store.storage_error(exc, "could not start a run in", root, _INIT_TODO) from exc
+        raise
+
+
+def _start_event(run_id: str, name: str | None, config: Any, now: float, durability: str, place: ranks.Place) -> bytes:
+    """The start event of this process's events file (config and git from rank 0 only)."""
+    return fmt.encode_control_event(
+        fmt.START,
+        v=fmt.FORMAT_VERSION,
+        run_id=run_id,
+        name=name if name is not None else run_id,
+        time=now,
+        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(),
+        durability=durability,
+        config=to_jsonable(config if config is not None and place.rank == 0 else {}, what="config"),
+        meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
+        **_rank_fields(place),
+    )
+
+
+def _discard_staging(staging: Path, fd: int) -> None:
+    """Remove what a failed start made: its events file descriptor, its lock, its staging directory."""
+    if fd >= 0:
+        os.close(fd)
+    store.release_lock(staging)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _resume(

@@ -12,6 +12,7 @@ from .common import (
     DEFAULT_WIDTH,
     CommandError,
     _add_root,
+    _add_width,
     _local_minute,
     _metric_list,
     _positive_int,
@@ -28,6 +29,11 @@ def _compact_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compact (default: every run under --root)")
     _add_root(parser)
     parser.add_argument("--dry-run", action="store_true", help="list what would be compacted and what skipped, and why")
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild the compacted files of compacted runs from their archived events (a damaged metrics.parquet)",
+    )
     parser.description = (
         f"{parser.description}\n\nexit code 1 when a run could not be compacted (files not "
         f"writable, no start event); running runs are skipped, which is not an error"
@@ -40,7 +46,7 @@ def _compact(args: argparse.Namespace) -> int:
 
     root = _root(args)
     if not args.dry_run:
-        outcomes = compact_each(root, args.runs or None)  # progress and a summary line on stderr
+        outcomes = compact_each(root, args.runs or None, rebuild=args.rebuild)  # progress and a summary line on stderr
         failed = [run_dir.name for run_dir, outcome, detail in outcomes if is_failure(outcome, detail)]
         if failed:
             raise CommandError(
@@ -108,6 +114,7 @@ def _tail_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep printing steps as the run logs them, until it finishes (Ctrl-C stops)",
     )
     parser.add_argument("--poll", type=float, default=0.5, metavar="SECONDS", help=argparse.SUPPRESS)
+    _add_width(parser)
 
 
 def _tail(args: argparse.Namespace) -> int:
@@ -127,28 +134,42 @@ def _tail(args: argparse.Namespace) -> int:
         current = rows.filter(~pl.col("superseded")).drop("segment", "superseded")
         last_step = current["step"].max() if current.height else None
         for row in current.tail(max(args.lines, 0)).iter_rows(named=True):
-            print(_step_line(row), flush=True)
+            print(_step_line(row, _width(args)), flush=True)
         if args.follow and not live:
             print(f"(run {run_dir.name} is {current_status(run_dir)}: nothing to follow)", file=sys.stderr)
         for event in events or ():
             if event["segment"] == segment and last_step is not None and event["step"] <= last_step:
                 continue  # printed above from the history
-            print(_step_line(event), flush=True)
+            print(_step_line(event, _width(args)), flush=True)
     except KeyboardInterrupt:
         return 0
     return 0
 
 
-def _step_line(row: dict[str, Any]) -> str:
-    """``step 12  3.4s  loss=0.5  lr=0.001`` (metrics not logged at this step left out)."""
-    from ..tables import format_duration, format_value
+def _step_line(row: dict[str, Any], width: int = 10**6) -> str:
+    """``step 12  3.4s  loss=0.5  lr=0.001`` (metrics not logged at this step left out), wrapped
+    to ``width`` columns: continuation lines are indented, and an item wider than a line is cut.
 
-    metrics = "  ".join(
-        f"{k}={format_value(v, 4)}"
+    Example:
+        >>> print(_step_line({"step": 3, "wallclock": 1.5, "train_loss": 0.25, "val_loss": 0.5, "lr": None}, 24))
+        step 3  1.5s
+            train_loss=0.25
+            val_loss=0.5
+    """
+    from ..tables import display_width, escape_control, format_duration, format_value, truncate
+
+    items = [
+        f"{escape_control(k)}={format_value(v, 4)}"
         for k, v in row.items()
         if k not in ("step", "wallclock", "time", "segment") and v is not None
-    )
-    return f"step {row['step']}  {format_duration(row.get('wallclock'))}  {metrics}".rstrip()
+    ]
+    lines = [f"step {row['step']}  {format_duration(row.get('wallclock'))}"]
+    for item in items:
+        if display_width(lines[-1]) + 2 + display_width(item) <= width:
+            lines[-1] += "  " + item
+        else:
+            lines.append("    " + truncate(item, max(width - 4, 8)))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # --- plot -------------------------------------------------------------------------------------

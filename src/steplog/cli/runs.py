@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -239,9 +240,71 @@ def _metrics_table(summary: dict[str, dict[str, Any]], width: int) -> str:
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compare (default: every run under --root)")
     _add_root(parser)
-    parser.add_argument("--metrics", type=_metric_list, metavar="M1,M2", help="the metrics to show (default: all)")
+    parser.add_argument(
+        "--metrics",
+        type=_metric_list,
+        metavar="M1,M2",
+        help="the metrics to show (default: those named like a loss, an accuracy or a perplexity, else all)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", dest="show_all", help="show every metric, and rows that are the same in every run"
+    )
     _add_json(parser)
     _add_width(parser)
+
+
+#: Words of a metric name that make it worth comparing by default (``steplog compare`` on the command line).
+_COMPARED_WORDS = (
+    "loss",
+    "nll",
+    "acc",
+    "accuracy",
+    "ppl",
+    "perplexity",
+    "error",
+    "err",
+    "f1",
+    "bleu",
+    "rouge",
+    "auc",
+    "score",
+    "reward",
+    "return",
+    "bpb",
+    "bpc",
+)
+
+
+def comparison_columns(table: Any, names: list[str] | None = None) -> list[str]:
+    """The columns of a ``steplog.compare`` table worth showing side by side on the command line:
+    the metrics named like a loss, an accuracy or a perplexity (all metrics when none is), and only
+    the columns that differ between the runs; a config value equal to the run's name is left out.
+
+    Example:
+        >>> import polars as pl
+        >>> table = pl.DataFrame({"name": ["a", "b"], "config.lr": [0.1, 0.2], "config.experiment_name": ["a", "b"],
+        ...                       "config.seed": [1, 1], "val_loss.best": [0.5, 0.4], "lr.best": [0.1, 0.2],
+        ...                       "gradient_step.best": [0.0, 0.0]})
+        >>> comparison_columns(table)
+        ['config.lr', 'val_loss.best']
+    """
+    metrics = [c for c in table.columns if "." in c and not c.startswith("config.")]
+    liked = [c for c in metrics if _looks_compared(c.rsplit(".", 1)[0])]
+    keep = [c for c in table.columns if c.startswith("config.")] + (liked or metrics)
+    if table.height < 2:
+        return keep
+    run_names = [str(n) for n in table["name"].to_list()] if "name" in table.columns else []
+    return [
+        c
+        for c in keep
+        if table[c].n_unique() > 1
+        and not (c.startswith("config.") and [str(v) for v in table[c].to_list()] == run_names)
+    ]
+
+
+def _looks_compared(metric: str) -> bool:
+    words = [w for w in re.split(r"[^a-z0-9]+", metric.lower()) if w]
+    return any(w in _COMPARED_WORDS or w.startswith(("top", "acc")) and "acc" in w for w in words)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -257,6 +320,8 @@ def _compare(args: argparse.Namespace) -> int:
     if table.height == 0:
         print(f"(no runs in {root})")
         return 0
+    if not args.show_all and args.metrics is None:
+        table = table.select("name", "run_id", *comparison_columns(table))
     short = _short_ids(root)
     names = table["name"].to_list()
     labels = [
