@@ -29,7 +29,7 @@ import polars as pl
 from . import format as fmt
 from . import store
 from .model import current_rows, load_run
-from .reader import metric_col, resolve_history
+from .reader import lazy_history, metric_col, read_many
 
 _TIME = pl.Datetime("us", "UTC")
 _BASE: dict[str, pl.DataType] = {"run_id": pl.String(), "name": pl.String(), "step": pl.Int64(),
@@ -118,9 +118,12 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
         >>> scan_parts([Path("/no/such/run")])
         []
     """
-    parts = []
-    for run_dir in run_dirs:
-        events, sidecar = load_run(run_dir)
+    run_dirs = list(run_dirs)
+    parts = []  # the live runs' events are read together first: one parse of all their lines (issue 11)
+    for run_dir, events in zip(run_dirs, read_many([run_dir / fmt.EVENTS_FILE for run_dir in run_dirs])):
+        sidecar = None
+        if events is None:  # compacted, or not a run
+            events, sidecar = load_run(run_dir)
         if events is None and sidecar is None:
             continue
         head = sidecar if sidecar is not None else ((events.start if events is not None else None) or {})
@@ -129,7 +132,7 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
             parts.append(_compacted_part(run_id, name, run_dir, sidecar))
         else:
             assert events is not None
-            frame = resolve_history(events).lazy().select(
+            frame = lazy_history(events).select(
                 pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all())
             parts.append(ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame))
     return parts
