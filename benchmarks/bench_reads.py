@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -165,13 +164,16 @@ def big_run(work: Path, size: dict, repeat: int, rows: list) -> None:
 
 def memory_child(root: Path, run_id: str) -> tuple[float, float]:
     """Peak RSS added by ``history()`` in a fresh process (polars, pyarrow imported first), and
-    the result frame's size, in MiB."""
-    code = ("import resource, sys, polars, pyarrow, pyarrow.json, steplog\n"
-            "from steplog import reader\n"
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    the result frame's size, in MiB. The peak is /proc's VmHWM, reset first through clear_refs
+    (``ru_maxrss`` would carry the parent's peak over the exec)."""
+    code = ("import sys, polars, pyarrow, pyarrow.json, pyarrow.compute, steplog\n"
+            "from steplog import reader, query\n"
+            "def status(key):\n"
+            "    return int(open('/proc/self/status').read().split(key + ':')[1].split()[0])\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\n"
+            "before = status('VmRSS')\n"
             "frame = steplog.history(sys.argv[1], root=sys.argv[2])\n"
-            "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "print((after - before) / 1024, frame.estimated_size() / 2**20)\n")
+            "print((status('VmHWM') - before) / 1024, frame.estimated_size() / 2**20)\n")
     out = subprocess.run([sys.executable, "-c", code, run_id, str(root)], capture_output=True, text=True, check=True)
     peak, frame = out.stdout.split()
     return float(peak), float(frame)
