@@ -23,17 +23,17 @@ import functools
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pa_json
 
 from . import format as fmt
 from .follow import follow  # noqa: F401  (its home was this module)
 from .openruns import flush_open_runs
+
+if TYPE_CHECKING:  # pyarrow is imported by the functions that parse: a query that reads only sidecars
+    import pyarrow as pa  # (runs(), best() over compacted runs) never loads it (0.3-0.5 s; issue 11)
 
 
 class CorruptEventsError(ValueError):
@@ -277,6 +277,9 @@ _THREADED_PARSE_BYTES = 4 << 20
 
 def _parse_fast(metric_bytes: bytes | memoryview) -> pa.Table | None:
     """Arrow's JSON reader over all metric lines; None when the data is damaged or misshapen."""
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
     if not metric_bytes:
         return _empty_table()
     try:
@@ -288,6 +291,9 @@ def _parse_fast(metric_bytes: bytes | memoryview) -> pa.Table | None:
 
 
 def _well_formed(table: pa.Table) -> bool:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     schema = table.schema
     for name, kinds in ((fmt.STEP, ("int64",)), (fmt.TIME, ("double", "int64")), (fmt.WALLCLOCK, ("double", "int64")),
                         (fmt.METRICS, ("struct",))):
@@ -314,6 +320,8 @@ def _well_formed(table: pa.Table) -> bool:
 
 
 def _empty_table() -> pa.Table:
+    import pyarrow as pa
+
     return pa.table({fmt.STEP: pa.array([], pa.int64()), fmt.TIME: pa.array([], pa.float64()),
                      fmt.WALLCLOCK: pa.array([], pa.float64()), fmt.METRICS: pa.array([], pa.struct([]))})
 
@@ -348,6 +356,8 @@ def _metric_line_problem(line: bytes) -> str | None:
 
 
 def _table_from_events(events: list[dict[str, Any]]) -> pa.Table:
+    import pyarrow as pa
+
     names: dict[str, None] = {}
     for event in events:
         names.update(dict.fromkeys(event[fmt.METRICS]))
@@ -378,6 +388,9 @@ def _as_float(value: Any) -> float | None:
 
 def _to_rows(table: pa.Table) -> pl.DataFrame:
     """Arrow table of raw events -> ``RunEvents.rows`` (flat, typed, non-finite values restored)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     metrics = table.column(fmt.METRICS).combine_chunks()
     names = [metrics.type.field(i).name for i in range(metrics.type.num_fields)]
     columns: dict[str, Any] = {
@@ -497,6 +510,8 @@ def _superseded(rows: pl.DataFrame, resumes: list[dict[str, Any]]) -> pl.Expr:
 def _strictly_increasing(rows: pl.DataFrame, all_segments: bool) -> bool:
     """Whether the rows' keys ((segment, step), or step) strictly increase: nothing to merge or sort.
     Arrow's compute functions, not a Polars query: this runs once per run read (issue 11)."""
+    import pyarrow.compute as pc
+
     if rows.height < 2:
         return True
     step_up = pc.greater(pc.pairwise_diff(rows["step"].to_arrow()), 0)
