@@ -366,7 +366,8 @@ def test_scan_of_many_live_runs_read_together_matches_each_runs_history(tmp_path
     still be exactly its history(), whatever its neighbours hold. A damaged line anywhere makes
     the files be read one by one (with_damage): the same rows again."""
     _run(tmp_path, "floats", [{"loss": 2.0, "acc": 0.1}, {"loss": 1.0}])
-    _run(tmp_path, "ints", [{"loss": 3}, {"loss": 2, "*": 1.5}])  # ints where the others log floats; a name pl.col misreads
+    # ints where the others log floats, and "*", a name pl.col would misread
+    _run(tmp_path, "ints", [{"loss": 3}, {"loss": 2, "*": 1.5}])
     _run(tmp_path, "nonfinite", [{"loss": float("nan")}, {"acc": float("inf"), "grad": float("-inf")}])
     _run(tmp_path, "empty", [])
     going_back = steplog.init(name="going_back", root=tmp_path)
