@@ -8,7 +8,10 @@ Measured:
   same files (8 threads, as push uses), and a second push (everything already there);
 * ``catalog.read`` (what ``runs()`` gets from the catalog) over R compacted runs on a local root:
   with a current catalog, and with none (every sidecar read), beside today's ``steplog.runs(root)``;
-* the same ``catalog.read`` from the bucket over the P pushed runs.
+* the same ``catalog.read`` from the bucket over the P pushed runs;
+* the queries with the bucket as root (``steplog.roots``): ``steplog.runs(url)`` and ``steplog.best``
+  over the R listed runs pushed there, beside the same queries on the local root; ``steplog.scan(url)``
+  of two metrics over the P pushed runs, beside Polars' own scan of ``<url>/*/metrics.parquet``.
 
 Fixtures: P runs made with the public API (init/log/finish + compact). The R runs of the listing
 benchmark are copies of one compacted run with their own id and name (sidecar rewritten; the Parquet
@@ -107,7 +110,8 @@ def plain_puts(url: str, options: dict, files: list[tuple[str, Path]]) -> None:
 def bench_push(root: Path, endpoint: str, pushes: int) -> list[str]:
     options = {"aws_endpoint_url": endpoint, **CREDENTIALS}
     create_bucket(endpoint, "bench")
-    files = [(f"{d.name}/{n}", d / n) for d in sorted(root.iterdir()) for n in ("metrics.parquet", "run.json")]
+    files = [(f"{d.name}/{n}", d / n) for d in sorted(root.iterdir()) if not d.name.startswith("_")
+             for n in ("metrics.parquet", "run.json")]
     size_mb = sum(p.stat().st_size for _, p in files) / 1e6
     start = time.perf_counter()
     plain_puts("s3://bench/plain", options, files)
@@ -169,6 +173,39 @@ def bench_remote_scan(url: str, options: dict, runs: int, repeat: int) -> list[s
             f"| scan / whole download | {scan['mean'] / baseline['mean']:.2f}x | mean |"]
 
 
+def bench_remote_queries(listed: Path, pushed_url: str, options: dict, runs: int, pushes: int,
+                         repeat: int) -> list[str]:
+    """The public queries with a URL root: runs() and best() over the listed runs (pushed to the
+    bucket first), scan() of two metrics over the pushed runs, each beside its baseline. runs()
+    must list the bucket (names and sizes: a stale catalog row is noticed), so the floor it is shown
+    beside is one plain listing of the same bucket."""
+    import obstore
+    import polars as pl
+
+    url = "s3://bench/listed"
+    steplog.push(url, root=listed, storage_options=options, quiet=True)
+    remote = storage.open_root(url, options)
+    local_runs = timed(lambda: steplog.runs(listed), max(1, repeat // 2))
+    remote_runs = timed(lambda: steplog.runs(remote), repeat)
+    listing = timed(lambda: [m for batch in obstore.list(remote._store, chunk_size=1000) for m in batch], repeat)
+    remote_best = timed(lambda: steplog.best("val_loss", root=remote), repeat)
+    local_best = timed(lambda: steplog.best("val_loss", root=listed), max(1, repeat // 2))
+    there = storage.open_root(pushed_url, options)
+    scan = timed(lambda: steplog.scan(there).group_by("name").agg(pl.col("val_loss").min(), pl.col("train_loss")
+                                                                   .last()).collect(), repeat)
+    plain = timed(lambda: pl.scan_parquet(f"{pushed_url}/*/metrics.parquet", storage_options=options)
+                  .group_by("name").agg(pl.col("val_loss").min(), pl.col("train_loss").last()).collect(), repeat)
+    return [_row(f"steplog.runs(url), {runs:,} runs, local S3 server", remote_runs),
+            _row(f"baseline: one plain obstore listing of that bucket ({2 * runs:,} objects)", listing),
+            f"| steplog.runs(url) / plain listing | {remote_runs['mean'] / listing['mean']:.2f}x | mean |",
+            _row(f"steplog.runs(root), {runs:,} runs, local folder (baseline)", local_runs),
+            _row(f"steplog.best(val_loss, root=url), {runs:,} runs, local S3 server", remote_best),
+            _row(f"steplog.best(val_loss, root=folder), {runs:,} runs, local folder", local_best),
+            _row(f"steplog.scan(url), two metrics, {pushes:,} runs, local S3 server", scan),
+            _row(f"baseline: pl.scan_parquet of the same {pushes:,} files, same query", plain),
+            f"| steplog.scan(url) / plain Polars scan | {scan['mean'] / plain['mean']:.2f}x | mean |"]
+
+
 def _row(label: str, t: dict[str, float]) -> str:
     return f"| {label} | {t['mean']:.3f} s | p50 {t['p50']:.3f} s, p99 {t['p99']:.3f} s |"
 
@@ -193,6 +230,7 @@ def main(argv: list[str] | None = None) -> str:
         options = {"aws_endpoint_url": endpoint, **CREDENTIALS}
         lines += bench_listing(pushed_root, pushes, args.repeat, "s3://bench/steplog", options, "local S3 server")
         lines += bench_remote_scan("s3://bench/steplog", options, pushes, args.repeat)
+        lines += bench_remote_queries(listed_root, "s3://bench/steplog", options, runs, pushes, args.repeat)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

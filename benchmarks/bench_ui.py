@@ -171,7 +171,7 @@ def long_run(work: Path, steps: int, repeat: int) -> list[str]:
 
 def with_levels(run_dir: Path, path: str, repeat: int) -> list[str]:
     """The full-range request on a fresh server once the run has precomputed levels."""
-    from steplog.ui.levels import write_levels
+    from steplog.levels import write_levels
 
     start = time.perf_counter()
     size = write_levels(run_dir).stat().st_size
@@ -185,7 +185,7 @@ def with_levels(run_dir: Path, path: str, repeat: int) -> list[str]:
             assert max(body["y"]) == 50.0, "the spike must survive the levels"
         finally:
             server.stop()
-    return [(f"| precomputed levels (`steplog.ui.levels.write_levels`, for compaction to call): writing them | "
+    return [(f"| precomputed levels (`steplog.levels.write_levels`, for compaction to call): writing them | "
              f"{written:.2f} s, {size / 1e6:.1f} MB |"),
             f"| one metric, full range, 2,000 px, first request on a fresh server, with the levels | {stats(firsts)} |"]
 

@@ -15,5 +15,6 @@ def test_bench_cloud_runs_at_a_tiny_size():
                          timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     for measure in ("push 10 runs", "plain concurrent obstore puts", "push again",
-                    "catalog.read, 50 runs, local, catalog current", "local S3 server"):
+                    "catalog.read, 50 runs, local, catalog current", "local S3 server",
+                    "steplog.runs(url), 50 runs", "steplog.scan(url), two metrics, 10 runs"):
         assert measure in out.stdout

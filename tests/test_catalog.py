@@ -4,6 +4,7 @@ current, missing a run, stale (a run compacted again) or corrupt."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import polars as pl
 from polars.testing import assert_frame_equal
@@ -44,9 +45,12 @@ def test_catalog_rows_match_runs_and_summary(root):
 def test_a_run_the_catalog_misses_is_read_from_its_sidecar(root):
     _run(root, "a", [1.0])
     steplog.compact(root, quiet=True)
-    catalog.rebuild(root)
+    catalog_file = Path(root, catalog.CATALOG_FILE)
+    before_b = catalog_file.read_bytes()
     _run(root, "b", [2.0])
-    steplog.compact(root, quiet=True)  # compaction has not updated the catalog (the lead wires that)
+    steplog.compact(root, quiet=True)  # compaction keeps the catalog current
+    assert (catalog.read(root).from_catalog, catalog.read(root).from_sidecars) == (2, 0)
+    catalog_file.write_bytes(before_b)  # a catalog that misses b (an older steplog compacted it, say)
     found = catalog.read(root)
     assert (found.from_catalog, found.from_sidecars) == (1, 1)
     assert found.table["name"].to_list() == ["a", "b"]
@@ -59,7 +63,11 @@ def test_a_stale_catalog_never_gives_a_stale_row(root):
     with steplog.init(resume=run.id, root=root) as again:  # resumed, then compacted again
         again.log({"loss": 0.25})
     assert catalog.read(root).live == [run.id]  # while its events are live, it is not a catalog row
+    catalog_file = Path(root, catalog.CATALOG_FILE)
+    stale = catalog_file.read_bytes()
     steplog.compact(root, quiet=True)
+    assert catalog.read(root).from_catalog == 1  # compaction brought the catalog up to date
+    catalog_file.write_bytes(stale)  # a catalog that missed the second compaction
     found = catalog.read(root)
     assert (found.from_catalog, found.from_sidecars) == (0, 1)
     assert found.table["summary.loss.min"].to_list() == [0.25]

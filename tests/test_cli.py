@@ -138,7 +138,7 @@ def _fits(text: str, width: int = 80) -> None:
 def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     names = {c.name for c in COMMANDS}
     assert names == {"ls", "show", "compare", "best", "compact", "export", "tail", "plot", "demo", "report", "sql", "push",
-                     "sync", "catalog"}
+                     "sync", "catalog", "ui", "import"}
     for name in names:
         code, out, _ = _run(capsys, name, "--help")
         assert code == 0 and "example:" in out and f"steplog {name}" in out.split("example:")[1]

@@ -15,7 +15,7 @@ import pytest
 
 import steplog
 import steplog.ui
-from steplog.ui.downsample import downsample
+from steplog.downsample import downsample
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -159,13 +159,20 @@ def test_a_resume_that_rewinds_resets_older_cursors_and_is_marked(root, server):
 
 
 def test_a_killed_run_turns_crashed(root, server):
-    from conftest import simulate_writer_death
+    import signal
 
-    run = steplog.init(name="doomed", root=root)
-    run.log({"loss": 1.0})
-    run.flush()
-    assert get(server, "/api/runs")[1]["runs"][0]["status"] == "running"
-    simulate_writer_death(run)
+    from conftest import python_subprocess
+
+    writer = python_subprocess(
+        "import sys, time, steplog\n"
+        "run = steplog.init(name='doomed', root=sys.argv[1]); run.log({'loss': 1.0})\n"
+        "print(run.id, flush=True); time.sleep(60)\n", str(root))
+    try:
+        assert writer.stdout.readline().strip()
+        assert get(server, "/api/runs")[1]["runs"][0]["status"] == "running"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
     assert get(server, "/api/runs")[1]["runs"][0]["status"] == "crashed"
 
 
@@ -277,7 +284,7 @@ def test_command_serves_until_stopped_and_reports_a_missing_root(root, capsys):
 
 
 def test_precomputed_levels_answer_the_whole_run_with_every_buckets_extremes(root, server):
-    from steplog.ui.levels import read_level, write_levels
+    from steplog.levels import read_level, write_levels
 
     values, run_id = _spiky_run(root, n=60_000, nan_at=40_000)
     steplog.compact(root, quiet=True)  # the spiky run, compacted, then its levels

@@ -32,7 +32,6 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,7 +39,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .model import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
+from .model import SUMMARY_FIELDS, SUMMARY_TYPES, RunDir, decode_summary
 from .storage import PARTS_DIR, LocalStorage, Storage, open_root
 
 #: Where the catalog lives, relative to the root.
@@ -273,7 +272,7 @@ def read(root: str | os.PathLike | Storage = "experiment_logs", *,
     return CatalogRead(table, live, from_catalog, len(fresh))
 
 
-def live_row(run_dir: Path) -> dict[str, Any] | None:
+def live_row(run_dir: RunDir) -> dict[str, Any] | None:
     """The catalog-shaped row of a run that is not compacted, from its events (as ``runs()``
     reads it: status from its last finish event or its writer lock); None when nothing is readable.
 
@@ -298,9 +297,8 @@ def live_row(run_dir: Path) -> dict[str, Any] | None:
 def runs_table(root: str | os.PathLike = "experiment_logs", *,
                storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
     """Every run of a root, one row each, oldest first: compacted runs by ``read``, and on a local
-    root the runs that are not compacted (running, resumed, not compacted yet) from their events.
-    (Live runs of an object-store root are uploaded by ``steplog sync`` as parts; reading those
-    comes with the query layer's URL support.)
+    root the runs that are not compacted (running, resumed, not compacted yet) from their events;
+    on an object-store root, from the part objects ``steplog sync`` uploads (``steplog.roots``).
 
     Example:
         >>> import tempfile, steplog
@@ -310,8 +308,12 @@ def runs_table(root: str | os.PathLike = "experiment_logs", *,
         [('a', 'finished')]
     """
     storage = _root(root, storage_options)
+    if not isinstance(storage, LocalStorage):  # live runs there are part objects: steplog.roots reads them
+        from .roots import remote_index
+
+        return remote_index(storage).table.sort("run_id")
     found = read(storage)
-    if not isinstance(storage, LocalStorage) or not found.live:
+    if not found.live:
         return found.table
     rows = [row for row in (live_row(storage.folder / run_id) for run_id in found.live) if row is not None]
     return pl.concat([found.table, rows_frame(rows)], how="diagonal_relaxed").sort("run_id")

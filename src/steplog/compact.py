@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,22 @@ def compact_each(root: str | os.PathLike = "experiment_logs", runs: Iterable[str
         outcomes.append((run_dir, outcome, detail))
         progress.update(f"{run_dir.name} ({store.run_name(run_dir)})", outcome, detail)
     progress.close(order=("compacted", "current", "skipped"), names={"current": "already compacted"})
+    _update_catalog(root, [run_dir for run_dir, outcome, _ in outcomes if outcome == "compacted"])
     return outcomes
+
+
+def _update_catalog(root: str | os.PathLike, compacted: list[Path]) -> None:
+    """Bring the root's catalog (``steplog.catalog``) up to date with the runs just compacted. The
+    catalog is derived data that readers check against the sidecars, so a failure warns and goes on."""
+    if not compacted:
+        return
+    from . import catalog  # catalog reads sidecars as compaction writes them: it comes after compact
+
+    try:
+        catalog.update(root, compacted)
+    except OSError as exc:
+        warnings.warn(f"steplog: could not update the catalog of {root} ({exc}); queries read the sidecars "
+                      f"instead; `steplog catalog --rebuild` makes it again", stacklevel=3)
 
 
 def is_failure(outcome: str, detail: str) -> bool:
@@ -142,7 +158,9 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
     except store.RunLockedError as exc:
         return "skipped", f"{_RUNNING} ({exc})"
     try:
-        return _compact_locked(run_dir, source, sidecar)
+        outcome = _compact_locked(run_dir, source, sidecar)
+        _write_levels(run_dir)
+        return outcome
     except OSError as exc:
         return "skipped", f"could not write its compacted files ({exc}); its events are untouched"
     finally:
@@ -150,6 +168,20 @@ def compact_run(run_dir: Path) -> tuple[str, str]:
             remove_file(run_dir / (name + _OLD_TMP))
         remove_stale_temps(run_dir, every=True)  # we hold the lock: any temporary file left is a killed writer's
         store.release_lock(run_dir)
+
+
+def _write_levels(run_dir: Path) -> None:
+    """Write the dashboard's precomputed levels (``steplog.levels``) of a long run just compacted."""
+    from .levels import LEVELS_MIN_ROWS, write_levels
+
+    sidecar = read_sidecar(run_dir)
+    if sidecar is None or (sidecar.get("num_rows") or 0) < LEVELS_MIN_ROWS:
+        return
+    try:
+        write_levels(run_dir)
+    except OSError as exc:  # derived data for the dashboard: it reads the Parquet file without them
+        warnings.warn(f"steplog: could not write {run_dir / fmt.LEVELS_FILE} ({exc}); the dashboard reads "
+                      f"{fmt.PARQUET_FILE} instead", stacklevel=4)
 
 
 def _decide(run_dir: Path) -> tuple[str, str, Path | None, dict[str, Any] | None]:

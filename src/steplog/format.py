@@ -41,6 +41,8 @@ EVENTS_FILE = "events.jsonl"
 LOCK_FILE = "writer.lock"
 PARQUET_FILE = "metrics.parquet"
 SIDECAR_FILE = "run.json"
+#: Precomputed per-bucket extremes of a long compacted run (``steplog.levels``), for the dashboard.
+LEVELS_FILE = "metrics.levels.parquet"
 #: Where compaction moves the events file (``<run dir>/archive/events.jsonl``): kept so the run stays rebuildable.
 ARCHIVE_DIR = "archive"
 #: Where compaction keeps a run's events file, relative to the run directory.

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import polars as pl
 
@@ -47,6 +47,19 @@ SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "l
 SUMMARY_TYPES = {field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
                  for field in SUMMARY_FIELDS}
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
+
+
+class RemoteRun(Protocol):
+    """A run that is not a local folder (``steplog.roots.RemoteRunDir``: a run of an object-store
+    root): it has a ``name`` (its run id) and reads itself with ``load()``, as ``load_run`` would."""
+
+    name: str
+
+    def load(self) -> Loaded: ...
+
+
+#: Where a run is: its local directory, or a run of an object-store root.
+RunDir = Path | RemoteRun
 
 
 # --- per-metric figures ---------------------------------------------------------------------------
@@ -238,7 +251,7 @@ class RunRecord:
     run_id: str
     name: str
     status: str
-    run_dir: Path
+    run_dir: RunDir
     format_version: int | None
     config: dict[str, Any]
     meta: dict[str, Any]
@@ -284,7 +297,7 @@ class RunRecord:
         }
 
 
-def record_from_events(run_dir: Path, events: RunEvents, status: str | None = None,
+def record_from_events(run_dir: RunDir, events: RunEvents, status: str | None = None,
                        history_all: pl.DataFrame | None = None) -> RunRecord:
     """The record of a run from its events (``history_all``: ``resolve_history(events,
     all_segments=True)`` when the caller has it). ``status`` None: as ``store.run_status`` says.
@@ -302,6 +315,7 @@ def record_from_events(run_dir: Path, events: RunEvents, status: str | None = No
     start = events.start or {}
     finish = events.last_finish
     if status is None:
+        assert isinstance(run_dir, Path), "a remote run's status is given (load_record)"
         status = store.run_status(run_dir, finish.get("status") if finish else None)
     start_time = _number(start.get("time"))
     times = [t for t in (start_time, *(_number(c.get("time")) for c in events.controls)) if t is not None]
@@ -329,7 +343,7 @@ def _config(events: RunEvents) -> dict[str, Any]:
     return events.config
 
 
-def record_from_sidecar(run_dir: Path, sidecar: dict[str, Any]) -> RunRecord:
+def record_from_sidecar(run_dir: RunDir, sidecar: dict[str, Any]) -> RunRecord:
     """The record of a compacted run from its sidecar (``read_sidecar``: summary decoded).
 
     Example:
@@ -417,7 +431,17 @@ def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
         >>> read_sidecar(Path("/no/such/run")) is None
         True
     """
-    sidecar = store.raw_sidecar(run_dir)
+    return check_sidecar(store.raw_sidecar(run_dir))
+
+
+def check_sidecar(sidecar: dict[str, Any]) -> dict[str, Any] | None:
+    """A parsed sidecar checked as ``read_sidecar`` checks it (summary decoded), wherever it was read
+    from; None when it is damaged or of a newer layout than this steplog reads.
+
+    Example:
+        >>> check_sidecar({"sidecar_version": 2, "summary": {"loss": {"min": "nan"}}})["summary"]["loss"].min
+        nan
+    """
     if not isinstance(sidecar.get("sidecar_version"), int) \
             or sidecar["sidecar_version"] > SIDECAR_VERSION or not isinstance(sidecar.get("summary"), dict):
         return None
@@ -431,7 +455,7 @@ def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
 Loaded = tuple[RunEvents | None, dict[str, Any] | None]
 
 
-def load_run(run_dir: Path) -> Loaded:
+def load_run(run_dir: RunDir) -> Loaded:
     """(events, None) while the run has an events file; (None, sidecar) once compacted; the
     archived events if the sidecar is unreadable; (None, None) when there is no run here.
 
@@ -439,6 +463,8 @@ def load_run(run_dir: Path) -> Loaded:
         >>> load_run(Path("/no/such/run"))
         (None, None)
     """
+    if not isinstance(run_dir, Path):  # a run of an object-store root (steplog.roots.RemoteRunDir)
+        return run_dir.load()
     try:
         return read_events(run_dir / fmt.EVENTS_FILE), None
     except FileNotFoundError:  # never had one, or compaction moved it while we looked
@@ -452,7 +478,7 @@ def load_run(run_dir: Path) -> Loaded:
         return None, None
 
 
-def load_record(run_dir: Path, loaded: Loaded | None = None) -> RunRecord | None:
+def load_record(run_dir: RunDir, loaded: Loaded | None = None) -> RunRecord | None:
     """The record of the run in ``run_dir`` from one read (``loaded``, else ``load_run``); None
     when no readable run is there.
 
@@ -466,4 +492,13 @@ def load_record(run_dir: Path, loaded: Loaded | None = None) -> RunRecord | None
         return None
     if sidecar is not None:
         return record_from_sidecar(run_dir, sidecar)
-    return None if events is None else record_from_events(run_dir, events)
+    if events is None:
+        return None
+    return record_from_events(run_dir, events, None if isinstance(run_dir, Path) else _remote_status(events))
+
+
+def _remote_status(events: RunEvents) -> str:
+    """The status of a live run read from an object store, where no writer lock can be looked at:
+    as its last finish event says, else running."""
+    finish = (events.last_finish or {}).get("status")
+    return finish if finish in (fmt.FINISHED, fmt.FAILED) else fmt.RUNNING

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from . import store
+from . import roots
 from .query import check_metrics, history
 from .reader import metric_col
 
@@ -128,10 +128,10 @@ def _matplotlib() -> tuple[Any, Any]:
     return Figure, FigureCanvasAgg
 
 
-def _load(runs: Sequence[str], root: str | os.PathLike) -> list[tuple[str, pl.DataFrame]]:
+def _load(runs: Sequence[str], root: roots.Root) -> list[tuple[str, pl.DataFrame]]:
     """(legend label, history) per run; a name used by several runs shown gets its id added."""
-    dirs = [store.resolve_run(ref, root) for ref in runs]
-    names = [store.run_name(d) or d.name for d in dirs]
+    dirs = roots.resolve_runs(runs, root)  # one listing of an object-store root for all of them
+    names = [roots.run_name(d) or d.name for d in dirs]
     curves = []
     for d, name in zip(dirs, names):
         label = name if names.count(name) == 1 else f"{name} ({d.name[-6:]})"

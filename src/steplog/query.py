@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from . import format as fmt
-from . import store
+from . import roots, store
 from .atomic import write_atomically
 from .model import Loaded, RunRecord, current_rows, load_record, load_run, summarize
 from .reader import read_events, resolve_history
@@ -80,13 +80,13 @@ def root_keyword_only(positional: int, moved: tuple[str, ...]) -> Callable[[_F],
 # --- one run, from wherever it lives ----------------------------------------------------------
 
 
-def _compacted_history(run_dir: Path, sidecar: dict[str, Any], all_segments: bool) -> pl.LazyFrame:
-    frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
+def _compacted_history(run_dir: roots.RunDir, sidecar: dict[str, Any], all_segments: bool) -> pl.LazyFrame:
+    frame = roots.scan_parquet([run_dir])
     frame = frame if all_segments else current_rows(frame, bool(sidecar.get("steps_sorted")))
     return frame.drop("run_id", "name", strict=False)
 
 
-def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
+def _history(run_dir: roots.RunDir, all_segments: bool = False) -> pl.DataFrame:
     events, sidecar = load_run(run_dir)
     if events is not None:
         return resolve_history(events, all_segments=all_segments)
@@ -96,8 +96,7 @@ def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
     try:
         return _compacted_history(run_dir, sidecar, all_segments).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
-        archived = run_dir / fmt.ARCHIVED_EVENTS_FILE
-        if not archived.exists():
+        if not isinstance(run_dir, Path) or not (archived := run_dir / fmt.ARCHIVED_EVENTS_FILE).exists():
             raise
         warnings.warn(f"steplog: {run_dir / fmt.PARQUET_FILE} is unreadable ({exc}); reading {archived} instead. "
                       f"Run steplog.compact() again after moving it back to {run_dir / fmt.EVENTS_FILE} to rebuild it",
@@ -106,7 +105,7 @@ def _history(run_dir: Path, all_segments: bool = False) -> pl.DataFrame:
 
 
 @root_keyword_only(1, ("root",))
-def history(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs",
+def history(run: str | os.PathLike | roots.RemoteRunDir, *, root: roots.Root = "experiment_logs",
             all_segments: bool = False) -> pl.DataFrame:
     """The history of one run: one row per step, sorted by step.
 
@@ -124,11 +123,11 @@ def history(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_log
         >>> steplog.history("x", root=root).select("step", "loss", "val_loss").rows()
         [(0, 2.0, None), (1, 1.5, 1.7)]
     """
-    return _history(store.resolve_run(run, root), all_segments)
+    return _history(roots.resolve_run(run, root), all_segments)
 
 
 @root_keyword_only(1, ("root",))
-def summary(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs") -> dict[str, dict[str, Any]]:
+def summary(run: str | os.PathLike, *, root: roots.Root = "experiment_logs") -> dict[str, dict[str, Any]]:
     """Per-metric figures of a run: ``{metric: {count, nan_count, min, max, mean, std, first, last,
     step_of_min, step_of_max}}`` (see ``steplog.model.summarize``): the sidecar's for a compacted
     run, computed the same way from the events for the others. NaN never is a min or max.
@@ -142,7 +141,7 @@ def summary(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_log
         >>> s["min"], s["step_of_min"], s["nan_count"], s["last"]
         (0.5, 2, 1, 0.5)
     """
-    run_dir = store.resolve_run(run, root)
+    run_dir = roots.resolve_run(run, root)
     events, sidecar = load_run(run_dir)
     if sidecar is not None:
         return {name: figures.to_dict() for name, figures in sidecar["summary"].items()}
@@ -152,7 +151,7 @@ def summary(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_log
 
 
 @root_keyword_only(1, ("root",))
-def run_info(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs") -> dict[str, Any]:
+def run_info(run: str | os.PathLike, *, root: roots.Root = "experiment_logs") -> dict[str, Any]:
     """Everything known about one run, for ``steplog show``: ``run_id``, ``name``, ``status``,
     ``dir``, ``compacted``, ``config``, ``meta`` (host, pid, python, platform, argv, cwd,
     steplog_version, git_commit, git_dirty: what the writer captured), ``start_time``,
@@ -173,7 +172,7 @@ def run_info(run: str | os.PathLike, *, root: str | os.PathLike = "experiment_lo
         >>> [s["status"] for s in info["segments"]]
         ['finished']
     """
-    run_dir = store.resolve_run(run, root)
+    run_dir = roots.resolve_run(run, root)
     record = load_record(run_dir)
     if record is None:
         raise store.RunNotFoundError(f"{run_dir} holds no readable run")
@@ -220,14 +219,16 @@ def utc(seconds: float | None) -> _dt.datetime | None:
 # --- the best run -----------------------------------------------------------------------------
 
 
-def loaded_runs(root: str | os.PathLike, runs: Iterable[str] | str | None) -> list[tuple[Path, Loaded]]:
+def loaded_runs(root: roots.Root, runs: Iterable[str] | str | None) -> list[tuple[roots.RunDir, Loaded]]:
     """(run dir, ``load_run`` of it) for each readable run of ``runs`` (every run when None), in order.
 
     Example:
         >>> loaded_runs("/no/such/root", None)
         []
     """
-    return [(d, loaded) for d in store.resolve_runs(runs, root) if (loaded := load_run(d)) != (None, None)]
+    dirs = roots.resolve_runs(runs, root)
+    roots.prefetch(dirs)
+    return [(d, loaded) for d in dirs if (loaded := load_run(d)) != (None, None)]
 
 
 def check_mode(metric: str, mode: str) -> str:
@@ -264,13 +265,14 @@ def higher_is_better(metric: str) -> bool:
 
 
 @root_keyword_only(2, ("root",))
-def best(metric: str, mode: str = "min", *, root: str | os.PathLike = "experiment_logs",
+def best(metric: str, mode: str = "min", *, root: roots.Root = "experiment_logs",
          runs: Iterable[str] | None = None) -> dict[str, Any]:
     """The run with the best value of ``metric`` over its whole history: ``{"run_id", "name",
     "value", "step"}``. ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for names like
     accuracy or tokens_per_sec: ``higher_is_better``). Runs that never logged the metric (or
     only NaN) are ignored; NaN never wins. Ties go to the earliest run (by start), and within a
-    run to the earliest step. Compacted runs are decided from their sidecars alone.
+    run to the earliest step. Compacted runs are decided from the root catalog where it is current
+    (else their sidecars), never from their Parquet files.
 
     Raises ValueError when no run has a value for ``metric``.
 
@@ -285,22 +287,24 @@ def best(metric: str, mode: str = "min", *, root: str | os.PathLike = "experimen
         ('b', 1.0, 1)
     """
     direction = check_mode(metric, mode)
-    rows = []
-    available: dict[str, None] = {}
-    for run_dir, loaded in loaded_runs(root, runs):
-        record = load_record(run_dir, loaded)
-        if record is None:
-            continue
-        available.update(dict.fromkeys(record.summary))
-        figures = record.summary.get(metric)
-        rows.append({"run_id": record.run_id, "name": record.name,
-                     "value": figures.figure(direction) if figures else None,
-                     "step": figures.figure(f"step_of_{direction}") if figures else None})
-    table = pl.DataFrame(rows, schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
-    winner = table.drop_nulls("value").sort("value", descending=direction == "max", maintain_order=True).head(1)
+    return _best_of_table(roots.runs_frame(root, runs), metric, direction, root)
+
+
+def _best_of_table(table: pl.DataFrame, metric: str, direction: str, root: roots.Root) -> dict[str, Any]:
+    """``best`` over a catalog-shaped table (``roots.runs_frame``: the catalog where it is current,
+    sidecars and live events elsewhere), oldest first: a Polars sort, no run opened."""
+    value, step = f"summary.{metric}.{direction}", f"summary.{metric}.step_of_{direction}"
+    winner = pl.DataFrame(schema={"run_id": pl.String, "name": pl.String, "value": pl.Float64, "step": pl.Int64})
+    if value in table.columns:
+        winner = table.select("run_id", "name", pl.col(value).cast(pl.Float64).alias("value"),
+                              pl.col(step).cast(pl.Int64).alias("step"))
+        winner = winner.filter(pl.col("value").is_not_null() & ~pl.col("value").is_nan())
+        winner = winner.sort("value", descending=direction == "max", maintain_order=True).head(1)
     if winner.height == 0:
+        logged = [c[len("summary."):-len(".count")] for c in table.columns
+                  if c.startswith("summary.") and c.endswith(".count") and table[c].null_count() < table.height]
         raise ValueError(f"no run under {root} has a value for metric {metric!r} (NaN aside); "
-                         f"{metric_hint(metric, available)}")
+                         f"{metric_hint(metric, logged)}")
     return winner.row(0, named=True)
 
 
@@ -321,7 +325,7 @@ def metric_hint(metric: str, available: Iterable[str]) -> str:
     return f"metrics logged there: {', '.join(known[:20]) or 'none'}" + (" ..." if len(known) > 20 else "")
 
 
-def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: str | os.PathLike) -> None:
+def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: roots.Root) -> None:
     """Raise ValueError naming the first of ``metrics`` that is not among the metrics ``logged``
     by the runs under ``root``, with the close names (``metric_hint``).
 
@@ -339,7 +343,7 @@ def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: str | os.
 
 
 @root_keyword_only(2, ("root",))
-def export(run: str | os.PathLike, path: str | os.PathLike, *, root: str | os.PathLike = "experiment_logs",
+def export(run: str | os.PathLike | roots.RemoteRunDir, path: str | os.PathLike, *, root: roots.Root = "experiment_logs",
            all_segments: bool = False) -> Path:
     """Write a run's history (``steplog.history``) to ``path``: CSV for ``.csv``, Parquet for
     ``.parquet``/``.pq``. The file is written with ``steplog.atomic.write_atomically`` (a

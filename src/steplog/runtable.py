@@ -14,13 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 import polars as pl
 
+from . import roots
 from .model import SUMMARY_FIELDS, SUMMARY_TYPES, MetricSummary, RunRecord, load_record
 from .query import check_metrics, check_mode, loaded_runs, root_keyword_only, utc
 
@@ -33,7 +33,7 @@ RUN_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
-def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] | str | None = None,
+def runs(root: roots.Root = "experiment_logs", *, metrics: Iterable[str] | str | None = None,
          figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
          runs: Iterable[str] | None = None) -> pl.DataFrame:
     """One row per run under ``root`` (or per run of ``runs``: ids, id prefixes or names), oldest
@@ -61,14 +61,14 @@ def runs(root: str | os.PathLike = "experiment_logs", *, metrics: Iterable[str] 
         ['b']
     """
     if metrics is None:
-        return comparison_table(records_of(root, runs), root=root)
-    return comparison_table(records_of(root, runs), metrics=None if metrics == "all" else metrics,
-                            figures=figures, mode=mode, root=root, with_figures=True)
+        return _table(root, runs)
+    return _table(root, runs, metrics=None if metrics == "all" else metrics, figures=figures, mode=mode,
+                  with_figures=True)
 
 
 @root_keyword_only(2, ("root",))
 def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = None, *,
-            root: str | os.PathLike = "experiment_logs", figures: Iterable[str] = ("best", "last"),
+            root: roots.Root = "experiment_logs", figures: Iterable[str] = ("best", "last"),
             mode: str | dict[str, str] = "min") -> pl.DataFrame:
     """One row per run (all runs under ``root``, or ``runs``: ids, id prefixes or names): ``run_id``,
     ``name``, the ``config.<key>`` columns whose values differ between these runs (a key missing
@@ -88,13 +88,57 @@ def compare(runs: Iterable[str] | None = None, metrics: Iterable[str] | None = N
         >>> steplog.compare(root=root).columns[2:]
         ['config.lr', 'loss.best', 'loss.last']
     """
-    table = comparison_table(records_of(root, runs), metrics=metrics, figures=figures, mode=mode, root=root,
-                             with_figures=True)
+    table = _table(root, runs, metrics=metrics, figures=figures, mode=mode, with_figures=True)
     figure_columns = [c for c in table.columns if c not in RUN_COLUMNS and not c.startswith("config.")]
     return table.select("run_id", "name", *differing_config(table), *figure_columns)
 
 
-def records_of(root: str | os.PathLike, runs: Iterable[str] | str | None = None) -> list[RunRecord]:
+def _table(root: roots.Root, runs: Iterable[str] | str | None, **options: Any) -> pl.DataFrame:
+    """``comparison_table`` of the runs of ``root``: from their records on a local root, from the
+    catalog-shaped table (one request for the compacted runs) on an object-store root."""
+    if roots.remote_storage(root) is None:
+        return comparison_table(records_of(root, runs), root=root, **options)
+    return catalog_comparison_table(roots.runs_frame(root, runs), root=root, **options)
+
+
+def catalog_comparison_table(frame: pl.DataFrame, *, metrics: Iterable[str] | str | None = None,
+                             figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
+                             root: roots.Root = "experiment_logs", with_figures: bool = False) -> pl.DataFrame:
+    """``comparison_table`` of a catalog-shaped table (``steplog.catalog`` columns: the run
+    columns, ``config.<key>``, ``summary.<metric>.<figure>``), built with Polars expressions.
+
+    Example:
+        >>> f = pl.DataFrame({"run_id": ["r"], "name": ["a"], "config.lr": [0.1], "summary.loss.count": [3],
+        ...                   "summary.loss.min": [0.5]})
+        >>> catalog_comparison_table(f, with_figures=True).select("name", "config.lr", "loss.best").rows()
+        [('a', 0.1, 0.5)]
+    """
+    columns = [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in RUN_COLUMNS.items()]
+    present = {c for c in frame.columns if frame[c].null_count() < frame.height}  # rows of other runs left them
+    table = frame.select(*columns, *(c for c in frame.columns if c.startswith("config.") and c in present))
+    if not with_figures:
+        return table
+    figures = check_figures(figures)
+    logged = [c[len("summary."):-len(".count")] for c in frame.columns
+              if c.startswith("summary.") and c.endswith(".count") and c in present]
+    if metrics is None:
+        metrics = logged
+    else:
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        if frame.height:
+            check_metrics(metrics, logged, root)
+    added = []
+    for metric in metrics:
+        direction = check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)
+        for figure in figures:
+            field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
+            source = f"summary.{metric}.{field}"
+            value = pl.col(source) if source in frame.columns else pl.lit(None)
+            added.append(value.cast(SUMMARY_TYPES[field]).alias(f"{metric}.{figure}"))
+    return pl.concat([table, frame.select(added)], how="horizontal") if added else table
+
+
+def records_of(root: roots.Root, runs: Iterable[str] | str | None = None) -> list[RunRecord]:
     """The record of each readable run under ``root`` (or of ``runs``), oldest first, one read each.
 
     Example:
@@ -107,7 +151,7 @@ def records_of(root: str | os.PathLike, runs: Iterable[str] | str | None = None)
 
 def comparison_table(records: list[RunRecord], *, metrics: Iterable[str] | str | None = None,
                      figures: Iterable[str] = ("best", "last"), mode: str | dict[str, str] = "min",
-                     root: str | os.PathLike = "experiment_logs", with_figures: bool = False) -> pl.DataFrame:
+                     root: roots.Root = "experiment_logs", with_figures: bool = False) -> pl.DataFrame:
     """The one table of runs: ``RUN_COLUMNS``, the ``config.<key>`` columns, then (``with_figures``)
     ``<metric>.<figure>`` for each metric (``metrics``; None: every metric the runs logged, in order
     of first appearance) and figure: ``best``, ``step_of_best`` (by ``mode``: ``"min"``, ``"max"``,
@@ -145,7 +189,7 @@ std, first, last, step_of_min, step_of_max
 
 
 def _figure_columns(summaries: list[dict[str, MetricSummary]], metrics: Iterable[str] | str | None,
-                    figures: list[str], mode: str | dict[str, str], root: str | os.PathLike) -> list[pl.Series]:
+                    figures: list[str], mode: str | dict[str, str], root: roots.Root) -> list[pl.Series]:
     if metrics is None:
         names: dict[str, None] = {}
         for figures_of_run in summaries:

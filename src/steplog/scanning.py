@@ -12,14 +12,13 @@ Example:
     >>> for name in ("a", "b"):
     ...     with steplog.init(name=name, root=root) as run:
     ...         run.log({"loss": 1.0})
-    >>> [part.name for part in scan_parts(store.run_dirs(root))]
+    >>> [part.name for part in scan_parts(roots.resolve_runs(None, root))]
     ['a', 'b']
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from . import format as fmt
-from . import store
+from . import roots
 from .model import current_rows, load_run
 from .reader import lazy_history, metric_col, read_many
 
@@ -43,7 +42,7 @@ class ScanPart:
 
     run_id: str
     name: str
-    run_dir: Path
+    run_dir: roots.RunDir
     metrics: tuple[str, ...]
     compacted: bool
     #: None for a part that ``shares_scan``: its group's one Parquet scan reads it (``_frame_of``)
@@ -60,7 +59,7 @@ class ScanPart:
                                   for c in schema])
 
 
-def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
+def scan(root: roots.Root = "experiment_logs", runs: Iterable[str] | None = None) -> pl.LazyFrame:
     """Every run's history rows as one ``polars.LazyFrame``: columns ``run_id``, ``name``,
     ``step``, ``wallclock``, ``time``, then the union of the metric columns (null where a run
     did not log one). ``runs`` limits it to some runs (ids, id prefixes or names).
@@ -79,7 +78,7 @@ def scan(root: str | os.PathLike = "experiment_logs", runs: Iterable[str] | None
         >>> steplog.scan(root).group_by("name").agg(pl.col("loss").min()).sort("name").collect().rows()
         [('a', 0.1), ('b', 0.2)]
     """
-    parts = scan_parts(store.resolve_runs(runs, root))
+    parts = scan_parts(roots.resolve_runs(runs, root))
     metrics: dict[str, None] = {}
     for part in parts:
         metrics.update(dict.fromkeys(part.metrics))
@@ -106,23 +105,28 @@ def _frame_of(group: list[ScanPart], schema: pl.Schema) -> pl.LazyFrame:
     """One group's rows with ``schema``: its part's frame, or one Parquet scan over its files."""
     if group[0].frame is not None:
         return group[0].aligned(schema)
-    frame = pl.scan_parquet([part.run_dir / fmt.PARQUET_FILE for part in group], hive_partitioning=False)
+    frame = roots.scan_parquet([part.run_dir for part in group])
     first = group[0]
     return dataclasses.replace(first, frame=current_rows(frame, True)).aligned(schema)
 
 
-def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
+def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
     """The ``ScanPart`` of each run directory holding a readable run, in the order given.
 
     Example:
+        >>> from pathlib import Path
         >>> scan_parts([Path("/no/such/run")])
         []
     """
     run_dirs = list(run_dirs)
-    parts = []  # the live runs' events are read together first: one parse of all their lines (issue 11)
-    for run_dir, events in zip(run_dirs, read_many([run_dir / fmt.EVENTS_FILE for run_dir in run_dirs])):
-        sidecar = None
-        if events is None:  # compacted, or not a run
+    roots.prefetch(run_dirs)  # an object store's sidecars, read in parallel
+    local = [run_dir for run_dir in run_dirs if isinstance(run_dir, Path)]
+    # the local live runs' events are read together first: one parse of all their lines (issue 11)
+    live = {id(run_dir): events for run_dir, events in zip(local, read_many([d / fmt.EVENTS_FILE for d in local]))}
+    parts = []
+    for run_dir in run_dirs:
+        events, sidecar = live.get(id(run_dir)), None
+        if events is None:  # compacted, on an object store, or not a run
             events, sidecar = load_run(run_dir)
         if events is None and sidecar is None:
             continue
@@ -138,7 +142,7 @@ def scan_parts(run_dirs: Iterable[Path]) -> list[ScanPart]:
     return parts
 
 
-def _compacted_part(run_id: str, name: str, run_dir: Path, sidecar: dict) -> ScanPart:
+def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict) -> ScanPart:
     """A compacted run's part: its Parquet file, scanned. Files of sidecar layout 1 have no
     ``name`` column: it is added as a constant (such a run is skipped by a name filter only
     after its rows are read)."""
@@ -146,7 +150,7 @@ def _compacted_part(run_id: str, name: str, run_dir: Path, sidecar: dict) -> Sca
     metrics = tuple(sidecar.get("metrics") or ())
     if "name" in columns and sidecar.get("steps_sorted"):  # no frame of its own: building one costs 0.25 ms
         return ScanPart(run_id, name, run_dir, metrics, True, None, shares_scan=True)
-    frame = pl.scan_parquet(run_dir / fmt.PARQUET_FILE, hive_partitioning=False)
+    frame = roots.scan_parquet([run_dir])
     frame = current_rows(frame, bool(sidecar.get("steps_sorted")))
     if "name" not in columns:
         frame = frame.with_columns(pl.lit(name, pl.String).alias("name"))

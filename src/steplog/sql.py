@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 import polars as pl
@@ -120,8 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``steplog sql``: prints the result (a fitted table, ``--json`` or ``--csv``); 2 on a
-    SQL error, with the message on stderr.
+    """Run ``steplog sql``: prints the result (a fitted table, ``--json`` or ``--csv``). A SQL error
+    raises ValueError with the engine's message, which the command line prints as one line (exit 1).
 
     Example:
         >>> import tempfile, steplog
@@ -131,11 +130,7 @@ def run(args: argparse.Namespace) -> int:
         a,finished
         0
     """
-    try:
-        frame = sql(args.query, args.root)
-    except ValueError as exc:
-        print(f"steplog sql: {exc}", file=sys.stderr)
-        return 2
+    frame = sql(args.query, args.root)
     if args.format == "json":
         print(frame.write_json())
     elif args.format == "csv":

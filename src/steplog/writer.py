@@ -123,6 +123,10 @@ def init(
     options = dict(durability=durability, fsync_interval=fsync_interval, buffer_size=buffer_size,
                    buffer_interval=buffer_interval, tensor_flush_steps=tensor_flush_steps,
                    tensor_flush_seconds=tensor_flush_seconds)
+    if "://" in os.fspath(root):  # an object-store URL: refused, pointing to push and sync
+        from .storage import refuse_url_root
+
+        refuse_url_root(root)
     install_excepthook()
     run = _open(name, config, root, resume, start_step, options)
     run._sampler = _system_sampler(run, system_metrics, system_interval)

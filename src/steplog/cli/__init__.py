@@ -142,6 +142,10 @@ COMMANDS: list[Command] = [
                   "steplog push --to s3://bucket/runs --compact", "push"),
     shell_command("sync", "keep a remote copy of running runs current (new complete lines as part objects)",
                   "steplog sync --to s3://bucket/runs --every 30", "sync"),
+    shell_command("ui", "serve a live dashboard of the runs (every point, zoom, live updates) at http://127.0.0.1:8765",
+                  "steplog ui --open", "ui.command", root=False),
+    shell_command("import", "bring runs over from TensorBoard, MLflow, W&B, trackio, CSV or JSONL",
+                  "steplog import tensorboard runs/ --root experiment_logs", "importers.command", root=False),
     shell_command("catalog", "the root's run table (_catalog/runs.parquet): rebuild it from the sidecars",
                   "steplog catalog --rebuild", "catalog"),
 ]

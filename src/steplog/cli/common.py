@@ -100,8 +100,17 @@ def _width(args: argparse.Namespace) -> int:
     return DEFAULT_WIDTH
 
 
-def _root(args: argparse.Namespace) -> Path:
-    """The experiment root named by ``--root``; a CommandError when it is not a folder."""
+def _root(args: argparse.Namespace, *, url: bool = False) -> Any:
+    """The experiment root named by ``--root``: a folder (a CommandError when it is not one), or for
+    a command that reads buckets (``url``) an object-store URL as given (``s3://bucket/prefix``;
+    credentials and endpoint from the environment)."""
+    from ..storage import is_url
+
+    if is_url(args.root):
+        if url:
+            return args.root
+        raise CommandError(f"--root {args.root} is an object-store URL; this command works on a local folder "
+                           f"(ls, show, compare, best, plot, export and sql read buckets)")
     root = Path(args.root)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
@@ -111,10 +120,11 @@ def _root(args: argparse.Namespace) -> Path:
     return root
 
 
-def _short_ids(root: Path) -> dict[str, str]:
-    from ..store import run_dirs, unique_prefixes
+def _short_ids(root: Any) -> dict[str, str]:
+    from ..roots import run_ids
+    from ..store import unique_prefixes
 
-    return unique_prefixes([d.name for d in run_dirs(root)], SHORT_ID_LENGTH)
+    return unique_prefixes(run_ids(root), SHORT_ID_LENGTH)
 
 
 def _jsonable(value: Any) -> Any:

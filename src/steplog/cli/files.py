@@ -83,9 +83,9 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from ..query import export
-    from ..store import resolve_run, run_name
+    from ..roots import resolve_run, run_name
 
-    root = _root(args)
+    root = _root(args, url=True)
     run_dir = resolve_run(args.run, root)
     path = export(run_dir, args.output, root=root, all_segments=args.all_segments)
     print(f"wrote the history of {run_name(run_dir)} ({run_dir.name}) to {path}")
@@ -206,7 +206,7 @@ def _plot(args: argparse.Namespace) -> int:
     path = plot_curves(
         args.runs,
         metrics,
-        root=_root(args),
+        root=_root(args, url=True),
         x=args.x,
         smooth=args.smooth,
         logy=args.logy,

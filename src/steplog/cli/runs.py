@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ def _ls(args: argparse.Namespace) -> int:
     from ..runtable import runs
     from ..tables import SOFT_TRUNCATED_WIDTH, format_duration, text_table
 
-    root = _root(args)
+    root = _root(args, url=True)
     table = runs(root, metrics="all", figures=("best", "last"), mode="auto").reverse()  # newest first
     if args.status:
         table = table.filter(pl.col("status") == args.status)
@@ -121,7 +122,7 @@ def _show(args: argparse.Namespace) -> int:
     from ..query import run_info
     from ..runtable import flatten_config
 
-    info = run_info(args.run, root=_root(args))
+    info = run_info(args.run, root=_root(args, url=True))
     if args.json:
         _print_json(info)
         return 0
@@ -137,8 +138,17 @@ def _show(args: argparse.Namespace) -> int:
         lines += ["", "segments:", _segments_table(info["segments"], width)]
     summary = info["summary"]
     lines += ["", "metrics:", _metrics_table(summary, width)] if summary else ["", "metrics: none logged"]
+    lines += _system_lines(Path(info["dir"]))
     print("\n".join(lines))
     return 0
+
+
+def _system_lines(run_dir: Path) -> list[str]:
+    """The summary of the run's system metrics (``init(system_metrics=True)``), if it recorded any."""
+    from ..system_read import read_system, summary_lines
+
+    lines = summary_lines(read_system(run_dir))
+    return ["", *lines] if lines else []
 
 
 def _section(title: str, pairs: dict[str, Any], width: int) -> list[str]:
@@ -220,7 +230,7 @@ def _compare(args: argparse.Namespace) -> int:
     from ..runtable import compare
     from ..tables import SOFT_TRUNCATED_WIDTH, formatted, text_table
 
-    root = _root(args)
+    root = _root(args, url=True)
     table = compare(args.runs or None, metrics=args.metrics, root=root, mode="auto")  # unknown metrics raise
     if args.json:
         _print_json(table.to_dicts())
@@ -262,7 +272,7 @@ def _best(args: argparse.Namespace) -> int:
     from ..tables import format_value
 
     mode = "max" if args.max else "min"
-    winner = best(args.metric, mode, root=_root(args))
+    winner = best(args.metric, mode, root=_root(args, url=True))
     if args.json:
         _print_json({"metric": args.metric, "mode": mode, **winner})
         return 0

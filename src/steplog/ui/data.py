@@ -30,8 +30,8 @@ import polars as pl
 from .. import format as fmt
 from .. import store
 from ..query import run_info
-from .downsample import POINTS_PER_PIXEL, downsample, window
-from .levels import read_level
+from ..downsample import POINTS_PER_PIXEL, downsample, window
+from ..levels import read_level
 from .live import OFFSET, LiveRun
 
 #: The x axes a chart can use.
@@ -185,7 +185,7 @@ class Data:
 
     def run_page(self, run_dir: Path) -> dict[str, Any]:
         """Everything ``steplog.query.run_info`` knows about a run, JSON-ready."""
-        info = run_info(run_dir, self.root)
+        info = run_info(run_dir, root=self.root)
         for key in ("start_time", "end_time"):
             info[key] = _epoch(info[key])
         for segment in info["segments"]:
@@ -237,7 +237,7 @@ def _live_row(run_dir: Path, live: LiveRun) -> dict[str, Any] | None:
 
 
 def _compacted_row(run_dir: Path, root: Path) -> dict[str, Any] | None:
-    info = run_info(run_dir, root)
+    info = run_info(run_dir, root=root)
     summary = {m: {"last": s.get("last"), "min": s.get("min"), "max": s.get("max")} for m, s in info["summary"].items()}
     return {"id": info["run_id"], "name": info["name"], "status": info["status"], "start": _epoch(info["start_time"]),
             "end": _epoch(info["end_time"]), "duration": info["duration_s"], "steps": info["num_steps"],

@@ -6,7 +6,8 @@ steps (and the first NaN/inf of a bucket that has one), with the point's index a
 points. Those points are real points at their own steps, so bucketing them again for a chart keeps
 every bucket's true minimum and maximum. The file records the ``sha256`` of the events it derives
 from (the sidecar's), so a run compacted again makes it stale and it is ignored until rewritten.
-Compaction is where it belongs (like the Parquet file, it is derived and rebuildable).
+Compaction writes it for runs of at least ``LEVELS_MIN_ROWS`` rows (shorter runs are read whole
+fast enough); like the Parquet file, it is derived and rebuildable.
 
 Example:
     >>> import tempfile, steplog
@@ -29,12 +30,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .. import format as fmt
-from .. import store
+from . import format as fmt
+from . import store
+from .atomic import write_atomically
 from .downsample import kept_indices
 
 #: Name of the levels file in a compacted run's directory.
-LEVELS_FILE = "metrics.levels.parquet"
+LEVELS_FILE = fmt.LEVELS_FILE
+#: Compaction writes levels for runs of at least this many rows.
+LEVELS_MIN_ROWS = 1_000_000
 #: Raw points per bucket of the level.
 LEVEL_BUCKET = 256
 _KEY = b"steplog.events_sha256"
@@ -54,11 +58,7 @@ def write_levels(run_dir: Path) -> Path:
                                                                  "x": pl.Float64, "y": pl.Float64})
     arrow = table.to_arrow()
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), _KEY: sha.encode()})
-    target = run_dir / LEVELS_FILE
-    temporary = target.with_name(target.name + ".tmp")
-    pq.write_table(arrow, temporary, compression="zstd")
-    temporary.replace(target)
-    return target
+    return write_atomically(run_dir / LEVELS_FILE, lambda f: pq.write_table(arrow, f, compression="zstd"))
 
 
 def _level(frame: pl.LazyFrame, metric: str) -> pl.DataFrame:
