@@ -14,6 +14,8 @@ and the versions, to benchmarks/RESULTS.md (docs/performance.md explains the fig
   offline mode): mean time per step of 8 scalars, in a subprocess each; never dependencies.
 * The compaction / run-table / best / live-read figures of ``benchmarks/bench_queries.py`` (issue
   3), when that module is present.
+* Reads of live runs, history of a 1,000,000-event live run and its compaction, each beside a
+  plain baseline (``benchmarks/bench_reads.py``, issue 11's read side; ``--skip-reads`` leaves them out).
 * The GPU-sync figures of ``benchmarks/gpu_sync.py`` when an accelerator is present.
 
     python benchmarks/run.py            # full size, appends to benchmarks/RESULTS.md
@@ -308,6 +310,14 @@ def query_figures(tiny: bool) -> dict[str, float] | str:
     return bench_queries.main(["--tiny"] if tiny else [])
 
 
+def read_rows(tiny: bool) -> list[tuple[str, str, str, str]]:
+    """The rows of benchmarks/bench_reads.py (issue 11: reads of live runs, history, compaction)."""
+    sys.path.insert(0, str(HERE))
+    import bench_reads
+
+    return bench_reads.main(["--tiny", "--repeat", "1"] if tiny else ["--repeat", "5"])
+
+
 def gpu_figures(tiny: bool) -> dict | str:
     try:
         import torch
@@ -423,6 +433,7 @@ def table(
     queries,
     gpu,
     startup: dict | None = None,
+    reads: list | str = "skipped",
 ) -> str:
     lines = ["| figure | value | target | verdict |", "|---|---|---|---|", *log_rows(logs)]
     for part, cost in breakdown.items():
@@ -441,6 +452,10 @@ def table(
             lines.append(f"| queries (bench_queries.py): {key} | {value:.4g} | | |")
     else:
         lines.append(f"| queries (bench_queries.py) | {queries} | | |")
+    if isinstance(reads, list):
+        lines += ["| " + " | ".join(row) + " |" for row in reads]
+    else:
+        lines.append(f"| reads (bench_reads.py) | {reads} | | |")
     if isinstance(gpu, dict):
         for key, value in gpu.items():
             lines.append(f"| gpu_sync.py: {key} | {value} | | |")
@@ -464,6 +479,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--no-save", action="store_true", help="print the table only")
     parser.add_argument("--skip-references", action="store_true", help="do not measure other trackers")
     parser.add_argument("--skip-queries", action="store_true", help="do not run bench_queries.py")
+    parser.add_argument("--skip-reads", action="store_true", help="do not run bench_reads.py")
+    parser.add_argument("--only-reads", action="store_true", help="only bench_reads.py (issue 11's read side)")
     parser.add_argument("--rss-child", nargs=3, metavar=("STEPS", "MODE", "ROOT"), help=argparse.SUPPRESS)
     parser.add_argument("--reference-child", nargs=3, metavar=("NAME", "STEPS", "ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -475,6 +492,8 @@ def main(argv: list[str] | None = None) -> str:
         return ""
     size_name = "tiny" if args.tiny else "full"
     size = SIZES[size_name]
+    if args.only_reads:
+        return reads_only(args)
     with tempfile.TemporaryDirectory(prefix="steplog-bench-") as work:
         root = Path(work)
         logs = log_figures(size, root)
@@ -483,8 +502,9 @@ def main(argv: list[str] | None = None) -> str:
         startup = startup_figures(args.tiny)
         references = {} if args.skip_references else reference_figures(size["reference_steps"], root)
     queries = "skipped (--skip-queries)" if args.skip_queries else query_figures(args.tiny)
+    reads = "skipped (--skip-reads)" if args.skip_reads else read_rows(args.tiny)
     gpu = gpu_figures(args.tiny)
-    text = table(size_name, size, logs, breakdown, rss, references, queries, gpu, startup)
+    text = table(size_name, size, logs, breakdown, rss, references, queries, gpu, startup, reads)
     print(text)
     if not args.tiny and not args.no_save:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -496,6 +516,27 @@ def main(argv: list[str] | None = None) -> str:
         )
         with open(RESULTS, "a") as f:
             f.write(header + text + "\n")
+        print(f"\nappended to {RESULTS}")
+    return text
+
+
+def reads_only(args: argparse.Namespace) -> str:
+    """``--only-reads``: bench_reads.py's rows alone, saved like the full table."""
+    text = "\n".join(
+        [
+            "| figure | value | target | verdict |",
+            "|---|---|---|---|",
+            *("| " + " | ".join(row) + " |" for row in read_rows(args.tiny)),
+        ]
+    )
+    print(text)
+    if not args.tiny and not args.no_save:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        with open(RESULTS, "a") as f:
+            f.write(
+                f"\n### {stamp}: benchmarks/run.py --only-reads\n\nMachine: {machine()}. Versions: {versions()}. "
+                f"Median of 5 runs per figure, baselines timed in the same process.\n\n{text}\n"
+            )
         print(f"\nappended to {RESULTS}")
     return text
 

@@ -45,6 +45,13 @@ def test_the_suite_runs_at_a_tiny_size_and_saves_nothing():
     ):
         assert row in table
     assert "queries (bench_queries.py)" in table
+    for row in (
+        "live runs: one steplog.scan query",
+        "runs compacted: loop of history() per run",
+        "history() of a live run of 20,000 events",
+        "compaction of that run",
+    ):
+        assert row in table
     assert (results.read_bytes() if results.exists() else None) == before
 
 
@@ -60,6 +67,14 @@ def test_bench_queries_runs_at_tiny_size(tmp_path, capsys):
     assert results["compact_events_per_s"] > 0 and results["runs_s"] > 0 and results["best_s"] > 0
     out = capsys.readouterr().out
     assert "| compact one run of 10,000 events |" in out and "best('val_loss') over 10 compacted runs" in out
+
+
+def test_bench_reads_runs_at_tiny_size():
+    rows = load_benchmark("bench_reads.py").main(["--tiny", "--repeat", "1"])
+    targets = {figure: (target, verdict) for figure, _, target, verdict in rows}
+    target, verdict = targets["10 live runs: loop of history() per run"]
+    assert target == "<= 0.3 s" and verdict in ("pass", "FAIL")
+    assert any(figure.startswith("history() of that run: peak memory") for figure in targets)
 
 
 def test_bench_cli_runs_at_tiny_size(tmp_path, capsys):

@@ -90,3 +90,33 @@ print("ok")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert out.strip() == "ok"
+
+
+def test_queries_that_read_only_sidecars_never_load_pyarrow(root):
+    code = (
+        THROUGH_RUN.format(heavy=HEAVY)
+        + """
+steplog.compact(sys.argv[1], quiet=True)
+"""
+        + """
+import subprocess
+query = '''
+import sys, steplog
+table = steplog.runs(sys.argv[1], metrics="all")
+winner = steplog.best("train_loss", root=sys.argv[1])
+assert table.height == 2 and winner["value"] > 0, (table, winner)
+assert "pyarrow" not in sys.modules  # compacted runs: sidecars only, the JSON parser is never needed
+live = steplog.init(name="live", root=sys.argv[1]); live.log({"loss": 1.0})
+assert steplog.runs(sys.argv[1]).height == 3 and "pyarrow" in sys.modules  # a live run is parsed
+live.finish()
+print("ok")
+'''
+out = subprocess.run([sys.executable, "-c", query, sys.argv[1]], capture_output=True, text=True)
+assert out.returncode == 0, out.stderr
+print(out.stdout.strip())
+"""
+    )
+    proc = python_subprocess(code, str(root))
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert out.strip().splitlines()[-1] == "ok"

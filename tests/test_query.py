@@ -350,9 +350,9 @@ def test_scan_resolves_each_live_run_once_per_scan_however_often_collected(tmp_p
     for name in ("keep", "other", "third"):
         _run(tmp_path, name, [{"loss": 1.0}, {"loss": 0.5}])
     resolved = []
-    real = scanning.resolve_history
+    real = scanning.lazy_history  # the live run's history, resolved (or, in order already, converted in the query)
     monkeypatch.setattr(
-        scanning, "resolve_history", lambda events, **kw: resolved.append(events.start["name"]) or real(events, **kw)
+        scanning, "lazy_history", lambda events, **kw: resolved.append(events.start["name"]) or real(events, **kw)
     )
     frame = steplog.scan(tmp_path).filter(pl.col("name") == "keep")
     assert sorted(resolved) == ["keep", "other", "third"]  # when scan() is called, once per run
@@ -380,7 +380,7 @@ def reads(monkeypatch):
 
     monkeypatch.setattr(model, "read_events", read)
     monkeypatch.setattr(model, "resolve_history", resolve)
-    monkeypatch.setattr(scanning, "resolve_history", resolve)
+    monkeypatch.setattr(scanning, "lazy_history", lambda events, **kwargs: resolve(events, **kwargs).lazy())
     monkeypatch.setattr(sys.modules["steplog.compact"], "resolve_history", resolve)
     return counts
 
@@ -425,3 +425,55 @@ def test_root_is_keyword_only_where_a_run_or_metric_comes_first_and_positional_s
     with pytest.raises(TypeError, match="takes 1 positional arguments but 3 were given"):
         steplog.history("a", tmp_path, True)
     assert steplog.runs(tmp_path).height == steplog.scan(tmp_path).collect().select("run_id").n_unique() == 1
+
+
+@pytest.mark.parametrize("with_damage", [False, True])
+def test_scan_of_many_live_runs_read_together_matches_each_runs_history(tmp_path, with_damage):
+    """scan() parses the live runs' metric lines together (reader.read_many); each run's rows must
+    still be exactly its history(), whatever its neighbours hold. A damaged line anywhere makes
+    the files be read one by one (with_damage): the same rows again."""
+    _run(tmp_path, "floats", [{"loss": 2.0, "acc": 0.1}, {"loss": 1.0}])
+    # ints where the others log floats, and "*", a name pl.col would misread
+    _run(tmp_path, "ints", [{"loss": 3}, {"loss": 2, "*": 1.5}])
+    _run(tmp_path, "nonfinite", [{"loss": float("nan")}, {"acc": float("inf"), "grad": float("-inf")}])
+    _run(tmp_path, "empty", [])
+    going_back = steplog.init(name="going_back", root=tmp_path)
+    going_back.log({"loss": 1.0}, step=5), going_back.log({"loss": 0.5}, step=2), going_back.log({"acc": 0.9}, step=5)
+    going_back.finish()
+    resumed = _run(tmp_path, "resumed", [{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.0}])
+    again = steplog.init(resume=resumed.id, root=tmp_path, start_step=1)
+    again.log({"loss": 0.25, "lr": 0.1})
+    again.finish()
+    damaged = _run(tmp_path, "damaged", [{"loss": 1.0}, {"loss": 0.5}])
+    path = damaged.dir / fmt.EVENTS_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    if with_damage:
+        path.write_bytes(b"".join([lines[0], lines[1], b'{"s": 7, "m": not json}\n', *lines[2:]]))
+    live = _run(tmp_path, "live", [{"loss": 4.0}, {"val_loss": 3.0}], finish=False)
+    with pytest.warns(UserWarning, match="skipped 1 damaged line") if with_damage else _no_warning():
+        scanned = steplog.scan(tmp_path).collect()
+    assert scanned.columns[5:] == ["loss", "acc", "*", "grad", "lr", "val_loss"]  # in order of first appearance
+    names = ["floats", "ints", "nonfinite", "empty", "going_back", "resumed", "damaged", "live"]
+    assert scanned["name"].unique(maintain_order=True).to_list() == [n for n in names if n != "empty"]
+    for name in names:
+        with pytest.warns(UserWarning) if name == "damaged" and with_damage else _no_warning():
+            history = steplog.history(name, root=tmp_path)
+        rows = scanned.filter(pl.col("name") == name).drop("run_id", "name")
+        mine = [rows.columns.index(c) for c in history.columns]  # by position: "*" is a metric name here
+        assert_frame_equal(rows.select(pl.nth(mine)), history)
+        others = rows.select(pl.nth([i for i in range(rows.width) if i not in mine]))
+        assert others.null_count().row(0) == (rows.height,) * others.width  # the other runs' metrics: null
+    assert steplog.history("resumed", root=tmp_path)["loss"].to_list() == [3.0, 0.25]
+    live.finish()
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)

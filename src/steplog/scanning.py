@@ -30,7 +30,7 @@ from . import format as fmt
 from . import roots, store
 from .model import current_rows, load_run
 from .rankread import RANK_DTYPE, rank_events, with_rank
-from .reader import RunEvents, metric_col, read_events, resolve_history
+from .reader import RunEvents, lazy_history, metric_col, read_events, read_many, resolve_history
 
 _TIME = pl.Datetime("us", "UTC")
 _BASE: dict[str, pl.DataType] = {
@@ -53,7 +53,8 @@ class ScanPart:
     run_dir: roots.RunDir
     metrics: tuple[str, ...]
     compacted: bool
-    frame: pl.LazyFrame
+    #: None for a part that ``shares_scan``: its group's one Parquet scan reads it (``_frame_of``)
+    frame: pl.LazyFrame | None
     #: compacted, of layout 2 (a name column) and with steps in order: it can share one Parquet scan
     #: with its neighbours of the same metrics (a damaged file then fails that scan as a whole)
     shares_scan: bool = False
@@ -61,6 +62,7 @@ class ScanPart:
     def aligned(self, schema: pl.Schema) -> pl.LazyFrame:
         """``frame`` with exactly ``schema``'s columns, in its order (metrics it lacks are null)."""
         present = [*_BASE, *self.metrics]
+        assert self.frame is not None, "a part that shares a scan is read by _frame_of"
         return self.frame.select(
             [metric_col(c, present) if c in present else pl.lit(None, schema[c]).alias(c) for c in schema]
         )
@@ -119,7 +121,7 @@ def _groups(parts: list[ScanPart]) -> list[list[ScanPart]]:
 
 def _frame_of(group: list[ScanPart], schema: pl.Schema) -> pl.LazyFrame:
     """One group's rows with ``schema``: its part's frame, or one Parquet scan over its files."""
-    if len(group) == 1:
+    if group[0].frame is not None:
         return group[0].aligned(schema)
     frame = roots.scan_parquet([part.run_dir for part in group])
     first = group[0]
@@ -136,11 +138,16 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
         >>> scan_parts([Path("/no/such/run")])
         []
     """
-    parts = []
     run_dirs = list(run_dirs)
     roots.prefetch(run_dirs)  # an object store's sidecars, read in parallel
+    local = [run_dir for run_dir in run_dirs if isinstance(run_dir, Path)]
+    # the local live runs' events are read together first: one parse of all their lines (issue 11)
+    live = {id(run_dir): events for run_dir, events in zip(local, read_many([d / fmt.EVENTS_FILE for d in local]))}
+    parts = []
     for run_dir in run_dirs:
-        events, sidecar = load_run(run_dir)
+        events, sidecar = live.get(id(run_dir)), None
+        if events is None:  # compacted, on an object store, or not a run
+            events, sidecar = load_run(run_dir)
         if sidecar is not None:
             problem = parquet_problem(run_dir, sidecar) if isinstance(run_dir, Path) else None
             if problem is None:
@@ -157,7 +164,15 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
 
 def _live_part(run_id: str, name: str, run_dir: roots.RunDir, events: RunEvents) -> ScanPart:
     """A live run's part: rank 0's history (``events``), and every other rank's, with a rank column."""
-    others = rank_events(run_dir).items() if isinstance(run_dir, Path) else ()
+    if not isinstance(run_dir, Path) or list(store.rank_files(run_dir)) == [0]:  # one process: no other file
+        frame = lazy_history(events).select(
+            pl.lit(run_id, pl.String).alias("run_id"),
+            pl.lit(name, pl.String).alias("name"),
+            pl.lit(0, RANK_DTYPE).alias("rank"),
+            pl.all(),
+        )
+        return ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame)
+    others = rank_events(run_dir).items()
     ranks = {0: events, **{rank: ev for rank, ev in others if rank}}
     rows = pl.concat([with_rank(resolve_history(ev), rank) for rank, ev in ranks.items()], how="diagonal_relaxed")
     metrics = tuple(dict.fromkeys(m for ev in ranks.values() for m in ev.metric_names))
@@ -232,18 +247,20 @@ def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict
     """A compacted run's part: its Parquet file, scanned. Files of sidecar layout 1 have no
     ``name`` column: it is added as a constant (such a run is skipped by a name filter only
     after its rows are read)."""
+    columns = (sidecar.get("parquet") or {}).get("columns") or []
+    every = dict.fromkeys(sidecar.get("metrics") or ())
+    for facts in sidecar.get("ranks") or ():
+        every.update(dict.fromkeys(facts.get("metrics") or ()))
+    metrics = tuple(every)
+    if "name" in columns and "rank" in columns and sidecar.get("steps_sorted"):  # no frame of its own (0.25 ms)
+        return ScanPart(run_id, name, run_dir, metrics, True, None, shares_scan=True)
     frame = roots.scan_parquet([run_dir])
     frame = current_rows(frame, bool(sidecar.get("steps_sorted")))
-    columns = (sidecar.get("parquet") or {}).get("columns") or []
     if "name" not in columns:
         frame = frame.with_columns(pl.lit(name, pl.String).alias("name"))
     if "rank" not in columns:  # written before ranks: one process, rank 0
         frame = frame.with_columns(pl.lit(0, RANK_DTYPE).alias("rank"))
-    metrics = dict.fromkeys(sidecar.get("metrics") or ())
-    for facts in sidecar.get("ranks") or ():
-        metrics.update(dict.fromkeys(facts.get("metrics") or ()))
-    shares_scan = "name" in columns and "rank" in columns and bool(sidecar.get("steps_sorted"))
-    return ScanPart(run_id, name, run_dir, tuple(metrics), True, frame, shares_scan)
+    return ScanPart(run_id, name, run_dir, metrics, True, frame)
 
 
 def damaged_file_error(run_dirs: Iterable[Path], cause: BaseException) -> store.StoreError | None:

@@ -380,10 +380,9 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
     root = Path(root)
     if not root.is_dir():
         raise RunNotFoundError(f"no run {ref!r} in {root} (the folder does not exist)")
+    if is_run_id(ref) and (root / ref).is_dir():
+        return root / ref  # an exact id: what the scan below would find first, without listing the root
     dirs = run_dirs(root)
-    for d in dirs:
-        if d.name == ref:
-            return d
     by_prefix = [d for d in dirs if d.name.startswith(ref)]
     if len(by_prefix) == 1:
         return by_prefix[0]
