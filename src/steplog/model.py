@@ -393,7 +393,7 @@ def record_from_events(
     )
 
 
-def _ranks_of(run_dir: Path, events: RunEvents) -> tuple[dict[str, Any], ...]:
+def _ranks_of(run_dir: RunDir, events: RunEvents) -> tuple[dict[str, Any], ...]:
     """The rank facts of a live run of several processes (its rank 0 events already read); ().
     A live run in object storage (``steplog sync``'s parts) is read as rank 0 only."""
     if not isinstance(run_dir, Path) or all(rank == 0 for rank in store.rank_files(run_dir)):

@@ -38,7 +38,7 @@ import polars as pl
 from . import format as fmt
 from . import roots, store
 from .atomic import write_atomically
-from .model import Loaded, RunRecord, current_rows, load_record, load_run, read_sidecar, summarize
+from .model import Loaded, RemoteRun, RunRecord, current_rows, load_record, load_run, read_sidecar, summarize
 from .rankread import RANK_DTYPE, check_rank, no_such_rank, rank_history
 from .reader import metric_col, read_events, resolve_history
 
@@ -162,7 +162,7 @@ def _history(run_dir: roots.RunDir, all_segments: bool = False, rank: int | str 
 
 @root_keyword_only(1, ("root",))
 def history(
-    run: str | os.PathLike | roots.RemoteRunDir,
+    run: str | os.PathLike | RemoteRun,
     *,
     root: roots.Root = "experiment_logs",
     all_segments: bool = False,
@@ -192,7 +192,7 @@ def history(
 
 
 @root_keyword_only(1, ("root",))
-def summary(run: str | os.PathLike, *, root: roots.Root = "experiment_logs") -> dict[str, dict[str, Any]]:
+def summary(run: str | os.PathLike | RemoteRun, *, root: roots.Root = "experiment_logs") -> dict[str, dict[str, Any]]:
     """Per-metric figures of a run: ``{metric: {count, nan_count, min, max, mean, std, first, last,
     step_of_min, step_of_max}}`` (see ``steplog.model.summarize``): the sidecar's for a compacted
     run, computed the same way from the events for the others. NaN never is a min or max.
@@ -461,7 +461,7 @@ def check_metrics(metrics: Iterable[str], logged: Iterable[str], root: roots.Roo
 
 @root_keyword_only(2, ("root",))
 def export(
-    run: str | os.PathLike | roots.RemoteRunDir,
+    run: str | os.PathLike | RemoteRun,
     path: str | os.PathLike,
     *,
     root: roots.Root = "experiment_logs",

@@ -110,7 +110,7 @@ def rank_history(run_dir: Path, rank: int | str, all_segments: bool = False) -> 
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def no_such_rank(run_dir: Path, rank: int | str, ranks: list[int]) -> store.RunNotFoundError:
+def no_such_rank(run_dir: Path | Any, rank: int | str, ranks: list[int]) -> store.RunNotFoundError:
     """The error for a rank a run does not have."""
     shown = ", ".join(map(str, ranks)) or "none"
     return store.RunNotFoundError(

@@ -36,7 +36,7 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .model import Loaded, check_sidecar
+from .model import Loaded, RemoteRun, check_sidecar
 from .reader import parse_events
 from .storage import PARTS_DIR, LocalStorage, Storage, is_url, open_root, read_parts
 
@@ -187,7 +187,7 @@ def resolve_runs(
 
 
 def resolve_run(
-    ref: str | os.PathLike | RemoteRunDir, root: Root, storage_options: dict[str, Any] | None = None
+    ref: str | os.PathLike | RemoteRunDir | RemoteRun, root: Root, storage_options: dict[str, Any] | None = None
 ) -> RunDir:
     """``store.resolve_run`` for any root: the run ``ref`` names (a run id, a unique id prefix, or a
     name: the latest run of that name). RunNotFoundError or AmbiguousRunError say what is there.
@@ -200,6 +200,8 @@ def resolve_run(
     """
     if isinstance(ref, RemoteRunDir):
         return ref
+    if not isinstance(ref, (str, os.PathLike)):
+        raise TypeError(f"a run is named by its id, an id prefix, its name or its folder, not {type(ref).__name__}")
     storage = remote_storage(root, storage_options)
     if storage is None:
         return store.resolve_run(ref, local_root(root))
@@ -315,7 +317,7 @@ def scan_parquet(run_dirs: Sequence[RunDir]) -> pl.LazyFrame:
     if isinstance(first, Path):
         return pl.scan_parquet([d / fmt.PARQUET_FILE for d in run_dirs], hive_partitioning=False)  # type: ignore
     return pl.scan_parquet(
-        [d / fmt.PARQUET_FILE for d in run_dirs],
-        hive_partitioning=False,  # type: ignore
+        [d / fmt.PARQUET_FILE for d in run_dirs],  # type: ignore[arg-type]  # object keys, as strings
+        hive_partitioning=False,
         storage_options=first.storage.polars_options(),
     )

@@ -154,6 +154,7 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
                 run_id, name = sidecar.get("run_id", run_dir.name), sidecar.get("name", run_dir.name)
                 parts.append(_compacted_part(run_id, name, run_dir, sidecar))
                 continue
+            assert isinstance(run_dir, Path)  # only a local file is checked
             events = _fall_back(run_dir, problem)
         if events is None:
             continue

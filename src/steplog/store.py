@@ -118,7 +118,7 @@ def run_dirs(root: str | os.PathLike, *, started: bool = True) -> list[Path]:
         []
     """
     try:
-        entries = os.scandir(root)
+        entries = os.scandir(os.fspath(root))
     except (FileNotFoundError, NotADirectoryError):
         return []
     with entries:
@@ -599,9 +599,9 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
     elif writer_is_alive(run_dir):
         own = fmt.RUNNING
     else:
-        last = fmt.read_last_event(events_path(run_dir))  # the writer may have finished since the caller read
-        finished = last is not None and last.get(fmt.KIND) == fmt.FINISH
-        own = last["status"] if finished and last.get("status") in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
+        last = fmt.read_last_event(events_path(run_dir)) or {}  # the writer may have finished since the caller read
+        status = last.get("status") if last.get(fmt.KIND) == fmt.FINISH else None
+        own = status if status in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
     others = [rank for rank in rank_files(run_dir) if rank]
     if not others:
         return own

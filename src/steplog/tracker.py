@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from . import format as fmt
+from .silentrun import SilentRun
 from .writer import Run, init
 
 #: Names the tracker writes itself; extra metrics may not use them.
@@ -224,7 +225,7 @@ class ExperimentTracker:
         self.log_dir = Path(log_dir)
         self.options = options
         self.gradient_step = 0
-        self.run: Run | None = None
+        self.run: Run | SilentRun | None = None
         self._finished = False
         self._last_iteration: int | None = None  # logged by this tracker (not by a segment before a resume)
 
@@ -258,7 +259,7 @@ class ExperimentTracker:
                 name=self.config.experiment_name, config=self.config.to_dict(), root=self.log_dir, **self.options
             )
 
-    def _open_run(self) -> Run:
+    def _open_run(self) -> Run | SilentRun:
         if self.run is None:
             raise RuntimeError(
                 f"experiment {self.config.experiment_name!r} is not started; call tracker.start() first "

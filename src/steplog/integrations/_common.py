@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import format as fmt
+from ..silentrun import SilentRun
 from ..writer import Run, init
 
 
@@ -60,7 +61,7 @@ class RunHolder:
     ) -> None:
         self.name, self.root, self.config, self.resume, self.start_step = name, root, config, resume, start_step
         self.init_kwargs = init_kwargs
-        self._run: Run | None = None
+        self._run: Run | SilentRun | None = None
         self._closed = False
 
     @property
@@ -69,7 +70,7 @@ class RunHolder:
         return self._run is not None
 
     @property
-    def current(self) -> Run | None:
+    def current(self) -> Run | SilentRun | None:
         """The run as it is (open or closed; None before it was opened): never opens or reopens it."""
         return self._run
 
@@ -79,7 +80,7 @@ class RunHolder:
         return (self._run if self._run is not None else self.run).id
 
     @property
-    def run(self) -> Run:
+    def run(self) -> Run | SilentRun:
         """The open run: opened now if it was not, reopened if it was closed."""
         if self._run is None:
             return self.open()
@@ -88,7 +89,7 @@ class RunHolder:
             self._closed = False
         return self._run
 
-    def open(self, resume: str | os.PathLike | None = None, start_step: int | None = None) -> Run:
+    def open(self, resume: str | os.PathLike | None = None, start_step: int | None = None) -> Run | SilentRun:
         """Open the run: a new one, or (``resume``, else the holder's ``resume``) an existing one,
         continuing from ``start_step`` (the checkpoint's step; None: the holder's, else the first step logged)."""
         if resume is None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import format as fmt
+from ..silentrun import SilentRun
 from ..store import is_run_id
 from ..writer import Run
 from ._common import RunHolder
@@ -134,7 +135,7 @@ class SteplogLogger(Logger):
 
     @property
     @rank_zero_experiment
-    def experiment(self) -> Run:
+    def experiment(self) -> Run | SilentRun:
         """The ``steplog.Run`` (opened on first use; Lightning asks for it in its setup)."""
         return self._holder.run
 
