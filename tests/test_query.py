@@ -452,13 +452,15 @@ def test_scan_of_many_live_runs_read_together_matches_each_runs_history(tmp_path
     live = _run(tmp_path, "live", [{"loss": 4.0}, {"val_loss": 3.0}], finish=False)
     with pytest.warns(UserWarning, match="skipped 1 damaged line") if with_damage else _no_warning():
         scanned = steplog.scan(tmp_path).collect()
-    assert scanned.columns[5:] == ["loss", "acc", "*", "grad", "lr", "val_loss"]  # in order of first appearance
+    assert scanned.columns[:6] == ["run_id", "name", "rank", "step", "wallclock", "time"]
+    assert scanned.columns[6:] == ["loss", "acc", "*", "grad", "lr", "val_loss"]  # in order of first appearance
+    assert scanned["rank"].unique().to_list() == [0]  # single-process runs
     names = ["floats", "ints", "nonfinite", "empty", "going_back", "resumed", "damaged", "live"]
     assert scanned["name"].unique(maintain_order=True).to_list() == [n for n in names if n != "empty"]
     for name in names:
         with pytest.warns(UserWarning) if name == "damaged" and with_damage else _no_warning():
             history = steplog.history(name, root=tmp_path)
-        rows = scanned.filter(pl.col("name") == name).drop("run_id", "name")
+        rows = scanned.filter(pl.col("name") == name).drop("run_id", "name", "rank")
         mine = [rows.columns.index(c) for c in history.columns]  # by position: "*" is a metric name here
         assert_frame_equal(rows.select(pl.nth(mine)), history)
         others = rows.select(pl.nth([i for i in range(rows.width) if i not in mine]))
