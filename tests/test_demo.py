@@ -115,3 +115,4 @@ def test_the_demo_table_fits_the_width_and_the_demo_ends_with_what_next(tmp_path
     assert all(name in table or "\u2026" in table for name in result.names)  # every run is there, cut or not
     closing = printed[-1]
     assert closing.startswith("what next:") and "steplog ls --root" in closing and "steplog.history(" in closing
+    assert "steplog ui --root" in closing

@@ -322,6 +322,7 @@ def what_next(root: Path, best_name: str) -> str:
           steplog ls --root logs                   the runs, newest first
           steplog show demo_lr_0.003 --root logs   one run: config, segments, every metric
           steplog compare --root logs              the runs side by side
+          steplog ui --root logs                   the dashboard: every point, live, in a browser
           steplog plot demo_lr_0.003 --metric val_loss --root logs -o curves.png
                                                    its curve as a PNG
           steplog.history("demo_lr_0.003", root="logs")
@@ -331,10 +332,11 @@ def what_next(root: Path, best_name: str) -> str:
         (f"steplog ls --root {root}", "the runs, newest first"),
         (f"steplog show {best_name} --root {root}", "one run: config, segments, every metric"),
         (f"steplog compare --root {root}", "the runs side by side"),
+        (f"steplog ui --root {root}", "the dashboard: every point, live, in a browser"),
         (f"steplog plot {best_name} --metric val_loss --root {root} -o curves.png", "its curve as a PNG"),
         (f'steplog.history("{best_name}", root="{root}")', "in Python: its history, a Polars frame"),
     ]
-    pad = max(len(command) for command, _ in steps[:3]) + 2
+    pad = max(len(command) for command, _ in steps[:4]) + 2
     return "\n".join(
         [
             "what next:",
