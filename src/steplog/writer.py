@@ -138,6 +138,10 @@ def init(
     if isinstance(system_interval, bool) or not isinstance(system_interval, (int, float)) or not system_interval > 0:
         raise ValueError(f"system_interval={system_interval!r} must be a number of seconds > 0 (default 10)")
     _check_name(name)
+    if "://" in os.fspath(root):  # an object-store URL: refused, pointing to push and sync
+        from .storage import refuse_url_root
+
+        refuse_url_root(root)
     place = ranks.detect(rank=rank, world_size=world_size)
     shared = ranks.shared_run_id(place, name, run_id)
     if start_step is not None and resume is None and shared is None:
@@ -158,10 +162,6 @@ def init(
         tensor_flush_steps=tensor_flush_steps,
         tensor_flush_seconds=tensor_flush_seconds,
     )
-    if "://" in os.fspath(root):  # an object-store URL: refused, pointing to push and sync
-        from .storage import refuse_url_root
-
-        refuse_url_root(root)
     install_excepthook()
     if shared is not None and resume is None:
         run = _join(name, config, Path(root), shared, place, start_step, options)
