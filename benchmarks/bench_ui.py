@@ -35,19 +35,11 @@ import numpy as np
 
 import steplog
 import steplog.ui
+from steplog.ui.browser import CHROMIUM_ARGS, chromium_path
 
 _spec = importlib.util.spec_from_file_location("bench_queries", Path(__file__).with_name("bench_queries.py"))
 bench_queries = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_queries)
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def fetch(url: str) -> tuple[float, float, bytes]:
@@ -104,7 +96,7 @@ def interactive(url: str, repeat: int) -> tuple[list[float], list[float]]:
 
     times, in_page = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         for _ in range(repeat):
             page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)
             start = time.perf_counter()
@@ -227,6 +219,7 @@ def with_levels(run_dir: Path, path: str, repeat: int) -> list[str]:
 
 _WRITER = """
 import sys, time, steplog
+from steplog.ui.browser import CHROMIUM_ARGS, chromium_path
 root, count, rate, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 runs = [steplog.init(name=f"live{i}", root=root, buffer_interval=0.5) for i in range(count)]
 print("ready", flush=True)

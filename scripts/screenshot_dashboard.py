@@ -9,22 +9,13 @@ live run), serves the dashboard and takes a 1400x900 screenshot with headless Ch
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 from pathlib import Path
 
 import steplog
 import steplog.ui
 from steplog.demo import run_demo
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from steplog.ui.browser import CHROMIUM_ARGS, chromium_path
 
 
 def make_root() -> tuple[Path, steplog.Run]:
@@ -54,9 +45,7 @@ def main() -> None:
     server = steplog.ui.serve(root, port=0)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
+            browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             page = browser.new_page(
                 viewport={"width": 1400, "height": 900}, color_scheme="dark" if args.dark else "light", bypass_csp=True
             )

@@ -3,7 +3,6 @@ person sees and does, checked on the charts' data, not only on the presence of a
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,21 +11,14 @@ from playwright import sync_api  # the test extra; CI must install it (never ski
 
 import steplog
 import steplog.ui
+from steplog.ui.browser import CHROMIUM_ARGS, chromium_path
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    executable = chromium_path()
     assert Path(executable).exists(), "Debian's chromium is needed: apt-get install -y chromium"
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
