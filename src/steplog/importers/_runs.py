@@ -104,6 +104,25 @@ class Source:
         return {"source": self.kind, "path": self.path, "id": self.id}
 
 
+def source_files(path: Path, found: list[Path], none_found: str, missing: str) -> list[Path]:
+    """The files an importer reads: ``path`` itself when it is a file, else ``found`` (the files a
+    folder holds); a ``SourceError`` with ``none_found`` or ``missing`` when there are none.
+
+    Example:
+        >>> source_files(Path("/no/such/file.db"), [], "no database", "it does not exist")
+        Traceback (most recent call last):
+        ...
+        steplog.importers._runs.SourceError: it does not exist
+    """
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SourceError(missing)
+    if not found:
+        raise SourceError(none_found)
+    return found
+
+
 def imported_runs(root: str | os.PathLike) -> dict[tuple[Any, Any, Any], str]:
     """``{(source kind, path, source id): run id}`` for every imported run under ``root``.
 

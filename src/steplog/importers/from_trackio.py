@@ -25,7 +25,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ._runs import Source, SourceError, write_runs
+from ._runs import Source, SourceError, source_files, write_runs
 
 _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
@@ -40,14 +40,12 @@ def trackio(
     """Import every run of a trackio database (``<project>.db``) or of every database in a folder;
     returns the run ids."""
     path = Path(path)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(path.glob("*.db"))
-        if not files:
-            raise SourceError(f"no trackio database (*.db) in {path}; pass a <project>.db or the folder holding them")
-    else:
-        raise SourceError(f"{path} does not exist; pass a trackio <project>.db or the folder holding them")
+    files = source_files(
+        path,
+        sorted(path.glob("*.db")) if path.is_dir() else [],
+        f"no trackio database (*.db) in {path}; pass a <project>.db or the folder holding them",
+        f"{path} does not exist; pass a trackio <project>.db or the folder holding them",
+    )
     runs = [(file, run) for file in files for run in _runs_of(file)]
     sources = (_read_run(file, run) for file, run in runs)
     return write_runs(root, sources, name=name, count=len(runs), quiet=quiet)

@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import format as fmt
 from ._protobuf import fields
-from ._runs import Source, SourceError, write_runs
+from ._runs import Source, SourceError, source_files, write_runs
 
 _BLOCK = 32768
 _HEADER = b":W&B"
@@ -47,16 +47,12 @@ def wandb(
     """Import W&B offline runs (a ``wandb`` folder, an ``offline-run-*`` folder or a ``.wandb`` file);
     returns the run ids."""
     path = Path(path)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(path.rglob("run-*.wandb"))
-        if not files:
-            raise SourceError(
-                f"no W&B run file (run-*.wandb) under {path}; pass a wandb folder or an offline-run folder"
-            )
-    else:
-        raise SourceError(f"{path} does not exist; pass a wandb folder, an offline-run-* folder or a run-*.wandb file")
+    files = source_files(
+        path,
+        sorted(path.rglob("run-*.wandb")) if path.is_dir() else [],
+        f"no W&B run file (run-*.wandb) under {path}; pass a wandb folder or an offline-run folder",
+        f"{path} does not exist; pass a wandb folder, an offline-run-* folder or a run-*.wandb file",
+    )
     return write_runs(root, (_read_run(f) for f in files), name=name, count=len(files), quiet=quiet)
 
 
