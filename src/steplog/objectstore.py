@@ -252,3 +252,11 @@ class ObjectStorage(Storage):
             return None
         except self._failures as exc:
             raise self._error(exc, "write", path) from None
+
+    def run_prefixes(self) -> set[str]:
+        import obstore
+
+        try:
+            return {name.rstrip("/") for name in obstore.list_with_delimiter(self._store)["common_prefixes"]}
+        except self._failures as exc:
+            raise self._error(exc, "list", "") from None

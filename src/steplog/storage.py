@@ -177,6 +177,11 @@ class Storage:
         """Remove ``path``; nothing happens when it is already gone."""
         raise NotImplementedError
 
+    def run_prefixes(self) -> set[str]:
+        """The names of the root's top-level folders (run ids, ``_catalog``...): on an object store
+        one listing with the delimiter ``/``, a page per 1,000 folders, whatever they hold."""
+        raise NotImplementedError
+
     def head(self, path: str) -> str | None:
         """The stamp of ``path`` (as ``put`` and ``run_files`` give it), None when it is missing."""
         raise NotImplementedError
@@ -287,6 +292,13 @@ class LocalStorage(Storage):
                 tmp.unlink()
         store.fsync_directory(target.parent)
         return _local_stamp(os.stat(target))
+
+    def run_prefixes(self) -> set[str]:
+        try:
+            with os.scandir(self.folder) as entries:
+                return {e.name for e in entries if e.is_dir()}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
 
     def head(self, path: str) -> str | None:
         try:
