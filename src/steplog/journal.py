@@ -189,9 +189,9 @@ def full_rows(storage: Storage, catalog: pl.DataFrame | None) -> tuple[pl.DataFr
         files = storage.run_files(splits=ids[len(ids) // 8 :: max(len(ids) // 8, 1)][:7] if len(ids) >= 2000 else [])
     stamps = compacted(files)
     parts, hits = [], 0
-    if catalog is not None and stamps:
+    if catalog is not None and STAMP in catalog.columns and stamps:
         current = pl.DataFrame({"run_id": list(stamps), STAMP: list(stamps.values())})
-        hit = catalog.join(current, on=["run_id", STAMP], how="semi")
+        hit = catalog.join(current, on=["run_id", STAMP], how="semi").unique("run_id", keep="last", maintain_order=True)
         for run_id in hit["run_id"].to_list():
             stamps.pop(run_id, None)
         parts.append(hit)
@@ -219,7 +219,8 @@ def commit(
     for _ in range(_ATTEMPTS):
         base, base_stamp, generation = _base(storage)
         if base is None or generation is None and not replace:  # completed first: readers trust it
-            base = rows_frame([]) if replace else full_rows(storage, base)[0]
+            known = rows if base is None else pl.concat([base, rows], how="diagonal_relaxed")
+            base = rows_frame([]) if replace else full_rows(storage, known)[0]  # sidecars of rows not read
         merged = _merge(storage, base, rows, drop, replace)
         new = (generation or 0) + 1
         if storage.put_if(CATALOG_FILE, catalog_bytes(merged, new), base_stamp) is not None:
