@@ -252,7 +252,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``steplog catalog``: with ``--rebuild`` rewrite the catalog, else say how current it is.
+    """Run ``steplog catalog``: with ``--rebuild`` rewrite the catalog, else say how current it is
+    (from a listing of every object, not the journal's shortcut).
 
     Example:
         >>> import tempfile
@@ -265,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         count = rebuild(storage)
         print(f"catalog {storage.uri(CATALOG_FILE)}: rebuilt, {count} run{'s' if count != 1 else ''}")
         return 0
-    found = read(storage)
+    found = read(storage, full=True)  # every object listed: what a stale row would look like shows
     print(
         f"catalog {storage.uri(CATALOG_FILE)}: {found.table.height} compacted runs, {found.from_catalog} from the "
         f"catalog, {found.from_sidecars} from sidecars (stale or missing), {len(found.live)} not compacted"
