@@ -440,13 +440,13 @@ def test_save_says_when_the_run_could_not_be_compacted(root: Path) -> None:
     tracker.start()
     tracker.log_metrics(0, train_loss=1.0)
     tracker.finish()
-    steplog.store.acquire_lock(tracker.run_dir, time.time())  # as another compaction would hold it
+    steplog.locks.acquire_lock(tracker.run_dir, time.time())  # as another compaction would hold it
     try:
         with pytest.warns(UserWarning, match=f"run {tracker.run_id} .*was not compacted: running"):
             path = tracker.save()
         assert path == tracker.run_dir / "events.jsonl" and path.exists()
     finally:
-        steplog.store.release_lock(tracker.run_dir)
+        steplog.locks.release_lock(tracker.run_dir)
     assert tracker.save() == tracker.run_dir / "run.json" and (tracker.run_dir / "run.json").exists()
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from . import format as fmt
-from . import query, runtable, store
+from . import locks, query, runtable, store
 from .model import RunRecord, load_record
 from .tables import format_value, text_table
 from .tracker import (
@@ -259,7 +259,7 @@ class ExperimentAnalyzer:
         if (
             cached is not None
             and cached[0] == key
-            and (cached[1].status != fmt.RUNNING or store.writer_is_alive(run_dir))
+            and (cached[1].status != fmt.RUNNING or locks.writer_is_alive(run_dir))
         ):
             return cached
         record = load_record(run_dir)

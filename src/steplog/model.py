@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar
 import polars as pl
 
 from . import format as fmt
-from . import store
+from . import runstatus, store
 from .rankread import rank_events, rank_facts, world_size
 from .reader import RunEvents, metric_col, read_events, resolve_history
 
@@ -342,7 +342,7 @@ def record_from_events(
     run_dir: RunDir, events: RunEvents, status: str | None = None, history_all: pl.DataFrame | None = None
 ) -> RunRecord:
     """The record of a run from its events (``history_all``: ``resolve_history(events,
-    all_segments=True)`` when the caller has it). ``status`` None: as ``store.run_status`` says.
+    all_segments=True)`` when the caller has it). ``status`` None: as ``runstatus.run_status`` says.
 
     Example:
         >>> import tempfile, steplog
@@ -358,7 +358,7 @@ def record_from_events(
     finish = events.last_finish
     if status is None:
         assert isinstance(run_dir, Path), "a remote run's status is given (load_record)"
-        status = store.run_status(run_dir, finish.get("status") if finish else None)
+        status = runstatus.run_status(run_dir, finish.get("status") if finish else None)
     start_time = _number(start.get("time"))
     times = [t for t in (start_time, *(_number(c.get("time")) for c in events.controls)) if t is not None]
     last_event = _number(events.rows["time"].max()) if events.rows.height else None

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from . import format as fmt
-from . import ranks, store
+from . import locks, ranks, runstatus, store
 from .eventfile import network_filesystem, write_all
 from .openruns import install_excepthook, open_runs
 from .resuming import reopen_compacted, tail_state
@@ -243,7 +243,7 @@ def _open(
         if name is None:
             raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
         named = store.runs_named(name, root)
-        if not named or store.current_status(named[-1]) != fmt.CRASHED:  # a new run, from the checkpoint's step
+        if not named or runstatus.current_status(named[-1]) != fmt.CRASHED:  # a new run, from the checkpoint's step
             return _start(
                 name, config, Path(root), options, start_step=None if start_step is None else check_step(start_step)
             )
@@ -332,7 +332,7 @@ def _start(
     if run_dir is None:
         run_dir, start, fd = _start_staged(root, name, config, now, options, place)
     else:
-        store.acquire_lock(run_dir, now, place.rank)
+        locks.acquire_lock(run_dir, now, place.rank)
         options["durability"] = _effective_durability(options["durability"], run_dir)
         start = _start_event(run_dir.name, name, config, now, options["durability"], place)
         fd = os.open(run_dir / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -386,7 +386,7 @@ def _start_staged(
         raise store.storage_error(exc, "could not create a run directory in", root, _INIT_TODO) from exc
     fd = -1
     try:
-        store.acquire_lock(staging, now, place.rank)
+        locks.acquire_lock(staging, now, place.rank)
         options["durability"] = _effective_durability(options["durability"], staging)
         start = _start_event(run_id, name, config, now, options["durability"], place)
         fd = os.open(staging / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -419,7 +419,7 @@ def _discard_staging(staging: Path, fd: int) -> None:
     """Remove what a failed start made: its events file descriptor, its lock, its staging directory."""
     if fd >= 0:
         os.close(fd)
-    store.release_lock(staging)
+    locks.release_lock(staging)
     shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -437,7 +437,7 @@ def _resume(
     run_dir = Path(ref) if place is not None else store.resolve_run(ref, root)  # _join: this rank's own file
     place = place or ranks.Place()
     events = run_dir / fmt.rank_events_file(place.rank)
-    store.acquire_lock(run_dir, _time(), place.rank)
+    locks.acquire_lock(run_dir, _time(), place.rank)
     try:
         reopen_compacted(run_dir, place.rank)
         state = tail_state(events)
@@ -457,7 +457,7 @@ def _resume(
         )
         write_all(fd, resume)
     except BaseException:
-        store.release_lock(run_dir, place.rank)
+        locks.release_lock(run_dir, place.rank)
         raise
     next_step = start_step if start_step is not None else state["next_step"]
     return Run(
