@@ -50,10 +50,12 @@ import pyarrow.parquet as pq
 from . import format as fmt
 from . import locks, runstatus, store
 from .atomic import remove_file, remove_stale_temps, write_atomically
-from .model import SIDECAR_VERSION, RunRecord, encode_summary, read_sidecar, record_from_events
+from .model import RunRecord, record_from_events
 from .progress import Progress
 from .rankread import final_statuses, rank_events, rank_facts, with_rank, world_size
 from .reader import RunEvents, parse_events, resolve_history
+from .sidecar import SIDECAR_VERSION, read_sidecar
+from .summaries import encode_summary
 
 #: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
 ROW_GROUP_SIZE = 131_072
