@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 import steplog
 from steplog import format as fmt
-from steplog.analyzer import ExperimentAnalyzer, ExperimentLog, load_experiment
+from steplog.analyzer import ExperimentAnalyzer
+from steplog.experimentlog import ExperimentLog, load_experiment
 from steplog.tracker import ExperimentConfig, ExperimentTracker, MetricsSnapshot
 
 
@@ -477,10 +478,12 @@ def test_the_tracker_training_path_never_imports_polars_pyarrow_or_numpy():
 
 def test_the_reading_side_is_still_importable_from_steplog_tracker():
     import steplog.analyzer
+    import steplog.experimentlog
     import steplog.tracker
 
     assert steplog.tracker.ExperimentAnalyzer is steplog.analyzer.ExperimentAnalyzer
-    assert steplog.tracker.load_experiment is steplog.analyzer.load_experiment
+    assert steplog.tracker.load_experiment is steplog.experimentlog.load_experiment
+    assert steplog.tracker.ExperimentLog is steplog.analyzer.ExperimentLog is steplog.ExperimentLog
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         steplog.tracker.nothing_here
 

@@ -48,7 +48,7 @@ _LAZY = {
     "follow": "follow",
     "read_events": "reader",
     "ExperimentAnalyzer": "analyzer",
-    "ExperimentLog": "analyzer",
+    "ExperimentLog": "experimentlog",
     "ExperimentConfig": "tracker",
     "ExperimentTracker": "tracker",
     "MetricsSnapshot": "tracker",

@@ -400,7 +400,7 @@ class ExperimentTracker:
             Experiment x (run ...)
             ...
         """
-        from .analyzer import format_summary, load_experiment
+        from .experimentlog import format_summary, load_experiment
 
         print(format_summary(load_experiment(self._open_run().dir, self.log_dir)))
 
@@ -428,14 +428,19 @@ def _extra(extra_metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra_metrics.items() if v is not None}
 
 
-_READING = ("ExperimentLog", "ExperimentAnalyzer", "load_experiment", "format_summary", "seed_frame")
+#: The reading side's names, by the module that holds them.
+_READING = {
+    "ExperimentAnalyzer": "analyzer",
+    **dict.fromkeys(("ExperimentLog", "load_experiment", "format_summary", "seed_frame"), "experimentlog"),
+}
 
 
 def __getattr__(name: str) -> Any:
     """The reading side, importable from here as before the split (``from steplog.tracker import
-    ExperimentAnalyzer``), loaded from ``steplog.analyzer`` (and so Polars) only when asked for."""
+    ExperimentAnalyzer``), loaded from ``steplog.analyzer`` or ``steplog.experimentlog`` (and so
+    Polars) only when asked for."""
     if name in _READING:
-        from . import analyzer
+        import importlib
 
-        return getattr(analyzer, name)
+        return getattr(importlib.import_module(f".{_READING[name]}", __package__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
