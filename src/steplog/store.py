@@ -231,27 +231,6 @@ def unique_prefixes(run_ids: list[str], min_length: int = 1) -> dict[str, str]:
     return short
 
 
-def create_run_dir(root: str | os.PathLike) -> tuple[str, Path]:
-    """Create a new, empty run directory under ``root`` (made if missing); returns (run id, path).
-
-    Example:
-        >>> import tempfile
-        >>> rid, path = create_run_dir(tempfile.mkdtemp())
-        >>> path.name == rid
-        True
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    while True:
-        run_id = new_run_id()
-        path = root / run_id
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return run_id, path
-
-
 #: Prefix of the directory a run is created in before it is renamed to its id (never a run id).
 STAGING_PREFIX = ".creating-"
 
