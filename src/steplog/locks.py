@@ -118,6 +118,7 @@ def acquire_lock(run_dir: Path, now: float, rank: int = 0) -> None:
 
 
 def _drop_lock_file(path: Path, fd: int) -> None:
+    """Remove a lock file, then close its descriptor (which drops the lock)."""
     try:
         path.unlink()
     except FileNotFoundError:
@@ -133,14 +134,8 @@ def release_lock(run_dir: Path, rank: int = 0) -> None:
         >>> release_lock(Path("/no/such/run"))
     """
     fd = _held.pop(_lock_key(run_dir, rank), None)
-    if fd is None:
-        return
-    try:
-        (run_dir / fmt.rank_lock_file(rank)).unlink()  # removed while still held: a waiter sees the file changed
-    except FileNotFoundError:
-        pass
-    finally:
-        os.close(fd)
+    if fd is not None:  # removed while still held: a waiter sees the file changed
+        _drop_lock_file(run_dir / fmt.rank_lock_file(rank), fd)
 
 
 def writer_is_alive(run_dir: Path, rank: int = 0) -> bool:

@@ -428,19 +428,15 @@ def _extra(extra_metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra_metrics.items() if v is not None}
 
 
-#: The reading side's names, by the module that holds them.
-_READING = {
-    "ExperimentAnalyzer": "analyzer",
-    **dict.fromkeys(("ExperimentLog", "load_experiment", "format_summary", "seed_frame"), "experimentlog"),
-}
+_READING = ("ExperimentLog", "ExperimentAnalyzer", "load_experiment", "format_summary", "seed_frame")
 
 
 def __getattr__(name: str) -> Any:
     """The reading side, importable from here as before the split (``from steplog.tracker import
-    ExperimentAnalyzer``), loaded from ``steplog.analyzer`` or ``steplog.experimentlog`` (and so
+    ExperimentAnalyzer``), loaded from ``steplog.analyzer`` and ``steplog.experimentlog`` (and so
     Polars) only when asked for."""
     if name in _READING:
-        import importlib
+        from . import analyzer, experimentlog
 
-        return getattr(importlib.import_module(f".{_READING[name]}", __package__), name)
+        return getattr(analyzer if name == "ExperimentAnalyzer" else experimentlog, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
