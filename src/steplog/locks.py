@@ -99,22 +99,29 @@ def acquire_lock(run_dir: Path, now: float, rank: int = 0) -> None:
         if not same_file:  # released and removed while we waited for it: take the new file
             os.close(fd)
             continue
-        holder = read_lock(run_dir, rank)
-        if holder is not None and holder.host != socket.gethostname():
-            os.close(fd)
-            raise RunLockedError(
-                f"{what} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
-                f"If that process is gone, delete {path}"
-            )
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
-        except OSError:  # a full disk: leave no lock file behind
-            _drop_lock_file(path, fd)
-            raise
+        _claim(fd, run_dir, rank, what, now)
         _held[key] = fd
         return
     raise RunLockedError(f"could not take the writer lock {path}: other processes keep taking it")
+
+
+def _claim(fd: int, run_dir: Path, rank: int, what: str, now: float) -> None:
+    """Write who holds the lock just taken on ``fd``, unless its file says a process on another host
+    holds it (its filesystem may not share locks); either failure closes ``fd``."""
+    path = run_dir / fmt.rank_lock_file(rank)
+    holder = read_lock(run_dir, rank)
+    if holder is not None and holder.host != socket.gethostname():
+        os.close(fd)
+        raise RunLockedError(
+            f"{what} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
+            f"If that process is gone, delete {path}"
+        )
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
+    except OSError:  # a full disk: leave no lock file behind
+        _drop_lock_file(path, fd)
+        raise
 
 
 def _drop_lock_file(path: Path, fd: int) -> None:

@@ -216,17 +216,7 @@ def resume_run(
             _warn_resume_differs(run_dir, state, name, config)
         options["durability"] = effective_durability(options["durability"], run_dir)
         fd = os.open(events, os.O_RDWR | os.O_APPEND)
-        resume = fmt.encode_control_event(
-            fmt.RESUME,
-            segment=state["segments"],
-            start_step=start_step,
-            time=_time(),
-            w=state["wallclock"],
-            durability=options["durability"],
-            meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
-            **_rank_fields(place),
-        )
-        write_all(fd, resume)
+        write_all(fd, _resume_event(state, start_step, options["durability"], place))
     except BaseException:
         locks.release_lock(run_dir, place.rank)
         raise
@@ -244,6 +234,20 @@ def resume_run(
         rank=place.rank,
         restart=place.restart,
         **options,
+    )
+
+
+def _resume_event(state: dict[str, Any], start_step: int | None, durability: str, place: ranks.Place) -> bytes:
+    """The resume event opening a new segment of this process's events file (git from rank 0 only)."""
+    return fmt.encode_control_event(
+        fmt.RESUME,
+        segment=state["segments"],
+        start_step=start_step,
+        time=_time(),
+        w=state["wallclock"],
+        durability=durability,
+        meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
+        **_rank_fields(place),
     )
 
 
