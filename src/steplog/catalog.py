@@ -80,7 +80,7 @@ def _root(root: str | os.PathLike | Storage, storage_options: dict[str, Any] | N
 
 
 def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """A catalog row (flat dict) from a decoded sidecar (``compact.read_sidecar``).
+    """A catalog row (flat dict) from a decoded sidecar (``sidecar.read_sidecar``).
 
     Example:
         >>> row = sidecar_row({"run_id": "r", "name": "a", "status": "finished", "start_time": 0.0,
