@@ -38,8 +38,9 @@ import orjson
 import polars as pl
 
 from . import format as fmt
-from .model import SUMMARY_FIELDS, SUMMARY_TYPES, RunDir, decode_summary
+from .model import RunDir
 from .storage import PARTS_DIR, LocalStorage, Storage, open_root
+from .summaries import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
 
 #: Where the catalog lives, relative to the root.
 CATALOG_FILE = "_catalog/runs.parquet"
@@ -79,7 +80,7 @@ def _root(root: str | os.PathLike | Storage, storage_options: dict[str, Any] | N
 
 
 def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """A catalog row (flat dict) from a decoded sidecar (``compact.read_sidecar``).
+    """A catalog row (flat dict) from a decoded sidecar (``sidecar.read_sidecar``).
 
     Example:
         >>> row = sidecar_row({"run_id": "r", "name": "a", "status": "finished", "start_time": 0.0,
@@ -88,8 +89,8 @@ def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
         >>> row["config.m.d"], row["summary.loss.min"], row["segments"], str(row["end_time"])
         (8, 0.5, 1, '1970-01-01 00:00:01+00:00')
     """
-    from .model import sidecar_ranks
     from .runtable import flatten_config, rank_status_text  # the run table's columns, as runs() makes them
+    from .sidecar import sidecar_ranks
 
     finish = sidecar.get("finish") or {}
     error = finish.get("error")
