@@ -19,7 +19,7 @@ import orjson
 import polars as pl
 
 from . import format as fmt
-from .model import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
+from .summaries import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
 from .storage import Storage
 
 #: Where the catalog lives, relative to the root.
@@ -46,7 +46,7 @@ GENERATION_KEY = "steplog.generation"
 
 
 def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """A catalog row (flat dict) from a decoded sidecar (``compact.read_sidecar``).
+    """A catalog row (flat dict) from a decoded sidecar (``sidecar.read_sidecar``).
 
     Example:
         >>> row = sidecar_row({"run_id": "r", "name": "a", "status": "finished", "start_time": 0.0,
@@ -55,8 +55,8 @@ def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
         >>> row["config.m.d"], row["summary.loss.min"], row["segments"], str(row["end_time"])
         (8, 0.5, 1, '1970-01-01 00:00:01+00:00')
     """
-    from .model import sidecar_ranks
     from .runtable import flatten_config, rank_status_text  # the run table's columns, as runs() makes them
+    from .sidecar import sidecar_ranks
 
     finish = sidecar.get("finish") or {}
     error = finish.get("error")

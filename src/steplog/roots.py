@@ -36,8 +36,9 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .model import Loaded, RemoteRun, check_sidecar
+from .model import Loaded, RemoteRun
 from .reader import parse_events
+from .sidecar import check_sidecar
 from .storage import PARTS_DIR, LocalStorage, Storage, is_url, open_root, read_parts
 
 #: What a query accepts as ``root``: a folder, an ``s3://`` URL, or an opened ``Storage``.
