@@ -19,8 +19,8 @@ import orjson
 import polars as pl
 
 from . import format as fmt
-from .summaries import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
 from .storage import Storage
+from .summaries import SUMMARY_FIELDS, SUMMARY_TYPES, decode_summary
 
 #: Where the catalog lives, relative to the root.
 CATALOG_FILE = "_catalog/runs.parquet"
