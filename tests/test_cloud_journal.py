@@ -105,9 +105,13 @@ def test_runs_added_or_removed_by_other_tools_are_seen(pushed, tmp_path):
         remote.put(f"{added}/{name}", (extra / added / name).read_bytes())
     for name in ("metrics.parquet", "run.json"):
         remote.delete(f"{ids[2]}/{name}")
-    table, _, _ = journal.fast_read(remote)
-    assert sorted(table["run_id"].to_list()) == sorted([*ids[:2], ids[3], added])
+    [half] = make_runs(tmp_path / "half", 1)  # a push killed between a new run's Parquet file and its sidecar
+    remote.put(f"{half}/metrics.parquet", (tmp_path / "half" / half / "metrics.parquet").read_bytes())
+    table, others, _ = journal.fast_read(remote)
+    assert sorted(table["run_id"].to_list()) == sorted([*ids[:2], ids[3], added]) and others == [half]
     assert_frame_equal(catalog.read(remote).table, catalog.read(remote, full=True).table)
+    listed = steplog.runs(remote)["run_id"].to_list()
+    assert sorted(listed) == sorted([*ids[:2], ids[3], added])  # the half-pushed run is no run yet
 
 
 def test_two_writers_racing_never_lose_a_row(pushed, tmp_path):
