@@ -163,3 +163,17 @@ def test_live_runs_beside_a_current_catalog(pushed):
     sync(remote.url, root=local, storage_options=remote.options)  # compacted form pushed, parts removed
     assert journal.fast_read(remote)[1] == []
     same_as_local(remote, local)
+
+
+def test_a_marker_naming_many_catalogued_runs_means_a_full_listing_and_old_markers_go(pushed, monkeypatch):
+    local, remote, ids = pushed
+    old = journal.PENDING + "20200101T000000-killed.json"  # a push killed long ago
+    remote.put(old, b'{"runs": ["%s", "%s"]}' % (ids[0].encode(), ids[1].encode()))
+    assert journal.fast_read(remote)[2] == 4  # two HEADs, both current
+    monkeypatch.setattr(journal, "RECHECK_LIMIT", 1)
+    assert journal.fast_read(remote) is None  # more HEADs than a listing would cost
+    same_as_local(remote, local)
+    new_best(local, ids[3], -4.0)
+    push(remote.url, root=local, storage_options=remote.options, quiet=True)  # its commit removes the old marker
+    assert journal.journal(remote).pending == [] and journal.fast_read(remote) is not None
+    same_as_local(remote, local)

@@ -85,7 +85,8 @@ def rebuild(
     root: str | os.PathLike | Storage = "experiment_logs", *, storage_options: dict[str, Any] | None = None
 ) -> int:
     """Write the catalog again from the sidecars of every compacted run; returns the row count.
-    On an object store it also removes the pending markers of pushes killed over a day ago.
+    On an object store (as every catalog write there) it also removes the pending markers of pushes
+    killed over a day ago.
 
     Example:
         >>> import tempfile
@@ -97,10 +98,7 @@ def rebuild(
         frame = journal.full_rows(storage, None)[0]
         storage.put(CATALOG_FILE, catalog_bytes(frame, None))
         return frame.height
-    stale = journal.journal(storage).pending  # listed first: markers put later belong to pushes under way
-    written = journal.commit(storage, journal.full_rows(storage, None)[0], replace=True)
-    journal.remove_stale_markers(storage, stale)
-    return written.height
+    return journal.commit(storage, journal.full_rows(storage, None)[0], replace=True).height
 
 
 def update(

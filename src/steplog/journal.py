@@ -16,7 +16,8 @@ A full listing (names, sizes, ETags) is what made a stale catalog harmless, and 
 (the delimiter ``/``: a page per 1,000 runs, whatever they hold) and HEADs the sidecar of only the
 runs a marker names or the catalog lacks. It gives up (the caller lists everything) when the
 catalog is missing, damaged, records no generation, or is older than the highest generation
-marker (a catalog written back from an old copy). Why the answer is never wrong: a sidecar
+marker (a catalog written back from an old copy), or when markers name more catalogued runs than
+``RECHECK_LIMIT`` (or 2% of the runs). Why the answer is never wrong: a sidecar
 ``steplog push`` wrote is either under a marker still there (checked), or its run's row is in
 every catalog of that generation or later (the marker goes only after the commit and the
 generation marker); runs added or removed by any means change the folder listing. Not seen
@@ -48,9 +49,12 @@ from .storage import LocalStorage, Storage, StorageError
 
 GENERATIONS = "_catalog/generation/"
 PENDING = "_catalog/pending/"
+#: Catalogued runs under pending markers beyond which ``fast_read`` lists everything instead (a HEAD
+#: each would cost more requests than a listing's page per 1,000 objects): this, or 2% of the runs.
+RECHECK_LIMIT = 100
 _ATTEMPTS = 50
 _THREADS = 16
-#: A pending marker this old is taken to be a killed push's, and ``steplog catalog --rebuild`` removes it.
+#: A pending marker this old is taken to be a killed push's: the next catalog write removes it.
 STALE_MARKER = _dt.timedelta(days=1)
 
 
@@ -164,6 +168,8 @@ def fast_read(storage: Storage) -> tuple[pl.DataFrame, list[str], int] | None:
     if pending is None:
         return None
     known = set(frame["run_id"].to_list())
+    if len(pending & known) > max(RECHECK_LIMIT, len(prefixes) // 50):  # HEADs would cost more than a listing
+        return None
     heads = _heads(storage, sorted((prefixes - known) | (pending & prefixes)))
     rows = dict(zip(frame["run_id"].to_list(), frame[STAMP].to_list()))
     stale = {run_id for run_id, stamp in heads.items() if run_id in known and stamp != rows[run_id]}
@@ -224,7 +230,7 @@ def commit(
         merged = _merge(storage, base, rows, drop, replace)
         new = (generation or 0) + 1
         if storage.put_if(CATALOG_FILE, catalog_bytes(merged, new), base_stamp) is not None:
-            _advance(storage, new)
+            remove_stale_markers(storage, _advance(storage, new).pending)
             return merged
     raise StorageError(f"cannot write {storage.uri(CATALOG_FILE)}: it kept changing ({_ATTEMPTS} tries); try again")
 
@@ -258,17 +264,19 @@ def _merge(
     return pl.concat([p for p in parts if p.height] or [rows_frame([])], how="diagonal_relaxed")
 
 
-def _advance(storage: Storage, generation: int) -> None:
-    """Put the marker of ``generation``, then remove the lower ones."""
+def _advance(storage: Storage, generation: int) -> Journal:
+    """Put the marker of ``generation``, then remove the lower ones; returns the journal it listed."""
     storage.put(f"{GENERATIONS}{generation:016d}", b"")
-    for name in journal(storage).generations:
+    marks = journal(storage)
+    for name in marks.generations:
         if int(name[len(GENERATIONS) :]) < generation:
             storage.delete(name)
+    return marks
 
 
 def remove_stale_markers(storage: Storage, markers: list[str], now: _dt.datetime | None = None) -> list[str]:
-    """Remove the pending ``markers`` older than ``STALE_MARKER`` (pushes killed before their
-    commit, whose runs a rebuild has just read); returns their names.
+    """Remove the pending ``markers`` older than ``STALE_MARKER``, taken to be pushes killed before
+    their commit (every catalog write calls it, after the commit); returns their names.
 
     Example:
         >>> remove_stale_markers(LocalStorage("/no/such/root"), ["_catalog/pending/20200101T000000-ab.json"])
