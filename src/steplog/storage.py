@@ -6,7 +6,7 @@
 ``polars_options`` (the ``storage_options`` for Polars' own cloud scanning of Parquet).
 
 Local folders need nothing more than the standard library. URLs use obstore (``pip install
-'steplog[cloud]'``), chosen over fsspec/s3fs because it is one small compiled package (no
+'steplog[cloud]'``; ``ObjectStorage``, in ``steplog.objectstore``), chosen over fsspec/s3fs because it is one small compiled package (no
 aiobotocore/fsspec stack), and because it is the same Rust ``object_store`` crate Polars scans
 with, so credentials, endpoints and ``storage_options`` keys mean the same to both.
 Credentials and endpoints come the usual way: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
