@@ -12,7 +12,7 @@ A full listing (names, sizes, ETags) is what made a stale catalog harmless, and 
   written. Before writing, a committer HEADs the sidecars whose row it changes (a HEAD made after
   reading the catalog it replaces), so the last writer never writes a row older than the sidecar.
 
-``fast_read`` lists ``_catalog/`` (markers), then GETs the catalog, lists the root's folders
+``fast_read`` lists ``_catalog/`` and reads the pending markers, then GETs the catalog, lists the root's folders
 (the delimiter ``/``: a page per 1,000 runs, whatever they hold) and HEADs the sidecar of only the
 runs a marker names or the catalog lacks. It gives up (the caller lists everything) when the
 catalog is missing, damaged, records no generation, or is older than the highest generation
@@ -154,7 +154,10 @@ def fast_read(storage: Storage) -> tuple[pl.DataFrame, list[str], int] | None:
     """
     if isinstance(storage, LocalStorage):
         return None
-    marks = journal(storage)  # first: a marker removed after this had its rows committed before
+    marks = journal(storage)  # first, and the markers read before the catalog: one gone by then had
+    pending = _pending_runs(storage, marks.pending)  # its rows committed before the catalog is read
+    if pending is None:
+        return None
     with ThreadPoolExecutor(1) as pool:
         folders = pool.submit(storage.run_prefixes)
         try:
@@ -163,9 +166,6 @@ def fast_read(storage: Storage) -> tuple[pl.DataFrame, list[str], int] | None:
             return None
         prefixes = {name for name in folders.result() if store.may_name_run(name)}
     if frame is None or generation is None or generation < marks.generation:
-        return None
-    pending = _pending_runs(storage, marks.pending)
-    if pending is None:
         return None
     known = set(frame["run_id"].to_list())
     if len(pending & known) > max(RECHECK_LIMIT, len(prefixes) // 50):  # HEADs would cost more than a listing
