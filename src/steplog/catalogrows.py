@@ -206,5 +206,3 @@ def _utc(seconds: Any) -> Any:
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return None
     return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
-
-
