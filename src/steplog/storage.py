@@ -6,9 +6,10 @@
 ``polars_options`` (the ``storage_options`` for Polars' own cloud scanning of Parquet).
 
 Local folders need nothing more than the standard library. URLs use obstore (``pip install
-'steplog[cloud]'``; ``ObjectStorage``, in ``steplog.objectstore``), chosen over fsspec/s3fs because it is one small compiled package (no
-aiobotocore/fsspec stack), and because it is the same Rust ``object_store`` crate Polars scans
-with, so credentials, endpoints and ``storage_options`` keys mean the same to both.
+'steplog[cloud]'``; ``ObjectStorage``, in ``steplog.objectstore``), chosen over fsspec/s3fs
+because it is one small compiled package (no aiobotocore/fsspec stack), and because it is the
+same Rust ``object_store`` crate Polars scans with, so credentials, endpoints and
+``storage_options`` keys mean the same to both.
 Credentials and endpoints come the usual way: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
 ``AWS_SESSION_TOKEN``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` (a plain ``http://`` endpoint, such
 as MinIO or a local test server, is allowed automatically), or ``storage_options`` with the same
