@@ -208,3 +208,33 @@ def test_nan_and_inf_are_marked_on_the_chart_and_in_the_tooltip(root, open_page)
     page.mouse.move(box["x"] + x + 1, box["y"] + 20)
     page.locator("#tooltip").wait_for(state="visible")
     assert "nan" in page.locator("#tooltip td.v").all_inner_texts()
+
+
+def test_a_two_rank_run_shows_each_rank_and_a_chart_shows_one_rank_or_all(root, open_page):
+    from test_ui_api import two_rank_run
+
+    two_rank_run(root)  # two real processes; rank 1 died
+    page = open_page("?metrics=loss")
+    status = page.locator("#runs-body td.status")
+    assert status.inner_text().split() == ["crashed", "×2", "rank", "1", "crashed"]
+    assert "rank 0: finished" in status.get_attribute("title") and "rank 1: crashed" in status.get_attribute("title")
+    data = series_of(page, "loss")  # the default: rank 0
+    assert len(data) == 2 and data[1] == [float(s) for s in range(40)]
+    pick = page.locator(".panel[data-metric=loss] select.rank-pick")
+    assert pick.evaluate("s => [...s.options].map(o => o.value)") == ["0", "1", "all"]
+    pick.select_option("all")
+    page.wait_for_function("window.steplog.data('loss').length === 3")
+    xs, first, second = series_of(page, "loss")
+    assert defined(first) == [float(s) for s in range(40)] and defined(second) == [100.0 + s for s in range(25)]
+    assert page.locator(".panel[data-metric=loss] .legend").inner_text().split("\n") == ["ddp · rank 0", "ddp · rank 1"]
+    assert "ranks=loss:all" in page.url
+    pick.select_option("1")
+    page.wait_for_function("window.steplog.data('loss').length === 2 && window.steplog.data('loss')[1][0] === 100")
+    page.reload()
+    page.wait_for_function("window.steplog && window.steplog.ready === true")
+    assert series_of(page, "loss")[1] == [100.0 + s for s in range(25)]  # the URL kept the rank
+    page.locator("#runs-body a.run-link").click()
+    page.wait_for_selector("#run-body .ranks-table")
+    rows = page.locator("#run-body .ranks-table tr").all_inner_texts()
+    assert rows[1].split("\t")[:2] == ["0", "finished"] and rows[2].split("\t")[:2] == ["1", "crashed"]
+    assert page.locator("#run-body .ranks-table td.status.crashed").count() == 1

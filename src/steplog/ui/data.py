@@ -147,6 +147,9 @@ class Data:
         ``width`` pixels; with a ``cursor`` (of an earlier answer), only the points added since."""
         live = self.live(run_dir, rank)
         if live is None:
+            ranks = [r.get("rank") for r in self.sidecar(run_dir).get("ranks") or [] if isinstance(r, dict)] or [0]
+            if rank not in ranks:
+                raise no_such_rank(run_dir, rank, ranks)
             series = self._compacted_series(run_dir, metrics, x, lo, hi, width, rank)
             marks, cursor_out, reset = self._compacted_marks(run_dir, x, rank), None, cursor is not None
         else:

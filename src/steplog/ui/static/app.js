@@ -14,7 +14,7 @@ const HIGHER_BETTER = /(acc|accuracy|f1|auc|precision|recall|reward|score|bleu|r
 const POLL_MS = 1000;
 
 const state = { selected: [], explicit: false, metrics: "", x: "step", smooth: 0, zoom: null, log: new Set(),
-  group: "", q: "", sort: null, open: null };
+  group: "", q: "", sort: null, open: null, ranks: new Map() };
 let runs = [];                 // rows of /api/runs, newest first
 const byId = new Map();
 const series = new Map();      // run id -> {metric -> {x, y, nonfinite, raw, count}}, marks, cursor
@@ -57,6 +57,8 @@ function readURL() {
   state.zoom = isFinite(lo) && isFinite(hi) && lo < hi ? [lo, hi] : null;
   state.log = new Set((p.get("log") || "").split(",").filter(Boolean));
   state.group = p.get("group") || ""; state.q = p.get("q") || ""; state.open = p.get("run") || null;
+  state.ranks = new Map((p.get("ranks") || "").split(",").map((t) => t.split(":")).filter(([m, r]) => m && /^(all|\d+)$/.test(r || ""))
+    .map(([m, r]) => [m, r === "all" ? "all" : +r]));
   const sort = (p.get("sort") || "").split(":"); state.sort = sort[0] ? { key: sort[0], dir: sort[1] === "asc" ? 1 : -1 } : null;
 }
 function writeURL() {
@@ -67,7 +69,8 @@ function writeURL() {
   if (state.log.size) p.set("log", [...state.log].join(",")); if (state.group) p.set("group", state.group);
   if (state.q) p.set("q", state.q); if (state.sort) p.set("sort", state.sort.key + ":" + (state.sort.dir > 0 ? "asc" : "desc"));
   if (state.open) p.set("run", state.open);
-  const q = p.toString().replace(/%2C/g, ","); history.replaceState(null, "", q ? "?" + q : location.pathname);
+  if (state.ranks.size) p.set("ranks", [...state.ranks].map(([m, r]) => m + ":" + r).join(","));
+  const q = p.toString().replace(/%2C/g, ",").replace(/%3A/g, ":"); history.replaceState(null, "", q ? "?" + q : location.pathname);
 }
 
 async function api(path, params) {
@@ -158,7 +161,7 @@ function tableRow(r, cols, rows) {
     if (c.key === "name") { td = el("td", "name"); const a = el("a", "run-link", r.name || r.id); a.href = "?run=" + encodeURIComponent(r.id);
       a.title = (r.name || "") + "\n" + r.id; a.addEventListener("click", (e) => { e.preventDefault(); e.stopPropagation(); openRun(r.id); });
       td.append(a); }
-    else if (c.key === "status") { td = el("td", "status " + r.status, r.status); if (r.error) td.title = r.error; }
+    else if (c.key === "status") { td = statusCell(r); }
     else if (c.key === "start") { td = el("td", "num", ago(v)); if (v) td.title = new Date(v * 1000).toISOString(); }
     else if (c.key === "duration") td = el("td", "num", duration(v));
     else if (c.key === "steps") { td = el("td", "num", abbrev(v)); td.title = v ?? ""; }
@@ -170,6 +173,14 @@ function tableRow(r, cols, rows) {
       if (a >= 0 && b >= 0) { select(ids.slice(Math.min(a, b), Math.max(a, b) + 1), true); lastClicked = r.id; return; } }
     lastClicked = r.id; select([r.id], !state.selected.includes(r.id)); });
   return tr;
+}
+function statusCell(r) {  // the run's status; for several ranks, how many and any rank that crashed or failed
+  const td = el("td", "status " + r.status, r.status); const tips = r.error ? [r.error] : [];
+  if (r.ranks) { const ranks = Object.entries(r.ranks); td.append(el("span", "ranks", ` ×${ranks.length}`));
+    const bad = ranks.filter(([, st]) => st === "crashed" || st === "failed");
+    if (bad.length) { const st = bad[0][1]; td.append(el("span", "rank-bad status " + st, ` rank ${bad.map(([k]) => k).join(",")} ${st}`)); }
+    tips.push(ranks.map(([k, st]) => `rank ${k}: ${st}`).join("\n")); }
+  if (tips.length) td.title = tips.join("\n"); return td;
 }
 function select(ids, on) {
   const set = new Set(state.selected); for (const id of ids) on ? set.add(id) : set.delete(id);
@@ -203,8 +214,13 @@ function makePanel(m) {
   const tools = el("div", "panel-tools"); const info = el("span", "pts"); const log = el("button", state.log.has(m) ? "on" : "", "log");
   log.title = "logarithmic y axis"; log.addEventListener("click", () => { state.log.has(m) ? state.log.delete(m) : state.log.add(m);
     log.classList.toggle("on"); writeURL(); const p = panels.get(m); p.plot && p.plot.destroy(); p.plot = null; draw(m); });
-  tools.append(info, log); head.append(el("span", "panel-title", m), tools); const holder = el("div"), legendBox = el("div", "legend"); root.append(head, holder, legendBox);
-  return { root, holder, info, legend: legendBox, plot: null, key: "" };
+  const pick = el("select", "rank-pick"); pick.title = "which rank of a multi-process run this chart shows";
+  pick.addEventListener("change", async () => { const v = pick.value === "all" ? "all" : +pick.value;
+    v === 0 ? state.ranks.delete(m) : state.ranks.set(m, v); writeURL();
+    await Promise.all(wantedLines().filter((l) => !series.has(l.key)).map((l) => loadRun(l).catch((e) => console.warn(e))));
+    draw(m); window.steplog.loads++; });
+  tools.append(info, pick, log); head.append(el("span", "panel-title", m), tools); const holder = el("div"), legendBox = el("div", "legend"); root.append(head, holder, legendBox);
+  return { root, holder, info, pick, legend: legendBox, plot: null, key: "" };
 }
 function ema(ys, alpha) {  // debiased exponential moving average (as TensorBoard), skipping gaps
   const out = new Array(ys.length); let last = 0, n = 0;
@@ -216,13 +232,36 @@ function groupColour(g) {  // the same colour for a group in every panel: its ra
   const all = [...new Set(state.selected.map(groupOf))].sort(); return PALETTE[Math.max(0, all.indexOf(g)) % PALETTE.length]; }
 function groupOf(id) { if (!state.group) return null; const r = byId.get(id); const v = r ? r.flat[state.group] : undefined;
   return state.group + "=" + (v === undefined ? "(none)" : JSON.stringify(v)); }
+// ---------- ranks: a panel shows rank 0 (the default), one rank, or every rank overlaid ----------
+function runRanks(id) { const r = byId.get(id); return r && r.ranks ? Object.keys(r.ranks).map(Number) : [0]; }
+function lineKey(id, rank) { return rank ? id + "@" + rank : id; }
+function panelLines(m) {  // the (run, rank) lines panel m draws
+  const mode = state.ranks.get(m) ?? 0, out = [];
+  for (const id of state.selected) { const have = runRanks(id);
+    for (const rank of mode === "all" ? have : have.includes(mode) ? [mode] : []) out.push({ key: lineKey(id, rank), id, rank }); }
+  return out;
+}
+function multiRank() { return state.selected.some((id) => runRanks(id).length > 1); }
+function wantedLines() {  // every (run, rank) some panel needs, rank 0 of each charted run first
+  const seen = new Map(); for (const id of state.selected) seen.set(id, { key: id, id, rank: 0 });
+  for (const m of panels.keys()) for (const l of panelLines(m)) seen.set(l.key, l);
+  return [...seen.values()];
+}
+function lineLabel(l, m) { const name = (byId.get(l.id) || {}).name || l.id;
+  return (state.ranks.get(m) ?? 0) !== 0 || l.rank ? `${name} · rank ${l.rank}` : name; }
+function lineColour(l, m) {  // the run's colour; ranks of one charted run overlaid get a colour each
+  if (state.ranks.get(m) === "all" && state.selected.length === 1) return PALETTE[(slot(l.id) + l.rank) % PALETTE.length];
+  return colour(l.id);
+}
+function lineDash(l, m) { return state.ranks.get(m) === "all" && state.selected.length > 1 && l.rank ? [[6, 3], [2, 3], [8, 3, 2, 3]][(l.rank - 1) % 3] : undefined; }
+
 function plotData(m) {
-  const ids = state.selected.filter((id) => series.has(id) && series.get(id).metrics[m]);
+  const ids = panelLines(m).filter((l) => series.has(l.key) && series.get(l.key).metrics[m]);
   const tables = [], specs = [], nullModes = [];
-  for (const id of ids) { const s = series.get(id).metrics[m]; let ys = Array.from(s.y, (v) => (v === null || Number.isNaN(v) ? null : v));
+  for (const l of ids) { const id = l.id, s = series.get(l.key).metrics[m]; let ys = Array.from(s.y, (v) => (v === null || Number.isNaN(v) ? null : v));
     if (state.log.has(m)) ys = ys.map((v) => (v !== null && v > 0 ? v : null));
     const cols = [Array.from(s.x), ys]; if (state.smooth > 0) cols.push(ema(ys, state.smooth));
-    tables.push(cols); nullModes.push(cols.slice(1).map(() => 1)); specs.push({ id, smooth: state.smooth > 0, count: s.x.length }); }
+    tables.push(cols); nullModes.push(cols.slice(1).map(() => 1)); specs.push({ id, line: l, smooth: state.smooth > 0, count: s.x.length }); }
   if (!tables.length) return { ids, data: [[]], specs };
   const data = tables.length === 1 ? tables[0] : uPlot.join(tables, nullModes);
   return state.group ? { ids, ...grouped(data, specs) } : { ids, data, specs };
@@ -248,28 +287,36 @@ function seriesOpts(m, specs) {
       { label: s.group + " min", stroke: "transparent", points: { show: false } },
       { label: `${s.group} (${s.count} runs)`, stroke: c, width: 1.5, points: { show: false }, spanGaps: true, _colour: c });
     bands.push({ series: [base, base + 1], fill: c + "2e" }); });
-  else specs.forEach((s) => { const c = colour(s.id), name = (byId.get(s.id) || {}).name || s.id;
-    out.push({ label: name, stroke: s.smooth ? c + "40" : c, width: s.smooth ? 1 : 1.5, _run: s.id, _colour: c, _raw: true,
-      points: { show: s.count <= 60, size: 4, fill: c } });
-    if (s.smooth) out.push({ label: name + " (smoothed)", stroke: c, width: 1.75, points: { show: false }, spanGaps: true, _run: s.id, _colour: c, _smooth: true }); });
+  else specs.forEach((s) => { const c = lineColour(s.line, m), name = lineLabel(s.line, m), dash = lineDash(s.line, m);
+    out.push({ label: name, stroke: s.smooth ? c + "40" : c, width: s.smooth ? 1 : 1.5, _run: s.line.key, _label: name, _colour: c, _raw: true,
+      dash, spanGaps: true, points: { show: s.count <= 60, size: 4, fill: c } });
+    if (s.smooth) out.push({ label: name + " (smoothed)", stroke: c, width: 1.75, dash, points: { show: false }, spanGaps: true,
+      _run: s.line.key, _label: name, _colour: c, _smooth: true }); });
   return { series: out, bands, grid: css.getPropertyValue("--line").trim(), text: css.getPropertyValue("--muted").trim() };
 }
 function xValues(u, splits) { if (state.x === "wallclock") return splits.map(duration);
   if (state.x === "step") return splits.map(abbrev); return null; }
 function draw(m) {
   const p = panels.get(m); if (!p) return; const { ids, data, specs } = plotData(m); const width = panelWidth();
-  const key = [ids.join(","), state.smooth > 0, state.group, state.x, width, state.log.has(m)].join("|");
+  const key = [ids.map((l) => l.key).join(","), state.smooth > 0, state.group, state.x, width, state.log.has(m), state.ranks.get(m)].join("|");
   if (p.plot && p.key === key) { p.plot.setData(data, !state.zoom); if (state.zoom) p.plot.setScale("x", { min: state.zoom[0], max: state.zoom[1] }); }
   else { if (p.plot) p.plot.destroy(); p.key = key; p.plot = makePlot(m, data, specs, width); p.holder.replaceChildren(p.plot.root);
     if (state.zoom) p.plot.setScale("x", { min: state.zoom[0], max: state.zoom[1] }); }
-  legend(p, m, ids);
-  let count = 0, raw = true; for (const id of ids) { const s = series.get(id).metrics[m]; count += s.count; raw = raw && s.raw; }
+  legend(p, m, ids); rankOptions(p, m);
+  let count = 0, raw = true; for (const l of ids) { const s = series.get(l.key).metrics[m]; count += s.count; raw = raw && s.raw; }
   p.info.textContent = ids.length ? `${abbrev(count)} pts${raw ? "" : " (min/max per px)"}` : "";
   p.info.title = raw ? "every logged point is drawn" : "each pixel keeps its bucket's first, min, max and last point; zoom for every point";
 }
+function rankOptions(p, m) {  // rank 0, each rank, all ranks: only where a charted run has several
+  const ranks = [...new Set(state.selected.flatMap(runRanks))].sort((a, b) => a - b), want = ["0", ...ranks.filter(Boolean).map(String), "all"];
+  p.pick.hidden = !multiRank(); if (p.pick.hidden) return;
+  if ([...p.pick.options].map((o) => o.value).join() !== want.join())
+    p.pick.replaceChildren(...want.map((v) => new Option(v === "all" ? "all ranks" : "rank " + v, v)));
+  p.pick.value = String(state.ranks.get(m) ?? 0);
+}
 function legend(p, m, ids) {  // the charted runs (or groups) of this panel, in their colours
-  const items = state.group ? [...new Set(ids.map(groupOf))].map((g) => [groupColour(g), g]) :
-    ids.map((id) => [colour(id), (byId.get(id) || {}).name || id]);
+  const items = state.group ? [...new Set(ids.map((l) => groupOf(l.id)))].map((g) => [groupColour(g), g]) :
+    ids.map((l) => [lineColour(l, m), lineLabel(l, m)]);
   p.legend.replaceChildren(...items.map(([c, label]) => { const item = el("span", "item"); const sw = el("span", "swatch");
     sw.style.background = c; item.append(sw, el("span", "", label)); return item; }));
 }
@@ -288,10 +335,10 @@ function makePlot(m, data, specs, width) {
 }
 function markers(u, m) {  // NaN/inf at the top edge in the run's colour; resumes as ticks on the x axis
   const ctx = u.ctx, top = u.bbox.top, bottom = u.bbox.top + u.bbox.height, dpr = devicePixelRatio || 1; ctx.save();
-  for (const id of state.selected) { const s = series.get(id); if (!s || !s.metrics[m]) continue; ctx.fillStyle = colour(id);
+  for (const l of panelLines(m)) { const s = series.get(l.key); if (!s || !s.metrics[m]) continue; ctx.fillStyle = lineColour(l, m);
     for (const [x] of s.metrics[m].nonfinite) { const px = u.valToPos(x, "x", true); if (px < u.bbox.left || px > u.bbox.left + u.bbox.width) continue;
       ctx.beginPath(); ctx.moveTo(px - 4 * dpr, top); ctx.lineTo(px + 4 * dpr, top); ctx.lineTo(px, top + 7 * dpr); ctx.fill(); }
-    ctx.strokeStyle = colour(id); ctx.lineWidth = 2 * dpr;
+    ctx.strokeStyle = lineColour(l, m); ctx.lineWidth = 2 * dpr;
     for (const mk of s.marks || []) { const px = u.valToPos(mk.x, "x", true); if (px < u.bbox.left || px > u.bbox.left + u.bbox.width) continue;
       ctx.beginPath(); ctx.moveTo(px, bottom); ctx.lineTo(px, bottom - 9 * dpr); ctx.stroke(); } }
   ctx.restore();
@@ -303,11 +350,11 @@ function tooltip(u, m) {
   const tip = $("tooltip"), i = u.cursor.idx; if (i === null || i === undefined || u.cursor.left < 0) { tip.hidden = true; return; }
   const x = u.data[0][i], rows = new Map();  // one row per run (or group): exact raw value, smoothed beside it
   u.series.forEach((s, k) => { if (k === 0 || s.stroke === "transparent") return; const j = near(u.data[k], i); if (j < 0) return;
-    const key = s._run || s.label, row = rows.get(key) || { colour: s._colour, label: s._run ? (byId.get(s._run) || {}).name || s._run : s.label };
+    const key = s._run || s.label, row = rows.get(key) || { colour: s._colour, label: s._label || s.label };
     if (s._smooth) row.smooth = u.data[k][j]; else { row.value = u.data[k][j]; row.at = u.data[0][j]; } rows.set(key, row); });
-  for (const id of state.selected) { const s = series.get(id); if (!s || !s.metrics[m]) continue;
+  for (const l of panelLines(m)) { const s = series.get(l.key); if (!s || !s.metrics[m]) continue;
     for (const [nx, code] of s.metrics[m].nonfinite) if (Math.abs(u.valToPos(nx, "x") - u.cursor.left) < 5)
-      rows.set(id + code, { colour: colour(id), label: (byId.get(id) || {}).name || id, value: code, at: nx }); }
+      rows.set(l.key + code, { colour: lineColour(l, m), label: lineLabel(l, m), value: code, at: nx }); }
   const sortKey = (r) => { const v = state.smooth > 0 && r.smooth !== undefined ? r.smooth : r.value; return typeof v === "number" ? v : Infinity; };
   const t = el("table");
   for (const r of [...rows.values()].sort((a, b) => sortKey(b) - sortKey(a))) { const tr = el("tr"); const sw = el("span", "swatch");
@@ -325,36 +372,36 @@ function fmtX(x) { return state.x === "time" ? new Date(x * 1000).toISOString().
   state.x === "wallclock" ? duration(x) + ` (${+x.toFixed(2)}s)` : String(x); }
 
 // ---------- data loading ----------
-function seriesParams(id, metrics, cursor) {
-  const p = new URLSearchParams({ run: id, x: state.x, width: String(panelWidth()) });
+function seriesParams(id, metrics, cursor, rank) {
+  const p = new URLSearchParams({ run: id, x: state.x, width: String(panelWidth()) }); if (rank) p.set("rank", rank);
   for (const m of metrics) p.append("metric", m);
   if (cursor !== undefined && cursor !== null) p.set("cursor", cursor);
   else if (state.zoom) { p.set("from", state.zoom[0]); p.set("to", state.zoom[1]); }
   return p;
 }
-async function loadRun(id) {
-  const metrics = Object.keys((byId.get(id) || {}).metrics || {}); if (!metrics.length) { series.delete(id); return; }
-  const body = await api("/api/series", seriesParams(id, metrics));
-  series.set(id, { metrics: body.series, marks: body.marks, cursor: body.cursor, status: body.status, nmetrics: metrics.length });
+async function loadRun(l) {
+  const metrics = Object.keys((byId.get(l.id) || {}).metrics || {}); if (!metrics.length) { series.delete(l.key); return; }
+  const body = await api("/api/series", seriesParams(l.id, metrics, null, l.rank));
+  series.set(l.key, { metrics: body.series, marks: body.marks, cursor: body.cursor, status: body.status, nmetrics: metrics.length });
 }
 let loading = null;
 async function loadAll() {
   const mine = loading = Symbol();
-  await Promise.all(state.selected.map((id) => loadRun(id).catch((e) => console.warn(e))));
+  await Promise.all(wantedLines().map((l) => loadRun(l).catch((e) => console.warn(e))));
   if (mine !== loading) return; for (const m of panels.keys()) draw(m); window.steplog.loads++;
 }
-async function liveTick(id) {  // only the points logged since the cursor travel
-  const s = series.get(id), metrics = Object.keys((byId.get(id) || {}).metrics || {});
-  if (!s || s.cursor === null || metrics.length !== s.nmetrics) return loadRun(id);
-  const body = await api("/api/series", seriesParams(id, metrics, s.cursor));
-  if (body.reset) return loadRun(id);
+async function liveTick(l) {  // only the points logged since the cursor travel
+  const s = series.get(l.key), metrics = Object.keys((byId.get(l.id) || {}).metrics || {});
+  if (!s || s.cursor === null || metrics.length !== s.nmetrics) return loadRun(l);
+  const body = await api("/api/series", seriesParams(l.id, metrics, s.cursor, l.rank));
+  if (body.reset) return loadRun(l);
   let refetch = false;
   for (const [m, add] of Object.entries(body.series)) { if (!add.x.length) continue; const old = s.metrics[m];
     if (!old || (old.x.length && add.x[0] <= old.x[old.x.length - 1])) { refetch = true; continue; }
     old.x = old.x.concat(add.x); old.y = old.y.concat(add.y); old.nonfinite = old.nonfinite.concat(add.nonfinite);
     old.count += add.count; old.raw = old.raw && add.raw; if (old.x.length > 8 * panelWidth()) refetch = true; }
   s.cursor = body.cursor; s.status = body.status; s.marks = body.marks;
-  if (refetch) return loadRun(id);
+  if (refetch) return loadRun(l);
 }
 
 // ---------- live ----------
@@ -362,10 +409,10 @@ let ticks = 0;
 async function poll() {
   ticks++;
   try { if (ticks % 2 === 0) await refreshRuns();
-    const live = state.selected.filter((id) => { const r = byId.get(id), s = series.get(id);
+    const live = wantedLines().filter((l) => { const r = byId.get(l.id), s = series.get(l.key);
       return (r && r.status === "running") || (s && s.status === "running"); });
-    $("live").textContent = live.length ? `live: ${live.length} running` : ""; $("live").classList.toggle("on", live.length > 0);
-    if (live.length) { await Promise.all(live.map((id) => liveTick(id).catch((e) => console.warn(e))));
+    const nlive = new Set(live.map((l) => l.id)).size; $("live").textContent = nlive ? `live: ${nlive} running` : ""; $("live").classList.toggle("on", live.length > 0);
+    if (live.length) { await Promise.all(live.map((l) => liveTick(l).catch((e) => console.warn(e))));
       const before = panels.size; rebuildChartsIfNeeded(); if (panels.size === before) for (const m of panels.keys()) draw(m); }
   } finally { setTimeout(poll, POLL_MS); }
 }
@@ -400,6 +447,7 @@ async function openRun(id) {
   body.append(el("h3", "", "config"), kv(Object.entries(flatten(info.config)).map(([k, v]) => [k, JSON.stringify(v)])));
   const meta = info.meta || {}; body.append(el("h3", "", "meta"), kv(Object.entries(meta).map(([k, v]) =>
     [k, k === "git_dirty" ? (v ? "dirty" : "clean") : Array.isArray(v) ? v.join(" ") : typeof v === "object" ? JSON.stringify(v) : v])));
+  if (info.ranks && info.ranks.length) body.append(el("h3", "", `ranks (${info.ranks.length} of world size ${info.world_size})`), rankTable(info.ranks));
   body.append(el("h3", "", `segments (${info.segments.length})`), segTable(info.segments), el("h3", "", "summary"), sumTable(info.summary));
 }
 function grid(headers, rows) { const t = el("table"); const h = el("tr"); for (const x of headers) h.append(el("th", "", x)); t.append(h);
@@ -407,6 +455,9 @@ function grid(headers, rows) { const t = el("table"); const h = el("tr"); for (c
 function segTable(segs) { return grid(["segment", "start step", "first", "last", "rows", "superseded", "started", "status"],
   segs.map((s) => [s.segment, s.start_step ?? "", s.first_step ?? "", s.last_step ?? "", s.rows ?? "", s.superseded_rows ?? "",
     s.start_time ? new Date(s.start_time * 1000).toISOString().slice(0, 19) : "", s.status || "(none)"])); }
+function rankTable(ranks) { const t = grid(["rank", "status", "host", "pid", "device", "steps", "last step", "segments", "restart"],
+  ranks.map((r) => [r.rank, r.status, r.host ?? "", r.pid ?? "", r.device ?? "", r.steps ?? "", r.last_step ?? "", r.segments ?? "", r.restart ?? ""]));
+  t.classList.add("ranks-table"); [...t.rows].slice(1).forEach((tr, i) => { tr.cells[1].className = "status " + ranks[i].status; }); return t; }
 function sumTable(summary) { return grid(["metric", "count", "NaN", "min", "max", "mean", "last", "step of min"],
   Object.entries(summary || {}).map(([m, s]) => [m, s.count, s.nan_count, num(s.min), num(s.max), num(s.mean), num(s.last), s.step_of_min ?? ""])); }
 function closeRun() { state.open = null; writeURL(); $("run-page").hidden = true; }
