@@ -56,7 +56,7 @@ def handle(data: Data, path: str, query: str) -> tuple[int, dict[str, Any]]:
 
 
 def _runs(data: Data, params: dict[str, list[str]]) -> dict[str, Any]:
-    return {"root": str(data.root), "runs": data.runs_table()}
+    return {"root": data.where, "runs": data.runs_table()}
 
 
 def _run(data: Data, params: dict[str, list[str]]) -> dict[str, Any]:

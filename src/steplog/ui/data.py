@@ -43,14 +43,16 @@ X_AXES = ("step", "wallclock", "time")
 class Data:
     """The runs under ``root`` as the dashboard sees them, with per-run caches (thread-safe)."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Any) -> None:
+        self.root = Path(root) if isinstance(root, (str, os.PathLike)) else root  # a Storage: RemoteData
+        #: The root as the page shows it (a folder, or the URL of an object-store root).
+        self.where = str(getattr(root, "url", None) or self.root)
         self._live: dict[tuple[Any, int], LiveRun] = {}
         self._rows: dict[Any, tuple[Any, dict[str, Any]]] = {}
         self._columns = ColumnCache()
         self._catalog: tuple[pl.DataFrame, list[dict[str, Any]]] | None = None
         self._levels: dict[Any, Any] = {}
-        self._marks: dict[tuple[Path, str], tuple[int, list[dict[str, Any]]]] = {}
+        self._marks: dict[tuple[Any, str, int], tuple[Any, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
         self._table_lock = threading.Lock()
 
@@ -147,7 +149,8 @@ class Data:
         ``width`` pixels; with a ``cursor`` (of an earlier answer), only the points added since."""
         live = self.live(run_dir, rank)
         if live is None:
-            ranks = [r.get("rank") for r in self.sidecar(run_dir).get("ranks") or [] if isinstance(r, dict)] or [0]
+            facts = self.sidecar(run_dir).get("ranks") or []
+            ranks = [int(r["rank"]) for r in facts if isinstance(r, dict) and "rank" in r] or [0]
             if rank not in ranks:
                 raise no_such_rank(run_dir, rank, ranks)
             series = self._compacted_series(run_dir, metrics, x, lo, hi, width, rank)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .. import catalog
 from .api import handle
 from .data import Data
 
@@ -155,9 +156,17 @@ class Server:
         self.stop()
 
 
-def serve(root: str | os.PathLike = "experiment_logs", host: str = "127.0.0.1", port: int = 8765) -> Server:
+def serve(
+    root: str | os.PathLike | Any = "experiment_logs",
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    storage_options: dict[str, Any] | None = None,
+) -> Server:
     """Serve the dashboard of the runs under ``root`` in a background thread; return the server
     (``.url``, ``.stop()``). ``port=0`` picks a free port. Nothing is read until a page asks.
+    ``root`` may be an object-store URL (``s3://bucket/prefix``; ``storage_options`` as for the
+    queries) or an opened ``steplog.storage.open_root(...)``: its compacted runs and the live runs
+    ``steplog sync`` uploads are served, read-only, through the same API.
 
     Example:
         >>> import tempfile
@@ -165,18 +174,14 @@ def serve(root: str | os.PathLike = "experiment_logs", host: str = "127.0.0.1", 
         ...     server.url.startswith("http://127.0.0.1:")
         True
     """
-    root = Path(root)
-    if "://" in str(root):
-        raise ValueError(f"steplog ui reads a local folder; {root} is a URL (sync it to a folder first)")
-    if not root.is_dir():
-        raise FileNotFoundError(f"no folder {root}: give the root that holds your runs (--root)")
+    data = _data(root, storage_options)
     if host not in LOCAL_HOSTS:
         print(
             f"steplog ui: warning: serving on {host}: anyone who can reach port {port} can read every run under {root}",
             file=sys.stderr,
         )
     try:
-        httpd = _Server((host, port), Data(root))
+        httpd = _Server((host, port), data)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise OSError(
@@ -186,3 +191,22 @@ def serve(root: str | os.PathLike = "experiment_logs", host: str = "127.0.0.1", 
             ) from None
         raise
     return Server(httpd, host)
+
+
+def _data(root: Any, storage_options: dict[str, Any] | None) -> Data:
+    """The dashboard's reader of ``root``: a local folder (which must exist), an object-store URL,
+    or an opened ``steplog.storage.Storage`` (as the queries take it)."""
+    from ..storage import LocalStorage, Storage, is_url, open_root
+
+    if isinstance(root, LocalStorage):
+        root = root.folder
+    if isinstance(root, Storage) or is_url(root):
+        from .remote import RemoteData
+
+        storage = root if isinstance(root, Storage) else open_root(root, storage_options)
+        storage.list(f"{catalog.CATALOG_FILE}")  # reachable, bucket there, credentials good: fail now, not per page
+        return RemoteData(storage)
+    folder = Path(str(root).removeprefix("file://"))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder {folder}: give the root that holds your runs (--root)")
+    return Data(folder)
