@@ -149,8 +149,8 @@ class Data:
         ``width`` pixels; with a ``cursor`` (of an earlier answer), only the points added since."""
         live = self.live(run_dir, rank)
         if live is None:
-            facts = self.sidecar(run_dir).get("ranks") or []
-            ranks = [int(r["rank"]) for r in facts if isinstance(r, dict) and "rank" in r] or [0]
+            facts = self.sidecar(run_dir).get("ranks") if rank else None
+            ranks = [int(r["rank"]) for r in facts or [] if isinstance(r, dict) and "rank" in r] or [0]
             if rank not in ranks:
                 raise no_such_rank(run_dir, rank, ranks)
             series = self._compacted_series(run_dir, metrics, x, lo, hi, width, rank)

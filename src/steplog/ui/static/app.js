@@ -244,7 +244,7 @@ function panelLines(m) {  // the (run, rank) lines panel m draws
 function multiRank() { return state.selected.some((id) => runRanks(id).length > 1); }
 function wantedLines() {  // every (run, rank) some panel needs, rank 0 of each charted run first
   const seen = new Map(); for (const id of state.selected) seen.set(id, { key: id, id, rank: 0 });
-  for (const m of panels.keys()) for (const l of panelLines(m)) seen.set(l.key, l);
+  for (const m of chartedMetrics()) for (const l of panelLines(m)) seen.set(l.key, l);
   return [...seen.values()];
 }
 function lineLabel(l, m) { const name = (byId.get(l.id) || {}).name || l.id;
@@ -385,9 +385,10 @@ async function loadRun(l) {
   series.set(l.key, { metrics: body.series, marks: body.marks, cursor: body.cursor, status: body.status, nmetrics: metrics.length });
 }
 let loading = null;
-async function loadAll() {
+function fetchLines() { return Promise.all(wantedLines().map((l) => loadRun(l).catch((e) => console.warn(e)))); }
+async function loadAll(fetching) {
   const mine = loading = Symbol();
-  await Promise.all(wantedLines().map((l) => loadRun(l).catch((e) => console.warn(e))));
+  await (fetching || fetchLines());
   if (mine !== loading) return; for (const m of panels.keys()) draw(m); window.steplog.loads++;
 }
 async function liveTick(l) {  // only the points logged since the cursor travel
@@ -487,7 +488,8 @@ async function start() {
   timing.runs = performance.now();
   if (!state.explicit) state.selected = runs.slice(0, 10).map((r) => r.id);
   refreshGroups(); $("group").value = state.group; renderTable(); timing.table = performance.now();
-  rebuildCharts(); timing.charts = performance.now(); await loadAll(); timing.data = performance.now();
+  const fetching = fetchLines();  // the series travel while the panels are built
+  rebuildCharts(); timing.charts = performance.now(); await loadAll(fetching); timing.data = performance.now();
   if (state.open) openRun(state.open);
   window.steplog.ready = true; chartsDrawn(); setTimeout(poll, POLL_MS);
 }
