@@ -70,7 +70,7 @@ def make_runs(root: Path, count: int = 3, steps: int = 20) -> list[steplog.Run]:
 
 def test_table_lists_runs_and_choosing_two_draws_exactly_their_points(root, open_page):
     runs = make_runs(root)
-    page = open_page(f"?runs={runs[0].id},{runs[2].id}&metrics=loss")
+    page = open_page(f"?runs={runs[0].id},{runs[2].id}&metrics=loss&smooth=0")
     names = page.locator("#runs-body td.name").all_inner_texts()
     assert names == ["lr2", "lr1", "lr0"]  # newest first
     assert page.locator("#runs-body tr.selected td.name").all_inner_texts() == ["lr2", "lr0"]
@@ -88,7 +88,7 @@ def test_table_lists_runs_and_choosing_two_draws_exactly_their_points(root, open
 
 def test_hover_shows_the_step_and_every_runs_value(root, open_page):
     make_runs(root, count=2)
-    page = open_page("?metrics=loss")
+    page = open_page("?metrics=loss&smooth=0")
     box = page.locator(".panel[data-metric=loss] .u-over").bounding_box()
     page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2)
     page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)  # step 0: the left edge
@@ -108,6 +108,8 @@ def test_a_live_run_grows_in_place_without_reload(root, open_page):
     page = open_page("?metrics=loss")
     page.evaluate("window.notReloaded = true")
     assert series_of(page, "loss")[0] == [0, 1, 2, 3, 4]
+    labels = page.evaluate("window.steplog.plot('loss').series.slice(1).map(s => s.label)")
+    assert labels == ["live", "live (smoothed)"] and "smooth" not in page.url  # a modest EMA by default
     assert page.locator("#runs-body td.status").inner_text() == "running"
     for step in range(5, 9):
         run.log({"loss": float(step)})
@@ -177,7 +179,7 @@ def test_group_by_draws_a_mean_line_with_a_min_max_band_and_smoothing_keeps_the_
         with steplog.init(name=name, config={"depth": depth}, root=root) as run:
             for step in range(4):
                 run.log({"loss": offset + step})
-    page = open_page("?metrics=loss&group=depth")
+    page = open_page("?metrics=loss&group=depth&smooth=0")
     data = series_of(page, "loss")
     assert len(data) == 1 + 3 * 2  # per group: max, min, mean
     groups = page.evaluate("window.steplog.plot('loss').series.slice(1).map(s => s.label)")
@@ -214,9 +216,9 @@ def test_a_two_rank_run_shows_each_rank_and_a_chart_shows_one_rank_or_all(root, 
     from test_ui_api import two_rank_run
 
     two_rank_run(root)  # two real processes; rank 1 died
-    page = open_page("?metrics=loss")
+    page = open_page("?metrics=loss&smooth=0")
     status = page.locator("#runs-body td.status")
-    assert status.inner_text().split() == ["crashed", "×2", "rank", "1", "crashed"]
+    assert status.inner_text().split() == ["crashed", "×2", "⚠", "r1"]  # rank 1 crashed
     assert "rank 0: finished" in status.get_attribute("title") and "rank 1: crashed" in status.get_attribute("title")
     data = series_of(page, "loss")  # the default: rank 0
     assert len(data) == 2 and data[1] == [float(s) for s in range(40)]
@@ -238,3 +240,31 @@ def test_a_two_rank_run_shows_each_rank_and_a_chart_shows_one_rank_or_all(root, 
     rows = page.locator("#run-body .ranks-table tr").all_inner_texts()
     assert rows[1].split("\t")[:2] == ["0", "finished"] and rows[2].split("\t")[:2] == ["1", "crashed"]
     assert page.locator("#run-body .ranks-table td.status.crashed").count() == 1
+
+
+def test_empty_root_unknown_runs_panel_order_and_a_stopped_server_are_said_plainly(root, browser):
+    root.mkdir(parents=True)
+    server = steplog.ui.serve(root, port=0)
+    page = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True).new_page()
+    try:
+        page.goto(server.url)
+        page.wait_for_function("window.steplog && window.steplog.ready === true")
+        assert "No runs in this root yet" in page.locator("#empty").inner_text()
+        with steplog.init(name="a", root=root) as run:
+            run.log({"acc": 0.5, "zeta": 1.0, "val_loss": 2.0, "grad_norm": 1.0, "train_loss": 3.0})
+        page.goto(server.url + f"?runs={run.id},nope")
+        page.wait_for_function("window.steplog && window.steplog.ready === true")
+        assert page.locator("#notice").inner_text() == "Not in this root (left out): nope"
+        titles = page.locator(".panel-title").all_inner_texts()
+        assert titles == ["train_loss", "val_loss", "acc", "grad_norm", "zeta"]  # losses first, then scores
+        page.keyboard.press("m")
+        page.keyboard.type("zz")
+        assert page.locator("#empty").inner_text() == 'No metric matches "zz": clear the metric filter.'
+        page.keyboard.press("Escape")
+        assert page.locator(".panel").count() == 5 and "metrics=" not in page.url
+        server.stop()
+        page.wait_for_selector("#live.error", timeout=10_000)
+        assert page.locator("#live").inner_text() == "server unreachable: retrying"
+    finally:
+        page.context.close()
+        server.stop()

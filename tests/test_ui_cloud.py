@@ -118,7 +118,7 @@ def test_the_page_of_a_bucket_in_headless_chromium(served):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)  # for evaluate
-        page.goto(server.url + "?metrics=loss")
+        page.goto(server.url + "?metrics=loss&smooth=0")
         page.wait_for_function("window.steplog && window.steplog.ready === true")
         assert page.locator("#root").inner_text() == url
         assert page.locator("#runs-body td.name").all_inner_texts() == ["lr0.01", "lr0.1"]

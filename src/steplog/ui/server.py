@@ -15,6 +15,7 @@ import errno
 import logging
 import mimetypes
 import os
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -123,7 +124,25 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], data: Data) -> None:
         self.data = data
         self.files = _static_files()
+        self._open: set[socket.socket] = set()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        request, address = super().get_request()
+        self._open.add(request)
+        return request, address
+
+    def shutdown_request(self, request: Any) -> None:
+        self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open (kept-alive) connection: a stopped server answers nothing more."""
+        for request in list(self._open):
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class Server:
@@ -150,6 +169,7 @@ class Server:
         """Stop serving and free the port."""
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.close_connections()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> Server:

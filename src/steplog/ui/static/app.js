@@ -12,6 +12,7 @@ const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9
   "#44AA99", "#EE6677", "#6E7CBA", "#C9A400"];
 const HIGHER_BETTER = /(acc|accuracy|f1|auc|precision|recall|reward|score|bleu|rouge|iou|map)\b/i;
 const POLL_MS = 1000;
+const DEFAULT_SMOOTH = 0.6;    // a modest EMA (TensorBoard's default); the raw curve stays faint behind
 
 const state = { selected: [], explicit: false, metrics: "", x: "step", smooth: 0, zoom: null, log: new Set(),
   group: "", q: "", sort: null, open: null, ranks: new Map() };
@@ -52,7 +53,7 @@ function readURL() {
   const p = new URLSearchParams(location.search);
   if (p.has("runs")) { state.selected = p.get("runs").split(",").filter(Boolean); state.explicit = true; }
   state.metrics = p.get("metrics") || ""; state.x = ["step", "wallclock", "time"].includes(p.get("x")) ? p.get("x") : "step";
-  state.smooth = Math.min(0.99, Math.max(0, parseFloat(p.get("smooth")) || 0));
+  state.smooth = p.has("smooth") ? Math.min(0.99, Math.max(0, parseFloat(p.get("smooth")) || 0)) : DEFAULT_SMOOTH;
   const lo = parseFloat(p.get("from")), hi = parseFloat(p.get("to"));
   state.zoom = isFinite(lo) && isFinite(hi) && lo < hi ? [lo, hi] : null;
   state.log = new Set((p.get("log") || "").split(",").filter(Boolean));
@@ -65,7 +66,7 @@ function writeURL() {
   const p = new URLSearchParams();
   if (state.explicit) p.set("runs", state.selected.join(","));
   if (state.metrics) p.set("metrics", state.metrics); if (state.x !== "step") p.set("x", state.x);
-  if (state.smooth) p.set("smooth", state.smooth); if (state.zoom) { p.set("from", state.zoom[0]); p.set("to", state.zoom[1]); }
+  if (state.smooth !== DEFAULT_SMOOTH) p.set("smooth", state.smooth); if (state.zoom) { p.set("from", state.zoom[0]); p.set("to", state.zoom[1]); }
   if (state.log.size) p.set("log", [...state.log].join(",")); if (state.group) p.set("group", state.group);
   if (state.q) p.set("q", state.q); if (state.sort) p.set("sort", state.sort.key + ":" + (state.sort.dir > 0 ? "asc" : "desc"));
   if (state.open) p.set("run", state.open);
@@ -178,8 +179,8 @@ function statusCell(r) {  // the run's status; for several ranks, how many and a
   const td = el("td", "status " + r.status, r.status); const tips = r.error ? [r.error] : [];
   if (r.ranks) { const ranks = Object.entries(r.ranks); td.append(el("span", "ranks", ` ×${ranks.length}`));
     const bad = ranks.filter(([, st]) => st === "crashed" || st === "failed");
-    if (bad.length) { const st = bad[0][1]; td.append(el("span", "rank-bad status " + st, ` rank ${bad.map(([k]) => k).join(",")} ${st}`)); }
-    tips.push(ranks.map(([k, st]) => `rank ${k}: ${st}`).join("\n")); }
+    if (bad.length) { const st = bad[0][1]; td.append(el("span", "rank-bad status " + st, ` ⚠ r${bad.map(([k]) => k).join(",")}`)); }
+    tips.push(`${ranks.length} ranks\n` + ranks.map(([k, st]) => `rank ${k}: ${st}`).join("\n")); }
   if (tips.length) td.title = tips.join("\n"); return td;
 }
 function select(ids, on) {
@@ -193,7 +194,8 @@ function metricShown(m) { const f = state.metrics.trim().toLowerCase(); if (!f) 
   return f.split(/[,|]/).map((s) => s.trim()).filter(Boolean).some((s) => m.toLowerCase().includes(s)); }
 function chartedMetrics() {
   const names = new Set(); for (const id of state.selected) for (const m of Object.keys((byId.get(id) || {}).metrics || {})) names.add(m);
-  return [...names].sort().filter(metricShown);
+  const kind = (m) => (/loss/i.test(m) ? 0 : HIGHER_BETTER.test(m) ? 1 : 2);  // losses first, then scores, then the rest
+  return [...names].filter(metricShown).sort((a, b) => kind(a) - kind(b) || (a < b ? -1 : a > b ? 1 : 0));
 }
 let widthCache = 0;
 function panelWidth() { return widthCache || (widthCache = measureWidth()); }
@@ -205,8 +207,10 @@ function rebuildCharts() {
   for (const m of metrics) if (!panels.has(m)) { const p = makePanel(m); panels.set(m, p); }
   box.replaceChildren(...metrics.map((m) => panels.get(m).root));
   $("empty").hidden = metrics.length > 0;
-  $("empty").textContent = !runs.length ? "No runs in this root yet: start one with steplog.init(...)" :
-    !state.selected.length ? "Tick runs in the table to chart them." : "No metric matches the filter.";
+  const logged = state.selected.some((id) => Object.keys((byId.get(id) || {}).metrics || {}).length);
+  $("empty").textContent = !runs.length ? "No runs in this root yet: start one with steplog.init(root=...), or try steplog demo." :
+    !state.selected.length ? "Tick runs in the table to chart them." :
+    !logged ? "The charted runs have logged no metrics yet." : `No metric matches "${state.metrics}": clear the metric filter.`;
   for (const m of metrics) draw(m);
 }
 function makePanel(m) {
@@ -289,7 +293,7 @@ function seriesOpts(m, specs) {
     bands.push({ series: [base, base + 1], fill: c + "2e" }); });
   else specs.forEach((s) => { const c = lineColour(s.line, m), name = lineLabel(s.line, m), dash = lineDash(s.line, m);
     out.push({ label: name, stroke: s.smooth ? c + "40" : c, width: s.smooth ? 1 : 1.5, _run: s.line.key, _label: name, _colour: c, _raw: true,
-      dash, spanGaps: true, points: { show: s.count <= 60, size: 4, fill: c } });
+      dash, points: { show: s.count <= 60, size: 4, fill: c } });
     if (s.smooth) out.push({ label: name + " (smoothed)", stroke: c, width: 1.75, dash, points: { show: false }, spanGaps: true,
       _run: s.line.key, _label: name, _colour: c, _smooth: true }); });
   return { series: out, bands, grid: css.getPropertyValue("--line").trim(), text: css.getPropertyValue("--muted").trim() };
@@ -309,7 +313,8 @@ function draw(m) {
 }
 function rankOptions(p, m) {  // rank 0, each rank, all ranks: only where a charted run has several
   const ranks = [...new Set(state.selected.flatMap(runRanks))].sort((a, b) => a - b), want = ["0", ...ranks.filter(Boolean).map(String), "all"];
-  p.pick.hidden = !multiRank(); if (p.pick.hidden) return;
+  p.pick.hidden = !state.selected.some((id) => runRanks(id).length > 1 && m in ((byId.get(id) || {}).metrics || {}));
+  if (p.pick.hidden) return;
   if ([...p.pick.options].map((o) => o.value).join() !== want.join())
     p.pick.replaceChildren(...want.map((v) => new Option(v === "all" ? "all ranks" : "rank " + v, v)));
   p.pick.value = String(state.ranks.get(m) ?? 0);
@@ -385,6 +390,10 @@ async function loadRun(l) {
   series.set(l.key, { metrics: body.series, marks: body.marks, cursor: body.cursor, status: body.status, nmetrics: metrics.length });
 }
 let loading = null;
+function loadMissing() {  // lines a panel shown now needs that were never fetched (a rank chosen, a filter widened)
+  const todo = wantedLines().filter((l) => !series.has(l.key)); if (!todo.length) return;
+  Promise.all(todo.map((l) => loadRun(l).catch((e) => console.warn(e)))).then(() => { for (const m of panels.keys()) draw(m); window.steplog.loads++; });
+}
 function fetchLines() { return Promise.all(wantedLines().map((l) => loadRun(l).catch((e) => console.warn(e)))); }
 async function loadAll(fetching) {
   const mine = loading = Symbol();
@@ -415,7 +424,12 @@ async function poll() {
     const nlive = new Set(live.map((l) => l.id)).size; $("live").textContent = nlive ? `live: ${nlive} running` : ""; $("live").classList.toggle("on", live.length > 0);
     if (live.length) { await Promise.all(live.map((l) => liveTick(l).catch((e) => console.warn(e))));
       const before = panels.size; rebuildChartsIfNeeded(); if (panels.size === before) for (const m of panels.keys()) draw(m); }
-  } finally { setTimeout(poll, POLL_MS); }
+    offline(null);
+  } catch (e) { offline(e); } finally { setTimeout(poll, POLL_MS); }
+}
+function offline(e) {  // the server stopped or failed: say so where the live status shows, keep retrying
+  const live = $("live"); live.classList.toggle("error", !!e);
+  if (e) { live.textContent = "server unreachable: retrying"; live.title = String(e.message || e); } else live.title = "live updates";
 }
 function rebuildChartsIfNeeded() { const want = chartedMetrics().join("\n"); if (want !== [...panels.keys()].join("\n")) rebuildCharts(); }
 async function refreshRuns() {
@@ -463,19 +477,25 @@ function sumTable(summary) { return grid(["metric", "count", "NaN", "min", "max"
   Object.entries(summary || {}).map(([m, s]) => [m, s.count, s.nan_count, num(s.min), num(s.max), num(s.mean), num(s.last), s.step_of_min ?? ""])); }
 function closeRun() { state.open = null; writeURL(); $("run-page").hidden = true; }
 
+function notice(text) { const n = $("notice"); n.textContent = text; n.hidden = false; }
+
 // ---------- start ----------
 function bind() {
   const f = $("filter"); f.value = state.q; f.addEventListener("input", () => { state.q = f.value; writeURL(); renderTable(); });
   const mf = $("metric-filter"); mf.value = state.metrics;
-  mf.addEventListener("input", () => { state.metrics = mf.value; writeURL(); rebuildCharts(); renderTable(); });
+  mf.addEventListener("input", () => { state.metrics = mf.value; writeURL(); rebuildCharts(); renderTable(); loadMissing(); });
   const xs = $("xaxis"); xs.value = state.x; xs.addEventListener("change", () => { state.x = xs.value; state.zoom = null; writeURL(); zoomInfo(); rebuildCharts(); loadAll(); });
   const sm = $("smooth"); sm.value = state.smooth; $("smooth-value").textContent = state.smooth;
   sm.addEventListener("input", () => { state.smooth = +sm.value; $("smooth-value").textContent = sm.value; writeURL(); for (const m of panels.keys()) draw(m); });
   const g = $("group"); g.addEventListener("change", () => { state.group = g.value; writeURL(); for (const m of panels.keys()) draw(m); });
   $("run-close").addEventListener("click", closeRun); $("run-page").addEventListener("click", (e) => { if (e.target.id === "run-page") closeRun(); });
   document.addEventListener("keydown", (e) => {
-    if (e.key === "/" && document.activeElement.tagName !== "INPUT") { e.preventDefault(); f.focus(); }
-    if (e.key === "Escape") { if (!$("run-page").hidden) closeRun(); else if (document.activeElement === f) { f.value = ""; state.q = ""; writeURL(); renderTable(); } } });
+    const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
+    if (e.key === "/" && !typing) { e.preventDefault(); f.focus(); }
+    if (e.key === "m" && !typing && !e.ctrlKey && !e.metaKey) { e.preventDefault(); mf.focus(); }
+    if (e.key === "Escape") { if (!$("run-page").hidden) closeRun();
+      else if (document.activeElement === f) { f.value = ""; state.q = ""; writeURL(); renderTable(); }
+      else if (document.activeElement === mf) { mf.value = ""; state.metrics = ""; writeURL(); rebuildCharts(); renderTable(); loadMissing(); } } });
   let resize; addEventListener("resize", () => { clearTimeout(resize); resize = setTimeout(() => { widthCache = 0; for (const m of panels.keys()) draw(m); }, 150); });
 }
 async function start() {
@@ -484,9 +504,13 @@ async function start() {
     plot: (m) => { const p = panels.get(m); return p ? p.plot : null; } };
   readURL(); bind(); zoomInfo();
   const timing = window.steplog.timing = { start: performance.now() };
-  const body = await api("/api/runs"); $("root").textContent = body.root; $("root").title = body.root; setRuns(body.runs);
+  let body; try { body = await api("/api/runs"); }
+  catch (e) { notice(`Cannot read the runs: ${e.message}`); window.steplog.ready = true; setTimeout(() => location.reload(), 5000); return; }
+  $("root").textContent = body.root; $("root").title = body.root; setRuns(body.runs);
   timing.runs = performance.now();
   if (!state.explicit) state.selected = runs.slice(0, 10).map((r) => r.id);
+  const unknown = state.selected.filter((id) => !byId.has(id)); state.selected = state.selected.filter((id) => byId.has(id));
+  if (unknown.length) notice(`Not in this root (left out): ${unknown.join(", ")}`);
   refreshGroups(); $("group").value = state.group; renderTable(); timing.table = performance.now();
   const fetching = fetchLines();  // the series travel while the panels are built
   rebuildCharts(); timing.charts = performance.now(); await loadAll(fetching); timing.data = performance.now();
