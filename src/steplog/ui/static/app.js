@@ -447,7 +447,7 @@ function resetZoom() { if (!state.zoom) return; state.zoom = null; writeURL(); z
 function zoomInfo() { $("zoom-info").textContent = state.zoom ? `zoom ${fmtX(state.zoom[0])} – ${fmtX(state.zoom[1])} · double-click to reset` : "drag to zoom"; }
 
 // ---------- a run's page ----------
-function kv(pairs) { const t = el("table"); for (const [k, v] of pairs) { const tr = el("tr"); tr.append(el("td", "", k), el("td", "", v)); t.append(tr); } return t; }
+function kv(pairs) { const t = el("table", "kv"); for (const [k, v] of pairs) { const tr = el("tr"); tr.append(el("td", "", k), el("td", "", v)); t.append(tr); } return t; }
 async function openRun(id) {
   state.open = id; writeURL(); const page = $("run-page"), body = $("run-body"); page.hidden = false; body.replaceChildren(el("p", "muted", "loading…"));
   let info; try { info = await api("/api/run", new URLSearchParams({ run: id })); }
@@ -465,7 +465,7 @@ async function openRun(id) {
   if (info.ranks && info.ranks.length) body.append(el("h3", "", `ranks (${info.ranks.length} of world size ${info.world_size})`), rankTable(info.ranks));
   body.append(el("h3", "", `segments (${info.segments.length})`), segTable(info.segments), el("h3", "", "summary"), sumTable(info.summary));
 }
-function grid(headers, rows) { const t = el("table"); const h = el("tr"); for (const x of headers) h.append(el("th", "", x)); t.append(h);
+function grid(headers, rows) { const t = el("table", "grid"); const h = el("tr"); for (const x of headers) h.append(el("th", "", x)); t.append(h);
   for (const r of rows) { const tr = el("tr"); r.forEach((v, i) => tr.append(el("td", i ? "num" : "", v))); t.append(tr); } return t; }
 function segTable(segs) { return grid(["segment", "start step", "first", "last", "rows", "superseded", "started", "status"],
   segs.map((s) => [s.segment, s.start_step ?? "", s.first_step ?? "", s.last_step ?? "", s.rows ?? "", s.superseded_rows ?? "",
