@@ -80,7 +80,7 @@ def runs_table(work: Path, count: int, browser: bool) -> list[str]:
             f"| `/api/runs` warm (a poll) | {stats([w[1] for w in warm])} |",
         ]
         if browser:
-            in_page, driven = interactive(server.url, 5)
+            in_page, driven = interactive(server.url, 10)
             lines.append(
                 f"| page interactive in headless Chromium: navigation start to the charts drawn, as the "
                 f"page measures it | {stats(in_page)} |"
