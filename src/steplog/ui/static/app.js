@@ -219,10 +219,8 @@ function makePanel(m) {
   log.title = "logarithmic y axis"; log.addEventListener("click", () => { state.log.has(m) ? state.log.delete(m) : state.log.add(m);
     log.classList.toggle("on"); writeURL(); const p = panels.get(m); p.plot && p.plot.destroy(); p.plot = null; draw(m); });
   const pick = el("select", "rank-pick"); pick.title = "which rank of a multi-process run this chart shows";
-  pick.addEventListener("change", async () => { const v = pick.value === "all" ? "all" : +pick.value;
-    v === 0 ? state.ranks.delete(m) : state.ranks.set(m, v); writeURL();
-    await Promise.all(wantedLines().filter((l) => !series.has(l.key)).map((l) => loadRun(l).catch((e) => console.warn(e))));
-    draw(m); window.steplog.loads++; });
+  pick.addEventListener("change", () => { const v = pick.value === "all" ? "all" : +pick.value;
+    v === 0 ? state.ranks.delete(m) : state.ranks.set(m, v); writeURL(); draw(m); loadMissing(); });
   tools.append(info, pick, log); head.append(el("span", "panel-title", m), tools); const holder = el("div"), legendBox = el("div", "legend"); root.append(head, holder, legendBox);
   return { root, holder, info, pick, legend: legendBox, plot: null, key: "" };
 }
@@ -418,15 +416,15 @@ async function liveTick(l) {  // only the points logged since the cursor travel
 let ticks = 0;
 async function poll() {
   ticks++;
-  try { if (ticks % 2 === 0) await refreshRuns();
+  try { if (ticks % 2 === 0) { try { await refreshRuns(); unreachable = null; } catch (e) { unreachable = e; } }
     const live = wantedLines().filter((l) => { const r = byId.get(l.id), s = series.get(l.key);
       return (r && r.status === "running") || (s && s.status === "running"); });
     const nlive = new Set(live.map((l) => l.id)).size; $("live").textContent = nlive ? `live: ${nlive} running` : ""; $("live").classList.toggle("on", live.length > 0);
     if (live.length) { await Promise.all(live.map((l) => liveTick(l).catch((e) => console.warn(e))));
       const before = panels.size; rebuildChartsIfNeeded(); if (panels.size === before) for (const m of panels.keys()) draw(m); }
-    offline(null);
-  } catch (e) { offline(e); } finally { setTimeout(poll, POLL_MS); }
+  } finally { offline(unreachable); setTimeout(poll, POLL_MS); }
 }
+let unreachable = null;  // the error of the last runs-table poll, until one succeeds
 function offline(e) {  // the server stopped or failed: say so where the live status shows, keep retrying
   const live = $("live"); live.classList.toggle("error", !!e);
   if (e) { live.textContent = "server unreachable: retrying"; live.title = String(e.message || e); } else live.title = "live updates";
