@@ -357,3 +357,23 @@ def test_a_run_of_two_ranks_lists_each_ranks_status_and_serves_each_ranks_series
     status, body = get(server, "/api/series", run="job-7", metric="loss", rank=5)  # a rank it does not have
     assert status == 404 and "rank 5" in body["error"] and "ranks: 0, 1" in body["error"]
     assert get(server, "/api/series", run="job-7", metric="loss", rank="one")[0] == 400
+
+
+def test_the_runs_table_follows_runs_added_compacted_and_removed_between_polls(root, server):
+    import shutil
+
+    def names():
+        return sorted(r["name"] + ("*" if r["compacted"] else "") for r in get(server, "/api/runs")[1]["runs"])
+
+    with steplog.init(name="a", root=root) as a:
+        a.log({"loss": 1.0})
+    assert names() == ["a"]
+    steplog.compact(root, quiet=True)
+    assert names() == ["a*"]
+    with steplog.init(name="b", root=root) as b:
+        b.log({"loss": 1.0})
+    assert names() == ["a*", "b"]
+    shutil.rmtree(a.dir)
+    assert names() == ["b"]
+    steplog.compact(root, quiet=True)
+    assert names() == ["b*"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,13 @@ from ..levels import read_level
 from ..query import run_info
 from ..rankread import no_such_rank
 from .live import OFFSET, FileSource, LiveRun
-from .table import catalog_rows, newest_first, rank_statuses_json
+from .table import catalog_rows, live_row, newest_first, rank_statuses_json
 
 #: The x axes a chart can use.
 X_AXES = ("step", "wallclock", "time")
+#: The longest a runs-table poll goes without reading the root catalog again (seconds), whatever
+#: the cheap checks in between say.
+FULL_READ_S = 10.0
 
 
 class Data:
@@ -51,6 +55,7 @@ class Data:
         self._rows: dict[Any, tuple[Any, dict[str, Any]]] = {}
         self._columns = ColumnCache()
         self._catalog: tuple[pl.DataFrame, list[dict[str, Any]]] | None = None
+        self._known: tuple[Any, float, list[dict[str, Any]], list[str]] | None = None
         self._levels: dict[Any, Any] = {}
         self._marks: dict[tuple[Any, str, int], tuple[Any, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
@@ -95,16 +100,25 @@ class Data:
 
     def runs_table(self) -> list[dict[str, Any]]:
         """One dict per run, newest first (see docs/dashboard.md, ``GET /api/runs``). One table is
-        built at a time: a request during the server's first read waits for it, then reuses its rows."""
+        built at a time: a request during the server's first read waits for it, then reuses its rows.
+        The compacted runs are read again (``catalog.read``) when the root's folder or its catalog
+        file changed, when a live run left (compacted), and at least every ``FULL_READ_S`` seconds;
+        a poll in between costs two stats and the live runs' own."""
         with self._table_lock:
-            found = catalog.read(self.root)  # one read of the catalog file; sidecars only where it is stale
-            rows = self._catalog_rows(found.table)
-            for run_id in found.live:
+            key = _root_key(self.root)
+            known = self._known
+            if known is None or known[0] != key or time.monotonic() - known[1] > FULL_READ_S:
+                found = catalog.read(self.root)  # the catalog file; sidecars only where it is stale
+                known = self._known = (key, time.monotonic(), self._catalog_rows(found.table), found.live)
+            rows = list(known[2])
+            for run_id in known[3]:
                 try:
                     row = self._live_row(self.root / run_id)
                 except (OSError, ValueError, store.RunNotFoundError, pl.exceptions.PolarsError):
-                    continue  # half-created or being compacted right now: shown on the next poll
-                if row is not None:
+                    row = None  # half-created, or being compacted right now
+                if row is None:
+                    self._known = None  # read the root again next time: it may have been compacted
+                else:
                     rows.append(row)
             return newest_first(rows)
 
@@ -113,7 +127,7 @@ class Data:
         last = self._catalog
         if last is None or not last[0].equals(frame):
             last = self._catalog = (frame, catalog_rows(frame))
-        return [dict(row) for row in last[1]]
+        return last[1]
 
     def _live_row(self, run_dir: Path) -> dict[str, Any] | None:
         key = _signature(run_dir)
@@ -262,6 +276,19 @@ def check_ref(ref: str) -> None:
         raise ValueError(f"run must be a run id, id prefix or name, not a path: got {ref!r}")
 
 
+def _root_key(root: Path) -> tuple[Any, ...]:
+    """What changes when runs are added to or removed from a local root, or compacted: the root
+    folder's modification time and the catalog file's stat (compaction and push rewrite it)."""
+    found: list[Any] = []
+    for path in (root, root / catalog.CATALOG_FILE):
+        try:
+            st = os.stat(path)
+            found += [st.st_mtime_ns, st.st_size, st.st_ino]
+        except OSError:
+            found += [None]
+    return tuple(found)
+
+
 def _signature(run_dir: Path) -> tuple[Any, ...]:
     """What changes when a live run changes: each events file's size and mtime, the sidecar's."""
     found: list[Any] = []
@@ -285,47 +312,6 @@ def _mtime(path: Path) -> int:
 
 def _epoch(value: Any) -> float | None:
     return None if value is None else value.timestamp()
-
-
-def live_row(live: LiveRun, status: str, ranks: dict[str, str] | None) -> dict[str, Any]:
-    """The runs-table row of a run read from its events (rank 0's, the run's status given)."""
-    start = live.start or {}
-    rows = live.rows
-    finish = live.finish or {}
-    metrics = live.metrics()
-    summary = {}
-    if rows.height:
-        figures = rows.select(
-            [
-                pl.struct(
-                    last=pl.col(m).drop_nulls().last(),
-                    min=pl.col(m).fill_nan(None).min(),
-                    max=pl.col(m).fill_nan(None).max(),
-                ).alias(m)
-                for m in metrics
-            ]
-        ).row(0)
-        summary = dict(zip(metrics, figures))
-    last = rows.row(-1, named=True) if rows.height else {}
-    error = finish.get("error")
-    return {
-        "id": start.get("run_id"),
-        "name": start.get("name"),
-        "status": status,
-        "start": start.get("time"),
-        "end": last.get("time"),
-        "duration": last.get("wallclock"),
-        "steps": rows["step"].n_unique() if rows.height else 0,
-        "last_step": last.get("step"),
-        "segments": 1 + len(live.resumes),
-        "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else error,
-        "notes": finish.get("notes"),
-        "world_size": start.get("world_size") or 1,
-        "ranks": ranks,
-        "config": start.get("config") if isinstance(start.get("config"), dict) else {},
-        "metrics": summary,
-        "compacted": False,
-    }
 
 
 def _x_expr(x: str, compacted: bool) -> pl.Expr:

@@ -26,9 +26,9 @@ from .. import catalog, roots, store
 from .. import format as fmt
 from ..rankread import no_such_rank
 from ..storage import PARTS_DIR, Storage, parts_of
-from .data import Data, check_ref, current_rows, live_row
+from .data import Data, check_ref, current_rows
 from .live import LiveRun
-from .table import newest_first
+from .table import live_row, newest_first
 
 #: How long a resolved compacted run is reused before the bucket is asked again (seconds).
 TTL = 5.0
@@ -113,7 +113,7 @@ class RemoteData(Data):
         from their parts, read incrementally."""
         with self._table_lock:
             found = catalog.read(self.storage)
-            rows = self._catalog_rows(found.table)
+            rows = list(self._catalog_rows(found.table))
             for run_id in found.live:
                 run_dir = roots.RemoteRunDir(self.storage, run_id, compacted=False)
                 try:

@@ -16,9 +16,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from .live import LiveRun
 
 #: The run-table columns of a catalog row, as the API names them.
 _FIELDS = {
@@ -57,6 +60,47 @@ def catalog_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
         row["compacted"] = True
         rows.append(row)
     return rows
+
+
+def live_row(live: LiveRun, status: str, ranks: dict[str, str] | None) -> dict[str, Any]:
+    """The runs-table row of a run read from its events (rank 0's, the run's status given)."""
+    start = live.start or {}
+    rows = live.rows
+    finish = live.finish or {}
+    metrics = live.metrics()
+    summary = {}
+    if rows.height:
+        figures = rows.select(
+            [
+                pl.struct(
+                    last=pl.col(m).drop_nulls().last(),
+                    min=pl.col(m).fill_nan(None).min(),
+                    max=pl.col(m).fill_nan(None).max(),
+                ).alias(m)
+                for m in metrics
+            ]
+        ).row(0)
+        summary = dict(zip(metrics, figures))
+    last = rows.row(-1, named=True) if rows.height else {}
+    error = finish.get("error")
+    return {
+        "id": start.get("run_id"),
+        "name": start.get("name"),
+        "status": status,
+        "start": start.get("time"),
+        "end": last.get("time"),
+        "duration": last.get("wallclock"),
+        "steps": rows["step"].n_unique() if rows.height else 0,
+        "last_step": last.get("step"),
+        "segments": 1 + len(live.resumes),
+        "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else error,
+        "notes": finish.get("notes"),
+        "world_size": start.get("world_size") or 1,
+        "ranks": ranks,
+        "config": start.get("config") if isinstance(start.get("config"), dict) else {},
+        "metrics": summary,
+        "compacted": False,
+    }
 
 
 def _metrics(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
