@@ -227,7 +227,8 @@ def _data(root: Any, storage_options: dict[str, Any] | None) -> Data:
         from .remote import RemoteData
 
         storage = root if isinstance(root, Storage) else open_root(root, storage_options)
-        storage.list(f"{catalog.CATALOG_FILE}")  # reachable, bucket there, credentials good: fail now, not per page
+        # reachable, bucket there, credentials good: fail now (one small listing), not on every page
+        storage.list(catalog.CATALOG_FILE.rsplit("/", 1)[0] + "/")
         return RemoteData(storage)
     folder = Path(str(root).removeprefix("file://"))
     if not folder.is_dir():
