@@ -377,3 +377,26 @@ def test_the_runs_table_follows_runs_added_compacted_and_removed_between_polls(r
     assert names() == ["b"]
     steplog.compact(root, quiet=True)
     assert names() == ["b*"]
+
+
+def test_a_live_rank_is_followed_through_its_own_cursor(root, server):
+    ranks = [steplog.init(name="ddp", root=root, rank=r, world_size=2, run_id="job-9") for r in (0, 1)]
+    try:
+        for step in range(5):
+            for run in ranks:
+                run.log({"loss": 10.0 * run.rank + step})
+        for run in ranks:
+            run.flush()
+        [row] = get(server, "/api/runs")[1]["runs"]
+        assert (row["status"], row["ranks"]) == ("running", {"0": "running", "1": "running"})
+        first = get(server, "/api/series", run="job-9", metric="loss", rank=1)[1]
+        assert first["series"]["loss"]["y"] == [10.0, 11.0, 12.0, 13.0, 14.0] and first["status"] == "running"
+        ranks[1].log({"loss": 15.0})
+        ranks[1].flush()
+        new = get(server, "/api/series", run="job-9", metric="loss", rank=1, cursor=first["cursor"])[1]
+        assert new["series"]["loss"]["y"] == [15.0] and not new["reset"]
+        assert get(server, "/api/series", run="job-9", metric="loss")[1]["series"]["loss"]["y"] == [0.0, 1, 2, 3, 4]
+    finally:
+        for run in ranks:
+            run.finish()
+    assert get(server, "/api/runs")[1]["runs"][0]["ranks"] == {"0": "finished", "1": "finished"}

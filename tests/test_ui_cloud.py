@@ -69,6 +69,20 @@ def test_a_bucket_serves_compacted_runs_as_the_local_root_does(served):
     assert get(server, "/api/series", run="nope", metric="loss")[0] == 404
 
 
+def test_a_pushed_run_of_two_ranks_serves_each_rank(served):
+    from test_ui_api import two_rank_run
+
+    root, url, options, server = served
+    two_rank_run(root)
+    steplog.compact(root, quiet=True)
+    push(url, root=root, storage_options=options, quiet=True)
+    [row] = get(server, "/api/runs")[1]["runs"]
+    assert (row["status"], row["world_size"], row["ranks"]) == ("crashed", 2, {"0": "finished", "1": "crashed"})
+    rank1 = get(server, "/api/series", run="job-7", metric="loss", rank=1)[1]["series"]["loss"]
+    assert rank1["y"] == [100.0 + s for s in range(25)]
+    assert get(server, "/api/series", run="job-7", metric="loss", rank=2)[0] == 404
+
+
 def test_a_synced_live_run_is_read_incrementally_from_its_parts(served):
     root, url, options, server = served
     run = steplog.init(name="live", config={"lr": 0.3}, root=root)
