@@ -268,3 +268,18 @@ def test_empty_root_unknown_runs_panel_order_and_a_stopped_server_are_said_plain
     finally:
         page.context.close()
         server.stop()
+
+
+def test_with_many_metrics_only_the_panels_on_screen_are_fetched_and_drawn(root, open_page):
+    with steplog.init(name="wide", root=root) as run:
+        for step in range(50):
+            run.log({f"m{k:02d}": float(k * 100 + step) for k in range(40)})
+    page = open_page("?smooth=0")
+    first = [r for r in page.evaluate("window.steplog.requests") if r.startswith("/api/series")]
+    asked = {part.split("=")[1] for r in first for part in r.split("&") if part.startswith("metric=")}
+    assert "m00" in asked and "m39" not in asked and len(asked) < 20  # the first screen, not all 40
+    assert page.evaluate("window.steplog.data('m39')") is None  # not drawn while off screen
+    page.locator(".panel[data-metric=m39]").scroll_into_view_if_needed()
+    page.wait_for_function("(d => d && d.length === 2 && d[1].length === 50)(window.steplog.data('m39'))")
+    assert series_of(page, "m39")[1] == [3900.0 + s for s in range(50)]
+    assert series_of(page, "m00")[1] == [float(s) for s in range(50)]  # still there

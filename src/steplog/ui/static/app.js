@@ -204,7 +204,7 @@ function measureWidth() { const pane = $("charts"); const cols = Math.max(1, Mat
 function rebuildCharts() {
   const metrics = chartedMetrics(); const box = $("charts");
   for (const [m, p] of panels) if (!metrics.includes(m)) { p.plot && p.plot.destroy(); p.root.remove(); panels.delete(m); }
-  for (const m of metrics) if (!panels.has(m)) { const p = makePanel(m); panels.set(m, p); }
+  for (const m of metrics) if (!panels.has(m)) { const p = makePanel(m); panels.set(m, p); watch(p); }
   box.replaceChildren(...metrics.map((m) => panels.get(m).root));
   $("empty").hidden = metrics.length > 0;
   const logged = state.selected.some((id) => Object.keys((byId.get(id) || {}).metrics || {}).length);
@@ -221,7 +221,7 @@ function makePanel(m) {
   const pick = el("select", "rank-pick"); pick.title = "which rank of a multi-process run this chart shows";
   pick.addEventListener("change", () => { const v = pick.value === "all" ? "all" : +pick.value;
     v === 0 ? state.ranks.delete(m) : state.ranks.set(m, v); writeURL(); draw(m); loadMissing(); });
-  tools.append(info, pick, log); head.append(el("span", "panel-title", m), tools); const holder = el("div"), legendBox = el("div", "legend"); root.append(head, holder, legendBox);
+  tools.append(info, pick, log); head.append(el("span", "panel-title", m), tools); const holder = el("div", "plot"), legendBox = el("div", "legend"); root.append(head, holder, legendBox);
   return { root, holder, info, pick, legend: legendBox, plot: null, key: "" };
 }
 function ema(ys, alpha) {  // debiased exponential moving average (as TensorBoard), skipping gaps
@@ -299,7 +299,7 @@ function seriesOpts(m, specs) {
 function xValues(u, splits) { if (state.x === "wallclock") return splits.map(duration);
   if (state.x === "step") return splits.map(abbrev); return null; }
 function draw(m) {
-  const p = panels.get(m); if (!p) return; const { ids, data, specs } = plotData(m); const width = panelWidth();
+  const p = panels.get(m); if (!p || !onScreen.has(m)) return; const { ids, data, specs } = plotData(m); const width = panelWidth();
   const key = [ids.map((l) => l.key).join(","), state.smooth > 0, state.group, state.x, width, state.log.has(m), state.ranks.get(m)].join("|");
   if (p.plot && p.key === key) { p.plot.setData(data, !state.zoom); if (state.zoom) p.plot.setScale("x", { min: state.zoom[0], max: state.zoom[1] }); }
   else { if (p.plot) p.plot.destroy(); p.key = key; p.plot = makePlot(m, data, specs, width); p.holder.replaceChildren(p.plot.root);
@@ -382,14 +382,30 @@ function seriesParams(id, metrics, cursor, rank) {
   else if (state.zoom) { p.set("from", state.zoom[0]); p.set("to", state.zoom[1]); }
   return p;
 }
+// ---------- only the panels on screen (and a row beyond) are fetched and drawn: a run of 500 metrics stays quick ----------
+const onScreen = new Set();
+let observer = null;
+function firstScreen() {  // before the panels exist: as many as fit, and a row more
+  const cols = Math.max(1, Math.floor(($("charts").clientWidth + 10) / 370)), rows = Math.ceil($("charts-pane").clientHeight / 280) + 1;
+  for (const m of chartedMetrics().slice(0, cols * rows)) onScreen.add(m);
+}
+function watch(p) {
+  if (!observer) observer = new IntersectionObserver((entries) => { let more = false;
+    for (const e of entries) { const m = e.target.dataset.metric;
+      if (e.isIntersecting) { more = more || !onScreen.has(m); onScreen.add(m); } else onScreen.delete(m); }
+    if (more) { for (const m of panels.keys()) draw(m); loadMissing(); } }, { root: $("charts-pane"), rootMargin: "300px 0px" });
+  observer.observe(p.root);
+}
+function lineMetrics(l) { const have = (byId.get(l.id) || {}).metrics || {}; return chartedMetrics().filter((m) => m in have && onScreen.has(m)); }
 async function loadRun(l) {
-  const metrics = Object.keys((byId.get(l.id) || {}).metrics || {}); if (!metrics.length) { series.delete(l.key); return; }
+  const metrics = lineMetrics(l); if (!metrics.length) { series.delete(l.key); return; }
   const body = await api("/api/series", seriesParams(l.id, metrics, null, l.rank));
   series.set(l.key, { metrics: body.series, marks: body.marks, cursor: body.cursor, status: body.status, nmetrics: metrics.length });
 }
 let loading = null;
-function loadMissing() {  // lines a panel shown now needs that were never fetched (a rank chosen, a filter widened)
-  const todo = wantedLines().filter((l) => !series.has(l.key)); if (!todo.length) return;
+function loadMissing() {  // lines a panel shown now needs that were never fetched (a rank chosen, a filter widened, a scroll)
+  const todo = wantedLines().filter((l) => { const s = series.get(l.key); return lineMetrics(l).some((m) => !s || !s.metrics[m]); });
+  if (!todo.length) return;
   Promise.all(todo.map((l) => loadRun(l).catch((e) => console.warn(e)))).then(() => { for (const m of panels.keys()) draw(m); window.steplog.loads++; });
 }
 function fetchLines() { return Promise.all(wantedLines().map((l) => loadRun(l).catch((e) => console.warn(e)))); }
@@ -399,8 +415,8 @@ async function loadAll(fetching) {
   if (mine !== loading) return; for (const m of panels.keys()) draw(m); window.steplog.loads++;
 }
 async function liveTick(l) {  // only the points logged since the cursor travel
-  const s = series.get(l.key), metrics = Object.keys((byId.get(l.id) || {}).metrics || {});
-  if (!s || s.cursor === null || metrics.length !== s.nmetrics) return loadRun(l);
+  const s = series.get(l.key), metrics = s ? Object.keys(s.metrics) : [];
+  if (!s || s.cursor === null || lineMetrics(l).some((m) => !s.metrics[m])) return loadRun(l);
   const body = await api("/api/series", seriesParams(l.id, metrics, s.cursor, l.rank));
   if (body.reset) return loadRun(l);
   let refetch = false;
@@ -510,7 +526,7 @@ async function start() {
   const unknown = state.selected.filter((id) => !byId.has(id)); state.selected = state.selected.filter((id) => byId.has(id));
   if (unknown.length) notice(`Not in this root (left out): ${unknown.join(", ")}`);
   refreshGroups(); $("group").value = state.group; renderTable(); timing.table = performance.now();
-  const fetching = fetchLines();  // the series travel while the panels are built
+  firstScreen(); const fetching = fetchLines();  // the series travel while the panels are built
   rebuildCharts(); timing.charts = performance.now(); await loadAll(fetching); timing.data = performance.now();
   if (state.open) openRun(state.open);
   window.steplog.ready = true; chartsDrawn(); setTimeout(poll, POLL_MS);
