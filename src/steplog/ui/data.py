@@ -177,8 +177,15 @@ class Data:
                 lo = hi = None  # new points: all of them, whatever the zoom
             series = {m: _series_points(*_arrays(frame, m), lo, hi, width) for m in metrics}
         status = self.status(run_dir, self.live(run_dir) if rank else live)
-        return {"x": x, "rank": rank, "cursor": cursor_out, "reset": reset, "series": series, "marks": marks,
-                "status": status}
+        return {
+            "x": x,
+            "rank": rank,
+            "cursor": cursor_out,
+            "reset": reset,
+            "series": series,
+            "marks": marks,
+            "status": status,
+        }
 
     def _compacted_series(
         self, run_dir: Any, metrics: list[str], x: str, lo: float | None, hi: float | None, width: int, rank: int

@@ -123,4 +123,3 @@ class RemoteData(Data):
                 if live is not None and live.start is not None:
                     rows.append(live_row(live, self.status(run_dir, live), None))
             return newest_first(rows)
-
