@@ -97,10 +97,11 @@ function configColumns() {
 }
 function columns() {
   const m = mainMetric();
-  const cols = [{ key: "name", label: "name" }, { key: "status", label: "status" },
-    { key: "steps", label: "steps", num: true }, { key: "start", label: "started", num: true },
-    { key: "duration", label: "duration", num: true }];
-  if (m) cols.push({ key: "m.last", label: m + " last", num: true, metric: m }, { key: "m.best", label: m + " best", num: true, metric: m });
+  const cols = [{ key: "name", label: "name" }, { key: "status", label: "status" }];  // the main metric next: in view at once
+  if (m) cols.push({ key: "m.last", label: m + " last", num: true, metric: m, tip: `last logged value of ${m}` },
+    { key: "m.best", label: m + " best", num: true, metric: m, tip: `${HIGHER_BETTER.test(m) ? "highest" : "lowest"} value of ${m}` });
+  cols.push({ key: "steps", label: "steps", num: true }, { key: "start", label: "started", num: true },
+    { key: "duration", label: "duration", num: true, tip: "wallclock time of training (a resume continues it)" });
   for (const c of configColumns()) cols.push({ key: c.key, label: c.key.slice(7), num: false, cfg: !c.differ });
   return cols;
 }
@@ -140,6 +141,7 @@ function renderTable() {
   box.addEventListener("click", (e) => { e.stopPropagation(); select(rows.map((r) => r.id), box.checked); });
   all.append(box); head.append(all, el("th"));
   for (const c of cols) { const th = el("th", (c.num ? "num " : "") + (c.cfg ? "cfg" : ""), c.label); th.dataset.key = c.key;
+    th.title = (c.tip ? c.tip + "; " : c.cfg ? "config value, the same in every run shown; " : c.key.startsWith("config.") ? "config value; " : "") + "click to sort";
     if (state.sort && state.sort.key === c.key) th.classList.add(state.sort.dir > 0 ? "sorted-asc" : "sorted-desc");
     th.addEventListener("click", () => { state.sort = state.sort && state.sort.key === c.key ?
       (state.sort.dir < 0 ? { key: c.key, dir: 1 } : null) : { key: c.key, dir: -1 }; writeURL(); renderTable(); });
