@@ -137,6 +137,11 @@ def test_the_hostile_name_shows_literally_and_runs_no_script(root, open_page):
     assert HOSTILE in page.locator("#run-body .error-box").inner_text()
     assert page.locator("img").count() == 0 and page.dialogs == []
     assert page.evaluate("document.body.innerHTML").count("&lt;img src=x onerror=alert(1)&gt;") >= 3
+    from urllib.parse import quote
+
+    page = open_page("?runs=" + quote(HOSTILE) + "&metrics=" + quote(HOSTILE))  # the URL is input too
+    assert page.locator("#notice").inner_text() == f"Not in this root (left out): {HOSTILE}"
+    assert page.locator("img").count() == 0 and page.dialogs == []
 
 
 def test_drag_zoom_asks_for_the_finer_range_and_the_url_keeps_it(root, open_page):
