@@ -267,6 +267,11 @@ def test_empty_root_unknown_runs_panel_order_and_a_stopped_server_are_said_plain
         assert page.locator("#empty").inner_text() == 'No metric matches "zz": clear the metric filter.'
         page.keyboard.press("Escape")
         assert page.locator(".panel").count() == 5 and "metrics=" not in page.url
+        import shutil
+
+        shutil.rmtree(run.dir)  # gone while the page shows it: a new x axis asks again
+        page.select_option("#xaxis", "wallclock")
+        page.wait_for_function("document.querySelector('#notice').textContent.startsWith('Cannot load a: ')")
         server.stop()
         page.wait_for_selector("#live.error", timeout=10_000)
         assert page.locator("#live").inner_text() == "server unreachable: retrying"

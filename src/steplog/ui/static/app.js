@@ -408,9 +408,10 @@ let loading = null;
 function loadMissing() {  // lines a panel shown now needs that were never fetched (a rank chosen, a filter widened, a scroll)
   const todo = wantedLines().filter((l) => { const s = series.get(l.key); return lineMetrics(l).some((m) => !s || !s.metrics[m]); });
   if (!todo.length) return;
-  Promise.all(todo.map((l) => loadRun(l).catch((e) => console.warn(e)))).then(() => { for (const m of panels.keys()) draw(m); window.steplog.loads++; });
+  Promise.all(todo.map((l) => loadRun(l).catch((e) => cannotLoad(l, e)))).then(() => { for (const m of panels.keys()) draw(m); window.steplog.loads++; });
 }
-function fetchLines() { return Promise.all(wantedLines().map((l) => loadRun(l).catch((e) => console.warn(e)))); }
+function fetchLines() { return Promise.all(wantedLines().map((l) => loadRun(l).catch((e) => cannotLoad(l, e)))); }
+function cannotLoad(l, e) { notice(`Cannot load ${(byId.get(l.id) || {}).name || l.id}${l.rank ? " rank " + l.rank : ""}: ${e.message}`); }
 async function loadAll(fetching) {
   const mine = loading = Symbol();
   await (fetching || fetchLines());
