@@ -9,9 +9,11 @@
 * L live runs logging at F steps/s each, polled as the page polls (each running run's new points
   through its cursor every second, the runs table every 2 s): latency from ``log()`` to the point
   reaching the client, and the server's CPU (a separate process, measured with psutil);
-* bytes per live update of one run, against re-fetching the whole series (what trackio does).
+* bytes per live update of one run, against re-fetching the whole series (what trackio does);
+* a bucket as the root (moto's S3 server on 127.0.0.1, B pushed runs): ``/api/runs`` and one run's
+  series, beside ``steplog.runs`` of the same bucket.
 
-Sizes: default R=1,000, N=10,000,000, L=20, F=1,000; --tiny for a smoke test.
+Sizes: default R=1,000, N=10,000,000, L=20, F=1,000, B=200; --tiny for a smoke test.
 
     python benchmarks/bench_ui.py [--tiny] [--steps N] [--runs R] [--live L] [--no-browser]
 """
@@ -80,7 +82,7 @@ def runs_table(work: Path, count: int, browser: bool) -> list[str]:
             f"| `/api/runs` warm (a poll) | {stats([w[1] for w in warm])} |",
         ]
         if browser:
-            in_page, driven = interactive(server.url, 5)
+            in_page, driven = interactive(server.url, 10)
             lines.append(
                 f"| page interactive in headless Chromium: navigation start to the charts drawn, as the "
                 f"page measures it | {stats(in_page)} |"
@@ -308,6 +310,64 @@ def poll_like_the_page(url: str, seconds: float, server) -> tuple[list[float], l
     return latencies, sizes, server.cpu_percent()
 
 
+def bucket_root(work: Path, count: int) -> list[str]:
+    """The dashboard of a bucket (moto's S3 server on 127.0.0.1): ``/api/runs`` and one series
+    request, beside ``steplog.runs`` of the same bucket (the query layer's own table) in this run."""
+    import socket
+
+    import boto3
+    import moto.server as moto_server
+
+    from steplog.push import push
+    from steplog.storage import open_root
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s3 = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    keys = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "aws_region": "us-east-1"}
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="bench-ui")
+    root = work / "bucket"
+    root.mkdir()
+    ids = [bench_queries.write_run(root, f"run{i:04d}", 1_000, i, {"lr": 10 ** -(i % 5)}) for i in range(count)]
+    steplog.compact(root, quiet=True)
+    url, options = "s3://bench-ui/team", {"aws_endpoint_url": endpoint, **keys}
+    push(url, root=root, storage_options=options, quiet=True)
+    bucket = open_root(url, options)
+    try:
+        start = time.perf_counter()
+        baseline = steplog.runs(bucket).height
+        baseline_s = time.perf_counter() - start
+        server = steplog.ui.serve(bucket, port=0)
+        try:
+            cold = fetch(server.url + "api/runs")
+            warm = [fetch(server.url + "api/runs")[1] for _ in range(5)]
+            query = f"api/series?run={ids[-1]}&metric=train_loss&metric=val_loss&width=600"
+            first = fetch(server.url + query)[1]
+            again = [fetch(server.url + query)[1] for _ in range(5)]
+        finally:
+            server.stop()
+    finally:
+        s3.stop()
+    return [
+        f"| bucket of {count} runs (local S3 server): `steplog.runs` of it, baseline | "
+        f"{baseline_s * 1000:.0f} ms ({baseline} runs) |",
+        f"| `/api/runs` of the bucket, first request | first byte {cold[0] * 1000:.0f} ms, "
+        f"whole {cold[1] * 1000:.0f} ms |",
+        f"| `/api/runs` of the bucket, a later poll | {stats(warm)} |",
+        f"| one run's series from the bucket (2 metrics, 1,000 steps), first request | {first * 1000:.0f} ms |",
+        f"| the same again (from the server's column cache) | {stats(again)} |",
+    ]
+
+
 def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="small sizes (a smoke test)")
@@ -315,7 +375,9 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--runs", type=int, help="runs of the table (default 1,000)")
     parser.add_argument("--live", type=int, help="live runs (default 20)")
     parser.add_argument("--no-browser", action="store_true", help="skip the headless Chromium measurement")
-    parser.add_argument("--parts", default="table,long,live", help="which parts to run (default: all three)")
+    parser.add_argument(
+        "--parts", default="table,long,live,bucket", help="which parts to run: table, long, live, bucket (default: all)"
+    )
     args = parser.parse_args(argv)
     steps = args.steps or (20_000 if args.tiny else 10_000_000)
     count = args.runs or (10 if args.tiny else 1_000)
@@ -328,6 +390,7 @@ def main(argv: list[str] | None = None) -> list[str]:
             "table": lambda: runs_table(work, count, browser=not args.no_browser),
             "long": lambda: long_run(work, steps, repeat=3 if args.tiny else 7),
             "live": lambda: live_runs(work, live, 100 if args.tiny else 1_000, 6 if args.tiny else 20),
+            "bucket": lambda: bucket_root(work, 10 if args.tiny else 200),
         }
         for name in args.parts.split(","):
             found = parts[name]()

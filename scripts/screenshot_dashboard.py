@@ -1,7 +1,8 @@
 """Screenshot of the dashboard on the demo's runs, for docs/ and the README.
 
 Runs the quick demo sweep into a temporary root (plus one run still logging, so the table shows a
-live run), serves the dashboard and takes a 1400x900 screenshot with headless Chromium.
+live run, and a run of two processes whose rank 1 died), serves the dashboard and takes 1400x900
+screenshots with headless Chromium: the demo's charts, and that run's ranks overlaid.
 
     PYTHONPATH=src python scripts/screenshot_dashboard.py [--out docs/img/dashboard.png] [--dark]
 """
@@ -9,6 +10,8 @@ live run), serves the dashboard and takes a 1400x900 screenshot with headless Ch
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +34,24 @@ def make_root() -> tuple[Path, steplog.Run]:
             }
         )
     live.flush()
+    for rank in (0, 1):  # two real processes of one job; rank 1 dies at step 600
+        subprocess.run([sys.executable, "-c", _RANK, str(root), str(rank)], check=False)
     return root, live
+
+
+_RANK = """
+import math, os, sys, steplog
+rank = int(sys.argv[2])
+run = steplog.init(name="ddp-2gpu", root=sys.argv[1], rank=rank, world_size=2, run_id="job-4711",
+                   config={"learning_rate": 1e-3, "context": 4})
+for step in range(1000 if rank == 0 else 600):
+    run.log({"train_loss": 2.4 * math.exp(-step / 400) + 1.6 + 0.04 * math.sin(step * (0.3 + rank)) + 0.03 * rank,
+             "step_time_ms": 110 + 25 * rank * (step % 7 == 0) + 5 * math.sin(step / 9)})
+run.flush()
+if rank == 1:
+    os._exit(1)
+run.finish()
+"""
 
 
 def main() -> None:
@@ -49,16 +69,30 @@ def main() -> None:
             page = browser.new_page(
                 viewport={"width": 1400, "height": 900}, color_scheme="dark" if args.dark else "light", bypass_csp=True
             )
-            page.goto(server.url + "?metrics=loss,lr")
-            page.wait_for_function("window.steplog && window.steplog.ready")
-            page.wait_for_timeout(500)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=args.out)
+            for query, out in (
+                ("?metrics=loss,lr&runs=" + ",".join(demo_ids(root)), args.out),
+                ("?runs=job-4711&ranks=train_loss:all,step_time_ms:all", _ranks_path(args.out)),
+            ):
+                page.goto(server.url + query)
+                page.wait_for_function("window.steplog && window.steplog.ready")
+                page.wait_for_timeout(800)
+                page.screenshot(path=out)
+                print(f"wrote {out}")
             browser.close()
     finally:
         server.stop()
         live.finish()
-    print(f"wrote {args.out}")
+
+
+def demo_ids(root: Path) -> list[str]:
+    """The runs of the first screenshot: the demo's sweep and the live run (not the two-rank job)."""
+    return [run_id for run_id, name in steplog.runs(root).select("run_id", "name").rows() if not name.startswith("ddp")]
+
+
+def _ranks_path(out: str) -> str:
+    path = Path(out)
+    return str(path.with_name(path.stem + "-ranks" + path.suffix))
 
 
 if __name__ == "__main__":

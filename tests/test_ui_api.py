@@ -313,3 +313,90 @@ def test_precomputed_levels_answer_the_whole_run_with_every_buckets_extremes(roo
         again.log({"loss": 0.0})
     steplog.compact(root, quiet=True)
     assert read_level(run_dir, "loss") is None  # compacted again: the levels are stale, ignored
+
+
+_RANK_WRITER = """
+import os, sys, steplog
+root, rank = sys.argv[1], int(sys.argv[2])
+run = steplog.init(name="ddp", root=root, rank=rank, world_size=2, run_id="job-7", config={"lr": 0.1})
+for step in range(40 if rank == 0 else 25):
+    run.log({"loss": 100.0 * rank + step})
+run.flush()
+if rank == 1:
+    os._exit(3)  # rank 1 dies without finishing
+run.finish()
+"""
+
+
+def two_rank_run(root: Path) -> None:
+    """A run of two real processes (ranks 0 and 1 of one job): rank 0 finishes 40 steps, rank 1 dies
+    after 25 (loss = 100 * rank + step)."""
+    from conftest import python_subprocess
+
+    root.mkdir(parents=True, exist_ok=True)
+    for rank in (0, 1):
+        proc = python_subprocess(_RANK_WRITER, str(root), str(rank))
+        assert proc.wait(timeout=60) == (3 if rank else 0), proc.stderr.read() if proc.stderr else ""
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_run_of_two_ranks_lists_each_ranks_status_and_serves_each_ranks_series(root, server, compacted):
+    two_rank_run(root)
+    if compacted:
+        steplog.compact(root, quiet=True)
+    [row] = get(server, "/api/runs")[1]["runs"]
+    assert (row["status"], row["world_size"], row["ranks"]) == ("crashed", 2, {"0": "finished", "1": "crashed"})
+    rank0 = get(server, "/api/series", run="job-7", metric="loss")[1]
+    rank1 = get(server, "/api/series", run="job-7", metric="loss", rank=1)[1]
+    assert rank0["series"]["loss"]["y"] == [float(s) for s in range(40)] and rank0["rank"] == 0
+    assert rank1["series"]["loss"]["y"] == [100.0 + s for s in range(25)] and rank1["rank"] == 1
+    assert rank1["series"]["loss"]["y"] == steplog.history("job-7", root=root, rank=1)["loss"].to_list()
+    page = get(server, "/api/run", run="job-7")[1]
+    assert [(r["rank"], r["status"], r["steps"]) for r in page["ranks"]] == [(0, "finished", 40), (1, "crashed", 25)]
+    assert page["crashed_ranks"] == [1]
+    status, body = get(server, "/api/series", run="job-7", metric="loss", rank=5)  # a rank it does not have
+    assert status == 404 and "rank 5" in body["error"] and "ranks: 0, 1" in body["error"]
+    assert get(server, "/api/series", run="job-7", metric="loss", rank="one")[0] == 400
+
+
+def test_the_runs_table_follows_runs_added_compacted_and_removed_between_polls(root, server):
+    import shutil
+
+    def names():
+        return sorted(r["name"] + ("*" if r["compacted"] else "") for r in get(server, "/api/runs")[1]["runs"])
+
+    with steplog.init(name="a", root=root) as a:
+        a.log({"loss": 1.0})
+    assert names() == ["a"]
+    steplog.compact(root, quiet=True)
+    assert names() == ["a*"]
+    with steplog.init(name="b", root=root) as b:
+        b.log({"loss": 1.0})
+    assert names() == ["a*", "b"]
+    shutil.rmtree(a.dir)
+    assert names() == ["b"]
+    steplog.compact(root, quiet=True)
+    assert names() == ["b*"]
+
+
+def test_a_live_rank_is_followed_through_its_own_cursor(root, server):
+    ranks = [steplog.init(name="ddp", root=root, rank=r, world_size=2, run_id="job-9") for r in (0, 1)]
+    try:
+        for step in range(5):
+            for run in ranks:
+                run.log({"loss": 10.0 * run.rank + step})
+        for run in ranks:
+            run.flush()
+        [row] = get(server, "/api/runs")[1]["runs"]
+        assert (row["status"], row["ranks"]) == ("running", {"0": "running", "1": "running"})
+        first = get(server, "/api/series", run="job-9", metric="loss", rank=1)[1]
+        assert first["series"]["loss"]["y"] == [10.0, 11.0, 12.0, 13.0, 14.0] and first["status"] == "running"
+        ranks[1].log({"loss": 15.0})
+        ranks[1].flush()
+        new = get(server, "/api/series", run="job-9", metric="loss", rank=1, cursor=first["cursor"])[1]
+        assert new["series"]["loss"]["y"] == [15.0] and not new["reset"]
+        assert get(server, "/api/series", run="job-9", metric="loss")[1]["series"]["loss"]["y"] == [0.0, 1, 2, 3, 4]
+    finally:
+        for run in ranks:
+            run.finish()
+    assert get(server, "/api/runs")[1]["runs"][0]["ranks"] == {"0": "finished", "1": "finished"}

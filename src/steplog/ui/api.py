@@ -1,7 +1,7 @@
 """The dashboard's JSON API (read-only; documented in docs/dashboard.md).
 
 ``GET /api/runs``, ``GET /api/run?run=ID`` and
-``GET /api/series?run=ID&metric=M[&metric=M2...]&x=step&from=&to=&width=&cursor=``.
+``GET /api/series?run=ID&metric=M[&metric=M2...]&x=step&from=&to=&width=&cursor=&rank=``.
 ``handle(data, path, query)`` answers one request as ``(status, payload)``: 400 with a JSON error
 for a malformed parameter, 404 for an unknown run or path.
 
@@ -56,7 +56,7 @@ def handle(data: Data, path: str, query: str) -> tuple[int, dict[str, Any]]:
 
 
 def _runs(data: Data, params: dict[str, list[str]]) -> dict[str, Any]:
-    return {"root": str(data.root), "runs": data.runs_table()}
+    return {"root": data.where, "runs": data.runs_table()}
 
 
 def _run(data: Data, params: dict[str, list[str]]) -> dict[str, Any]:
@@ -76,7 +76,8 @@ def _series(data: Data, params: dict[str, list[str]]) -> dict[str, Any]:
         raise ApiError(400, f"from ({lo}) must not be greater than to ({hi})")
     width = _integer(params, "width", 1000, 1, MAX_WIDTH)
     cursor = _integer(params, "cursor", None, 0, 2**62)
-    answer = data.series(run_dir, metrics, x, lo, hi, width, cursor)
+    rank = _integer(params, "rank", 0, 0, 1_000_000)
+    answer = data.series(run_dir, metrics, x, lo, hi, width, cursor, rank)
     answer["run"] = run_dir.name
     return answer
 

@@ -23,7 +23,11 @@ HELP = "serve a live dashboard of the runs (charts of every point, runs table) a
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``steplog ui`` on ``parser``."""
-    parser.add_argument("--root", default="experiment_logs", help="folder holding the runs (default: experiment_logs)")
+    parser.add_argument(
+        "--root",
+        default="experiment_logs",
+        help="folder holding the runs, or an object-store URL such as s3://bucket/prefix (default: experiment_logs)",
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
 
     try:
         server = serve(args.root, host=args.host, port=args.port)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
         print(f"steplog ui: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}", file=sys.stderr)
         return 2
     print(f"steplog ui: serving {args.root} at {server.url} (Ctrl-C to stop)", flush=True)

@@ -10,7 +10,7 @@ Example:
     >>> root = tempfile.mkdtemp()
     >>> run = steplog.init(name="x", root=root)
     >>> run.log({"loss": 1.0}); run.flush()
-    >>> live = LiveRun(run.dir / "events.jsonl"); live.update() > 0
+    >>> live = LiveRun(FileSource(run.dir / "events.jsonl")); live.update() > 0
     True
     >>> run.log({"loss": 0.5}); run.flush(); cursor = live.offset
     >>> live.update() > cursor, live.rows["loss"].to_list()
@@ -55,6 +55,29 @@ def read_complete(path: Path, offset: int) -> tuple[bytes, int]:
     return data[:end], offset + end
 
 
+class FileSource:
+    """A local events file as a ``LiveRun`` reads it: ``read(offset)`` gives ``(complete lines
+    since offset, offset past them, replaced)``; ``replaced`` when the file shrank (rewritten).
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "e.jsonl"
+        >>> _ = p.write_bytes(b'{"a":1}\\n{"b"')
+        >>> FileSource(p).read(0), FileSource(p).read(100)
+        ((b'{"a":1}\\n', 8, False), (b'', 100, True))
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self, offset: int) -> tuple[bytes, int, bool]:
+        size = os.stat(self.path).st_size
+        if size <= offset:
+            return b"", offset, size < offset
+        data, end = read_complete(self.path, offset)
+        return data, end, False
+
+
 class LiveRun:
     """A run's events, read incrementally. ``rows`` holds the current (not superseded) metric rows
     in file order with an ``_offset`` column; ``resumes`` the ``(step, offset)`` of each resume;
@@ -62,14 +85,15 @@ class LiveRun:
     cursor before it must re-fetch, since a resume removed rows). Thread-safe.
 
     Example:
-        >>> LiveRun(Path("/no/such/events.jsonl")).update()
+        >>> LiveRun(FileSource(Path("/no/such/events.jsonl"))).update()
         Traceback (most recent call last):
         ...
         FileNotFoundError: [Errno 2] No such file or directory: '/no/such/events.jsonl'
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.path = source.path
         self.offset = 0
         self.reset_offset = 0
         self.rows = pl.DataFrame()
@@ -83,13 +107,12 @@ class LiveRun:
     def update(self) -> int:
         """Read what was appended since the last update; return the new offset."""
         with self._lock:
-            size = os.stat(self.path).st_size
-            if size < self.offset:  # the file was replaced: start again
-                self.__init__(self.path)  # type: ignore[misc]
-            if size > self.offset:
-                data, end = read_complete(self.path, self.offset)
-                if data:
-                    self._add(data, end)
+            data, end, replaced = self.source.read(self.offset)
+            if replaced:  # the file was replaced: start again
+                self.__init__(self.source)  # type: ignore[misc]
+                data, end, _ = self.source.read(0)
+            if data:
+                self._add(data, end)
             return self.offset
 
     def _add(self, data: bytes, end: int) -> None:

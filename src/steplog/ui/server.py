@@ -15,6 +15,7 @@ import errno
 import logging
 import mimetypes
 import os
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .. import catalog
 from .api import handle
 from .data import Data
 
@@ -61,6 +63,9 @@ def _walk(folder: Any, prefix: str) -> list[tuple[str, Any]]:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: without TCP_NODELAY the body waits for the browser's delayed
+    # ACK of the headers (40 ms a request on Linux).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -119,7 +124,25 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], data: Data) -> None:
         self.data = data
         self.files = _static_files()
+        self._open: set[socket.socket] = set()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        request, address = super().get_request()
+        self._open.add(request)
+        return request, address
+
+    def shutdown_request(self, request: Any) -> None:
+        self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open (kept-alive) connection: a stopped server answers nothing more."""
+        for request in list(self._open):
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class Server:
@@ -146,6 +169,7 @@ class Server:
         """Stop serving and free the port."""
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.close_connections()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> Server:
@@ -155,9 +179,17 @@ class Server:
         self.stop()
 
 
-def serve(root: str | os.PathLike = "experiment_logs", host: str = "127.0.0.1", port: int = 8765) -> Server:
+def serve(
+    root: str | os.PathLike | Any = "experiment_logs",
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    storage_options: dict[str, Any] | None = None,
+) -> Server:
     """Serve the dashboard of the runs under ``root`` in a background thread; return the server
     (``.url``, ``.stop()``). ``port=0`` picks a free port. Nothing is read until a page asks.
+    ``root`` may be an object-store URL (``s3://bucket/prefix``; ``storage_options`` as for the
+    queries) or an opened ``steplog.storage.open_root(...)``: its compacted runs and the live runs
+    ``steplog sync`` uploads are served, read-only, through the same API.
 
     Example:
         >>> import tempfile
@@ -165,18 +197,14 @@ def serve(root: str | os.PathLike = "experiment_logs", host: str = "127.0.0.1", 
         ...     server.url.startswith("http://127.0.0.1:")
         True
     """
-    root = Path(root)
-    if "://" in str(root):
-        raise ValueError(f"steplog ui reads a local folder; {root} is a URL (sync it to a folder first)")
-    if not root.is_dir():
-        raise FileNotFoundError(f"no folder {root}: give the root that holds your runs (--root)")
+    data = _data(root, storage_options)
     if host not in LOCAL_HOSTS:
         print(
             f"steplog ui: warning: serving on {host}: anyone who can reach port {port} can read every run under {root}",
             file=sys.stderr,
         )
     try:
-        httpd = _Server((host, port), Data(root))
+        httpd = _Server((host, port), data)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise OSError(
@@ -186,3 +214,23 @@ def serve(root: str | os.PathLike = "experiment_logs", host: str = "127.0.0.1", 
             ) from None
         raise
     return Server(httpd, host)
+
+
+def _data(root: Any, storage_options: dict[str, Any] | None) -> Data:
+    """The dashboard's reader of ``root``: a local folder (which must exist), an object-store URL,
+    or an opened ``steplog.storage.Storage`` (as the queries take it)."""
+    from ..storage import LocalStorage, Storage, is_url, open_root
+
+    if isinstance(root, LocalStorage):
+        root = root.folder
+    if isinstance(root, Storage) or is_url(root):
+        from .remote import RemoteData
+
+        storage = root if isinstance(root, Storage) else open_root(root, storage_options)
+        # reachable, bucket there, credentials good: fail now (one small listing), not on every page
+        storage.list(catalog.CATALOG_FILE.rsplit("/", 1)[0] + "/")
+        return RemoteData(storage)
+    folder = Path(str(root).removeprefix("file://"))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder {folder}: give the root that holds your runs (--root)")
+    return Data(folder)
