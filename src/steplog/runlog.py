@@ -159,13 +159,33 @@ class Run:
             step = self._next_step
         elif type(step) is not int or not 0 <= step <= MAX_STEP:
             step = check_step(step)
+        # The common case in one pass: a dict of floats (ints and bools may be among them) under names
+        # already checked. Its sum is a float only when every value is one of those (one C-level pass),
+        # and lies within +-2**53 only when it is finite and no integer is beyond 2**53 (those warn).
+        # Anything else (new names, NaN, numpy scalars, tensors...) takes the checked path: same bytes.
+        try:
+            total = sum(metrics.values()) if type(metrics) is dict else None
+        except (TypeError, OverflowError):
+            total = None
+        if type(total) is float and -_EXACT <= total <= _EXACT and self._known_keys.issuperset(metrics):
+            now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
+            event = {"s": step, "t": _time(), "w": now, "m": metrics}  # format's STEP, TIME, WALLCLOCK, METRICS
+            if self._segment:
+                event["g"] = self._segment  # format.SEGMENT
+            self._put(_dumps(event, option=self._option), step, now)
+            self._step = step
+            self._next_step = step + 1
+        else:
+            self._log_checked(metrics, step)
+
+    def _log_checked(self, metrics: Any, step: int) -> None:
+        """``log`` for what its one-pass check does not pass: a mapping other than a dict, new metric
+        names (checked, raising ValueError), values to convert (or TypeError naming the key), device
+        tensors (deferred), NaN and infinities (recorded under format.NONFINITE), big integers (warned)."""
         if type(metrics) is not dict:
             metrics = check_mapping(metrics)
         if not self._known_keys.issuperset(metrics):
             self._admit_keys(metrics)
-        # One C-level pass checks the values: their sum is a float only when they are floats (ints
-        # and bools may be among them: written as JSON numbers and true/false, read back as floats).
-        # Anything else (numpy scalars, tensors, strings, None, only ints...) takes the careful path.
         try:
             total = sum(metrics.values())
         except (TypeError, OverflowError):
@@ -175,8 +195,8 @@ class Run:
             if metrics is None:
                 return  # device values: the event waits for them
         elif not -_EXACT <= total <= _EXACT:  # a large sum (or NaN): maybe an integer beyond 2**53
-            self._warn_inexact(metrics, 3)
-        now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
+            self._warn_inexact(metrics, 4)
+        now = _perf() - self._perf0
         self._put(self._encode(step, now, metrics, total), step, now)
         self._step = step
         self._next_step = step + 1
@@ -320,7 +340,7 @@ class Run:
     def _checked_values(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, float] | None, float]:
         """The careful path for values the sum gate of ``log`` did not pass: convert them (or raise
         TypeError naming the key); device tensors defer the event (returns None)."""
-        self._warn_inexact(metrics, 4)
+        self._warn_inexact(metrics, 5)
         converted, on_device = split_metric_values(metrics)
         if on_device is not None:
             self._defer(step, converted, on_device)
