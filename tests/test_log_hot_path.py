@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import steplog
 from steplog import format as fmt
-from steplog import runlog, runoutput
+from steplog import runoutput
 
 
 def metric_lines(run) -> list[bytes]:
