@@ -158,7 +158,7 @@ class Run(RunOutput):
             step = check_step(step)
         # The common case in one pass: a dict of floats (ints and bools may be among them) under names
         # already checked. Its sum is a float only when every value is one of those (one C-level pass),
-        # and lies within +-2**53 only when it is finite and no integer is beyond 2**53 (those warn).
+        # and lies within +-2**53 only when it is finite (a larger one may hide an integer beyond 2**53: warned).
         # Anything else (new names, NaN, numpy scalars, tensors...) takes the checked path: same bytes.
         try:
             total = sum(metrics.values()) if type(metrics) is dict else None
@@ -169,7 +169,11 @@ class Run(RunOutput):
             event = {"s": step, "t": _time(), "w": now, "m": metrics}  # format's STEP, TIME, WALLCLOCK, METRICS
             if self._segment:
                 event["g"] = self._segment  # format.SEGMENT
-            self._put(_dumps(event, option=self._option), step, now)
+            try:
+                line = _dumps(event, option=self._option)
+            except TypeError:  # an int beyond 64 bits, a float subclass: converted on the checked path
+                return self._log_checked(metrics, step)
+            self._put(line, step, now)
             self._step = step
             self._next_step = step + 1
         else:
