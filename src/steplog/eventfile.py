@@ -10,6 +10,8 @@ fails (disk full, no fallocate), the file is cut to the bytes written and the ru
 
 Until the run is closed, the file ends in the zero bytes of the unused part of its last chunk; a
 reader takes a trailing run of zero bytes as not yet written. Closing cuts them off and fsyncs.
+When a chunk is full, the kernel is asked to start writing it to disk (without waiting), so that
+the fsync of ``close`` waits for the last chunk only, not for the whole file.
 
 Each line is copied without its newline first and the newline stored after it, so that whoever
 sees a line's newline (a reader polling the file, or the file after a kill) sees the whole line.
