@@ -265,3 +265,25 @@ def test_memory_stays_flat_while_the_file_grows(root):
     run.finish()
     assert events_file(run).stat().st_size > 8 * eventfile.MAX_CHUNK
     assert grown < 2 * eventfile.MAX_CHUNK, f"RSS grew by {grown / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_each_full_chunk_is_handed_to_writeback_and_a_refusal_changes_nothing(root, monkeypatch, refused):
+    asked = []
+    real = os.posix_fadvise
+
+    def advise(fd, offset, length, advice):
+        asked.append((offset, length, advice))
+        if refused:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    monkeypatch.setattr(eventfile, "FIRST_CHUNK", 16 << 10)
+    monkeypatch.setattr(eventfile, "MAX_CHUNK", 64 << 10)
+    mapped = log_the_same(root, "mmap")
+    sizes = [min(16 << 10 << i, 64 << 10) for i in range(len(asked))]
+    assert len(asked) >= 4 and [length for _, length, _ in asked] == sizes  # 16, 32, 64, 64... KiB: full chunks
+    assert all(advice == os.POSIX_FADV_DONTNEED for _, _, advice in asked)
+    assert all(offset + length > next_offset for (offset, length, _), (next_offset, _, _) in zip(asked, asked[1:]))
+    assert comparable(mapped) == comparable(log_the_same(root / "plain", "process"))
