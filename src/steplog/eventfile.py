@@ -150,10 +150,10 @@ class MappedEvents:
 
     def __init__(self, fd: int, on_full: Callable[[bytes, BaseException], None]) -> None:
         self.fd = fd
-        self.buf: mmap.mmap | None = None
+        self.buf: mmap.mmap | None = None  # the current chunk; its position (tell) is the next free byte
         self.base = 0  # file offset of the mapping
-        self.pos = 0  # next free byte, relative to the mapping
         self.size = 0  # length of the mapping
+        self._written = 0  # the length of the data, while nothing is mapped
         self.chunk = FIRST_CHUNK // 2
         self._on_full = on_full
 
@@ -168,19 +168,35 @@ class MappedEvents:
     @property
     def written(self) -> int:
         """The length of the data written so far."""
-        return self.base + self.pos
+        buf = self.buf
+        return self.base + buf.tell() if buf is not None else self._written
 
     def append(self, line: bytes, step: int = 0, now: float = 0.0) -> None:
-        """Copy ``line`` (an encoded event without its newline), then its newline."""
-        pos = self.pos
-        end = pos + len(line)
-        if end < self.size:
-            buf = self.buf
-            buf[pos:end] = line
-            buf[end] = _NEWLINE
-            self.pos = end + 1
-        else:
-            self._append_in_next_chunk(line)
+        """Copy ``line`` (an encoded event without its newline), then its newline. ``Run.log`` does
+        the same two calls itself (a call less), and ``continue_line`` where they raise."""
+        buf = self.buf
+        try:
+            buf.write(line)  # mmap.write copies all of the line or, when it does not fit, nothing
+            buf.write_byte(_NEWLINE)
+        except ValueError:  # the chunk is full
+            self.continue_line(line)
+
+    def continue_line(self, line: bytes) -> None:
+        """The current chunk had no room for ``line`` and its newline: map the next chunk and copy
+        into it what is missing (the line and its newline; or, when the line just fit, its newline).
+        If the next chunk cannot be reserved, ``on_full`` gets what is missing (the file is cut to
+        the bytes written, which then end in the line without its newline)."""
+        buf = self.buf
+        pos = buf.tell()
+        rest = b"" if pos == self.size and buf[pos - 1] != _NEWLINE else line
+        try:
+            self._map_at(self.base + pos, len(rest) + 1)
+        except ReserveFailed as exc:
+            self._on_full(rest, exc)
+            return
+        buf = self.buf
+        buf.write(rest)
+        buf.write_byte(_NEWLINE)
 
     def append_lines(self, data: bytes) -> None:
         """Copy complete lines (each ending in a newline), one by one."""
@@ -195,15 +211,6 @@ class MappedEvents:
         self._unmap()
         os.ftruncate(self.fd, written)
         os.fsync(self.fd)
-
-    def _append_in_next_chunk(self, line: bytes) -> None:
-        written = self.written
-        try:
-            self._map_at(written, len(line) + 1)
-        except ReserveFailed as exc:
-            self._on_full(line, exc)
-            return
-        self.append(line)
 
     def _map_at(self, written: int, need: int) -> None:
         """Reserve and map the chunk holding byte ``written`` onwards, with room for ``need`` bytes."""
@@ -220,13 +227,15 @@ class MappedEvents:
         except (OSError, ValueError) as exc:
             os.ftruncate(self.fd, written)
             raise ReserveFailed(getattr(exc, "errno", None), f"could not reserve {size:,} bytes ({exc})") from exc
-        self.buf, self.base, self.pos, self.size = buf, base, written - base, size
+        buf.seek(written - base)
+        self.buf, self.base, self.size = buf, base, size
 
     def _unmap(self) -> None:
         if self.buf is not None:
+            self._written = self.written
             self.buf.close()
             self.buf = None
-            self.base, self.pos, self.size = self.written, 0, 0
+            self.base, self.size = self._written, 0
 
 
 def _raise(line: bytes, exc: BaseException) -> None:

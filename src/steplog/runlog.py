@@ -173,7 +173,16 @@ class Run(RunOutput):
                 line = _dumps(event, option=self._option)
             except TypeError:  # an int beyond 64 bits, a float subclass: converted on the checked path
                 return self._log_checked(metrics, step)
-            self._put(line, step, now)
+            mapped = self._sink_mapping
+            if mapped is None:
+                self._put(line, step, now)
+            else:  # MappedEvents.append, a call less: the line, then its newline (whoever sees one sees both)
+                buf = mapped.buf
+                try:
+                    buf.write(line)
+                    buf.write_byte(10)
+                except ValueError:  # the chunk is full
+                    mapped.continue_line(line)
             self._step = step
             self._next_step = step + 1
         else:

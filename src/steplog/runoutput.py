@@ -62,14 +62,18 @@ class RunOutput:
     _tensor_flush_steps: int
     _tensor_flush_seconds: float
     _mapped: MappedEvents | None
+    _sink_mapping: MappedEvents | None
     _option: int
     _put: Callable[[bytes, int, float], None]
 
     def _set_sink(self) -> None:
         """``self._put``: the mapping ("mmap"), one write ("process"), the buffer ("buffered"), or
         ``_hold`` when the run is closed, events wait for device values, the mode is "fsync", or a
-        write failed (``_write_data`` ends the torn line once writing works again)."""
+        write failed (``_write_data`` ends the torn line once writing works again). And
+        ``self._sink_mapping``: the ``MappedEvents`` that ``log`` copies into itself when the sink
+        is the mapping, else None."""
         held = self._closed or self._pending is not None or self._write_failed or self._fsync_interval is not None
+        self._sink_mapping = None if held else self._mapped
         put: Callable[[bytes, int, float], None] = self._hold
         if not held:
             put = (
