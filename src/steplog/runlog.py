@@ -156,37 +156,35 @@ class Run(RunOutput):
             step = self._next_step
         elif type(step) is not int or not 0 <= step <= MAX_STEP:
             step = check_step(step)
-        # The common case in one pass: a dict of floats (ints and bools may be among them) under names
-        # already checked. Its sum is a float only when every value is one of those (one C-level pass),
-        # and lies within +-2**53 only when it is finite (a larger one may hide an integer beyond 2**53: warned).
-        # Anything else (new names, NaN, numpy scalars, tensors...) takes the checked path: same bytes.
+        # The common case in one pass: a dict of floats (ints, bools among them) under names already
+        # checked. The sum is a float only when every value is one of those, and within +-2**53 only when
+        # finite (a larger one may hide an integer beyond 2**53). All else takes the checked path: same bytes.
         try:
             total = sum(metrics.values()) if type(metrics) is dict else None
         except (TypeError, OverflowError):
             total = None
-        if type(total) is float and -_EXACT <= total <= _EXACT and self._known_keys.issuperset(metrics):
-            now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
-            event = {"s": step, "t": _time(), "w": now, "m": metrics}  # format's STEP, TIME, WALLCLOCK, METRICS
-            if self._segment:
-                event["g"] = self._segment  # format.SEGMENT
+        if type(total) is not float or not -_EXACT <= total <= _EXACT or not self._known_keys.issuperset(metrics):
+            return self._log_checked(metrics, step)
+        now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
+        event = {"s": step, "t": _time(), "w": now, "m": metrics}  # format's STEP, TIME, WALLCLOCK, METRICS
+        if self._segment:
+            event["g"] = self._segment  # format.SEGMENT
+        try:
+            line = _dumps(event, option=self._option)
+        except TypeError:  # an int beyond 64 bits, a float subclass: converted on the checked path
+            return self._log_checked(metrics, step)
+        mapped = self._sink_mapping
+        if mapped is None:
+            self._put(line, step, now)
+        else:  # MappedEvents.append without its call: the line, then its newline (who sees one sees both)
+            buf = mapped.buf
             try:
-                line = _dumps(event, option=self._option)
-            except TypeError:  # an int beyond 64 bits, a float subclass: converted on the checked path
-                return self._log_checked(metrics, step)
-            mapped = self._sink_mapping
-            if mapped is None:
-                self._put(line, step, now)
-            else:  # MappedEvents.append, a call less: the line, then its newline (whoever sees one sees both)
-                buf = mapped.buf
-                try:
-                    buf.write(line)
-                    buf.write_byte(10)
-                except ValueError:  # the chunk is full
-                    mapped.continue_line(line)
-            self._step = step
-            self._next_step = step + 1
-        else:
-            self._log_checked(metrics, step)
+                buf.write(line)
+                buf.write_byte(10)
+            except ValueError:  # the chunk is full
+                mapped.continue_line(line)
+        self._step = step
+        self._next_step = step + 1
 
     def _log_checked(self, metrics: Any, step: int) -> None:
         """``log`` for what its one-pass check does not pass: a mapping other than a dict, new metric
