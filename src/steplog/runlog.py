@@ -1,6 +1,8 @@
 """``Run``: an open run. ``log`` validates, encodes once and hands the line to the run's sink (the
-mapping, one ``write(2)``, the buffer, or ``_hold``); ``finish`` closes the run. Made by
-``steplog.init`` (writer.py), which opens or resumes the run's files.
+mapping, one ``write(2)``, the buffer, or ``_hold``: runoutput.py, the base class that moves the
+bytes); the common case (known names, float values) in one pass, everything else on a checked path
+that writes the same bytes. ``finish`` closes the run. Made by ``steplog.init`` (writer.py), which
+opens or resumes the run's files.
 
 Example:
     >>> import tempfile, steplog
