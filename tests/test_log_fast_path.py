@@ -70,8 +70,10 @@ def test_the_one_pass_and_the_checked_path_write_the_same_bytes(durability, resu
         metrics = STEPS[max(step - 1, 0)]
         assert a + b"\n" == fmt.encode_metric_event(step, event["t"], event["w"], metrics, segment)
         assert a.split(b'"m":')[1] == b.split(b'"m":')[1]  # the metrics' bytes, and the segment's
-    assert steplog.history(fast.run_id, root=fast.dir.parent).drop("time", "wallclock").equals(
-        steplog.history(slow.run_id, root=slow.dir.parent).drop("time", "wallclock")
+    assert (
+        steplog.history(fast.run_id, root=fast.dir.parent)
+        .drop("time", "wallclock")
+        .equals(steplog.history(slow.run_id, root=slow.dir.parent).drop("time", "wallclock"))
     )
 
 
