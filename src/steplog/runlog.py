@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from . import format as fmt
-from . import store
+from . import locks
 from .openruns import open_runs
 from .runoutput import RunOutput
 from .values import (
@@ -372,7 +372,7 @@ class Run(RunOutput):
         self._closed = True
         self._set_sink()
         os.close(self._fd)
-        store.release_lock(self.dir, self.rank)
+        locks.release_lock(self.dir, self.rank)
         open_runs.discard(self)
 
     def _warn_not_finished(self, status: str) -> None:
