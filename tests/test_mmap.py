@@ -331,3 +331,28 @@ def test_a_line_whose_newline_finds_no_room_on_a_full_disk_is_ended_by_the_fallb
     assert handed == [b""]  # the line is in the file; only its newline was missing
     os.close(fd)
     assert path.read_bytes() == line + b"\n"
+
+
+def test_a_finish_whose_fsync_fails_can_be_finished_again(root, monkeypatch):
+    run = steplog.init(name="retry", root=root)
+    for step in range(100):
+        run.log({"loss": 1.0 / (step + 1)})
+    real_fsync = os.fsync
+    failures = []
+
+    def fsync_once(fd):
+        if not failures:
+            failures.append(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_once)
+    with pytest.warns(UserWarning, match="is NOT finished"):
+        run.finish()
+    run.log({"loss": 0.5})  # the run is still open: its mapping was closed, logging maps it again
+    run.finish()
+    data = events_file(run).read_bytes()
+    assert b"\0" not in data and data.endswith(b"\n")
+    history = steplog.history("retry", root=root)
+    assert history["step"].to_list() == list(range(101)) and history["loss"][-1] == 0.5
+    assert steplog.runs(root)["status"].to_list() == ["finished"]

@@ -175,6 +175,8 @@ class MappedEvents:
         """Copy ``line`` (an encoded event without its newline), then its newline. ``Run.log`` does
         the same two calls itself (a call less), and ``continue_line`` where they raise."""
         buf = self.buf
+        if buf is None:  # unmapped by a close that could not finish (disk full)
+            return self.continue_line(line)
         try:
             buf.write(line)  # mmap.write copies all of the line or, when it does not fit, nothing
             buf.write_byte(_NEWLINE)
@@ -185,16 +187,20 @@ class MappedEvents:
         """The current chunk had no room for ``line`` and its newline: map the next chunk and copy
         into it what is missing (the line and its newline; or, when the line just fit, its newline).
         If the next chunk cannot be reserved, ``on_full`` gets what is missing (the file is cut to
-        the bytes written, which then end in the line without its newline)."""
+        the bytes written, which then end in the line without its newline). Also maps again after
+        a ``close`` that could not finish (its fsync failed: the run stays open)."""
         buf = self.buf
-        pos = buf.tell()
-        rest = b"" if pos == self.size and buf[pos - 1] != _NEWLINE else line
+        if buf is None:
+            written, rest = self._written, line
+        else:
+            pos = buf.tell()
+            written = self.base + pos
+            rest = b"" if pos == self.size and buf[pos - 1] != _NEWLINE else line
         try:
-            self._map_at(self.base + pos, len(rest) + 1)
+            buf = self._map_at(written, len(rest) + 1)
         except ReserveFailed as exc:
             self._on_full(rest, exc)
             return
-        buf = self.buf
         buf.write(rest)
         buf.write_byte(_NEWLINE)
 
@@ -212,7 +218,7 @@ class MappedEvents:
         os.ftruncate(self.fd, written)
         os.fsync(self.fd)
 
-    def _map_at(self, written: int, need: int) -> None:
+    def _map_at(self, written: int, need: int) -> mmap.mmap:
         """Reserve and map the chunk holding byte ``written`` onwards, with room for ``need`` bytes."""
         if self.buf is not None:
             done, size = self.base, self.size
@@ -229,6 +235,7 @@ class MappedEvents:
             raise ReserveFailed(getattr(exc, "errno", None), f"could not reserve {size:,} bytes ({exc})") from exc
         buf.seek(written - base)
         self.buf, self.base, self.size = buf, base, size
+        return buf
 
     def _unmap(self) -> None:
         if self.buf is not None:

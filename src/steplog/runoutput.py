@@ -161,6 +161,9 @@ class RunOutput:
         """Append complete lines: into the mapping, or with write(2)."""
         if self._mapped is not None:
             self._mapped.append_lines(data)
+            if self._write_failed and self._mapped is not None:  # mapped again after a failed finish
+                self._write_failed = False
+                self._set_sink()
             return
         if self._write_failed:
             data = b"\n" + data  # end the line a failed write may have left half-written
