@@ -7,8 +7,8 @@ and the versions, to benchmarks/RESULTS.md (docs/performance.md explains the fig
   do: ``os.write(fd, orjson.dumps({"s": step, "t": time.time(), "w": perf_counter() - t0, "m": d},
   option=OPT_APPEND_NEWLINE))`` (an equivalent event, one syscall), inlined in the timing loop.
   Figures are net of the timer's own cost; ratios are to the baseline.
-* Where a "process" call's time goes beyond the baseline (``log_breakdown.py``: the value type
-  check, the metric-name check and the non-finite check, each timed by removing it).
+* Where a ``log()`` call's time goes, in "mmap" and "process" modes (``log_breakdown.py``: each
+  statement of ``log()``'s one pass timed on its own, medians, and the mean of the call and the sink).
 * RSS growth of a process logging 1,000,000 steps (measured in a subprocess, /proc/self/statm).
 * For reference, other Python trackers installed in the environment (tensorboardX, wandb in
   offline mode): mean time per step of 8 scalars, in a subprocess each; never dependencies.
@@ -391,11 +391,22 @@ def log_rows(logs: dict) -> list[str]:
                     f"| {fixture}: `{mode}` p99 / its own mean | {p99:.1f}x | <= {P99_TARGET:.0f}x | "
                     f"{verdict(p99, P99_TARGET)} |"
                 )
-        buffered = logs[(fixture, "buffered")]["log"]["mean"] / logs[(fixture, "process")]["log"]["mean"]
-        lines.append(
-            f"| {fixture}: `buffered` / `process`, mean | {buffered:.2f}x | <= 0.8x | {verdict(buffered, 0.8)} |"
-        )
+        lines += replacement_rows(fixture, logs)
     return lines
+
+
+def replacement_rows(fixture: str, logs: dict) -> list[str]:
+    """``"buffered"``'s targets (issue 11), which ``"mmap"`` must meet to replace it: <= 0.8x the bare
+    write and <= 0.8x ``"process"``, means incl. flushes and finish."""
+    mmap = logs[(fixture, "mmap")]
+    over_process = mmap["log"]["mean"] / logs[(fixture, "process")]["log"]["mean"]
+    buffered = logs[(fixture, "buffered")]["log"]["mean"] / logs[(fixture, "process")]["log"]["mean"]
+    return [
+        f"| {fixture}: `mmap` / bare write, mean, against `buffered`'s target (mmap replaces it) | "
+        f"{mmap['ratio_mean']:.2f}x | <= 0.8x | {verdict(mmap['ratio_mean'], 0.8)} |",
+        f"| {fixture}: `mmap` / `process`, mean | {over_process:.2f}x | <= 0.8x | {verdict(over_process, 0.8)} |",
+        f"| {fixture}: `buffered` / `process`, mean | {buffered:.2f}x | <= 0.8x | {verdict(buffered, 0.8)} |",
+    ]
 
 
 def startup_rows(startup: dict) -> list[str]:

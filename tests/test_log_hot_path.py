@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import steplog
 from steplog import format as fmt
-from steplog import runlog
+from steplog import runoutput
 
 
 def metric_lines(run) -> list[bytes]:
@@ -94,7 +94,7 @@ def test_a_failed_write_loses_only_its_event(monkeypatch):
     root = tempfile.mkdtemp()
     run = steplog.init(name="full-disk", root=root, durability="process")
     run.log({"loss": 1.0})
-    real_write = runlog._write
+    real_write = runoutput._write
     calls = {"n": 0}
 
     def failing_write(fd, data):
@@ -104,7 +104,7 @@ def test_a_failed_write_loses_only_its_event(monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(runlog, "_write", failing_write)
+    monkeypatch.setattr(runoutput, "_write", failing_write)
     with pytest.warns(UserWarning, match="could not append"):
         run.log({"loss": 2.0})
     run.log({"loss": 3.0})

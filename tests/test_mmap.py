@@ -265,3 +265,95 @@ def test_memory_stays_flat_while_the_file_grows(root):
     run.finish()
     assert events_file(run).stat().st_size > 8 * eventfile.MAX_CHUNK
     assert grown < 2 * eventfile.MAX_CHUNK, f"RSS grew by {grown / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_each_full_chunk_is_handed_to_writeback_and_a_refusal_changes_nothing(root, monkeypatch, refused):
+    asked = []
+    real = os.posix_fadvise
+
+    def advise(fd, offset, length, advice):
+        asked.append((offset, length, advice))
+        if refused:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    monkeypatch.setattr(eventfile, "FIRST_CHUNK", 16 << 10)
+    monkeypatch.setattr(eventfile, "MAX_CHUNK", 64 << 10)
+    mapped = log_the_same(root, "mmap")
+    sizes = [min(16 << 10 << i, 64 << 10) for i in range(len(asked))]
+    assert len(asked) >= 4 and [length for _, length, _ in asked] == sizes  # 16, 32, 64, 64... KiB: full chunks
+    assert all(advice == os.POSIX_FADV_DONTNEED for _, _, advice in asked)
+    # each chunk starts where the data ends: within the previous chunk, or just after it when it was full
+    assert all(offset + length >= next_offset for (offset, length, _), (next_offset, _, _) in zip(asked, asked[1:]))
+    assert comparable(mapped) == comparable(log_the_same(root / "plain", "process"))
+
+
+@pytest.mark.parametrize("room", [-1, 0, 1, 2])
+def test_a_line_at_the_very_end_of_a_chunk_continues_in_the_next(tmp_path, room):
+    """room 0: the line and its newline fill the chunk exactly; -1: the line fits but its newline does
+    not (it goes first into the next chunk); 1, 2: a byte or two to spare."""
+    path = tmp_path / "events.jsonl"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    mapped = eventfile.MappedEvents.open(fd, 0)
+    first = mapped.size
+    head = b'{"a":' + b"1" * (first - 100) + b"}"
+    mapped.append(head)
+    line = b'{"b":' + b"2" * (first - len(head) - 1 - 1 - 6 - room) + b"}"
+    assert mapped.written + len(line) + 1 + room == first
+    mapped.append(line)
+    assert (mapped.size > first) == (room < 0)  # only a newline that did not fit maps the next chunk
+    mapped.append(b'{"c":3}')
+    assert mapped.size > first  # the next line never fits in the chunk
+    mapped.close()
+    os.close(fd)
+    assert path.read_bytes() == head + b"\n" + line + b"\n" + b'{"c":3}\n'
+
+
+def test_a_line_whose_newline_finds_no_room_on_a_full_disk_is_ended_by_the_fallback(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    handed: list[bytes] = []
+
+    def on_full(rest: bytes, exc: BaseException) -> None:  # what Run does: write(2) the rest, newline included
+        handed.append(rest)
+        os.write(fd, rest + b"\n")
+
+    mapped = eventfile.MappedEvents.open(fd, 0, on_full)
+    line = b'{"a":' + b"1" * (mapped.size - 6) + b"}"  # fills the chunk but for its newline
+    assert len(line) == mapped.size
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    mapped.append(line)
+    assert handed == [b""]  # the line is in the file; only its newline was missing
+    os.close(fd)
+    assert path.read_bytes() == line + b"\n"
+
+
+def test_a_finish_whose_fsync_fails_can_be_finished_again(root, monkeypatch):
+    run = steplog.init(name="retry", root=root)
+    for step in range(100):
+        run.log({"loss": 1.0 / (step + 1)})
+    real_fsync = os.fsync
+    failures = []
+
+    def fsync_once(fd):
+        if not failures:
+            failures.append(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_once)
+    with pytest.warns(UserWarning, match="is NOT finished"):
+        run.finish()
+    run.log({"loss": 0.5})  # the run is still open: its mapping was closed, logging maps it again
+    run.finish()
+    data = events_file(run).read_bytes()
+    assert b"\0" not in data and data.endswith(b"\n")
+    history = steplog.history("retry", root=root)
+    assert history["step"].to_list() == list(range(101)) and history["loss"][-1] == 0.5
+    assert steplog.runs(root)["status"].to_list() == ["finished"]

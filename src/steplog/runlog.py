@@ -1,6 +1,8 @@
 """``Run``: an open run. ``log`` validates, encodes once and hands the line to the run's sink (the
-mapping, one ``write(2)``, the buffer, or ``_hold``); ``finish`` closes the run. Made by
-``steplog.init`` (writer.py), which opens or resumes the run's files.
+mapping, one ``write(2)``, the buffer, or ``_hold``: runoutput.py, the base class that moves the
+bytes); the common case (known names, float values) in one pass, everything else on a checked path
+that writes the same bytes. ``finish`` closes the run. Made by ``steplog.init`` (writer.py), which
+opens or resumes the run's files.
 
 Example:
     >>> import tempfile, steplog
@@ -15,7 +17,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,11 @@ import orjson
 
 from . import format as fmt
 from . import locks
-from .deferred import PendingEvents
-from .eventfile import MappedEvents, ReserveFailed, write_all
 from .openruns import open_runs
+from .runoutput import RunOutput
 from .values import (
     EXACT_INTEGER_LIMIT,
     MAX_STEP,
-    DeviceValues,
     check_mapping,
     check_metric_names,
     check_step,
@@ -40,14 +40,13 @@ from .values import (
 
 _time = time.time
 _perf = time.perf_counter
-_write = os.write
 _dumps = orjson.dumps
 _OPT_LINE = orjson.OPT_APPEND_NEWLINE
 _STEP, _TIME, _WALLCLOCK, _METRICS, _SEGMENT = fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT
 _EXACT = float(EXACT_INTEGER_LIMIT)
 
 
-class Run:
+class Run(RunOutput):
     """An open run: ``log`` metrics, then ``finish``. Made by ``steplog.init``.
 
     Attributes: ``run_id`` (the run id, the ``run_id`` column of every table; ``id`` is the same),
@@ -106,7 +105,7 @@ class Run:
         self._buffer: list[bytes] | None = [] if durability == "buffered" else None
         self._buffer_size, self._buffer_interval = buffer_size, buffer_interval
         self._next_flush = wallclock_offset + buffer_interval
-        self._pending: PendingEvents | None = None  # events waiting for accelerator values
+        self._pending = None  # events waiting for accelerator values
         self._tensor_flush_steps, self._tensor_flush_seconds = tensor_flush_steps, tensor_flush_seconds
         self._real_dir = os.path.realpath(run_dir)
         self._thread = threading.get_ident()  # the thread that logs; reads flush only from it
@@ -159,13 +158,44 @@ class Run:
             step = self._next_step
         elif type(step) is not int or not 0 <= step <= MAX_STEP:
             step = check_step(step)
+        # The common case in one pass: a dict of floats (ints, bools among them) under names already
+        # checked. The sum is a float only when every value is one of those, and within +-2**53 only when
+        # finite (a larger one may hide an integer beyond 2**53). All else takes the checked path: same bytes.
+        try:
+            total = sum(metrics.values()) if type(metrics) is dict else None
+        except (TypeError, OverflowError):
+            total = None
+        if type(total) is not float or not -_EXACT <= total <= _EXACT or not self._known_keys.issuperset(metrics):
+            return self._log_checked(metrics, step)
+        now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
+        event = {"s": step, "t": _time(), "w": now, "m": metrics}  # format's STEP, TIME, WALLCLOCK, METRICS
+        if self._segment:
+            event["g"] = self._segment  # format.SEGMENT
+        try:
+            line = _dumps(event, option=self._option)
+        except TypeError:  # an int beyond 64 bits, a float subclass: converted on the checked path
+            return self._log_checked(metrics, step)
+        mapped = self._sink_mapping
+        if mapped is None:
+            self._put(line, step, now)
+        else:  # MappedEvents.append without its call: the line, then its newline (who sees one sees both)
+            buf = mapped.buf
+            try:
+                buf.write(line)
+                buf.write_byte(10)
+            except ValueError:  # the chunk is full
+                mapped.continue_line(line)
+        self._step = step
+        self._next_step = step + 1
+
+    def _log_checked(self, metrics: Any, step: int) -> None:
+        """``log`` for what its one-pass check does not pass: a mapping other than a dict, new metric
+        names (checked, raising ValueError), values to convert (or TypeError naming the key), device
+        tensors (deferred), NaN and infinities (recorded under format.NONFINITE), big integers (warned)."""
         if type(metrics) is not dict:
             metrics = check_mapping(metrics)
         if not self._known_keys.issuperset(metrics):
             self._admit_keys(metrics)
-        # One C-level pass checks the values: their sum is a float only when they are floats (ints
-        # and bools may be among them: written as JSON numbers and true/false, read back as floats).
-        # Anything else (numpy scalars, tensors, strings, None, only ints...) takes the careful path.
         try:
             total = sum(metrics.values())
         except (TypeError, OverflowError):
@@ -175,8 +205,8 @@ class Run:
             if metrics is None:
                 return  # device values: the event waits for them
         elif not -_EXACT <= total <= _EXACT:  # a large sum (or NaN): maybe an integer beyond 2**53
-            self._warn_inexact(metrics, 3)
-        now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
+            self._warn_inexact(metrics, 4)
+        now = _perf() - self._perf0
         self._put(self._encode(step, now, metrics, total), step, now)
         self._step = step
         self._next_step = step + 1
@@ -270,57 +300,10 @@ class Run:
         else:
             self.fail(exc)
 
-    # --- the sinks: where ``log`` puts a line, chosen by _set_sink -------------------------------
-
-    def _set_sink(self) -> None:
-        """``self._put``: the mapping ("mmap"), one write ("process"), the buffer ("buffered"), or
-        ``_hold`` when the run is closed, events wait for device values, the mode is "fsync", or a
-        write failed (``_write_data`` ends the torn line once writing works again)."""
-        held = self._closed or self._pending is not None or self._write_failed or self._fsync_interval is not None
-        put: Callable[[bytes, int, float], None] = self._hold
-        if not held:
-            put = (
-                self._mapped.append
-                if self._mapped is not None
-                else self._put_buffer
-                if self._buffer is not None
-                else self._put_write
-            )
-        self._put = put
-
-    def _put_write(self, line: bytes, step: int, now: float) -> None:
-        try:
-            written = _write(self._fd, line)
-        except OSError as exc:
-            self._on_write_error(exc)
-            return
-        if written != len(line):
-            self._finish_write(line, written)
-
-    def _put_buffer(self, line: bytes, step: int, now: float) -> None:
-        buffer = self._buffer
-        buffer.append(line)
-        if len(buffer) >= self._buffer_size or now >= self._next_flush:
-            self._flush_buffer(now)
-
-    def _hold(self, line: bytes, step: int, now: float) -> None:
-        """Where ``log`` sends a line outside the fast paths (see ``_set_sink``)."""
-        if self._closed:
-            self._raise_closed()
-        if self._option != _OPT_LINE:
-            line += b"\n"
-        if self._pending is not None:  # keep call order behind the events waiting for device values
-            self._pending.add_line(line)
-            self._check_pending(step, now)
-        else:  # "fsync" mode, or after a failed write
-            self._emit([line], now)
-
-    # --- off the hot path ---------------------------------------------------------------------
-
     def _checked_values(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, float] | None, float]:
         """The careful path for values the sum gate of ``log`` did not pass: convert them (or raise
         TypeError naming the key); device tensors defer the event (returns None)."""
-        self._warn_inexact(metrics, 4)
+        self._warn_inexact(metrics, 5)
         converted, on_device = split_metric_values(metrics)
         if on_device is not None:
             self._defer(step, converted, on_device)
@@ -346,121 +329,6 @@ class Run:
     def _admit_keys(self, metrics: dict[str, Any]) -> None:
         check_metric_names([key for key in metrics if key not in self._known_keys], fmt.RESERVED_NAMES)
         self._known_keys.update(metrics)
-
-    def _raise_closed(self) -> None:
-        raise RuntimeError(f"run {self.id} ({self.name!r}) is finished; start or resume a run to log more")
-
-    def _defer(self, step: int, metrics: dict[str, Any], on_device: DeviceValues) -> None:
-        if self._closed:
-            self._raise_closed()
-        now = _perf() - self._perf0
-        if self._pending is None:
-            self._pending = PendingEvents(
-                step=step, now=now, flush_steps=self._tensor_flush_steps, flush_seconds=self._tensor_flush_seconds
-            )
-            self._set_sink()
-        self._pending.add(step, _time(), now, metrics, on_device)
-        self._step = step
-        self._next_step = step + 1
-        self._check_pending(step, now)
-
-    def _check_pending(self, step: int, now: float) -> None:
-        if self._pending.due(step, now):
-            self._materialise_pending(now)
-
-    def _materialise_pending(self, now: float) -> None:
-        """Copy the waiting device values to the host in one transfer, write the waiting events in order."""
-        lines = self._pending.lines(segment=self._segment, run=self.id)  # stays until built: an interrupt loses nothing
-        self._pending = None
-        self._set_sink()
-        self._emit(lines, now)
-
-    def _emit(self, lines: list[bytes], now: float) -> None:
-        """Send complete lines on by the run's durability mode (off the hot path)."""
-        if self._buffer is None:
-            self._write_data(b"".join(lines))
-            if self._fsync_interval is not None and now >= self._next_fsync:
-                self._fsync(now)
-        else:
-            self._buffer.extend(lines)
-            if len(self._buffer) >= self._buffer_size or now >= self._next_flush:
-                self._flush_buffer(now)
-
-    def _flush_buffer(self, now: float) -> None:
-        data = b"".join(self._buffer)
-        self._buffer.clear()
-        self._next_flush = now + self._buffer_interval
-        self._write_data(data)
-
-    def _write_data(self, data: bytes) -> None:
-        """Append complete lines: into the mapping, or with write(2)."""
-        if self._mapped is not None:
-            self._mapped.append_lines(data)
-            return
-        if self._write_failed:
-            data = b"\n" + data  # end the line a failed write may have left half-written
-        try:
-            written = _write(self._fd, data)
-        except OSError as exc:
-            self._on_write_error(exc)
-            return
-        if self._write_failed:
-            self._write_failed = False
-            self._set_sink()
-        if written != len(data):
-            self._finish_write(data, written)
-
-    def _finish_write(self, data: bytes, written: int) -> None:
-        """Complete a short write."""
-        try:
-            write_all(self._fd, data[written:])
-        except OSError as exc:
-            self._on_write_error(exc)
-
-    def _on_write_error(self, exc: OSError) -> None:
-        if not self._write_failed:
-            warnings.warn(
-                f"steplog: could not append to {self.dir / fmt.rank_events_file(self.rank)} ({exc}); events are "
-                f"dropped "
-                f"until writing works again (disk full?). Training goes on.",
-                stacklevel=4,
-            )
-        self._write_failed = True
-        self._set_sink()
-
-    def _map(self, written: int) -> MappedEvents | None:
-        """The mapping of "mmap" mode, or None (and "process" mode, with a warning) if the first
-        chunk cannot be reserved."""
-        try:
-            return MappedEvents.open(self._fd, written, self._mapping_failed)
-        except ReserveFailed as exc:
-            self._warn_unmapped(exc)
-            return None
-
-    def _mapping_failed(self, line: bytes, exc: BaseException) -> None:
-        """The next chunk could not be reserved (disk full?): the file is already cut to the bytes
-        written; go on with write(2) from this line on."""
-        self._mapped = None
-        self._warn_unmapped(exc)
-        self._option = _OPT_LINE
-        self._set_sink()
-        self._write_data(line + b"\n")
-
-    def _warn_unmapped(self, exc: BaseException) -> None:
-        self.durability = "process"
-        where = self.dir / fmt.rank_events_file(self.rank)
-        warnings.warn(
-            f"steplog: could not reserve space to map {where} ({exc}); run {self.id} "
-            f"goes on with one write(2) per event (durability 'process')",
-            stacklevel=5,
-        )
-
-    def _fsync(self, now: float) -> None:
-        self._next_fsync = now + self._fsync_interval
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            self._on_write_error(exc)
 
     def _close(self, status: str, error: BaseException | str | None, notes: str | None) -> None:
         if self._closed or os.getpid() != self._pid:
