@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import steplog
 from steplog import format as fmt
-from steplog import runoutput
+from steplog import runlog, runoutput
 
 
 def metric_lines(run) -> list[bytes]:
@@ -104,7 +104,8 @@ def test_a_failed_write_loses_only_its_event(monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(runoutput, "_write", failing_write)
+    monkeypatch.setattr(runoutput, "_write", failing_write)  # the checked path's and the fsync mode's
+    monkeypatch.setattr(runlog, "_write", failing_write)  # log()'s own write in "process" mode
     with pytest.warns(UserWarning, match="could not append"):
         run.log({"loss": 2.0})
     run.log({"loss": 3.0})

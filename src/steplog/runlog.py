@@ -41,6 +41,7 @@ from .values import (
 _time = time.time
 _perf = time.perf_counter
 _dumps = orjson.dumps
+_write = os.write
 _OPT_LINE = orjson.OPT_APPEND_NEWLINE
 _STEP, _TIME, _WALLCLOCK, _METRICS, _SEGMENT = fmt.STEP, fmt.TIME, fmt.WALLCLOCK, fmt.METRICS, fmt.SEGMENT
 _EXACT = float(EXACT_INTEGER_LIMIT)
@@ -176,15 +177,23 @@ class Run(RunOutput):
         except TypeError:  # an int beyond 64 bits, a float subclass: converted on the checked path
             return self._log_checked(metrics, step)
         mapped = self._sink_mapping
-        if mapped is None:
-            self._put(line, step, now)
-        else:  # MappedEvents.append without its call: the line, then its newline (who sees one sees both)
-            buf = mapped.buf
+        if mapped is not None:  # MappedEvents.append without its call: the line, then its newline
+            buf = mapped.buf  # (who sees a newline sees its whole line)
             try:
                 buf.write(line)
                 buf.write_byte(10)
             except ValueError:  # the chunk is full
                 mapped.continue_line(line)
+        elif self._sink_fd < 0:
+            self._put(line, step, now)
+        else:  # "process": _put_write without its call
+            try:
+                written = _write(self._sink_fd, line)
+            except OSError as exc:
+                self._on_write_error(exc)
+            else:
+                if written != len(line):
+                    self._finish_write(line, written)
         self._step = step
         self._next_step = step + 1
 

@@ -63,6 +63,7 @@ class RunOutput:
     _tensor_flush_seconds: float
     _mapped: MappedEvents | None
     _sink_mapping: MappedEvents | None
+    _sink_fd: int
     _option: int
     _put: Callable[[bytes, int, float], None]
 
@@ -71,7 +72,8 @@ class RunOutput:
         ``_hold`` when the run is closed, events wait for device values, the mode is "fsync", or a
         write failed (``_write_data`` ends the torn line once writing works again). And
         ``self._sink_mapping``: the ``MappedEvents`` that ``log`` copies into itself when the sink
-        is the mapping, else None."""
+        is the mapping, else None; ``self._sink_fd``: the descriptor ``log`` writes to itself when the
+        sink is one write ("process"), else -1."""
         held = self._closed or self._pending is not None or self._write_failed or self._fsync_interval is not None
         self._sink_mapping = None if held else self._mapped
         put: Callable[[bytes, int, float], None] = self._hold
@@ -84,6 +86,7 @@ class RunOutput:
                 else self._put_write
             )
         self._put = put
+        self._sink_fd = self._fd if put == self._put_write else -1
 
     def _put_write(self, line: bytes, step: int, now: float) -> None:
         try:
