@@ -1,0 +1,239 @@
+"""A per-process cache of the parsed rows of events files, so that a query of a live run parses
+only what was appended since the last query of this process (issue 11).
+
+An entry is keyed by the file's path and holds its device and inode, the ``RunEvents`` parsed
+from its complete lines, and the last bytes before their end. The next read opens the file and
+uses the entry only when the device and inode are the same, the file is at least that long and
+those bytes are still there; it then reads from that end on (up to the last newline: a torn line
+or the zero tail of a live ``"mmap"`` file is not yet data) and parses only that. Anything else
+(a file replaced, as compaction does, or cut shorter than what was parsed, or rewritten) parses
+the whole file again. Steplog's writers only append, and cut only what follows the last newline
+(``resume``), so the parsed prefix of a file they write never changes under an entry.
+
+A damaged file is parsed whole on every read that finds new bytes, and its warnings are given on
+every read, cached or not. Entries are dropped least recently used first when the rows held pass
+``STEPLOG_READ_CACHE_MB`` (default 256 MiB). Reads from many threads at once are safe: entries
+are never changed, only replaced. ``read_events(..., strict=True)`` does not use the cache.
+
+Example:
+    >>> import tempfile, steplog
+    >>> run = steplog.init(root=tempfile.mkdtemp())
+    >>> run.log({"loss": 1.0}); run.flush()
+    >>> read(run.dir / "events.jsonl").rows["loss"].to_list()
+    [1.0]
+    >>> run.log({"loss": 0.5}); run.finish()
+    >>> read(run.dir / "events.jsonl").rows["loss"].to_list()  # the second line alone was parsed
+    [1.0, 0.5]
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from . import format as fmt
+from .eventparse import RunEvents, _parse_fast, _parse_together, _Split, _to_rows, _warn_about, parse_events
+
+#: How many bytes before the end of what was parsed must still be there for an entry to be used.
+CHECK_BYTES = 256
+
+
+@dataclass(frozen=True)
+class _Entry:
+    dev: int
+    ino: int
+    events: RunEvents  # as parsed (its bytes_read is where the next read starts)
+    check: bytes  # the CHECK_BYTES bytes before events.bytes_read
+    nbytes: int
+
+
+class _Cache:
+    """The entries, least recently used first, with their total size; thread-safe."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[Path, _Entry] = OrderedDict()
+        self.total = 0
+        self.lock = threading.Lock()
+
+    def get(self, path: Path) -> _Entry | None:
+        with self.lock:
+            entry = self.entries.get(path)
+            if entry is not None:
+                self.entries.move_to_end(path)
+            return entry
+
+    def put(self, path: Path, entry: _Entry | None) -> None:
+        limit = _limit()
+        with self.lock:
+            old = self.entries.pop(path, None)
+            self.total -= old.nbytes if old else 0
+            if entry is None or entry.nbytes > limit:
+                return
+            self.entries[path] = entry
+            self.total += entry.nbytes
+            while self.total > limit:
+                _, dropped = self.entries.popitem(last=False)
+                self.total -= dropped.nbytes
+
+
+_CACHE = _Cache()
+
+
+def _limit() -> int:
+    try:
+        return int(float(os.environ.get("STEPLOG_READ_CACHE_MB", "256")) * 2**20)
+    except ValueError:
+        return 256 * 2**20
+
+
+def clear() -> None:
+    """Drop every entry (the next read of each file parses it whole).
+
+    Example:
+        >>> clear(); cached_bytes()
+        0
+    """
+    with _CACHE.lock:
+        _CACHE.entries.clear()
+        _CACHE.total = 0
+
+
+def cached_bytes() -> int:
+    """The size of the rows the cache holds now, in bytes.
+
+    Example:
+        >>> clear(); cached_bytes()
+        0
+    """
+    return _CACHE.total
+
+
+@dataclass
+class _Delta:
+    """What a read found: the new bytes of a file after its cached ``base`` (all of it when
+    ``base`` is None), and ``before``, the bytes just before them that were checked."""
+
+    path: Path
+    dev: int
+    ino: int
+    base: RunEvents | None
+    before: bytes
+    data: bytes
+
+    def remember(self, events: RunEvents) -> RunEvents:
+        """Cache ``events``, what this read made of the file, and return them."""
+        check = (self.before + self.data[: events.bytes_read - _base_end(self)])[-CHECK_BYTES:]
+        if events.bytes_read == 0:
+            _CACHE.put(self.path, None)
+            return events
+        size = events.rows.estimated_size() + 200 * len(events.controls) + 1024
+        _CACHE.put(self.path, _Entry(self.dev, self.ino, events, check, size))
+        return events
+
+
+def _base_end(delta: _Delta) -> int:
+    return delta.base.bytes_read if delta.base is not None else 0
+
+
+def _read_delta(path: Path) -> _Delta:
+    """Open ``path`` and read what its cache entry does not hold (all of it without a usable entry)."""
+    with open(path, "rb") as f:
+        info = os.fstat(f.fileno())
+        entry = _CACHE.get(path)
+        if entry is not None and (entry.dev, entry.ino) == (info.st_dev, info.st_ino):
+            end = entry.events.bytes_read
+            if info.st_size >= end:
+                back = len(entry.check)
+                data = fmt.read_settled_from(f, end - back)
+                if data[:back] == entry.check:
+                    return _Delta(path, info.st_dev, info.st_ino, entry.events, entry.check, data[back:])
+        return _Delta(path, info.st_dev, info.st_ino, None, b"", fmt.read_settled_from(f, 0))
+
+
+def read(path: Path) -> RunEvents:
+    """``reader.read_events(path)`` (not strict) through the cache.
+
+    Example:
+        >>> read(Path("/no/such/events.jsonl"))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: [Errno 2] No such file or directory: '/no/such/events.jsonl'
+    """
+    return read_many([path], missing_ok=False)[0]  # type: ignore[return-value]
+
+
+def read_many(paths: list[Path], *, missing_ok: bool = True) -> list[RunEvents | None]:
+    """``read`` of several files (None for one that does not exist, with ``missing_ok``), the new
+    metric lines of them all handed to one parse (``eventparse.parse_together``).
+
+    Example:
+        >>> read_many([Path("/no/such/events.jsonl")])
+        [None]
+    """
+    deltas: list[_Delta | None] = []
+    for path in paths:
+        try:
+            deltas.append(_read_delta(path))
+        except FileNotFoundError:
+            _CACHE.put(path, None)  # moved (compaction) or deleted: its entry goes
+            if not missing_ok:
+                raise
+            deltas.append(None)
+    splits = [None if d is None else _Split.of(d.data, d.path, False) for d in deltas]
+    joint = [
+        i
+        for i, (d, s) in enumerate(zip(deltas, splits))
+        # a damaged file is parsed whole again when it grows (its line numbers), else its entry serves
+        if d is not None and s is not None and not s.skipped and not (d.base and d.base.skipped_lines and s.complete)
+    ]
+    with_lines = [i for i in joint if len(splits[i].metric_bytes)]  # type: ignore[union-attr]
+    together = _parse_together([splits[i].metric_bytes for i in with_lines]) if len(with_lines) > 1 else None  # type: ignore[union-attr]
+    rows: dict[int, pl.DataFrame] = dict(zip(with_lines, together or []))
+    out: list[RunEvents | None] = []
+    for i, (delta, split) in enumerate(zip(deltas, splits)):
+        if delta is None or split is None:
+            out.append(None)
+            continue
+        events = _combine(delta, split, rows.get(i)) if i in joint else None
+        out.append(delta.remember(events if events is not None else _whole(delta)))
+    return out
+
+
+def _whole(delta: _Delta) -> RunEvents:
+    """The events of the whole file, parsed from its start (re-read where only new bytes were read)."""
+    if delta.base is not None:
+        with open(delta.path, "rb") as f:
+            delta.data, delta.base, delta.before = fmt.read_settled_from(f, 0), None, b""
+    return parse_events(delta.data, delta.path)
+
+
+def _combine(delta: _Delta, split: _Split, rows: pl.DataFrame | None) -> RunEvents | None:
+    """The events of ``delta``'s file: its base's with the new lines' (``rows`` when they were
+    parsed with other files'); None where the new lines do not parse alone (damage: whole file)."""
+    if rows is None and len(split.metric_bytes):
+        table = _parse_fast(split.metric_bytes)
+        if table is None:
+            return None
+        rows = _to_rows(table)
+    if delta.base is None:
+        return split.events(delta.path, rows if rows is not None else _to_rows(_parse_fast(b"")), False)
+    base = delta.base
+    merged = base.rows
+    if rows is not None and rows.height:
+        # contiguous, as a parse of the whole file gives them: sums over chunks round otherwise
+        merged = pl.concat([base.rows, rows], how="diagonal_relaxed", rechunk=True)
+    _warn_about(delta.path, base.start, list(base.skipped_lines), False)
+    return RunEvents(
+        path=delta.path,
+        start=base.start,
+        controls=[*base.controls, *split.controls],
+        rows=merged,
+        skipped_lines=list(base.skipped_lines),
+        torn_tail_bytes=split.torn,
+        bytes_read=base.bytes_read + split.complete,
+    )
