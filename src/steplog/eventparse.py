@@ -50,6 +50,9 @@ class RunEvents:
     skipped_lines: list[int] = field(default_factory=list)
     torn_tail_bytes: int = 0
     bytes_read: int = 0
+    #: what queries derived from these events (``reader.resolve_history``...), kept while the
+    #: events are served again unchanged by ``steplog.readcache``; never part of a comparison
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def metric_names(self) -> list[str]:

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from . import format as fmt
-from . import roots, store
+from . import readcache, roots, store
 from .atomic import write_atomically
 from .model import Loaded, RemoteRun, RunRecord, current_rows, load_record, load_run, read_sidecar, summarize
 from .rankread import RANK_DTYPE, check_rank, no_such_rank, rank_history
@@ -119,8 +119,20 @@ def _all_metrics(sidecar: dict[str, Any]) -> set[str]:
     return names
 
 
+def _load(run_dir: roots.RunDir) -> Loaded:
+    """``load_run``, with a local compacted run's sidecar parsed once while it is the same file."""
+    if isinstance(run_dir, Path):
+        try:
+            return read_events(run_dir / fmt.EVENTS_FILE), None
+        except FileNotFoundError:
+            sidecar = readcache.sidecar(run_dir)
+            if sidecar is not None:
+                return None, sidecar
+    return load_run(run_dir)
+
+
 def _history(run_dir: roots.RunDir, all_segments: bool = False, rank: int | str = 0) -> pl.DataFrame:
-    events, sidecar = (None, None) if rank != 0 else load_run(run_dir)
+    events, sidecar = (None, None) if rank != 0 else _load(run_dir)
     if rank != 0:
         if isinstance(run_dir, Path):
             sidecar = read_sidecar(run_dir) if not (run_dir / fmt.EVENTS_FILE).exists() else None
@@ -140,8 +152,12 @@ def _history(run_dir: roots.RunDir, all_segments: bool = False, rank: int | str 
             f"{run_dir} holds no run ({fmt.EVENTS_FILE}, {fmt.SIDECAR_FILE} and "
             f"{fmt.ARCHIVED_EVENTS_FILE} are all missing)"
         )
+    # a local run's compacted files are renamed into place, never changed: read once while the same
+    files = readcache.stamp(run_dir / fmt.PARQUET_FILE, run_dir / fmt.SIDECAR_FILE) if isinstance(run_dir, Path) else None
     try:
-        return _compacted_history(run_dir, sidecar, all_segments, rank).collect()
+        key = ("compacted history", run_dir, all_segments, rank)
+        frame = readcache.derived(key, files, lambda: _compacted_history(run_dir, sidecar, all_segments, rank).collect())
+        return frame.clone()
     except (OSError, pl.exceptions.PolarsError) as exc:
         if not isinstance(run_dir, Path):
             raise

@@ -28,11 +28,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import polars as pl
 
@@ -76,7 +78,7 @@ class _Cache:
                 return
             self.entries[path] = entry
             self.total += entry.nbytes
-            while self.total > limit:
+            while self.total > limit and self.entries:
                 _, dropped = self.entries.popitem(last=False)
                 self.total -= dropped.nbytes
 
@@ -100,6 +102,7 @@ def clear() -> None:
     """
     with _CACHE.lock:
         _CACHE.entries.clear()
+        _DERIVED.clear()
         _CACHE.total = 0
 
 
@@ -223,11 +226,13 @@ def _combine(delta: _Delta, split: _Split, rows: pl.DataFrame | None) -> RunEven
     if delta.base is None:
         return split.events(delta.path, rows if rows is not None else _to_rows(_parse_fast(b"")), False)
     base = delta.base
+    _warn_about(delta.path, base.start, list(base.skipped_lines), False)
+    if not split.complete:  # nothing new: the same events (and what was derived from them)
+        return base if split.torn == base.torn_tail_bytes else dataclasses.replace(base, torn_tail_bytes=split.torn)
     merged = base.rows
     if rows is not None and rows.height:
         # contiguous, as a parse of the whole file gives them: sums over chunks round otherwise
         merged = pl.concat([base.rows, rows], how="diagonal_relaxed", rechunk=True)
-    _warn_about(delta.path, base.start, list(base.skipped_lines), False)
     return RunEvents(
         path=delta.path,
         start=base.start,
@@ -237,3 +242,72 @@ def _combine(delta: _Delta, split: _Split, rows: pl.DataFrame | None) -> RunEven
         torn_tail_bytes=split.torn,
         bytes_read=base.bytes_read + split.complete,
     )
+
+
+# --- what was derived from files that are replaced, never changed (sidecars, Parquet) ---------
+
+
+def stamp(*paths: Path) -> tuple[int, ...] | None:
+    """Device, inode, size and modification time of each of ``paths`` (None when one is
+    missing): compaction writes its files to a temporary name and renames them into place, so a
+    file with the same stamp holds the same bytes.
+
+    Example:
+        >>> stamp(Path("/no/such/run.json")) is None
+        True
+    """
+    found: list[int] = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        found += (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return tuple(found)
+
+
+_DERIVED: OrderedDict[tuple[Any, ...], tuple[tuple[int, ...], Any, int]] = OrderedDict()
+_DERIVED_LOCK = _CACHE.lock  # one lock: both count towards _CACHE.total
+_DERIVED_LIMIT = 4096  # entries; the rows they hold count towards STEPLOG_READ_CACHE_MB as well
+
+
+def derived(key: tuple[Any, ...], files: tuple[int, ...] | None, make: Callable[[], Any], nbytes: int = 0) -> Any:
+    """``make()``, or what it returned for ``key`` when the files it read still have the same
+    ``stamp`` (``files``; None: not cached). ``nbytes`` is the size of what it returns, when large.
+
+    Example:
+        >>> derived(("double", 2), (1, 2, 3, 4), lambda: 2 * 2), derived(("double", 2), (1, 2, 3, 4), lambda: 0)
+        (4, 4)
+    """
+    if files is None:
+        return make()
+    with _DERIVED_LOCK:
+        hit = _DERIVED.get(key)
+        if hit is not None and hit[0] == files:
+            _DERIVED.move_to_end(key)
+            return hit[1]
+    value = make()
+    size = nbytes if nbytes else (value.estimated_size() if isinstance(value, pl.DataFrame) else 0)
+    with _DERIVED_LOCK:
+        old = _DERIVED.pop(key, None)
+        _CACHE.total -= old[2] if old else 0
+        _DERIVED[key] = (files, value, size)
+        _CACHE.total += size
+        while len(_DERIVED) > _DERIVED_LIMIT or (_CACHE.total > _limit() and len(_DERIVED) > 1):
+            _, (_, _, dropped) = _DERIVED.popitem(last=False)
+            _CACHE.total -= dropped
+    return value
+
+
+def sidecar(run_dir: Path) -> dict[str, Any] | None:
+    """``model.read_sidecar(run_dir)``, parsed once while the file is the same (a shallow copy).
+
+    Example:
+        >>> sidecar(Path("/no/such/run")) is None
+        True
+    """
+    from .model import read_sidecar
+
+    path = run_dir / fmt.SIDECAR_FILE
+    found = derived(("sidecar", path), stamp(path), lambda: read_sidecar(run_dir))
+    return None if found is None else dict(found)

@@ -94,6 +94,13 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
         >>> resolve_history(read_events(run.dir / "events.jsonl")).select("step", "loss", "acc").to_dicts()
         [{'step': 0, 'loss': 1.0, 'acc': 0.5}]
     """
+    key = ("history", all_segments)
+    if key not in events.memo:  # the events of a file not changed since the last query: its history too
+        events.memo[key] = _resolve(events, all_segments)
+    return events.memo[key].clone()  # a clone costs no copy, and a caller changing it changes only it
+
+
+def _resolve(events: RunEvents, all_segments: bool) -> pl.DataFrame:
     rows = events.rows
     metrics = events.metric_names
     superseded = _superseded(rows, events.resumes)
@@ -122,10 +129,15 @@ def lazy_history(events: RunEvents) -> pl.LazyFrame:
         >>> lazy_history(read_events(run.dir / "events.jsonl")).collect().select("step", "loss").rows()
         [(0, 1.0)]
     """
-    if events.resumes or not _strictly_increasing(events.rows, False):
-        return resolve_history(events).lazy()
-    rows = events.rows
-    return rows.lazy().select(_history_columns(tuple(events.metric_names), tuple(rows.columns), False))
+    if "lazy" not in events.memo:
+        if events.resumes or not _strictly_increasing(events.rows, False):
+            events.memo["lazy"] = resolve_history(events).lazy()
+        else:
+            rows = events.rows
+            events.memo["lazy"] = rows.lazy().select(
+                _history_columns(tuple(events.metric_names), tuple(rows.columns), False)
+            )
+    return events.memo["lazy"]
 
 
 @functools.lru_cache(maxsize=256)
