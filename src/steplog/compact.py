@@ -324,7 +324,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     for rank, path in store.rank_files(run_dir).items():
         if rank and path.parent == run_dir:
             fmt.cut_zero_tail(path)  # as rank 0's above
-    others = {rank: ev for rank, ev in rank_events(run_dir).items() if rank}
+    others = rank_events(run_dir, others_only=True)  # rank 0's is `events`, parsed above
     statuses = final_statuses({0: events, **others})
     record = record_from_events(run_dir, events, combine_statuses(statuses), history_all)
     histories = {0: history_all, **{rank: resolve_history(ev, all_segments=True) for rank, ev in others.items()}}

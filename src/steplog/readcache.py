@@ -39,6 +39,7 @@ from typing import Any, Callable
 import polars as pl
 
 from . import format as fmt
+from .blockparse import BIG_FILE_BYTES, parse_by_blocks
 from .eventparse import RunEvents, _parse_fast, _parse_together, _Split, _to_rows, _warn_about, parse_events
 
 #: How many bytes before the end of what was parsed must still be there for an entry to be used.
@@ -127,10 +128,13 @@ class _Delta:
     base: RunEvents | None
     before: bytes
     data: bytes
+    #: a large file parsed by blocks as it was read (``blockparse``), and its last bytes
+    parsed: RunEvents | None = None
+    check: bytes = b""
 
     def remember(self, events: RunEvents) -> RunEvents:
         """Cache ``events``, what this read made of the file, and return them."""
-        check = (self.before + self.data[: events.bytes_read - _base_end(self)])[-CHECK_BYTES:]
+        check = self.check or (self.before + self.data[: events.bytes_read - _base_end(self)])[-CHECK_BYTES:]
         if events.bytes_read == 0:
             _CACHE.put(self.path, None)
             return events
@@ -155,6 +159,10 @@ def _read_delta(path: Path) -> _Delta:
                 data = fmt.read_settled_from(f, end - back)
                 if data[:back] == entry.check:
                     return _Delta(path, info.st_dev, info.st_ino, entry.events, entry.check, data[back:])
+        if info.st_size >= BIG_FILE_BYTES:  # parsed as it is read: never all of its text at once
+            found = parse_by_blocks(f, path)
+            if found is not None:
+                return _Delta(path, info.st_dev, info.st_ino, None, b"", b"", *found)
         return _Delta(path, info.st_dev, info.st_ino, None, b"", fmt.read_settled_from(f, 0))
 
 
@@ -192,7 +200,8 @@ def read_many(paths: list[Path], *, missing_ok: bool = True) -> list[RunEvents |
         i
         for i, (d, s) in enumerate(zip(deltas, splits))
         # a damaged file is parsed whole again when it grows (its line numbers), else its entry serves
-        if d is not None and s is not None and not s.skipped and not (d.base and d.base.skipped_lines and s.complete)
+        if d is not None and s is not None and d.parsed is None
+        and not s.skipped and not (d.base and d.base.skipped_lines and s.complete)
     ]
     with_lines = [i for i in joint if len(splits[i].metric_bytes)]  # type: ignore[union-attr]
     together = _parse_together([splits[i].metric_bytes for i in with_lines]) if len(with_lines) > 1 else None  # type: ignore[union-attr]
@@ -201,6 +210,9 @@ def read_many(paths: list[Path], *, missing_ok: bool = True) -> list[RunEvents |
     for i, (delta, split) in enumerate(zip(deltas, splits)):
         if delta is None or split is None:
             out.append(None)
+            continue
+        if delta.parsed is not None:
+            out.append(delta.remember(delta.parsed))
             continue
         events = _combine(delta, split, rows.get(i)) if i in joint else None
         out.append(delta.remember(events if events is not None else _whole(delta)))

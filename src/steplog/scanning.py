@@ -178,8 +178,7 @@ def _live_part(run_id: str, name: str, run_dir: roots.RunDir, events: RunEvents)
                 pl.all(),
             )
         return ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, events.memo[key])
-    others = rank_events(run_dir).items()
-    ranks = {0: events, **{rank: ev for rank, ev in others if rank}}
+    ranks = {0: events, **rank_events(run_dir, others_only=True)}
     rows = pl.concat([with_rank(resolve_history(ev), rank) for rank, ev in ranks.items()], how="diagonal_relaxed")
     metrics = tuple(dict.fromkeys(m for ev in ranks.values() for m in ev.metric_names))
     frame = rows.lazy().select(
