@@ -33,7 +33,7 @@ BLOCK_BYTES = 16 << 20
 BIG_FILE_BYTES = 32 << 20
 
 
-def parse_by_blocks(f: Any, path: Path, block: int = BLOCK_BYTES) -> tuple[RunEvents, bytes] | None:
+def parse_by_blocks(f: Any, path: Path, block: int | None = None) -> tuple[RunEvents, bytes] | None:
     """The events of the file open for binary reading as ``f`` (from its start), and the last
     256 bytes of its complete lines; None where the whole-file parse must do it (see above).
 
@@ -42,6 +42,7 @@ def parse_by_blocks(f: Any, path: Path, block: int = BLOCK_BYTES) -> tuple[RunEv
         >>> parse_by_blocks(io.BytesIO(b'{"e":"start"}\\n{"s":0,"t":0.0,"w":0.0,"m":{"a":"x"}}\\n'), Path("x")) is None
         True
     """
+    block = block or BLOCK_BYTES
     f.seek(0)
     controls: list[dict[str, Any]] = []
     parts: list[pl.DataFrame] = []

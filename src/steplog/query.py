@@ -153,10 +153,15 @@ def _history(run_dir: roots.RunDir, all_segments: bool = False, rank: int | str 
             f"{fmt.ARCHIVED_EVENTS_FILE} are all missing)"
         )
     # a local run's compacted files are renamed into place, never changed: read once while the same
-    files = readcache.stamp(run_dir / fmt.PARQUET_FILE, run_dir / fmt.SIDECAR_FILE) if isinstance(run_dir, Path) else None
+    files = None
+    if isinstance(run_dir, Path):
+        files = readcache.stamp(run_dir / fmt.PARQUET_FILE, run_dir / fmt.SIDECAR_FILE)
     try:
-        key = ("compacted history", run_dir, all_segments, rank)
-        frame = readcache.derived(key, files, lambda: _compacted_history(run_dir, sidecar, all_segments, rank).collect())
+        frame = readcache.derived(
+            ("compacted history", run_dir, all_segments, rank),
+            files,
+            lambda: _compacted_history(run_dir, sidecar, all_segments, rank).collect(),
+        )
         return frame.clone()
     except (OSError, pl.exceptions.PolarsError) as exc:
         if not isinstance(run_dir, Path):

@@ -32,9 +32,10 @@ import dataclasses
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
@@ -138,7 +139,7 @@ class _Delta:
         if events.bytes_read == 0:
             _CACHE.put(self.path, None)
             return events
-        size = events.rows.estimated_size() + 200 * len(events.controls) + 1024
+        size = int(events.rows.estimated_size()) + 200 * len(events.controls) + 1024
         _CACHE.put(self.path, _Entry(self.dev, self.ino, events, check, size))
         return events
 
@@ -299,7 +300,7 @@ def derived(key: tuple[Any, ...], files: tuple[int, ...] | None, make: Callable[
             _DERIVED.move_to_end(key)
             return hit[1]
     value = make()
-    size = nbytes if nbytes else (value.estimated_size() if isinstance(value, pl.DataFrame) else 0)
+    size = nbytes if nbytes else (int(value.estimated_size()) if isinstance(value, pl.DataFrame) else 0)
     with _DERIVED_LOCK:
         old = _DERIVED.pop(key, None)
         _CACHE.total -= old[2] if old else 0
