@@ -160,7 +160,7 @@ def many_runs(work: Path, size: dict, repeat: int, rows: list) -> None:
         append_steps(files, appended[0])
         appended[0] += 10
 
-    scan_all = lambda: steplog.scan(root).select(pl.col("val_loss").min()).collect()  # noqa: E731
+    scan_all = lambda: steplog.scan(root).select(pl.col("val_loss").min()).collect()
     live_scan_grown = timed(scan_all, repeat, before=append)
     live_loop_grown = timed(history_loop, repeat, before=append)
     for path in files:  # back to the fixture's lines, for compaction
