@@ -237,3 +237,24 @@ def test_a_big_file_is_read_by_blocks_through_the_cache(tmp_path, monkeypatch):
     run.log({"loss": -1.0})
     run.finish()
     _same(read_events(path), _whole(path))
+
+
+def test_compaction_of_a_big_file_parses_it_by_blocks_as_it_hashes_it(tmp_path, monkeypatch):
+    import hashlib
+    import importlib
+
+    import orjson
+
+    compact_module = importlib.import_module("steplog.compact")
+    monkeypatch.setattr(compact_module, "BIG_FILE_BYTES", 1000)
+    monkeypatch.setattr(blockparse, "BLOCK_BYTES", 700)
+    with steplog.init(name="big", root=tmp_path, config={"lr": 0.1}) as run:
+        for step in range(300):
+            run.log({"loss": float(step)} | ({"val": float("nan")} if step % 50 == 49 else {}))
+    path = run.dir / fmt.EVENTS_FILE
+    digest, size = hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size
+    before = steplog.history("big", root=tmp_path)
+    assert steplog.compact(tmp_path, quiet=True) == [run.id]
+    sidecar = orjson.loads((run.dir / fmt.SIDECAR_FILE).read_bytes())
+    assert (sidecar["events"]["sha256"], sidecar["events"]["bytes"]) == (digest, size)
+    assert_frame_equal(steplog.history("big", root=tmp_path), before, check_exact=True)

@@ -33,9 +33,10 @@ BLOCK_BYTES = 16 << 20
 BIG_FILE_BYTES = 32 << 20
 
 
-def parse_by_blocks(f: Any, path: Path, block: int | None = None) -> tuple[RunEvents, bytes] | None:
+def parse_by_blocks(f: Any, path: Path, block: int | None = None, hasher: Any = None) -> tuple[RunEvents, bytes] | None:
     """The events of the file open for binary reading as ``f`` (from its start), and the last
     256 bytes of its complete lines; None where the whole-file parse must do it (see above).
+    ``hasher`` (a ``hashlib`` object), when given, is updated with every byte read.
 
     Example:
         >>> import io
@@ -48,6 +49,8 @@ def parse_by_blocks(f: Any, path: Path, block: int | None = None) -> tuple[RunEv
     parts: list[pl.DataFrame] = []
     carry, complete, last = b"", 0, b""
     while chunk := f.read(block):
+        if hasher is not None:
+            hasher.update(chunk)
         data = carry + chunk if carry else chunk
         end = data.rfind(b"\n") + 1
         lines, carry = data[:end], data[end:]

@@ -47,6 +47,7 @@ import polars as pl
 from . import format as fmt
 from . import store
 from .atomic import remove_file, remove_stale_temps, write_atomically
+from .blockparse import BIG_FILE_BYTES, parse_by_blocks
 from .compactfiles import (
     ROW_GROUP_SIZE,
     _archive_events,
@@ -306,19 +307,17 @@ def _size(count: int) -> str:
 
 def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:
     fmt.cut_zero_tail(source)  # what a crashed "mmap" writer reserved and never filled
-    data = source.read_bytes()
-    checksum = hashlib.sha256(data).hexdigest()
+    events, size, checksum = _read_source(source)
     recorded = (sidecar or {}).get("events") or {}
     if (
         source.name == fmt.EVENTS_FILE
         and source.parent == run_dir
-        and recorded.get("bytes") == len(data)
+        and recorded.get("bytes") == size
         and recorded.get("sha256") == checksum
         and _parquet_matches(run_dir, sidecar)
     ):
         _archive_events(run_dir)  # an earlier compaction stopped just before the move
         return "compacted", "finished an interrupted compaction"
-    events = parse_events(data, source)
     if events.start is None:
         return "skipped", f"{source} has no readable start event; left as it is"
     history_all = resolve_history(events, all_segments=True)
@@ -358,7 +357,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         },
         "events": {
             "file": fmt.ARCHIVED_EVENTS_FILE,
-            "bytes": len(data),
+            "bytes": size,
             "sha256": checksum,
             "metric_events": events.rows.height,
             "skipped_lines": events.skipped_lines,
@@ -372,6 +371,20 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         _raise_if_full(run_dir, run_dir / fmt.SIDECAR_FILE, exc)
         raise
     return "compacted", f"{record.num_steps:,} steps, {record.status}" + (f", {len(ranks)} ranks" if others else "")
+
+
+def _read_source(source: Path) -> tuple[RunEvents, int, str]:
+    """The events of the file a run is compacted from, its size and its SHA-256, from one read: a
+    large file parsed by blocks as it is hashed (``blockparse``; its text is never held whole)."""
+    hasher = hashlib.sha256()
+    with open(source, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        found = parse_by_blocks(f, source, hasher=hasher) if size >= BIG_FILE_BYTES else None
+        if found is not None:
+            return found[0], size, hasher.hexdigest()
+        f.seek(0)
+        data = f.read()
+    return parse_events(data, source), len(data), hashlib.sha256(data).hexdigest()
 
 
 def _live_other_ranks(run_dir: Path) -> bool:

@@ -184,27 +184,37 @@ def _own_order(part: pl.DataFrame, logged: list[int], data: bytes | memoryview) 
     first), not the order of the joint parse: a file reads the same whichever files it is read with."""
     if len(logged) < 2:
         return logged
-    firsts = part.select(pl.nth(logged).is_not_null().arg_max()).row(0)
+    names = part.columns
+    index = {names[i]: i for i in logged}
+    head = [index[key] for key in orjson.loads(_nth_line(data, 0))[fmt.METRICS] if key in index]
+    rest = [i for i in logged if i not in set(head)]
+    if len(rest) < 2:  # the common case: the first line logs most metrics, and at most one comes later
+        return head + rest
+    firsts = part.select(pl.nth(rest).is_not_null().arg_max()).row(0)
     order: dict[int, list[str]] = {}
     for first in set(firsts):
         if firsts.count(first) > 1:  # several metrics first logged on one line: that line's key order
             order[first] = list(orjson.loads(_nth_line(data, first))[fmt.METRICS])
-    names, position = part.columns, dict(zip(logged, firsts))
+    position = dict(zip(rest, firsts))
 
     def key(i: int) -> tuple[int, int]:
         first = position[i]
         return first, order[first].index(names[i]) if first in order else 0
 
-    return sorted(logged, key=key)
+    return head + sorted(rest, key=key)
 
 
 def _nth_line(data: bytes | memoryview, n: int) -> bytes:
     """Line ``n`` (from 0) of ``data``."""
-    data = bytes(data) if isinstance(data, memoryview) else data
-    begin = 0
-    for _ in range(n):
-        begin = data.index(b"\n", begin) + 1
-    return data[begin : data.index(b"\n", begin)]
+    for text in (bytes(data[: 1 << 16]), bytes(data)):  # the lines sought are near the start: no copy of it all
+        begin = 0
+        try:
+            for _ in range(n):
+                begin = text.index(b"\n", begin) + 1
+            return text[begin : text.index(b"\n", begin)]
+        except ValueError:
+            continue  # beyond the first 64 KiB
+    raise ValueError(f"no line {n} in {len(data)} bytes")
 
 
 def _split_controls(
