@@ -258,3 +258,24 @@ def test_compaction_of_a_big_file_parses_it_by_blocks_as_it_hashes_it(tmp_path, 
     sidecar = orjson.loads((run.dir / fmt.SIDECAR_FILE).read_bytes())
     assert (sidecar["events"]["sha256"], sidecar["events"]["bytes"]) == (digest, size)
     assert_frame_equal(steplog.history("big", root=tmp_path), before, check_exact=True)
+
+
+SMALL_LINES = [
+    b'{"s":0,"t":1,"w":0,"m":{"a":1,"b":true}}\n{"s":1,"t":1.5,"w":0.5,"m":{"b":false,"c":2.5}}\n',
+    b'{"s":0,"t":1.0,"w":0.0,"m":{"a":null},"nf":{"a":"nan"}}\n{"s":1,"t":1.0,"w":0.0,"m":{"a":null,"b":1e300}'
+    b',"nf":{"a":"-inf"}}\n',
+    b'{"s":3,"t":1.0,"w":0.0,"m":{},"g":2}\n{"s":4,"t":1.0,"w":0.0,"m":{}}\n',
+    b'{"s":0,"t":1.0,"w":0.0,"m":{"x":9007199254740993,"y":-0.0}}\n',
+]
+
+
+@pytest.mark.parametrize("lines", SMALL_LINES)
+def test_a_few_lines_parsed_with_orjson_are_what_arrow_makes_of_them(lines):
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    from steplog.eventparse import _parse_small, _to_rows, _well_formed
+
+    arrow = pa_json.read_json(pa.BufferReader(lines))
+    assert _well_formed(arrow)
+    assert_frame_equal(_to_rows(_parse_small(lines)), _to_rows(arrow), check_exact=True)
