@@ -400,4 +400,3 @@ def _rank_entries(
     for entry in facts:
         entry["metrics"] = list(events[entry["rank"]].metric_names)
     return facts
-

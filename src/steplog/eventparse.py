@@ -105,7 +105,6 @@ def metric_col(name: str, columns: list[str]) -> pl.Expr:
     return pl.col(name)
 
 
-
 def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
     """Parse the bytes of an events file (see ``read_events``); ``path`` is used in messages.
 
@@ -156,7 +155,6 @@ class _Split:
             torn_tail_bytes=self.torn,
             bytes_read=self.complete,
         )
-
 
 
 def _parse_together(metric_bytes: list[bytes | memoryview]) -> list[pl.DataFrame] | None:

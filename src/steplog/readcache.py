@@ -201,8 +201,11 @@ def read_many(paths: list[Path], *, missing_ok: bool = True) -> list[RunEvents |
         i
         for i, (d, s) in enumerate(zip(deltas, splits))
         # a damaged file is parsed whole again when it grows (its line numbers), else its entry serves
-        if d is not None and s is not None and d.parsed is None
-        and not s.skipped and not (d.base and d.base.skipped_lines and s.complete)
+        if d is not None
+        and s is not None
+        and d.parsed is None
+        and not s.skipped
+        and not (d.base and d.base.skipped_lines and s.complete)
     ]
     with_lines = [i for i in joint if len(splits[i].metric_bytes)]  # type: ignore[union-attr]
     together = _parse_together([splits[i].metric_bytes for i in with_lines]) if len(with_lines) > 1 else None  # type: ignore[union-attr]
