@@ -279,3 +279,20 @@ def test_a_few_lines_parsed_with_orjson_are_what_arrow_makes_of_them(lines):
     arrow = pa_json.read_json(pa.BufferReader(lines))
     assert _well_formed(arrow)
     assert_frame_equal(_to_rows(_parse_small(lines)), _to_rows(arrow), check_exact=True)
+
+
+def test_a_scan_of_runs_that_keep_logging_is_a_scan_of_their_files_read_afresh(tmp_path):
+    runs = [steplog.init(name=f"r{i}", root=tmp_path, durability="process") for i in range(3)]
+    for round_ in range(3):
+        for i, run in enumerate(runs):
+            for step in range(4):
+                run.log({"loss": float(step + round_)} | ({f"m{i}": 1.0} if round_ == i else {}))
+            run.flush()
+        if round_ == 1:
+            runs[2].finish()
+            runs[2] = steplog.init(resume=runs[2].id, root=tmp_path, durability="process", start_step=5)
+        scanned = steplog.scan(tmp_path).collect()  # the new lines of each run parsed together
+        readcache.clear()
+        assert_frame_equal(scanned, steplog.scan(tmp_path).collect(), check_exact=True)
+    for run in runs:
+        run.finish()
