@@ -203,8 +203,10 @@ def bench_remote_queries(
 ) -> list[str]:
     """The public queries with a URL root: runs() and best() over the listed runs (pushed to the
     bucket first), scan() of two metrics over the pushed runs, each beside its baseline. runs()
-    must list the bucket (names and sizes: a stale catalog row is noticed), so the floor it is shown
-    beside is one plain listing of the same bucket."""
+    lists the bucket's run folders (delimiter "/") beside the catalog and its journal
+    (``steplog.journal``), so it is shown beside one plain listing of every object (what it cost
+    before the journal) and one folder listing (its floor); catalog.read with full=True is the
+    listing path it falls back to."""
     import obstore
     import polars as pl
 
@@ -214,6 +216,9 @@ def bench_remote_queries(
     local_runs = timed(lambda: steplog.runs(listed), max(1, repeat // 2))
     remote_runs = timed(lambda: steplog.runs(remote), repeat)
     listing = timed(lambda: [m for batch in obstore.list(remote._store, chunk_size=1000) for m in batch], repeat)
+    folders = timed(lambda: obstore.list_with_delimiter(remote._store), repeat)
+    fast = timed(lambda: catalog.read(remote), repeat)
+    full = timed(lambda: catalog.read(remote, full=True), max(1, repeat // 2))
     remote_best = timed(lambda: steplog.best("val_loss", root=remote), repeat)
     local_best = timed(lambda: steplog.best("val_loss", root=listed), max(1, repeat // 2))
     there = storage.open_root(pushed_url, options)
@@ -236,6 +241,10 @@ def bench_remote_queries(
         _row(f"steplog.runs(url), {runs:,} runs, local S3 server", remote_runs),
         _row(f"baseline: one plain obstore listing of that bucket ({2 * runs:,} objects)", listing),
         f"| steplog.runs(url) / plain listing | {remote_runs['mean'] / listing['mean']:.2f}x | mean |",
+        _row(f"floor: one listing of the bucket's {runs:,} run folders (delimiter /)", folders),
+        f"| steplog.runs(url) / folder listing | {remote_runs['mean'] / folders['mean']:.2f}x | mean |",
+        _row(f"catalog.read(url), {runs:,} runs: journal (folder listing, catalog, marker checks)", fast),
+        _row(f"catalog.read(url, full=True), {runs:,} runs: every object listed (the fallback)", full),
         _row(f"steplog.runs(root), {runs:,} runs, local folder (baseline)", local_runs),
         _row(f"steplog.best(val_loss, root=url), {runs:,} runs, local S3 server", remote_best),
         _row(f"steplog.best(val_loss, root=folder), {runs:,} runs, local folder", local_best),
@@ -243,6 +252,53 @@ def bench_remote_queries(
         _row(f"baseline: pl.scan_parquet of the same {pushes:,} files, same query", plain),
         f"| steplog.scan(url) / plain Polars scan | {scan['mean'] / plain['mean']:.2f}x | mean |",
     ]
+
+
+def profile_listing(runs: int, repeat: int) -> list[str]:
+    """Where moto spends a listing: a bucket of ``runs`` run folders (two objects each, put straight
+    into moto's in-process backend), then the request kinds runs(url) may use, timed from obstore;
+    with yappi installed (``pip install yappi``), the server side of one full listing profiled:
+    the backend's key collection and sort per page beside the response's per-key serialization."""
+    import obstore
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    server, endpoint = start_server()
+    try:
+        create_bucket(endpoint, "profile")
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+        for i in range(runs):
+            for name in ("metrics.parquet", "run.json"):
+                backend.put_object("profile", f"{new_run_id()}-{i:06d}/{name}", b"{}")
+        remote = storage.open_root("s3://profile", {"aws_endpoint_url": endpoint, **CREDENTIALS})
+        key = next(iter(remote.list(remote.run_prefixes().pop() + "/")))
+        rows = [
+            _row(f"full listing, {2 * runs:,} objects (pages of 1,000)", timed(lambda: remote.list(), repeat)),
+            _row(f"folder listing (delimiter /), {runs:,} folders", timed(remote.run_prefixes, repeat)),
+            _row("prefix listing of _catalog/ (nothing there)", timed(lambda: remote.list("_catalog/"), repeat)),
+            _row("one HEAD", timed(lambda: remote.head(key), 20 * repeat)),
+            _row("one GET", timed(lambda: remote.read(key), 20 * repeat)),
+        ]
+        try:
+            import yappi
+        except ImportError:
+            return [*rows, "| server-side profile | not run | pip install yappi |"]
+        yappi.set_clock_type("wall")
+        yappi.start()
+        [m for batch in obstore.list(remote._store, chunk_size=1000) for m in batch]
+        yappi.stop()
+        stats = {f.name: f.ttot for f in yappi.get_func_stats()}
+        yappi.clear_stats()
+        total = stats.get("S3Response.list_objects_v2", 0.0) or 1e-9
+        for name, what in (
+            ("S3Backend.list_objects_v2", "collect and sort the whole bucket, per page"),
+            ("S3Response.serialized", "serialize the page's keys (XML, LastModified parsed by dateutil)"),
+        ):
+            spent = stats.get(name, 0.0)
+            rows.append(f"| server side, {what} | {spent / total:.0%} of the handler | {spent:.2f} s (profiled) |")
+        return rows
+    finally:
+        server.stop()
 
 
 def _row(label: str, t: dict[str, float]) -> str:
@@ -255,7 +311,15 @@ def main(argv: list[str] | None = None) -> str:
     size.add_argument("--small", action="store_true")
     size.add_argument("--tiny", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--profile-listing", type=int, metavar="RUNS", help="only time and profile moto's listings of RUNS run folders"
+    )
     args = parser.parse_args(argv)
+    if args.profile_listing:
+        rows = profile_listing(args.profile_listing, args.repeat)
+        table = "\n".join(["| measure | time | note |", "| --- | --- | --- |", *rows])
+        print(table)
+        return table
     pushes, runs = SIZES["tiny" if args.tiny else "small" if args.small else "full"]
     work = Path(tempfile.mkdtemp(prefix="steplog-bench-cloud-"))
     server, endpoint = start_server()

@@ -29,3 +29,17 @@ def test_bench_cloud_runs_at_a_tiny_size():
         "steplog.scan(url), two metrics, 10 runs",
     ):
         assert measure in out.stdout
+
+
+def test_bench_cloud_profiles_moto_listings_at_a_tiny_size():
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--profile-listing", "30", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for measure in ("full listing, 60 objects", "folder listing (delimiter /), 30 folders", "one HEAD", "one GET"):
+        assert measure in out.stdout
+    assert "server side, serialize the page's keys" in out.stdout or "pip install yappi" in out.stdout

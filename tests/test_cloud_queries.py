@@ -162,3 +162,30 @@ def test_cli_commands_take_a_url_root(pushed, env_url, tmp_path, capsys):
     assert capsys.readouterr().out.split() == ["name", "run0", "run1", "run2", "run3"]
     assert main(["compact", "--root", env_url]) == 1  # a local-folder command names what reads buckets
     assert "is an object-store URL" in capsys.readouterr().err
+
+
+def test_sql_over_the_bucket_covers_live_runs_as_a_local_root_does(pushed):
+    from steplog.sql import sql, tables
+
+    local, remote, _, url, options = pushed
+    run = steplog.init(name="live", config={"lr": 0.5}, root=local)
+    try:
+        for step in range(3):
+            run.log({"loss": 1.0 / (step + 1), "grad_norm": float(step)})  # a metric only the live run has
+        sync(url, root=local, storage_options=options)
+        sent = storage.read_parts(remote, run.id)
+        remote.put(storage.part_name(run.id, "events.jsonl", len(sent), len(sent) + 9), b'{"s":3,"m')  # torn
+        for query in (
+            "SELECT run_id, name, rank, step, loss, val_loss, grad_norm FROM metrics ORDER BY run_id, step",
+            "SELECT name, min(loss) AS best, count(*) AS n FROM metrics GROUP BY name ORDER BY name",
+            'SELECT m.name, r.status, max(m.grad_norm) AS g FROM metrics m JOIN runs r USING (run_id) '
+            "GROUP BY m.name, r.status ORDER BY m.name",
+        ):
+            there = sql(query, root=url, storage_options=options)
+            assert_frame_equal(there, sql(query, root=local))
+        live = sql("SELECT count(*) AS n FROM metrics WHERE name = 'live'", root=url, storage_options=options)
+        assert live.item() == 3  # the torn last line left out
+        schema = tables(url, storage_options=options)["metrics"].collect_schema()
+        assert schema == tables(local)["metrics"].collect_schema()
+    finally:
+        run.finish()

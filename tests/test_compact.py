@@ -410,15 +410,15 @@ def test_progress_is_one_line_per_run_off_a_terminal_and_silent_when_quiet(tmp_p
 
 
 def test_store_sees_compacted_runs(tmp_path):
-    from steplog import store
+    from steplog import runstatus, store
 
     run = _make_run(tmp_path, name="kept")
     steplog.compact(tmp_path, quiet=True)
-    assert store.current_status(run.dir) == "finished"  # from the sidecar: the events are archived
+    assert runstatus.current_status(run.dir) == "finished"  # from the sidecar: the events are archived
     assert store.run_name(run.dir) == "kept" and store.runs_named("kept", tmp_path) == [run.dir]
     (run.dir / fmt.SIDECAR_FILE).write_bytes(b"{ damaged")
     assert store.run_name(run.dir) == "kept"  # falls back to the archived events
-    assert store.current_status(run.dir) == "finished"
+    assert runstatus.current_status(run.dir) == "finished"
     fresh = steplog.init(name="kept", resume="auto", root=tmp_path)  # nothing crashed: a new run
     assert fresh.id != run.id
     fresh.finish()

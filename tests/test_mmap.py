@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 import steplog
-from steplog import eventfile, writer
+from steplog import eventfile, opening
 from steplog import format as fmt
 from steplog.reader import parse_events
 
@@ -228,8 +228,8 @@ def test_a_file_system_without_fallocate_falls_back_at_init(root, monkeypatch):
 
 
 def test_a_network_file_system_uses_write_and_says_so_once(root, monkeypatch):
-    monkeypatch.setattr(writer, "network_filesystem", lambda path: "NFS")
-    monkeypatch.setattr(writer, "_warned_network", set())
+    monkeypatch.setattr(opening, "network_filesystem", lambda path: "NFS")
+    monkeypatch.setattr(opening, "_warned_network", set())
     with pytest.warns(UserWarning, match="on NFS"):
         first = steplog.init(root=root)
     with warnings.catch_warnings():

@@ -17,8 +17,8 @@ from polars.testing import assert_frame_equal
 
 import steplog
 from steplog import ranks
+from steplog.locks import RunLockedError
 from steplog.query import run_info
-from steplog.store import RunLockedError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 STEPS = 2000
@@ -275,7 +275,7 @@ def test_show_names_the_crashed_ranks(root):
         run.log({"loss": 1.0})
         if rank != 1:
             run.finish()
-    steplog.store.release_lock(run.dir, 1)  # as if rank 1 had been killed: its lock is free, no finish event
+    steplog.locks.release_lock(run.dir, 1)  # as if rank 1 had been killed: its lock is free, no finish event
     out = subprocess.run(
         [sys.executable, "-m", "steplog", "show", "x", "--root", str(root)],
         capture_output=True,

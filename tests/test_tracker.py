@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 import steplog
 from steplog import format as fmt
-from steplog.analyzer import ExperimentAnalyzer, ExperimentLog, load_experiment
+from steplog.analyzer import ExperimentAnalyzer
+from steplog.experimentlog import ExperimentLog, load_experiment
 from steplog.tracker import ExperimentConfig, ExperimentTracker, MetricsSnapshot
 
 
@@ -440,13 +441,13 @@ def test_save_says_when_the_run_could_not_be_compacted(root: Path) -> None:
     tracker.start()
     tracker.log_metrics(0, train_loss=1.0)
     tracker.finish()
-    steplog.store.acquire_lock(tracker.run_dir, time.time())  # as another compaction would hold it
+    steplog.locks.acquire_lock(tracker.run_dir, time.time())  # as another compaction would hold it
     try:
         with pytest.warns(UserWarning, match=f"run {tracker.run_id} .*was not compacted: running"):
             path = tracker.save()
         assert path == tracker.run_dir / "events.jsonl" and path.exists()
     finally:
-        steplog.store.release_lock(tracker.run_dir)
+        steplog.locks.release_lock(tracker.run_dir)
     assert tracker.save() == tracker.run_dir / "run.json" and (tracker.run_dir / "run.json").exists()
 
 
@@ -477,10 +478,12 @@ def test_the_tracker_training_path_never_imports_polars_pyarrow_or_numpy():
 
 def test_the_reading_side_is_still_importable_from_steplog_tracker():
     import steplog.analyzer
+    import steplog.experimentlog
     import steplog.tracker
 
     assert steplog.tracker.ExperimentAnalyzer is steplog.analyzer.ExperimentAnalyzer
-    assert steplog.tracker.load_experiment is steplog.analyzer.load_experiment
+    assert steplog.tracker.load_experiment is steplog.experimentlog.load_experiment
+    assert steplog.tracker.ExperimentLog is steplog.analyzer.ExperimentLog is steplog.ExperimentLog
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         steplog.tracker.nothing_here
 

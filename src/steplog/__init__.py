@@ -26,7 +26,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .store import AmbiguousRunError, RunLockedError, RunNotFoundError, StoreError
+from .locks import RunLockedError
+from .store import AmbiguousRunError, RunNotFoundError, StoreError
 from .writer import Run, init
 
 #: Public names imported at first use: name -> module (they need Polars / PyArrow, or the tracker).
@@ -47,7 +48,7 @@ _LAZY = {
     "follow": "follow",
     "read_events": "reader",
     "ExperimentAnalyzer": "analyzer",
-    "ExperimentLog": "analyzer",
+    "ExperimentLog": "experimentlog",
     "ExperimentConfig": "tracker",
     "ExperimentTracker": "tracker",
     "MetricsSnapshot": "tracker",

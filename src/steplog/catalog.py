@@ -6,12 +6,16 @@ metric's summary as ``summary.<metric>.<figure>`` columns (the figures of
 ``compact.SUMMARY_FIELDS``), all taken from the run's sidecar, plus ``_sidecar_stamp``: the size
 and modification stamp of the sidecar the row was built from.
 
-The catalog is derived data and never trusted blindly: ``read`` lists the root (names and sizes
-only), keeps the catalog rows whose sidecar stamp still matches, and reads the sidecar of every
-compacted run the catalog misses or has stale; a missing or corrupt catalog file just means every
-sidecar is read. Compaction and push call ``update``; ``rebuild`` (``steplog catalog --rebuild``)
-writes it again from all sidecars. Two updates racing can only leave a row out or stale, which
-``read`` notices, so no lock is needed.
+The catalog is derived data and never trusted blindly. On a local root ``read`` lists the root
+(two stats a run), keeps the catalog rows whose sidecar stamp still matches, and reads the sidecar
+of every compacted run the catalog misses or has stale; a missing or corrupt catalog file just
+means every sidecar is read. Two updates racing can only leave a row out or stale, which ``read``
+notices, so no lock is needed. On an object store, where a full listing costs a request per 1,000
+objects, the catalog is written by compare-and-swap beside a journal (``steplog.journal``: its
+generation, and markers of the pushes under way) that lets ``read`` check only the runs that may
+have changed; it falls back to the full listing whenever the journal cannot vouch for the catalog.
+Compaction and push call ``update``; ``rebuild`` (``steplog catalog --rebuild``) writes it again
+from all sidecars.
 
 Example:
     >>> import tempfile, steplog
@@ -27,38 +31,22 @@ Example:
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import polars as pl
 
 from . import format as fmt
-from .model import SUMMARY_FIELDS, SUMMARY_TYPES, RunDir, decode_summary
+from . import journal
+from .catalogrows import CATALOG_FILE, STAMP, catalog_bytes, compacted, read_catalog, row_from_bytes, sidecar_rows
+from .catalogrows import rows_frame as rows_frame  # re-exported: catalog rows as a frame
+from .catalogrows import sidecar_row as sidecar_row  # re-exported: the catalog's row of a sidecar
+from .model import RunDir
 from .storage import PARTS_DIR, LocalStorage, Storage, open_root
 
-#: Where the catalog lives, relative to the root.
-CATALOG_FILE = "_catalog/runs.parquet"
-_STAMP = "_sidecar_stamp"
-_BASE = {
-    "run_id": pl.String,
-    "name": pl.String,
-    "status": pl.String,
-    "start_time": pl.Datetime("us", "UTC"),
-    "end_time": pl.Datetime("us", "UTC"),
-    "duration_s": pl.Float64,
-    "num_steps": pl.Int64,
-    "last_step": pl.Int64,
-    "segments": pl.Int64,
-    "error": pl.String,
-    "notes": pl.String,
-    "world_size": pl.Int64,
-    "rank_status": pl.String,
-}
+__all__ = ["CATALOG_FILE", "CatalogRead", "add_sidecars", "live_row", "read", "rebuild", "rows_frame", "runs_table"]
 
 
 @dataclass
@@ -78,105 +66,10 @@ def _root(root: str | os.PathLike | Storage, storage_options: dict[str, Any] | N
     return root if isinstance(root, Storage) else open_root(root, storage_options)
 
 
-def sidecar_row(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """A catalog row (flat dict) from a decoded sidecar (``compact.read_sidecar``).
-
-    Example:
-        >>> row = sidecar_row({"run_id": "r", "name": "a", "status": "finished", "start_time": 0.0,
-        ...     "end_time": 1.0, "duration_s": 1.0, "num_steps": 2, "last_step": 1, "segments": [{}],
-        ...     "config": {"m": {"d": 8}}, "summary": {"loss": {"min": 0.5}}})
-        >>> row["config.m.d"], row["summary.loss.min"], row["segments"], str(row["end_time"])
-        (8, 0.5, 1, '1970-01-01 00:00:01+00:00')
-    """
-    from .model import sidecar_ranks
-    from .runtable import flatten_config, rank_status_text  # the run table's columns, as runs() makes them
-
-    finish = sidecar.get("finish") or {}
-    error = finish.get("error")
-    row = {
-        "run_id": sidecar.get("run_id"),
-        "name": sidecar.get("name"),
-        "status": sidecar.get("status"),
-        "start_time": _utc(sidecar.get("start_time")),
-        "end_time": _utc(sidecar.get("end_time")),
-        "duration_s": sidecar.get("duration_s"),
-        "num_steps": sidecar.get("num_steps"),
-        "last_step": sidecar.get("last_step"),
-        "segments": len(sidecar.get("segments") or []),
-        "error": f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
-        "notes": finish.get("notes"),
-        "world_size": sidecar.get("world_size") or 1,
-        "rank_status": rank_status_text(sidecar_ranks(sidecar)),
-    }
-    config = sidecar.get("config")
-    row.update(flatten_config(config if isinstance(config, dict) else {}))
-    for metric, figures in (sidecar.get("summary") or {}).items():
-        values = figures if isinstance(figures, dict) else figures.to_dict()  # a MetricSummary when decoded
-        for field in SUMMARY_FIELDS:
-            row[f"summary.{metric}.{field}"] = values.get(field)
-    return row
-
-
-def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Catalog rows as a frame: the run-table columns typed as ``runs()`` types them, config
-    columns as ``query.config_column`` types them, summary figures Int64/Float64.
-
-    Example:
-        >>> rows_frame([{"run_id": "r", "config.lr": 1}, {"run_id": "s", "config.lr": 0.5}])["config.lr"].to_list()
-        [1.0, 0.5]
-    """
-    from .runtable import config_column
-
-    keys: dict[str, None] = dict.fromkeys(_BASE)
-    for row in rows:
-        keys.update(dict.fromkeys(row))
-    columns = []
-    for key in keys:
-        values = [row.get(key) for row in rows]
-        if key in _BASE:
-            columns.append(pl.Series(key, values, dtype=_BASE[key]))  # type: ignore[arg-type]
-        elif key.startswith("summary."):
-            columns.append(pl.Series(key, values, dtype=SUMMARY_TYPES[key.rsplit(".", 1)[1]]))
-        elif key == _STAMP:
-            columns.append(pl.Series(key, values, dtype=pl.String))
-        else:
-            columns.append(config_column(key, values))
-    return pl.DataFrame(columns)
-
-
-def _sidecar_rows(storage: Storage, stamps: dict[str, str]) -> list[dict[str, Any]]:
-    """Catalog rows of the runs ``stamps`` names ({run id: sidecar stamp}), read in parallel."""
-
-    def one(item: tuple[str, str]) -> dict[str, Any] | None:
-        run_id, stamp = item
-        try:
-            sidecar = orjson.loads(storage.read(f"{run_id}/{fmt.SIDECAR_FILE}"))
-            sidecar["summary"] = decode_summary(sidecar["summary"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None  # being rewritten, or damaged: its run stays out until it is readable
-        return {**sidecar_row(sidecar), _STAMP: stamp}
-
-    items = sorted(stamps.items())
-    if len(items) < 16:
-        found = [one(item) for item in items]
-    else:
-        with ThreadPoolExecutor(16) as pool:
-            found = list(pool.map(one, items))
-    return [row for row in found if row is not None]
-
-
-def _compacted(files: dict[str, dict[str, str]]) -> dict[str, str]:
-    """{run id: sidecar stamp} of the compacted runs of a ``run_files`` listing."""
-    return {
-        run_id: names[fmt.SIDECAR_FILE]
-        for run_id, names in files.items()
-        if fmt.SIDECAR_FILE in names and fmt.PARQUET_FILE in names and fmt.EVENTS_FILE not in names
-    }
-
-
 def _load_catalog(storage: Storage) -> pl.DataFrame | None:
+    """The catalog's rows (with stamps); None when it is missing or damaged (said on stderr)."""
     try:
-        frame = pl.read_parquet(io.BytesIO(storage.read(CATALOG_FILE)))
+        return read_catalog(storage.read(CATALOG_FILE))[0]
     except FileNotFoundError:
         return None
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # damaged: read every sidecar (slower, right)
@@ -186,19 +79,14 @@ def _load_catalog(storage: Storage) -> pl.DataFrame | None:
             file=sys.stderr,
         )
         return None
-    return frame if {"run_id", _STAMP} <= set(frame.columns) else None
-
-
-def _write(storage: Storage, frame: pl.DataFrame) -> None:
-    buffer = io.BytesIO()
-    frame.sort("run_id").write_parquet(buffer, compression="zstd", statistics=True)
-    storage.put(CATALOG_FILE, buffer.getvalue())
 
 
 def rebuild(
     root: str | os.PathLike | Storage = "experiment_logs", *, storage_options: dict[str, Any] | None = None
 ) -> int:
     """Write the catalog again from the sidecars of every compacted run; returns the row count.
+    On an object store (as every catalog write there) it also removes the pending markers of pushes
+    killed over a day ago.
 
     Example:
         >>> import tempfile
@@ -206,9 +94,11 @@ def rebuild(
         0
     """
     storage = _root(root, storage_options)
-    rows = _sidecar_rows(storage, _compacted(storage.run_files()))
-    _write(storage, rows_frame(rows))
-    return len(rows)
+    if isinstance(storage, LocalStorage):
+        frame = journal.full_rows(storage, None)[0]
+        storage.put(CATALOG_FILE, catalog_bytes(frame, None))
+        return frame.height
+    return journal.commit(storage, journal.full_rows(storage, None)[0], replace=True).height
 
 
 def update(
@@ -219,7 +109,7 @@ def update(
 ) -> None:
     """Bring the catalog's rows for ``run_ids`` (ids, or run directories) up to date with their
     sidecars, leaving other rows as they are (a run no longer compacted loses its row). Called by
-    compaction and push; cheap: it reads the catalog, those sidecars, and writes the catalog.
+    compaction; cheap: it reads the catalog, those sidecars, and writes the catalog.
 
     Example:
         >>> import tempfile, steplog
@@ -232,13 +122,15 @@ def update(
     storage = _root(root, storage_options)
     ids = {os.path.basename(os.fspath(r).rstrip("/")) for r in run_ids}
     files = storage.run_files(sorted(ids))
-    stamps = {run_id: stamp for run_id, stamp in _compacted(files).items() if run_id in ids}
-    _merge(storage, ids, _sidecar_rows(storage, stamps))
+    stamps = {run_id: stamp for run_id, stamp in compacted(files).items() if run_id in ids}
+    rows = rows_frame(sidecar_rows(storage, stamps))
+    _merge(storage, rows, frozenset(ids))
 
 
 def add_sidecars(storage: Storage, sidecars: dict[str, tuple[bytes, str]]) -> None:
     """``update`` for a writer that has just put the sidecars itself (push): ``{run id: (sidecar
-    bytes, stamp that put returned)}``; nothing is listed or read back.
+    bytes, stamp that put returned)}``; nothing is listed (on an object store the sidecars whose
+    row changes are HEADed, so a newer one written meanwhile wins).
 
     Example:
         >>> import tempfile
@@ -246,29 +138,31 @@ def add_sidecars(storage: Storage, sidecars: dict[str, tuple[bytes, str]]) -> No
         >>> read(s).table.height
         0
     """
-    rows = []
-    for data, stamp in sidecars.values():
-        try:
-            sidecar = orjson.loads(data)
-            sidecar["summary"] = decode_summary(sidecar["summary"])
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # left out: read() reads its sidecar
-        rows.append({**sidecar_row(sidecar), _STAMP: stamp})
-    _merge(storage, set(sidecars), rows)
+    rows = [row_from_bytes(data, stamp) for data, stamp in sidecars.values()]
+    _merge(storage, rows_frame([row for row in rows if row is not None]), frozenset())  # unreadable: read() reads it
 
 
-def _merge(storage: Storage, ids: set[str], rows: list[dict[str, Any]]) -> None:
-    """Write the catalog with the rows of ``ids`` replaced by ``rows``."""
+def _merge(storage: Storage, rows: pl.DataFrame, drop: frozenset[str]) -> None:
+    """Write the catalog with ``rows`` in place of theirs and the other runs of ``drop`` left out."""
+    if not isinstance(storage, LocalStorage):
+        journal.commit(storage, rows, drop=drop)
+        return
     old = _load_catalog(storage)
-    kept = [] if old is None else [old.filter(~pl.col("run_id").is_in(sorted(ids)))]
-    _write(storage, pl.concat([*kept, rows_frame(rows)], how="diagonal_relaxed"))
+    gone = sorted(drop | set(rows["run_id"].to_list()))
+    kept = [] if old is None else [old.filter(~pl.col("run_id").is_in(gone))]
+    storage.put(CATALOG_FILE, catalog_bytes(pl.concat([*kept, rows], how="diagonal_relaxed"), None))
 
 
 def read(
-    root: str | os.PathLike | Storage = "experiment_logs", *, storage_options: dict[str, Any] | None = None
+    root: str | os.PathLike | Storage = "experiment_logs",
+    *,
+    storage_options: dict[str, Any] | None = None,
+    full: bool = False,
 ) -> CatalogRead:
     """The compacted runs of a root as one frame, from the catalog where it is current and from
     sidecars where it is not (missing, stale, corrupt); never a row the sidecar would not give.
+    On an object store the catalog's journal names the runs to check (``steplog.journal``);
+    ``full=True`` lists every object instead.
 
     Example:
         >>> import tempfile
@@ -277,33 +171,19 @@ def read(
         (0, [])
     """
     storage = _root(root, storage_options)
+    fast = None if full else journal.fast_read(storage)
+    if fast is not None:
+        table, live, hits = fast
+        return CatalogRead(table.drop(STAMP, strict=False).sort("run_id"), live, hits, table.height - hits)
     catalog = _load_catalog(storage)
-    if isinstance(storage, LocalStorage) or catalog is None:
-        files = storage.run_files()
-    else:  # list the bucket in parallel ranges, split where the catalog's runs say
-        ids = catalog["run_id"].sort().to_list()
-        files = storage.run_files(splits=ids[len(ids) // 8 :: max(len(ids) // 8, 1)][:7] if len(ids) >= 2000 else [])
-    compacted = _compacted(files)
+    table, files, hits = journal.full_rows(storage, catalog)
+    done = compacted(files)
     live = sorted(
         run_id
-        for run_id, names in files.items()
-        if run_id not in compacted and (fmt.EVENTS_FILE in names or PARTS_DIR in names)
+        for run_id, there in files.items()
+        if run_id not in done and (fmt.EVENTS_FILE in there or PARTS_DIR in there)
     )
-    parts, from_catalog = [], 0
-    missing = dict(compacted)
-    if catalog is not None and compacted:
-        current = pl.DataFrame({"run_id": list(compacted), _STAMP: list(compacted.values())})
-        hit = catalog.join(current, on=["run_id", _STAMP], how="semi")
-        for run_id in hit["run_id"].to_list():
-            missing.pop(run_id, None)
-        from_catalog = hit.height
-        parts.append(hit)
-    fresh = _sidecar_rows(storage, missing)
-    parts.append(rows_frame(fresh))
-    table = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
-    table = table.drop(_STAMP, strict=False).sort("run_id")
-    return CatalogRead(table, live, from_catalog, len(fresh))
-
+    return CatalogRead(table.drop(STAMP, strict=False).sort("run_id"), live, hits, table.height - hits)
 
 def live_row(run_dir: RunDir) -> dict[str, Any] | None:
     """The catalog-shaped row of a run that is not compacted, from its events (as ``runs()``
@@ -353,14 +233,6 @@ def runs_table(
     return pl.concat([found.table, rows_frame(rows)], how="diagonal_relaxed").sort("run_id")
 
 
-def _utc(seconds: Any) -> Any:
-    import datetime as _dt
-
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
-        return None
-    return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
-
-
 # --- the CLI command (registered by steplog.cli) -----------------------------------------------
 
 
@@ -378,7 +250,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``steplog catalog``: with ``--rebuild`` rewrite the catalog, else say how current it is.
+    """Run ``steplog catalog``: with ``--rebuild`` rewrite the catalog, else say how current it is
+    (from a listing of every object, not the journal's shortcut).
 
     Example:
         >>> import tempfile
@@ -391,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         count = rebuild(storage)
         print(f"catalog {storage.uri(CATALOG_FILE)}: rebuilt, {count} run{'s' if count != 1 else ''}")
         return 0
-    found = read(storage)
+    found = read(storage, full=True)  # every object listed: what a stale row would look like shows
     print(
         f"catalog {storage.uri(CATALOG_FILE)}: {found.table.height} compacted runs, {found.from_catalog} from the "
         f"catalog, {found.from_sidecars} from sidecars (stale or missing), {len(found.live)} not compacted"

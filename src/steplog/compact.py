@@ -45,7 +45,7 @@ from typing import Any
 import polars as pl
 
 from . import format as fmt
-from . import store
+from . import locks, runstatus, store
 from .atomic import remove_file, remove_stale_temps, write_atomically
 from .blockparse import BIG_FILE_BYTES, parse_by_blocks
 from .compactfiles import (
@@ -59,11 +59,11 @@ from .compactfiles import (
     _sidecar_bytes,
     _write_parquet,
 )
-from .model import SIDECAR_VERSION, read_sidecar, record_from_events  # noqa: F401  (SIDECAR_VERSION: read here by tests)
+from .model import record_from_events
 from .progress import Progress
 from .rankread import final_statuses, rank_events, rank_facts, with_rank
 from .reader import RunEvents, parse_events, resolve_history
-from .store import combine_statuses
+from .sidecar import SIDECAR_VERSION, read_sidecar  # noqa: F401  (SIDECAR_VERSION: read here by tests)
 
 _OLD_TMP = ".tmp"  # the fixed temporary suffix of layout 1, removed when found
 _RUNNING = "running"  # how the detail of a run skipped for being written starts
@@ -177,16 +177,16 @@ def compact_run(run_dir: Path, *, rebuild: bool = False) -> tuple[str, str]:
     if action == "current":
         if (run_dir / fmt.LOCK_FILE).exists():  # left by a compaction killed after its last rename
             try:
-                store.acquire_lock(run_dir, time.time())  # takes over only a stale lock
-                store.release_lock(run_dir)
-            except store.RunLockedError:
+                locks.acquire_lock(run_dir, time.time())  # takes over only a stale lock
+                locks.release_lock(run_dir)
+            except locks.RunLockedError:
                 pass
         return action, detail
     if source is None:
         return action, detail
     try:
         held = _lock_ranks(run_dir)  # keeps writers (resume) of every rank out while we work
-    except store.RunLockedError as exc:
+    except locks.RunLockedError as exc:
         return "skipped", f"{_RUNNING} ({exc})"
     except OSError as exc:
         _raise_if_full(run_dir, run_dir / fmt.LOCK_FILE, exc)
@@ -204,7 +204,7 @@ def compact_run(run_dir: Path, *, rebuild: bool = False) -> tuple[str, str]:
             remove_file(run_dir / (name + _OLD_TMP))
         remove_stale_temps(run_dir, every=True)  # we hold the lock: any temporary file left is a killed writer's
         for rank in held:
-            store.release_lock(run_dir, rank)
+            locks.release_lock(run_dir, rank)
 
 
 def _lock_ranks(run_dir: Path) -> list[int]:
@@ -212,11 +212,11 @@ def _lock_ranks(run_dir: Path) -> list[int]:
     held: list[int] = []
     try:
         for rank in store.rank_files(run_dir):
-            store.acquire_lock(run_dir, time.time(), rank)
+            locks.acquire_lock(run_dir, time.time(), rank)
             held.append(rank)
-    except store.RunLockedError:
+    except locks.RunLockedError:
         for rank in held:
-            store.release_lock(run_dir, rank)
+            locks.release_lock(run_dir, rank)
         raise
     return held
 
@@ -284,13 +284,13 @@ def plan_compaction(
     for run_dir in store.resolve_runs(runs, root, started=False):
         action, why, source, _ = _decide(run_dir)
         if source is not None:
-            alive = store.live_ranks(run_dir)
+            alive = runstatus.live_ranks(run_dir)
             if alive:
-                lock = store.read_lock(run_dir, alive[0])
+                lock = locks.read_lock(run_dir, alive[0])
                 who = f"pid {lock.pid} on host {lock.host}" if lock else "another process"
                 action, why = "skipped", f"{_RUNNING} (written by {who})"
             else:
-                status = store.current_status(run_dir) if source.parent == run_dir else "archived events"
+                status = runstatus.current_status(run_dir) if source.parent == run_dir else "archived events"
                 why = f"{status}, {_size(source.stat().st_size)} of events; {why}"
         plan.append((run_dir, action, why))
     return plan
@@ -331,7 +331,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
             fmt.cut_zero_tail(path)  # as rank 0's above
     others = rank_events(run_dir, others_only=True)  # rank 0's is `events`, parsed above
     statuses = final_statuses({0: events, **others})
-    record = record_from_events(run_dir, events, combine_statuses(statuses), history_all)
+    record = record_from_events(run_dir, events, runstatus.combine_statuses(statuses), history_all)
     histories = {0: history_all, **{rank: resolve_history(ev, all_segments=True) for rank, ev in others.items()}}
     expected_rows += sum(h.height for rank, h in histories.items() if rank)
     table = pl.concat([with_rank(h, rank) for rank, h in histories.items()], how="diagonal_relaxed").select(

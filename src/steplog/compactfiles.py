@@ -24,9 +24,11 @@ import pyarrow.parquet as pq
 from . import format as fmt
 from . import store
 from .atomic import write_atomically
-from .model import SIDECAR_VERSION, RunRecord, encode_summary
+from .model import RunRecord
 from .rankread import world_size
 from .reader import RunEvents
+from .sidecar import SIDECAR_VERSION
+from .summaries import encode_summary
 
 #: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
 ROW_GROUP_SIZE = 131_072

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from . import format as fmt
-from . import store
+from . import locks, store
 from .openruns import flush_open_runs
 
 
@@ -78,7 +78,7 @@ def _follow(
         yield from cursor.rows(chunk)
         if cursor.finished:
             return
-        if not chunk and not store.writer_is_alive(run_dir):
+        if not chunk and not locks.writer_is_alive(run_dir):
             return  # the writer is gone without finishing (crashed), and everything is read
         if deadline is not None and time.monotonic() >= deadline:
             return

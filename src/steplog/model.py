@@ -1,4 +1,5 @@
-"""One typed model of a run: ``RunRecord`` with its ``Segment``s, ``Finish`` and ``MetricSummary``s.
+"""One typed model of a run: ``RunRecord`` with its ``Segment``s, ``Finish`` and ``MetricSummary``s
+(``steplog.summaries``), and where a record is read from (``load_run``, ``load_record``).
 
 Everything that describes a run (the ``runs()`` table, ``run_info``, ``compare``, ``best``, the
 sidecar ``run.json``, the CLI, the report, the seed API's ``ExperimentLog``) is built from a
@@ -26,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,20 +35,12 @@ from typing import Any, Protocol, TypeVar
 import polars as pl
 
 from . import format as fmt
-from . import store
+from . import runstatus, store
 from .rankread import rank_events, rank_facts, world_size
-from .reader import RunEvents, metric_col, read_events, resolve_history
+from .reader import RunEvents, read_events, resolve_history
+from .sidecar import read_sidecar, sidecar_ranks
+from .summaries import MetricSummary, summarize
 
-#: Version of the sidecar and Parquet layout, written into every ``run.json``; readers accept
-#: versions <= it. 2: ``metrics.parquet`` holds a ``name`` column after ``run_id``.
-SIDECAR_VERSION = 2
-#: The per-metric figures of ``summarize``, in order.
-SUMMARY_FIELDS = ("count", "nan_count", "min", "max", "mean", "std", "first", "last", "step_of_min", "step_of_max")
-#: The Polars type of each figure of ``SUMMARY_FIELDS``: counts and steps are Int64, values Float64.
-SUMMARY_TYPES = {
-    field: pl.Int64 if field in ("count", "nan_count", "step_of_min", "step_of_max") else pl.Float64
-    for field in SUMMARY_FIELDS
-}
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -63,128 +55,6 @@ class RemoteRun(Protocol):
 
 #: Where a run is: its local directory, or a run of an object-store root.
 RunDir = Path | RemoteRun
-
-
-# --- per-metric figures ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MetricSummary:
-    """The figures of one metric over a run's history (see ``summarize``); None where there is no
-    value to take one from."""
-
-    count: int | None = None
-    nan_count: int | None = None
-    min: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    std: float | None = None
-    first: float | None = None
-    last: float | None = None
-    step_of_min: int | None = None
-    step_of_max: int | None = None
-
-    @classmethod
-    def from_dict(cls, figures: dict[str, Any]) -> MetricSummary:
-        """From a dict of figures (a sidecar's, decoded); unknown keys are ignored.
-
-        Example:
-            >>> MetricSummary.from_dict({"min": 0.5, "count": 3, "later": 1}).min
-            0.5
-        """
-        return cls(**{k: figures.get(k) for k in SUMMARY_FIELDS})
-
-    def to_dict(self) -> dict[str, Any]:
-        """The figures as a dict, in ``SUMMARY_FIELDS`` order.
-
-        Example:
-            >>> list(MetricSummary(count=1).to_dict())[:3]
-            ['count', 'nan_count', 'min']
-        """
-        return dataclasses.asdict(self)
-
-    def figure(self, name: str) -> Any:
-        """One figure by name: any of ``SUMMARY_FIELDS``.
-
-        Example:
-            >>> MetricSummary(step_of_min=4).figure("step_of_min")
-            4
-        """
-        return getattr(self, name)
-
-
-def summarize(history: pl.DataFrame) -> dict[str, MetricSummary]:
-    """Per-metric figures of a history frame (``steplog.history``): for each metric ``count``
-    (steps that logged it, NaN included), ``nan_count``, ``min``/``max``/``mean``/``std`` (over the
-    values that are not NaN; +-inf count; ``std`` with ddof=1), ``first``/``last`` (logged values,
-    NaN included), ``step_of_min``/``step_of_max`` (the earliest step reaching the min/max).
-    A figure with no value to take it from is None. NaN never is the min or max.
-
-    Example:
-        >>> h = pl.DataFrame({"step": [0, 1, 2], "loss": [3.0, float("nan"), 1.0]})
-        >>> s = summarize(h)["loss"]
-        >>> s.count, s.nan_count, s.min, s.step_of_min, s.last
-        (3, 1, 1.0, 2, 1.0)
-    """
-    metrics = [c for c in history.columns if c not in fmt.RESERVED_NAMES]
-    if not metrics:
-        return {}
-    figures = history.select([_figures(name, history.columns) for name in metrics]).row(0, named=True)
-    return {name: MetricSummary.from_dict(values) for name, values in figures.items()}
-
-
-def _figures(name: str, columns: list[str]) -> pl.Expr:
-    value = metric_col(name, columns)
-    number = value.fill_nan(None)  # NaN never wins min/max, and stays out of mean/std
-    logged = value.drop_nulls()
-    step = pl.col("step")
-    return pl.struct(
-        value.count().cast(pl.Int64).alias("count"),
-        value.is_nan().sum().cast(pl.Int64).alias("nan_count"),
-        number.min().alias("min"),
-        number.max().alias("max"),
-        number.mean().alias("mean"),
-        number.std().alias("std"),
-        logged.first().alias("first"),
-        logged.last().alias("last"),
-        step.filter(number == number.min()).first().alias("step_of_min"),
-        step.filter(number == number.max()).first().alias("step_of_max"),
-    ).alias(name)
-
-
-def encode_summary(summary: dict[str, MetricSummary]) -> dict[str, dict[str, Any]]:
-    """Summaries made JSON-safe for the sidecar: NaN and +-inf become the format's codes ``"nan"``,
-    ``"inf"``, ``"-inf"`` (JSON has no such numbers). ``decode_summary`` undoes it.
-
-    Example:
-        >>> encode_summary({"loss": MetricSummary(min=float("-inf"), count=2)})["loss"]["min"]
-        '-inf'
-    """
-    return {
-        name: {
-            k: (fmt.nonfinite_code(v) if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in figures.to_dict().items()
-        }
-        for name, figures in summary.items()
-    }
-
-
-def decode_summary(summary: dict[str, dict[str, Any]]) -> dict[str, MetricSummary]:
-    """The inverse of ``encode_summary``.
-
-    Example:
-        >>> decode_summary({"loss": {"max": "inf", "count": 2}})["loss"].max
-        inf
-    """
-    return {
-        name: MetricSummary.from_dict(
-            {
-                k: (fmt.decode_nonfinite(v) if isinstance(v, str) and SUMMARY_TYPES.get(k) == pl.Float64 else v)
-                for k, v in figures.items()
-            }
-        )
-        for name, figures in summary.items()
-    }
 
 
 # --- a run --------------------------------------------------------------------------------------
@@ -342,7 +212,7 @@ def record_from_events(
     run_dir: RunDir, events: RunEvents, status: str | None = None, history_all: pl.DataFrame | None = None
 ) -> RunRecord:
     """The record of a run from its events (``history_all``: ``resolve_history(events,
-    all_segments=True)`` when the caller has it). ``status`` None: as ``store.run_status`` says.
+    all_segments=True)`` when the caller has it). ``status`` None: as ``runstatus.run_status`` says.
 
     Example:
         >>> import tempfile, steplog
@@ -358,7 +228,7 @@ def record_from_events(
     finish = events.last_finish
     if status is None:
         assert isinstance(run_dir, Path), "a remote run's status is given (load_record)"
-        status = store.run_status(run_dir, finish.get("status") if finish else None)
+        status = runstatus.run_status(run_dir, finish.get("status") if finish else None)
     start_time = _number(start.get("time"))
     times = [t for t in (start_time, *(_number(c.get("time")) for c in events.controls)) if t is not None]
     last_event = _number(events.rows["time"].max()) if events.rows.height else None
@@ -444,12 +314,6 @@ def record_from_sidecar(run_dir: RunDir, sidecar: dict[str, Any]) -> RunRecord:
     )
 
 
-def sidecar_ranks(sidecar: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    """The sidecar's ranks of a run of several processes; () for one process (or an older sidecar)."""
-    ranks = tuple(f for f in sidecar.get("ranks") or () if isinstance(f, dict))
-    return ranks if len(ranks) > 1 else ()
-
-
 def _segments(events: RunEvents, history_all: pl.DataFrame, start: dict[str, Any]) -> tuple[Segment, ...]:
     by_rows = {
         row["segment"]: row
@@ -520,38 +384,6 @@ def current_rows(history_all: _Frame, steps_sorted: bool | None = None) -> _Fram
     names = current.collect_schema().names()
     keys = [key for key in ("run_id", "rank") if key in names] + ["step"]  # rank: a run of several processes
     return current.sort(keys, maintain_order=True)
-
-
-def read_sidecar(run_dir: Path) -> dict[str, Any] | None:
-    """The sidecar (``run.json``) of a run directory, or None when it is missing, damaged or of a
-    newer layout than this steplog reads. The summary comes back decoded (``MetricSummary``s).
-
-    Example:
-        >>> read_sidecar(Path("/no/such/run")) is None
-        True
-    """
-    return check_sidecar(store.raw_sidecar(run_dir))
-
-
-def check_sidecar(sidecar: dict[str, Any]) -> dict[str, Any] | None:
-    """A parsed sidecar checked as ``read_sidecar`` checks it (summary decoded), wherever it was read
-    from; None when it is damaged or of a newer layout than this steplog reads.
-
-    Example:
-        >>> check_sidecar({"sidecar_version": 2, "summary": {"loss": {"min": "nan"}}})["summary"]["loss"].min
-        nan
-    """
-    if (
-        not isinstance(sidecar.get("sidecar_version"), int)
-        or sidecar["sidecar_version"] > SIDECAR_VERSION
-        or not isinstance(sidecar.get("summary"), dict)
-    ):
-        return None
-    try:
-        sidecar["summary"] = decode_summary(sidecar["summary"])
-    except (ValueError, AttributeError, TypeError):
-        return None
-    return sidecar
 
 
 Loaded = tuple[RunEvents | None, dict[str, Any] | None]

@@ -6,7 +6,10 @@ sidecar holds the same bytes as the local one is skipped (its ETag is the MD5 of
 local sidecar, or else the SHA-256 of the bytes read back matches), so pushing twice stores a
 run once, and a push killed midway is finished by running it again (a run whose sidecar did not
 arrive is sent again; objects are only ever overwritten whole). Push never deletes local files.
-After the uploads the remote catalog (``steplog.catalog``) is updated for the runs sent.
+After the uploads the remote catalog (``steplog.catalog``) is updated for the runs sent. On an
+object store, before the first sidecar is put, a pending marker names the runs about to be sent
+(``steplog.journal``); it is removed once the catalog holds them, so a reader checks those runs
+while a push is under way, or was killed before its catalog update.
 
 Example:
     >>> import tempfile, steplog
@@ -26,29 +29,36 @@ import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from . import format as fmt
-from . import store
+from . import journal, store
 from .storage import Storage, open_root
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+_LIVE = "live, resumed or not compacted yet"
 #: Runs uploaded at once (object stores reward concurrency; each run's two objects stay in order).
 CONCURRENCY = 8
 
 
-def push(
-    to: str | os.PathLike,
-    runs: Iterable[str] | str | None = None,
-    *,
-    root: str | os.PathLike = "experiment_logs",
-    storage_options: dict[str, Any] | None = None,
-    compact: bool = False,
-    quiet: bool = False,
-) -> list[str]:
+class PushOptions(TypedDict, total=False):
+    """The keywords ``push`` and ``push_each`` take (one list, for both)."""
+
+    root: str | os.PathLike
+    storage_options: dict[str, Any] | None
+    compact: bool
+    quiet: bool
+
+
+def push(to: str | os.PathLike, runs: Iterable[str] | str | None = None, **options: Unpack[PushOptions]) -> list[str]:
     """Upload the compacted runs of ``root`` (or only ``runs``: ids, id prefixes or names) to ``to``
     and return the ids uploaded, oldest first (runs already there are skipped, runs not compacted
-    are reported on stderr and left). ``compact=True`` compacts them first. Progress goes to
-    stderr: a tqdm bar when tqdm is installed and stderr is a terminal, else a line per run.
+    are reported on stderr and left). Keywords: ``root`` (default ``"experiment_logs"``),
+    ``storage_options`` (for ``to``), ``compact=True`` compacts the runs first, ``quiet=True`` prints
+    nothing. Progress goes to stderr: a tqdm bar when tqdm is installed and stderr is a terminal,
+    else a line per run.
 
     Example:
         >>> import tempfile, steplog
@@ -57,13 +67,7 @@ def push(
         >>> push(tempfile.mkdtemp(), root=root, quiet=True)  # not compacted yet: nothing to send
         []
     """
-    return [
-        run_id
-        for run_id, outcome, _ in push_each(
-            to, runs, root=root, storage_options=storage_options, compact=compact, quiet=quiet
-        )
-        if outcome == "pushed"
-    ]
+    return [run_id for run_id, outcome, _ in push_each(to, runs, **options) if outcome == "pushed"]
 
 
 def push_each(
@@ -91,44 +95,61 @@ def push_each(
     remote = open_root(to, storage_options)
     listing = remote.run_files()  # one listing: which runs may be there already
     progress = _Progress(len(dirs), quiet, remote.url)
-    results, sent = [], {}
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        for run_id, outcome, detail, *put in pool.map(lambda d: _push_run(d, remote, listing.get(d.name, {})), dirs):
-            results.append((run_id, outcome, detail))
-            progress.update(run_id, outcome, detail)
-            if put:
-                sent[run_id] = put[0]
+        checked = list(pool.map(lambda d: _check(d, remote, listing.get(d.name, {})), dirs))
+        for c in checked:
+            if c.outcome != "send":
+                progress.update(c.run_dir.name, c.outcome, c.detail)
+        sending = [c for c in checked if c.outcome == "send"]
+        marker = journal.begin(remote, [c.run_dir.name for c in sending])  # before any sidecar is put
+        sent = {}
+        for run_id, detail, put in pool.map(lambda c: _upload(remote, c), sending):
+            progress.update(run_id, "pushed", detail)
+            sent[run_id] = put
     if sent:
         from . import catalog
 
         catalog.add_sidecars(remote, sent)
+    journal.end(remote, marker)  # only now: a push killed before leaves it for readers to check
     progress.close()
-    return results
+    return [(c.run_dir.name, "pushed" if c.outcome == "send" else c.outcome, c.detail) for c in checked]
 
 
-def _push_run(run_dir: Path, remote: Storage, there: dict[str, str]) -> tuple:
+class _Checked(NamedTuple):
+    run_dir: Path
+    outcome: str  # send, current or skipped
+    detail: str
+    sidecar: bytes
+
+
+def _check(run_dir: Path, remote: Storage, there: dict[str, str]) -> _Checked:
+    """Whether a run is to be sent: not when it is not compacted, or its sidecar is there already."""
     run_id = run_dir.name
     if (run_dir / fmt.EVENTS_FILE).exists():
-        return run_id, "skipped", "not compacted (live, resumed or not compacted yet): compact it, or push --compact"
+        return _Checked(run_dir, "skipped", f"not compacted ({_LIVE}): compact it, or push --compact", b"")
     try:
         sidecar = (run_dir / fmt.SIDECAR_FILE).read_bytes()
-        parquet = run_dir / fmt.PARQUET_FILE
-        size = parquet.stat().st_size
+        size = (run_dir / fmt.PARQUET_FILE).stat().st_size
     except OSError:
-        return run_id, "skipped", "no sidecar and Parquet file to send"
+        return _Checked(run_dir, "skipped", "no sidecar and Parquet file to send", b"")
     parquet_there = there.get(fmt.PARQUET_FILE, "")  # "<size>:<etag>"; a local folder says only "?" (present)
     if fmt.SIDECAR_FILE in there and parquet_there.split(":")[0] in ("?", str(size)):
         if there[fmt.SIDECAR_FILE].split(":", 1)[1].strip('"') == hashlib.md5(sidecar).hexdigest():
-            return run_id, "current", "already there"  # an S3 ETag of a plain PUT is the MD5: no read needed
+            return _Checked(run_dir, "current", "already there", sidecar)  # a plain PUT's S3 ETag is the MD5
         try:
             same = _sha(remote.read(f"{run_id}/{fmt.SIDECAR_FILE}")) == _sha(sidecar)
         except FileNotFoundError:
             same = False
         if same:
-            return run_id, "current", "already there"
-    remote.put(f"{run_id}/{fmt.PARQUET_FILE}", parquet)
-    stamp = remote.put(f"{run_id}/{fmt.SIDECAR_FILE}", sidecar)
-    return run_id, "pushed", f"{size + len(sidecar):,} bytes", (sidecar, stamp)
+            return _Checked(run_dir, "current", "already there", sidecar)
+    return _Checked(run_dir, "send", f"{size + len(sidecar):,} bytes", sidecar)
+
+
+def _upload(remote: Storage, run: _Checked) -> tuple[str, str, tuple[bytes, str]]:
+    """Put a run's Parquet file, then its sidecar: (run id, detail, (sidecar bytes, its stamp))."""
+    run_id = run.run_dir.name
+    remote.put(f"{run_id}/{fmt.PARQUET_FILE}", run.run_dir / fmt.PARQUET_FILE)
+    return run_id, run.detail, (run.sidecar, remote.put(f"{run_id}/{fmt.SIDECAR_FILE}", run.sidecar))
 
 
 def _sha(data: bytes) -> str:

@@ -35,7 +35,7 @@ from . import format as fmt
 from . import readcache, roots, store
 from .atomic import write_atomically
 from .keywordonly import root_keyword_only
-from .model import Loaded, RemoteRun, RunRecord, current_rows, load_record, load_run, read_sidecar, summarize
+from .model import Loaded, RemoteRun, RunRecord, current_rows, load_record, load_run
 from .ranking import (  # noqa: F401  (their home was this module)
     best,
     check_metrics,
@@ -46,6 +46,8 @@ from .ranking import (  # noqa: F401  (their home was this module)
 )
 from .rankread import RANK_DTYPE, check_rank, no_such_rank, rank_history
 from .reader import metric_col, read_events, resolve_history
+from .sidecar import read_sidecar
+from .summaries import summarize
 
 # --- one run, from wherever it lives ----------------------------------------------------------
 
@@ -177,7 +179,7 @@ def history(
 @root_keyword_only(1, ("root",))
 def summary(run: str | os.PathLike | RemoteRun, *, root: roots.Root = "experiment_logs") -> dict[str, dict[str, Any]]:
     """Per-metric figures of a run: ``{metric: {count, nan_count, min, max, mean, std, first, last,
-    step_of_min, step_of_max}}`` (see ``steplog.model.summarize``): the sidecar's for a compacted
+    step_of_min, step_of_max}}`` (see ``steplog.summaries.summarize``): the sidecar's for a compacted
     run, computed the same way from the events for the others. NaN never is a min or max.
 
     Example:

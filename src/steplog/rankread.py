@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from . import format as fmt
-from . import store
+from . import runstatus, store
 from .openruns import flush_open_runs
 from .reader import RunEvents, read_events, resolve_history
 
@@ -159,7 +159,7 @@ def rank_facts(
     """One dict per rank of the run, by rank: ``rank``, ``status``, ``host``, ``pid``,
     ``local_rank``, ``device``, ``world_size`` (as that rank was told), ``restart``, ``segments``,
     ``steps`` (distinct steps logged) and ``last_step`` (the last one logged). ``statuses`` None:
-    as ``store.rank_statuses`` says now; ranks left over from an earlier attempt with more ranks
+    as ``runstatus.rank_statuses`` says now; ranks left over from an earlier attempt with more ranks
     are left out.
 
     Example:
@@ -167,7 +167,7 @@ def rank_facts(
         []
     """
     events = rank_events(run_dir) if events is None else events
-    statuses = store.rank_statuses(run_dir) if statuses is None else statuses
+    statuses = runstatus.rank_statuses(run_dir) if statuses is None else statuses
     return [_facts(rank, ev, statuses[rank]) for rank, ev in sorted(events.items()) if rank in statuses]
 
 

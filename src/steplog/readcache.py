@@ -316,13 +316,13 @@ def derived(key: tuple[Any, ...], files: tuple[int, ...] | None, make: Callable[
 
 
 def sidecar(run_dir: Path) -> dict[str, Any] | None:
-    """``model.read_sidecar(run_dir)``, parsed once while the file is the same (a shallow copy).
+    """``sidecar.read_sidecar(run_dir)``, parsed once while the file is the same (a shallow copy).
 
     Example:
         >>> sidecar(Path("/no/such/run")) is None
         True
     """
-    from .model import read_sidecar
+    from .sidecar import read_sidecar
 
     path = run_dir / fmt.SIDECAR_FILE
     found = derived(("sidecar", path), stamp(path), lambda: read_sidecar(run_dir))

@@ -36,8 +36,9 @@ import polars as pl
 
 from . import format as fmt
 from . import store
-from .model import Loaded, RemoteRun, check_sidecar
+from .model import Loaded, RemoteRun
 from .reader import parse_events
+from .sidecar import check_sidecar
 from .storage import PARTS_DIR, LocalStorage, Storage, is_url, open_root, read_parts
 
 #: What a query accepts as ``root``: a folder, an ``s3://`` URL, or an opened ``Storage``.
@@ -275,7 +276,8 @@ def runs_frame(
 
 def run_ids(root: Root, storage_options: dict[str, Any] | None = None) -> list[str]:
     """The ids of every run under ``root`` (for short id prefixes); on an object store from one
-    listing, in id order, without reading any run.
+    listing of its run folders (a folder a push left without its sidecar too: its id only makes
+    others' prefixes longer), in id order, without reading any run.
 
     Example:
         >>> run_ids("/no/such/root")
@@ -284,9 +286,7 @@ def run_ids(root: Root, storage_options: dict[str, Any] | None = None) -> list[s
     storage = remote_storage(root, storage_options)
     if storage is None:
         return [d.name for d in store.run_dirs(local_root(root))]
-    return sorted(
-        run_id for run_id, files in storage.run_files().items() if fmt.SIDECAR_FILE in files or PARTS_DIR in files
-    )
+    return sorted(name for name in storage.run_prefixes() if store.may_name_run(name))  # folders only: a page per 1,000
 
 
 def run_name(run_dir: RunDir) -> str | None:

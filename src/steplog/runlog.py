@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from . import format as fmt
-from . import store
+from . import locks
 from .deferred import PendingEvents
 from .eventfile import MappedEvents, ReserveFailed, write_all
 from .openruns import open_runs
@@ -504,7 +504,7 @@ class Run:
         self._closed = True
         self._set_sink()
         os.close(self._fd)
-        store.release_lock(self.dir, self.rank)
+        locks.release_lock(self.dir, self.rank)
         open_runs.discard(self)
 
     def _warn_not_finished(self, status: str) -> None:

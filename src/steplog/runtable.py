@@ -21,8 +21,9 @@ import orjson
 import polars as pl
 
 from . import roots
-from .model import SUMMARY_FIELDS, SUMMARY_TYPES, MetricSummary, RunRecord, load_record
+from .model import RunRecord, load_record
 from .query import check_metrics, check_mode, loaded_runs, root_keyword_only, utc
+from .summaries import SUMMARY_FIELDS, SUMMARY_TYPES, MetricSummary
 
 #: The columns of ``runs()`` before the config columns, with their types.
 RUN_COLUMNS: dict[str, pl.DataType] = {
@@ -97,7 +98,7 @@ def compare(
     from some runs differs), then ``<metric>.<figure>`` for each metric (default: every metric
     logged) and figure. Figures: ``best`` (min or max by ``mode``, a string or a dict metric ->
     mode; default min; ``"auto"``: by the metric's name, see ``higher_is_better``), ``step_of_best``,
-    and any of ``steplog.model.SUMMARY_FIELDS``.
+    and any of ``steplog.summaries.SUMMARY_FIELDS``.
 
     Example:
         >>> import tempfile, steplog

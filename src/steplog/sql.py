@@ -27,54 +27,76 @@ from typing import Any
 
 import polars as pl
 
-from . import catalog
-from .storage import open_root
+from . import catalog, roots
+from . import format as fmt
+from .storage import LocalStorage, Storage, open_root
 
-_HISTORY_ONLY = ("segment", "superseded")
+#: The columns of the metrics table before the metrics, as ``scan`` has them.
+_BASE: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "name": pl.String(),
+    "rank": pl.Int32(),
+    "step": pl.Int64(),
+    "wallclock": pl.Float64(),
+    "time": pl.Datetime("us", "UTC"),
+}
 
 
 def tables(
     root: str | os.PathLike = "experiment_logs", *, storage_options: dict[str, Any] | None = None
 ) -> dict[str, pl.LazyFrame]:
-    """``{"runs": ..., "metrics": ...}`` of a root as lazy frames (what ``sql`` queries).
+    """``{"runs": ..., "metrics": ...}`` of a root as lazy frames (what ``sql`` queries). On an
+    object store both cover the compacted runs and the live ones ``steplog sync`` keeps there.
 
     Example:
         >>> import tempfile
         >>> sorted(tables(tempfile.mkdtemp()))
         ['metrics', 'runs']
     """
-    runs = catalog.runs_table(root, storage_options=storage_options)
     storage = open_root(root, storage_options)
-    if storage.polars_options() is None:
+    if isinstance(storage, LocalStorage):
         from .scanning import scan
 
-        metrics = scan(root)
-    else:
-        metrics = _remote_metrics(storage, runs)
-    return {"runs": runs.lazy(), "metrics": metrics}
+        return {"runs": catalog.runs_table(root).lazy(), "metrics": scan(root)}
+    index = roots.remote_index(storage)
+    return {"runs": index.table.sort("run_id").lazy(), "metrics": _remote_metrics(storage, index)}
 
 
-def _remote_metrics(storage: Any, runs: pl.DataFrame) -> pl.LazyFrame:
-    """The current history rows of every compacted run of an object-store root: one Polars scan
-    of ``<root>/*/metrics.parquet`` (projections and predicates pushed down), with the union of
-    the metric columns the catalog knows of, and each run's name."""
-    ids = runs["run_id"].to_list()
-    if not ids:
-        return pl.LazyFrame(schema={"run_id": pl.String, "name": pl.String, "step": pl.Int64})
-    options = storage.polars_options()
-    first = pl.scan_parquet(storage.uri(f"{ids[0]}/metrics.parquet"), storage_options=options).collect_schema()
-    schema = dict(first)
-    for column in runs.columns:
+def _remote_metrics(storage: Storage, index: roots.RemoteIndex) -> pl.LazyFrame:
+    """The current history rows of every run of an object-store root, as a local root's ``scan``
+    gives them: one Polars scan of the compacted runs' ``metrics.parquet`` files (projections and
+    predicates pushed down), then each live run's part objects read as one event stream (a torn
+    last line forgiven), with the union of the metric columns."""
+    from .scanning import scan_parts
+
+    compacted = [d for d in index.dirs.values() if d.compacted]
+    live = scan_parts([d for d in index.dirs.values() if not d.compacted])  # loaded by remote_index
+    schema = dict(_BASE)
+    for column in index.table.columns:
         if column.startswith("summary."):
             schema.setdefault(column[len("summary.") : column.rfind(".")], pl.Float64())
+    for part in live:
+        schema.update((m, pl.Float64()) for m in part.metrics if m not in schema)
+    frames = [part.aligned(pl.Schema(schema)) for part in live]
+    if compacted:
+        frames.insert(0, _compacted_metrics(storage, compacted, index.table, schema))
+    return pl.concat(frames, how="vertical") if frames else pl.LazyFrame(schema=schema)
+
+
+def _compacted_metrics(
+    storage: Storage, run_dirs: list[roots.RemoteRunDir], runs: pl.DataFrame, schema: dict[str, pl.DataType]
+) -> pl.LazyFrame:
+    """One Parquet scan of the compacted runs' files, with ``schema``'s columns (null where a
+    run did not log a metric) and each run's name (a file of an old layout may have none)."""
+    options = storage.polars_options()
+    first = pl.scan_parquet(run_dirs[0] / fmt.PARQUET_FILE, storage_options=options).collect_schema()
+    wide = {**dict(first), **{c: t for c, t in schema.items() if c not in first}}
     frame = pl.scan_parquet(
-        storage.uri("*/metrics.parquet"), storage_options=options, schema=schema, missing_columns="insert"
-    )
-    names = runs.lazy().select("run_id", "name")
-    frame = frame.filter(~pl.col("superseded")).drop(*_HISTORY_ONLY)
-    if "name" not in schema:
-        frame = frame.join(names, on="run_id", how="left").select("run_id", "name", pl.all().exclude("run_id", "name"))
-    return frame
+        [d / fmt.PARQUET_FILE for d in run_dirs], storage_options=options, schema=wide, missing_columns="insert"
+    ).filter(~pl.col("superseded"))
+    if "name" not in first:
+        frame = frame.drop("name", strict=False).join(runs.lazy().select("run_id", "name"), on="run_id", how="left")
+    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def sql(

@@ -6,9 +6,10 @@
 ``polars_options`` (the ``storage_options`` for Polars' own cloud scanning of Parquet).
 
 Local folders need nothing more than the standard library. URLs use obstore (``pip install
-'steplog[cloud]'``), chosen over fsspec/s3fs because it is one small compiled package (no
-aiobotocore/fsspec stack), and because it is the same Rust ``object_store`` crate Polars scans
-with, so credentials, endpoints and ``storage_options`` keys mean the same to both.
+'steplog[cloud]'``; ``ObjectStorage``, in ``steplog.objectstore``), chosen over fsspec/s3fs
+because it is one small compiled package (no aiobotocore/fsspec stack), and because it is the
+same Rust ``object_store`` crate Polars scans with, so credentials, endpoints and
+``storage_options`` keys mean the same to both.
 Credentials and endpoints come the usual way: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
 ``AWS_SESSION_TOKEN``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` (a plain ``http://`` endpoint, such
 as MinIO or a local test server, is allowed automatically), or ``storage_options`` with the same
@@ -23,11 +24,8 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
-import itertools
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +34,8 @@ from . import store
 
 #: The schemes a root URL may have (``file://`` is a local folder).
 SCHEMES = ("s3", "s3a", "file")
-_CLIENT_KEYS = {"allow_http", "allow_invalid_certificates", "connect_timeout", "timeout", "proxy_url", "user_agent"}
-_RENAME = {"endpoint_url": "endpoint", "default_region": "region"}
-#: Network defaults, so that an unreachable endpoint fails in seconds, not minutes (storage_options win).
-_TIMEOUTS = {"connect_timeout": "3s", "timeout": "30s"}
 _RUN_FILES = frozenset((fmt.EVENTS_FILE, fmt.SIDECAR_FILE, fmt.PARQUET_FILE))
 _LOCAL_STAMPED = (fmt.SIDECAR_FILE, fmt.EVENTS_FILE)
-_RETRY = {"max_retries": 2, "retry_timeout": _dt.timedelta(seconds=5)}
 
 
 #: Folder of a run's live part objects (``steplog sync``): ``<run id>/parts/<events file>/<start>-<end>``,
@@ -185,6 +178,25 @@ class Storage:
         """Remove ``path``; nothing happens when it is already gone."""
         raise NotImplementedError
 
+    def run_prefixes(self) -> set[str]:
+        """The names of the root's top-level folders (run ids, ``_catalog``...): on an object store
+        one listing with the delimiter ``/``, a page per 1,000 folders, whatever they hold."""
+        raise NotImplementedError
+
+    def head(self, path: str) -> str | None:
+        """The stamp of ``path`` (as ``put`` and ``run_files`` give it), None when it is missing."""
+        raise NotImplementedError
+
+    def read_stamped(self, path: str) -> tuple[bytes, str]:
+        """``(bytes, stamp)`` of ``path`` from one read; FileNotFoundError when it is missing."""
+        raise NotImplementedError
+
+    def put_if(self, path: str, data: bytes, stamp: str | None) -> str | None:
+        """Write ``path`` only if it still has ``stamp`` (None: only if it does not exist): a
+        compare-and-swap (S3 conditional writes). Returns the new stamp, or None when the object
+        changed meanwhile (read it again and retry). Object stores only."""
+        raise NotImplementedError
+
     def run_files(
         self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
     ) -> dict[str, dict[str, str]]:
@@ -282,6 +294,19 @@ class LocalStorage(Storage):
         store.fsync_directory(target.parent)
         return _local_stamp(os.stat(target))
 
+    def run_prefixes(self) -> set[str]:
+        try:
+            with os.scandir(self.folder) as entries:
+                return {e.name for e in entries if e.is_dir()}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+
+    def head(self, path: str) -> str | None:
+        try:
+            return _local_stamp(os.stat(self.folder / path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def delete(self, path: str) -> None:
         try:
             (self.folder / path).unlink()
@@ -289,190 +314,4 @@ class LocalStorage(Storage):
             pass
 
 
-class ObjectStorage(Storage):
-    """A root in an S3-compatible object store, through obstore. A PUT is atomic in S3.
-
-    Example:
-        >>> ObjectStorage.split("s3://bucket/some/prefix/")
-        ('bucket', 'some/prefix')
-    """
-
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        try:
-            import obstore.exceptions
-            from obstore.store import S3Store
-        except ImportError:
-            raise ImportError(
-                f"the root {url!r} is an object-store URL, which needs obstore: pip install 'steplog[cloud]'"
-            ) from None
-        self.url = url.rstrip("/")
-        self.bucket, self.prefix = self.split(url)
-        self.options = dict(storage_options or {})
-        self._failures = (OSError, obstore.exceptions.BaseError)
-        config, client = self._configs()
-        self.endpoint = config.get("endpoint") or "AWS"
-        self._check_credentials(config)
-        self._store = S3Store(
-            self.bucket,
-            prefix=self.prefix or None,
-            config=config,  # type: ignore[arg-type]  # plain dicts of obstore's TypedDict keys
-            client_options=client,  # type: ignore[arg-type]
-            retry_config=dict(_RETRY),  # type: ignore[arg-type]
-        )
-
-    @staticmethod
-    def split(url: str) -> tuple[str, str]:
-        """(bucket, key prefix) of an ``s3://bucket/prefix`` URL."""
-        rest = url.split("://", 1)[1].strip("/")
-        bucket, _, prefix = rest.partition("/")
-        if not bucket:
-            raise ValueError(f"the URL {url!r} names no bucket: write s3://BUCKET/prefix")
-        return bucket, prefix.strip("/")
-
-    def _check_credentials(self, config: dict[str, Any]) -> None:
-        """Fail at once, naming what to set, when no credentials can be found and the instance
-        metadata service is disabled (``AWS_EC2_METADATA_DISABLED``): else obstore looks there."""
-        sources = (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        )
-        if (
-            config.get("access_key_id")
-            or str(config.get("skip_signature", "")).lower() == "true"
-            or any(os.environ.get(name) for name in sources)
-        ):
-            return
-        if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
-            raise StorageError(
-                f"cannot open {self.url} (endpoint {self.endpoint}): no AWS credentials: set "
-                f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass storage_options="
-                f"{{'aws_access_key_id': ..., 'aws_secret_access_key': ...}}"
-            )
-
-    def _configs(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(obstore S3 config, client options) from the environment, then ``storage_options``."""
-        config: dict[str, Any] = {}
-        client: dict[str, Any] = dict(_TIMEOUTS)
-        for env in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
-            if os.environ.get(env):
-                config["endpoint"] = os.environ[env]
-                break
-        for key, value in self.options.items():
-            name = key.lower().removeprefix("aws_")
-            name = _RENAME.get(name, name)
-            value = str(value).lower() if isinstance(value, bool) else value
-            (client if name in _CLIENT_KEYS else config)[name] = value
-        if str(config.get("endpoint", "")).startswith("http://"):
-            client.setdefault("allow_http", True)
-        return config, client
-
-    def polars_options(self) -> dict[str, str]:
-        options = {
-            key if key.startswith("aws_") or key in _CLIENT_KEYS else f"aws_{key}": str(value)
-            for key, value in self.options.items()
-        }
-        config, client = self._configs()
-        if "endpoint" in config:
-            options.setdefault("aws_endpoint_url", config["endpoint"])
-        if client.get("allow_http"):
-            options.setdefault("aws_allow_http", "true")
-        return options
-
-    def _error(self, exc: Exception, action: str, path: str = "") -> Exception:
-        if isinstance(exc, FileNotFoundError) and "NoSuchBucket" not in str(exc):
-            return FileNotFoundError(2, f"{self.uri(path)} does not exist")
-        text = str(exc)
-        where = f"{self.uri(path)} (endpoint {self.endpoint})"
-        if "NoSuchBucket" in text:
-            why = f"the bucket {self.bucket!r} does not exist; create it first"
-        elif "169.254.169.254" in text or "credential" in text.lower() or "InvalidAccessKeyId" in text:
-            why = (
-                "no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "or pass storage_options={'aws_access_key_id': ..., 'aws_secret_access_key': ...}"
-            )
-        elif "error sending request" in text or "connect" in text.lower() or "timed out" in text.lower():
-            why = "the endpoint cannot be reached; check AWS_ENDPOINT_URL / storage_options['aws_endpoint_url']"
-        else:
-            why = text.split("\n")[0][:300]
-        return StorageError(f"cannot {action} {where}: {why}")
-
-    def list(self, prefix: str = "") -> dict[str, int]:
-        import obstore
-
-        try:
-            return {m["path"]: m["size"] for batch in obstore.list(self._store, prefix or None) for m in batch}
-        except self._failures as exc:
-            raise self._error(exc, "list", prefix) from None
-
-    def run_files(
-        self, run_ids: Sequence[str] | None = None, *, splits: Sequence[str] | None = None
-    ) -> dict[str, dict[str, str]]:
-        """As ``Storage.run_files``; ``splits`` (sorted run ids, e.g. from the catalog) list the
-        key ranges between them in parallel: a listing is pages of 1,000 names, one after another."""
-        wanted = None if run_ids is None else set(run_ids)
-        ranges: list[tuple[str | None, str | None, str | None]]
-        if run_ids is not None and len(run_ids) <= 20:
-            ranges = [(f"{r}/", None, None) for r in run_ids]
-        else:
-            bounds = [None, *sorted(set(splits or [])), None]
-            ranges = [(None, low, high) for low, high in itertools.pairwise(bounds)]
-        found: dict[str, dict[str, str]] = {}
-        with ThreadPoolExecutor(min(len(ranges), 8) or 1) as pool:
-            for part in pool.map(lambda r: self._list_range(*r), ranges):
-                for run_id, files in part.items():
-                    if wanted is None or run_id in wanted:
-                        found.setdefault(run_id, {}).update(files)
-        return found
-
-    def _list_range(self, prefix: str | None, low: str | None, high: str | None) -> dict[str, dict[str, str]]:
-        """The run files whose names sort after ``low`` and before ``high`` (None: no bound)."""
-        import obstore
-
-        found: dict[str, dict[str, str]] = {}
-        try:
-            for batch in obstore.list(self._store, prefix, offset=low, chunk_size=1000):
-                for meta in batch:
-                    run_id, _, name = meta["path"].partition("/")
-                    if high is not None and run_id >= high:
-                        return found
-                    if name.startswith(f"{PARTS_DIR}/"):
-                        name = PARTS_DIR  # a live run synced as parts: listed as such, not stamped
-                    if store.may_name_run(run_id) and "/" not in name:
-                        stamp = meta.get("e_tag") or meta["last_modified"]
-                        found.setdefault(run_id, {})[name] = f"{meta['size']}:{stamp}"
-        except self._failures as exc:
-            raise self._error(exc, "list", prefix or "") from None
-        return found
-
-    def read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
-        import obstore
-
-        try:
-            if start is None and end is None:
-                return bytes(obstore.get(self._store, path).bytes())
-            if end is None:
-                end = obstore.head(self._store, path)["size"]
-            return bytes(obstore.get_range(self._store, path, start=start or 0, end=end)) if end > (start or 0) else b""
-        except self._failures as exc:
-            raise self._error(exc, "read", path) from None
-
-    def put(self, path: str, data: bytes | Path) -> str:
-        import obstore
-
-        size = data.stat().st_size if isinstance(data, Path) else len(data)
-        try:
-            return f"{size}:{obstore.put(self._store, path, data)['e_tag']}"
-        except self._failures as exc:
-            raise self._error(exc, "write", path) from None
-
-    def delete(self, path: str) -> None:
-        import obstore
-
-        try:
-            obstore.delete(self._store, path)
-        except FileNotFoundError:
-            pass
-        except self._failures as exc:
-            raise self._error(exc, "delete", path) from None
+from .objectstore import ObjectStorage  # noqa: E402  (it builds on Storage, above)

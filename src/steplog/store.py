@@ -1,4 +1,5 @@
-"""Where runs live: run ids, run directories, the writer lock, resolving a run reference, status.
+"""Where runs live: run ids, run directories, each rank's events file, resolving a run reference,
+listing runs and their order. Writer locks are ``steplog.locks``; a run's status ``steplog.runstatus``.
 
 Layout: ``<root>/<run id>/events.jsonl`` (plus ``writer.lock`` while a writer holds the run). Once
 compacted: ``metrics.parquet`` + ``run.json``, with the events moved to ``archive/events.jsonl``.
@@ -18,21 +19,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
-import fcntl
 import math
 import os
 import re
 import secrets
-import socket
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from . import format as fmt
+from . import locks
 
 _LAST = 2**63 - 1  # the start_order of a run with no readable start
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-\d{3}-[0-9a-f]{6}$")
@@ -44,10 +42,6 @@ class RunNotFoundError(LookupError):
 
 class AmbiguousRunError(LookupError):
     """An id prefix matches several runs."""
-
-
-class RunLockedError(RuntimeError):
-    """Another live process holds the writer lock of a run."""
 
 
 class StoreError(OSError):
@@ -237,27 +231,6 @@ def unique_prefixes(run_ids: list[str], min_length: int = 1) -> dict[str, str]:
     return short
 
 
-def create_run_dir(root: str | os.PathLike) -> tuple[str, Path]:
-    """Create a new, empty run directory under ``root`` (made if missing); returns (run id, path).
-
-    Example:
-        >>> import tempfile
-        >>> rid, path = create_run_dir(tempfile.mkdtemp())
-        >>> path.name == rid
-        True
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    while True:
-        run_id = new_run_id()
-        path = root / run_id
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return run_id, path
-
-
 #: Prefix of the directory a run is created in before it is renamed to its id (never a run id).
 STAGING_PREFIX = ".creating-"
 
@@ -296,11 +269,7 @@ def publish_run_dir(staging: Path, run_id: str) -> Path:
         True
     """
     final = staging.parent / run_id
-    key = _lock_key(staging)
-    os.rename(staging, final)
-    fd = _held.pop(key, None)
-    if fd is not None:
-        _held[_lock_key(final)] = fd
+    locks.rename_locked_dir(staging, final)
     return final
 
 
@@ -333,7 +302,7 @@ def run_name(run_dir: Path) -> str | None:
 
 def raw_sidecar(run_dir: Path) -> dict[str, Any]:
     """The sidecar (``run.json``) of a compacted run as parsed JSON, unchecked; {} when it is
-    missing or unreadable. ``steplog.compact.read_sidecar`` checks and decodes it.
+    missing or unreadable. ``steplog.sidecar.read_sidecar`` checks and decodes it.
 
     Example:
         >>> raw_sidecar(Path("/no/such/run"))
@@ -401,179 +370,6 @@ def resolve_run(ref: str | os.PathLike, root: str | os.PathLike = "experiment_lo
     raise RunNotFoundError(f"no run {ref!r} in {root}{hint}")
 
 
-# --- the writer lock -------------------------------------------------------------------------
-#
-# One writer per run: ``writer.lock`` in the run directory, held with flock(2) for as long as the
-# writer runs. The kernel drops the lock when the process dies (SIGKILL, OOM, segfault), so a
-# dead writer's lock is free at once and a reused pid can never pass for a live writer; taking a
-# free lock over needs no check-then-delete, so two processes can never both hold it. The file's
-# JSON (pid, host, time) only says who holds it, for messages. A lock file written on another
-# host is respected even when no local process holds it (its filesystem may not share locks).
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    """Who holds (or held) a run's writer lock, as its file says."""
-
-    pid: int
-    host: str
-    time: float
-
-
-#: Lock files held by this process: real path of the run directory -> the open descriptor.
-_held: dict[str, int] = {}
-
-
-def _lock_key(run_dir: Path, rank: int = 0) -> str:
-    return os.path.join(os.path.realpath(run_dir), fmt.rank_lock_file(rank))
-
-
-def read_lock(run_dir: Path, rank: int = 0) -> LockInfo | None:
-    """What a run's lock file says of its holder; None when there is no readable lock file.
-    Whether that holder is alive is ``writer_is_alive``'s to say.
-
-    Example:
-        >>> read_lock(Path("/no/such/run")) is None
-        True
-    """
-    try:
-        data = orjson.loads((run_dir / fmt.rank_lock_file(rank)).read_bytes())
-        return LockInfo(pid=int(data["pid"]), host=str(data["host"]), time=float(data["time"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # missing, being written, or damaged
-
-
-def acquire_lock(run_dir: Path, now: float, rank: int = 0) -> None:
-    """Take the writer lock of a run's ``rank`` (a lock whose writer died is free); raises
-    RunLockedError, naming the holder, while a live process holds it. Each rank has its own lock.
-
-    Example:
-        >>> import tempfile, time
-        >>> d = Path(tempfile.mkdtemp()); acquire_lock(d, time.time()); release_lock(d)
-    """
-    path = run_dir / fmt.rank_lock_file(rank)
-    key = _lock_key(run_dir, rank)
-    what = f"run {run_dir.name}" + (f" (rank {rank})" if rank else "")
-    if key in _held:
-        raise RunLockedError(f"{what} is already open for writing in this process; finish() it first")
-    for attempt in range(50):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            if attempt < 10:  # a reader checking liveness holds it for microseconds: try again
-                time.sleep(0.01)
-                continue
-            holder = read_lock(run_dir, rank)
-            who = f"pid {holder.pid} on host {holder.host}" if holder else "another process"
-            raise RunLockedError(f"{what} is being written by {who}; one writer per run and rank") from None
-        try:
-            same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same_file = False
-        if not same_file:  # released and removed while we waited for it: take the new file
-            os.close(fd)
-            continue
-        holder = read_lock(run_dir, rank)
-        if holder is not None and holder.host != socket.gethostname():
-            os.close(fd)
-            raise RunLockedError(
-                f"{what} is locked by pid {holder.pid} on host {holder.host}; one writer per run. "
-                f"If that process is gone, delete {path}"
-            )
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": now}), 0)
-        except OSError:  # a full disk: leave no lock file behind
-            _drop_lock_file(path, fd)
-            raise
-        _held[key] = fd
-        return
-    raise RunLockedError(f"could not take the writer lock {path}: other processes keep taking it")
-
-
-def _drop_lock_file(path: Path, fd: int) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def release_lock(run_dir: Path, rank: int = 0) -> None:
-    """Drop the writer lock this process holds on a run (nothing happens if it holds none).
-
-    Example:
-        >>> release_lock(Path("/no/such/run"))
-    """
-    fd = _held.pop(_lock_key(run_dir, rank), None)
-    if fd is None:
-        return
-    try:
-        (run_dir / fmt.rank_lock_file(rank)).unlink()  # removed while still held: a waiter sees the file changed
-    except FileNotFoundError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def writer_is_alive(run_dir: Path, rank: int = 0) -> bool:
-    """Whether a live writer holds the lock of the run's ``rank`` (this process included).
-
-    Example:
-        >>> writer_is_alive(Path("/no/such/run"))
-        False
-    """
-    if _lock_key(run_dir, rank) in _held:
-        return True
-    path = run_dir / fmt.rank_lock_file(rank)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also drops the shared lock taken just to look
-    holder = read_lock(run_dir, rank)
-    return holder is not None and holder.host != socket.gethostname()
-
-
-def _forget_locks_in_child() -> None:
-    """A forked child (a DataLoader worker) must not keep its parent's runs locked: it closes its
-    copies of the lock descriptors; the parent's lock stays, and dies with the parent."""
-    for fd in _held.values():
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _held.clear()
-
-
-os.register_at_fork(after_in_child=_forget_locks_in_child)
-
-
-def current_status(run_dir: Path) -> str:
-    """The status of a run without reading all its events: the last event is a ``finish`` event
-    exactly when the current segment has finished.
-
-    Example:
-        >>> current_status(Path("/no/such/run"))
-        'crashed'
-    """
-    if not (run_dir / fmt.EVENTS_FILE).exists():  # compacted: the sidecar says, else the archived events do
-        compacted = raw_sidecar(run_dir).get("status")
-        if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
-            return compacted
-    last = fmt.read_last_event(events_path(run_dir))
-    finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
-    return run_status(run_dir, finished)
-
-
 def runs_named(name: str, root: str | os.PathLike) -> list[Path]:
     """The run directories under ``root`` whose run has this name, oldest first.
 
@@ -582,30 +378,6 @@ def runs_named(name: str, root: str | os.PathLike) -> list[Path]:
         []
     """
     return [d for d in run_dirs(root) if run_name(d) == name]
-
-
-def run_status(run_dir: Path, finish_status: str | None) -> str:
-    """The status of a run given the status of rank 0's last ``finish`` event (None when its
-    current segment has none): ``finished``/``failed`` as recorded, else ``running`` while its
-    writer is alive, else ``crashed``; in a run of several ranks, combined with the others'
-    (``rank_statuses``, ``combine_statuses``).
-
-    Example:
-        >>> run_status(Path("/no/such/run"), None)
-        'crashed'
-    """
-    if finish_status in (fmt.FINISHED, fmt.FAILED):
-        own = finish_status
-    elif writer_is_alive(run_dir):
-        own = fmt.RUNNING
-    else:
-        last = fmt.read_last_event(events_path(run_dir)) or {}  # the writer may have finished since the caller read
-        status = last.get("status") if last.get(fmt.KIND) == fmt.FINISH else None
-        own = status if status in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
-    others = [rank for rank in rank_files(run_dir) if rank]
-    if not others:
-        return own
-    return combine_statuses(rank_statuses(run_dir, known={0: own}))
 
 
 def rank_files(run_dir: Path) -> dict[int, Path]:
@@ -627,80 +399,6 @@ def rank_files(run_dir: Path) -> dict[int, Path]:
             if match:
                 found[int(match.group(1))] = where / name
     return dict(sorted(found.items()))
-
-
-def rank_statuses(run_dir: Path, known: dict[int, str] | None = None) -> dict[int, str]:
-    """``{rank: status}`` for every rank of the current attempt of a run: ``finished``/``failed``
-    as its last event says, else ``running`` while its writer lives, else ``crashed``. Ranks left
-    over from an earlier attempt (a restart with fewer ranks: their last segment's ``restart``
-    count is below the newest) are left out. ``known`` gives statuses already found.
-
-    Example:
-        >>> rank_statuses(Path("/no/such/run"))
-        {0: 'crashed'}
-    """
-    states = {}
-    for rank, path in rank_files(run_dir).items():
-        status = (known or {}).get(rank)
-        last = fmt.read_last_event(path) or {}
-        if status is None:
-            finished = last.get("status") if last.get(fmt.KIND) == fmt.FINISH else None
-            status = (
-                finished
-                if finished in (fmt.FINISHED, fmt.FAILED)
-                else (fmt.RUNNING if writer_is_alive(run_dir, rank) else fmt.CRASHED)
-            )
-        restart = last.get("restart") if last.get(fmt.KIND) == fmt.FINISH else None
-        if restart is None and status == fmt.CRASHED:
-            restart = _last_restart(path)
-        states[rank] = (status, restart if isinstance(restart, int) else 0)
-    newest = max((restart for status, restart in states.values() if status != fmt.RUNNING), default=0)
-    return {
-        rank: status
-        for rank, (status, restart) in states.items()
-        if status == fmt.RUNNING or restart >= newest or rank == 0
-    }
-
-
-def _last_restart(path: Path) -> int:
-    """The ``restart`` count of the last start or resume event of an events file (0 if none says)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return 0
-    for begin, end in reversed(fmt.control_line_spans(data)):
-        try:
-            event = orjson.loads(data[begin:end])
-        except ValueError:
-            continue
-        if event.get(fmt.KIND) in (fmt.START, fmt.RESUME):
-            restart = event.get("restart")
-            return restart if isinstance(restart, int) else 0
-    return 0
-
-
-def combine_statuses(statuses: dict[int, str]) -> str:
-    """One run's status from its ranks': ``running`` while any rank runs, else ``failed`` if any
-    failed, else ``crashed`` if any died without finishing, else ``finished``.
-
-    Example:
-        >>> combine_statuses({0: "finished", 1: "crashed", 2: "finished"})
-        'crashed'
-    """
-    for status in (fmt.RUNNING, fmt.FAILED, fmt.CRASHED):
-        if status in statuses.values():
-            return status
-    return fmt.FINISHED
-
-
-def live_ranks(run_dir: Path) -> list[int]:
-    """The ranks of a run whose writer is alive now.
-
-    Example:
-        >>> live_ranks(Path("/no/such/run"))
-        []
-    """
-    return [rank for rank in rank_files(run_dir) if writer_is_alive(run_dir, rank)]
 
 
 def resolve_runs(

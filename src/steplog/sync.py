@@ -23,6 +23,7 @@ Example:
     >>> [outcome for _, outcome, _ in sync(remote, root=root)]  # pushed compacted, parts removed
     ['compacted']
     >>> sorted(open_root(remote).list()) == [f"{run.id}/metrics.parquet", f"{run.id}/run.json", "_catalog/runs.parquet"]
+    ... # (a folder: no journal; a bucket also holds _catalog/generation/<n>, see steplog.journal)
     True
 """
 

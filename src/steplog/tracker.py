@@ -400,7 +400,7 @@ class ExperimentTracker:
             Experiment x (run ...)
             ...
         """
-        from .analyzer import format_summary, load_experiment
+        from .experimentlog import format_summary, load_experiment
 
         print(format_summary(load_experiment(self._open_run().dir, self.log_dir)))
 
@@ -433,9 +433,10 @@ _READING = ("ExperimentLog", "ExperimentAnalyzer", "load_experiment", "format_su
 
 def __getattr__(name: str) -> Any:
     """The reading side, importable from here as before the split (``from steplog.tracker import
-    ExperimentAnalyzer``), loaded from ``steplog.analyzer`` (and so Polars) only when asked for."""
+    ExperimentAnalyzer``), loaded from ``steplog.analyzer`` and ``steplog.experimentlog`` (and so
+    Polars) only when asked for."""
     if name in _READING:
-        from . import analyzer
+        from . import analyzer, experimentlog
 
-        return getattr(analyzer, name)
+        return getattr(analyzer if name == "ExperimentAnalyzer" else experimentlog, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

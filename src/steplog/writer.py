@@ -36,32 +36,22 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import shutil
-import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from . import format as fmt
-from . import ranks, store
-from .eventfile import network_filesystem, write_all
-from .openruns import install_excepthook, open_runs
-from .resuming import reopen_compacted, tail_state
+from . import ranks, runstatus, store
+from .opening import resume_run, start_run
+from .openruns import install_excepthook
 from .runlog import Run
-from .runmeta import metadata
 from .silentrun import SilentRun
-from .values import check_step, to_jsonable
+from .values import check_step
 
 DURABILITY_MODES = ("mmap", "process", "fsync", "buffered")
 DEFAULT_DURABILITY = "mmap"
-
-_time = time.time
-_open_runs = open_runs  # the registry (openruns); the old name, for tests that simulate a dead writer
-#: Network file systems already warned about (once per file system name and process).
-_warned_network: set[str] = set()
 
 
 def init(
@@ -216,8 +206,8 @@ def _join(
     mine = run_dir / fmt.rank_events_file(place.rank)
     archived = run_dir / fmt.ARCHIVE_DIR / fmt.rank_events_file(place.rank)
     if mine.exists() or archived.exists():
-        return _resume(run_dir, root, start_step, name, config, options, place)
-    return _start(name, config, root, options, place, run_dir, start_step)
+        return resume_run(run_dir, root, start_step, name, config, options, place)
+    return start_run(name, config, root, options, place, run_dir, start_step)
 
 
 def _check_name(name: str | None) -> None:
@@ -243,14 +233,14 @@ def _open(
         if name is None:
             raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
         named = store.runs_named(name, root)
-        if not named or store.current_status(named[-1]) != fmt.CRASHED:  # a new run, from the checkpoint's step
-            return _start(
+        if not named or runstatus.current_status(named[-1]) != fmt.CRASHED:  # a new run, from the checkpoint's step
+            return start_run(
                 name, config, Path(root), options, start_step=None if start_step is None else check_step(start_step)
             )
         resume = named[-1]
     if resume is not None:
-        return _resume(resume, Path(root), start_step, name, config, options)
-    return _start(name, config, Path(root), options)
+        return resume_run(resume, Path(root), start_step, name, config, options)
+    return start_run(name, config, Path(root), options)
 
 
 def _system_sampler(run: Run | SilentRun, option: bool | None, interval: float, place: ranks.Place) -> Any:
@@ -294,198 +284,6 @@ def _check_options(
         raise ValueError(
             f"tensor_flush_steps={tensor_flush_steps!r} must be an int >= 1 and "
             f"tensor_flush_seconds={tensor_flush_seconds!r} > 0 seconds"
-        )
-
-
-def _effective_durability(durability: str, run_dir: Path) -> str:
-    """``"mmap"``, unless the run lives on a network file system (mappings are not coherent there):
-    then ``"process"``, said once per file system and process."""
-    if durability != "mmap":
-        return durability
-    network = network_filesystem(run_dir)
-    if network is None:
-        return durability
-    if network not in _warned_network:
-        _warned_network.add(network)
-        warnings.warn(
-            f"steplog: {run_dir.parent} is on {network}, where memory mappings are not coherent "
-            f"across hosts; runs there use durability='process' (one write(2) per event)",
-            stacklevel=4,
-        )
-    return "process"
-
-
-def _start(
-    name: str | None,
-    config: Any,
-    root: Path,
-    options: dict[str, Any],
-    place: ranks.Place | None = None,
-    run_dir: Path | None = None,
-    start_step: int | None = None,
-) -> Run:
-    """A new run (``run_dir`` None: built in a hidden staging directory and renamed to its id once its
-    start event is complete, so readers never see a half-created run; a failure removes what was
-    made), or this rank's first file in a run directory all ranks share."""
-    now = _time()
-    place = place or ranks.Place()
-    if run_dir is None:
-        run_dir, start, fd = _start_staged(root, name, config, now, options, place)
-    else:
-        store.acquire_lock(run_dir, now, place.rank)
-        options["durability"] = _effective_durability(options["durability"], run_dir)
-        start = _start_event(run_dir.name, name, config, now, options["durability"], place)
-        fd = os.open(run_dir / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        write_all(fd, start)
-    run_id = run_dir.name
-    for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
-        store.fsync_directory(directory)
-    return Run(
-        run_id,
-        name if name is not None else run_id,
-        run_dir,
-        fd,
-        segment=0,
-        last_step=None,
-        next_step=0 if start_step is None else start_step,
-        wallclock_offset=0.0,
-        written=len(start),
-        rank=place.rank,
-        restart=place.restart,
-        **options,
-    )
-
-
-def _rank_fields(place: ranks.Place) -> dict[str, Any]:
-    """What a start or resume event says of the rank writing it (nothing for a single process)."""
-    fields: dict[str, Any] = {}
-    if place.launcher is not None or place.world_size > 1:
-        fields.update(
-            rank=place.rank,
-            local_rank=place.local_rank,
-            world_size=place.world_size,
-            launcher=place.launcher,
-            device=ranks.device_of(place.local_rank),
-        )
-    if place.restart:
-        fields["restart"] = place.restart
-    return fields
-
-
-_INIT_TODO = "free space or pick a writable root=, then start the run again"
-
-
-def _start_staged(
-    root: Path, name: str | None, config: Any, now: float, options: dict[str, Any], place: ranks.Place
-) -> tuple[Path, bytes, int]:
-    """A new run's directory, made under a hidden name and published once its start event is written:
-    (run dir, start event, events file descriptor)."""
-    try:
-        run_id, staging = store.create_staging_dir(root)
-    except OSError as exc:
-        raise store.storage_error(exc, "could not create a run directory in", root, _INIT_TODO) from exc
-    fd = -1
-    try:
-        store.acquire_lock(staging, now, place.rank)
-        options["durability"] = _effective_durability(options["durability"], staging)
-        start = _start_event(run_id, name, config, now, options["durability"], place)
-        fd = os.open(staging / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        write_all(fd, start)
-        return store.publish_run_dir(staging, run_id), start, fd
-    except BaseException as exc:
-        _discard_staging(staging, fd)
-        if isinstance(exc, OSError) and not isinstance(exc, store.StoreError):
-            raise store.storage_error(exc, "could not start a run in", root, _INIT_TODO) from exc
-        raise
-
-
-def _start_event(run_id: str, name: str | None, config: Any, now: float, durability: str, place: ranks.Place) -> bytes:
-    """The start event of this process's events file (config and git from rank 0 only)."""
-    return fmt.encode_control_event(
-        fmt.START,
-        v=fmt.FORMAT_VERSION,
-        run_id=run_id,
-        name=name if name is not None else run_id,
-        time=now,
-        start_time=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(),
-        durability=durability,
-        config=to_jsonable(config if config is not None and place.rank == 0 else {}, what="config"),
-        meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
-        **_rank_fields(place),
-    )
-
-
-def _discard_staging(staging: Path, fd: int) -> None:
-    """Remove what a failed start made: its events file descriptor, its lock, its staging directory."""
-    if fd >= 0:
-        os.close(fd)
-    store.release_lock(staging)
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def _resume(
-    ref: str | os.PathLike,
-    root: Path,
-    start_step: int | None,
-    name: str | None,
-    config: Any,
-    options: dict[str, Any],
-    place: ranks.Place | None = None,
-) -> Run:
-    if start_step is not None:
-        start_step = check_step(start_step)
-    run_dir = Path(ref) if place is not None else store.resolve_run(ref, root)  # _join: this rank's own file
-    place = place or ranks.Place()
-    events = run_dir / fmt.rank_events_file(place.rank)
-    store.acquire_lock(run_dir, _time(), place.rank)
-    try:
-        reopen_compacted(run_dir, place.rank)
-        state = tail_state(events)
-        if place.rank == 0:
-            _warn_resume_differs(run_dir, state, name, config)
-        options["durability"] = _effective_durability(options["durability"], run_dir)
-        fd = os.open(events, os.O_RDWR | os.O_APPEND)
-        resume = fmt.encode_control_event(
-            fmt.RESUME,
-            segment=state["segments"],
-            start_step=start_step,
-            time=_time(),
-            w=state["wallclock"],
-            durability=options["durability"],
-            meta=to_jsonable(metadata(git=place.rank == 0), what="metadata"),
-            **_rank_fields(place),
-        )
-        write_all(fd, resume)
-    except BaseException:
-        store.release_lock(run_dir, place.rank)
-        raise
-    next_step = start_step if start_step is not None else state["next_step"]
-    return Run(
-        state["run_id"],
-        state["name"],
-        run_dir,
-        fd,
-        segment=state["segments"],
-        last_step=state["last_step"],
-        next_step=next_step,
-        wallclock_offset=state["wallclock"],
-        written=os.fstat(fd).st_size,
-        rank=place.rank,
-        restart=place.restart,
-        **options,
-    )
-
-
-def _warn_resume_differs(run_dir: Path, state: dict[str, Any], name: str | None, config: Any) -> None:
-    if name is not None and name != state["name"]:
-        warnings.warn(
-            f"steplog: resuming run {run_dir.name} named {state['name']!r}; name={name!r} is ignored", stacklevel=5
-        )
-    if config is not None and to_jsonable(config, what="config") != state["config"]:
-        warnings.warn(
-            f"steplog: resuming run {run_dir.name}: the config passed differs from the one it started "
-            f"with; the run keeps its original config",
-            stacklevel=5,
         )
 
 

@@ -123,7 +123,8 @@ def _tail(args: argparse.Namespace) -> int:
     from .. import format as fmt
     from ..query import history
     from ..reader import follow
-    from ..store import current_status, resolve_run
+    from ..runstatus import current_status
+    from ..store import resolve_run
 
     run_dir = resolve_run(args.run, _root(args))
     live = args.follow and current_status(run_dir) == fmt.RUNNING

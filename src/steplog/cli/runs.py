@@ -221,7 +221,7 @@ def _ranks_table(ranks: list[dict[str, Any]], width: int) -> str:
 def _metrics_table(summary: dict[str, dict[str, Any]], width: int) -> str:
     import polars as pl
 
-    from ..model import SUMMARY_FIELDS, SUMMARY_TYPES
+    from ..summaries import SUMMARY_FIELDS, SUMMARY_TYPES
     from ..tables import text_table
 
     figures = pl.DataFrame(

@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import secrets
 import shutil
@@ -304,15 +303,3 @@ class _Progress:
         else:
             print(f"import [{self.done}/{self.total}] {line}", file=sys.stderr)
 
-
-def finite_or_nan(value: Any) -> float:
-    """``value`` as a float; anything that is not a number becomes NaN (never raises).
-
-    Example:
-        >>> finite_or_nan("1.5"), math.isnan(finite_or_nan("x"))
-        (1.5, True)
-    """
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan

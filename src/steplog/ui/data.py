@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from .. import format as fmt
-from .. import store
+from .. import runstatus, store
 from ..downsample import POINTS_PER_PIXEL, downsample, window
 from ..levels import read_level
 from ..query import run_info
@@ -101,7 +101,7 @@ class Data:
         if cached is not None and cached[0] == key:  # unchanged since the last poll: two stat calls
             row = cached[1]
             if row["status"] == fmt.RUNNING:
-                row["status"] = store.current_status(run_dir)
+                row["status"] = runstatus.current_status(run_dir)
             return row
         live = self.live(run_dir)
         found = _live_row(run_dir, live) if live is not None else _compacted_row(run_dir, self.root)
@@ -140,7 +140,7 @@ class Data:
             "reset": reset,
             "series": series,
             "marks": marks,
-            "status": store.current_status(run_dir),
+            "status": runstatus.current_status(run_dir),
         }
 
     def _compacted_series(
@@ -257,7 +257,7 @@ def _live_row(run_dir: Path, live: LiveRun) -> dict[str, Any] | None:
     return {
         "id": start.get("run_id", run_dir.name),
         "name": start.get("name"),
-        "status": store.current_status(run_dir),
+        "status": runstatus.current_status(run_dir),
         "start": start.get("time"),
         "end": last.get("time"),
         "duration": last.get("wallclock"),
