@@ -41,7 +41,8 @@ import polars as pl
 
 from . import format as fmt
 from .blockparse import BIG_FILE_BYTES, parse_by_blocks
-from .eventparse import RunEvents, _parse_fast, _parse_together, _Split, _to_rows, _warn_about, parse_events
+from .eventparse import RunEvents, _parse_fast, _Split, _to_rows, _warn_about, parse_events
+from .jointparse import _parse_together
 
 #: How many bytes before the end of what was parsed must still be there for an entry to be used.
 CHECK_BYTES = 256
@@ -181,7 +182,7 @@ def read(path: Path) -> RunEvents:
 
 def read_many(paths: list[Path], *, missing_ok: bool = True) -> list[RunEvents | None]:
     """``read`` of several files (None for one that does not exist, with ``missing_ok``), the new
-    metric lines of them all handed to one parse (``eventparse.parse_together``).
+    metric lines of them all handed to one parse (``jointparse``).
 
     Example:
         >>> read_many([Path("/no/such/events.jsonl")])
