@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import time
@@ -43,22 +42,29 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import polars as pl
-import pyarrow.parquet as pq
 
 from . import format as fmt
 from . import locks, runstatus, store
 from .atomic import remove_file, remove_stale_temps, write_atomically
-from .model import RunRecord, record_from_events
+from .blockparse import BIG_FILE_BYTES, parse_by_blocks
+from .compactfiles import (
+    ROW_GROUP_SIZE,
+    _archive_events,
+    _clear_the_way,
+    _expected_rows,
+    _NotVerified,
+    _parquet_matches,
+    _raise_if_full,
+    _sidecar_bytes,
+    _write_parquet,
+)
+from .model import record_from_events
 from .progress import Progress
-from .rankread import final_statuses, rank_events, rank_facts, with_rank, world_size
+from .rankread import final_statuses, rank_events, rank_facts, with_rank
 from .reader import RunEvents, parse_events, resolve_history
-from .sidecar import SIDECAR_VERSION, read_sidecar
-from .summaries import encode_summary
+from .sidecar import SIDECAR_VERSION, read_sidecar  # noqa: F401  (SIDECAR_VERSION: read here by tests)
 
-#: Rows per Parquet row group: large enough for fast scans, small enough to skip by statistics.
-ROW_GROUP_SIZE = 131_072
 _OLD_TMP = ".tmp"  # the fixed temporary suffix of layout 1, removed when found
 _RUNNING = "running"  # how the detail of a run skipped for being written starts
 
@@ -301,19 +307,17 @@ def _size(count: int) -> str:
 
 def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None) -> tuple[str, str]:
     fmt.cut_zero_tail(source)  # what a crashed "mmap" writer reserved and never filled
-    data = source.read_bytes()
-    checksum = hashlib.sha256(data).hexdigest()
+    events, size, checksum = _read_source(source)
     recorded = (sidecar or {}).get("events") or {}
     if (
         source.name == fmt.EVENTS_FILE
         and source.parent == run_dir
-        and recorded.get("bytes") == len(data)
+        and recorded.get("bytes") == size
         and recorded.get("sha256") == checksum
         and _parquet_matches(run_dir, sidecar)
     ):
         _archive_events(run_dir)  # an earlier compaction stopped just before the move
         return "compacted", "finished an interrupted compaction"
-    events = parse_events(data, source)
     if events.start is None:
         return "skipped", f"{source} has no readable start event; left as it is"
     history_all = resolve_history(events, all_segments=True)
@@ -325,7 +329,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     for rank, path in store.rank_files(run_dir).items():
         if rank and path.parent == run_dir:
             fmt.cut_zero_tail(path)  # as rank 0's above
-    others = {rank: ev for rank, ev in rank_events(run_dir).items() if rank}
+    others = rank_events(run_dir, others_only=True)  # rank 0's is `events`, parsed above
     statuses = final_statuses({0: events, **others})
     record = record_from_events(run_dir, events, runstatus.combine_statuses(statuses), history_all)
     histories = {0: history_all, **{rank: resolve_history(ev, all_segments=True) for rank, ev in others.items()}}
@@ -353,7 +357,7 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         },
         "events": {
             "file": fmt.ARCHIVED_EVENTS_FILE,
-            "bytes": len(data),
+            "bytes": size,
             "sha256": checksum,
             "metric_events": events.rows.height,
             "skipped_lines": events.skipped_lines,
@@ -369,29 +373,18 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
     return "compacted", f"{record.num_steps:,} steps, {record.status}" + (f", {len(ranks)} ranks" if others else "")
 
 
-def _clear_the_way(run_dir: Path) -> None:
-    """An empty directory where a compacted file goes (left by a mishap) is removed, so the file can be written."""
-    for name in (fmt.PARQUET_FILE, fmt.SIDECAR_FILE):
-        path = run_dir / name
-        if path.is_dir() and not path.is_symlink():
-            try:
-                path.rmdir()
-            except OSError:
-                pass  # not empty: the write fails and says so
-
-
-def _raise_if_full(run_dir: Path, path: Path, exc: BaseException) -> None:
-    """A full disk while writing a run's compacted files raises a ``StoreError`` naming the run, the path
-    and what to do. Other errors are left to the caller (an OSError reports the run as skipped)."""
-    if getattr(exc, "errno", None) != errno.ENOSPC and "No space left on device" not in str(exc):
-        return
-    raise store.storage_error(
-        exc,
-        f"could not compact run {run_dir.name} ({store.run_name(run_dir)!r}): writing",
-        path,
-        "free space, then run `steplog compact` again (the runs compacted before it "
-        "are kept; its events are untouched)",
-    ) from exc
+def _read_source(source: Path) -> tuple[RunEvents, int, str]:
+    """The events of the file a run is compacted from, its size and its SHA-256, from one read: a
+    large file parsed by blocks as it is hashed (``blockparse``; its text is never held whole)."""
+    hasher = hashlib.sha256()
+    with open(source, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        found = parse_by_blocks(f, source, hasher=hasher) if size >= BIG_FILE_BYTES else None
+        if found is not None:
+            return found[0], size, hasher.hexdigest()
+        f.seek(0)
+        data = f.read()
+    return parse_events(data, source), len(data), hashlib.sha256(data).hexdigest()
 
 
 def _live_other_ranks(run_dir: Path) -> bool:
@@ -407,73 +400,3 @@ def _rank_entries(
     for entry in facts:
         entry["metrics"] = list(events[entry["rank"]].metric_names)
     return facts
-
-
-def _expected_rows(events: RunEvents, history_all: pl.DataFrame) -> int:
-    """One row per distinct (segment, step) of the events. Equal counts prove it without hashing:
-    history rows are distinct pairs, and there are never more pairs than events."""
-    if history_all.height == events.rows.height:
-        return history_all.height
-    return events.rows.select("segment", "step").n_unique()
-
-
-def _write_parquet(path: Path, table: pl.DataFrame, expected_rows: int) -> Path:
-    """Write ``metrics.parquet`` atomically, checked (rows and columns) before it is renamed into place."""
-
-    def verify(tmp: Path) -> None:
-        written = pq.read_metadata(tmp)
-        if written.num_rows != expected_rows or written.schema.names != table.columns:
-            raise _NotVerified(
-                f"the Parquet file written holds {written.num_rows} rows, expected {expected_rows}; events untouched"
-            )
-
-    return write_atomically(
-        path,
-        lambda f: table.write_parquet(f, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE),
-        check=verify,
-    )
-
-
-def _sidecar_bytes(record: RunRecord, files: dict[str, Any], ranks: list[dict[str, Any]], table: pl.DataFrame) -> bytes:
-    """The sidecar (``run.json``) of a run being compacted: its record, metric names, summary, ranks and files."""
-    current = table.filter(~pl.col("superseded")).select("rank", "step")
-    sidecar = {
-        "sidecar_version": SIDECAR_VERSION,
-        **record.sidecar_facts(),
-        "metrics": {name: "Float64" for name in record.metrics},
-        "world_size": world_size(ranks),
-        "ranks": ranks,
-        # rows grouped by rank in order, and each rank's steps in order: readers need no sort
-        "steps_sorted": bool(
-            current.select(
-                (pl.col("rank").diff().fill_null(0) >= 0).all()
-                & (pl.col("step").diff().fill_null(0).over("rank") >= 0).all()
-            ).item()
-        ),
-        "summary": encode_summary(record.summary),
-        **files,
-        "compacted_at": time.time(),
-    }
-    return orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-
-
-def _parquet_matches(run_dir: Path, sidecar: dict[str, Any] | None) -> bool:
-    try:
-        return (run_dir / fmt.PARQUET_FILE).stat().st_size == (sidecar or {}).get("parquet", {}).get("bytes")
-    except (OSError, AttributeError):
-        return False
-
-
-def _archive_events(run_dir: Path) -> None:
-    """Move every rank's live events file to ``archive/`` (rank 0's last: until then, readers read the events)."""
-    archive = run_dir / fmt.ARCHIVE_DIR
-    archive.mkdir(exist_ok=True)
-    for _rank, path in sorted(store.rank_files(run_dir).items(), reverse=True):
-        if path.parent == run_dir and path.exists():
-            os.replace(path, archive / path.name)
-    store.fsync_directory(archive)
-    store.fsync_directory(run_dir)
-
-
-class _NotVerified(Exception):
-    """The Parquet file written does not hold what the events do."""

@@ -275,15 +275,27 @@ def read_settled(events_path: Path, offset: int = 0, attempts: int = 8) -> bytes
         b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
     """
     with open(events_path, "rb") as f:
-        f.seek(offset)
-        data = f.read()
-        for _ in range(attempts):
-            zero = data.find(b"\0")
-            if zero == -1 or zero > data.rfind(b"\n"):
-                return data  # no zero byte, or zeros only after the last newline: not yet written
-            begin = data.rfind(b"\n", 0, zero) + 1
-            f.seek(offset + begin)
-            data = data[:begin] + f.read()
+        return read_settled_from(f, offset, attempts)
+
+
+def read_settled_from(f: Any, offset: int = 0, attempts: int = 8) -> bytes:
+    """``read_settled`` of a file already open for binary reading (``f``): its bytes from
+    ``offset`` on, lines a ``"mmap"`` writer is copying read again until they settle.
+
+    Example:
+        >>> import io
+        >>> read_settled_from(io.BytesIO(b'{"e":"start"}\\n{"s":0' + bytes(4)), 14)
+        b'{"s":0\\x00\\x00\\x00\\x00'
+    """
+    f.seek(offset)
+    data = f.read()
+    for _ in range(attempts):
+        zero = data.find(b"\0")
+        if zero == -1 or zero > data.rfind(b"\n"):
+            return data  # no zero byte, or zeros only after the last newline: not yet written
+        begin = data.rfind(b"\n", 0, zero) + 1
+        f.seek(offset + begin)
+        data = data[:begin] + f.read()
     return data
 
 

@@ -52,15 +52,20 @@ def check_rank(rank: Any) -> int | str:
     raise ValueError(f'rank={rank!r} must be a rank (an int >= 0) or "all"')
 
 
-def rank_events(run_dir: Path) -> dict[int, RunEvents]:
+def rank_events(run_dir: Path, *, others_only: bool = False) -> dict[int, RunEvents]:
     """``{rank: its events}`` for every rank file of a run (live or archived) that can be read,
-    several files parsed at once in threads.
+    several files parsed at once in threads; ``others_only`` leaves rank 0's file unread (a
+    caller that has read it: compaction read a 1,000,000-event file twice, issue 11).
 
     Example:
-        >>> rank_events(Path("/no/such/run"))
-        {}
+        >>> rank_events(Path("/no/such/run")), rank_events(Path("/no/such/run"), others_only=True)
+        ({}, {})
     """
     files = store.rank_files(run_dir)
+    if others_only:
+        files.pop(0, None)
+        if not files:
+            return {}
     if len(files) == 1:
         return {rank: ev for rank, ev in zip(files, map(_read_or_none, files.values())) if ev is not None}
     flush_open_runs(run_dir)  # from this thread: the files' own reads run in a pool, where it would do nothing

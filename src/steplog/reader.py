@@ -20,92 +20,16 @@ Example:
 from __future__ import annotations
 
 import functools
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
 import polars as pl
 
 from . import format as fmt
+from . import readcache
+from .eventparse import _BASE_COLUMNS, CorruptEventsError, RunEvents, metric_col, parse_events  # noqa: F401
 from .follow import follow  # noqa: F401  (its home was this module)
 from .openruns import flush_open_runs
-
-if TYPE_CHECKING:  # pyarrow is imported by the functions that parse: a query that reads only sidecars
-    import pyarrow as pa  # (runs(), best() over compacted runs) never loads it (0.3-0.5 s; issue 11)
-
-
-class CorruptEventsError(ValueError):
-    """Raised by ``read_events(..., strict=True)`` for a damaged line."""
-
-
-@dataclass
-class RunEvents:
-    """What an events file holds.
-
-    ``rows`` has one row per metric event in file order: ``step`` (Int64), ``time`` (Float64 Unix
-    seconds), ``wallclock`` (Float64), ``segment`` (Int64), then one Float64 column per metric in
-    order of first appearance (null where a step did not log it, NaN/inf as logged).
-    """
-
-    path: Path
-    start: dict[str, Any] | None
-    controls: list[dict[str, Any]]
-    rows: pl.DataFrame
-    skipped_lines: list[int] = field(default_factory=list)
-    torn_tail_bytes: int = 0
-    bytes_read: int = 0
-
-    @property
-    def metric_names(self) -> list[str]:
-        """The metric columns of ``rows``, in order of first appearance."""
-        return [c for c in self.rows.columns if c not in _BASE_COLUMNS]
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The run's config: the start event's, with every later ``config`` event
-        (``Run.update_config``) merged over it in file order."""
-        start_config = (self.start or {}).get("config")
-        config = start_config if isinstance(start_config, dict) else {}
-        for event in self.controls:
-            if event.get(fmt.KIND) == fmt.CONFIG and isinstance(event.get("config"), dict):
-                config = fmt.merge_config(config, event["config"])
-        return config
-
-    @property
-    def resumes(self) -> list[dict[str, Any]]:
-        """The ``resume`` events, in order."""
-        return [c for c in self.controls if c.get(fmt.KIND) == fmt.RESUME]
-
-    @property
-    def last_finish(self) -> dict[str, Any] | None:
-        """The ``finish`` event of the current (last) segment, or None if it has not finished."""
-        segments = 1 + len(self.resumes)
-        for event in reversed(self.controls):
-            if event.get(fmt.KIND) == fmt.FINISH:
-                return event if event.get("segment", 0) == segments - 1 else None
-        return None
-
-
-_BASE_COLUMNS = ("step", "time", "wallclock", "segment")
-_BASE_SCHEMA = {"step": pl.Int64, "time": pl.Float64, "wallclock": pl.Float64, "segment": pl.Int64}
-
-
-def metric_col(name: str, columns: list[str]) -> pl.Expr:
-    """An expression for the column ``name`` of a frame with ``columns``, safe for any metric name.
-
-    ``pl.col`` reads ``"*"`` as every column and ``"^...$"`` as a regular expression; metric names
-    are free text, so such names are addressed by position instead.
-
-    Example:
-        >>> frame = pl.DataFrame({"step": [0], "*": [1.0]})
-        >>> frame.select(metric_col("*", frame.columns)).columns
-        ['*']
-    """
-    if name == "*" or (name.startswith("^") and name.endswith("$")):
-        return pl.nth(columns.index(name))
-    return pl.col(name)
 
 
 def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
@@ -122,66 +46,17 @@ def read_events(path: str | Path, *, strict: bool = False) -> RunEvents:
     """
     path = Path(path)
     flush_open_runs(path.parent)
-    return parse_events(fmt.read_settled(path), path, strict=strict)
-
-
-def parse_events(data: bytes, path: Path, *, strict: bool = False) -> RunEvents:
-    """Parse the bytes of an events file (see ``read_events``); ``path`` is used in messages.
-
-    Example:
-        >>> data = b'{"e":"start"}\\n{"s":0,"t":1.0,"w":0.0,"m":{"a":2.0}}\\n{"s":1,"t"'
-        >>> parse_events(data, Path("x")).rows["a"].to_list()  # the torn tail is ignored
-        [2.0]
-    """
-    split = _Split.of(data, path, strict)
-    table = _parse_fast(split.metric_bytes)
-    if table is None:
-        table = _parse_checked(data[: split.complete], split.spans, path, strict, split.skipped)
-    return split.events(path, _to_rows(table), strict)
-
-
-@dataclass
-class _Split:
-    """An events file's bytes split into control events and the bytes of its metric lines."""
-
-    complete: int
-    torn: int
-    skipped: list[int]
-    controls: list[dict[str, Any]]
-    metric_bytes: bytes | memoryview
-    spans: list[tuple[int, int]]
-
-    @classmethod
-    def of(cls, data: bytes, path: Path, strict: bool) -> _Split:
-        complete = data.rfind(b"\n") + 1
-        torn = len(data[complete:].rstrip(b"\0"))  # a zero tail (a live "mmap" file's reserve) is not yet written
-        skipped: list[int] = []
-        controls, metric_bytes, spans = _split_controls(data, complete, path, strict, skipped)
-        return cls(complete, torn, skipped, controls, metric_bytes, spans)
-
-    def events(self, path: Path, rows: pl.DataFrame, strict: bool) -> RunEvents:
-        """The ``RunEvents`` of these controls and the metric ``rows``, after the checks."""
-        controls, skipped = self.controls, self.skipped
-        start = controls[0] if controls and controls[0].get(fmt.KIND) == fmt.START else None
-        if start is None and self.complete and 1 not in skipped:
-            _bad_line(path, 1, "the first line is not a start event", strict, skipped)
-        _warn_about(path, start, skipped, strict)
-        return RunEvents(
-            path=path,
-            start=start,
-            controls=controls,
-            rows=rows,
-            skipped_lines=skipped,
-            torn_tail_bytes=self.torn,
-            bytes_read=self.complete,
-        )
+    if strict:
+        return parse_events(fmt.read_settled(path), path, strict=True)
+    return readcache.read(path)
 
 
 def read_many(paths: list[Path]) -> list[RunEvents | None]:
     """``read_events`` of several files (None for a file that does not exist), with one Arrow parse
     of all their metric lines instead of one per file: for many small live runs (``steplog.scan``)
-    the parser's start-up, not the lines, was most of the cost (issue 11). Each run's ``rows`` holds
-    only the metrics it logged, in the order they first appear in all the files. A file with a
+    the parser's start-up, not the lines, was most of the cost (issue 11). Each run's ``rows`` is
+    what ``read_events`` gives; only lines not parsed by an earlier read are parsed
+    (``steplog.readcache``). A file with a
     damaged line, or files whose lines do not parse together, are read one by one as
     ``read_events`` reads them.
 
@@ -195,270 +70,10 @@ def read_many(paths: list[Path]) -> list[RunEvents | None]:
         >>> [(e.start["name"], e.metric_names) for e in events[:2]], events[2]
         ([('loss', ['loss']), ('acc', ['acc'])], None)
     """
-    read: list[tuple[Path, bytes, _Split] | None] = []
-    for path in map(Path, paths):
-        flush_open_runs(path.parent)
-        try:
-            data = fmt.read_settled(path)
-        except FileNotFoundError:
-            read.append(None)
-            continue
-        read.append((path, data, _Split.of(data, path, False)))
-    together = [r for r in read if r is not None and not r[2].skipped]
-    rows = _parse_together([split.metric_bytes for _, _, split in together])
-    if rows is None:
-        together = []
-    events: dict[Path, RunEvents] = {
-        path: split.events(path, part, False) for (path, _, split), part in zip(together, rows or [])
-    }
-    return [None if r is None else events[r[0]] if r[0] in events else parse_events(r[1], r[0]) for r in read]
-
-
-def _parse_together(metric_bytes: list[bytes | memoryview]) -> list[pl.DataFrame] | None:
-    """The rows of each file's metric lines (``_to_rows``), from one parse of them all, each with
-    the metric columns it has values in; None where they do not parse together."""
-    counts = [bytes(data).count(b"\n") for data in metric_bytes]
-    table = _parse_fast(b"".join(metric_bytes)) if len(metric_bytes) > 1 else None
-    if table is None or table.num_rows != sum(counts):
-        return None  # damage, types that disagree, or blank lines: each file alone
-    rows = _to_rows(table)
-    metrics = [c for c in rows.columns if c not in _BASE_COLUMNS]
-    parts, offset = [], 0
-    for count in counts:
-        part = rows.slice(offset, count)
-        offset += count
-        # a logged value is never null here (NaN and inf are restored): a null column is a metric not logged
-        logged = [i for i, name in enumerate(metrics, start=len(_BASE_COLUMNS)) if part[:, i].null_count() < count]
-        parts.append(part.select(pl.nth([*range(len(_BASE_COLUMNS)), *logged])))
-    return parts
-
-
-def _split_controls(
-    data: bytes, complete: int, path: Path, strict: bool, skipped: list[int]
-) -> tuple[list[dict[str, Any]], bytes | memoryview, list[tuple[int, int]]]:
-    """The control events of the complete lines, the bytes of the metric lines between them, and
-    the control lines' spans."""
-    view = memoryview(data)[:complete]
-    controls: list[dict[str, Any]] = []
-    pieces = []
-    previous_end = 0
-    spans = fmt.control_line_spans(data[:complete] if complete < len(data) else data)
-    for begin, end in spans:
-        pieces.append(view[previous_end:begin])
-        previous_end = end
-        try:
-            controls.append(fmt.decode_control_event(bytes(view[begin:end])))
-        except ValueError as exc:
-            _bad_line(path, _line_number(data, begin), f"unreadable control event ({exc})", strict, skipped)
-    pieces.append(view[previous_end:])
-    pieces = [piece for piece in pieces if len(piece)]
-    if len(pieces) == 1:  # metric lines in one stretch (a run's start line before them): a view, not a copy
-        return controls, pieces[0], spans  # (a copy of a 1,000,000-event file is 150 MiB more at the peak)
-    return controls, b"".join(pieces), spans
-
-
-def _warn_about(path: Path, start: dict[str, Any] | None, skipped: list[int], strict: bool) -> None:
-    version = (start or {}).get("v")
-    if isinstance(version, int) and version > fmt.FORMAT_VERSION:
-        warnings.warn(
-            f"steplog: {path} is in event format v{version}, newer than this steplog's "
-            f"v{fmt.FORMAT_VERSION}; reading what it understands (upgrade steplog to read it all)",
-            stacklevel=4,
-        )
-    if skipped and not strict:
-        shown = ", ".join(str(n) for n in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
-        warnings.warn(
-            f"steplog: skipped {len(skipped)} damaged line(s) of {path} (line {shown}); every other event was kept",
-            stacklevel=4,
-        )
-
-
-def _bad_line(path: Path, line: int, why: str, strict: bool, skipped: list[int]) -> None:
-    if strict:
-        raise CorruptEventsError(f"{path}, line {line}: {why}")
-    skipped.append(line)
-
-
-def _line_number(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
-
-
-#: Below this size Arrow's JSON reader is faster on one thread: starting its thread pool's tasks
-#: cost more than they saved (2.8 ms against 1.3 ms for a 500-step run of 60 KB, issue 11).
-_THREADED_PARSE_BYTES = 4 << 20
-
-
-def _parse_fast(metric_bytes: bytes | memoryview) -> pa.Table | None:
-    """Arrow's JSON reader over all metric lines; None when the data is damaged or misshapen."""
-    import pyarrow as pa
-    import pyarrow.json as pa_json
-
-    if not metric_bytes:
-        return _empty_table()
-    try:
-        threads = len(metric_bytes) > _THREADED_PARSE_BYTES
-        table = pa_json.read_json(pa.BufferReader(metric_bytes), read_options=pa_json.ReadOptions(use_threads=threads))
-        return table if _well_formed(table) else None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
-        return None  # UnicodeDecodeError: Arrow lets invalid UTF-8 through in key names
-
-
-def _well_formed(table: pa.Table) -> bool:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    schema = table.schema
-    for name, kinds in (
-        (fmt.STEP, ("int64",)),
-        (fmt.TIME, ("double", "int64")),
-        (fmt.WALLCLOCK, ("double", "int64")),
-        (fmt.METRICS, ("struct",)),
-    ):
-        if name not in schema.names or not str(schema.field(name).type).startswith(kinds):
-            return False
-        if table.column(name).null_count:
-            return False
-    if not set(schema.names) <= fmt.METRIC_EVENT_KEYS:
-        return False
-    if (
-        fmt.SEGMENT in schema.names
-        and not pa.types.is_integer(schema.field(fmt.SEGMENT).type)
-        and not pa.types.is_null(schema.field(fmt.SEGMENT).type)
-    ):
-        return False
-    if pc.min(table.column(fmt.STEP)).as_py() < 0:
-        return False
-    for child in schema.field(fmt.METRICS).type:
-        child.name.encode()  # decoding a name made of invalid UTF-8 raises: the line-by-line path skips it
-        if not (
-            pa.types.is_floating(child.type)
-            or pa.types.is_integer(child.type)
-            or pa.types.is_null(child.type)
-            or pa.types.is_boolean(child.type)
-        ):  # ints and bools are logged as JSON ints and true/false
-            return False
-    if fmt.NONFINITE in schema.names:
-        nf_type = schema.field(fmt.NONFINITE).type
-        if not pa.types.is_struct(nf_type) or any(
-            not (pa.types.is_string(c.type) or pa.types.is_null(c.type)) for c in nf_type
-        ):
-            return False
-    return True
-
-
-def _empty_table() -> pa.Table:
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            fmt.STEP: pa.array([], pa.int64()),
-            fmt.TIME: pa.array([], pa.float64()),
-            fmt.WALLCLOCK: pa.array([], pa.float64()),
-            fmt.METRICS: pa.array([], pa.struct([])),
-        }
-    )
-
-
-def _parse_checked(data: bytes, spans: list[tuple[int, int]], path: Path, strict: bool, skipped: list[int]) -> pa.Table:
-    """The slow path for damaged files: check every metric line, keep the good ones."""
-    control_starts = {begin for begin, _ in spans}
-    good: list[bytes] = []
-    offset = 0
-    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
-        begin = offset
-        offset += len(line) + 1
-        if begin in control_starts or not line.strip():
-            continue  # control lines are parsed apart; a blank line holds no event
-        problem = _metric_line_problem(line)
-        if problem is None:
-            good.append(line)
-        else:
-            _bad_line(path, number, problem, strict, skipped)
-    table = _parse_fast(b"\n".join(good) + b"\n" if good else b"")
-    if table is None:  # lines valid alone but not together (e.g. a metric both number and string)
-        table = _table_from_events([orjson.loads(line) for line in good])
-    return table
-
-
-def _metric_line_problem(line: bytes) -> str | None:
-    try:
-        event = orjson.loads(line)
-    except ValueError as exc:
-        return f"not valid JSON ({exc})"
-    return fmt.metric_event_problem(event)
-
-
-def _table_from_events(events: list[dict[str, Any]]) -> pa.Table:
-    import pyarrow as pa
-
-    names: dict[str, None] = {}
-    for event in events:
-        names.update(dict.fromkeys(event[fmt.METRICS]))
-    metrics = (
-        pa.StructArray.from_arrays(
-            [pa.array([_as_float(e[fmt.METRICS].get(n)) for e in events], pa.float64()) for n in names],
-            names=list(names),
-        )
-        if names
-        else pa.array([{}] * len(events), pa.struct([]))
-    )
-    nonfinite_names: dict[str, None] = {}
-    for event in events:
-        nonfinite_names.update(dict.fromkeys(event.get(fmt.NONFINITE, {})))
-    columns = {
-        fmt.STEP: pa.array([e[fmt.STEP] for e in events], pa.int64()),
-        fmt.TIME: pa.array([float(e[fmt.TIME]) for e in events], pa.float64()),
-        fmt.WALLCLOCK: pa.array([float(e[fmt.WALLCLOCK]) for e in events], pa.float64()),
-        fmt.METRICS: metrics,
-        fmt.SEGMENT: pa.array([e.get(fmt.SEGMENT, 0) for e in events], pa.int64()),
-    }
-    if nonfinite_names:
-        columns[fmt.NONFINITE] = pa.StructArray.from_arrays(
-            [pa.array([e.get(fmt.NONFINITE, {}).get(n) for e in events], pa.string()) for n in nonfinite_names],
-            names=list(nonfinite_names),
-        )
-    return pa.table(columns)
-
-
-def _as_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _to_rows(table: pa.Table) -> pl.DataFrame:
-    """Arrow table of raw events -> ``RunEvents.rows`` (flat, typed, non-finite values restored)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    metrics = table.column(fmt.METRICS).combine_chunks()
-    names = [metrics.type.field(i).name for i in range(metrics.type.num_fields)]
-    columns: dict[str, Any] = {
-        "step": pl.Series("step", table.column(fmt.STEP), dtype=pl.Int64),
-        "time": pl.Series("time", table.column(fmt.TIME)).cast(pl.Float64),
-        "wallclock": pl.Series("wallclock", table.column(fmt.WALLCLOCK)).cast(pl.Float64),
-        "segment": (
-            pl.Series("segment", table.column(fmt.SEGMENT)).cast(pl.Int64).fill_null(0)
-            if fmt.SEGMENT in table.column_names  # else zeros, made by Arrow (pl.zeros costs a query)
-            else pl.Series("segment", pc.multiply(table.column(fmt.STEP), 0))
-        ),
-    }
-    for i, name in enumerate(names):
-        columns[name] = pl.Series(name, metrics.field(i)).cast(pl.Float64)
-    frame = pl.DataFrame(columns)
-    if fmt.NONFINITE in table.column_names:
-        codes = table.column(fmt.NONFINITE).combine_chunks()
-        if pa.types.is_struct(codes.type):
-            fixes = []
-            for i in range(codes.type.num_fields):
-                name = codes.type.field(i).name
-                if name not in frame.columns:
-                    continue  # a code for a metric the event does not have: nothing to restore
-                code = pl.Series(codes.field(i)).cast(pl.String)
-                value: Any = pl.when(pl.lit(False)).then(None)
-                for text, number in fmt.NONFINITE_CODES.items():
-                    value = value.when(code == text).then(number)
-                fixes.append(value.otherwise(metric_col(name, frame.columns)).cast(pl.Float64).alias(name))
-            frame = frame.with_columns(fixes)
-    return frame
+    paths = [Path(path) for path in paths]
+    for path in dict.fromkeys(path.parent for path in paths):
+        flush_open_runs(path)
+    return readcache.read_many(paths)
 
 
 def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.DataFrame:
@@ -479,6 +94,13 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
         >>> resolve_history(read_events(run.dir / "events.jsonl")).select("step", "loss", "acc").to_dicts()
         [{'step': 0, 'loss': 1.0, 'acc': 0.5}]
     """
+    key = ("history", all_segments)
+    if key not in events.memo:  # the events of a file not changed since the last query: its history too
+        events.memo[key] = _resolve(events, all_segments)
+    return events.memo[key].clone()  # a clone costs no copy, and a caller changing it changes only it
+
+
+def _resolve(events: RunEvents, all_segments: bool) -> pl.DataFrame:
     rows = events.rows
     metrics = events.metric_names
     superseded = _superseded(rows, events.resumes)
@@ -507,10 +129,15 @@ def lazy_history(events: RunEvents) -> pl.LazyFrame:
         >>> lazy_history(read_events(run.dir / "events.jsonl")).collect().select("step", "loss").rows()
         [(0, 1.0)]
     """
-    if events.resumes or not _strictly_increasing(events.rows, False):
-        return resolve_history(events).lazy()
-    rows = events.rows
-    return rows.lazy().select(_history_columns(tuple(events.metric_names), tuple(rows.columns), False))
+    if "lazy" not in events.memo:
+        if events.resumes or not _strictly_increasing(events.rows, False):
+            events.memo["lazy"] = resolve_history(events).lazy()
+        else:
+            rows = events.rows
+            events.memo["lazy"] = rows.lazy().select(
+                _history_columns(tuple(events.metric_names), tuple(rows.columns), False)
+            )
+    return events.memo["lazy"]
 
 
 @functools.lru_cache(maxsize=256)

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from . import format as fmt
-from . import roots, store
+from . import readcache, roots, store
 from .model import current_rows, load_run
 from .rankread import RANK_DTYPE, rank_events, with_rank
 from .reader import RunEvents, lazy_history, metric_col, read_events, read_many, resolve_history
@@ -146,7 +147,9 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
     parts = []
     for run_dir in run_dirs:
         events, sidecar = live.get(id(run_dir)), None
-        if events is None:  # compacted, on an object store, or not a run
+        if events is None and isinstance(run_dir, Path):  # no events file: compacted, or not a run
+            sidecar = readcache.sidecar(run_dir)
+        if events is None and sidecar is None:  # on an object store, or only archived events
             events, sidecar = load_run(run_dir)
         if sidecar is not None:
             problem = parquet_problem(run_dir, sidecar) if isinstance(run_dir, Path) else None
@@ -165,22 +168,35 @@ def scan_parts(run_dirs: Iterable[roots.RunDir]) -> list[ScanPart]:
 
 def _live_part(run_id: str, name: str, run_dir: roots.RunDir, events: RunEvents) -> ScanPart:
     """A live run's part: rank 0's history (``events``), and every other rank's, with a rank column."""
-    if not isinstance(run_dir, Path) or list(store.rank_files(run_dir)) == [0]:  # one process: no other file
-        frame = lazy_history(events).select(
-            pl.lit(run_id, pl.String).alias("run_id"),
-            pl.lit(name, pl.String).alias("name"),
-            pl.lit(0, RANK_DTYPE).alias("rank"),
-            pl.all(),
-        )
-        return ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, frame)
-    others = rank_events(run_dir).items()
-    ranks = {0: events, **{rank: ev for rank, ev in others if rank}}
+    if not isinstance(run_dir, Path) or _one_process(run_dir):
+        key = ("part", run_id, name)
+        if key not in events.memo:  # the same events as the last scan read (steplog.readcache): the same frame
+            events.memo[key] = lazy_history(events).select(
+                pl.lit(run_id, pl.String).alias("run_id"),
+                pl.lit(name, pl.String).alias("name"),
+                pl.lit(0, RANK_DTYPE).alias("rank"),
+                pl.all(),
+            )
+        return ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, events.memo[key])
+    ranks = {0: events, **rank_events(run_dir, others_only=True)}
     rows = pl.concat([with_rank(resolve_history(ev), rank) for rank, ev in ranks.items()], how="diagonal_relaxed")
     metrics = tuple(dict.fromkeys(m for ev in ranks.values() for m in ev.metric_names))
     frame = rows.lazy().select(
         pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all()
     )
     return ScanPart(run_id, name, run_dir, metrics, False, frame)
+
+
+def _one_process(run_dir: Path) -> bool:
+    """Whether a run has no events file of a rank above 0 (``store.rank_files`` is rank 0's alone),
+    from one listing of its folder (and of its archive, where it has one)."""
+    try:
+        names = os.listdir(run_dir)
+        if fmt.ARCHIVE_DIR in names:
+            names += os.listdir(run_dir / fmt.ARCHIVE_DIR)
+    except OSError:
+        return list(store.rank_files(run_dir)) == [0]
+    return not any(fmt.RANK_EVENTS_PATTERN.match(name) for name in names)
 
 
 def parquet_problem(run_dir: Path, sidecar: dict) -> str | None:
@@ -206,7 +222,8 @@ def parquet_problem(run_dir: Path, sidecar: dict) -> str | None:
         return "it is empty (0 bytes)"
     if isinstance(recorded, int) and info.st_size != recorded:
         return f"it holds {info.st_size:,} bytes where {fmt.SIDECAR_FILE} records {recorded:,}"
-    return _footer_problem(path, info.st_size)
+    files = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return readcache.derived(("footer", path), files, lambda: _footer_problem(path, info.st_size))
 
 
 def _footer_problem(path: Path, size: int) -> str | None:
