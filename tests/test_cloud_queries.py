@@ -178,7 +178,7 @@ def test_sql_over_the_bucket_covers_live_runs_as_a_local_root_does(pushed):
         for query in (
             "SELECT run_id, name, rank, step, loss, val_loss, grad_norm FROM metrics ORDER BY run_id, step",
             "SELECT name, min(loss) AS best, count(*) AS n FROM metrics GROUP BY name ORDER BY name",
-            'SELECT m.name, r.status, max(m.grad_norm) AS g FROM metrics m JOIN runs r USING (run_id) '
+            "SELECT m.name, r.status, max(m.grad_norm) AS g FROM metrics m JOIN runs r USING (run_id) "
             "GROUP BY m.name, r.status ORDER BY m.name",
         ):
             there = sql(query, root=url, storage_options=options)

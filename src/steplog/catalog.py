@@ -185,6 +185,7 @@ def read(
     )
     return CatalogRead(table.drop(STAMP, strict=False).sort("run_id"), live, hits, table.height - hits)
 
+
 def live_row(run_dir: RunDir) -> dict[str, Any] | None:
     """The catalog-shaped row of a run that is not compacted, from its events (as ``runs()``
     reads it: status from its last finish event or its writer lock); None when nothing is readable.

@@ -302,4 +302,3 @@ class _Progress:
             self.bar.update(1)
         else:
             print(f"import [{self.done}/{self.total}] {line}", file=sys.stderr)
-
