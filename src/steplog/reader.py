@@ -181,13 +181,13 @@ def _superseded(rows: pl.DataFrame, resumes: list[dict[str, Any]]) -> pl.Expr:
 
 def _strictly_increasing(rows: pl.DataFrame, all_segments: bool) -> bool:
     """Whether the rows' keys ((segment, step), or step) strictly increase: nothing to merge or sort.
-    Arrow's compute functions, not a Polars query: this runs once per run read (issue 11)."""
-    import pyarrow.compute as pc
+    numpy, not a Polars query (10x) nor Arrow compute (2.5x): this runs once per run read (issue 11)."""
+    import numpy as np
 
     if rows.height < 2:
         return True
-    step_up = pc.greater(pc.pairwise_diff(rows["step"].to_arrow()), 0)
+    step_up = np.diff(rows["step"].to_numpy()) > 0
     if all_segments:
-        segment_diff = pc.pairwise_diff(rows["segment"].to_arrow())
-        step_up = pc.or_(pc.greater(segment_diff, 0), pc.and_(pc.equal(segment_diff, 0), step_up))
-    return bool(pc.all(step_up).as_py())  # the first difference is null: skipped
+        segment_diff = np.diff(rows["segment"].to_numpy())
+        step_up = (segment_diff > 0) | ((segment_diff == 0) & step_up)
+    return bool(step_up.all())
