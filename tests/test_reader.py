@@ -127,3 +127,62 @@ def test_metric_first_seen_late_and_all_nan_metric(root):
     assert hist.height == 30000
     assert hist["late"].null_count() == 29999 and hist["late"][29990] == -1.0
     assert hist["always_nan"].is_nan().all()
+
+
+@pytest.mark.parametrize("steps", [40, 400, 4000])  # under 8 KiB (orjson line by line), the array parse, more
+def test_every_parse_route_returns_what_was_logged(root, steps):
+    """A run's file is parsed by one of three routes by its size (eventparse); each gives back the
+    values logged: floats, ints, bools, NaN and infinities, a metric that starts late, a resume."""
+    import math
+
+    def value(step: int, key: int) -> object:
+        kind = (step + key) % 7
+        return [0.5 * step, step, bool(step % 2), float("nan"), float("inf"), -1e300, 1 / (step + 1)][kind]
+
+    run = steplog.init(name="routes", root=root)
+    expected = {}
+    for step in range(steps):
+        metrics = {f"m{k}": value(step, k) for k in range(3)}
+        if step >= steps // 2:
+            metrics["late"] = step / 3
+        run.log(metrics)
+        expected[step] = metrics
+    run.finish()
+    run = steplog.init(name="routes", root=root, resume="routes", start_step=steps - 5)
+    for step in range(steps - 5, steps + 5):
+        run.log({"m0": -float(step)})
+        expected[step] = {**{k: None for k in ("m1", "m2", "late")}, "m0": -float(step)}
+    run.finish()
+    history = steplog.history("routes", root=root)
+    assert history["step"].to_list() == list(range(steps + 5))
+    for column in ("m0", "m1", "m2", "late"):
+        got = history[column].to_list()
+        want = [expected[s].get(column) for s in range(steps + 5)]
+        for step, (g, w) in enumerate(zip(got, want)):
+            if w is None:
+                assert g is None, (column, step, g)
+            elif isinstance(w, float) and math.isnan(w):
+                assert math.isnan(g), (column, step, g)
+            else:
+                assert g == float(w), (column, step, g, w)
+
+
+def test_the_array_parse_equals_arrow_s_reader():
+    """eventparse's orjson-array route gives the table Arrow's JSON reader gives (names, order, values)."""
+    import io
+
+    import orjson
+    import pyarrow.json as pa_json
+
+    from steplog import eventparse
+
+    events = [
+        {"s": s, "t": 1.0 + s, "w": 0.1 * s, "m": {"a": s * 0.5, **({"b": s} if s > 300 else {})}} for s in range(600)
+    ]
+    data = b"".join(orjson.dumps(e) + b"\n" for e in events)
+    assert len(data) > 8 << 10
+    mine = eventparse._parse_as_array(data)
+    arrow = pa_json.read_json(io.BytesIO(data))
+    assert mine is not None
+    assert eventparse._to_rows(mine).equals(eventparse._to_rows(arrow))
+    assert eventparse._parse_as_array(data[:-10] + b"\n") is None  # a torn line: the caller's route

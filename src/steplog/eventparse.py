@@ -233,6 +233,23 @@ def _parse_small(metric_bytes: bytes | memoryview) -> pa.Table | None:
     return _table_from_events(events)
 
 
+def _parse_as_array(metric_bytes: bytes | memoryview) -> pa.Table | None:
+    """The table ``_parse_fast`` gives, from one ``orjson.loads`` of the lines as a JSON array and
+    ``pyarrow.array``'s inference: half the time of Arrow's JSON reader on one thread for the file of a
+    run of a few thousand steps (0.66 against 1.3 ms for 500 steps, issue 11). None for anything
+    orjson or the inference refuses (a torn or blank line, NaN, a string...), or ``_well_formed`` does
+    not pass: the caller then parses it as before."""
+    import pyarrow as pa
+
+    text = bytes(metric_bytes)
+    try:
+        events = orjson.loads(b"[" + text[:-1].replace(b"\n", b",") + b"]")
+        table = pa.Table.from_struct_array(pa.array(events))
+    except (ValueError, TypeError, OverflowError, pa.ArrowException):
+        return None
+    return table if _well_formed(table) else None
+
+
 def _parse_fast(metric_bytes: bytes | memoryview) -> pa.Table | None:
     """Arrow's JSON reader over all metric lines; None when the data is damaged or misshapen."""
     import pyarrow as pa
@@ -244,6 +261,10 @@ def _parse_fast(metric_bytes: bytes | memoryview) -> pa.Table | None:
         small = _parse_small(metric_bytes)
         if small is not None:
             return small
+    elif len(metric_bytes) <= _THREADED_PARSE_BYTES:
+        table = _parse_as_array(metric_bytes)
+        if table is not None:
+            return table
     try:
         threads = len(metric_bytes) > _THREADED_PARSE_BYTES
         table = pa_json.read_json(pa.BufferReader(metric_bytes), read_options=pa_json.ReadOptions(use_threads=threads))
