@@ -103,6 +103,8 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
 def _resolve(events: RunEvents, all_segments: bool) -> pl.DataFrame:
     rows = events.rows
     metrics = events.metric_names
+    if not all_segments and not events.resumes and _strictly_increasing(rows, False):
+        return _plain_history(rows, metrics)  # the common case: nothing to supersede, merge or sort
     superseded = _superseded(rows, events.resumes)
     keys = ["segment", "step"] if all_segments else ["step"]
     if not all_segments and events.resumes:
@@ -115,6 +117,13 @@ def _resolve(events: RunEvents, all_segments: bool) -> pl.DataFrame:
         aggregations += [metric_col(m, rows.columns).drop_nulls().last() for m in metrics]
         rows = rows.group_by(keys, maintain_order=True).agg(aggregations).sort(keys)
     return rows.select(_history_columns(tuple(metrics), tuple(rows.columns), all_segments))
+
+
+def _plain_history(rows: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
+    """``_history_columns``' select for rows that need nothing merged or superseded, made of Series
+    operations: no query to plan (0.07 against 0.25 ms for a run of 500 steps, issue 11)."""
+    time = (rows["time"] * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us", "UTC")).alias("time")
+    return pl.DataFrame([rows["step"], rows["wallclock"], time, *[rows[m].cast(pl.Float64) for m in metrics]])
 
 
 def lazy_history(events: RunEvents) -> pl.LazyFrame:
