@@ -4,29 +4,17 @@ headless Chromium."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 from test_cloud import bucket, s3_endpoint  # noqa: F401  (fixtures: a local S3 server and a fresh bucket)
+from test_ui_api import get  # GET through the server's JSON API
 
 import steplog
 import steplog.ui
 from steplog import storage
 from steplog.push import push
 from steplog.sync import sync
-
-
-def get(server, path: str, **params):
-    url = server.url + path.lstrip("/") + ("?" + urlencode(params, doseq=True) if params else "")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def compacted_runs(root: Path) -> list[str]:

@@ -153,20 +153,11 @@ def catalog_comparison_table(
         for c in frame.columns
         if c.startswith("summary.") and c.endswith(".count") and c in present
     ]
-    if metrics is None:
-        metrics = logged
-    else:
-        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        if frame.height:
-            check_metrics(metrics, logged, root)
     added = []
-    for metric in metrics:
-        direction = check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)
-        for figure in figures:
-            field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
-            source = f"summary.{metric}.{field}"
-            value = pl.col(source) if source in frame.columns else pl.lit(None)
-            added.append(value.cast(SUMMARY_TYPES[field]).alias(f"{metric}.{figure}"))
+    for metric, figure, field in _figure_fields(metrics, logged, figures, mode, root, check=frame.height > 0):
+        source = f"summary.{metric}.{field}"
+        value = pl.col(source) if source in frame.columns else pl.lit(None)
+        added.append(value.cast(SUMMARY_TYPES[field]).alias(f"{metric}.{figure}"))
     return pl.concat([table, frame.select(added)], how="horizontal") if added else table
 
 
@@ -233,23 +224,41 @@ def _figure_columns(
     mode: str | dict[str, str],
     root: roots.Root,
 ) -> list[pl.Series]:
+    names: dict[str, None] = {}
+    for figures_of_run in summaries:
+        names.update(dict.fromkeys(figures_of_run))
+    columns = []
+    for metric, figure, field in _figure_fields(metrics, list(names), figures, mode, root, check=bool(summaries)):
+        values = [s[metric].figure(field) if metric in s else None for s in summaries]
+        columns.append(pl.Series(f"{metric}.{figure}", values, dtype=SUMMARY_TYPES[field]))
+    return columns
+
+
+def _figure_fields(
+    metrics: Iterable[str] | str | None,
+    logged: list[str],
+    figures: list[str],
+    mode: str | dict[str, str],
+    root: roots.Root,
+    check: bool,
+) -> list[tuple[str, str, str]]:
+    """(metric, figure, summary field) of each figure column of a runs table, in order: ``metrics``
+    (None: every ``logged`` one), each checked against ``logged`` when ``check``; ``best`` and
+    ``step_of_best`` become the field of the metric's direction (``mode``)."""
     if metrics is None:
-        names: dict[str, None] = {}
-        for figures_of_run in summaries:
-            names.update(dict.fromkeys(figures_of_run))
-        metrics = list(names)
+        metrics = logged
     else:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        if summaries:
-            check_metrics(metrics, {name for figures_of_run in summaries for name in figures_of_run}, root)
-    columns = []
+        if check:
+            check_metrics(metrics, logged, root)
+    fields = []
     for metric in metrics:
         direction = check_mode(metric, mode.get(metric, "min") if isinstance(mode, dict) else mode)
         for figure in figures:
-            field = {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure)
-            values = [s[metric].figure(field) if metric in s else None for s in summaries]
-            columns.append(pl.Series(f"{metric}.{figure}", values, dtype=SUMMARY_TYPES[field]))
-    return columns
+            fields.append(
+                (metric, figure, {"best": direction, "step_of_best": f"step_of_{direction}"}.get(figure, figure))
+            )
+    return fields
 
 
 def differing_config(table: pl.DataFrame) -> list[str]:
