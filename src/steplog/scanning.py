@@ -280,7 +280,7 @@ def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict
     if "name" not in columns:
         frame = frame.with_columns(pl.lit(name, pl.String).alias("name"))
     if "rank" not in columns:  # written before ranks: one process, rank 0
-        frame = frame.with_columns(pl.lit(0, RANK_DTYPE).alias("rank"))
+        frame = frame.with_columns(_RANK_0)
     return ScanPart(run_id, name, run_dir, metrics, True, frame)
 
 
