@@ -103,20 +103,28 @@ def resolve_history(events: RunEvents, *, all_segments: bool = False) -> pl.Data
 def _resolve(events: RunEvents, all_segments: bool) -> pl.DataFrame:
     rows = events.rows
     metrics = events.metric_names
-    if not all_segments and not events.resumes and _strictly_increasing(rows, False):
+    if not all_segments and _plain(events):
         return _plain_history(rows, metrics)  # the common case: nothing to supersede, merge or sort
     superseded = _superseded(rows, events.resumes)
     keys = ["segment", "step"] if all_segments else ["step"]
     if not all_segments and events.resumes:
         rows = rows.filter(~superseded)
     rows = rows.with_columns(superseded.alias("superseded")) if all_segments else rows
-    if not _strictly_increasing(rows, all_segments):
+    if (not all_segments and not events.resumes) or not _strictly_increasing(rows, all_segments):
         aggregations = [pl.col("time").first(), pl.col("wallclock").first()]
         if all_segments:
             aggregations.append(pl.col("superseded").first())
         aggregations += [metric_col(m, rows.columns).drop_nulls().last() for m in metrics]
         rows = rows.group_by(keys, maintain_order=True).agg(aggregations).sort(keys)
     return rows.select(_history_columns(tuple(metrics), tuple(rows.columns), all_segments))
+
+
+def _plain(events: RunEvents) -> bool:
+    """Whether a run's history is its rows as they are: never resumed, steps strictly increasing
+    (checked once per events read)."""
+    if "plain" not in events.memo:
+        events.memo["plain"] = not events.resumes and _strictly_increasing(events.rows, False)
+    return events.memo["plain"]
 
 
 def _plain_history(rows: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
@@ -139,7 +147,7 @@ def lazy_history(events: RunEvents) -> pl.LazyFrame:
         [(0, 1.0)]
     """
     if "lazy" not in events.memo:
-        if events.resumes or not _strictly_increasing(events.rows, False):
+        if not _plain(events):
             events.memo["lazy"] = resolve_history(events).lazy()
         else:
             rows = events.rows
