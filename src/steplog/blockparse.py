@@ -31,11 +31,14 @@ from .eventparse import RunEvents, _empty_table, _parse_fast, _Split, _to_rows, 
 BLOCK_BYTES = 16 << 20
 #: Files at least this long are parsed by blocks (a smaller one is parsed whole: one parse is faster).
 BIG_FILE_BYTES = 32 << 20
+#: How many of the last bytes of its complete lines a parse returns (``steplog.readcache`` checks that
+#: they are still there before it reuses the parse).
+CHECK_BYTES = 256
 
 
 def parse_by_blocks(f: Any, path: Path, block: int | None = None, hasher: Any = None) -> tuple[RunEvents, bytes] | None:
     """The events of the file open for binary reading as ``f`` (from its start), and the last
-    256 bytes of its complete lines; None where the whole-file parse must do it (see above).
+    ``CHECK_BYTES`` bytes of its complete lines; None where the whole-file parse must do it (see above).
     ``hasher`` (a ``hashlib`` object), when given, is updated with every byte read.
 
     Example:
@@ -66,7 +69,7 @@ def parse_by_blocks(f: Any, path: Path, block: int | None = None, hasher: Any = 
         if table.num_rows:
             parts.append(_to_rows(table))
         complete += end
-        last = (last + lines[-256:])[-256:]
+        last = (last + lines[-CHECK_BYTES:])[-CHECK_BYTES:]
     start = controls[0] if controls and controls[0].get(fmt.KIND) == fmt.START else None
     if start is None and complete:
         return None  # the whole-file path reports the first line

@@ -61,7 +61,7 @@ from .compactfiles import (
 )
 from .model import record_from_events
 from .progress import Progress
-from .rankread import final_statuses, rank_events, rank_facts, with_rank
+from .rankread import final_statuses, rank_events, rank_facts, ranks_history
 from .reader import RunEvents, parse_events, resolve_history
 from .sidecar import SIDECAR_VERSION, read_sidecar  # noqa: F401  (SIDECAR_VERSION: read here by tests)
 
@@ -330,14 +330,15 @@ def _compact_locked(run_dir: Path, source: Path, sidecar: dict[str, Any] | None)
         if rank and path.parent == run_dir:
             fmt.cut_zero_tail(path)  # as rank 0's above
     others = rank_events(run_dir, others_only=True)  # rank 0's is `events`, parsed above
-    statuses = final_statuses({0: events, **others})
+    every_rank = {0: events, **others}
+    statuses = final_statuses(every_rank)
     record = record_from_events(run_dir, events, runstatus.combine_statuses(statuses), history_all)
     histories = {0: history_all, **{rank: resolve_history(ev, all_segments=True) for rank, ev in others.items()}}
     expected_rows += sum(h.height for rank, h in histories.items() if rank)
-    table = pl.concat([with_rank(h, rank) for rank, h in histories.items()], how="diagonal_relaxed").select(
+    table = ranks_history(histories).select(
         pl.lit(record.run_id, pl.String).alias("run_id"), pl.lit(record.name, pl.String).alias("name"), pl.all()
     )
-    ranks = _rank_entries(run_dir, {0: events, **others}, statuses, histories)
+    ranks = _rank_entries(run_dir, every_rank, statuses, histories)
     _clear_the_way(run_dir)
     try:
         parquet = _write_parquet(run_dir / fmt.PARQUET_FILE, table, expected_rows)

@@ -46,7 +46,7 @@ from .ranking import (  # noqa: F401  (their home was this module)
 )
 from .rankread import RANK_DTYPE, check_rank, no_such_rank, rank_history
 from .reader import metric_col, read_events, resolve_history
-from .sidecar import read_sidecar
+from .sidecar import read_sidecar, sidecar_metrics
 from .summaries import summarize
 
 # --- one run, from wherever it lives ----------------------------------------------------------
@@ -69,18 +69,10 @@ def _compacted_history(
     if rank not in known:
         raise no_such_rank(run_dir, rank, sorted(known))
     metrics = known[rank].get("metrics") or []
-    every = _all_metrics(sidecar)
+    every = set(sidecar_metrics(sidecar))
     names = frame.collect_schema().names()
     keep = [metric_col(c, names) for c in names if c != "rank" and (c in metrics or c not in every)]
     return frame.filter(pl.col("rank") == rank).select(keep)
-
-
-def _all_metrics(sidecar: dict[str, Any]) -> set[str]:
-    """Every metric column of a compacted run's Parquet file (any rank's)."""
-    names = set(sidecar.get("metrics") or ())
-    for facts in sidecar.get("ranks") or ():
-        names.update(facts.get("metrics") or ())
-    return names
 
 
 def _load(run_dir: roots.RunDir) -> Loaded:

@@ -91,6 +91,17 @@ def with_rank(history: pl.DataFrame, rank: int) -> pl.DataFrame:
     return history.select(pl.lit(rank, RANK_DTYPE).alias("rank"), pl.all())
 
 
+def ranks_history(histories: dict[int, pl.DataFrame]) -> pl.DataFrame:
+    """Ranks' histories (``{rank: history}``) as one frame with a ``rank`` column in front, ranks in
+    the dict's order, metrics a rank did not log null.
+
+    Example:
+        >>> ranks_history({0: pl.DataFrame({"a": [1.0]}), 1: pl.DataFrame({"b": [2.0]})}).rows()
+        [(0, 1.0, None), (1, None, 2.0)]
+    """
+    return pl.concat([with_rank(history, rank) for rank, history in histories.items()], how="diagonal_relaxed")
+
+
 def rank_history(run_dir: Path, rank: int | str, all_segments: bool = False) -> pl.DataFrame:
     """The history of one rank of a live (not compacted) run, or of every rank (``"all"``) with a
     ``rank`` column, ranks in order, metrics a rank did not log null. An unknown rank is an error
@@ -107,12 +118,10 @@ def rank_history(run_dir: Path, rank: int | str, all_segments: bool = False) -> 
         if path is None or not path.exists():
             raise no_such_rank(run_dir, rank, sorted(r for r, p in store.rank_files(run_dir).items() if p.exists()))
         return resolve_history(read_events(path), all_segments=all_segments)
-    frames = [
-        with_rank(resolve_history(events, all_segments=all_segments), r) for r, events in rank_events(run_dir).items()
-    ]
-    if not frames:
+    histories = {r: resolve_history(events, all_segments=all_segments) for r, events in rank_events(run_dir).items()}
+    if not histories:
         raise no_such_rank(run_dir, "all", [])
-    return pl.concat(frames, how="diagonal_relaxed")
+    return ranks_history(histories)
 
 
 def no_such_rank(run_dir: Path | Any, rank: int | str, ranks: list[int]) -> store.RunNotFoundError:
@@ -123,19 +132,22 @@ def no_such_rank(run_dir: Path | Any, rank: int | str, ranks: list[int]) -> stor
     )
 
 
+def _head(events: RunEvents) -> dict[str, Any]:
+    """The rank's latest start or resume event ({} where there is none)."""
+    starts = (e for e in reversed([events.start or {}, *events.controls]) if e.get(fmt.KIND) in (fmt.START, fmt.RESUME))
+    return next(starts, {})
+
+
 def _restart(events: RunEvents) -> int:
     """The launcher's restart count of the rank's last segment (0 where none was recorded)."""
-    for event in reversed([events.start or {}, *events.controls]):
-        if event.get(fmt.KIND) in (fmt.START, fmt.RESUME):
-            restart = event.get("restart")
-            return restart if isinstance(restart, int) else 0
-    return 0
+    restart = _head(events).get("restart")
+    return restart if isinstance(restart, int) else 0
 
 
 def _facts(rank: int, events: RunEvents, status: str) -> dict[str, Any]:
     """One rank's row: where it ran and how far it got (the latest start or resume event says where)."""
-    latest = [e for e in [events.start or {}, *events.controls] if e.get(fmt.KIND) in (fmt.START, fmt.RESUME)][-1:]
-    head = latest[0] if latest else {}
+    head = _head(events)
+    restart = head.get("restart")  # as _restart, from the same event
     meta: dict[str, Any] = head["meta"] if isinstance(head.get("meta"), dict) else {}
     steps = events.rows["step"] if events.rows.height else pl.Series([], dtype=pl.Int64)
     return {
@@ -146,7 +158,7 @@ def _facts(rank: int, events: RunEvents, status: str) -> dict[str, Any]:
         "local_rank": head.get("local_rank", 0),
         "device": head.get("device"),
         "world_size": head.get("world_size", 1),
-        "restart": _restart(events),
+        "restart": restart if isinstance(restart, int) else 0,
         "segments": 1 + len(events.resumes),
         "steps": int(steps.n_unique()),
         "last_step": None if steps.is_empty() else int(steps[-1]),

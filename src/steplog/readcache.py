@@ -40,12 +40,9 @@ from typing import Any
 import polars as pl
 
 from . import format as fmt
-from .blockparse import BIG_FILE_BYTES, parse_by_blocks
+from .blockparse import BIG_FILE_BYTES, CHECK_BYTES, parse_by_blocks
 from .eventparse import RunEvents, _parse_fast, _Split, _to_rows, _warn_about, parse_events
 from .jointparse import _parse_together
-
-#: How many bytes before the end of what was parsed must still be there for an entry to be used.
-CHECK_BYTES = 256
 
 
 @dataclass(frozen=True)

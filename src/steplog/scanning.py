@@ -30,8 +30,9 @@ import polars as pl
 from . import format as fmt
 from . import readcache, roots, store
 from .model import current_rows, load_run
-from .rankread import RANK_DTYPE, rank_events, with_rank
+from .rankread import RANK_DTYPE, rank_events, ranks_history
 from .reader import RunEvents, lazy_history, metric_col, read_events, read_many, resolve_history
+from .sidecar import sidecar_metrics
 
 _TIME = pl.Datetime("us", "UTC")
 _RANK_0 = pl.lit(0, RANK_DTYPE).alias("rank")  # built once: a typed lit costs about 10 us
@@ -177,7 +178,7 @@ def _live_part(run_id: str, name: str, run_dir: roots.RunDir, events: RunEvents)
             )
         return ScanPart(run_id, name, run_dir, tuple(events.metric_names), False, events.memo[key])
     ranks = {0: events, **rank_events(run_dir, others_only=True)}
-    rows = pl.concat([with_rank(resolve_history(ev), rank) for rank, ev in ranks.items()], how="diagonal_relaxed")
+    rows = ranks_history({rank: resolve_history(ev) for rank, ev in ranks.items()})
     metrics = tuple(dict.fromkeys(m for ev in ranks.values() for m in ev.metric_names))
     frame = rows.lazy().select(
         pl.lit(run_id, pl.String).alias("run_id"), pl.lit(name, pl.String).alias("name"), pl.all()
@@ -269,10 +270,7 @@ def _compacted_part(run_id: str, name: str, run_dir: roots.RunDir, sidecar: dict
     ``name`` column: it is added as a constant (such a run is skipped by a name filter only
     after its rows are read)."""
     columns = (sidecar.get("parquet") or {}).get("columns") or []
-    every = dict.fromkeys(sidecar.get("metrics") or ())
-    for facts in sidecar.get("ranks") or ():
-        every.update(dict.fromkeys(facts.get("metrics") or ()))
-    metrics = tuple(every)
+    metrics = sidecar_metrics(sidecar)
     if "name" in columns and "rank" in columns and sidecar.get("steps_sorted"):  # no frame of its own (0.25 ms)
         return ScanPart(run_id, name, run_dir, metrics, True, None, shares_scan=True)
     frame = roots.scan_parquet([run_dir])

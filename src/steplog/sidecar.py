@@ -57,3 +57,16 @@ def sidecar_ranks(sidecar: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     """The sidecar's ranks of a run of several processes; () for one process (or an older sidecar)."""
     ranks = tuple(f for f in sidecar.get("ranks") or () if isinstance(f, dict))
     return ranks if len(ranks) > 1 else ()
+
+
+def sidecar_metrics(sidecar: dict[str, Any]) -> tuple[str, ...]:
+    """Every metric column of a compacted run's Parquet file (any rank's), in the sidecar's order.
+
+    Example:
+        >>> sidecar_metrics({"metrics": ["loss"], "ranks": [{"metrics": ["loss"]}, {"metrics": ["gpu"]}]})
+        ('loss', 'gpu')
+    """
+    names = dict.fromkeys(sidecar.get("metrics") or ())
+    for facts in sidecar.get("ranks") or ():
+        names.update(dict.fromkeys(facts.get("metrics") or ()))
+    return tuple(names)
