@@ -193,7 +193,8 @@ def compact_run(run_dir: Path, *, rebuild: bool = False) -> tuple[str, str]:
         raise
     try:
         outcome = _compact_locked(run_dir, source, sidecar)
-        _write_levels(run_dir)
+        if outcome[0] == "compacted":  # a skipped run's files, levels among them, are as they were
+            _write_levels(run_dir)
         return outcome
     except store.StoreError:
         raise
