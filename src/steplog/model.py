@@ -35,10 +35,10 @@ from typing import Any, Protocol, TypeVar
 import polars as pl
 
 from . import format as fmt
-from . import runstatus, store
+from . import readcache, runstatus, store
 from .rankread import rank_events, rank_facts, world_size
 from .reader import RunEvents, read_events, resolve_history
-from .sidecar import read_sidecar, sidecar_ranks
+from .sidecar import sidecar_ranks
 from .summaries import MetricSummary, summarize
 
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
@@ -403,7 +403,7 @@ def load_run(run_dir: RunDir) -> Loaded:
         return read_events(run_dir / fmt.EVENTS_FILE), None
     except FileNotFoundError:  # never had one, or compaction moved it while we looked
         pass
-    sidecar = read_sidecar(run_dir)
+    sidecar = readcache.sidecar(run_dir)  # parsed once while it is the same file
     if sidecar is not None:
         return None, sidecar
     try:

@@ -35,7 +35,7 @@ from . import format as fmt
 from . import readcache, roots, store
 from .atomic import write_atomically
 from .keywordonly import root_keyword_only
-from .model import Loaded, RemoteRun, RunRecord, current_rows, load_record, load_run
+from .model import RemoteRun, RunRecord, current_rows, load_record, load_run
 from .ranking import (  # noqa: F401  (their home was this module)
     best,
     check_metrics,
@@ -46,7 +46,7 @@ from .ranking import (  # noqa: F401  (their home was this module)
 )
 from .rankread import RANK_DTYPE, check_rank, no_such_rank, rank_history
 from .reader import metric_col, read_events, resolve_history
-from .sidecar import read_sidecar, sidecar_metrics
+from .sidecar import sidecar_metrics
 from .summaries import summarize
 
 # --- one run, from wherever it lives ----------------------------------------------------------
@@ -75,23 +75,11 @@ def _compacted_history(
     return frame.filter(pl.col("rank") == rank).select(keep)
 
 
-def _load(run_dir: roots.RunDir) -> Loaded:
-    """``load_run``, with a local compacted run's sidecar parsed once while it is the same file."""
-    if isinstance(run_dir, Path):
-        try:
-            return read_events(run_dir / fmt.EVENTS_FILE), None
-        except FileNotFoundError:
-            sidecar = readcache.sidecar(run_dir)
-            if sidecar is not None:
-                return None, sidecar
-    return load_run(run_dir)
-
-
 def _history(run_dir: roots.RunDir, all_segments: bool = False, rank: int | str = 0) -> pl.DataFrame:
-    events, sidecar = (None, None) if rank != 0 else _load(run_dir)
+    events, sidecar = (None, None) if rank != 0 else load_run(run_dir)
     if rank != 0:
         if isinstance(run_dir, Path):
-            sidecar = read_sidecar(run_dir) if not (run_dir / fmt.EVENTS_FILE).exists() else None
+            sidecar = readcache.sidecar(run_dir) if not (run_dir / fmt.EVENTS_FILE).exists() else None
         else:
             sidecar = load_run(run_dir)[1]
         if sidecar is None:
