@@ -231,6 +231,20 @@ def test_storage_reads_ranges_and_puts_whole_objects(bucket):
         remote.read("a/b.bin")
 
 
+def test_a_local_put_writes_each_time_through_its_own_temporary_and_clears_killed_writers_leftovers(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    local = storage.open_root(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / ".b.bin.999999999-0badcafe.steplog-tmp").write_bytes(b"half")  # a killed writer's
+    payloads = [bytes([i]) * 100_000 for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:  # threads of one process writing one path: no shared temporary
+        stamps = list(pool.map(lambda data: local.put("a/b.bin", data), payloads * 4))
+    assert all(stamp.startswith("100000:") for stamp in stamps) and local.read("a/b.bin") in payloads
+    assert local.put("a/b.bin", b"xyz") == local.head("a/b.bin") and local.read("a/b.bin") == b"xyz"
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b.bin"]
+
+
 def test_sql_over_the_bucket_answers_as_the_local_root_does(root, bucket):
     from steplog.sql import sql
 

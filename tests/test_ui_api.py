@@ -274,6 +274,20 @@ def test_serve_refuses_a_port_in_use_and_warns_for_other_hosts(root, capsys):
         steplog.ui.serve(root / "missing", port=0)
 
 
+def test_a_local_root_is_served_alike_as_a_folder_a_file_url_or_an_opened_local_storage(root, server):
+    from steplog.storage import open_root
+
+    with steplog.init(name="a", root=root) as run:
+        run.log({"loss": 1.0})
+    expected = get(server, "/api/runs")[1]
+    assert [r["id"] for r in expected["runs"]] == [run.id]
+    for given in (f"file://{root}", open_root(root), open_root(f"file://{root}")):
+        with steplog.ui.serve(given, port=0) as other:
+            assert get(other, "/api/runs")[1] == expected, given
+    with pytest.raises(FileNotFoundError, match=f"no folder {root / 'missing'}"):
+        steplog.ui.serve(open_root(f"file://{root}/missing"), port=0)
+
+
 def test_command_serves_until_stopped_and_reports_a_missing_root(root, capsys):
     import argparse
     import threading

@@ -103,6 +103,24 @@ def test_a_synced_live_run_is_read_incrementally_from_its_parts(served):
     assert after["reset"] and after["cursor"] is None and after["series"]["loss"]["x"] == list(range(14))
 
 
+def test_a_synced_live_run_of_two_ranks_serves_rank_1_with_the_runs_status(served):
+    root, url, options, server = served
+    runs = [steplog.init(name="ddp", root=root, rank=rank, world_size=2, run_id="job-8") for rank in (0, 1)]
+    try:
+        for rank, run in enumerate(runs):
+            for step in range(5):
+                run.log({"loss": 100.0 * rank + step})
+            run.flush()
+        sync(url, root=root, storage_options=options)
+        rank1 = get(server, "/api/series", run="job-8", metric="loss", rank=1)[1]
+        assert rank1["series"]["loss"]["y"] == [100.0 + s for s in range(5)] and rank1["status"] == "running"
+    finally:
+        for run in reversed(runs):
+            run.finish()
+    sync(url, root=root, storage_options=options)
+    assert get(server, "/api/series", run="job-8", metric="loss", rank=1)[1]["status"] == "finished"
+
+
 def test_a_bucket_that_cannot_be_read_is_refused_at_start(s3_endpoint):  # noqa: F811
     options = {"aws_endpoint_url": s3_endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     with pytest.raises(OSError, match="no-such-bucket"):

@@ -178,8 +178,7 @@ class ObjectStorage(Storage):
                     if name.startswith(f"{PARTS_DIR}/"):
                         name = PARTS_DIR  # a live run synced as parts: listed as such, not stamped
                     if store.may_name_run(run_id) and "/" not in name:
-                        stamp = meta.get("e_tag") or meta["last_modified"]
-                        found.setdefault(run_id, {})[name] = f"{meta['size']}:{stamp}"
+                        found.setdefault(run_id, {})[name] = _stamp(meta["size"], meta)
         except self._failures as exc:
             raise self._error(exc, "list", prefix or "") from None
         return found
@@ -224,7 +223,7 @@ class ObjectStorage(Storage):
             return None
         except self._failures as exc:
             raise self._error(exc, "read", path) from None
-        return f"{meta['size']}:{meta.get('e_tag') or meta['last_modified']}"
+        return _stamp(meta["size"], meta)
 
     def read_stamped(self, path: str) -> tuple[bytes, str]:
         import obstore
@@ -236,7 +235,7 @@ class ObjectStorage(Storage):
             raise FileNotFoundError(2, f"{self.uri(path)} does not exist") from None
         except self._failures as exc:
             raise self._error(exc, "read", path) from None
-        return data, f"{len(data)}:{result.meta.get('e_tag') or result.meta['last_modified']}"
+        return data, _stamp(len(data), result.meta)
 
     def put_if(self, path: str, data: bytes, stamp: str | None) -> str | None:
         import obstore
@@ -260,3 +259,8 @@ class ObjectStorage(Storage):
             return {name.rstrip("/") for name in obstore.list_with_delimiter(self._store)["common_prefixes"]}
         except self._failures as exc:
             raise self._error(exc, "list", "") from None
+
+
+def _stamp(size: int, meta: Any) -> str:
+    """An object's stamp, ``"<size>:<ETag, or last-modified time when the store gives none>"``."""
+    return f"{size}:{meta.get('e_tag') or meta['last_modified']}"

@@ -31,6 +31,7 @@ from typing import Any
 
 from . import format as fmt
 from . import store
+from .atomic import write_atomically
 
 #: The schemes a root URL may have (``file://`` is a local folder).
 SCHEMES = ("s3", "s3a", "file")
@@ -281,18 +282,7 @@ class LocalStorage(Storage):
             data = data.read_bytes()
         target = self.folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        store.fsync_directory(target.parent)
-        return _local_stamp(os.stat(target))
+        return _local_stamp(os.stat(write_atomically(target, data)))
 
     def run_prefixes(self) -> set[str]:
         try:

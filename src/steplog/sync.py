@@ -133,9 +133,7 @@ def _send_new_lines(
             for _, _, name in spans:
                 remote.delete(name)
             offset = 0
-        with open(path, "rb") as f:
-            f.seek(offset)
-            chunk = complete_lines(f.read())
+        chunk = complete_lines(fmt.read_settled(path, offset))
         if chunk:
             remote.put(part_name(run_dir.name, path.name, offset, offset + len(chunk)), chunk)
             lines += chunk.count(b"\n")

@@ -93,7 +93,8 @@ class Data:
         return live
 
     def status(self, run_dir: Any, live: LiveRun | None) -> str:
-        """The run's status now (every rank's, combined)."""
+        """The run's status now (every rank's, combined). ``live`` is rank 0's reader when the
+        caller has it; None lets a subclass that needs it read it (a local run's status needs none)."""
         return runstatus.current_status(run_dir)
 
     # --- the runs table ---------------------------------------------------------------------
@@ -176,7 +177,7 @@ class Data:
             if cursor is not None and not reset:
                 lo = hi = None  # new points: all of them, whatever the zoom
             series = {m: _series_points(*_arrays(frame, m), lo, hi, width) for m in metrics}
-        status = self.status(run_dir, self.live(run_dir) if rank else live)
+        status = self.status(run_dir, None if rank else live)  # rank 0's reader, when this is it
         return {
             "x": x,
             "rank": rank,

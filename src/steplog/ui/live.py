@@ -48,9 +48,7 @@ def read_complete(path: Path, offset: int) -> tuple[bytes, int]:
         >>> read_complete(p, 8)
         (b'{"b":2}\\n', 16)
     """
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read()
+    data = fmt.read_settled(path, offset)  # a line an "mmap" writer is still copying is read again
     end = data.rfind(b"\n") + 1
     return data[:end], offset + end
 

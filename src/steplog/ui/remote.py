@@ -87,6 +87,8 @@ class RemoteData(Data):
         return self._updated(run_dir, rank, source)
 
     def status(self, run_dir: Any, live: LiveRun | None) -> str:
+        if live is None and not run_dir.compacted:
+            live = self.live(run_dir)  # rank 0's parts: the caller read another rank's
         if live is None:
             return str(self.sidecar(run_dir).get("status") or fmt.FINISHED)
         finish = (live.finish or {}).get("status")  # no writer lock to look at from here: running until it says

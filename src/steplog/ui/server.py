@@ -219,18 +219,16 @@ def serve(
 def _data(root: Any, storage_options: dict[str, Any] | None) -> Data:
     """The dashboard's reader of ``root``: a local folder (which must exist), an object-store URL,
     or an opened ``steplog.storage.Storage`` (as the queries take it)."""
-    from ..storage import LocalStorage, Storage, is_url, open_root
+    from .. import roots
 
-    if isinstance(root, LocalStorage):
-        root = root.folder
-    if isinstance(root, Storage) or is_url(root):
+    storage = roots.remote_storage(root, storage_options)  # None for a folder, file:// or LocalStorage
+    if storage is not None:
         from .remote import RemoteData
 
-        storage = root if isinstance(root, Storage) else open_root(root, storage_options)
         # reachable, bucket there, credentials good: fail now (one small listing), not on every page
         storage.list(catalog.CATALOG_FILE.rsplit("/", 1)[0] + "/")
         return RemoteData(storage)
-    folder = Path(str(root).removeprefix("file://"))
+    folder = Path(str(roots.local_root(root)).removeprefix("file://"))
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder {folder}: give the root that holds your runs (--root)")
     return Data(folder)
