@@ -210,6 +210,17 @@ def test_one_writer_per_rank_file(root):
     first.finish()
 
 
+def test_a_rank_joining_a_shared_run_checks_start_step(root):
+    for bad, error in ((-3, ValueError), (2**63, ValueError), (True, TypeError), (1.5, TypeError)):
+        with pytest.raises(error, match="step must be"):
+            steplog.init(name="a", root=root, rank=0, world_size=2, run_id="x1", start_step=bad)
+    assert not (root / "x1" / "events.jsonl").exists()  # nothing written: the check comes first
+    run = steplog.init(name="a", root=root, rank=0, world_size=2, run_id="x1", start_step=5)
+    run.log({"loss": 1.0})
+    run.finish()
+    assert steplog.history("x1", root=root)["step"].to_list() == [5]
+
+
 def test_rank_detection_precedence_and_errors():
     env = {**torchrun_env(1, 2, job="abc"), **slurm_env(5, 8)}
     place = ranks.detect(env)  # torchrun's variables win over SLURM's (torchrun inside an allocation)
