@@ -16,7 +16,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import steplog
-from steplog import ranks
+from steplog import ranks, runstatus
 from steplog.locks import RunLockedError
 from steplog.query import run_info
 
@@ -219,6 +219,25 @@ def test_a_rank_joining_a_shared_run_checks_start_step(root):
     run.log({"loss": 1.0})
     run.finish()
     assert steplog.history("x1", root=root)["step"].to_list() == [5]
+
+
+def test_a_rank_that_finishes_while_its_status_is_read_reads_as_finished(root, monkeypatch):
+    opened = [steplog.init(name="x", root=root, rank=r, world_size=2, run_id="job-f") for r in range(2)]
+    for run in opened:
+        run.log({"loss": 1.0})
+    opened[0].finish()
+    real = runstatus.writer_is_alive
+    finished = []
+
+    def finishing_first(run_dir, rank=0):  # rank 1's writer finishes after its last event was read
+        if rank == 1 and not finished:
+            finished.append(opened[1].finish())
+        return real(run_dir, rank)
+
+    monkeypatch.setattr(runstatus, "writer_is_alive", finishing_first)
+    assert runstatus.rank_statuses(root / "job-f") == {0: "finished", 1: "finished"}
+    assert finished  # the race did happen
+    assert runstatus.current_status(root / "job-f") == "finished"
 
 
 def test_rank_detection_precedence_and_errors():
