@@ -30,9 +30,9 @@ def checked_calls(monkeypatch):
     calls = []
     real = runlog.Run._log_checked
 
-    def counting(self, metrics, step):
+    def counting(self, metrics, step, total):
         calls.append(step)
-        return real(self, metrics, step)
+        return real(self, metrics, step, total)
 
     monkeypatch.setattr(runlog.Run, "_log_checked", counting)
     return calls

@@ -16,7 +16,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import steplog
-from steplog import ranks
+from steplog import ranks, runstatus
 from steplog.locks import RunLockedError
 from steplog.query import run_info
 
@@ -208,6 +208,36 @@ def test_one_writer_per_rank_file(root):
     with pytest.raises(RunLockedError, match=r"rank 1"):
         steplog.init(root=root, rank=1, world_size=2, run_id="j")
     first.finish()
+
+
+def test_a_rank_joining_a_shared_run_checks_start_step(root):
+    for bad, error in ((-3, ValueError), (2**63, ValueError), (True, TypeError), (1.5, TypeError)):
+        with pytest.raises(error, match="step must be"):
+            steplog.init(name="a", root=root, rank=0, world_size=2, run_id="x1", start_step=bad)
+    assert not (root / "x1" / "events.jsonl").exists()  # nothing written: the check comes first
+    run = steplog.init(name="a", root=root, rank=0, world_size=2, run_id="x1", start_step=5)
+    run.log({"loss": 1.0})
+    run.finish()
+    assert steplog.history("x1", root=root)["step"].to_list() == [5]
+
+
+def test_a_rank_that_finishes_while_its_status_is_read_reads_as_finished(root, monkeypatch):
+    opened = [steplog.init(name="x", root=root, rank=r, world_size=2, run_id="job-f") for r in range(2)]
+    for run in opened:
+        run.log({"loss": 1.0})
+    opened[0].finish()
+    real = runstatus.writer_is_alive
+    finished = []
+
+    def finishing_first(run_dir, rank=0):  # rank 1's writer finishes after its last event was read
+        if rank == 1 and not finished:
+            finished.append(opened[1].finish())
+        return real(run_dir, rank)
+
+    monkeypatch.setattr(runstatus, "writer_is_alive", finishing_first)
+    assert runstatus.rank_statuses(root / "job-f") == {0: "finished", 1: "finished"}
+    assert finished  # the race did happen
+    assert runstatus.current_status(root / "job-f") == "finished"
 
 
 def test_rank_detection_precedence_and_errors():

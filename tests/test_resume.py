@@ -146,6 +146,18 @@ def test_resume_auto_picks_the_latest_crashed_run_of_the_name(root):
         steplog.init(resume="auto", root=root)
 
 
+def test_resume_auto_starting_a_new_run_checks_start_step(root):
+    with pytest.raises(ValueError, match="step must be an int from 0"):
+        steplog.init(name="fresh", resume="auto", root=root, start_step=-1)
+    with pytest.raises(TypeError, match="step must be a non-negative int"):
+        steplog.init(name="fresh", resume="auto", root=root, start_step=2.0)
+    assert not root.exists() or list(root.iterdir()) == []  # refused before anything was made
+    run = steplog.init(name="fresh", resume="auto", root=root, start_step=7)
+    run.log({"loss": 1.0})
+    run.finish()
+    assert steplog.history("fresh", root=root)["step"].to_list() == [7]
+
+
 def test_resuming_a_running_run_is_refused(root):
     proc = python_subprocess(
         """

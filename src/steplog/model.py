@@ -268,8 +268,7 @@ def _ranks_of(run_dir: RunDir, events: RunEvents) -> tuple[dict[str, Any], ...]:
     A live run in object storage (``steplog sync``'s parts) is read as rank 0 only."""
     if not isinstance(run_dir, Path) or all(rank == 0 for rank in store.rank_files(run_dir)):
         return ()
-    others = {rank: ev for rank, ev in rank_events(run_dir).items() if rank}
-    return tuple(rank_facts(run_dir, {0: events, **others}))
+    return tuple(rank_facts(run_dir, {0: events, **rank_events(run_dir, others_only=True)}))
 
 
 def _config(events: RunEvents) -> dict[str, Any]:

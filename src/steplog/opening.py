@@ -83,6 +83,7 @@ def start_run(
         ('b', None)
         >>> run.finish()
     """
+    next_step = 0 if start_step is None else check_step(start_step)  # before anything is made
     now = _time()
     place = place or ranks.Place()
     if run_dir is None:
@@ -103,7 +104,7 @@ def start_run(
         fd,
         segment=0,
         last_step=None,
-        next_step=0 if start_step is None else start_step,
+        next_step=next_step,
         wallclock_offset=0.0,
         written=len(start),
         rank=place.rank,

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import store
+
 #: (launcher, rank, local rank, world size) variables, in order of precedence.
 _LAUNCHERS = (
     ("torchrun", "RANK", "LOCAL_RANK", "WORLD_SIZE"),
@@ -41,8 +43,6 @@ _LAUNCHERS = (
     ("mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_SIZE"),
 )
 _RESTART_VARS = ("TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT")
-#: A run id given by the user: a safe directory name.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -153,7 +153,7 @@ def check_run_id(run_id: Any, source: str = "run_id=") -> str:
         ...
         ValueError: run_id='../x' is not a usable run id: use letters, digits, '.', '_' and '-' ...
     """
-    if not isinstance(run_id, str) or not _SAFE_ID.match(run_id):
+    if not isinstance(run_id, str) or not store.is_shared_id(run_id):  # a safe directory name
         raise ValueError(
             f"{source.rstrip('=')}={run_id!r} is not a usable run id: use letters, digits, '.', '_' "
             f"and '-' (at most 128, starting with a letter or digit)"

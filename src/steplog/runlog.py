@@ -167,7 +167,7 @@ class Run(RunOutput):
         except (TypeError, OverflowError):
             total = None
         if type(total) is not float or not -_EXACT <= total <= _EXACT or not self._known_keys.issuperset(metrics):
-            return self._log_checked(metrics, step)
+            return self._log_checked(metrics, step, total)
         now = _perf() - self._perf0  # the wallclock: deadlines are checked against it
         event = {"s": step, "t": _time(), "w": now, "m": metrics}  # format's STEP, TIME, WALLCLOCK, METRICS
         if self._segment:
@@ -175,7 +175,7 @@ class Run(RunOutput):
         try:
             line = _dumps(event, option=self._option)
         except TypeError:  # an int beyond 64 bits, a float subclass: converted on the checked path
-            return self._log_checked(metrics, step)
+            return self._log_checked(metrics, step, total)
         mapped = self._sink_mapping
         if mapped is not None:  # MappedEvents.append without its call: the line, then its newline
             buf = mapped.buf  # (who sees a newline sees its whole line)
@@ -197,18 +197,22 @@ class Run(RunOutput):
         self._step = step
         self._next_step = step + 1
 
-    def _log_checked(self, metrics: Any, step: int) -> None:
+    def _log_checked(self, metrics: Any, step: int, total: Any) -> None:
         """``log`` for what its one-pass check does not pass: a mapping other than a dict, new metric
         names (checked, raising ValueError), values to convert (or TypeError naming the key), device
-        tensors (deferred), NaN and infinities (recorded under format.NONFINITE), big integers (warned)."""
-        if type(metrics) is not dict:
+        tensors (deferred), NaN and infinities (recorded under format.NONFINITE), big integers (warned).
+        ``total``: the sum of a dict's values as ``log`` computed it (None: the sum raised); summed
+        here only for the dict ``check_mapping`` makes of another mapping."""
+        converted = type(metrics) is not dict
+        if converted:
             metrics = check_mapping(metrics)
         if not self._known_keys.issuperset(metrics):
             self._admit_keys(metrics)
-        try:
-            total = sum(metrics.values())
-        except (TypeError, OverflowError):
-            total = None
+        if converted:
+            try:
+                total = sum(metrics.values())
+            except (TypeError, OverflowError):
+                total = None
         if type(total) is not float:
             metrics, total = self._checked_values(step, metrics)
             if metrics is None:

@@ -34,9 +34,7 @@ def current_status(run_dir: Path) -> str:
         compacted = raw_sidecar(run_dir).get("status")
         if compacted in (fmt.FINISHED, fmt.FAILED, fmt.CRASHED):
             return compacted
-    last = fmt.read_last_event(events_path(run_dir))
-    finished = last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
-    return run_status(run_dir, finished)
+    return run_status(run_dir, _finish_status(fmt.read_last_event(events_path(run_dir))))
 
 
 def run_status(run_dir: Path, finish_status: str | None) -> str:
@@ -49,14 +47,7 @@ def run_status(run_dir: Path, finish_status: str | None) -> str:
         >>> run_status(Path("/no/such/run"), None)
         'crashed'
     """
-    if finish_status in (fmt.FINISHED, fmt.FAILED):
-        own = finish_status
-    elif writer_is_alive(run_dir):
-        own = fmt.RUNNING
-    else:
-        last = fmt.read_last_event(events_path(run_dir)) or {}  # the writer may have finished since the caller read
-        status = last.get("status") if last.get(fmt.KIND) == fmt.FINISH else None
-        own = status if status in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED
+    own = _rank_status(run_dir, 0, events_path(run_dir), finish_status)[0]
     others = [rank for rank in rank_files(run_dir) if rank]
     if not others:
         return own
@@ -78,12 +69,8 @@ def rank_statuses(run_dir: Path, known: dict[int, str] | None = None) -> dict[in
         status = (known or {}).get(rank)
         last = fmt.read_last_event(path) or {}
         if status is None:
-            finished = last.get("status") if last.get(fmt.KIND) == fmt.FINISH else None
-            status = (
-                finished
-                if finished in (fmt.FINISHED, fmt.FAILED)
-                else (fmt.RUNNING if writer_is_alive(run_dir, rank) else fmt.CRASHED)
-            )
+            status, again = _rank_status(run_dir, rank, path, _finish_status(last))
+            last = last if again is None else again
         restart = last.get("restart") if last.get(fmt.KIND) == fmt.FINISH else None
         if restart is None and status == fmt.CRASHED:
             restart = _last_restart(path)
@@ -94,6 +81,25 @@ def rank_statuses(run_dir: Path, known: dict[int, str] | None = None) -> dict[in
         for rank, (status, restart) in states.items()
         if status == fmt.RUNNING or restart >= newest or rank == 0
     }
+
+
+def _finish_status(last: dict | None) -> str | None:
+    """The ``status`` of ``last`` when it is a ``finish`` event (None otherwise, or for no event)."""
+    return last.get("status") if last is not None and last.get(fmt.KIND) == fmt.FINISH else None
+
+
+def _rank_status(run_dir: Path, rank: int, path: Path, finish_status: str | None) -> tuple[str, dict | None]:
+    """The status of ``rank`` (events file ``path``) given the status of the last ``finish`` event a
+    caller read (None: none was last): ``finished``/``failed`` as recorded, else ``running`` while its
+    writer is alive, else the last event read again (the writer may have finished since the caller
+    read it): ``finished``/``failed`` as it says, else ``crashed``. With the event read again, if any."""
+    if finish_status in (fmt.FINISHED, fmt.FAILED):
+        return finish_status, None
+    if writer_is_alive(run_dir, rank):
+        return fmt.RUNNING, None
+    last = fmt.read_last_event(path) or {}
+    status = _finish_status(last)
+    return (status if status in (fmt.FINISHED, fmt.FAILED) else fmt.CRASHED), last
 
 
 def _last_restart(path: Path) -> int:

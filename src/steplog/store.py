@@ -155,7 +155,21 @@ def may_name_run(name: str) -> bool:
         >>> may_name_run("job-1234-gpt-3f741a"), may_name_run("_catalog"), may_name_run("..")
         (True, False, False)
     """
-    return is_run_id(name) or _SHARED_ID.match(name) is not None
+    return is_run_id(name) or is_shared_id(name)
+
+
+#: A run id the ranks of a job share (a job's, or one given): a safe directory name, at most 128 characters.
+_SHARED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def is_shared_id(name: str) -> bool:
+    """Whether ``name`` is a safe shared run id (``steplog.ranks``): letters, digits, ``.``, ``_``, ``-``.
+
+    Example:
+        >>> is_shared_id("job-1234.a_b"), is_shared_id("../x"), is_shared_id(".hidden"), is_shared_id("a" * 129)
+        (True, False, False, False)
+    """
+    return _SHARED_ID.match(name) is not None
 
 
 def _may_be_run(entry: os.DirEntry) -> bool:
@@ -163,10 +177,8 @@ def _may_be_run(entry: os.DirEntry) -> bool:
     one given with ``run_id=``) that holds a run."""
     if is_run_id(entry.name):
         return entry.is_dir()
-    return _SHARED_ID.match(entry.name) is not None and entry.is_dir() and is_run_dir(Path(entry.path))
+    return is_shared_id(entry.name) and entry.is_dir() and is_run_dir(Path(entry.path))
 
-
-_SHARED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 #: start_order of the run directories seen, by (path, inode): a run's start event never changes.
 _start_orders: dict[tuple[str, int], tuple[int, str]] = {}

@@ -48,7 +48,6 @@ from .opening import resume_run, start_run
 from .openruns import install_excepthook
 from .runlog import Run
 from .silentrun import SilentRun
-from .values import check_step
 
 DURABILITY_MODES = ("mmap", "process", "fsync", "buffered")
 DEFAULT_DURABILITY = "mmap"
@@ -234,9 +233,7 @@ def _open(
             raise ValueError("resume='auto' resumes the latest run of a name if it crashed: pass name= as well")
         named = store.runs_named(name, root)
         if not named or runstatus.current_status(named[-1]) != fmt.CRASHED:  # a new run, from the checkpoint's step
-            return start_run(
-                name, config, Path(root), options, start_step=None if start_step is None else check_step(start_step)
-            )
+            return start_run(name, config, Path(root), options, start_step=start_step)
         resume = named[-1]
     if resume is not None:
         return resume_run(resume, Path(root), start_step, name, config, options)
