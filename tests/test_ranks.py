@@ -221,6 +221,26 @@ def test_a_rank_joining_a_shared_run_checks_start_step(root):
     assert steplog.history("x1", root=root)["step"].to_list() == [5]
 
 
+def test_a_rank_whose_start_event_cannot_be_written_may_start_again(root, monkeypatch):
+    """A full disk while a rank writes its start event into a shared run: the error is raised, and
+    the file and the writer lock are let go, so a retry in the same process starts the rank."""
+    import errno
+
+    from steplog import opening
+
+    def full_disk(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(opening, "write_all", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        steplog.init(name="a", root=root, rank=0, world_size=2, run_id="x2")
+    monkeypatch.undo()
+    run = steplog.init(name="a", root=root, rank=0, world_size=2, run_id="x2")  # not RunLockedError
+    run.log({"loss": 1.0})
+    run.finish()
+    assert steplog.history("x2", root=root)["loss"].to_list() == [1.0]
+
+
 def test_a_rank_that_finishes_while_its_status_is_read_reads_as_finished(root, monkeypatch):
     opened = [steplog.init(name="x", root=root, rank=r, world_size=2, run_id="job-f") for r in range(2)]
     for run in opened:

@@ -89,11 +89,7 @@ def start_run(
     if run_dir is None:
         run_dir, start, fd = _start_staged(root, name, config, now, options, place)
     else:
-        locks.acquire_lock(run_dir, now, place.rank)
-        options["durability"] = effective_durability(options["durability"], run_dir)
-        start = _start_event(run_dir.name, name, config, now, options["durability"], place)
-        fd = os.open(run_dir / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        write_all(fd, start)
+        start, fd = _write_start(run_dir, run_dir.name, name, config, now, options, place)
     run_id = run_dir.name
     for directory in (run_dir, root):  # the new entries survive a power loss once a later fsync does
         store.fsync_directory(directory)
@@ -143,16 +139,36 @@ def _start_staged(
         raise store.storage_error(exc, "could not create a run directory in", root, _INIT_TODO) from exc
     fd = -1
     try:
-        locks.acquire_lock(staging, now, place.rank)
-        options["durability"] = effective_durability(options["durability"], staging)
-        start = _start_event(run_id, name, config, now, options["durability"], place)
-        fd = os.open(staging / fmt.rank_events_file(place.rank), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        write_all(fd, start)
+        start, fd = _write_start(staging, run_id, name, config, now, options, place)
         return store.publish_run_dir(staging, run_id), start, fd
     except BaseException as exc:
         _discard_staging(staging, fd)
         if isinstance(exc, OSError) and not isinstance(exc, store.StoreError):
             raise store.storage_error(exc, "could not start a run in", root, _INIT_TODO) from exc
+        raise
+
+
+def _write_start(
+    directory: Path, run_id: str, name: str | None, config: Any, now: float, options: dict[str, Any], place: ranks.Place
+) -> tuple[bytes, int]:
+    """Take this rank's writer lock in ``directory``, settle the durability (``options``) and write the
+    start event to the rank's new events file: (start event, its descriptor). A failure removes that
+    file (it holds no start event) and drops the lock before it is raised, so that a retry starts the
+    rank afresh instead of finding a file it cannot resume, or a lock of its own process."""
+    locks.acquire_lock(directory, now, place.rank)
+    path = directory / fmt.rank_events_file(place.rank)
+    fd = -1
+    try:
+        options["durability"] = effective_durability(options["durability"], directory)
+        start = _start_event(run_id, name, config, now, options["durability"], place)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        write_all(fd, start)
+        return start, fd
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+        locks.release_lock(directory, place.rank)
         raise
 
 
